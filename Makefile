@@ -1,0 +1,41 @@
+# Every target bootstraps its own virtual environment; nothing needs to be installed by hand.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test lint format bench web venv clean
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev,bench]'
+	@touch $(STAMP)
+
+venv: $(STAMP)
+
+# Builds the browser client and demo page into the Python package (needs Node/npm).
+web:
+	@bash scripts/build-web.sh
+
+demo: $(STAMP) web
+	$(VENV)/bin/tokenwire demo
+
+test: $(STAMP) web
+	@bash scripts/system-deps.sh
+	$(PY) -m pytest -q
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check src tests bench
+	$(VENV)/bin/ruff format --check src tests bench
+
+format: $(STAMP)
+	$(VENV)/bin/ruff format src tests bench
+	$(VENV)/bin/ruff check --fix src tests bench
+
+bench: $(STAMP) web
+	@bash scripts/system-deps.sh
+	$(PY) -m bench $(if $(FULL),--full,)
+
+clean:
+	rm -rf $(VENV) web/node_modules src/tokenwire/static .pytest_cache .ruff_cache

@@ -1,0 +1,60 @@
+"""The ``tokenwire`` command line: one subcommand per module in ``tokenwire.commands``."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+# name -> (module, one-line help). Modules are imported lazily so `tokenwire replay`
+# never pays for importing the server stack.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "replay": ("tokenwire.commands.replay", "decode a recorded upstream response"),
+    "mock": ("tokenwire.commands.mock", "run the deterministic mock model server"),
+    "serve": ("tokenwire.commands.serve", "run the gateway"),
+    "demo": ("tokenwire.commands.demo", "run mock model + gateway + demo page together"),
+    "tail": ("tokenwire.commands.tail", "render a live stream in the terminal"),
+}
+
+
+class CommandError(Exception):
+    """A user-facing failure: printed as one line on stderr, exit status 2."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from tokenwire import __version__
+
+    parser = argparse.ArgumentParser(prog="tokenwire", description="LLM output streaming layer.")
+    parser.add_argument("--version", action="version", version=f"tokenwire {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (module_name, help_text) in COMMANDS.items():
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name == module_name:  # command not built in this version
+                continue
+            raise
+        command_parser = sub.add_parser(name, help=help_text, description=module.__doc__)
+        module.add_arguments(command_parser)
+        command_parser.set_defaults(_run=module.run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "_run", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args._run(args) or 0)
+    except CommandError as exc:
+        print(f"tokenwire {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
