@@ -1,0 +1,80 @@
+"""Decode a recorded upstream response (an OpenAI chat-completions SSE stream or a
+non-streamed chat.completion JSON body) and print the canonical message, its ops, or Markdown.
+
+Exits 0 whenever the input decoded, even if the upstream reported an error (the message then
+has "status": "failed"); exits 2 with a one-line error if the input is not a chat-completions
+response at all."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from tokenwire.cli import CommandError
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("path", metavar="PATH", help="recorded response file, or - for stdin")
+    parser.add_argument(
+        "--format",
+        choices=("message", "ops", "markdown"),
+        default="message",
+        help="message: canonical JSON (default); ops: one op JSON per line; markdown",
+    )
+    parser.add_argument(
+        "--coalesce-ms",
+        type=float,
+        default=0.0,
+        metavar="N",
+        help="merge consecutive deltas of a block (a recording has no clock, so any N > 0 "
+        "merges each run of deltas into one op)",
+    )
+    parser.add_argument(
+        "--think-tags",
+        default=None,
+        metavar="TAGS",
+        help="comma-separated tag names whose content is reasoning (default: think,thinking,"
+        "reasoning; empty string disables)",
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    from tokenwire.protocol import NotAChatCompletion, assemble_response, render_markdown
+
+    data = _read(args.path)
+    if args.coalesce_ms < 0:
+        raise CommandError("--coalesce-ms must be >= 0")
+    tags = None
+    if args.think_tags is not None:
+        tags = tuple(t.strip() for t in args.think_tags.split(",") if t.strip())
+    try:
+        ops, message = assemble_response(data, coalesce_ms=args.coalesce_ms, think_tags=tags)
+    except NotAChatCompletion as exc:
+        raise CommandError(f"{_label(args.path)}: {exc}") from None
+    out = sys.stdout.buffer
+    if args.format == "ops":
+        out.write(b"".join(op.json + b"\n" for op in ops))
+    elif args.format == "markdown":
+        out.write(render_markdown(message).encode())
+    else:
+        out.write(message.to_json() + b"\n")
+    out.flush()
+    return 0
+
+
+def _label(path: str) -> str:
+    return "stdin" if path == "-" else path
+
+
+def _read(path: str) -> bytes:
+    if path == "-":
+        return sys.stdin.buffer.read()
+    try:
+        with open(path, "rb") as fh:
+            return fh.read()
+    except FileNotFoundError:
+        raise CommandError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise CommandError(f"{path}: is a directory") from None
+    except OSError as exc:
+        raise CommandError(f"{path}: {exc.strerror}") from None

@@ -1,0 +1,59 @@
+"""The sans-IO core: bytes and objects in, bytes and objects out. No I/O in here."""
+
+from tokenwire.protocol.assembler import Assembler, error_info
+from tokenwire.protocol.chunks import Chunk, decode_chunk
+from tokenwire.protocol.message import Block, Message
+from tokenwire.protocol.normalizer import ChunkNormalizer
+from tokenwire.protocol.ops import (
+    BlockDelta,
+    BlockEnd,
+    BlockStart,
+    EncodedOp,
+    MessageEnd,
+    MessageStart,
+    Op,
+    ProtocolError,
+    Snapshot,
+    apply_op,
+    apply_ops,
+    decode_op,
+    snapshot_op,
+)
+from tokenwire.protocol.pipeline import Pipeline
+from tokenwire.protocol.render import render_markdown
+from tokenwire.protocol.response import NotAChatCompletion, assemble_response
+from tokenwire.protocol.sse import SSEDecoder, SSEEvent, encode_comment, encode_event
+from tokenwire.protocol.think_tags import DEFAULT_THINK_TAGS, ThinkTagSplitter
+
+__all__ = [
+    "DEFAULT_THINK_TAGS",
+    "Assembler",
+    "Block",
+    "BlockDelta",
+    "BlockEnd",
+    "BlockStart",
+    "Chunk",
+    "ChunkNormalizer",
+    "EncodedOp",
+    "Message",
+    "MessageEnd",
+    "MessageStart",
+    "NotAChatCompletion",
+    "Op",
+    "Pipeline",
+    "ProtocolError",
+    "SSEDecoder",
+    "SSEEvent",
+    "Snapshot",
+    "ThinkTagSplitter",
+    "apply_op",
+    "apply_ops",
+    "assemble_response",
+    "decode_chunk",
+    "decode_op",
+    "encode_comment",
+    "encode_event",
+    "error_info",
+    "render_markdown",
+    "snapshot_op",
+]

@@ -1,0 +1,258 @@
+"""Facts -> sequenced ops, with optional coalescing of consecutive deltas.
+
+Sans-IO: the caller passes the current time (``now``, seconds, monotonic) and asks
+``next_deadline()`` when to call ``poll()`` so a held delta goes out even if upstream pauses.
+The assembler's ``message`` is always the result of the ops emitted so far (held deltas are not
+in it yet), because every op is applied to it the moment it is emitted.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from tokenwire.protocol.facts import (
+    Done,
+    Fact,
+    Finished,
+    ImageFact,
+    SourceFact,
+    Started,
+    TextFact,
+    ToolCallArguments,
+    ToolCallStarted,
+    UpstreamError,
+    UsageFact,
+)
+from tokenwire.protocol.message import CANCELLED, COMPLETED, FAILED, Message
+from tokenwire.protocol.ops import (
+    BlockDelta,
+    BlockEnd,
+    BlockStart,
+    EncodedOp,
+    MessageEnd,
+    MessageStart,
+    Op,
+    apply_op,
+)
+
+TRUNCATED = "truncated"
+
+
+def error_info(message: str, type: str | None = None, code: str | int | None = None) -> dict:
+    """The ``error`` object of a failed message."""
+    return {"message": message, "type": type, "code": code}
+
+
+class _Pending:
+    __slots__ = ("index", "parts", "since")
+
+    def __init__(self, index: int, text: str, since: float) -> None:
+        self.index = index
+        self.parts = [text]
+        self.since = since
+
+
+class Assembler:
+    """Turns facts into ops for one stream (one assistant answer)."""
+
+    def __init__(
+        self,
+        stream_id: str | None = None,
+        *,
+        model: str | None = None,
+        coalesce_ms: float = 0.0,
+    ) -> None:
+        self.stream_id = stream_id
+        self.model = model
+        self.window = max(0.0, coalesce_ms) / 1000.0
+        self.message = Message.empty()
+        self.seq = 0
+        self.done = False
+        self._out: list[EncodedOp] = []
+        self._pending: _Pending | None = None
+        self._open: dict[int, int] = {}  # open block index -> choice
+        self._text_block: dict[int, tuple[str, int]] = {}  # choice -> (kind, index) of open text
+        self._tool_block: dict[int, int] = {}  # tool-call key -> block index
+        self._tool_meta: dict[int, dict[str, Any]] = {}  # key -> {"id", "name"}
+        self._finish: dict[int, str] = {}
+        self._usage: dict[str, Any] | None = None
+        self._saw_done = False
+
+    # -- public API ------------------------------------------------------------------------
+    def feed(self, facts: Iterable[Fact], now: float = 0.0) -> list[EncodedOp]:
+        for fact in facts:
+            if self.done:
+                break
+            self._fact(fact, now)
+        return self._take(now)
+
+    def poll(self, now: float) -> list[EncodedOp]:
+        """Emit a held delta whose coalescing window has passed."""
+        return self._take(now)
+
+    def next_deadline(self) -> float | None:
+        """When ``poll`` must be called next (``None``: nothing is held)."""
+        pending = self._pending
+        return pending.since + self.window if pending is not None else None
+
+    def close(self, now: float = 0.0) -> list[EncodedOp]:
+        """The upstream stream ended; end the message per the status rules."""
+        if not self.done:
+            if self._saw_done or self._finish:
+                self._end(COMPLETED, None)
+            else:
+                self._end(
+                    FAILED,
+                    error_info("upstream stream ended without finish_reason or [DONE]", TRUNCATED),
+                )
+        return self._take(now)
+
+    def cancel(self, now: float = 0.0) -> list[EncodedOp]:
+        if not self.done:
+            self._end(CANCELLED, None)
+        return self._take(now)
+
+    def fail(
+        self,
+        message: str,
+        *,
+        error_type: str | None = "upstream_error",
+        code: str | int | None = None,
+        now: float = 0.0,
+    ) -> list[EncodedOp]:
+        if not self.done:
+            self._end(FAILED, error_info(message, error_type, code))
+        return self._take(now)
+
+    # -- facts -----------------------------------------------------------------------------
+    def _fact(self, fact: Fact, now: float) -> None:
+        if isinstance(fact, TextFact):
+            self._text(fact, now)
+        elif isinstance(fact, ToolCallArguments):
+            index = self._tool_block.get(fact.key)
+            if index is None or index not in self._open:
+                # A fragment for a call whose block was closed by other output: continue it
+                # in a new block rather than drop it.
+                meta = self._tool_meta.get(fact.key, {"id": None, "name": None})
+                index = self._start_tool(fact.choice, fact.key, meta)
+            self._delta(index, fact.text, now)
+        elif isinstance(fact, ToolCallStarted):
+            self._close_text(fact.choice)
+            meta = {"id": fact.id, "name": fact.name}
+            self._tool_meta[fact.key] = meta
+            self._start_tool(fact.choice, fact.key, meta)
+        elif isinstance(fact, Started):
+            self._ensure_started(fact.model)
+        elif isinstance(fact, Finished):
+            self._finish.setdefault(fact.choice, fact.reason)
+            for index, choice in list(self._open.items()):
+                if choice == fact.choice:
+                    self._end_block(index)
+            self._text_block.pop(fact.choice, None)
+        elif isinstance(fact, UsageFact):
+            self._usage = fact.usage
+        elif isinstance(fact, SourceFact):
+            index = self._start_block(
+                fact.choice, {"type": "source", "url": fact.url, "title": fact.title}
+            )
+            self._end_block(index)
+        elif isinstance(fact, ImageFact):
+            self._close_text(fact.choice)
+            index = self._start_block(fact.choice, {"type": "image", "url": fact.url})
+            self._end_block(index)
+        elif isinstance(fact, UpstreamError):
+            self._end(FAILED, error_info(fact.message, fact.type, fact.code))
+        elif isinstance(fact, Done):
+            self._saw_done = True
+            self._end(COMPLETED, None)
+
+    def _text(self, fact: TextFact, now: float) -> None:
+        current = self._text_block.get(fact.choice)
+        if current is not None and current[0] == fact.kind:
+            self._delta(current[1], fact.text, now)
+            return
+        self._close_text(fact.choice)
+        for index, choice in list(self._open.items()):
+            if choice == fact.choice:  # output moved on from this choice's tool calls
+                self._end_block(index)
+        index = self._start_block(fact.choice, {"type": fact.kind, "text": ""})
+        self._text_block[fact.choice] = (fact.kind, index)
+        self._delta(index, fact.text, now)
+
+    def _close_text(self, choice: int) -> None:
+        current = self._text_block.pop(choice, None)
+        if current is not None and current[1] in self._open:
+            self._end_block(current[1])
+
+    def _start_tool(self, choice: int, key: int, meta: dict[str, Any]) -> int:
+        index = self._start_block(
+            choice, {"type": "tool_call", "id": meta["id"], "name": meta["name"], "arguments": ""}
+        )
+        self._tool_block[key] = index
+        return index
+
+    # -- ops -------------------------------------------------------------------------------
+    def _ensure_started(self, model: str | None = None) -> None:
+        if self.seq == 0:
+            self._emit(MessageStart(1, self.stream_id, model or self.model))
+
+    def _start_block(self, choice: int, block: dict[str, Any]) -> int:
+        self._ensure_started()
+        self._flush()
+        if choice:
+            block = {"type": block["type"], "choice": choice, **block}
+        index = len(self.message.blocks)
+        self._emit(BlockStart(self.seq + 1, index, block))
+        self._open[index] = choice
+        return index
+
+    def _delta(self, index: int, text: str, now: float) -> None:
+        if not text:
+            return
+        if not self.window:
+            self._emit(BlockDelta(self.seq + 1, index, text))
+            return
+        pending = self._pending
+        if pending is not None and pending.index == index:
+            pending.parts.append(text)
+            return
+        self._flush()
+        self._pending = _Pending(index, text, now)
+
+    def _end_block(self, index: int) -> None:
+        self._flush()
+        del self._open[index]
+        self._emit(BlockEnd(self.seq + 1, index))
+
+    def _end(self, status: str, error: dict | None) -> None:
+        self._ensure_started()
+        self._flush()
+        for index in sorted(self._open):
+            self._end_block(index)
+        finish = self._finish.get(0)
+        if finish is None and self._finish:
+            finish = self._finish[min(self._finish)]
+        self._emit(MessageEnd(self.seq + 1, status, finish, self._usage, error))
+        self.done = True
+
+    def _flush(self) -> None:
+        pending = self._pending
+        if pending is not None:
+            self._pending = None
+            text = pending.parts[0] if len(pending.parts) == 1 else "".join(pending.parts)
+            self._emit(BlockDelta(self.seq + 1, pending.index, text))
+
+    def _emit(self, op: Op) -> None:
+        self.seq = op.seq
+        apply_op(self.message, op)
+        self._out.append(EncodedOp(op))
+
+    def _take(self, now: float) -> list[EncodedOp]:
+        pending = self._pending
+        if pending is not None and now - pending.since >= self.window:
+            self._flush()
+        out = self._out
+        if out:
+            self._out = []
+        return out

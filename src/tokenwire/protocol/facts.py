@@ -1,0 +1,80 @@
+"""Facts: what the chunk normalizer learned from upstream, free of any server's quirks.
+
+The assembler turns facts into ops. ``key`` on tool-call facts identifies one call uniquely
+within the response (the normalizer resolves missing or reused upstream indexes into keys).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+
+class Started(msgspec.Struct):
+    model: str | None
+
+
+class TextFact(msgspec.Struct):
+    """Streamed text of a block kind: ``text``, ``reasoning`` or ``refusal``."""
+
+    choice: int
+    kind: str
+    text: str
+
+
+class ToolCallStarted(msgspec.Struct):
+    choice: int
+    key: int
+    id: str | None
+    name: str | None
+
+
+class ToolCallArguments(msgspec.Struct):
+    choice: int
+    key: int
+    text: str
+
+
+class ImageFact(msgspec.Struct):
+    choice: int
+    url: str
+
+
+class SourceFact(msgspec.Struct):
+    choice: int
+    url: str
+    title: str | None
+
+
+class Finished(msgspec.Struct):
+    choice: int
+    reason: str
+
+
+class UsageFact(msgspec.Struct):
+    usage: dict[str, Any]
+
+
+class UpstreamError(msgspec.Struct):
+    message: str
+    type: str | None = None
+    code: str | int | None = None
+
+
+class Done(msgspec.Struct):
+    """``data: [DONE]`` (or the end of a whole, non-streamed body)."""
+
+
+Fact = (
+    Started
+    | TextFact
+    | ToolCallStarted
+    | ToolCallArguments
+    | ImageFact
+    | SourceFact
+    | Finished
+    | UsageFact
+    | UpstreamError
+    | Done
+)

@@ -1,0 +1,231 @@
+"""OpenAI-compatible chunks -> facts, absorbing the quirks of "compatible" servers.
+
+Handled here so that nothing downstream needs to know which server spoke:
+- reasoning as ``reasoning_content`` (DeepSeek, vLLM), ``reasoning`` (vLLM, OpenRouter, Ollama)
+  or ``reasoning_details[].text`` (OpenRouter), or wrapped in tags inside ``content``;
+- tool-call fragments with an ``index`` (OpenAI), without one (Gemini: each entry a whole
+  call), or with one ``index`` reused for different ``id``s (Ollama);
+- usage in a chunk with empty ``choices``; ``{"error": …}`` objects mid-stream; ``n > 1``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import msgspec
+
+from tokenwire.protocol.chunks import Chunk, ContentPart, Delta, decode_chunk
+from tokenwire.protocol.facts import (
+    Done,
+    Fact,
+    Finished,
+    ImageFact,
+    SourceFact,
+    Started,
+    TextFact,
+    ToolCallArguments,
+    ToolCallStarted,
+    UpstreamError,
+    UsageFact,
+)
+from tokenwire.protocol.sse import SSEEvent
+from tokenwire.protocol.think_tags import DEFAULT_THINK_TAGS, ThinkTagSplitter
+
+DONE_SENTINEL = "[DONE]"
+
+
+class _ChoiceState:
+    __slots__ = ("by_index", "call_ids", "last_key", "sources", "splitter")
+
+    def __init__(self, tags: tuple[str, ...]) -> None:
+        self.splitter = ThinkTagSplitter(tags) if tags else None
+        self.by_index: dict[int, int] = {}  # upstream tool-call index -> our key
+        self.call_ids: dict[int, str | None] = {}  # key -> upstream id
+        self.last_key: int | None = None
+        self.sources: set[str] = set()
+
+
+class ChunkNormalizer:
+    """Stateful: feed SSE events (or decoded chunks) in order, get facts."""
+
+    def __init__(self, think_tags: Iterable[str] | None = DEFAULT_THINK_TAGS) -> None:
+        self._tags = tuple(think_tags or ())
+        self._choices: dict[int, _ChoiceState] = {}
+        self._next_key = 0
+        self._started = False
+        self.chunks = 0  # chunks decoded
+        self.skipped = 0  # data events that were not JSON chunks (ignored, counted)
+        self.last_skip_reason: str | None = None
+
+    # -- input ---------------------------------------------------------------------------
+    def feed_event(self, event: SSEEvent) -> list[Fact]:
+        return self.feed_data(event.data)
+
+    def feed_data(self, data: str | bytes) -> list[Fact]:
+        """One SSE ``data`` payload: a chunk's JSON, or ``[DONE]``."""
+        if data == DONE_SENTINEL or data == b"[DONE]":
+            return [*self._flush_all(), Done()]
+        try:
+            chunk = decode_chunk(data)
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            self.skipped += 1
+            self.last_skip_reason = str(exc)
+            return []
+        return self.feed_chunk(chunk)
+
+    def feed_chunk(self, chunk: Chunk) -> list[Fact]:
+        self.chunks += 1
+        facts: list[Fact] = []
+        if not self._started and (chunk.model is not None or chunk.choices):
+            self._started = True
+            facts.append(Started(chunk.model))
+        for choice in chunk.choices or ():
+            delta = choice.delta or choice.message
+            state = self._choices.get(choice.index)
+            if state is None:
+                state = self._choices[choice.index] = _ChoiceState(self._tags)
+            if delta is not None:
+                self._delta(choice.index, state, delta, facts)
+            if choice.finish_reason:
+                self._flush(choice.index, state, facts)
+                facts.append(Finished(choice.index, choice.finish_reason))
+        if chunk.citations:
+            state = self._choices.get(0) or self._choices.setdefault(0, _ChoiceState(self._tags))
+            for url in chunk.citations:
+                self._source(0, state, url, None, facts)
+        if chunk.usage is not None:
+            facts.append(UsageFact(chunk.usage))
+        if chunk.error is not None:
+            facts.extend(self._flush_all())
+            err = chunk.error
+            if isinstance(err, str):
+                facts.append(UpstreamError(err))
+            else:
+                facts.append(UpstreamError(err.message or "upstream error", err.type, err.code))
+        return facts
+
+    def close(self) -> list[Fact]:
+        """The upstream stream ended: release any text held back by the tag splitters."""
+        return self._flush_all()
+
+    # -- pieces --------------------------------------------------------------------------
+    def _delta(self, index: int, state: _ChoiceState, delta: Delta, facts: list[Fact]) -> None:
+        reasoning = delta.reasoning_content or delta.reasoning
+        if not reasoning and delta.reasoning_details:
+            # One delta may carry the same thought in several fields (OpenRouter sends both
+            # `reasoning` and `reasoning_details`): take the first that is present.
+            reasoning = "".join(d.text or d.summary or "" for d in delta.reasoning_details)
+        if reasoning:
+            facts.append(TextFact(index, "reasoning", reasoning))
+        content = delta.content
+        if content:
+            if isinstance(content, str):
+                self._content(index, state, content, facts)
+            else:
+                self._content_parts(index, state, content, facts)
+        if delta.refusal:
+            facts.append(TextFact(index, "refusal", delta.refusal))
+        if delta.tool_calls:
+            self._tool_calls(index, state, delta, facts)
+        elif delta.function_call is not None:
+            fn = delta.function_call
+            self._tool_fragment(index, state, 0, None, fn.name, fn.arguments, facts)
+        if delta.images:
+            for image in delta.images:
+                if image.image_url is not None and image.image_url.url:
+                    facts.append(ImageFact(index, image.image_url.url))
+        if delta.annotations:
+            for note in delta.annotations:
+                cite = note.url_citation
+                if cite is not None and cite.url:
+                    self._source(index, state, cite.url, cite.title, facts)
+
+    def _content(self, index: int, state: _ChoiceState, text: str, facts: list[Fact]) -> None:
+        if state.splitter is None:
+            facts.append(TextFact(index, "text", text))
+            return
+        for kind, piece in state.splitter.feed(text):
+            facts.append(TextFact(index, kind, piece))
+
+    def _content_parts(
+        self, index: int, state: _ChoiceState, parts: list[ContentPart], facts: list[Fact]
+    ) -> None:
+        for part in parts:
+            if part.type == "thinking" and part.thinking:
+                thinking = part.thinking
+                if not isinstance(thinking, str):
+                    thinking = "".join(p.text or "" for p in thinking)
+                if thinking:
+                    facts.append(TextFact(index, "reasoning", thinking))
+            elif part.text:
+                self._content(index, state, part.text, facts)
+
+    def _tool_calls(self, index: int, state: _ChoiceState, delta: Delta, facts: list[Fact]) -> None:
+        for call in delta.tool_calls or ():
+            fn = call.function
+            name = fn.name if fn is not None else None
+            args = fn.arguments if fn is not None else None
+            self._tool_fragment(index, state, call.index, call.id, name, args, facts)
+
+    def _tool_fragment(
+        self,
+        index: int,
+        state: _ChoiceState,
+        upstream_index: int | None,
+        call_id: str | None,
+        name: str | None,
+        arguments: str | None,
+        facts: list[Fact],
+    ) -> None:
+        if upstream_index is None:
+            # Gemini: no index; an entry with an id or name is a new call, anything else
+            # continues the latest one.
+            key = state.last_key
+            if key is None or call_id or name:
+                key = self._new_call(index, state, call_id, name, facts)
+        else:
+            key = state.by_index.get(upstream_index)
+            known_id = state.call_ids.get(key) if key is not None else None
+            if key is None or (call_id and known_id and call_id != known_id):
+                # Ollama reuses index 0 for every call; a different id means a new call.
+                key = self._new_call(index, state, call_id, name, facts)
+                state.by_index[upstream_index] = key
+            elif call_id and known_id is None:
+                state.call_ids[key] = call_id
+        state.last_key = key
+        if arguments:
+            facts.append(ToolCallArguments(index, key, arguments))
+
+    def _new_call(
+        self,
+        index: int,
+        state: _ChoiceState,
+        call_id: str | None,
+        name: str | None,
+        facts: list[Fact],
+    ) -> int:
+        key = self._next_key
+        self._next_key += 1
+        state.call_ids[key] = call_id
+        if state.splitter is not None:
+            self._flush(index, state, facts)  # text held before the call comes first
+        facts.append(ToolCallStarted(index, key, call_id, name))
+        return key
+
+    def _source(
+        self, index: int, state: _ChoiceState, url: str, title: str | None, facts: list[Fact]
+    ) -> None:
+        if url not in state.sources:
+            state.sources.add(url)
+            facts.append(SourceFact(index, url, title))
+
+    def _flush(self, index: int, state: _ChoiceState, facts: list[Fact]) -> None:
+        if state.splitter is not None:
+            for kind, piece in state.splitter.flush():
+                facts.append(TextFact(index, kind, piece))
+
+    def _flush_all(self) -> list[Fact]:
+        facts: list[Fact] = []
+        for index, state in self._choices.items():
+            self._flush(index, state, facts)
+        return facts

@@ -1,0 +1,147 @@
+"""Ops: the only thing that travels to clients. Encoded once, shared by every subscriber."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+from tokenwire.protocol.message import Block, Message
+
+
+class ProtocolError(ValueError):
+    """An op that cannot be applied (wrong index, op after the end, bad JSON)."""
+
+
+class MessageStart(msgspec.Struct, tag="message.start", tag_field="type"):
+    seq: int
+    id: str | None
+    model: str | None
+
+
+class BlockStart(msgspec.Struct, tag="block.start", tag_field="type"):
+    seq: int
+    index: int
+    block: dict[str, Any]
+
+
+class BlockDelta(msgspec.Struct, tag="block.delta", tag_field="type"):
+    seq: int
+    index: int
+    text: str
+
+
+class BlockEnd(msgspec.Struct, tag="block.end", tag_field="type"):
+    seq: int
+    index: int
+
+
+class MessageEnd(msgspec.Struct, tag="message.end", tag_field="type"):
+    seq: int
+    status: str
+    finish_reason: str | None
+    usage: dict[str, Any] | None
+    error: dict[str, Any] | None
+
+
+class Snapshot(msgspec.Struct, tag="snapshot", tag_field="type"):
+    seq: int
+    message: dict[str, Any]
+
+
+Op = MessageStart | BlockStart | BlockDelta | BlockEnd | MessageEnd | Snapshot
+
+_encoder = msgspec.json.Encoder()
+_decoder = msgspec.json.Decoder(Op)
+_type_probe = msgspec.json.Decoder(dict[str, Any])
+
+
+class EncodedOp:
+    """An op together with its bytes: ``json`` (the op) and ``sse`` (one SSE event, ``id: seq``)."""
+
+    __slots__ = ("json", "op", "seq", "sse", "type")
+
+    def __init__(self, op: Op, json: bytes | None = None) -> None:
+        self.op = op
+        self.seq = op.seq
+        self.type: str = op.__struct_config__.tag  # type: ignore[assignment]
+        self.json = json if json is not None else _encoder.encode(op)
+        self.sse = b"id: %d\ndata: %s\n\n" % (op.seq, self.json)
+
+    @classmethod
+    def from_json(cls, data: bytes) -> EncodedOp:
+        """Rebuild from stored bytes (e.g. a Redis entry) without re-encoding."""
+        op = decode_op(data)
+        if op is None:
+            raise ProtocolError("unknown op type")
+        return cls(op, data)
+
+    def __repr__(self) -> str:
+        return f"EncodedOp({self.json.decode()})"
+
+
+def decode_op(data: bytes | str) -> Op | None:
+    """Decode one op. Unknown op types give ``None`` (clients skip them); bad JSON raises."""
+    try:
+        return _decoder.decode(data)
+    except msgspec.ValidationError as exc:
+        try:
+            probe = _type_probe.decode(data)
+        except msgspec.DecodeError:
+            raise ProtocolError(f"invalid op: {exc}") from None
+        if probe.get("type") in _KNOWN_TYPES:
+            raise ProtocolError(f"invalid op: {exc}") from None
+        return None
+    except msgspec.DecodeError as exc:
+        raise ProtocolError(f"invalid op JSON: {exc}") from None
+
+
+_KNOWN_TYPES = {
+    "message.start",
+    "block.start",
+    "block.delta",
+    "block.end",
+    "message.end",
+    "snapshot",
+}
+
+
+def apply_op(message: Message, op: Op) -> None:
+    """Apply one op to ``message`` in place."""
+    if isinstance(op, BlockDelta):  # the hot case first
+        try:
+            message.blocks[op.index].append(op.text)
+        except IndexError:
+            raise ProtocolError(f"block.delta for unknown block {op.index}") from None
+    elif isinstance(op, BlockStart):
+        if op.index != len(message.blocks):
+            raise ProtocolError(f"block.start index {op.index}, expected {len(message.blocks)}")
+        message.blocks.append(Block.from_dict(op.block))
+    elif isinstance(op, BlockEnd):
+        if op.index >= len(message.blocks):
+            raise ProtocolError(f"block.end for unknown block {op.index}")
+    elif isinstance(op, MessageStart):
+        message.id = op.id
+        message.model = op.model
+    elif isinstance(op, MessageEnd):
+        message.status = op.status
+        message.finish_reason = op.finish_reason
+        message.usage = op.usage
+        message.error = op.error
+    elif isinstance(op, Snapshot):
+        fresh = Message.from_dict(op.message)
+        for name in Message.__slots__:
+            setattr(message, name, getattr(fresh, name))
+
+
+def apply_ops(ops: list[EncodedOp] | list[Op], message: Message | None = None) -> Message:
+    """Apply ops in order, to a new empty message unless one is given."""
+    message = message if message is not None else Message.empty()
+    for item in ops:
+        apply_op(message, item.op if isinstance(item, EncodedOp) else item)
+    return message
+
+
+def snapshot_op(message: Message, seq: int) -> EncodedOp:
+    """A snapshot op: ``message`` is the state as of ``seq``."""
+    return EncodedOp(Snapshot(seq, message.to_dict()))

@@ -1,0 +1,156 @@
+"""Server-sent events: an incremental decoder and an encoder.
+
+The decoder follows the WHATWG "event stream interpretation" rules: lines end in CRLF, LF or
+CR; a blank line dispatches the event; lines starting with ``:`` are comments; the fields are
+``data`` (joined with LF), ``event``, ``id`` and ``retry``; a leading BOM is dropped. It works on
+bytes and only decodes whole lines, so a UTF-8 sequence split across reads is never broken.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+_BOM = b"\xef\xbb\xbf"
+
+
+@dataclass(slots=True, frozen=True)
+class SSEEvent:
+    data: str
+    event: str = "message"
+    id: str | None = None
+    """The stream's last event ID when this event was dispatched (as EventSource reports it)."""
+    retry: int | None = None
+
+
+class SSEDecoder:
+    """Feed bytes in any pieces; get back the events they complete."""
+
+    __slots__ = (
+        "_buffer",
+        "_data",
+        "_event",
+        "_last_id",
+        "_retry",
+        "_skip_lf",
+        "_started",
+        "comments",
+    )
+
+    def __init__(self) -> None:
+        self._buffer = b""
+        self._data: list[str] = []
+        self._event = ""
+        self._last_id: str | None = None
+        self._retry: int | None = None
+        self._skip_lf = False  # the previous piece ended in CR: a leading LF belongs to it
+        self._started = False  # past the optional BOM
+        self.comments = 0  # count of comment lines (keep-alive pings) seen
+
+    @property
+    def last_event_id(self) -> str | None:
+        return self._last_id
+
+    def feed(self, data: bytes) -> list[SSEEvent]:
+        if not data:
+            return []
+        if self._skip_lf:
+            self._skip_lf = False
+            if data[:1] == b"\n":
+                data = data[1:]
+        buffer = self._buffer + data if self._buffer else data
+        if not self._started:
+            if len(buffer) < 3 and _BOM.startswith(buffer):
+                self._buffer = buffer  # could still be a BOM; wait for more
+                return []
+            self._started = True
+            if buffer.startswith(_BOM):
+                buffer = buffer[3:]
+        if b"\r" in buffer:
+            if buffer.endswith(b"\r"):
+                self._skip_lf = True
+            buffer = buffer.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+        lines = buffer.split(b"\n")
+        self._buffer = lines.pop()
+        events: list[SSEEvent] = []
+        for line in lines:
+            if not line:
+                event = self._dispatch()
+                if event is not None:
+                    events.append(event)
+            else:
+                self._field(line)
+        return events
+
+    def close(self) -> list[SSEEvent]:
+        """End of stream. Per the spec an event without its closing blank line is dropped."""
+        self._buffer = b""
+        self._data = []
+        self._event = ""
+        return []
+
+    @property
+    def pending(self) -> bool:
+        """True if bytes of an unfinished event are buffered (the stream was cut mid-event)."""
+        return bool(self._buffer or self._data)
+
+    def _field(self, line: bytes) -> None:
+        if line[0] == 0x3A:  # ':' comment
+            self.comments += 1
+            return
+        text = line.decode("utf-8", "replace")
+        name, sep, value = text.partition(":")
+        if sep and value[:1] == " ":
+            value = value[1:]
+        if name == "data":
+            self._data.append(value)
+        elif name == "event":
+            self._event = value
+        elif name == "id":
+            if "\x00" not in value:
+                self._last_id = value
+        elif name == "retry":
+            if value.isascii() and value.isdigit():
+                self._retry = int(value)
+        # any other field name is ignored, as the spec says
+
+    def _dispatch(self) -> SSEEvent | None:
+        if not self._data:
+            self._event = ""
+            return None
+        data = self._data[0] if len(self._data) == 1 else "\n".join(self._data)
+        event = SSEEvent(data, self._event or "message", self._last_id, self._retry)
+        self._data = []
+        self._event = ""
+        self._retry = None
+        return event
+
+
+def encode_event(
+    data: str | bytes,
+    *,
+    event: str | None = None,
+    id: str | int | None = None,
+    retry: int | None = None,
+) -> bytes:
+    """One SSE event as bytes. Multi-line data becomes several ``data:`` lines."""
+    if isinstance(data, str):
+        data = data.encode()
+    parts: list[bytes] = []
+    if id is not None:
+        parts.append(b"id: %s\n" % (str(id).encode(),))
+    if event is not None:
+        parts.append(b"event: %s\n" % (event.encode(),))
+    if retry is not None:
+        parts.append(b"retry: %d\n" % retry)
+    if b"\n" in data or b"\r" in data:
+        lines = data.replace(b"\r\n", b"\n").replace(b"\r", b"\n").split(b"\n")
+        parts.extend(b"data: %s\n" % line for line in lines)
+    else:
+        parts.append(b"data: %s\n" % data)
+    parts.append(b"\n")
+    return b"".join(parts)
+
+
+def encode_comment(text: str = "") -> bytes:
+    """A comment line, used as a keep-alive (``: ping``)."""
+    return b": %s\n\n" % text.encode() if text else b":\n\n"
