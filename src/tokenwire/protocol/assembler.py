@@ -253,6 +253,7 @@ class Assembler:
         if pending is not None and now - pending.since >= self.window:
             self._flush()
         out = self._out
-        if out:
-            self._out = []
+        if not out:
+            return []
+        self._out = []
         return out

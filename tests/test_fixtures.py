@@ -1,0 +1,191 @@
+"""Every recorded quirk in tests/fixtures decodes into the message a reader of the stream expects."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tokenwire.protocol import apply_ops, assemble_response, decode_op
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+TEXT = "text"
+# fixture -> (status, finish_reason, [(type, text-or-arguments, extra attrs)], error type/None)
+EXPECTED: dict[str, tuple] = {
+    "openai_text.sse": ("completed", "stop", [("text", "Hello, world! ✓ café", {})]),
+    "openai_refusal.sse": ("completed", "stop", [("refusal", "I'm sorry, I can't help with that.", {})]),
+    "deepseek_reasoning_content.sse": (
+        "completed",
+        "stop",
+        [("reasoning", "The user greets me; reply politely.", {}), ("text", "Hi there!", {})],
+    ),
+    "vllm_reasoning.sse": (
+        "completed",
+        "stop",
+        [("reasoning", "Two plus two is four.", {}), ("text", "4", {})],
+    ),
+    "openrouter_reasoning_details.sse": (
+        "completed",
+        "stop",
+        [("reasoning", "Consider the question.", {}), ("text", "Paris.", {})],
+    ),
+    "think_tags_split.sse": (
+        "completed",
+        "stop",
+        [
+            ("reasoning", "Count the rs: three.", {}),
+            ("text", "There are 3 r's; a < b stays <b>text</b>.", {}),
+        ],
+    ),
+    "think_tags_variants.sse": (
+        "completed",
+        "stop",
+        [
+            ("text", "Sure. ", {}),
+            ("reasoning", "plan it", {}),
+            ("text", "Step one. ", {}),
+            ("reasoning", "check", {}),
+            ("text", "Done.", {}),
+        ],
+    ),
+    "openai_parallel_tools.sse": (
+        "completed",
+        "tool_calls",
+        [
+            ("tool_call", '{"city": "Paris"}', {"id": "call_Paris1", "name": "get_weather"}),
+            ("tool_call", '{"city": "Tokyo"}', {"id": "call_Tokyo2", "name": "get_weather"}),
+        ],
+    ),
+    "gemini_tools_no_index.sse": (
+        "completed",
+        "tool_calls",
+        [
+            ("text", "Checking both cities.", {}),
+            ("tool_call", '{"city":"Paris"}', {"id": "function-call-1", "name": "get_weather"}),
+            ("tool_call", '{"city":"Tokyo"}', {"id": "function-call-2", "name": "get_weather"}),
+        ],
+    ),
+    "ollama_tools_same_index.sse": (
+        "completed",
+        "tool_calls",
+        [
+            ("tool_call", '{"city":"Paris"}', {"id": "call_a1b2c3", "name": "get_weather"}),
+            ("tool_call", '{"tz":"Asia/Tokyo"}', {"id": "call_d4e5f6", "name": "get_time"}),
+        ],
+    ),
+    "openai_include_usage.sse": ("completed", "stop", [("text", "Done.", {})]),
+    "error_mid_stream.sse": ("failed", "error", [("text", "Partial answer", {})]),
+    "finish_without_done.sse": ("completed", "length", [("text", "Complete answer.", {})]),
+    "truncated.sse": ("failed", None, [("text", "Cut off", {})]),
+    "openai_n2_choices.sse": (
+        "completed",
+        "stop",
+        [("text", "Red apple", {}), ("text", "Blue sky", {"choice": 1})],
+    ),
+    "crlf_comments_bom.sse": ("completed", "stop", [("text", "line one\nline two", {})]),
+    "cr_multiline_data.sse": ("completed", "stop", [("text", "multi-line", {})]),
+    "non_streamed.json": (
+        "completed",
+        "tool_calls",
+        [
+            ("reasoning", "Need weather data.", {}),
+            ("text", "Calling the tool.", {}),
+            ("tool_call", '{"city":"Oslo"}', {"id": "call_0_abc", "name": "get_weather"}),
+        ],
+    ),
+    "non_streamed_error.json": ("failed", None, []),
+    "openrouter_image.sse": (
+        "completed",
+        "stop",
+        [("text", "Here is a cat:", {}), ("image", None, {"url": "data:image/png;base64,iVBORw0KGgo="})],
+    ),
+    "openai_annotations.sse": (
+        "completed",
+        "stop",
+        [
+            ("text", "The Eiffel Tower is 330 m tall [1].", {}),
+            ("source", None, {"url": "https://example.org/eiffel", "title": "Eiffel Tower facts"}),
+        ],
+    ),
+    "perplexity_citations.sse": (
+        "completed",
+        "stop",
+        [
+            ("text", "Rust 1.0 shipped in 2015[1]. It is fast[2].", {}),
+            ("source", None, {"url": "https://example.org/rust-1-0", "title": None}),
+            ("source", None, {"url": "https://example.org/blog", "title": None}),
+        ],
+    ),
+    "mistral_content_parts.sse": (
+        "completed",
+        "stop",
+        [("reasoning", "Think first.", {}), ("text", "Answer.", {})],
+    ),
+    "legacy_function_call.sse": (
+        "completed",
+        "function_call",
+        [("tool_call", '{"q":"x"}', {"id": None, "name": "lookup"})],
+    ),
+    "unknown_fields_and_garbage.sse": ("completed", "stop", [("text", "ok!", {})]),
+}
+
+ERRORS = {
+    "error_mid_stream.sse": {"message": "Provider returned error", "type": None, "code": 502},
+    "truncated.sse": {
+        "message": "upstream stream ended without finish_reason or [DONE]",
+        "type": "truncated",
+        "code": None,
+    },
+    "non_streamed_error.json": {
+        "message": "The model `nope` does not exist",
+        "type": "invalid_request_error",
+        "code": "model_not_found",
+    },
+}
+
+USAGE_TOTALS = {
+    "deepseek_reasoning_content.sse": 22,
+    "vllm_reasoning.sse": 40,
+    "openrouter_reasoning_details.sse": 29,
+    "openai_include_usage.sse": 10,
+    "gemini_tools_no_index.sse": 60,
+    "non_streamed.json": 55,
+    "perplexity_citations.sse": 14,
+}
+
+
+def test_every_fixture_has_an_expectation() -> None:
+    assert sorted(p.name for p in FIXTURES.iterdir()) == sorted(EXPECTED)
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_fixture_decodes_to_expected_message(name: str) -> None:
+    status, finish, blocks = EXPECTED[name]
+    ops, message = assemble_response((FIXTURES / name).read_bytes(), stream_id="st_test")
+    data = message.to_dict()
+    assert data["id"] == "st_test"
+    assert data["status"] == status
+    assert data["finish_reason"] == finish
+    assert data["error"] == ERRORS.get(name)
+    assert (data["usage"] or {}).get("total_tokens") == USAGE_TOTALS.get(name)
+    got = []
+    for block in data["blocks"]:
+        extra = {k: v for k, v in block.items() if k not in ("type", "text", "arguments")}
+        got.append((block["type"], block.get("text", block.get("arguments")), extra))
+    assert got == blocks
+    # The ops are well formed: dense seq from 1, start first, end last, and they rebuild it.
+    assert [op.seq for op in ops] == list(range(1, len(ops) + 1))
+    assert ops[0].type == "message.start" and ops[-1].type == "message.end"
+    rebuilt = apply_ops([decode_op(op.json) for op in ops])
+    assert rebuilt.to_json() == message.to_json()
+
+
+def test_tool_arguments_are_json_once_assembled() -> None:
+    for name in ("openai_parallel_tools.sse", "gemini_tools_no_index.sse", "ollama_tools_same_index.sse"):
+        _, message = assemble_response((FIXTURES / name).read_bytes())
+        calls = [b for b in message.blocks if b.type == "tool_call"]
+        assert len(calls) == 2
+        for call in calls:
+            assert isinstance(json.loads(call.text), dict)
