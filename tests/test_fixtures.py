@@ -1,4 +1,4 @@
-"""Every recorded quirk in tests/fixtures decodes into the message a reader of the stream expects."""
+"""Every recorded quirk in tests/fixtures decodes into the message a reader expects."""
 
 from __future__ import annotations
 
@@ -15,7 +15,11 @@ TEXT = "text"
 # fixture -> (status, finish_reason, [(type, text-or-arguments, extra attrs)], error type/None)
 EXPECTED: dict[str, tuple] = {
     "openai_text.sse": ("completed", "stop", [("text", "Hello, world! ✓ café", {})]),
-    "openai_refusal.sse": ("completed", "stop", [("refusal", "I'm sorry, I can't help with that.", {})]),
+    "openai_refusal.sse": (
+        "completed",
+        "stop",
+        [("refusal", "I'm sorry, I can't help with that.", {})],
+    ),
     "deepseek_reasoning_content.sse": (
         "completed",
         "stop",
@@ -99,7 +103,10 @@ EXPECTED: dict[str, tuple] = {
     "openrouter_image.sse": (
         "completed",
         "stop",
-        [("text", "Here is a cat:", {}), ("image", None, {"url": "data:image/png;base64,iVBORw0KGgo="})],
+        [
+            ("text", "Here is a cat:", {}),
+            ("image", None, {"url": "data:image/png;base64,iVBORw0KGgo="}),
+        ],
     ),
     "openai_annotations.sse": (
         "completed",
@@ -183,7 +190,11 @@ def test_fixture_decodes_to_expected_message(name: str) -> None:
 
 
 def test_tool_arguments_are_json_once_assembled() -> None:
-    for name in ("openai_parallel_tools.sse", "gemini_tools_no_index.sse", "ollama_tools_same_index.sse"):
+    for name in (
+        "openai_parallel_tools.sse",
+        "gemini_tools_no_index.sse",
+        "ollama_tools_same_index.sse",
+    ):
         _, message = assemble_response((FIXTURES / name).read_bytes())
         calls = [b for b in message.blocks if b.type == "tool_call"]
         assert len(calls) == 2

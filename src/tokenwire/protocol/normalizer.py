@@ -56,6 +56,7 @@ class ChunkNormalizer:
         self.chunks = 0  # chunks decoded
         self.skipped = 0  # data events that were not JSON chunks (ignored, counted)
         self.last_skip_reason: str | None = None
+        self.saw_done = False
 
     # -- input ---------------------------------------------------------------------------
     def feed_event(self, event: SSEEvent) -> list[Fact]:
@@ -64,6 +65,7 @@ class ChunkNormalizer:
     def feed_data(self, data: str | bytes) -> list[Fact]:
         """One SSE ``data`` payload: a chunk's JSON, or ``[DONE]``."""
         if data == DONE_SENTINEL or data == b"[DONE]":
+            self.saw_done = True
             return [*self._flush_all(), Done()]
         try:
             chunk = decode_chunk(data)

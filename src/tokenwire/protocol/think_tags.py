@@ -74,7 +74,10 @@ class ThinkTagSplitter:
             if text:
                 self._lstrip = False
         if text:
-            out.append((kind, text))
+            if out and out[-1][0] == kind:
+                out[-1] = (kind, out[-1][1] + text)  # one piece per run, not one per "<"
+            else:
+                out.append((kind, text))
         return out
 
 

@@ -1,0 +1,120 @@
+"""Assembler behaviour that the fixtures do not pin down: coalescing, deadlines, endings."""
+
+from __future__ import annotations
+
+import json
+
+from tokenwire.protocol import Assembler, Pipeline, ThinkTagSplitter
+from tokenwire.protocol.facts import (
+    Done,
+    Finished,
+    Started,
+    TextFact,
+    ToolCallArguments,
+    ToolCallStarted,
+)
+
+
+def sse(*chunks: dict) -> bytes:
+    return b"".join(b"data: " + json.dumps(c).encode() + b"\n\n" for c in chunks)
+
+
+def text(t: str, choice: int = 0) -> dict:
+    return {"choices": [{"index": choice, "delta": {"content": t}}]}
+
+
+def test_coalescing_holds_deltas_until_the_window_passes() -> None:
+    pipe = Pipeline("st_1", coalesce_ms=20)
+    ops = pipe.feed(sse(text("a")), now=0.0)
+    assert [o.type for o in ops] == ["message.start", "block.start"]
+    assert pipe.next_deadline() == 0.02
+    assert pipe.feed(sse(text("b")), now=0.01) == []
+    assert pipe.poll(0.015) == []
+    flushed = pipe.poll(0.02)
+    assert [json.loads(o.json)["text"] for o in flushed] == ["ab"]
+    assert pipe.next_deadline() is None
+    assert pipe.message.blocks[0].text == "ab"
+
+
+def test_coalescing_flushes_before_any_structural_op() -> None:
+    pipe = Pipeline("st_1", coalesce_ms=1000)
+    pipe.feed(sse(text("a"), text("b")), now=0.0)
+    ops = pipe.feed(
+        sse({"choices": [{"index": 0, "delta": {"reasoning_content": "r"}}]}), now=0.001
+    )
+    kinds = [(o.type, json.loads(o.json).get("text")) for o in ops]
+    assert kinds == [("block.delta", "ab"), ("block.end", None), ("block.start", None)]
+
+
+def test_message_is_never_ahead_of_emitted_ops() -> None:
+    pipe = Pipeline("st_1", coalesce_ms=50)
+    pipe.feed(sse(text("held")), now=0.0)
+    assert pipe.message.blocks[0].text == ""  # held delta not yet sent, not yet in the message
+
+
+def test_cancel_keeps_partial_and_is_idempotent() -> None:
+    pipe = Pipeline("st_1", coalesce_ms=50)
+    pipe.feed(sse(text("partial")), now=0.0)
+    ops = pipe.cancel(now=0.001)
+    assert [o.type for o in ops] == ["block.delta", "block.end", "message.end"]
+    assert pipe.message.status == "cancelled" and pipe.message.text == "partial"
+    assert pipe.cancel() == [] and pipe.fail("late") == []
+    assert pipe.feed(sse(text("more"))) == []
+
+
+def test_fail_before_any_output_still_starts_and_ends_the_message() -> None:
+    pipe = Pipeline("st_1", model="requested-model")
+    ops = pipe.fail("connection refused", error_type="upstream_error")
+    assert [o.type for o in ops] == ["message.start", "message.end"]
+    assert pipe.message.model == "requested-model"
+    assert pipe.message.error == {
+        "message": "connection refused",
+        "type": "upstream_error",
+        "code": None,
+    }
+
+
+def test_tool_fragment_after_its_block_closed_continues_in_a_new_block() -> None:
+    asm = Assembler("st_1")
+    asm.feed(
+        [
+            Started("m"),
+            ToolCallStarted(0, 7, "call_1", "f"),
+            ToolCallArguments(0, 7, '{"a"'),
+            TextFact(0, "text", "interjection"),
+            ToolCallArguments(0, 7, ":1}"),
+            Finished(0, "tool_calls"),
+            Done(),
+        ]
+    )
+    blocks = asm.message.to_dict()["blocks"]
+    assert [b["type"] for b in blocks] == ["tool_call", "text", "tool_call"]
+    assert (
+        blocks[2]["id"] == "call_1" and blocks[0]["arguments"] + blocks[2]["arguments"] == '{"a":1}'
+    )
+
+
+def test_choice_blocks_carry_choice_and_finish_per_choice() -> None:
+    pipe = Pipeline("st_1")
+    pipe.feed(
+        sse(text("x", 1), {"choices": [{"index": 1, "delta": {}, "finish_reason": "length"}]})
+    )
+    ops = pipe.close()
+    assert pipe.message.finish_reason == "length"  # no choice 0 reported: the first one that did
+    assert pipe.message.to_dict()["blocks"] == [{"type": "text", "choice": 1, "text": "x"}]
+    assert ops[-1].type == "message.end"
+
+
+def test_sse_frame_carries_the_seq_as_event_id() -> None:
+    ops = Pipeline("st_1").feed(sse(text("a")))
+    assert ops[1].sse == b"id: 2\ndata: " + ops[1].json + b"\n\n"
+
+
+def test_think_splitter_holds_possible_tags_and_releases_them_at_flush() -> None:
+    splitter = ThinkTagSplitter()
+    assert splitter.feed("x <thi") == [("text", "x ")]
+    assert splitter.flush() == [("text", "<thi")]
+    splitter = ThinkTagSplitter(("think",))
+    assert splitter.feed("<thinking>") == [("text", "<thinking>")]  # not a configured tag
+    assert splitter.feed("<think>a</th") == [("reasoning", "a")]
+    assert splitter.feed("ink>  b") == [("text", "b")]
