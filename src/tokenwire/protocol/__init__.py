@@ -17,6 +17,7 @@ from tokenwire.protocol.ops import (
     apply_op,
     apply_ops,
     decode_op,
+    encode,
     snapshot_op,
 )
 from tokenwire.protocol.pipeline import Pipeline
@@ -51,6 +52,7 @@ __all__ = [
     "assemble_response",
     "decode_chunk",
     "decode_op",
+    "encode",
     "encode_comment",
     "encode_event",
     "error_info",

@@ -34,6 +34,7 @@ from tokenwire.protocol.ops import (
     MessageStart,
     Op,
     apply_op,
+    encode,
 )
 
 TRUNCATED = "truncated"
@@ -128,7 +129,15 @@ class Assembler:
     # -- facts -----------------------------------------------------------------------------
     def _fact(self, fact: Fact, now: float) -> None:
         if isinstance(fact, TextFact):
-            self._text(fact, now)
+            current = self._text_block.get(fact.choice)
+            if current is not None and current[0] == fact.kind and not self.window:
+                # Hot path: more text for the open block, sent at once.
+                index = current[1]
+                seq = self.seq = self.seq + 1
+                self.message.blocks[index].append(fact.text)
+                self._out.append(encode(BlockDelta(seq, index, fact.text)))
+            else:
+                self._text(fact, now)
         elif isinstance(fact, ToolCallArguments):
             index = self._tool_block.get(fact.key)
             if index is None or index not in self._open:
@@ -246,7 +255,7 @@ class Assembler:
     def _emit(self, op: Op) -> None:
         self.seq = op.seq
         apply_op(self.message, op)
-        self._out.append(EncodedOp(op))
+        self._out.append(encode(op))
 
     def _take(self, now: float) -> list[EncodedOp]:
         pending = self._pending

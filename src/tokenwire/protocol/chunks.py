@@ -2,7 +2,8 @@
 
 Only the fields tokenwire reads are declared; msgspec skips everything else without building
 it, which is what makes a decode cost about a microsecond. Every field is optional because
-"compatible" servers disagree on which ones they send.
+"compatible" servers disagree on which ones they send. ``gc=False``: these objects never form
+reference cycles, and untracking them keeps the collector off the per-chunk path.
 """
 
 from __future__ import annotations
@@ -12,19 +13,19 @@ from typing import Any
 import msgspec
 
 
-class FunctionFragment(msgspec.Struct):
+class FunctionFragment(msgspec.Struct, gc=False):
     name: str | None = None
     arguments: str | None = None
 
 
-class ToolCallFragment(msgspec.Struct):
+class ToolCallFragment(msgspec.Struct, gc=False):
     index: int | None = None
     id: str | None = None
     type: str | None = None
     function: FunctionFragment | None = None
 
 
-class ReasoningDetail(msgspec.Struct):
+class ReasoningDetail(msgspec.Struct, gc=False):
     """OpenRouter-style ``reasoning_details`` entry (``reasoning.text`` / ``reasoning.summary``)."""
 
     type: str | None = None
@@ -32,28 +33,28 @@ class ReasoningDetail(msgspec.Struct):
     summary: str | None = None
 
 
-class ImageURL(msgspec.Struct):
+class ImageURL(msgspec.Struct, gc=False):
     url: str | None = None
 
 
-class ImagePart(msgspec.Struct):
+class ImagePart(msgspec.Struct, gc=False):
     """``delta.images[]`` as image-generating models send it."""
 
     type: str | None = None
     image_url: ImageURL | None = None
 
 
-class URLCitation(msgspec.Struct):
+class URLCitation(msgspec.Struct, gc=False):
     url: str | None = None
     title: str | None = None
 
 
-class Annotation(msgspec.Struct):
+class Annotation(msgspec.Struct, gc=False):
     type: str | None = None
     url_citation: URLCitation | None = None
 
 
-class ContentPart(msgspec.Struct):
+class ContentPart(msgspec.Struct, gc=False):
     """Some servers (e.g. Mistral's thinking models) send ``content`` as a list of parts."""
 
     type: str | None = None
@@ -61,7 +62,7 @@ class ContentPart(msgspec.Struct):
     thinking: str | list[ContentPart] | None = None
 
 
-class Delta(msgspec.Struct):
+class Delta(msgspec.Struct, gc=False):
     """A streamed ``delta``, or a non-streamed ``message`` (same shape, whole values)."""
 
     role: str | None = None
@@ -76,24 +77,22 @@ class Delta(msgspec.Struct):
     annotations: list[Annotation] | None = None
 
 
-class Choice(msgspec.Struct):
+class Choice(msgspec.Struct, gc=False):
     index: int = 0
     delta: Delta | None = None
     message: Delta | None = None
     finish_reason: str | None = None
 
 
-class ErrorBody(msgspec.Struct):
+class ErrorBody(msgspec.Struct, gc=False):
     message: str | None = None
     type: str | None = None
     code: str | int | None = None
 
 
-class Chunk(msgspec.Struct):
+class Chunk(msgspec.Struct, gc=False):
     """A ``chat.completion.chunk`` (streamed) or ``chat.completion`` (whole) object."""
 
-    id: str | None = None
-    object: str | None = None
     model: str | None = None
     choices: list[Choice] | None = None
     usage: dict[str, Any] | None = None
@@ -101,9 +100,9 @@ class Chunk(msgspec.Struct):
     citations: list[str] | None = None  # Perplexity: top-level source URLs
 
 
-_chunk_decoder = msgspec.json.Decoder(Chunk)
+chunk_decoder = msgspec.json.Decoder(Chunk)
 
 
 def decode_chunk(data: str | bytes) -> Chunk:
     """Decode one chunk; raises ``msgspec.DecodeError`` (or ``ValidationError``) on bad input."""
-    return _chunk_decoder.decode(data)
+    return chunk_decoder.decode(data)

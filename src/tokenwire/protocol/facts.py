@@ -11,11 +11,11 @@ from typing import Any
 import msgspec
 
 
-class Started(msgspec.Struct):
+class Started(msgspec.Struct, gc=False):
     model: str | None
 
 
-class TextFact(msgspec.Struct):
+class TextFact(msgspec.Struct, gc=False):
     """Streamed text of a block kind: ``text``, ``reasoning`` or ``refusal``."""
 
     choice: int
@@ -23,46 +23,46 @@ class TextFact(msgspec.Struct):
     text: str
 
 
-class ToolCallStarted(msgspec.Struct):
+class ToolCallStarted(msgspec.Struct, gc=False):
     choice: int
     key: int
     id: str | None
     name: str | None
 
 
-class ToolCallArguments(msgspec.Struct):
+class ToolCallArguments(msgspec.Struct, gc=False):
     choice: int
     key: int
     text: str
 
 
-class ImageFact(msgspec.Struct):
+class ImageFact(msgspec.Struct, gc=False):
     choice: int
     url: str
 
 
-class SourceFact(msgspec.Struct):
+class SourceFact(msgspec.Struct, gc=False):
     choice: int
     url: str
     title: str | None
 
 
-class Finished(msgspec.Struct):
+class Finished(msgspec.Struct, gc=False):
     choice: int
     reason: str
 
 
-class UsageFact(msgspec.Struct):
+class UsageFact(msgspec.Struct, gc=False):
     usage: dict[str, Any]
 
 
-class UpstreamError(msgspec.Struct):
+class UpstreamError(msgspec.Struct, gc=False):
     message: str
     type: str | None = None
     code: str | int | None = None
 
 
-class Done(msgspec.Struct):
+class Done(msgspec.Struct, gc=False):
     """``data: [DONE]`` (or the end of a whole, non-streamed body)."""
 
 

@@ -14,7 +14,7 @@ from collections.abc import Iterable
 
 import msgspec
 
-from tokenwire.protocol.chunks import Chunk, ContentPart, Delta, decode_chunk
+from tokenwire.protocol.chunks import Chunk, ContentPart, Delta, chunk_decoder, decode_chunk
 from tokenwire.protocol.facts import (
     Done,
     Fact,
@@ -32,6 +32,7 @@ from tokenwire.protocol.sse import SSEEvent
 from tokenwire.protocol.think_tags import DEFAULT_THINK_TAGS, ThinkTagSplitter
 
 DONE_SENTINEL = "[DONE]"
+_decode = chunk_decoder.decode
 
 
 class _ChoiceState:
@@ -60,11 +61,18 @@ class ChunkNormalizer:
 
     # -- input ---------------------------------------------------------------------------
     def feed_event(self, event: SSEEvent) -> list[Fact]:
-        return self.feed_data(event.data)
+        data = event.raw
+        if data[:1] == b"{":  # a chunk: decode right here, the per-token path
+            try:
+                chunk = _decode(data)
+            except (msgspec.DecodeError, msgspec.ValidationError):
+                return self.feed_data(data)  # counts and records the skip
+            return self.feed_chunk(chunk)
+        return self.feed_data(data)
 
     def feed_data(self, data: str | bytes) -> list[Fact]:
         """One SSE ``data`` payload: a chunk's JSON, or ``[DONE]``."""
-        if data == DONE_SENTINEL or data == b"[DONE]":
+        if data == b"[DONE]" or data == DONE_SENTINEL:
             self.saw_done = True
             return [*self._flush_all(), Done()]
         try:
@@ -143,10 +151,11 @@ class ChunkNormalizer:
                     self._source(index, state, cite.url, cite.title, facts)
 
     def _content(self, index: int, state: _ChoiceState, text: str, facts: list[Fact]) -> None:
-        if state.splitter is None:
+        splitter = state.splitter
+        if splitter is None or (splitter.idle and "<" not in text):
             facts.append(TextFact(index, "text", text))
             return
-        for kind, piece in state.splitter.feed(text):
+        for kind, piece in splitter.feed(text):
             facts.append(TextFact(index, kind, piece))
 
     def _content_parts(

@@ -13,30 +13,30 @@ class ProtocolError(ValueError):
     """An op that cannot be applied (wrong index, op after the end, bad JSON)."""
 
 
-class MessageStart(msgspec.Struct, tag="message.start", tag_field="type"):
+class MessageStart(msgspec.Struct, tag="message.start", tag_field="type", gc=False):
     seq: int
     id: str | None
     model: str | None
 
 
-class BlockStart(msgspec.Struct, tag="block.start", tag_field="type"):
+class BlockStart(msgspec.Struct, tag="block.start", tag_field="type", gc=False):
     seq: int
     index: int
     block: dict[str, Any]
 
 
-class BlockDelta(msgspec.Struct, tag="block.delta", tag_field="type"):
+class BlockDelta(msgspec.Struct, tag="block.delta", tag_field="type", gc=False):
     seq: int
     index: int
     text: str
 
 
-class BlockEnd(msgspec.Struct, tag="block.end", tag_field="type"):
+class BlockEnd(msgspec.Struct, tag="block.end", tag_field="type", gc=False):
     seq: int
     index: int
 
 
-class MessageEnd(msgspec.Struct, tag="message.end", tag_field="type"):
+class MessageEnd(msgspec.Struct, tag="message.end", tag_field="type", gc=False):
     seq: int
     status: str
     finish_reason: str | None
@@ -44,29 +44,33 @@ class MessageEnd(msgspec.Struct, tag="message.end", tag_field="type"):
     error: dict[str, Any] | None
 
 
-class Snapshot(msgspec.Struct, tag="snapshot", tag_field="type"):
+class Snapshot(msgspec.Struct, tag="snapshot", tag_field="type", gc=False):
     seq: int
     message: dict[str, Any]
 
 
 Op = MessageStart | BlockStart | BlockDelta | BlockEnd | MessageEnd | Snapshot
 
-_encoder = msgspec.json.Encoder()
+_encode = msgspec.json.Encoder().encode
 _decoder = msgspec.json.Decoder(Op)
 _type_probe = msgspec.json.Decoder(dict[str, Any])
 
 
-class EncodedOp:
-    """An op together with its bytes: ``json`` (the op) and ``sse`` (one SSE event, ``id: seq``)."""
+class EncodedOp(msgspec.Struct, gc=False):
+    """An op together with its bytes: ``json`` (the op) and ``sse`` (one SSE event, ``id: seq``).
 
-    __slots__ = ("json", "op", "seq", "sse", "type")
+    Build one with ``encode(op)``; it is a Struct because its C constructor is cheap on the
+    per-token path.
+    """
 
-    def __init__(self, op: Op, json: bytes | None = None) -> None:
-        self.op = op
-        self.seq = op.seq
-        self.type: str = op.__struct_config__.tag  # type: ignore[assignment]
-        self.json = json if json is not None else _encoder.encode(op)
-        self.sse = b"id: %d\ndata: %s\n\n" % (op.seq, self.json)
+    op: Op
+    seq: int
+    json: bytes
+    sse: bytes
+
+    @property
+    def type(self) -> str:
+        return self.op.__struct_config__.tag  # type: ignore[return-value]
 
     @classmethod
     def from_json(cls, data: bytes) -> EncodedOp:
@@ -74,10 +78,16 @@ class EncodedOp:
         op = decode_op(data)
         if op is None:
             raise ProtocolError("unknown op type")
-        return cls(op, data)
+        return cls(op, op.seq, data, b"id: %d\ndata: %s\n\n" % (op.seq, data))
 
     def __repr__(self) -> str:
         return f"EncodedOp({self.json.decode()})"
+
+
+def encode(op: Op) -> EncodedOp:
+    """Encode ``op`` once, to JSON and to its SSE frame."""
+    json = _encode(op)
+    return EncodedOp(op, op.seq, json, b"id: %d\ndata: %s\n\n" % (op.seq, json))
 
 
 def decode_op(data: bytes | str) -> Op | None:
@@ -144,4 +154,4 @@ def apply_ops(ops: list[EncodedOp] | list[Op], message: Message | None = None) -
 
 def snapshot_op(message: Message, seq: int) -> EncodedOp:
     """A snapshot op: ``message`` is the state as of ``seq``."""
-    return EncodedOp(Snapshot(seq, message.to_dict()))
+    return encode(Snapshot(seq, message.to_dict()))

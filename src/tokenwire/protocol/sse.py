@@ -8,18 +8,25 @@ bytes and only decodes whole lines, so a UTF-8 sequence split across reads is ne
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import msgspec
 
 _BOM = b"\xef\xbb\xbf"
 
 
-@dataclass(slots=True, frozen=True)
-class SSEEvent:
-    data: str
+class SSEEvent(msgspec.Struct, gc=False):
+    """One dispatched event. ``raw`` is the data as UTF-8 bytes (what JSON decoders want);
+    ``data`` is the same as text. ``id`` is the stream's last event ID at dispatch time, as
+    EventSource reports it. (A msgspec Struct because its C constructor is several times
+    cheaper than a Python ``__init__`` on this per-chunk path.)"""
+
+    raw: bytes
     event: str = "message"
     id: str | None = None
-    """The stream's last event ID when this event was dispatched (as EventSource reports it)."""
     retry: int | None = None
+
+    @property
+    def data(self) -> str:
+        return self.raw.decode("utf-8", "replace")
 
 
 class SSEDecoder:
@@ -38,7 +45,7 @@ class SSEDecoder:
 
     def __init__(self) -> None:
         self._buffer = b""
-        self._data: list[str] = []
+        self._data: list[bytes] = []
         self._event = ""
         self._last_id: str | None = None
         self._retry: int | None = None
@@ -53,6 +60,20 @@ class SSEDecoder:
     def feed(self, data: bytes) -> list[SSEEvent]:
         if not data:
             return []
+        if (
+            # Fast path: the piece is exactly one complete "data: ..." event, as model
+            # servers usually write them (measured: halves the decoder's per-chunk cost).
+            self._started
+            and not self._buffer
+            and not self._data
+            and not self._skip_lf
+            and data.startswith(b"data: ")
+            and data.endswith(b"\n\n")
+            and data.count(b"\n") == 2
+            and b"\r" not in data
+        ):
+            self._event = ""
+            return [SSEEvent(data[6:-2], "message", self._last_id, None)]
         if self._skip_lf:
             self._skip_lf = False
             if data[:1] == b"\n":
@@ -74,9 +95,12 @@ class SSEDecoder:
         events: list[SSEEvent] = []
         for line in lines:
             if not line:
-                event = self._dispatch()
-                if event is not None:
-                    events.append(event)
+                if self._data:
+                    events.append(self._dispatch())
+                else:
+                    self._event = ""
+            elif line[:6] == b"data: ":  # the common case, without decoding
+                self._data.append(line[6:])
             else:
                 self._field(line)
         return events
@@ -97,13 +121,15 @@ class SSEDecoder:
         if line[0] == 0x3A:  # ':' comment
             self.comments += 1
             return
-        text = line.decode("utf-8", "replace")
-        name, sep, value = text.partition(":")
-        if sep and value[:1] == " ":
-            value = value[1:]
-        if name == "data":
-            self._data.append(value)
-        elif name == "event":
+        raw_name, sep, raw_value = line.partition(b":")
+        if sep and raw_value[:1] == b" ":
+            raw_value = raw_value[1:]
+        if raw_name == b"data":
+            self._data.append(raw_value)
+            return
+        name = raw_name.decode("utf-8", "replace")
+        value = raw_value.decode("utf-8", "replace")
+        if name == "event":
             self._event = value
         elif name == "id":
             if "\x00" not in value:
@@ -112,11 +138,8 @@ class SSEDecoder:
             self._retry = int(value)
         # any other field name is ignored, as the spec says
 
-    def _dispatch(self) -> SSEEvent | None:
-        if not self._data:
-            self._event = ""
-            return None
-        data = self._data[0] if len(self._data) == 1 else "\n".join(self._data)
+    def _dispatch(self) -> SSEEvent:
+        data = self._data[0] if len(self._data) == 1 else b"\n".join(self._data)
         event = SSEEvent(data, self._event or "message", self._last_id, self._retry)
         self._data = []
         self._event = ""

@@ -13,13 +13,14 @@ DEFAULT_THINK_TAGS: tuple[str, ...] = ("think", "thinking", "reasoning")
 class ThinkTagSplitter:
     """Feed content text; get ``(kind, text)`` pieces, kind ``"text"`` or ``"reasoning"``."""
 
-    __slots__ = ("_held", "_inside", "_lstrip", "_openers")
+    __slots__ = ("_held", "_inside", "_lstrip", "_openers", "idle")
 
     def __init__(self, tags: tuple[str, ...] = DEFAULT_THINK_TAGS) -> None:
         self._openers = {f"<{tag}>": f"</{tag}>" for tag in tags}
         self._inside: str | None = None  # the closing tag we wait for
         self._held = ""
         self._lstrip = False
+        self.idle = True  # outside any tag, nothing held: text without "<" passes as is
 
     def feed(self, text: str) -> list[tuple[str, str]]:
         if not self._held and self._inside is None and "<" not in text:
@@ -61,18 +62,22 @@ class ThinkTagSplitter:
                 self._emit(out, "reasoning", buf[: len(buf) - keep])
                 self._held = buf[len(buf) - keep :]
                 break
+        self.idle = not self._held and self._inside is None and not self._lstrip
         return out
 
     def flush(self) -> list[tuple[str, str]]:
         """End of content: a held fragment was not a tag after all."""
         held, self._held = self._held, ""
-        return self._emit([], "reasoning" if self._inside else "text", held)
+        out = self._emit([], "reasoning" if self._inside else "text", held)
+        self.idle = self._inside is None and not self._lstrip
+        return out
 
     def _emit(self, out: list[tuple[str, str]], kind: str, text: str) -> list[tuple[str, str]]:
         if self._lstrip:
             text = text.lstrip()
             if text:
                 self._lstrip = False
+                self.idle = not self._held and self._inside is None
         if text:
             if out and out[-1][0] == kind:
                 out[-1] = (kind, out[-1][1] + text)  # one piece per run, not one per "<"
