@@ -82,10 +82,26 @@ class Assembler:
 
     # -- public API ------------------------------------------------------------------------
     def feed(self, facts: Iterable[Fact], now: float = 0.0) -> list[EncodedOp]:
+        text_block = self._text_block
         for fact in facts:
             if self.done:
                 break
+            if type(fact) is TextFact and not self.window:
+                current = text_block.get(fact.choice)
+                if current is not None and current[0] == fact.kind:
+                    # Hot path: more text for the open block, sent at once.
+                    index = current[1]
+                    seq = self.seq = self.seq + 1
+                    self.message.blocks[index].append(fact.text)
+                    self._out.append(encode(BlockDelta(seq, index, fact.text)))
+                    continue
             self._fact(fact, now)
+        if self._pending is None:
+            out = self._out
+            if not out:
+                return []
+            self._out = []
+            return out
         return self._take(now)
 
     def poll(self, now: float) -> list[EncodedOp]:
@@ -129,15 +145,7 @@ class Assembler:
     # -- facts -----------------------------------------------------------------------------
     def _fact(self, fact: Fact, now: float) -> None:
         if isinstance(fact, TextFact):
-            current = self._text_block.get(fact.choice)
-            if current is not None and current[0] == fact.kind and not self.window:
-                # Hot path: more text for the open block, sent at once.
-                index = current[1]
-                seq = self.seq = self.seq + 1
-                self.message.blocks[index].append(fact.text)
-                self._out.append(encode(BlockDelta(seq, index, fact.text)))
-            else:
-                self._text(fact, now)
+            self._text(fact, now)
         elif isinstance(fact, ToolCallArguments):
             index = self._tool_block.get(fact.key)
             if index is None or index not in self._open:

@@ -129,8 +129,12 @@ class ChunkNormalizer:
             facts.append(TextFact(index, "reasoning", reasoning))
         content = delta.content
         if content:
-            if isinstance(content, str):
-                self._content(index, state, content, facts)
+            if type(content) is str:
+                splitter = state.splitter
+                if splitter is None or (splitter.idle and "<" not in content):
+                    facts.append(TextFact(index, "text", content))  # hot path, inlined
+                else:
+                    self._content(index, state, content, facts)
             else:
                 self._content_parts(index, state, content, facts)
         if delta.refusal:

@@ -1,0 +1,56 @@
+"""Run the deterministic mock model server: an OpenAI-compatible endpoint whose answers are
+picked by the request's model name (mock, mock-reasoning, mock-tools, mock-error,
+mock-truncated, mock-html)."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=8900, help="port to bind (default 8900)")
+    parser.add_argument(
+        "--tps", type=float, default=0, help="tokens per second per stream (0: unpaced)"
+    )
+    parser.add_argument(
+        "--ttft-ms", type=float, default=0, help="delay before the first token, in ms"
+    )
+    parser.add_argument("--seed", type=int, default=0, help="seed of the generated answers")
+    parser.add_argument(
+        "--reasoning-style",
+        choices=("reasoning_content", "reasoning", "think-tags"),
+        default="reasoning_content",
+        help="how mock-reasoning sends its reasoning",
+    )
+    parser.add_argument(
+        "--tool-style",
+        choices=("openai", "gemini", "ollama"),
+        default="openai",
+        help="which server's tool-call chunks mock-tools imitates",
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from tokenwire.cli import CommandError
+    from tokenwire.mock import create_mock_app
+
+    if args.tps < 0 or args.ttft_ms < 0:
+        raise CommandError("--tps and --ttft-ms must not be negative")
+    if not 0 < args.port < 65536:
+        raise CommandError(f"invalid port {args.port}")
+    app = create_mock_app(
+        tps=args.tps,
+        ttft_ms=args.ttft_ms,
+        seed=args.seed,
+        reasoning_style=args.reasoning_style,
+        tool_style=args.tool_style,
+    )
+    print(f"tokenwire mock: http://{args.host}:{args.port}/v1 (models: GET /v1/models)")
+    try:
+        uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    except OSError as exc:
+        raise CommandError(f"cannot listen on {args.host}:{args.port}: {exc}") from None
+    return 0

@@ -1,0 +1,261 @@
+"""Turning generator parts into response bytes (no I/O).
+
+``StreamEncoder`` frames a streamed response chunk by chunk; ``CompletionBuilder`` collects a
+non-streamed ``chat.completion`` object. Both count tokens (one per text, reasoning or
+argument part), enforce the token limit, and work out finish reason and usage.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+from tokenwire.producer.framing import DONE, ChunkFramer, error_event
+from tokenwire.producer.parts import (
+    Finish,
+    Part,
+    RawDelta,
+    Reasoning,
+    StreamError,
+    Text,
+    ToolCallDelta,
+    ToolCallStart,
+    Truncate,
+    Usage,
+)
+
+
+class _Accounting:
+    """Token counting, limit, tool-call indexes, finish reason and usage, shared by both modes."""
+
+    def __init__(self, limit: int | None, prompt_tokens: int) -> None:
+        self.limit = limit
+        self.tokens = 0
+        self.prompt_tokens = prompt_tokens
+        self.done = False  # stop pulling from the generator
+        self.limit_hit = False
+        self.finish_reason: str | None = None
+        self.reported_usage: Usage | None = None
+        self.next_tool = 0
+        self.last_tool = 0
+        self.saw_tools = False
+
+    def count(self) -> None:
+        self.tokens += 1
+        if self.limit is not None and self.tokens >= self.limit:
+            self.limit_hit = self.done = True
+
+    def start_tool(self, index: int | None) -> int:
+        if index is None:
+            index = self.next_tool
+        self.next_tool = max(self.next_tool, index + 1)
+        self.last_tool = index
+        self.saw_tools = True
+        return index
+
+    def final_reason(self) -> str:
+        if self.limit_hit:
+            return "length"
+        if self.finish_reason is not None:
+            return self.finish_reason
+        return "tool_calls" if self.saw_tools else "stop"
+
+    def usage(self) -> dict[str, int]:
+        got = self.reported_usage or Usage()
+        prompt = self.prompt_tokens if got.prompt_tokens is None else got.prompt_tokens
+        completion = self.tokens if got.completion_tokens is None else got.completion_tokens
+        total = prompt + completion if got.total_tokens is None else got.total_tokens
+        return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": total}
+
+
+class StreamEncoder:
+    """Frames one streamed response: ``start()``, ``feed(part)`` until ``done``, ``finish()``."""
+
+    def __init__(
+        self,
+        framer: ChunkFramer,
+        *,
+        limit: int | None = None,
+        include_usage: bool = False,
+        prompt_tokens: int = 0,
+    ) -> None:
+        self.framer = framer
+        self.include_usage = include_usage
+        self.acct = _Accounting(limit, prompt_tokens)
+        self.aborted = False  # ended by StreamError/Truncate: no finish chunk, no [DONE]
+
+    @property
+    def done(self) -> bool:
+        return self.acct.done
+
+    def start(self) -> bytes:
+        return self.framer.role()
+
+    def feed(self, part: Part) -> bytes:
+        """The bytes for one part (possibly empty). Check ``done`` afterwards."""
+        acct = self.acct
+        if acct.done:
+            return b""
+        if type(part) is str:  # the fast path
+            acct.count()
+            return self.framer.content(part)
+        if isinstance(part, str):  # str subclasses
+            acct.count()
+            return self.framer.content(str(part))
+        if isinstance(part, Text):
+            acct.count()
+            return self.framer.content(part.text)
+        if isinstance(part, Reasoning):
+            acct.count()
+            return self.framer.reasoning(part.text)
+        if isinstance(part, ToolCallDelta):
+            acct.count()
+            index = acct.last_tool if part.index is None else part.index
+            return self.framer.tool_args(index, part.arguments)
+        if isinstance(part, ToolCallStart):
+            return self.framer.tool_start(acct.start_tool(part.index), part.id, part.name)
+        if isinstance(part, Usage):
+            acct.reported_usage = part
+            return b""
+        if isinstance(part, Finish):
+            acct.finish_reason = part.reason
+            return b""
+        if isinstance(part, RawDelta):
+            acct.count()
+            if part.finish_reason is not None:
+                acct.finish_reason = part.finish_reason
+            if part.delta.get("tool_calls"):
+                acct.saw_tools = True
+            return self.framer.delta(part.delta)
+        if isinstance(part, StreamError):
+            acct.done = self.aborted = True
+            return error_event(part.message, part.type, part.code)
+        if isinstance(part, Truncate):
+            acct.done = self.aborted = True
+            return b""
+        raise TypeError(f"a producer generator yielded {type(part).__name__!r}")
+
+    def finish(self) -> bytes:
+        """The closing bytes: finish chunk, usage chunk if asked for, ``[DONE]``."""
+        self.acct.done = True
+        if self.aborted:
+            return b""
+        out = self.framer.finish(self.acct.final_reason())
+        if self.include_usage:
+            out += self.framer.usage(self.acct.usage())
+        return out + DONE
+
+
+class _Call:
+    __slots__ = ("arguments", "id", "name")
+
+    def __init__(self, call_id: str | None, name: str | None) -> None:
+        self.id = call_id
+        self.name = name
+        self.arguments: list[str] = []
+
+
+class CompletionBuilder:
+    """Collects parts into one ``chat.completion`` object (non-streamed responses)."""
+
+    def __init__(
+        self,
+        response_id: str,
+        model: str,
+        created: int,
+        *,
+        limit: int | None = None,
+        prompt_tokens: int = 0,
+        reasoning_field: str = "reasoning_content",
+    ) -> None:
+        self.response_id = response_id
+        self.model = model
+        self.created = created
+        self.reasoning_field = reasoning_field
+        self.acct = _Accounting(limit, prompt_tokens)
+        self.text: list[str] = []
+        self.reasoning: list[str] = []
+        self.calls: dict[int, _Call] = {}
+        self.error: StreamError | None = None
+        self.truncated = False
+
+    @property
+    def done(self) -> bool:
+        return self.acct.done
+
+    def feed(self, part: Part) -> None:
+        acct = self.acct
+        if acct.done:
+            return
+        if isinstance(part, str):
+            acct.count()
+            self.text.append(str(part))
+        elif isinstance(part, Text):
+            acct.count()
+            self.text.append(part.text)
+        elif isinstance(part, Reasoning):
+            acct.count()
+            self.reasoning.append(part.text)
+        elif isinstance(part, ToolCallStart):
+            self.calls[acct.start_tool(part.index)] = _Call(part.id, part.name)
+        elif isinstance(part, ToolCallDelta):
+            acct.count()
+            index = acct.last_tool if part.index is None else part.index
+            self.calls.setdefault(index, _Call(None, None)).arguments.append(part.arguments)
+        elif isinstance(part, Usage):
+            acct.reported_usage = part
+        elif isinstance(part, Finish):
+            acct.finish_reason = part.reason
+        elif isinstance(part, RawDelta):
+            acct.count()
+            if part.finish_reason is not None:
+                acct.finish_reason = part.finish_reason
+            content = part.delta.get("content")
+            if isinstance(content, str):
+                self.text.append(content)
+            reasoning = part.delta.get(self.reasoning_field)
+            if isinstance(reasoning, str):
+                self.reasoning.append(reasoning)
+        elif isinstance(part, StreamError):
+            self.error = part
+            acct.done = True
+        elif isinstance(part, Truncate):
+            self.truncated = acct.done = True
+        else:
+            raise TypeError(f"a producer generator yielded {type(part).__name__!r}")
+
+    def result(self) -> dict[str, Any]:
+        """The ``chat.completion`` object. A truncated answer has ``finish_reason: null``."""
+        message: dict[str, Any] = {
+            "role": "assistant",
+            "content": "".join(self.text) if self.text or not self.calls else None,
+        }
+        if self.reasoning:
+            message[self.reasoning_field] = "".join(self.reasoning)
+        if self.calls:
+            message["tool_calls"] = [
+                {
+                    "id": call.id,
+                    "type": "function",
+                    "function": {"name": call.name, "arguments": "".join(call.arguments)},
+                }
+                for _, call in sorted(self.calls.items())
+            ]
+        choice = {
+            "index": 0,
+            "message": message,
+            "logprobs": None,
+            "finish_reason": None if self.truncated else self.acct.final_reason(),
+        }
+        return {
+            "id": self.response_id,
+            "object": "chat.completion",
+            "created": self.created,
+            "model": self.model,
+            "choices": [choice],
+            "usage": self.acct.usage(),
+        }
+
+    def to_json(self) -> bytes:
+        return msgspec.json.encode(self.result())
