@@ -11,6 +11,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+import msgspec
+
 from tokenwire.protocol.facts import (
     Done,
     Fact,
@@ -38,6 +40,7 @@ from tokenwire.protocol.ops import (
 )
 
 TRUNCATED = "truncated"
+_encode = msgspec.json.Encoder().encode
 
 
 def error_info(message: str, type: str | None = None, code: str | int | None = None) -> dict:
@@ -92,8 +95,12 @@ class Assembler:
                     # Hot path: more text for the open block, sent at once.
                     index = current[1]
                     seq = self.seq = self.seq + 1
-                    self.message.blocks[index].append(fact.text)
-                    self._out.append(encode(BlockDelta(seq, index, fact.text)))
+                    text = fact.text
+                    self.message.blocks[index]._parts.append(text)
+                    op = BlockDelta(seq, index, text)
+                    json = _encode(op)
+                    sse = b"id: %d\ndata: %s\n\n" % (seq, json)
+                    self._out.append(EncodedOp(op, seq, json, sse))  # = encode(op), inlined
                     continue
             self._fact(fact, now)
         if self._pending is None:

@@ -82,6 +82,15 @@ class SSEDecoder:
             self._skip_lf = True  # an LF at the start of the next piece ends the same line
         else:
             self._buffer = lines.pop() if lines else b""
+        if (
+            len(lines) == 2
+            and not lines[1]
+            and not self._data
+            and not self._event
+            and self._retry is None
+            and lines[0].startswith(b"data: ")
+        ):  # the usual read: exactly one complete "data: ..." event
+            return [SSEEvent(lines[0][6:], "message", self._last_id)]
         events: list[SSEEvent] = []
         for line in lines:
             if not line:
