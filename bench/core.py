@@ -32,9 +32,15 @@ def make_stream(chunks: int) -> list[bytes]:
         delta = {"content": words[i % len(words)]}
         if i == 0:
             delta = {"role": "assistant", "content": "", "refusal": None}
-        chunk = {**head, "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": None}]}
+        chunk = {
+            **head,
+            "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": None}],
+        }
         out.append(b"data: " + json.dumps(chunk, separators=(",", ":")).encode() + b"\n\n")
-    final = {**head, "choices": [{"index": 0, "delta": {}, "logprobs": None, "finish_reason": "stop"}]}
+    final = {
+        **head,
+        "choices": [{"index": 0, "delta": {}, "logprobs": None, "finish_reason": "stop"}],
+    }
     out.append(b"data: " + json.dumps(final, separators=(",", ":")).encode() + b"\n\n")
     out.append(b"data: [DONE]\n\n")
     return out

@@ -1,0 +1,88 @@
+"""What the sync and async clients share: SSE bytes -> ops -> message, and resume position."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+from tokenwire.protocol import Message, MessageEnd, Op, SSEDecoder, apply_op, decode_op
+
+
+class GatewayError(Exception):
+    """The gateway answered with an error (``status`` plus its ``{"error": …}`` body)."""
+
+    def __init__(self, status: int, message: str, type: str | None, code: Any) -> None:
+        super().__init__(f"HTTP {status}: {message}")
+        self.status = status
+        self.message = message
+        self.type = type
+        self.code = code
+
+    @classmethod
+    def from_response(cls, status: int, body: bytes) -> GatewayError:
+        try:
+            err = msgspec.json.decode(body)["error"]
+            return cls(status, str(err.get("message")), err.get("type"), err.get("code"))
+        except (msgspec.DecodeError, KeyError, TypeError, AttributeError):
+            text = body[:200].decode("utf-8", "replace") or "no body"
+            return cls(status, text, None, None)
+
+
+class StreamState:
+    """The client side of one stream: applied message, last seq, and an SSE decoder."""
+
+    def __init__(self, stream_id: str) -> None:
+        self.id = stream_id
+        self.message = Message.empty(stream_id)
+        self.seq = 0
+        self.done = False
+        self._decoder = SSEDecoder()
+
+    def reset_connection(self) -> None:
+        self._decoder = SSEDecoder()  # a new response starts a new event stream
+
+    def feed(self, data: bytes) -> list[Op]:
+        """New ops in ``data`` (already applied). Ops at or before ``seq`` are skipped."""
+        out: list[Op] = []
+        for event in self._decoder.feed(data):
+            if not event.data or self.done:
+                continue
+            op = decode_op(event.data)
+            if op is None or op.seq <= self.seq:
+                continue  # unknown op type (forward compatibility), or one we already have
+            apply_op(self.message, op)
+            self.seq = op.seq
+            out.append(op)
+            if isinstance(op, MessageEnd):
+                self.done = True
+        return out
+
+    def headers(self, api_key: str | None) -> dict[str, str]:
+        headers = {"Accept": "text/event-stream"}
+        if api_key:
+            headers["Authorization"] = f"Bearer {api_key}"
+        if self.seq:
+            headers["Last-Event-ID"] = str(self.seq)
+        return headers
+
+
+def create_body(
+    messages: list[dict[str, Any]],
+    model: str | None,
+    coalesce_ms: float | None,
+    params: dict[str, Any],
+) -> dict[str, Any]:
+    body: dict[str, Any] = {"messages": messages, **params}
+    if model is not None:
+        body["model"] = model
+    if coalesce_ms is not None:
+        body["tokenwire"] = {"coalesce_ms": coalesce_ms}
+    return body
+
+
+def backoff(attempt: int) -> float:
+    return min(0.1 * (2**attempt), 2.0)
+
+
+RETRYABLE_STATUS = frozenset({502, 503, 504})

@@ -1,0 +1,140 @@
+"""The asyncio client (httpx)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+
+from tokenwire.client._state import (
+    RETRYABLE_STATUS,
+    GatewayError,
+    StreamState,
+    backoff,
+    create_body,
+)
+from tokenwire.protocol import Message, Op
+
+
+class AsyncClient:
+    """The async twin of ``Client``."""
+
+    def __init__(
+        self,
+        base_url: str = "http://127.0.0.1:8787",
+        *,
+        api_key: str | None = None,
+        timeout: float = 30.0,
+        max_retries: int = 5,
+    ) -> None:
+        self.api_key = api_key
+        self.max_retries = max_retries
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self._http = httpx.AsyncClient(
+            base_url=base_url.rstrip("/"),
+            headers=headers,
+            timeout=httpx.Timeout(timeout, read=max(timeout, 60.0)),
+        )
+
+    async def __aenter__(self) -> AsyncClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    def _check(self, response: httpx.Response) -> httpx.Response:
+        if response.status_code >= 400:
+            raise GatewayError.from_response(response.status_code, response.content)
+        return response
+
+    async def create(
+        self,
+        messages: list[dict[str, Any]],
+        *,
+        model: str | None = None,
+        coalesce_ms: float | None = None,
+        **params: Any,
+    ) -> AsyncStream:
+        body = create_body(messages, model, coalesce_ms, params)
+        data = self._check(await self._http.post("/v1/streams", json=body)).json()
+        return AsyncStream(self, data["id"])
+
+    def stream(self, stream_id: str) -> AsyncStream:
+        return AsyncStream(self, stream_id)
+
+    async def get(self, stream_id: str) -> dict[str, Any]:
+        return self._check(await self._http.get(f"/v1/streams/{stream_id}")).json()
+
+    async def cancel(self, stream_id: str) -> str:
+        response = await self._http.post(f"/v1/streams/{stream_id}/cancel")
+        return self._check(response).json()["status"]
+
+    async def _ops(self, state: StreamState) -> AsyncIterator[Op]:
+        failures = 0
+        while not state.done:
+            progressed = False
+            try:
+                state.reset_connection()
+                async with self._http.stream(
+                    "GET", f"/v1/streams/{state.id}/events", headers=state.headers(None)
+                ) as response:
+                    if response.status_code == 204:
+                        state.done = True
+                        return
+                    if response.status_code in RETRYABLE_STATUS:
+                        raise httpx.TransportError(f"HTTP {response.status_code}")
+                    if response.status_code >= 400:
+                        body = await response.aread()
+                        raise GatewayError.from_response(response.status_code, body)
+                    async for chunk in response.aiter_raw():
+                        ops = state.feed(chunk)
+                        if ops:
+                            progressed = True
+                            for op in ops:
+                                yield op
+                        if state.done:
+                            return
+            except httpx.TransportError:
+                pass
+            failures = 0 if progressed else failures + 1
+            if failures > self.max_retries:
+                raise ConnectionError(
+                    f"stream {state.id}: gave up after {self.max_retries} reconnects"
+                )
+            if not progressed:
+                await asyncio.sleep(backoff(failures - 1))
+
+
+class AsyncStream:
+    def __init__(self, client: AsyncClient, stream_id: str) -> None:
+        self.client = client
+        self.id = stream_id
+        self._state = StreamState(stream_id)
+
+    @property
+    def message(self) -> Message:
+        return self._state.message
+
+    @property
+    def seq(self) -> int:
+        return self._state.seq
+
+    @property
+    def done(self) -> bool:
+        return self._state.done
+
+    def __aiter__(self) -> AsyncIterator[Op]:
+        return self.client._ops(self._state)
+
+    async def wait(self) -> Message:
+        async for _ in self:
+            pass
+        return self.message
+
+    async def cancel(self) -> str:
+        return await self.client.cancel(self.id)

@@ -1,0 +1,147 @@
+"""The blocking client (httpx)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+
+from tokenwire.client._state import (
+    RETRYABLE_STATUS,
+    GatewayError,
+    StreamState,
+    backoff,
+    create_body,
+)
+from tokenwire.protocol import Message, Op
+
+
+class Client:
+    """Talk to a tokenwire gateway: create streams, follow them with resume, cancel them."""
+
+    def __init__(
+        self,
+        base_url: str = "http://127.0.0.1:8787",
+        *,
+        api_key: str | None = None,
+        timeout: float = 30.0,
+        max_retries: int = 5,
+    ) -> None:
+        self.api_key = api_key
+        self.max_retries = max_retries
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        # The read timeout is generous: the gateway pings idle streams well within it.
+        self._http = httpx.Client(
+            base_url=base_url.rstrip("/"),
+            headers=headers,
+            timeout=httpx.Timeout(timeout, read=max(timeout, 60.0)),
+        )
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._http.close()
+
+    def _check(self, response: httpx.Response) -> httpx.Response:
+        if response.status_code >= 400:
+            raise GatewayError.from_response(response.status_code, response.content)
+        return response
+
+    def create(
+        self,
+        messages: list[dict[str, Any]],
+        *,
+        model: str | None = None,
+        coalesce_ms: float | None = None,
+        **params: Any,
+    ) -> Stream:
+        """Start a detached generation (``params`` go to the model: ``max_tokens``, …)."""
+        body = create_body(messages, model, coalesce_ms, params)
+        data = self._check(self._http.post("/v1/streams", json=body)).json()
+        return Stream(self, data["id"])
+
+    def stream(self, stream_id: str) -> Stream:
+        """Follow an existing stream."""
+        return Stream(self, stream_id)
+
+    def get(self, stream_id: str) -> dict[str, Any]:
+        """``{"id", "status", "seq", "message"}`` as the gateway has it now."""
+        return self._check(self._http.get(f"/v1/streams/{stream_id}")).json()
+
+    def cancel(self, stream_id: str) -> str:
+        """Stop the generation; returns the stream's status."""
+        return self._check(self._http.post(f"/v1/streams/{stream_id}/cancel")).json()["status"]
+
+    def _ops(self, state: StreamState) -> Iterator[Op]:
+        failures = 0
+        while not state.done:
+            progressed = False
+            try:
+                state.reset_connection()
+                with self._http.stream(
+                    "GET", f"/v1/streams/{state.id}/events", headers=state.headers(None)
+                ) as response:
+                    if response.status_code == 204:  # nothing after our position
+                        state.done = True
+                        return
+                    if response.status_code in RETRYABLE_STATUS:
+                        raise httpx.TransportError(f"HTTP {response.status_code}")
+                    if response.status_code >= 400:
+                        raise GatewayError.from_response(response.status_code, response.read())
+                    for chunk in response.iter_raw():
+                        ops = state.feed(chunk)
+                        if ops:
+                            progressed = True
+                            yield from ops
+                        if state.done:
+                            return
+            except httpx.TransportError:
+                pass  # reconnect below, resuming after the last seq we applied
+            failures = 0 if progressed else failures + 1
+            if failures > self.max_retries:
+                raise ConnectionError(
+                    f"stream {state.id}: gave up after {self.max_retries} reconnects"
+                )
+            if not progressed:
+                time.sleep(backoff(failures - 1))
+
+
+class Stream:
+    """One stream as seen by this client. Iterate it for ops; ``message`` is kept current."""
+
+    def __init__(self, client: Client, stream_id: str) -> None:
+        self.client = client
+        self.id = stream_id
+        self._state = StreamState(stream_id)
+
+    @property
+    def message(self) -> Message:
+        """The message as of ``seq`` (every op received so far applied)."""
+        return self._state.message
+
+    @property
+    def seq(self) -> int:
+        return self._state.seq
+
+    @property
+    def done(self) -> bool:
+        return self._state.done
+
+    def __iter__(self) -> Iterator[Op]:
+        """Ops after ``seq``; reconnects and resumes by itself until ``message.end``."""
+        return self.client._ops(self._state)
+
+    def wait(self) -> Message:
+        """Follow the stream to its end; the final message."""
+        for _ in self:
+            pass
+        return self.message
+
+    def cancel(self) -> str:
+        return self.client.cancel(self.id)

@@ -1,0 +1,114 @@
+"""Run the gateway: detached generations with resumable op streams (SSE, WebSocket), a JSON
+snapshot, cancel, and an OpenAI-compatible passthrough. Every flag can also be set with a
+TOKENWIRE_* environment variable (e.g. TOKENWIRE_UPSTREAM, TOKENWIRE_PORT, TOKENWIRE_API_KEYS
+comma-separated, TOKENWIRE_COALESCE_MS, TOKENWIRE_DATA_DIR, TOKENWIRE_RETENTION_S)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--upstream",
+        metavar="URL",
+        help="base URL of the OpenAI-compatible model server, with /v1 (TOKENWIRE_UPSTREAM)",
+    )
+    parser.add_argument(
+        "--upstream-api-key-env",
+        metavar="NAME",
+        help="environment variable holding the upstream API key (TOKENWIRE_UPSTREAM_API_KEY_ENV)",
+    )
+    parser.add_argument("--host", help="address to bind (default 127.0.0.1; TOKENWIRE_HOST)")
+    parser.add_argument("--port", type=int, help="port to bind (default 8787; TOKENWIRE_PORT)")
+    parser.add_argument(
+        "--api-key",
+        action="append",
+        metavar="KEY",
+        help="client API key; repeat for several (TOKENWIRE_API_KEYS, comma-separated)",
+    )
+    parser.add_argument(
+        "--coalesce-ms",
+        type=float,
+        help="merge deltas of a block within this window (default 20; TOKENWIRE_COALESCE_MS)",
+    )
+    parser.add_argument(
+        "--data-dir",
+        metavar="DIR",
+        help="where the SQLite store of final messages lives "
+        "(default $XDG_DATA_HOME/tokenwire; TOKENWIRE_DATA_DIR)",
+    )
+    parser.add_argument(
+        "--retention-s",
+        type=float,
+        help="how long finished streams stay resumable (default 600; TOKENWIRE_RETENTION_S)",
+    )
+    parser.add_argument(
+        "--log-level",
+        default=os.environ.get("TOKENWIRE_LOG_LEVEL", "info"),
+        choices=("critical", "error", "warning", "info", "debug"),
+        help="server log level (default info)",
+    )
+
+
+def default_data_dir() -> str:
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return str(Path(base) / "tokenwire")
+
+
+def build_settings(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    """Flags over ``TOKENWIRE_*`` over defaults; user errors as ``CommandError``."""
+    from tokenwire.cli import CommandError
+    from tokenwire.gateway import Settings
+
+    if not (args.upstream or os.environ.get("TOKENWIRE_UPSTREAM")):
+        raise CommandError("no upstream: pass --upstream URL or set TOKENWIRE_UPSTREAM")
+    try:
+        settings = Settings.from_env(
+            upstream=args.upstream,
+            upstream_api_key_env=args.upstream_api_key_env,
+            host=args.host,
+            port=args.port,
+            api_keys=tuple(args.api_key) if args.api_key else None,
+            coalesce_ms=args.coalesce_ms,
+            data_dir=args.data_dir,
+            retention_s=args.retention_s,
+        )
+    except ValueError as exc:
+        raise CommandError(str(exc)) from None
+    if not settings.upstream.startswith(("http://", "https://")):
+        raise CommandError(f"--upstream must be an http(s) URL, got {settings.upstream!r}")
+    if settings.upstream_api_key_env and not os.environ.get(settings.upstream_api_key_env):
+        raise CommandError(f"environment variable {settings.upstream_api_key_env} is not set")
+    if not 0 <= settings.port < 65536:
+        raise CommandError(f"invalid port {settings.port}")
+    if settings.coalesce_ms < 0 or settings.retention_s < 0:
+        raise CommandError("--coalesce-ms and --retention-s must not be negative")
+    if settings.data_dir is None:
+        settings.data_dir = default_data_dir()
+    return settings
+
+
+def run(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from tokenwire.cli import CommandError
+    from tokenwire.gateway import create_app
+
+    settings = build_settings(args)
+    app = create_app(settings)
+    auth = f"{len(settings.api_keys)} API key(s)" if settings.api_keys else "no auth"
+    print(
+        f"tokenwire serve: http://{settings.host}:{settings.port} -> {settings.upstream} "
+        f"({auth}, data in {settings.data_dir})",
+        flush=True,
+    )
+    try:
+        uvicorn.run(
+            app, host=settings.host, port=settings.port, log_level=args.log_level, lifespan="on"
+        )
+    except OSError as exc:
+        raise CommandError(f"cannot listen on {settings.host}:{settings.port}: {exc}") from None
+    return 0

@@ -1,0 +1,41 @@
+"""JSON error bodies, shaped like OpenAI's: ``{"error": {"message", "type", "code"}}``."""
+
+from __future__ import annotations
+
+import msgspec
+from starlette.requests import Request
+from starlette.responses import Response
+
+_encode = msgspec.json.Encoder().encode
+
+
+class ApiError(Exception):
+    """Raised anywhere in a handler; rendered as a JSON error response."""
+
+    def __init__(self, status: int, message: str, type: str, code: str | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.type = type
+        self.code = code
+
+    def body(self) -> bytes:
+        return error_body(self.message, self.type, self.code)
+
+
+def error_body(message: str, type: str, code: str | None = None) -> bytes:
+    return _encode({"error": {"message": message, "type": type, "code": code}})
+
+
+def not_found(stream_id: str) -> ApiError:
+    return ApiError(404, f"no stream {stream_id!r}", "not_found_error", "stream_not_found")
+
+
+def bad_request(message: str, code: str) -> ApiError:
+    return ApiError(400, message, "invalid_request_error", code)
+
+
+async def handle_api_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ApiError)
+    headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+    return Response(exc.body(), exc.status, headers=headers, media_type="application/json")

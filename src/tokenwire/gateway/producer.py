@@ -1,0 +1,235 @@
+"""One detached generation: upstream bytes -> Pipeline -> hub, until the message ends.
+
+The producer runs as its own task, independent of any HTTP request. It reads the upstream
+response, feeds the bytes to the sans-IO ``Pipeline``, and appends the ops to the hub. A timer
+task flushes coalesced deltas when their window expires. A cancel request (from any process,
+through the hub) aborts the upstream request; the partial message is kept.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+import httpx
+import msgspec
+
+from tokenwire.gateway.store import StoredStream
+from tokenwire.gateway.upstream import UpstreamUnavailable
+from tokenwire.protocol import EncodedOp, Pipeline
+
+if TYPE_CHECKING:
+    from tokenwire.gateway.app import Gateway
+
+log = logging.getLogger("tokenwire.gateway")
+
+_ERROR_BODY_LIMIT = 64 * 1024
+
+
+class Producer:
+    """Runs one stream's generation; ``run()`` returns when the message has ended."""
+
+    def __init__(
+        self,
+        gw: Gateway,
+        stream_id: str,
+        owner: str | None,
+        body: bytes,
+        *,
+        model: str | None,
+        coalesce_ms: float,
+    ) -> None:
+        self.gw = gw
+        self.stream_id = stream_id
+        self.owner = owner
+        self.body = body
+        self.pipe = Pipeline(stream_id, model=model, coalesce_ms=coalesce_ms)
+        self.created_at = time.time()
+        self._started = time.monotonic()
+        self._lock = asyncio.Lock()  # orders (pipeline step + append) between reader and timer
+        self._wake_timer = asyncio.Event()
+        self._appended = 0  # last seq handed to the hub
+        self._first_token = False
+        self._ended = False  # message.end handed to the hub
+
+    async def run(self) -> None:
+        gw = self.gw
+        gw.metrics.active_streams.inc()
+        reader = asyncio.create_task(self._read_upstream(), name=f"upstream-{self.stream_id}")
+        timer = asyncio.create_task(self._flush_timer(), name=f"coalesce-{self.stream_id}")
+        cancel = asyncio.create_task(gw.hub.wait_cancel(self.stream_id))
+        try:
+            await asyncio.wait({reader, cancel}, return_when=asyncio.FIRST_COMPLETED)
+            if not reader.done():
+                # Cancel requested: abort the upstream request (closing its connection).
+                reader.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await reader
+                await self._finish(lambda now: self.pipe.cancel(now))
+            elif (exc := reader.exception()) is not None:
+                log.error("stream %s: producer error: %r", self.stream_id, exc)
+                reason = f"gateway error: {type(exc).__name__}"
+                await self._finish(
+                    lambda now: self.pipe.fail(reason, error_type="internal_error", now=now)
+                )
+        except asyncio.CancelledError:
+            # Gateway shutdown: end the stream so nobody waits for it forever.
+            reader.cancel()
+            with contextlib.suppress(BaseException):
+                await asyncio.shield(
+                    self._finish(
+                        lambda now: self.pipe.fail(
+                            "gateway shut down", error_type="shutdown", now=now
+                        )
+                    )
+                )
+            raise
+        finally:
+            for task in (reader, timer, cancel):
+                task.cancel()
+            await asyncio.gather(reader, timer, cancel, return_exceptions=True)
+            gw.metrics.active_streams.dec()
+
+    # -- reading -------------------------------------------------------------------------
+    async def _read_upstream(self) -> None:
+        gw = self.gw
+        pipe = self.pipe
+        headers = {"Content-Type": "application/json", "Accept": "text/event-stream"}
+        try:
+            async with gw.upstream.request(
+                "POST", "chat/completions", content=self.body, headers=headers
+            ) as response:
+                if response.status_code >= 400:
+                    gw.metrics.upstream_errors.labels("http_status").inc()
+                    message, etype, code = await _upstream_error(response)
+                    await self._finish(
+                        lambda now: pipe.fail(message, error_type=etype, code=code, now=now)
+                    )
+                    return
+                async for chunk in response.aiter_raw():
+                    async with self._lock:
+                        ops = pipe.feed(chunk, time.monotonic())
+                        if ops:
+                            await self._append(ops)
+                    if pipe.next_deadline() is not None:
+                        self._wake_timer.set()
+                    if pipe.done:
+                        break
+        except UpstreamUnavailable as exc:
+            gw.metrics.upstream_errors.labels("unreachable").inc()
+            reason = str(exc)
+            log.warning("stream %s: %s", self.stream_id, reason)
+            await self._finish(lambda now: pipe.fail(reason, error_type="upstream_error", now=now))
+            return
+        except (httpx.HTTPError, httpx.StreamError) as exc:
+            gw.metrics.upstream_errors.labels("broken_stream").inc()
+            text = f"upstream connection lost after output started ({type(exc).__name__}: {exc})"
+            log.warning("stream %s: %s", self.stream_id, text)
+            await self._finish(lambda now: pipe.fail(text, error_type="upstream_error", now=now))
+            return
+        await self._finish(lambda now: pipe.close(now))
+
+    async def _flush_timer(self) -> None:
+        """Emit a coalesced delta when its window passes, even if the upstream is silent."""
+        pipe = self.pipe
+        while True:
+            deadline = pipe.next_deadline()
+            if deadline is None:
+                self._wake_timer.clear()
+                await self._wake_timer.wait()
+                continue
+            delay = deadline - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+                continue
+            async with self._lock:
+                ops = pipe.poll(time.monotonic())
+                if ops:
+                    await self._append(ops)
+
+    # -- output ----------------------------------------------------------------------------
+    async def _append(self, ops: Sequence[EncodedOp]) -> None:
+        """Hand ops to the hub (caller holds the lock). Stores the final message first."""
+        if self._ended:
+            return
+        if ops[0].seq <= self._appended:  # never hand the hub an op twice
+            ops = [op for op in ops if op.seq > self._appended]
+            if not ops:
+                return
+        if not self._first_token:
+            for op in ops:
+                if op.type in ("block.start", "block.delta"):
+                    self._first_token = True
+                    self.gw.metrics.ttft.observe(time.monotonic() - self._started)
+                    break
+        if ops[-1].type == "message.end":
+            self._ended = True
+            await self._store_final()
+        await self.gw.hub.append(self.stream_id, ops)
+        self._appended = ops[-1].seq
+
+    async def _store_final(self) -> None:
+        # Stored before the hub sees message.end, so the message is findable once the hub
+        # forgets the log, however short the retention.
+        message = self.pipe.message
+        self.gw.metrics.streams.labels(message.status).inc()
+        try:
+            await self.gw.store.save(
+                StoredStream(
+                    id=self.stream_id,
+                    owner=self.owner,
+                    status=message.status,
+                    seq=self.pipe.seq,
+                    message=message.to_json(),
+                    created_at=self.created_at,
+                    finished_at=time.time(),
+                )
+            )
+        except Exception:
+            log.exception("stream %s: could not store the final message", self.stream_id)
+
+    async def _finish(self, end: Callable[[float], list[EncodedOp]]) -> None:
+        """Run an ending step (close / cancel / fail) unless the message already ended."""
+        async with self._lock:
+            if self._ended:
+                return
+            ops = end(time.monotonic())
+            if ops:
+                await self._append(ops)
+
+
+async def _upstream_error(response: httpx.Response) -> tuple[str, str, str | int | None]:
+    """Turn an upstream error response into (message, type, code) for ``message.end``."""
+    body = b""
+    async for chunk in response.aiter_raw():
+        body += chunk
+        if len(body) >= _ERROR_BODY_LIMIT:
+            break
+    status = response.status_code
+    detail: str | None = None
+    etype: str | None = None
+    code: str | int | None = status
+    try:
+        data = msgspec.json.decode(body)
+    except msgspec.DecodeError:
+        data = None
+    if isinstance(data, dict):
+        err = data.get("error", data.get("detail"))
+        if isinstance(err, dict):
+            detail = _str_or_none(err.get("message"))
+            etype = _str_or_none(err.get("type"))
+            if isinstance(err.get("code"), str | int):
+                code = err["code"]
+        elif isinstance(err, str):
+            detail = err
+    if detail is None:
+        detail = body[:500].decode("utf-8", "replace").strip() or response.reason_phrase
+    return f"upstream returned HTTP {status}: {detail}", etype or "upstream_error", code
+
+
+def _str_or_none(value: Any) -> str | None:
+    return value if isinstance(value, str) else None

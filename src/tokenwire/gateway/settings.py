@@ -1,0 +1,85 @@
+"""Gateway settings: one typed place, filled from defaults, ``TOKENWIRE_*`` variables and flags."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(slots=True)
+class Settings:
+    """Everything the gateway can be told. Field ``name`` is read from ``TOKENWIRE_<NAME>``."""
+
+    upstream: str = "http://127.0.0.1:8000/v1"
+    """Base URL of the OpenAI-compatible model server, including ``/v1``."""
+    upstream_api_key: str | None = field(default=None, repr=False)
+    """Sent upstream as ``Authorization: Bearer``; never logged or returned."""
+    upstream_api_key_env: str | None = None
+    """Name of the environment variable holding the upstream key (read at startup)."""
+    host: str = "127.0.0.1"
+    port: int = 8787
+    api_keys: tuple[str, ...] = field(default=(), repr=False)
+    """Client keys. Empty: no auth. Otherwise every route but /healthz and the page needs one."""
+    coalesce_ms: float = 20.0
+    """Default delta coalescing window; a request may override it (``tokenwire.coalesce_ms``)."""
+    data_dir: str | None = None
+    """Where the SQLite store lives. ``None``: an in-memory store (lost on exit)."""
+    retention_s: float = 600.0
+    """How long a finished stream's op log stays resumable."""
+    max_log_ops: int | None = None
+    """Keep at most about this many ops of a live stream (older readers get a snapshot)."""
+    max_body_bytes: int = 1 << 20
+    """Largest accepted request body (413 above)."""
+    keepalive_s: float = 15.0
+    """Idle time before an SSE ``: ping`` comment / WebSocket ping."""
+    ws_hello_timeout_s: float = 1.0
+    """How long a WebSocket waits for an optional ``{"after": N}`` first message."""
+    cancel_wait_s: float = 1.0
+    """How long ``POST .../cancel`` waits for the stream to end before answering 202."""
+    upstream_connect_timeout_s: float = 10.0
+    upstream_read_timeout_s: float = 300.0
+    """Longest silence tolerated between upstream bytes."""
+    upstream_retries: int = 2
+    """Retries of a request that failed before any response byte (connect errors, 502-504)."""
+    upstream_backoff_s: float = 0.25
+    """First retry delay; doubles per retry."""
+    static_dir: str | None = None
+    """Directory of the browser page (``index.html`` + assets). Default: the packaged one."""
+
+    def resolved_upstream_key(self) -> str | None:
+        if self.upstream_api_key:
+            return self.upstream_api_key
+        if self.upstream_api_key_env:
+            return os.environ.get(self.upstream_api_key_env) or None
+        return None
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        """Defaults, then ``TOKENWIRE_*`` variables, then ``overrides`` (ignored when ``None``)."""
+        env = os.environ if env is None else env
+        values: dict[str, Any] = {}
+        for f in dataclasses.fields(cls):
+            raw = env.get(f"TOKENWIRE_{f.name.upper()}")
+            if raw is None and f.name == "upstream":
+                raw = env.get("TOKENWIRE_UPSTREAM_URL")
+            if raw is not None and raw != "":
+                values[f.name] = _parse(f.name, raw, f.type)
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)
+
+
+def _parse(name: str, raw: str, type_: Any) -> Any:
+    kind = str(type_)
+    try:
+        if "tuple" in kind:
+            return tuple(part.strip() for part in raw.split(",") if part.strip())
+        if kind.startswith("int"):
+            return int(raw)
+        if kind.startswith("float"):
+            return float(raw)
+    except ValueError:
+        raise ValueError(f"TOKENWIRE_{name.upper()}={raw!r} is not a valid {kind}") from None
+    return raw

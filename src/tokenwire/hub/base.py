@@ -1,0 +1,121 @@
+"""The Hub interface: where producers append ops and subscribers read them.
+
+A hub holds, per stream, an append-only log of encoded ops and a way to wake readers. The
+gateway talks only to this interface, so the in-process hub (``MemoryHub``) and a shared one
+(Redis Streams) are interchangeable. Everything that must cross processes in a scaled-out
+deployment goes through here: stream metadata (owner), the op log, the current message, and
+cancel requests.
+
+Contract for implementations:
+
+- ``create`` registers a stream before its first op; ``append`` adds ops in seq order (the
+  producer guarantees density). When an appended op is ``message.end`` the stream is finished
+  and stays readable for the retention time, after which the hub may forget it.
+- ``subscribe(stream_id, after)`` returns a cursor that yields exactly the ops with
+  ``seq > after``, in order, and ends after ``message.end``. If ops after ``after`` are no longer
+  retained, the cursor first yields a ``snapshot`` op (``snapshot_op(message, seq)``) for the
+  oldest retained position, then continues from there.
+- Cursors pull: a slow reader never delays ``append`` or other readers.
+- ``request_cancel`` may be called from any process; ``wait_cancel`` resolves on the process
+  that runs the producer.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from tokenwire.protocol import EncodedOp, Message
+
+
+class StreamNotFound(LookupError):
+    """The hub does not know the stream (never created, or forgotten after retention)."""
+
+
+@dataclass(slots=True, frozen=True)
+class StreamInfo:
+    """What the hub knows about a stream, without its ops."""
+
+    id: str
+    owner: str | None
+    """Opaque owner tag (a hash of the creating API key), ``None`` when auth is off."""
+    status: str
+    """``in_progress`` until ``message.end``, then its status."""
+    seq: int
+    """The last seq appended (0 before the first op)."""
+    created_at: float
+    """Wall-clock time (``time.time()``) of ``create``."""
+
+
+class Cursor(abc.ABC):
+    """A subscriber's position in one stream's log."""
+
+    @abc.abstractmethod
+    async def read(self, timeout: float | None = None) -> list[EncodedOp]:
+        """Ops after the cursor, waiting up to ``timeout`` seconds for the next one.
+
+        Returns every op available now (possibly many), or ``[]`` when the timeout expired or
+        the stream is over (check ``done``).
+        """
+
+    @property
+    @abc.abstractmethod
+    def done(self) -> bool:
+        """True once ``message.end`` has been returned by ``read``."""
+
+    @property
+    @abc.abstractmethod
+    def position(self) -> int:
+        """The seq of the last op returned by ``read`` (the starting ``after`` before that)."""
+
+    async def aclose(self) -> None:  # noqa: B027 (optional hook)
+        """Release resources held for this cursor (default: nothing)."""
+
+    def __aiter__(self) -> Cursor:
+        return self
+
+    async def __anext__(self) -> list[EncodedOp]:
+        while not self.done:
+            ops = await self.read(None)
+            if ops:
+                return ops
+        raise StopAsyncIteration
+
+
+class Hub(abc.ABC):
+    """Op logs of live and recently finished streams, shared by producers and subscribers."""
+
+    async def start(self) -> None:  # noqa: B027 (optional hook)
+        """Connect / start background work (called from the app's lifespan)."""
+
+    async def close(self) -> None:  # noqa: B027 (optional hook)
+        """Stop background work and release connections."""
+
+    @abc.abstractmethod
+    async def create(self, stream_id: str, *, owner: str | None) -> None:
+        """Register a new, empty stream. Raises ``ValueError`` if the id already exists."""
+
+    @abc.abstractmethod
+    async def append(self, stream_id: str, ops: Sequence[EncodedOp]) -> None:
+        """Append ops (dense seqs continuing the log) and wake the stream's readers."""
+
+    @abc.abstractmethod
+    async def info(self, stream_id: str) -> StreamInfo | None:
+        """Metadata of a retained stream, or ``None``."""
+
+    @abc.abstractmethod
+    async def message(self, stream_id: str) -> tuple[StreamInfo, Message] | None:
+        """The stream's info and its canonical message as of ``info.seq``, or ``None``."""
+
+    @abc.abstractmethod
+    async def subscribe(self, stream_id: str, after: int) -> Cursor:
+        """A cursor yielding the ops with ``seq > after``. Raises ``StreamNotFound``."""
+
+    @abc.abstractmethod
+    async def request_cancel(self, stream_id: str) -> None:
+        """Ask the stream's producer (wherever it runs) to stop. Idempotent."""
+
+    @abc.abstractmethod
+    async def wait_cancel(self, stream_id: str) -> None:
+        """Return when a cancel was requested for the stream (used by its producer)."""

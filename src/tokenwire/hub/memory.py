@@ -1,0 +1,226 @@
+"""The in-process hub: one op log per stream in this process's memory."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Sequence
+
+from tokenwire.hub.base import Cursor, Hub, StreamInfo, StreamNotFound
+from tokenwire.protocol import EncodedOp, Message, apply_op, snapshot_op
+
+_MAX_BATCH = 1024  # ops handed to one reader per read(), so one write never grows unbounded
+
+
+class _Log:
+    """One stream: retained ops plus the state needed to serve readers that fell behind."""
+
+    __slots__ = (
+        "base_message",
+        "base_seq",
+        "cancel",
+        "created_at",
+        "finished_at",
+        "id",
+        "msg",
+        "msg_seq",
+        "ops",
+        "owner",
+        "status",
+        "wake",
+    )
+
+    def __init__(self, stream_id: str, owner: str | None) -> None:
+        self.id = stream_id
+        self.owner = owner
+        self.created_at = time.time()
+        self.ops: list[EncodedOp] = []  # seqs base_seq+1, base_seq+2, ...
+        self.base_seq = 0  # last seq dropped from the front of ``ops`` (live trimming)
+        self.base_message = Message.empty(stream_id, None)  # the message as of base_seq
+        self.msg = Message.empty(stream_id, None)  # lazily caught-up message, as of msg_seq
+        self.msg_seq = 0
+        self.status = "in_progress"
+        self.finished_at: float | None = None  # monotonic time of message.end
+        self.wake = asyncio.Event()  # replaced on every append; the old one is set
+        self.cancel = asyncio.Event()
+
+    @property
+    def seq(self) -> int:
+        return self.base_seq + len(self.ops)
+
+    def current_message(self) -> Message:
+        """Apply the ops not yet folded into the cached message (pay on read, not on append)."""
+        if self.msg_seq < self.base_seq:
+            self.msg = self.base_message.copy()
+            self.msg_seq = self.base_seq
+        for op in self.ops[self.msg_seq - self.base_seq :]:
+            apply_op(self.msg, op.op)
+        self.msg_seq = self.seq
+        return self.msg
+
+    def trim(self, keep: int) -> None:
+        """Drop all but the newest ``keep`` ops, folding the dropped ones into base_message."""
+        drop = len(self.ops) - keep
+        if drop <= 0:
+            return
+        for op in self.ops[:drop]:
+            apply_op(self.base_message, op.op)
+        del self.ops[:drop]
+        self.base_seq += drop
+
+
+class MemoryCursor(Cursor):
+    __slots__ = ("_done", "_log", "_pos")
+
+    def __init__(self, log: _Log, after: int) -> None:
+        self._log = log
+        self._pos = after
+        self._done = False
+
+    @property
+    def done(self) -> bool:
+        return self._done
+
+    @property
+    def position(self) -> int:
+        return self._pos
+
+    async def read(self, timeout: float | None = None) -> list[EncodedOp]:
+        log = self._log
+        while not self._done:
+            if self._pos < log.base_seq:
+                # What this reader needs next was trimmed: hand it the state instead.
+                self._pos = log.base_seq
+                return [snapshot_op(log.base_message.copy(), log.base_seq)]
+            start = self._pos - log.base_seq
+            if start < len(log.ops):
+                batch = log.ops[start : start + _MAX_BATCH]
+                last = batch[-1]
+                self._pos = last.seq
+                if last.type == "message.end":
+                    self._done = True
+                return batch
+            if log.finished_at is not None:  # nothing after message.end
+                self._done = True
+                break
+            wake = log.wake
+            if timeout is None:
+                await wake.wait()
+            else:
+                try:
+                    async with asyncio.timeout(timeout):
+                        await wake.wait()
+                except TimeoutError:
+                    return []
+        return []
+
+
+class MemoryHub(Hub):
+    """Op logs in this process. Readers are cursors into a shared list, so fan-out is free.
+
+    ``retention_s``: how long a finished stream stays resumable. ``max_log_ops``: if set, a live
+    stream keeps only about this many recent ops; readers further behind get a snapshot.
+    """
+
+    def __init__(self, *, retention_s: float = 600.0, max_log_ops: int | None = None) -> None:
+        self.retention_s = retention_s
+        self.max_log_ops = max_log_ops
+        self._logs: dict[str, _Log] = {}
+        self._sweeper: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        if self._sweeper is None:
+            self._sweeper = asyncio.create_task(self._sweep_forever(), name="memory-hub-sweeper")
+
+    async def close(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sweeper
+            self._sweeper = None
+
+    async def _sweep_forever(self) -> None:
+        interval = min(max(self.retention_s / 2, 0.05), 30.0)
+        while True:
+            await asyncio.sleep(interval)
+            self.sweep()
+
+    def sweep(self) -> None:
+        """Forget finished streams older than the retention time."""
+        now = time.monotonic()
+        expired = [
+            sid
+            for sid, log in self._logs.items()
+            if log.finished_at is not None and now - log.finished_at >= self.retention_s
+        ]
+        for sid in expired:
+            del self._logs[sid]
+
+    def _get(self, stream_id: str) -> _Log | None:
+        log = self._logs.get(stream_id)
+        finished = log.finished_at if log is not None else None
+        if finished is not None and time.monotonic() - finished >= self.retention_s:
+            del self._logs[stream_id]
+            return None
+        return log
+
+    def _require(self, stream_id: str) -> _Log:
+        log = self._get(stream_id)
+        if log is None:
+            raise StreamNotFound(stream_id)
+        return log
+
+    async def create(self, stream_id: str, *, owner: str | None) -> None:
+        if stream_id in self._logs:
+            raise ValueError(f"stream {stream_id!r} already exists")
+        self._logs[stream_id] = _Log(stream_id, owner)
+
+    async def append(self, stream_id: str, ops: Sequence[EncodedOp]) -> None:
+        if not ops:
+            return
+        log = self._logs.get(stream_id)
+        if log is None:
+            raise StreamNotFound(stream_id)
+        if log.finished_at is not None:
+            raise ValueError(f"stream {stream_id!r} already ended")
+        expected = log.seq + 1
+        if ops[0].seq != expected:
+            raise ValueError(f"stream {stream_id!r}: expected seq {expected}, got {ops[0].seq}")
+        log.ops.extend(ops)
+        last = ops[-1]
+        if last.type == "message.end":
+            log.status = log.current_message().status
+            log.finished_at = time.monotonic()
+        elif self.max_log_ops is not None and len(log.ops) > 2 * self.max_log_ops:
+            log.trim(self.max_log_ops)  # amortized: trim in big steps, not per append
+        wake, log.wake = log.wake, asyncio.Event()
+        wake.set()
+
+    async def info(self, stream_id: str) -> StreamInfo | None:
+        log = self._get(stream_id)
+        if log is None:
+            return None
+        return StreamInfo(log.id, log.owner, log.status, log.seq, log.created_at)
+
+    async def message(self, stream_id: str) -> tuple[StreamInfo, Message] | None:
+        log = self._get(stream_id)
+        if log is None:
+            return None
+        info = StreamInfo(log.id, log.owner, log.status, log.seq, log.created_at)
+        return info, log.current_message().copy()
+
+    async def subscribe(self, stream_id: str, after: int) -> Cursor:
+        log = self._require(stream_id)
+        if after < 0 or after > log.seq:
+            raise ValueError(f"after={after} is outside 0..{log.seq}")
+        return MemoryCursor(log, after)
+
+    async def request_cancel(self, stream_id: str) -> None:
+        self._require(stream_id).cancel.set()
+
+    async def wait_cancel(self, stream_id: str) -> None:
+        await self._require(stream_id).cancel.wait()
+
+    def __len__(self) -> int:
+        return len(self._logs)

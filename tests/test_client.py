@@ -1,0 +1,149 @@
+"""The Python clients against a real gateway, including cut connections mid-stream."""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import threading
+from collections.abc import Iterator
+
+import httpx
+import pytest
+from conftest import serve_asgi
+
+from tokenwire.client import AsyncClient, Client, GatewayError
+from tokenwire.gateway import Settings, create_app
+from tokenwire.mock import create_mock_app
+from tokenwire.protocol import Message
+
+PROMPT = [{"role": "user", "content": "hi"}]
+
+
+@pytest.fixture(scope="module")
+def gateway() -> Iterator[str]:
+    with serve_asgi(create_mock_app()) as mock_url:
+        settings = Settings(upstream=f"{mock_url}/v1", coalesce_ms=0)
+        with serve_asgi(create_app(settings)) as url:
+            yield url
+
+
+class CuttingProxy:
+    """A TCP proxy that drops every connection after relaying ``budget`` response bytes."""
+
+    def __init__(self, target_port: int, budget: int) -> None:
+        self.target_port = target_port
+        self.budget = budget
+        self.connections = 0
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            self.connections += 1
+            server = socket.create_connection(("127.0.0.1", self.target_port))
+            threading.Thread(target=self._pump, args=(client, server, None), daemon=True).start()
+            threading.Thread(
+                target=self._pump, args=(server, client, self.budget), daemon=True
+            ).start()
+
+    @staticmethod
+    def _pump(src: socket.socket, dst: socket.socket, budget: int | None) -> None:
+        sent = 0
+        try:
+            while data := src.recv(65536):
+                if budget is not None and sent + len(data) > budget:
+                    dst.sendall(data[: budget - sent])
+                    break
+                dst.sendall(data)
+                sent += len(data)
+        except OSError:
+            pass
+        for sock in (src, dst):
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+            sock.close()
+
+    def close(self) -> None:
+        self.listener.close()
+
+
+def test_create_iterate_and_message(gateway: str) -> None:
+    with Client(gateway) as client:
+        stream = client.create(PROMPT, model="mock-reasoning", max_tokens=60)
+        ops = list(stream)
+        assert [op.seq for op in ops] == list(range(1, len(ops) + 1))
+        assert stream.done and stream.seq == ops[-1].seq
+        snapshot = client.get(stream.id)
+        assert stream.message.to_dict() == snapshot["message"]
+        assert stream.message.status == "completed"
+
+
+def test_reconnects_and_resumes_through_cut_connections(gateway: str) -> None:
+    with Client(gateway) as direct:
+        stream = direct.create(PROMPT, model="mock", max_tokens=300, mock={"tps": 2000})
+        expected = Message.from_dict(direct.stream(stream.id).wait().to_dict())
+    proxy = CuttingProxy(int(gateway.rsplit(":", 1)[1]), budget=2500)
+    try:
+        with Client(f"http://127.0.0.1:{proxy.port}", max_retries=3) as client:
+            followed = client.stream(stream.id)
+            seqs = [op.seq for op in followed]
+    finally:
+        proxy.close()
+    assert proxy.connections > 3  # really cut, several times
+    assert seqs == list(range(1, len(seqs) + 1))  # nothing lost, nothing repeated
+    assert followed.message == expected
+
+
+def test_cancel_and_errors(gateway: str) -> None:
+    with Client(gateway) as client:
+        stream = client.create(PROMPT, model="mock", max_tokens=5000, mock={"tps": 50})
+        for op in stream:
+            if op.seq >= 3:
+                break
+        assert stream.cancel() == "cancelled"
+        assert stream.wait().status == "cancelled"  # resumes after seq 3 to the end
+        with pytest.raises(GatewayError) as err:
+            client.get("st_doesnotexistdoesnotexist")
+        assert err.value.status == 404 and err.value.code == "stream_not_found"
+        with pytest.raises(GatewayError):
+            list(client.stream("st_doesnotexistdoesnotexist"))
+        with pytest.raises(GatewayError) as bad:
+            client.create([])
+        assert bad.value.status == 400
+
+
+def test_gives_up_when_gateway_is_gone() -> None:
+    port = socket.create_server(("127.0.0.1", 0))
+    url = f"http://127.0.0.1:{port.getsockname()[1]}"
+    port.close()
+    with Client(url, max_retries=1) as client, pytest.raises(ConnectionError):
+        list(client.stream("st_abcdefghijklmnopqrstuv"))
+
+
+async def test_async_client(gateway: str) -> None:
+    async with AsyncClient(gateway) as client:
+        stream = await client.create(PROMPT, model="mock-tools", coalesce_ms=10)
+        seqs = [op.seq async for op in stream]
+        assert seqs == list(range(1, len(seqs) + 1))
+        snapshot = await client.get(stream.id)
+        assert stream.message.to_dict() == snapshot["message"]
+        again = client.stream(stream.id)
+        assert (await again.wait()) == stream.message
+        assert await again.cancel() == "completed"
+
+
+def test_api_key_is_sent() -> None:
+    with serve_asgi(create_mock_app()) as mock_url:
+        settings = Settings(upstream=f"{mock_url}/v1", api_keys=("k",))
+        with serve_asgi(create_app(settings)) as url:
+            with Client(url, api_key="k") as client:
+                assert client.create(PROMPT, model="mock").wait().status == "completed"
+            with Client(url, api_key="wrong") as client, pytest.raises(GatewayError) as err:
+                client.create(PROMPT, model="mock")
+            assert err.value.status == 401
+            assert httpx.get(f"{url}/healthz").status_code == 200

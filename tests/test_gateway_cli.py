@@ -1,0 +1,134 @@
+"""`tokenwire serve` / `demo` / `tail` and the settings they build."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import time
+
+import httpx
+import pytest
+from conftest import free_port, serve_asgi
+
+from tokenwire.cli import CommandError, build_parser
+from tokenwire.commands import serve, tail
+from tokenwire.gateway import Settings, create_app
+from tokenwire.mock import create_mock_app
+
+
+def test_settings_from_env_and_overrides() -> None:
+    env = {
+        "TOKENWIRE_UPSTREAM": "http://up/v1",
+        "TOKENWIRE_PORT": "9000",
+        "TOKENWIRE_API_KEYS": "a, b,",
+        "TOKENWIRE_COALESCE_MS": "5",
+        "TOKENWIRE_RETENTION_S": "1.5",
+        "TOKENWIRE_DATA_DIR": "/tmp/x",
+    }
+    settings = Settings.from_env(env, port=9001, host=None)
+    assert settings.upstream == "http://up/v1" and settings.port == 9001
+    assert settings.api_keys == ("a", "b") and settings.coalesce_ms == 5.0
+    assert settings.retention_s == 1.5 and settings.data_dir == "/tmp/x"
+    assert settings.host == "127.0.0.1"
+    with pytest.raises(ValueError, match="TOKENWIRE_PORT"):
+        Settings.from_env({"TOKENWIRE_PORT": "eighty"})
+
+
+def parse(*argv: str) -> argparse.Namespace:
+    return build_parser().parse_args(list(argv))
+
+
+def test_serve_flags_and_errors(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("TOKENWIRE_UPSTREAM", raising=False)
+    with pytest.raises(CommandError, match="no upstream"):
+        serve.build_settings(parse("serve"))
+    with pytest.raises(CommandError, match="http"):
+        serve.build_settings(parse("serve", "--upstream", "ftp://x"))
+    with pytest.raises(CommandError, match="NO_SUCH_VAR_TW"):
+        serve.build_settings(
+            parse("serve", "--upstream", "http://u/v1", "--upstream-api-key-env", "NO_SUCH_VAR_TW")
+        )
+    monkeypatch.setenv("TOKENWIRE_API_KEYS", "env-key")
+    monkeypatch.setenv("UPKEY_TW", "sk-1")
+    args = parse(
+        "serve", "--upstream", "http://u/v1", "--upstream-api-key-env", "UPKEY_TW",
+        "--api-key", "k1", "--api-key", "k2", "--coalesce-ms", "0", "--data-dir", "/tmp/d",
+    )  # fmt: skip
+    settings = serve.build_settings(args)
+    assert settings.api_keys == ("k1", "k2") and settings.coalesce_ms == 0
+    assert settings.resolved_upstream_key() == "sk-1" and settings.data_dir == "/tmp/d"
+
+
+def test_serve_command_runs(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    with serve_asgi(create_mock_app()) as mock_url:
+        port = free_port()
+        env = {**os.environ, "TOKENWIRE_UPSTREAM": f"{mock_url}/v1", "UPKEY_TW": "sk-hidden"}
+        cmd = [sys.executable, "-m", "tokenwire", "serve", "--port", str(port)]
+        cmd += ["--data-dir", str(tmp_path), "--upstream-api-key-env", "UPKEY_TW"]
+        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        try:
+            url = f"http://127.0.0.1:{port}"
+            deadline = time.monotonic() + 15
+            while True:
+                try:
+                    if httpx.get(f"{url}/healthz").status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                assert time.monotonic() < deadline and proc.poll() is None
+                time.sleep(0.1)
+            created = httpx.post(
+                f"{url}/v1/streams",
+                json={"model": "mock", "messages": [{"role": "user", "content": "x"}]},
+            )
+            stream_id = created.json()["id"]
+            assert b"message.end" in httpx.get(f"{url}/v1/streams/{stream_id}/events").content
+        finally:
+            proc.terminate()
+            output = proc.communicate(timeout=15)[0].decode()
+        assert "sk-hidden" not in output
+        assert (tmp_path / "tokenwire.sqlite3").exists()
+
+
+def test_tail_renders_every_block_type() -> None:
+    from rich.console import Console
+
+    from tokenwire.protocol import Block, Message
+
+    message = Message("st_x", "m", status="failed", error={"message": "boom"})
+    message.blocks = [
+        Block("reasoning", text="hmm"),
+        Block("text", text="**hi**"),
+        Block("tool_call", attrs={"id": "call_1", "name": "get_weather"}, text='{"a":1}'),
+        Block("refusal", text="no"),
+        Block("source", attrs={"url": "https://x", "title": "X"}),
+    ]
+    console = Console(record=True, width=80)
+    console.print(tail.render(message))
+    text = console.export_text()
+    for needle in (
+        "hmm",
+        "hi",
+        "get_weather",
+        '{"a":1}',
+        "refusal: no",
+        "[source] X",
+        "failed",
+        "boom",
+    ):
+        assert needle in text
+
+
+def test_tail_against_gateway(capsys: pytest.CaptureFixture[str]) -> None:
+    with (
+        serve_asgi(create_mock_app()) as mock_url,
+        serve_asgi(create_app(Settings(upstream=f"{mock_url}/v1"))) as url,
+    ):
+        assert tail.run(parse("tail", "--url", url, "--prompt", "hi", "--model", "mock-tools")) == 0
+        assert "completed" in capsys.readouterr().out
+        with pytest.raises(CommandError, match="404"):
+            tail.run(parse("tail", "--url", url, "st_doesnotexistdoesnotexist"))
+        with pytest.raises(CommandError):
+            tail.run(parse("tail", "--url", url))
