@@ -53,8 +53,7 @@ class ChunkNormalizer:
         self._tags = tuple(think_tags or ())
         self._choices: dict[int, _ChoiceState] = {}
         self._next_key = 0
-        self._started = False
-        self.chunks = 0  # chunks decoded
+        self.saw_chunk = False  # a chunk was decoded
         self.skipped = 0  # data events that were not JSON chunks (ignored, counted)
         self.last_skip_reason: str | None = None
         self.saw_done = False
@@ -84,10 +83,9 @@ class ChunkNormalizer:
         return self.feed_chunk(chunk)
 
     def feed_chunk(self, chunk: Chunk) -> list[Fact]:
-        self.chunks += 1
         facts: list[Fact] = []
-        if not self._started and (chunk.model is not None or chunk.choices):
-            self._started = True
+        if not self.saw_chunk:
+            self.saw_chunk = True
             facts.append(Started(chunk.model))
         for choice in chunk.choices or ():
             delta = choice.delta or choice.message
@@ -120,6 +118,30 @@ class ChunkNormalizer:
 
     # -- pieces --------------------------------------------------------------------------
     def _delta(self, index: int, state: _ChoiceState, delta: Delta, facts: list[Fact]) -> None:
+        # Field order is fact order: reasoning, content, refusal, tool calls, images, sources.
+        # The rare fields are tested together so plain text costs few checks.
+        if delta.reasoning_content or delta.reasoning or delta.reasoning_details:
+            self._reasoning(index, delta, facts)
+        content = delta.content
+        if content:
+            if type(content) is str:
+                splitter = state.splitter
+                if splitter is None or (splitter.idle and "<" not in content):
+                    facts.append(TextFact(index, "text", content))  # the per-token case
+                else:
+                    self._content(index, state, content, facts)
+            else:
+                self._content_parts(index, state, content, facts)
+        if (
+            delta.refusal
+            or delta.tool_calls
+            or delta.function_call is not None
+            or delta.images
+            or delta.annotations
+        ):
+            self._rare_fields(index, state, delta, facts)
+
+    def _reasoning(self, index: int, delta: Delta, facts: list[Fact]) -> None:
         reasoning = delta.reasoning_content or delta.reasoning
         if not reasoning and delta.reasoning_details:
             # One delta may carry the same thought in several fields (OpenRouter sends both
@@ -127,16 +149,10 @@ class ChunkNormalizer:
             reasoning = "".join(d.text or d.summary or "" for d in delta.reasoning_details)
         if reasoning:
             facts.append(TextFact(index, "reasoning", reasoning))
-        content = delta.content
-        if content:
-            if type(content) is str:
-                splitter = state.splitter
-                if splitter is None or (splitter.idle and "<" not in content):
-                    facts.append(TextFact(index, "text", content))  # hot path, inlined
-                else:
-                    self._content(index, state, content, facts)
-            else:
-                self._content_parts(index, state, content, facts)
+
+    def _rare_fields(
+        self, index: int, state: _ChoiceState, delta: Delta, facts: list[Fact]
+    ) -> None:
         if delta.refusal:
             facts.append(TextFact(index, "refusal", delta.refusal))
         if delta.tool_calls:

@@ -35,7 +35,7 @@ def assemble_response(
     if body.startswith(b"{"):
         return _whole_body(pipe, body)
     ops = pipe.feed(data)
-    if pipe.normalizer.chunks == 0 and not pipe.normalizer.saw_done:
+    if not pipe.normalizer.saw_chunk and not pipe.normalizer.saw_done:
         reason = pipe.normalizer.last_skip_reason
         detail = f" (last data event: {reason})" if reason else ""
         raise NotAChatCompletion(f"no chat-completion chunks found{detail}")
