@@ -44,3 +44,14 @@ def serve_asgi(app, *, port: int | None = None, **uvicorn_options) -> Iterator[s
 def asgi_server():
     """``with asgi_server(app) as base_url: ...`` inside a test."""
     return serve_asgi
+
+
+@pytest.fixture(scope="session")
+def redis_server():
+    """A throwaway ``redis-server`` on a free port (``.url``, ``.restart()``, ``.stop()``, ...)."""
+    from redis_server import RedisServer, redis_server_binary
+
+    if redis_server_binary() is None:
+        pytest.skip("redis-server is not installed (`make test` installs it)")
+    with RedisServer() as server:
+        yield server

@@ -1,0 +1,591 @@
+"""The shared hub: op logs in Redis Streams, so several gateway processes serve one stream.
+
+Per tokenwire stream (all keys share the hash tag ``{stream_id}``, hence one Cluster slot):
+
+- ``tw:{id}:log``   stream; entry ID ``<seq>-1``, field ``op`` = the op's encoded JSON bytes
+  (stored once by the producer, handed out unchanged by every process), trimmed with
+  ``MAXLEN ~ max_log_ops`` while live.
+- ``tw:{id}:meta``  hash: status, seq, owner, created_at, producer, cancel flag, and a
+  snapshot (``snap`` = canonical message JSON as of ``snap_seq``, ``snap_open`` = its open
+  blocks) refreshed every ``max_log_ops // 4`` ops and at the end, so a reader behind the
+  trimmed log gets a snapshot and the final message survives the log.
+- ``tw:{id}:lease`` string with a TTL, held and renewed by the producing process.
+
+Plus ``tw:active`` (zset of in-progress ids scored by lease deadline, for the watchdog) and
+the pub/sub channel ``tw:cancel``. All writes to a stream go through one Lua script that checks
+the seq, so a revived producer and the watchdog can never both end a stream.
+
+Each process runs one blocking ``XREAD`` task per stream it serves (on its own connection
+pool), one pub/sub connection for cancel requests, one lease renewer and one watchdog.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import secrets
+import socket
+import time
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import msgspec
+from redis.asyncio import BlockingConnectionPool, Redis
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.retry import Retry
+
+from tokenwire.hub.base import Cursor, Hub, StreamInfo, StreamNotFound
+from tokenwire.hub.redis_errors import HubUnavailable
+from tokenwire.hub.redis_feed import MAX_BATCH, Feed, RedisCursor
+from tokenwire.hub.redis_scripts import APPEND, CANCEL, CREATE, Keys, after_id, entry_id
+from tokenwire.protocol import (
+    BlockEnd,
+    BlockStart,
+    EncodedOp,
+    Message,
+    MessageEnd,
+    MessageStart,
+    apply_op,
+    encode,
+    snapshot_op,
+)
+
+__all__ = ["HubUnavailable", "RedisHub"]
+
+log = logging.getLogger("tokenwire.hub.redis")
+
+_UNAVAILABLE = (RedisConnectionError, RedisTimeoutError, OSError)
+_IN_PROGRESS = "in_progress"
+PRODUCER_LOST = {"message": "producer lost", "type": "producer_lost", "code": None}
+
+
+def redact(url: str) -> str:
+    """``url`` without its password, for messages and logs."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.hostname or ""
+    netloc = f"{parts.username or ''}:***@{host}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+class _Owned:
+    """A stream this process produces: its message so far, for snapshots."""
+
+    __slots__ = ("message", "open", "seq", "snap_seq")
+
+    def __init__(self, message: Message, open_blocks: set[int], seq: int, snap_seq: int) -> None:
+        self.message = message
+        self.open = open_blocks
+        self.seq = seq
+        self.snap_seq = snap_seq
+
+
+class _CancelWait:
+    __slots__ = ("event", "waiters")
+
+    def __init__(self) -> None:
+        self.event = asyncio.Event()
+        self.waiters = 0
+
+
+class RedisHub(Hub):
+    """A ``Hub`` on Redis Streams. See the module docstring for the data layout.
+
+    ``retention_s``: how long a finished stream stays in Redis. ``lease_ttl_s``: the producer
+    lease; a stream whose producer stops renewing it is ended ``failed`` ("producer lost")
+    within about ``lease_ttl_s + watchdog_interval_s``. ``max_log_ops``: ops kept per live
+    stream (readers further behind get a snapshot). ``block_s``: the longest single blocking
+    read. ``unavailable_grace_s``: how long readers wait for a lost Redis before their cursors
+    end ``failed``.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        retention_s: float = 600.0,
+        lease_ttl_s: float = 5.0,
+        watchdog_interval_s: float = 1.0,
+        max_log_ops: int = 10_000,
+        key_prefix: str = "tw",
+        block_s: float = 5.0,
+        command_timeout_s: float = 5.0,
+        connect_timeout_s: float = 2.0,
+        unavailable_grace_s: float = 5.0,
+        max_reader_connections: int = 512,
+        local_window: int = 4096,
+    ) -> None:
+        if max_log_ops < 4:
+            raise ValueError("max_log_ops must be at least 4")
+        self.url = url
+        self.retention_s = retention_s
+        self.lease_ttl_s = lease_ttl_s
+        self.watchdog_interval_s = watchdog_interval_s
+        self.max_log_ops = max_log_ops
+        self.snapshot_every = max_log_ops // 4  # < retained ops, so a snapshot is always usable
+        self.keys = Keys(key_prefix)
+        self.block_s = block_s
+        self.command_timeout_s = command_timeout_s
+        self.connect_timeout_s = connect_timeout_s
+        self.unavailable_grace_s = unavailable_grace_s
+        self.max_reader_connections = max_reader_connections
+        self.local_window = local_window
+        self.producer_id = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+        self._redis: Redis | None = None
+        self._blocking: Redis | None = None  # XREAD BLOCK only: never starves other commands
+        self._feeds: dict[str, Feed] = {}
+        self._owned: dict[str, _Owned] = {}  # state of streams produced here (for snapshots)
+        self._leased: set[str] = set()  # streams whose lease this process renews
+        self._cancels: dict[str, _CancelWait] = {}
+        self._tasks: list[asyncio.Task[None]] = []
+        self._scripts: dict[str, Any] = {}
+
+    # -- lifecycle -----------------------------------------------------------------------
+    async def start(self) -> None:
+        if self._redis is not None:
+            return
+        common: dict[str, Any] = {
+            "socket_connect_timeout": self.connect_timeout_s,
+            "retry": Retry(ExponentialBackoff(cap=0.5, base=0.05), 2),
+            "health_check_interval": 15,
+        }
+        self._redis = Redis.from_url(self.url, socket_timeout=self.command_timeout_s, **common)
+        pool = BlockingConnectionPool.from_url(
+            self.url,
+            max_connections=self.max_reader_connections,
+            timeout=self.block_s + self.command_timeout_s,
+            socket_timeout=self.block_s + self.command_timeout_s,
+            **common,
+        )
+        self._blocking = Redis(connection_pool=pool)
+        try:
+            await self._redis.ping()
+        except _UNAVAILABLE as exc:
+            await self._close_clients()
+            raise HubUnavailable(f"cannot reach Redis at {redact(self.url)}: {exc}") from None
+        for name, source in (("create", CREATE), ("append", APPEND), ("cancel", CANCEL)):
+            self._scripts[name] = self._redis.register_script(source)
+        self._tasks = [
+            asyncio.create_task(self._cancel_listener(), name="redis-hub-cancel"),
+            asyncio.create_task(self._renew_leases(), name="redis-hub-leases"),
+            asyncio.create_task(self._watchdog(), name="redis-hub-watchdog"),
+        ]
+
+    async def close(self) -> None:
+        feeds = list(self._feeds.values())
+        tasks = self._tasks + [f.task for f in feeds if f.task is not None]
+        self._tasks = []
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        for feed in feeds:
+            if not feed.ended:
+                feed.fail("the gateway's hub was closed", "shutdown")
+        self._feeds.clear()
+        if self._leased and self._redis is not None:
+            # Streams still open here will not be finished by us: drop their leases and make
+            # them due, so another process's watchdog ends them now rather than after the TTL.
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(self.command_timeout_s):
+                    pipe = self._redis.pipeline(transaction=False)
+                    pipe.delete(*(self.keys.lease(s) for s in self._leased))
+                    pipe.zadd(self.keys.active, dict.fromkeys(self._leased, 0))
+                    await pipe.execute()
+        self._owned.clear()
+        self._leased.clear()
+        await self._close_clients()
+
+    async def _close_clients(self) -> None:
+        for client in (self._redis, self._blocking):
+            if client is not None:
+                with contextlib.suppress(Exception):
+                    await client.aclose(close_connection_pool=True)
+        self._redis = self._blocking = None
+
+    @property
+    def r(self) -> Redis:
+        if self._redis is None:
+            raise HubUnavailable("the Redis hub is not started")
+        return self._redis
+
+    @contextlib.asynccontextmanager
+    async def _unavailable(self) -> AsyncIterator[None]:
+        """Turn connection trouble into ``HubUnavailable`` (503 for the gateway)."""
+        try:
+            yield
+        except _UNAVAILABLE as exc:
+            raise HubUnavailable(f"Redis unavailable at {redact(self.url)}: {exc}") from None
+
+    # -- writing -------------------------------------------------------------------------
+    async def create(self, stream_id: str, *, owner: str | None) -> None:
+        keys = self.keys
+        async with self._unavailable():
+            created = await self._scripts["create"](
+                keys=[keys.meta(stream_id), keys.lease(stream_id)],
+                args=[
+                    owner or "",
+                    "1" if owner is not None else "0",
+                    repr(time.time()),
+                    self.producer_id,
+                    int(self.lease_ttl_s * 1000),
+                ],
+            )
+            if not created:
+                raise ValueError(f"stream {stream_id!r} already exists")
+            self._owned[stream_id] = _Owned(Message.empty(stream_id, None), set(), 0, 0)
+            self._leased.add(stream_id)
+            await self.r.zadd(keys.active, {stream_id: self._lease_deadline_ms()})
+
+    def _lease_deadline_ms(self) -> int:
+        return int((time.time() + self.lease_ttl_s) * 1000)
+
+    async def append(self, stream_id: str, ops: Sequence[EncodedOp]) -> None:
+        if not ops:
+            return
+        own = self._owned.get(stream_id)
+        if own is None:  # appending from a process that did not create it: load its state
+            loaded = await self._load(stream_id)
+            if loaded is None:
+                raise StreamNotFound(stream_id)
+            info, message, open_blocks, snap_seq = loaded
+            if info.status != _IN_PROGRESS:
+                raise ValueError(f"stream {stream_id!r} already ended")
+            own = _Owned(message, open_blocks, info.seq, snap_seq)
+        if ops[0].seq != own.seq + 1:
+            raise ValueError(f"stream {stream_id!r}: expected seq {own.seq + 1}, got {ops[0].seq}")
+        # Local state first (for the snapshot); on any failure it is dropped and reloaded.
+        self._owned.pop(stream_id, None)
+        for item in ops:
+            op = item.op
+            apply_op(own.message, op)
+            if isinstance(op, BlockStart):
+                own.open.add(op.index)
+            elif isinstance(op, BlockEnd):
+                own.open.discard(op.index)
+        last = ops[-1]
+        end_status = own.message.status if last.type == "message.end" else ""
+        snap = b""
+        if end_status or last.seq - own.snap_seq >= self.snapshot_every:
+            snap = own.message.to_json()
+        result = await self._run_append(stream_id, ops, end_status, snap, own.open, False)
+        code, status, seq = result
+        if code == 1 or (code == 0 and status == (end_status or _IN_PROGRESS) and seq == last.seq):
+            # (the second case: a retried script whose first run had gone through)
+            own.seq = last.seq
+            if snap:
+                own.snap_seq = last.seq
+            if end_status:
+                self._leased.discard(stream_id)
+                with contextlib.suppress(HubUnavailable, *_UNAVAILABLE):
+                    await self.r.zrem(self.keys.active, stream_id)
+            else:
+                self._owned[stream_id] = own
+                self._leased.add(stream_id)  # (already there unless we loaded the state)
+            return
+        if code == -1:
+            self._leased.discard(stream_id)
+            raise StreamNotFound(stream_id)
+        if status != _IN_PROGRESS:
+            self._leased.discard(stream_id)  # e.g. the watchdog ended it while we stalled
+            raise ValueError(f"stream {stream_id!r} already ended ({status})")
+        raise ValueError(f"stream {stream_id!r}: expected seq {seq + 1}, got {ops[0].seq}")
+
+    async def _run_append(
+        self,
+        stream_id: str,
+        ops: Sequence[EncodedOp],
+        end_status: str,
+        snap: bytes,
+        open_blocks: set[int],
+        unless_leased: bool,
+    ) -> tuple[int, str, int]:
+        args: list[Any] = [
+            ops[0].seq,
+            self.max_log_ops,
+            end_status,
+            snap,
+            ",".join(map(str, sorted(open_blocks))),
+            int(self.retention_s * 1000),
+            "1" if unless_leased else "0",
+        ]
+        args.extend(op.json for op in ops)
+        async with self._unavailable():
+            reply = await self._scripts["append"](keys=self.keys.stream(stream_id), args=args)
+        if reply[0] == -1:
+            return -1, "", 0
+        return int(reply[0]), _text(reply[1]), int(reply[2])
+
+    # -- reading -------------------------------------------------------------------------
+    async def info(self, stream_id: str) -> StreamInfo | None:
+        async with self._unavailable():
+            raw = await self.r.hmget(
+                self.keys.meta(stream_id), ["owner", "status", "seq", "created_at"]
+            )
+        if raw[1] is None:
+            return None
+        return StreamInfo(
+            stream_id,
+            _text(raw[0]) if raw[0] is not None else None,
+            _text(raw[1]),
+            int(raw[2]),
+            float(raw[3]),
+        )
+
+    async def message(self, stream_id: str) -> tuple[StreamInfo, Message] | None:
+        loaded = await self._load(stream_id)
+        if loaded is None:
+            return None
+        return loaded[0], loaded[1]
+
+    async def _load(self, stream_id: str) -> tuple[StreamInfo, Message, set[int], int] | None:
+        """Info, message, open blocks and snapshot seq, from the snapshot plus the ops after it."""
+        meta_key, log_key = self.keys.meta(stream_id), self.keys.log(stream_id)
+        for _ in range(8):  # retried only if the log was trimmed between our two reads
+            async with self._unavailable():
+                meta = await self.r.hgetall(meta_key)
+            if not meta or b"status" not in meta:
+                return None
+            info = StreamInfo(
+                stream_id,
+                _text(meta[b"owner"]) if b"owner" in meta else None,
+                _text(meta[b"status"]),
+                int(meta[b"seq"]),
+                float(meta[b"created_at"]),
+            )
+            snap_seq = int(meta.get(b"snap_seq", 0))
+            if snap_seq:
+                message = Message.from_dict(msgspec.json.decode(meta[b"snap"]))
+                open_blocks = {int(i) for i in _text(meta.get(b"snap_open", b"")).split(",") if i}
+            else:
+                message = Message.empty(stream_id, None)
+                open_blocks = set()
+            if snap_seq < info.seq:
+                async with self._unavailable():
+                    entries = await self.r.xrange(log_key, after_id(snap_seq), entry_id(info.seq))
+                ops = [EncodedOp.from_json(fields[b"op"]) for _, fields in entries]
+                if not ops or ops[0].seq != snap_seq + 1 or ops[-1].seq != info.seq:
+                    continue
+                for item in ops:
+                    apply_op(message, item.op)
+                    if isinstance(item.op, BlockStart):
+                        open_blocks.add(item.op.index)
+                    elif isinstance(item.op, BlockEnd):
+                        open_blocks.discard(item.op.index)
+            return info, message, open_blocks, snap_seq
+        raise HubUnavailable(f"stream {stream_id!r}: log kept changing under the reader")
+
+    async def subscribe(self, stream_id: str, after: int) -> Cursor:
+        info = await self.info(stream_id)
+        if info is None:
+            raise StreamNotFound(stream_id)
+        if after < 0 or after > info.seq:
+            raise ValueError(f"after={after} is outside 0..{info.seq}")
+        feed = self._feeds.get(stream_id)
+        if feed is None or feed.failure is not None:
+            ended = info.status != _IN_PROGRESS
+            feed = Feed(stream_id, info.seq, ended=ended, window=self.local_window)
+            if not ended:
+                self._feeds[stream_id] = feed
+        cursor = RedisCursor(feed, after, self._catch_up)
+        if not feed.ended and feed.task is None:
+            feed.task = asyncio.create_task(self._read_feed(feed), name=f"xread-{stream_id}")
+        return cursor
+
+    async def _catch_up(self, stream_id: str, after: int) -> list[EncodedOp]:
+        """Ops after ``after`` straight from Redis, or a snapshot if they were trimmed."""
+        async with self._unavailable():
+            entries = await self.r.xrange(
+                self.keys.log(stream_id), after_id(after), "+", count=MAX_BATCH
+            )
+            ops = [EncodedOp.from_json(fields[b"op"]) for _, fields in entries]
+            if ops and ops[0].seq == after + 1:
+                return ops
+            snap, snap_seq = await self.r.hmget(self.keys.meta(stream_id), ["snap", "snap_seq"])
+        if snap is not None and int(snap_seq) > after:
+            message = Message.from_dict(msgspec.json.decode(snap))
+            return [snapshot_op(message, int(snap_seq))]
+        raise StreamNotFound(f"stream {stream_id} is no longer in Redis")
+
+    async def _read_feed(self, feed: Feed) -> None:
+        """The one blocking reader of a stream in this process: XREAD -> the local window."""
+        key = self.keys.log(feed.id)
+        block_ms = max(1, int(self.block_s * 1000))
+        failing_since: float | None = None
+        delay = 0.05
+        try:
+            while feed.cursors > 0 and not feed.ended:
+                try:
+                    reply = await self._blocking_client().xread(
+                        {key: entry_id(feed.hi)}, count=MAX_BATCH, block=block_ms
+                    )
+                    if not reply and await self.r.hget(self.keys.meta(feed.id), "status") is None:
+                        feed.fail(f"stream {feed.id} is no longer in Redis", "stream_lost")
+                        return
+                except _UNAVAILABLE as exc:
+                    now = time.monotonic()
+                    failing_since = failing_since or now
+                    if now - failing_since >= self.unavailable_grace_s:
+                        feed.fail(
+                            f"lost connection to Redis at {redact(self.url)}", "hub_unavailable"
+                        )
+                        log.warning("stream %s: reader gave up: %s", feed.id, exc)
+                        return
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 1.0)
+                    continue
+                failing_since = None
+                delay = 0.05
+                if reply:
+                    entries = reply[0][1]
+                    feed.push([EncodedOp.from_json(fields[b"op"]) for _, fields in entries])
+        finally:
+            feed.task = None
+            if self._feeds.get(feed.id) is feed:
+                del self._feeds[feed.id]  # later subscribers start a fresh feed
+
+    def _blocking_client(self) -> Redis:
+        if self._blocking is None:
+            raise HubUnavailable("the Redis hub is not started")
+        return self._blocking
+
+    # -- cancel --------------------------------------------------------------------------
+    async def request_cancel(self, stream_id: str) -> None:
+        async with self._unavailable():
+            if not await self._scripts["cancel"](keys=[self.keys.meta(stream_id)]):
+                raise StreamNotFound(stream_id)
+            await self.r.publish(self.keys.cancel_channel, stream_id)
+        wait = self._cancels.get(stream_id)
+        if wait is not None:
+            wait.event.set()
+
+    async def wait_cancel(self, stream_id: str) -> None:
+        wait = self._cancels.get(stream_id)
+        if wait is None:
+            wait = self._cancels[stream_id] = _CancelWait()
+        wait.waiters += 1
+        try:
+            # The flag catches a request made before we listened (or while pub/sub was down).
+            async with self._unavailable():
+                status, flag = await self.r.hmget(self.keys.meta(stream_id), ["status", "cancel"])
+            if status is None:
+                raise StreamNotFound(stream_id)
+            if flag is not None:
+                return
+            await wait.event.wait()
+        finally:
+            wait.waiters -= 1
+            if wait.waiters == 0 and self._cancels.get(stream_id) is wait:
+                del self._cancels[stream_id]
+
+    async def _cancel_listener(self) -> None:
+        """One pub/sub connection per process; reconnects, then re-checks the cancel flags."""
+        delay = 0.05
+        while True:
+            pubsub = self.r.pubsub(ignore_subscribe_messages=True)
+            try:
+                await pubsub.subscribe(self.keys.cancel_channel)
+                delay = 0.05
+                await self._check_cancel_flags()
+                while True:
+                    msg = await pubsub.get_message(timeout=self.block_s)
+                    if msg is not None and msg["type"] == "message":
+                        wait = self._cancels.get(_text(msg["data"]))
+                        if wait is not None:
+                            wait.event.set()
+            except _UNAVAILABLE as exc:
+                log.debug("cancel listener: %s", exc)
+            except Exception:
+                log.exception("cancel listener failed")
+            finally:
+                with contextlib.suppress(Exception):
+                    await pubsub.aclose()
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 1.0)
+
+    async def _check_cancel_flags(self) -> None:
+        ids = list(self._cancels)
+        if not ids:
+            return
+        pipe = self.r.pipeline(transaction=False)
+        for stream_id in ids:
+            pipe.hget(self.keys.meta(stream_id), "cancel")
+        for stream_id, flag in zip(ids, await pipe.execute(), strict=True):
+            wait = self._cancels.get(stream_id)
+            if flag is not None and wait is not None:
+                wait.event.set()
+
+    # -- liveness ------------------------------------------------------------------------
+    async def _renew_leases(self) -> None:
+        interval = self.lease_ttl_s / 3
+        ttl_ms = int(self.lease_ttl_s * 1000)
+        while True:
+            await asyncio.sleep(interval)
+            ids = list(self._leased)
+            if not ids:
+                continue
+            try:
+                pipe = self.r.pipeline(transaction=False)
+                for stream_id in ids:
+                    pipe.set(self.keys.lease(stream_id), self.producer_id, px=ttl_ms)
+                deadline = self._lease_deadline_ms()
+                pipe.zadd(self.keys.active, dict.fromkeys(ids, deadline))
+                await pipe.execute()
+            except _UNAVAILABLE as exc:
+                log.warning("could not renew %d producer leases: %s", len(ids), exc)
+
+    async def _watchdog(self) -> None:
+        """End streams whose producer stopped renewing its lease (the process died)."""
+        while True:
+            await asyncio.sleep(self.watchdog_interval_s)
+            try:
+                due = await self.r.zrangebyscore(
+                    self.keys.active, "-inf", int(time.time() * 1000), start=0, num=100
+                )
+                for raw in due:
+                    stream_id = _text(raw)
+                    if stream_id not in self._leased:
+                        await self.fail_if_producer_lost(stream_id)
+            except (HubUnavailable, *_UNAVAILABLE) as exc:
+                log.debug("watchdog: %s", exc)
+            except Exception:
+                log.exception("watchdog failed")
+
+    async def fail_if_producer_lost(self, stream_id: str) -> bool:
+        """End the stream ``failed`` ("producer lost") if its lease is gone. True if we did."""
+        r = self.r
+        if await r.exists(self.keys.lease(stream_id)):
+            return False
+        loaded = await self._load(stream_id)
+        if loaded is None or loaded[0].status != _IN_PROGRESS:
+            await r.zrem(self.keys.active, stream_id)
+            return False
+        info, message, open_blocks, _ = loaded
+        seq = info.seq
+        ops: list[EncodedOp] = []
+        if seq == 0:
+            ops.append(encode(MessageStart(1, stream_id, None)))
+        for index in sorted(open_blocks):
+            ops.append(encode(BlockEnd(seq + len(ops) + 1, index)))
+        ops.append(
+            encode(MessageEnd(seq + len(ops) + 1, "failed", None, None, dict(PRODUCER_LOST)))
+        )
+        for item in ops:
+            apply_op(message, item.op)
+        code, _, _ = await self._run_append(
+            stream_id, ops, "failed", message.to_json(), set(), True
+        )
+        if code in (1, -1):
+            await r.zrem(self.keys.active, stream_id)
+        if code == 1:
+            log.warning("stream %s: producer lost, ended it as failed at seq %d", stream_id, seq)
+        return code == 1
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value

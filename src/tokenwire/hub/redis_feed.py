@@ -1,0 +1,140 @@
+"""Local fan-out for the Redis hub: one in-memory window per stream, cursors pull from it.
+
+A process keeps one ``Feed`` per stream it serves. A single reader task (in ``RedisHub``)
+appends what its blocking ``XREAD`` returns; every local cursor reads from the window, so a
+batch costs one Redis read however many local subscribers there are. A cursor that is behind
+the window (it resumed from an old seq, or is slow) reads from Redis directly until it catches
+up; a cursor behind the retained Redis log gets a snapshot.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from tokenwire.hub.base import Cursor
+from tokenwire.hub.redis_errors import HubUnavailable
+from tokenwire.protocol import EncodedOp, MessageEnd, encode
+
+MAX_BATCH = 1024  # ops handed to one reader per read()
+
+
+class Feed:
+    """The recent ops of one stream in this process, plus the wake-up signal."""
+
+    __slots__ = ("base", "cursors", "ended", "failure", "id", "ops", "task", "wake", "window")
+
+    def __init__(self, stream_id: str, seq: int, *, ended: bool, window: int) -> None:
+        self.id = stream_id
+        self.ops: list[EncodedOp] = []  # seqs base+1, base+2, ...
+        self.base = seq
+        self.ended = ended  # message.end is in ``ops`` (or was before this feed started)
+        self.failure: dict[str, Any] | None = None  # why this feed stopped early
+        self.window = window
+        self.cursors = 0
+        self.task: asyncio.Task[None] | None = None
+        self.wake = asyncio.Event()  # replaced on every push; the old one is set
+
+    @property
+    def hi(self) -> int:
+        return self.base + len(self.ops)
+
+    def push(self, ops: list[EncodedOp]) -> None:
+        if ops[0].seq != self.hi + 1:
+            # The reader fell behind the retained Redis log: restart the window there;
+            # cursors behind it catch up from Redis (and get a snapshot).
+            self.ops = []
+            self.base = ops[0].seq - 1
+        self.ops.extend(ops)
+        if ops[-1].type == "message.end":
+            self.ended = True
+        elif len(self.ops) > 2 * self.window:  # amortized: trim in big steps
+            drop = len(self.ops) - self.window
+            del self.ops[:drop]
+            self.base += drop
+        self._notify()
+
+    def fail(self, message: str, error_type: str) -> None:
+        self.failure = {"message": message, "type": error_type, "code": None}
+        self._notify()
+
+    def _notify(self) -> None:
+        wake, self.wake = self.wake, asyncio.Event()
+        wake.set()
+
+
+CatchUp = Callable[[str, int], Awaitable[list[EncodedOp]]]
+"""Reads the ops after a seq from Redis (a snapshot first if they are gone). Raises
+``LookupError`` if the stream is gone from Redis, ``HubUnavailable`` if Redis is down."""
+
+
+class RedisCursor(Cursor):
+    """A cursor on a ``Feed``; behind the window it reads from Redis via ``catch_up``."""
+
+    __slots__ = ("_catch_up", "_closed", "_done", "_feed", "_pos")
+
+    def __init__(self, feed: Feed, after: int, catch_up: CatchUp) -> None:
+        self._feed = feed
+        self._pos = after
+        self._done = False
+        self._closed = False
+        self._catch_up = catch_up
+        feed.cursors += 1
+
+    @property
+    def done(self) -> bool:
+        return self._done
+
+    @property
+    def position(self) -> int:
+        return self._pos
+
+    async def read(self, timeout: float | None = None) -> list[EncodedOp]:
+        feed = self._feed
+        while not self._done:
+            pos = self._pos
+            if pos < feed.base:
+                try:
+                    ops = await self._catch_up(feed.id, pos)
+                except LookupError as exc:
+                    return self._end_failed(str(exc), "stream_lost")
+                except HubUnavailable as exc:
+                    return self._end_failed(str(exc), "hub_unavailable")
+                return self._deliver(ops)
+            if pos < feed.hi:
+                start = pos - feed.base
+                return self._deliver(feed.ops[start : start + MAX_BATCH])
+            if feed.ended:
+                self._done = True
+                break
+            if feed.failure is not None:
+                return self._end_failed(feed.failure["message"], feed.failure["type"])
+            wake = feed.wake
+            if timeout is None:
+                await wake.wait()
+            else:
+                try:
+                    async with asyncio.timeout(timeout):
+                        await wake.wait()
+                except TimeoutError:
+                    return []
+        return []
+
+    def _deliver(self, ops: list[EncodedOp]) -> list[EncodedOp]:
+        last = ops[-1]
+        self._pos = last.seq
+        if last.type == "message.end":
+            self._done = True
+        return ops
+
+    def _end_failed(self, message: str, error_type: str) -> list[EncodedOp]:
+        # The log cannot be reached: end this reader with a clear error rather than hang.
+        # The op exists only for this reader; the shared log is not touched.
+        error = {"message": message, "type": error_type, "code": None}
+        return self._deliver([encode(MessageEnd(self._pos + 1, "failed", None, None, error))])
+
+    async def aclose(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._feed.cursors -= 1

@@ -1,0 +1,93 @@
+"""Key names and Lua scripts of the Redis hub.
+
+Every key of one stream carries the stream id as a hash tag (``tw:{st_x}:log``), so a Redis
+Cluster keeps them in one slot and a script may touch all of them atomically. The two global
+keys (the lease index and the cancel channel) are only ever used on their own.
+"""
+
+from __future__ import annotations
+
+
+class Keys:
+    """Key names under one prefix."""
+
+    __slots__ = ("active", "cancel_channel", "prefix")
+
+    def __init__(self, prefix: str) -> None:
+        self.prefix = prefix
+        self.active = f"{prefix}:active"  # zset: in-progress stream id -> lease deadline (ms)
+        self.cancel_channel = f"{prefix}:cancel"  # pub/sub: stream ids whose cancel was asked
+
+    def meta(self, stream_id: str) -> str:
+        return f"{self.prefix}:{{{stream_id}}}:meta"
+
+    def log(self, stream_id: str) -> str:
+        return f"{self.prefix}:{{{stream_id}}}:log"
+
+    def lease(self, stream_id: str) -> str:
+        return f"{self.prefix}:{{{stream_id}}}:lease"
+
+    def stream(self, stream_id: str) -> list[str]:
+        """The keys ``APPEND`` works on, in its order."""
+        return [self.meta(stream_id), self.log(stream_id), self.lease(stream_id)]
+
+
+def entry_id(seq: int) -> str:
+    """The stream entry ID of the op with ``seq`` (explicit, so resume needs no lookup)."""
+    return f"{seq}-1"
+
+
+def after_id(seq: int) -> str:
+    """An XRANGE start that excludes ``seq`` and everything before it."""
+    return f"({seq}-1" if seq > 0 else "-"
+
+
+# KEYS: meta, lease. ARGV: owner ("" = none), has_owner, created_at, producer id, lease ms.
+# Returns 1, or 0 if the stream id is taken.
+CREATE = """
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+redis.call('HSET', KEYS[1], 'status', 'in_progress', 'seq', 0, 'snap_seq', 0,
+           'created_at', ARGV[3], 'producer', ARGV[4])
+if ARGV[2] == '1' then redis.call('HSET', KEYS[1], 'owner', ARGV[1]) end
+redis.call('SET', KEYS[2], ARGV[4], 'PX', ARGV[5])
+return 1
+"""
+
+# KEYS: meta, log, lease.
+# ARGV: first seq, maxlen, end status ("" while live), snapshot JSON ("" = none), open blocks
+# of the snapshot ("0,2"), retention ms, "1" to refuse while the lease exists, op JSON...
+# Returns {1, status, seq} when appended, {0, status, seq} when the stream is not at
+# first - 1 or already ended, {2, status, seq} when the lease is still held, {-1} if unknown.
+APPEND = """
+local cur = redis.call('HMGET', KEYS[1], 'status', 'seq')
+if not cur[1] then return {-1} end
+local seq = tonumber(cur[2])
+local first = tonumber(ARGV[1])
+if cur[1] ~= 'in_progress' or seq ~= first - 1 then return {0, cur[1], seq} end
+if ARGV[7] == '1' and redis.call('EXISTS', KEYS[3]) == 1 then return {2, cur[1], seq} end
+local n = #ARGV - 7
+for i = 1, n do
+  redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], (first + i - 1) .. '-1', 'op', ARGV[7 + i])
+end
+local last = first + n - 1
+redis.call('HSET', KEYS[1], 'seq', last)
+if ARGV[4] ~= '' then
+  redis.call('HSET', KEYS[1], 'snap', ARGV[4], 'snap_seq', last, 'snap_open', ARGV[5])
+end
+local status = cur[1]
+if ARGV[3] ~= '' then
+  status = ARGV[3]
+  redis.call('HSET', KEYS[1], 'status', status)
+  redis.call('PEXPIRE', KEYS[1], ARGV[6])
+  redis.call('PEXPIRE', KEYS[2], ARGV[6])
+  redis.call('DEL', KEYS[3])
+end
+return {1, status, last}
+"""
+
+# KEYS: meta. Returns 1 when the flag was set, 0 if the stream is unknown.
+CANCEL = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+redis.call('HSET', KEYS[1], 'cancel', '1')
+return 1
+"""

@@ -1,0 +1,458 @@
+"""The Redis hub against a real throwaway redis-server: two hubs stand for two processes.
+
+Each test uses its own key prefix, so tests sharing the session's server never see each
+other's streams.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import textwrap
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from redis.asyncio import Redis
+
+from tokenwire.hub import StreamNotFound
+from tokenwire.hub.redis import HubUnavailable, RedisHub
+from tokenwire.protocol import EncodedOp, Message, Pipeline, apply_op
+
+
+def chunk(text: str) -> bytes:
+    escaped = text.replace("\\", "\\\\").replace('"', '\\"')
+    return b'data: {"choices":[{"index":0,"delta":{"content":"%s"}}]}\n\n' % escaped.encode()
+
+
+def make_ops(stream_id: str, words: list[str], *, end: bool = True) -> list[EncodedOp]:
+    pipe = Pipeline(stream_id, model="m")
+    ops: list[EncodedOp] = []
+    for word in words:
+        ops += pipe.feed(chunk(word))
+    if end:
+        ops += pipe.feed(b"data: [DONE]\n\n")
+        ops += pipe.close()
+    return ops
+
+
+def replay(ops: list[EncodedOp]) -> Message:
+    message = Message.empty()
+    for op in ops:
+        apply_op(message, op.op)
+    return message
+
+
+async def drain(cursor, timeout: float = 10.0) -> list[EncodedOp]:
+    out: list[EncodedOp] = []
+    async with asyncio.timeout(timeout):
+        async for batch in cursor:
+            out += batch
+    await cursor.aclose()
+    return out
+
+
+def new_hub(url: str, prefix: str, **options) -> RedisHub:
+    options.setdefault("block_s", 1.0)
+    options.setdefault("watchdog_interval_s", 0.2)
+    return RedisHub(url, key_prefix=prefix, **options)
+
+
+@pytest.fixture
+def prefix() -> str:
+    return "t" + secrets.token_hex(4)
+
+
+@pytest.fixture
+async def hubs(redis_server, prefix):
+    a = new_hub(redis_server.url, prefix)
+    b = new_hub(redis_server.url, prefix)
+    await a.start()
+    await b.start()
+    yield a, b
+    await a.close()
+    await b.close()
+
+
+async def test_created_on_a_read_on_b_with_identical_bytes(hubs) -> None:
+    a, b = hubs
+    ops = make_ops("st_ab", ["Hello", ", ", "world", "!"])
+    await a.create("st_ab", owner="key1")
+    info = await b.info("st_ab")
+    assert info is not None and (info.owner, info.status, info.seq) == ("key1", "in_progress", 0)
+    await a.append("st_ab", ops[:3])
+    await a.append("st_ab", ops[3:])
+    got_b = await drain(await b.subscribe("st_ab", 0))
+    got_a = await drain(await a.subscribe("st_ab", 0))
+    assert [op.json for op in got_b] == [op.json for op in ops]
+    assert [op.sse for op in got_b] == [op.sse for op in got_a] == [op.sse for op in ops]
+    found = await b.message("st_ab")
+    assert found is not None
+    info, message = found
+    assert (info.status, info.seq) == ("completed", len(ops))
+    assert message == replay(ops) and message.text == "Hello, world!"
+
+
+async def test_live_subscribers_on_both_hubs_get_the_same_stream(hubs) -> None:
+    a, b = hubs
+    ops = make_ops("st_live", [f"w{i} " for i in range(40)])
+    await a.create("st_live", owner=None)
+    readers = [
+        asyncio.create_task(drain(await hub.subscribe("st_live", 0))) for hub in (a, b, b, a, b)
+    ]
+    for i in range(0, len(ops), 3):  # appended while everybody is waiting
+        await a.append("st_live", ops[i : i + 3])
+        await asyncio.sleep(0)
+    results = await asyncio.gather(*readers)
+    for got in results:
+        assert [op.json for op in got] == [op.json for op in ops]
+
+
+async def test_partial_read_on_a_then_resume_on_b_from_every_seq(hubs) -> None:
+    a, b = hubs
+    ops = make_ops("st_resume", ["one ", "two ", "three ", "four"])
+    await a.create("st_resume", owner=None)
+    await a.append("st_resume", ops[:5])
+    cursor = await a.subscribe("st_resume", 0)
+    first = await cursor.read(5)
+    assert first and first[-1].seq == cursor.position <= 5
+    await cursor.aclose()
+    # While live, and once finished: any seq resumes with exactly the ops after it.
+    for after in range(6):
+        got = await b.subscribe("st_resume", after)
+        batch = await got.read(5 if after < 5 else 0.05)
+        assert [op.json for op in batch] == [op.json for op in ops[after:5]]
+        await got.aclose()
+    await a.append("st_resume", ops[5:])
+    for after in range(len(ops) + 1):
+        got = await drain(await b.subscribe("st_resume", after))
+        assert [op.json for op in got] == [op.json for op in ops[after:]]
+
+
+async def test_resume_older_than_the_retained_log_starts_with_a_snapshot(
+    redis_server, prefix
+) -> None:
+    a = new_hub(redis_server.url, prefix, max_log_ops=20)
+    b = new_hub(redis_server.url, prefix, max_log_ops=20)
+    await a.start()
+    await b.start()
+    try:
+        ops = make_ops("st_trim", [f"{i}," for i in range(600)])
+        await a.create("st_trim", owner=None)
+        for i in range(0, len(ops), 7):
+            await a.append("st_trim", ops[i : i + 7])
+        async with Redis.from_url(redis_server.url) as r:
+            retained = await r.xlen(f"{prefix}:{{st_trim}}:log")
+        assert retained < len(ops) // 2  # MAXLEN trimming happened
+        for after in (0, 1, 50, len(ops) - retained - 1):
+            got = await drain(await b.subscribe("st_trim", after))
+            assert got[0].type == "snapshot" and got[0].seq > after + 1
+            assert [op.seq for op in got[1:]] == list(range(got[0].seq + 1, len(ops) + 1))
+            assert replay(got) == replay(ops)
+        tail = await drain(await b.subscribe("st_trim", len(ops) - 5))
+        assert [op.json for op in tail] == [op.json for op in ops[-5:]]
+        found = await b.message("st_trim")
+        assert found is not None and found[1] == replay(ops)
+    finally:
+        await a.close()
+        await b.close()
+
+
+async def test_live_reader_behind_the_log_gets_a_snapshot_then_the_rest(
+    redis_server, prefix
+) -> None:
+    a = new_hub(redis_server.url, prefix, max_log_ops=20)
+    b = new_hub(redis_server.url, prefix, max_log_ops=20, local_window=16)
+    await a.start()
+    await b.start()
+    try:
+        ops = make_ops("st_slow", [f"{i} " for i in range(400)])
+        await a.create("st_slow", owner=None)
+        await a.append("st_slow", ops[:3])
+        slow = await b.subscribe("st_slow", 0)
+        assert [op.seq for op in await slow.read(5)] == [1, 2, 3]
+        for i in range(3, len(ops) - 1, 9):  # the stream moves on while the reader sleeps
+            await a.append("st_slow", ops[i : min(i + 9, len(ops) - 1)])
+        message_so_far = await b.message("st_slow")
+        assert message_so_far is not None and message_so_far[1] == replay(ops[:-1])
+        await a.append("st_slow", ops[-1:])
+        rest = await drain(slow)
+        assert rest[0].type == "snapshot"
+        assert replay(ops[:3] + rest) == replay(ops)
+    finally:
+        await a.close()
+        await b.close()
+
+
+async def test_cancel_requested_on_b_resolves_wait_cancel_on_a(hubs) -> None:
+    a, b = hubs
+    await a.create("st_cancel", owner=None)
+    await a.append("st_cancel", make_ops("st_cancel", ["x"], end=False))
+    waiting = asyncio.create_task(a.wait_cancel("st_cancel"))
+    await asyncio.sleep(0.05)
+    assert not waiting.done()
+    await b.request_cancel("st_cancel")
+    await asyncio.wait_for(waiting, 5)
+    # A request made before the producer listens is not lost either.
+    await a.create("st_cancel2", owner=None)
+    await b.request_cancel("st_cancel2")
+    await asyncio.wait_for(a.wait_cancel("st_cancel2"), 5)
+    with pytest.raises(StreamNotFound):
+        await b.request_cancel("st_nope")
+
+
+_DYING_PRODUCER = textwrap.dedent(
+    """
+    import asyncio, sys, time
+    from tokenwire.hub.redis import RedisHub
+    from tokenwire.protocol import Pipeline
+
+    async def main(url, prefix):
+        hub = RedisHub(url, key_prefix=prefix, lease_ttl_s=1.0)
+        await hub.start()
+        pipe = Pipeline("st_dead", model="m")
+        ops = pipe.feed(b'data: {"choices":[{"index":0,"delta":{"content":"partial "}}]}\\n\\n')
+        ops += pipe.feed(b'data: {"choices":[{"index":0,"delta":{"content":"answer"}}]}\\n\\n')
+        await hub.create("st_dead", owner=None)
+        await hub.append("st_dead", ops)
+        print("ready", flush=True)
+        await asyncio.sleep(3600)
+
+    asyncio.run(main(sys.argv[1], sys.argv[2]))
+    """
+)
+
+
+async def test_producer_killed_ends_the_stream_failed_on_another_process(
+    redis_server, prefix
+) -> None:
+    child = subprocess.Popen(
+        [sys.executable, "-c", _DYING_PRODUCER, redis_server.url, prefix],
+        stdout=subprocess.PIPE,
+    )
+    b = new_hub(redis_server.url, prefix)
+    await b.start()
+    try:
+        assert child.stdout is not None
+        line = await asyncio.wait_for(asyncio.to_thread(child.stdout.readline), 30)
+        assert line.strip() == b"ready"
+        cursor = await b.subscribe("st_dead", 0)
+        first = await cursor.read(5)
+        assert replay(first).text == "partial answer"
+        os.kill(child.pid, signal.SIGKILL)  # no chance to finish or release anything
+        # Bound: lease 1 s + watchdog 0.2 s here; 10 s is the product's promise.
+        rest = await drain(cursor, timeout=10)
+        end = rest[-1].op
+        assert rest[-1].type == "message.end" and end.status == "failed"
+        assert end.error == {"message": "producer lost", "type": "producer_lost", "code": None}
+        assert [op.type for op in rest] == ["block.end", "message.end"]
+        message = replay(first + rest)
+        assert message.text == "partial answer" and message.status == "failed"
+        found = await b.message("st_dead")
+        assert found is not None and found[1] == message
+    finally:
+        child.kill()
+        child.wait()
+        await b.close()
+
+
+async def test_closing_a_hub_hands_its_unfinished_streams_to_the_watchdog(hubs) -> None:
+    a, b = hubs
+    await a.create("st_closed", owner=None)
+    await a.append("st_closed", make_ops("st_closed", ["half"], end=False))
+    cursor = await b.subscribe("st_closed", 0)
+    await a.close()  # lease TTL is 5 s; the watchdog (0.2 s here) must not wait for it
+    got = await drain(cursor, timeout=3)
+    assert got[-1].op.status == "failed" and replay(got).text == "half"
+
+
+async def test_only_one_process_ends_a_lost_stream(redis_server, prefix) -> None:
+    a = new_hub(redis_server.url, prefix, lease_ttl_s=0.3, watchdog_interval_s=60)
+    watchers = [new_hub(redis_server.url, prefix, watchdog_interval_s=60) for _ in range(3)]
+    await a.start()
+    for hub in watchers:
+        await hub.start()
+    try:
+        await a.create("st_race", owner=None)
+        await a.append("st_race", make_ops("st_race", ["a", "b"], end=False))
+        a._leased.clear()  # the producer stops renewing, as a dead process would
+        await asyncio.sleep(0.5)
+        results = await asyncio.gather(*(h.fail_if_producer_lost("st_race") for h in watchers))
+        assert sorted(results) == [False, False, True]
+        ops = await drain(await watchers[0].subscribe("st_race", 0))
+        assert [op.seq for op in ops] == list(range(1, len(ops) + 1))
+        assert sum(op.type == "message.end" for op in ops) == 1
+        with pytest.raises(ValueError, match="already ended"):  # the producer comes back late
+            await a.append("st_race", make_ops("st_race", ["a", "b", "c"])[len(ops) - 2 :])
+    finally:
+        await a.close()
+        for hub in watchers:
+            await hub.close()
+
+
+async def test_many_local_cursors_share_one_xread_per_batch(hubs, redis_server) -> None:
+    a, b = hubs
+    ops = make_ops("st_fan", [f"t{i} " for i in range(30)])
+    await a.create("st_fan", owner=None)
+    cursors = [await b.subscribe("st_fan", 0) for _ in range(200)]
+    positions = [0] * len(cursors)
+
+    async def catch_up(i: int, seq: int) -> None:
+        while positions[i] < seq:
+            batch = await cursors[i].read(5)
+            assert batch, "cursor starved"
+            positions[i] = batch[-1].seq
+
+    async with Redis.from_url(redis_server.url) as r:
+        before = await r.info("commandstats")
+        batches = 0
+        for i in range(0, len(ops), 4):
+            await a.append("st_fan", ops[i : i + 4])
+            batches += 1
+            await asyncio.gather(
+                *(catch_up(j, ops[min(i + 3, len(ops) - 1)].seq) for j in range(200))
+            )
+        after = await r.info("commandstats")
+
+    def calls(stats: dict, name: str) -> int:
+        return stats.get(f"cmdstat_{name}", {}).get("calls", 0)
+
+    xreads = calls(after, "xread") - calls(before, "xread")
+    xranges = calls(after, "xrange") - calls(before, "xrange")
+    assert 1 <= xreads <= batches + 1  # one per batch (at most), not one per subscriber
+    assert xranges == 0
+    assert all(c.done for c in cursors)
+    for cursor in cursors:
+        await cursor.aclose()
+
+
+async def test_finished_stream_keys_expire_and_lease_is_released(hubs, redis_server, prefix):
+    a, _ = hubs
+    await a.create("st_ttl", owner=None)
+    async with Redis.from_url(redis_server.url) as r:
+        assert await r.pttl(f"{prefix}:{{st_ttl}}:lease") > 0
+        assert await r.pttl(f"{prefix}:{{st_ttl}}:meta") == -1  # live: kept
+        await a.append("st_ttl", make_ops("st_ttl", ["done"]))
+        for key in ("meta", "log"):
+            assert 0 < await r.pttl(f"{prefix}:{{st_ttl}}:{key}") <= a.retention_s * 1000
+        assert not await r.exists(f"{prefix}:{{st_ttl}}:lease")
+        assert await r.zscore(f"{prefix}:active", "st_ttl") is None
+
+
+async def test_misuse_is_refused(hubs) -> None:
+    a, b = hubs
+    ops = make_ops("st_bad", ["x"])
+    with pytest.raises(StreamNotFound):
+        await b.subscribe("st_bad", 0)
+    assert await b.info("st_bad") is None and await b.message("st_bad") is None
+    await a.create("st_bad", owner=None)
+    with pytest.raises(ValueError, match="already exists"):
+        await b.create("st_bad", owner=None)
+    with pytest.raises(ValueError, match="expected seq 1"):
+        await a.append("st_bad", ops[1:])
+    await a.append("st_bad", ops[:2])
+    with pytest.raises(ValueError, match="outside"):
+        await b.subscribe("st_bad", 3)
+    with pytest.raises(ValueError, match="expected seq 3"):
+        await b.append("st_bad", ops[3:])  # a second writer is checked by Redis too
+    await a.append("st_bad", ops[2:])
+    with pytest.raises(ValueError, match="already ended"):
+        await b.append("st_bad", ops[-1:])
+
+
+async def test_unreachable_at_start_is_a_clear_error() -> None:
+    from conftest import free_port
+
+    url = f"redis://127.0.0.1:{free_port()}/0"
+    hub = RedisHub(url, connect_timeout_s=1.0)
+    with pytest.raises(HubUnavailable, match=f"cannot reach Redis at {url}"):
+        await hub.start()
+    secret = RedisHub(f"redis://user:hunter2@127.0.0.1:{free_port()}/0", connect_timeout_s=1.0)
+    with pytest.raises(HubUnavailable) as caught:
+        await secret.start()
+    assert "hunter2" not in str(caught.value)
+
+
+async def test_redis_restarted_while_idle_then_hub_works_again(hubs, redis_server) -> None:
+    a, b = hubs
+    redis_server.restart()  # empty afterwards: no persistence
+    ops = make_ops("st_after", ["back ", "again"])
+    await a.create("st_after", owner=None)
+    waiting = asyncio.create_task(a.wait_cancel("st_after"))
+    reader = asyncio.create_task(drain(await b.subscribe("st_after", 0)))
+    await a.append("st_after", ops)
+    assert [op.json for op in await reader] == [op.json for op in ops]
+    await b.request_cancel("st_after")
+    await asyncio.wait_for(waiting, 5)
+
+
+async def test_redis_lost_while_running_ends_readers_and_recovers(prefix) -> None:
+    from redis_server import RedisServer
+
+    with RedisServer() as server:
+        options = {"block_s": 0.3, "unavailable_grace_s": 0.5, "command_timeout_s": 1.0}
+        a = new_hub(server.url, prefix, **options)
+        b = new_hub(server.url, prefix, **options)
+        await a.start()
+        await b.start()
+        try:
+            await a.create("st_lost", owner=None)
+            await a.append("st_lost", make_ops("st_lost", ["so far"], end=False))
+            cursor = await b.subscribe("st_lost", 0)
+            head = await cursor.read(5)
+            server.stop()
+            rest = await drain(cursor, timeout=10)  # ends, does not hang
+            assert [op.type for op in rest] == ["message.end"]
+            assert rest[0].op.status == "failed" and rest[0].seq == head[-1].seq + 1
+            assert rest[0].op.error["type"] == "hub_unavailable"
+            with pytest.raises(HubUnavailable, match="Redis unavailable"):
+                await a.create("st_new", owner=None)
+            with pytest.raises(HubUnavailable):
+                await b.subscribe("st_lost", 0)
+            server.start()
+            await a.create("st_new", owner=None)
+            ops = make_ops("st_new", ["fine"])
+            await a.append("st_new", ops)
+            got = await drain(await b.subscribe("st_new", 0))
+            assert [op.json for op in got] == [op.json for op in ops]
+        finally:
+            await a.close()
+            await b.close()
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    words=st.lists(st.text(min_size=1, max_size=4), min_size=0, max_size=20),
+    data=st.data(),
+)
+def test_resume_from_any_seq_yields_exactly_the_ops_after_it(redis_server, words, data) -> None:
+    async def scenario() -> None:
+        prefix = "p" + secrets.token_hex(4)
+        a = new_hub(redis_server.url, prefix)
+        b = new_hub(redis_server.url, prefix)
+        await a.start()
+        await b.start()
+        try:
+            ops = make_ops("st_prop", words)
+            await a.create("st_prop", owner=None)
+            split = data.draw(st.integers(0, len(ops)), label="appended before subscribing")
+            await a.append("st_prop", ops[:split])
+            after = data.draw(st.integers(0, split), label="after")
+            reader = asyncio.create_task(drain(await b.subscribe("st_prop", after)))
+            await asyncio.sleep(0)
+            rest = ops[split:]
+            while rest:  # the rest arrives live, in random batches
+                size = data.draw(st.integers(1, len(rest)), label="batch")
+                await a.append("st_prop", rest[:size])
+                rest = rest[size:]
+            got = await reader
+            assert [op.json for op in got] == [op.json for op in ops[after:]]
+        finally:
+            await a.close()
+            await b.close()
+
+    asyncio.run(scenario())
