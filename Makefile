@@ -23,6 +23,7 @@ demo: $(STAMP) web
 
 test: $(STAMP) web
 	@bash scripts/system-deps.sh
+	cd web && npm test --silent
 	$(PY) -m pytest -q
 
 lint: $(STAMP)
