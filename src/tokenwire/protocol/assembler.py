@@ -274,7 +274,7 @@ class Assembler:
 
     def _take(self, now: float) -> list[EncodedOp]:
         pending = self._pending
-        if pending is not None and now - pending.since >= self.window:
+        if pending is not None and now >= pending.since + self.window:  # same sum as next_deadline
             self._flush()
         out = self._out
         if not out:
