@@ -110,10 +110,10 @@ class TypedCounter(_EventBuffer):
         if not events:
             return 0
         for event in events.split(b"\n\n"):
-            start = event.find(b"data: ")
+            start = event.find(b"data:")
             if start < 0:
                 continue
-            op = _decode_op(event[start + 6 :])
+            op = _decode_op(event[start + 5 :])  # JSON ignores a space after the colon
             if op.type == "block.delta":
                 self.chars += len(op.text)
             elif op.type == "message.end":

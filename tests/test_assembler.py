@@ -107,7 +107,7 @@ def test_choice_blocks_carry_choice_and_finish_per_choice() -> None:
 
 def test_sse_frame_carries_the_seq_as_event_id() -> None:
     ops = Pipeline("st_1").feed(sse(text("a")))
-    assert ops[1].sse == b"id: 2\ndata: " + ops[1].json + b"\n\n"
+    assert ops[1].sse == b"id:2\ndata:" + ops[1].json + b"\n\n"
 
 
 def test_think_splitter_holds_possible_tags_and_releases_them_at_flush() -> None:

@@ -129,7 +129,7 @@ function follow(id, after, message) {
     onOp(op, msg) {
       if (sub !== current) return;
       stats.ops += 1;
-      hook.seqs.push(op.seq);
+      hook.seqs.push(op.seq ?? 0);
       if (op.type === "block.delta") {
         const now = performance.now();
         if (!stats.firstDeltaAt) stats.firstDeltaAt = now;

@@ -285,6 +285,10 @@ export class Subscription {
           } catch {
             return false; // a corrupt event: resume from the last good seq
           }
+          // The event id is the op's seq; deltas carry none of their own.
+          if (typeof op.seq !== "number" && event.id !== null && /^\d+$/.test(event.id)) {
+            op.seq = Number(event.id);
+          }
           const verdict = this.cursor.accept(op);
           if (verdict === "skip") continue;
           if (verdict === "gap") return false;

@@ -24,7 +24,7 @@
  *   error: ErrorInfo | null,
  *   blocks: Block[],
  * }} Message
- * @typedef {{type: string, seq: number, [key: string]: any}} Op
+ * @typedef {{type: string, seq?: number, [key: string]: any}} Op
  */
 
 /** Block types whose `block.delta` appends to `text`. */
@@ -142,7 +142,8 @@ export function applyOp(message, op) {
       break;
     }
     case "block.delta": {
-      const block = message.blocks[op.index];
+      // A delta without `index` extends the newest block.
+      const block = message.blocks[typeof op.index === "number" ? op.index : message.blocks.length - 1];
       if (!block || typeof op.text !== "string") break;
       if (block.type === "tool_call") block.arguments += op.text;
       else if ("text" in block) block.text += op.text;

@@ -282,8 +282,11 @@ export class MessageView {
     this.message = message;
     switch (op.type) {
       case "block.start":
-      case "block.delta":
         this.dirty.add(op.index);
+        break;
+      case "block.delta":
+        // No index: the delta extended the newest block.
+        this.dirty.add(typeof op.index === "number" ? op.index : message.blocks.length - 1);
         break;
       case "block.end":
         this.ended.add(op.index);

@@ -48,9 +48,14 @@ class StreamState:
         for event in self._decoder.feed(data):
             if not event.data or self.done:
                 continue
-            op = decode_op(event.data)
-            if op is None or op.seq <= self.seq:
-                continue  # unknown op type (forward compatibility), or one we already have
+            op = decode_op(event.raw)
+            if op is None:
+                continue  # an unknown op type (forward compatibility)
+            # The event id is the op's seq (deltas carry none of their own).
+            if event.id is not None and event.id.isdigit():
+                op.seq = int(event.id)
+            if op.seq <= self.seq:
+                continue  # one we already have
             apply_op(self.message, op)
             self.seq = op.seq
             out.append(op)

@@ -97,10 +97,7 @@ class Assembler:
                     seq = self.seq = self.seq + 1
                     text = fact.text
                     self.message.blocks[index]._parts.append(text)
-                    op = BlockDelta(seq, index, text)
-                    json = _encode(op)
-                    sse = b"id: %d\ndata: %s\n\n" % (seq, json)
-                    self._out.append(EncodedOp(op, seq, json, sse))  # = encode(op), inlined
+                    self._out.append(encode(self._delta_op(index, text), seq))
                     continue
             self._fact(fact, now)
         if self._pending is None:
@@ -235,7 +232,7 @@ class Assembler:
         if not text:
             return
         if not self.window:
-            self._emit(BlockDelta(self.seq + 1, index, text))
+            self._emit(self._delta_op(index, text))
             return
         pending = self._pending
         if pending is not None and pending.index == index:
@@ -265,12 +262,17 @@ class Assembler:
         if pending is not None:
             self._pending = None
             text = pending.parts[0] if len(pending.parts) == 1 else "".join(pending.parts)
-            self._emit(BlockDelta(self.seq + 1, pending.index, text))
+            self._emit(self._delta_op(pending.index, text))
+
+    def _delta_op(self, index: int, text: str) -> BlockDelta:
+        if index == len(self.message.blocks) - 1:
+            return BlockDelta(text=text)  # the newest block: index goes without saying
+        return BlockDelta(index=index, text=text)
 
     def _emit(self, op: Op) -> None:
-        self.seq = op.seq
+        seq = self.seq = self.seq + 1
         apply_op(self.message, op)
-        self._out.append(encode(op))
+        self._out.append(encode(op, seq))
 
     def _take(self, now: float) -> list[EncodedOp]:
         pending = self._pending

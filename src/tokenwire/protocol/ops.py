@@ -25,10 +25,17 @@ class BlockStart(msgspec.Struct, tag="block.start", tag_field="type", gc=False):
     block: dict[str, Any]
 
 
-class BlockDelta(msgspec.Struct, tag="block.delta", tag_field="type", gc=False):
-    seq: int
-    index: int
-    text: str
+class BlockDelta(
+    msgspec.Struct, tag="block.delta", tag_field="type", gc=False, kw_only=True, omit_defaults=True
+):
+    """The one frequent op, so the leanest: it carries no ``seq`` (it is the previous op's seq
+    plus one; over SSE the event id says it) and no ``index`` when it extends the newest block
+    (``index == -1``, Python's own "last element"). That keeps a one-token delta near 50 bytes
+    on the wire."""
+
+    index: int = -1
+    text: str = ""
+    seq: int = 0
 
 
 class BlockEnd(msgspec.Struct, tag="block.end", tag_field="type", gc=False):
@@ -73,21 +80,32 @@ class EncodedOp(msgspec.Struct, gc=False):
         return self.op.__struct_config__.tag  # type: ignore[return-value]
 
     @classmethod
-    def from_json(cls, data: bytes) -> EncodedOp:
-        """Rebuild from stored bytes (e.g. a Redis entry) without re-encoding."""
+    def from_json(cls, data: bytes, seq: int | None = None) -> EncodedOp:
+        """Rebuild from stored bytes (e.g. a Redis entry) without re-encoding. Deltas carry
+        no seq of their own, so the caller passes it (stores keep it next to the bytes)."""
         op = decode_op(data)
         if op is None:
             raise ProtocolError("unknown op type")
-        return cls(op, op.seq, data, b"id: %d\ndata: %s\n\n" % (op.seq, data))
+        if seq is None:
+            seq = op.seq
+            if not seq:
+                raise ProtocolError("a block.delta needs its seq from outside the op")
+        return cls(op, seq, data, _sse(seq, data))
 
     def __repr__(self) -> str:
         return f"EncodedOp({self.json.decode()})"
 
 
-def encode(op: Op) -> EncodedOp:
-    """Encode ``op`` once, to JSON and to its SSE frame."""
+def _sse(seq: int, json: bytes) -> bytes:
+    # No space after the colons: the SSE grammar allows it and every byte counts per token.
+    return b"id:%d\ndata:%s\n\n" % (seq, json)
+
+
+def encode(op: Op, seq: int | None = None) -> EncodedOp:
+    """Encode ``op`` once, to JSON and to its SSE frame (``seq`` is required for deltas)."""
+    seq = op.seq if seq is None else seq
     json = _encode(op)
-    return EncodedOp(op, op.seq, json, b"id: %d\ndata: %s\n\n" % (op.seq, json))
+    return EncodedOp(op, seq, json, _sse(seq, json))
 
 
 def decode_op(data: bytes | str) -> Op | None:
@@ -118,7 +136,7 @@ _KNOWN_TYPES = {
 
 def apply_op(message: Message, op: Op) -> None:
     """Apply one op to ``message`` in place."""
-    if isinstance(op, BlockDelta):  # the hot case first
+    if isinstance(op, BlockDelta):  # the hot case first; index -1 is the newest block
         try:
             message.blocks[op.index].append(op.text)
         except IndexError:
