@@ -23,38 +23,44 @@ def text(t: str, choice: int = 0) -> dict:
     return {"choices": [{"index": choice, "delta": {"content": t}}]}
 
 
-def test_coalescing_holds_deltas_until_the_window_passes() -> None:
+def texts(ops) -> list[str]:
+    return [json.loads(o.json)["text"] for o in ops if o.type == "block.delta"]
+
+
+def test_coalescing_sends_the_first_delta_at_once_then_one_per_window() -> None:
     pipe = Pipeline("st_1", coalesce_ms=20)
     ops = pipe.feed(sse(text("a")), now=0.0)
-    assert [o.type for o in ops] == ["message.start", "block.start"]
-    assert pipe.next_deadline() == 0.02
-    assert pipe.feed(sse(text("b")), now=0.01) == []
-    assert pipe.poll(0.015) == []
-    flushed = pipe.poll(0.02)
-    assert [json.loads(o.json)["text"] for o in flushed] == ["ab"]
+    assert [o.type for o in ops] == ["message.start", "block.start", "block.delta"]
     assert pipe.next_deadline() is None
-    assert pipe.message.blocks[0].text == "ab"
+    assert pipe.feed(sse(text("b")), now=0.01) == []  # 10 ms after the last delta: held
+    assert pipe.next_deadline() == 0.02
+    assert pipe.feed(sse(text("c")), now=0.015) == []
+    assert pipe.poll(0.019) == []
+    assert texts(pipe.poll(0.02)) == ["bc"]
+    assert pipe.next_deadline() is None
+    assert texts(pipe.feed(sse(text("d")), now=0.05)) == ["d"]  # a slow stream waits for nothing
+    assert pipe.message.blocks[0].text == "abcd"
 
 
 def test_coalescing_flushes_before_any_structural_op() -> None:
     pipe = Pipeline("st_1", coalesce_ms=1000)
-    pipe.feed(sse(text("a"), text("b")), now=0.0)
+    pipe.feed(sse(text("a"), text("b"), text("c")), now=0.0)
     ops = pipe.feed(
         sse({"choices": [{"index": 0, "delta": {"reasoning_content": "r"}}]}), now=0.001
     )
     kinds = [(o.type, json.loads(o.json).get("text")) for o in ops]
-    assert kinds == [("block.delta", "ab"), ("block.end", None), ("block.start", None)]
+    assert kinds == [("block.delta", "bc"), ("block.end", None), ("block.start", None)]
 
 
 def test_message_is_never_ahead_of_emitted_ops() -> None:
     pipe = Pipeline("st_1", coalesce_ms=50)
-    pipe.feed(sse(text("held")), now=0.0)
-    assert pipe.message.blocks[0].text == ""  # held delta not yet sent, not yet in the message
+    pipe.feed(sse(text("sent"), text("held")), now=0.0)
+    assert pipe.message.blocks[0].text == "sent"  # held delta not yet sent, not yet in the message
 
 
 def test_cancel_keeps_partial_and_is_idempotent() -> None:
     pipe = Pipeline("st_1", coalesce_ms=50)
-    pipe.feed(sse(text("partial")), now=0.0)
+    pipe.feed(sse(text("part"), text("ial")), now=0.0)
     ops = pipe.cancel(now=0.001)
     assert [o.type for o in ops] == ["block.delta", "block.end", "message.end"]
     assert pipe.message.status == "cancelled" and pipe.message.text == "partial"

@@ -26,8 +26,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=float,
         default=0.0,
         metavar="N",
-        help="merge consecutive deltas of a block (a recording has no clock, so any N > 0 "
-        "merges each run of deltas into one op)",
+        help="merge consecutive deltas of a block (a recording has no clock, so with any N > 0 "
+        "the first delta of a run goes out alone and the rest of the run is merged)",
     )
     parser.add_argument(
         "--think-tags",

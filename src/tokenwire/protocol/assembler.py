@@ -49,12 +49,12 @@ def error_info(message: str, type: str | None = None, code: str | int | None = N
 
 
 class _Pending:
-    __slots__ = ("index", "parts", "since")
+    __slots__ = ("deadline", "index", "parts")
 
-    def __init__(self, index: int, text: str, since: float) -> None:
+    def __init__(self, index: int, text: str, deadline: float) -> None:
         self.index = index
         self.parts = [text]
-        self.since = since
+        self.deadline = deadline
 
 
 class Assembler:
@@ -75,6 +75,8 @@ class Assembler:
         self.done = False
         self._out: list[EncodedOp] = []
         self._pending: _Pending | None = None
+        self._last_delta_at = -float("inf")  # when the last delta op went out
+        self._now = 0.0  # the time of the call in progress
         self._open: dict[int, int] = {}  # open block index -> choice
         self._text_block: dict[int, tuple[str, int]] = {}  # choice -> (kind, index) of open text
         self._tool_block: dict[int, int] = {}  # tool-call key -> block index
@@ -85,6 +87,7 @@ class Assembler:
 
     # -- public API ------------------------------------------------------------------------
     def feed(self, facts: Iterable[Fact], now: float = 0.0) -> list[EncodedOp]:
+        self._now = now
         text_block = self._text_block
         for fact in facts:
             if self.done:
@@ -115,10 +118,11 @@ class Assembler:
     def next_deadline(self) -> float | None:
         """When ``poll`` must be called next (``None``: nothing is held)."""
         pending = self._pending
-        return pending.since + self.window if pending is not None else None
+        return pending.deadline if pending is not None else None
 
     def close(self, now: float = 0.0) -> list[EncodedOp]:
         """The upstream stream ended; end the message per the status rules."""
+        self._now = now
         if not self.done:
             if self._saw_done or self._finish:
                 self._end(COMPLETED, None)
@@ -130,6 +134,7 @@ class Assembler:
         return self._take(now)
 
     def cancel(self, now: float = 0.0) -> list[EncodedOp]:
+        self._now = now
         if not self.done:
             self._end(CANCELLED, None)
         return self._take(now)
@@ -142,6 +147,7 @@ class Assembler:
         code: str | int | None = None,
         now: float = 0.0,
     ) -> list[EncodedOp]:
+        self._now = now
         if not self.done:
             self._end(FAILED, error_info(message, error_type, code))
         return self._take(now)
@@ -234,12 +240,22 @@ class Assembler:
         if not self.window:
             self._emit(self._delta_op(index, text))
             return
+        # Leading-edge coalescing: a delta goes out at once unless one went out less than a
+        # window ago; then it is held until the window has passed, merged with what follows
+        # for the same block. A slow stream thus pays no added latency; a fast one gets at
+        # most one delta op per window.
         pending = self._pending
-        if pending is not None and pending.index == index:
-            pending.parts.append(text)
-            return
-        self._flush()
-        self._pending = _Pending(index, text, now)
+        if pending is not None:
+            if pending.index == index:
+                pending.parts.append(text)
+                return
+            self._flush()  # another block's held text goes first
+        next_free = self._last_delta_at + self.window
+        if now >= next_free:
+            self._emit(self._delta_op(index, text))
+            self._last_delta_at = now
+        else:
+            self._pending = _Pending(index, text, next_free)
 
     def _end_block(self, index: int) -> None:
         self._flush()
@@ -263,6 +279,7 @@ class Assembler:
             self._pending = None
             text = pending.parts[0] if len(pending.parts) == 1 else "".join(pending.parts)
             self._emit(self._delta_op(pending.index, text))
+            self._last_delta_at = self._now
 
     def _delta_op(self, index: int, text: str) -> BlockDelta:
         if index == len(self.message.blocks) - 1:
@@ -275,8 +292,9 @@ class Assembler:
         self._out.append(encode(op, seq))
 
     def _take(self, now: float) -> list[EncodedOp]:
+        self._now = now
         pending = self._pending
-        if pending is not None and now >= pending.since + self.window:  # same sum as next_deadline
+        if pending is not None and now >= pending.deadline:
             self._flush()
         out = self._out
         if not out:

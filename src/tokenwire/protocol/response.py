@@ -24,8 +24,8 @@ def assemble_response(
 ) -> tuple[list[EncodedOp], Message]:
     """Decode a whole response into its ops and final message.
 
-    There is no clock in a recording, so with ``coalesce_ms > 0`` every run of consecutive
-    deltas to one block is merged into one op.
+    There is no clock in a recording: with ``coalesce_ms > 0`` the first delta of a run goes
+    out alone and the rest of the run to the same block is merged into one op.
     """
     kwargs = {} if think_tags is None else {"think_tags": think_tags}
     pipe = Pipeline(stream_id, coalesce_ms=coalesce_ms, **kwargs)
