@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import threading
 import time
@@ -397,7 +398,7 @@ def test_coalescing_option_merges_deltas_not_content(http: httpx.Client) -> None
 
 
 def test_healthz_metrics_and_index(http: httpx.Client) -> None:
-    assert http.get("/healthz").json() == {"status": "ok"}
+    assert http.get("/healthz").json() == {"status": "ok", "pid": os.getpid(), "hub": "memory"}
     stream_id = create(http)
     read_events(http, stream_id)
     text = http.get("/metrics").text

@@ -1,7 +1,9 @@
 """Run the gateway: detached generations with resumable op streams (SSE, WebSocket), a JSON
 snapshot, cancel, and an OpenAI-compatible passthrough. Every flag can also be set with a
 TOKENWIRE_* environment variable (e.g. TOKENWIRE_UPSTREAM, TOKENWIRE_PORT, TOKENWIRE_API_KEYS
-comma-separated, TOKENWIRE_COALESCE_MS, TOKENWIRE_DATA_DIR, TOKENWIRE_RETENTION_S)."""
+comma-separated, TOKENWIRE_COALESCE_MS, TOKENWIRE_DATA_DIR, TOKENWIRE_RETENTION_S,
+TOKENWIRE_REDIS_URL, TOKENWIRE_WORKERS). With --redis, several processes (--workers N, or
+separate machines) share streams: create on one, read, resume or cancel on any."""
 
 from __future__ import annotations
 
@@ -46,6 +48,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="how long finished streams stay resumable (default 600; TOKENWIRE_RETENTION_S)",
     )
     parser.add_argument(
+        "--redis",
+        metavar="URL",
+        help="share streams between processes through Redis, e.g. redis://127.0.0.1:6379/0 "
+        "(TOKENWIRE_REDIS_URL)",
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        metavar="N",
+        help="run N gateway processes on the port; N > 1 needs --redis (default 1; "
+        "TOKENWIRE_WORKERS)",
+    )
+    parser.add_argument(
         "--log-level",
         default=os.environ.get("TOKENWIRE_LOG_LEVEL", "info"),
         choices=("critical", "error", "warning", "info", "debug"),
@@ -75,6 +90,8 @@ def build_settings(args: argparse.Namespace):  # type: ignore[no-untyped-def]
             coalesce_ms=args.coalesce_ms,
             data_dir=args.data_dir,
             retention_s=args.retention_s,
+            redis_url=args.redis,
+            workers=args.workers,
         )
     except ValueError as exc:
         raise CommandError(str(exc)) from None
@@ -86,9 +103,45 @@ def build_settings(args: argparse.Namespace):  # type: ignore[no-untyped-def]
         raise CommandError(f"invalid port {settings.port}")
     if settings.coalesce_ms < 0 or settings.retention_s < 0:
         raise CommandError("--coalesce-ms and --retention-s must not be negative")
+    if settings.workers < 1:
+        raise CommandError(f"--workers must be at least 1, got {settings.workers}")
+    if settings.workers > 1 and not settings.redis_url:
+        raise CommandError(
+            f"--workers {settings.workers} needs --redis URL: without Redis each process "
+            "would only know its own streams"
+        )
+    if settings.redis_url and not settings.redis_url.startswith(
+        ("redis://", "rediss://", "unix://")
+    ):
+        raise CommandError(
+            "--redis must be a redis://, rediss:// or unix:// URL, got "
+            f"{settings.redis_url.split(':', 1)[0]!r}"
+        )
+    if settings.redis_lease_s <= 0 or settings.redis_grace_s < 0:
+        raise CommandError(
+            "TOKENWIRE_REDIS_LEASE_S must be positive, TOKENWIRE_REDIS_GRACE_S not negative"
+        )
     if settings.data_dir is None:
         settings.data_dir = default_data_dir()
     return settings
+
+
+def check_redis(url: str) -> None:
+    """Fail fast, with one line, when Redis cannot be reached (before any worker starts)."""
+    import redis
+    from redis.exceptions import RedisError
+
+    from tokenwire.cli import CommandError
+    from tokenwire.hub.redis import redact
+
+    try:
+        client = redis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=2)
+        try:
+            client.ping()
+        finally:
+            client.close()
+    except (RedisError, OSError, ValueError) as exc:
+        raise CommandError(f"cannot reach Redis at {redact(url)}: {exc}") from None
 
 
 def run(args: argparse.Namespace) -> int:
@@ -98,17 +151,38 @@ def run(args: argparse.Namespace) -> int:
     from tokenwire.gateway import create_app
 
     settings = build_settings(args)
-    app = create_app(settings)
+    hub = "in-process hub"
+    if settings.redis_url:
+        from tokenwire.hub.redis import redact
+
+        check_redis(settings.redis_url)
+        hub = f"Redis hub at {redact(settings.redis_url)}"
     auth = f"{len(settings.api_keys)} API key(s)" if settings.api_keys else "no auth"
+    workers = f", {settings.workers} workers" if settings.workers > 1 else ""
     print(
         f"tokenwire serve: http://{settings.host}:{settings.port} -> {settings.upstream} "
-        f"({auth}, data in {settings.data_dir})",
+        f"({auth}, {hub}{workers}, data in {settings.data_dir})",
         flush=True,
     )
+    options = {"host": settings.host, "port": settings.port, "log_level": args.log_level}
     try:
-        uvicorn.run(
-            app, host=settings.host, port=settings.port, log_level=args.log_level, lifespan="on"
-        )
+        if settings.workers == 1:
+            uvicorn.run(create_app(settings), lifespan="on", **options)
+        else:
+            # uvicorn's supervisor binds the socket, spawns the workers and replaces dead
+            # ones; each worker builds its own app (and Redis hub) from the TOKENWIRE_* vars.
+            for name, value in settings.to_env().items():
+                if value is None:
+                    os.environ.pop(name, None)
+                else:
+                    os.environ[name] = value
+            uvicorn.run(
+                "tokenwire.gateway.app:app_from_env",
+                factory=True,
+                workers=settings.workers,
+                lifespan="on",
+                **options,
+            )
     except OSError as exc:
         raise CommandError(f"cannot listen on {settings.host}:{settings.port}: {exc}") from None
     return 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import re
 import secrets
 from collections.abc import AsyncIterator
@@ -21,14 +22,20 @@ from starlette.staticfiles import StaticFiles
 from starlette.websockets import WebSocket, WebSocketState
 
 from tokenwire.gateway.auth import Auth
-from tokenwire.gateway.errors import ApiError, bad_request, handle_api_error, not_found
+from tokenwire.gateway.errors import (
+    ApiError,
+    bad_request,
+    handle_api_error,
+    hub_unavailable,
+    not_found,
+)
 from tokenwire.gateway.metrics import Metrics
 from tokenwire.gateway.producer import Producer
 from tokenwire.gateway.settings import Settings
 from tokenwire.gateway.store import Store, StoredStream
 from tokenwire.gateway.streaming import SSE_HEADERS, OpStreamResponse, RelayResponse
 from tokenwire.gateway.upstream import UpstreamClient, UpstreamUnavailable
-from tokenwire.hub import Hub, MemoryHub, StreamInfo, StreamNotFound
+from tokenwire.hub import Hub, HubUnavailable, MemoryHub, StreamInfo, StreamNotFound
 from tokenwire.protocol import Message, snapshot_op
 
 log = logging.getLogger("tokenwire.gateway")
@@ -177,7 +184,15 @@ async def index(request: Request) -> Response:
 
 
 async def healthz(request: Request) -> Response:
-    return _json_response({"status": "ok"})
+    """Liveness plus the hub's reachability: 503 while the hub (Redis) cannot be reached."""
+    hub = _gw(request).hub
+    body: dict[str, Any] = {"status": "ok", "pid": os.getpid(), "hub": hub.kind}
+    try:
+        await hub.ping()
+    except HubUnavailable as exc:
+        body.update(status="unavailable", error=str(exc))
+        return _json_response(body, 503)
+    return _json_response(body)
 
 
 async def metrics(request: Request) -> Response:
@@ -401,6 +416,9 @@ async def stream_ws(websocket: WebSocket) -> None:
     except ApiError as exc:
         await _ws_fail(websocket, exc)
         return
+    except HubUnavailable as exc:
+        await _ws_fail(websocket, hub_unavailable(exc))
+        return
     if row is not None:
         if after < row.seq:
             message = Message.from_dict(msgspec.json.decode(row.message))
@@ -411,6 +429,9 @@ async def stream_ws(websocket: WebSocket) -> None:
         cursor = await gw.hub.subscribe(stream_id, after)
     except StreamNotFound:
         await _ws_fail(websocket, not_found(stream_id))
+        return
+    except HubUnavailable as exc:
+        await _ws_fail(websocket, hub_unavailable(exc))
         return
     gauge = gw.metrics.subscribers.labels("ws")
     gauge.inc()
@@ -480,6 +501,11 @@ async def _ws_fail(websocket: WebSocket, exc: ApiError) -> None:
         await websocket.close(4000 + exc.status)  # 4400, 4401, 4404
 
 
+async def _hub_error(request: Request, exc: Exception) -> Response:
+    error = hub_unavailable(exc)
+    return Response(error.body(), 503, headers={"Retry-After": "1"}, media_type="application/json")
+
+
 async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     kind = "not_found_error" if exc.status_code == 404 else "invalid_request_error"
@@ -492,10 +518,37 @@ async def _http_error(request: Request, exc: Exception) -> Response:
 
 
 # -- app -------------------------------------------------------------------------------------
+def default_hub(settings: Settings) -> Hub:
+    """``RedisHub`` when ``settings.redis_url`` is set, else an in-process ``MemoryHub``."""
+    if not settings.redis_url:
+        return MemoryHub(retention_s=settings.retention_s, max_log_ops=settings.max_log_ops)
+    from tokenwire.hub.redis import RedisHub  # only deployments with Redis import the client
+
+    return RedisHub(
+        settings.redis_url,
+        retention_s=settings.retention_s,
+        max_log_ops=settings.max_log_ops or 10_000,
+        key_prefix=settings.redis_prefix,
+        lease_ttl_s=settings.redis_lease_s,
+        # The watchdog ticks often enough that detection stays near the lease TTL.
+        watchdog_interval_s=min(1.0, settings.redis_lease_s / 4),
+        unavailable_grace_s=settings.redis_grace_s,
+    )
+
+
+def app_from_env() -> Starlette:
+    """App factory for worker processes: settings from ``TOKENWIRE_*``, a hub of its own.
+
+    ``tokenwire serve --workers N`` runs ``uvicorn --factory`` on this; it works the same with
+    ``uvicorn tokenwire.gateway.app:app_from_env --factory --workers N`` or gunicorn.
+    """
+    return create_app(Settings.from_env())
+
+
 def create_app(settings: Settings | None = None, hub: Hub | None = None) -> Starlette:
-    """The gateway app. ``hub`` defaults to an in-process ``MemoryHub``."""
+    """The gateway app. ``hub`` defaults to ``default_hub(settings)``."""
     settings = settings or Settings()
-    hub = hub or MemoryHub(retention_s=settings.retention_s, max_log_ops=settings.max_log_ops)
+    hub = hub or default_hub(settings)
     gateway = Gateway(settings, hub)
     static_dir = Path(settings.static_dir) if settings.static_dir else DEFAULT_STATIC_DIR
 
@@ -524,11 +577,15 @@ def create_app(settings: Settings | None = None, hub: Hub | None = None) -> Star
     app = Starlette(
         routes=routes,
         lifespan=lifespan,
-        exception_handlers={ApiError: handle_api_error, HTTPException: _http_error},
+        exception_handlers={
+            ApiError: handle_api_error,
+            HTTPException: _http_error,
+            HubUnavailable: _hub_error,
+        },
     )
     app.state.gateway = gateway
     app.state.static_dir = str(static_dir)
     return app
 
 
-__all__ = ["Gateway", "create_app"]
+__all__ = ["Gateway", "app_from_env", "create_app", "default_hub"]

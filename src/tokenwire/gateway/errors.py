@@ -31,6 +31,10 @@ def not_found(stream_id: str) -> ApiError:
     return ApiError(404, f"no stream {stream_id!r}", "not_found_error", "stream_not_found")
 
 
+def hub_unavailable(exc: Exception) -> ApiError:
+    return ApiError(503, str(exc), "service_unavailable", "hub_unavailable")
+
+
 def bad_request(message: str, code: str) -> ApiError:
     return ApiError(400, message, "invalid_request_error", code)
 

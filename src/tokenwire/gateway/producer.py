@@ -4,6 +4,11 @@ The producer runs as its own task, independent of any HTTP request. It reads the
 response, feeds the bytes to the sans-IO ``Pipeline``, and appends the ops to the hub. A timer
 task flushes coalesced deltas when their window expires. A cancel request (from any process,
 through the hub) aborts the upstream request; the partial message is kept.
+
+With a shared hub (Redis), appends that fail because Redis is unreachable are retried for the
+hub's grace time (the upstream waits meanwhile); after that the producer aborts the upstream,
+ends the stream ``failed`` as far as it still can, and releases it so another process's
+watchdog ends it once Redis is back.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ import msgspec
 
 from tokenwire.gateway.store import StoredStream
 from tokenwire.gateway.upstream import UpstreamUnavailable
+from tokenwire.hub import HubUnavailable, StreamNotFound
 from tokenwire.protocol import EncodedOp, Pipeline
 
 if TYPE_CHECKING:
@@ -28,6 +34,11 @@ if TYPE_CHECKING:
 log = logging.getLogger("tokenwire.gateway")
 
 _ERROR_BODY_LIMIT = 64 * 1024
+
+
+class HubLost(Exception):
+    """The hub no longer takes this stream's ops (unreachable past its grace, or it was gone
+    or already ended there). The producer stops writing to it."""
 
 
 class Producer:
@@ -55,13 +66,14 @@ class Producer:
         self._appended = 0  # last seq handed to the hub
         self._first_token = False
         self._ended = False  # message.end handed to the hub
+        self._hub_lost = False  # after HubLost: one last attempt per append, no retries
 
     async def run(self) -> None:
         gw = self.gw
         gw.metrics.active_streams.inc()
         reader = asyncio.create_task(self._read_upstream(), name=f"upstream-{self.stream_id}")
         timer = asyncio.create_task(self._flush_timer(), name=f"coalesce-{self.stream_id}")
-        cancel = asyncio.create_task(gw.hub.wait_cancel(self.stream_id))
+        cancel = asyncio.create_task(self._wait_cancel())
         try:
             await asyncio.wait({reader, cancel}, return_when=asyncio.FIRST_COMPLETED)
             if not reader.done():
@@ -70,12 +82,23 @@ class Producer:
                 with contextlib.suppress(asyncio.CancelledError):
                     await reader
                 await self._finish(lambda now: self.pipe.cancel(now))
-            elif (exc := reader.exception()) is not None:
+            elif isinstance(exc := reader.exception(), HubLost):
+                log.error("stream %s: %s", self.stream_id, exc)
+                self._hub_lost = True
+                reason = f"lost the hub: {exc}"
+                await self._finish(
+                    lambda now: self.pipe.fail(reason, error_type="hub_unavailable", now=now)
+                )
+            elif exc is not None:
                 log.error("stream %s: producer error: %r", self.stream_id, exc)
                 reason = f"gateway error: {type(exc).__name__}"
                 await self._finish(
                     lambda now: self.pipe.fail(reason, error_type="internal_error", now=now)
                 )
+        except HubLost as exc:
+            # Even the end could not be written: let the hub's other processes end it.
+            log.error("stream %s: could not end it in the hub: %s", self.stream_id, exc)
+            self._hub_lost = True
         except asyncio.CancelledError:
             # Gateway shutdown: end the stream so nobody waits for it forever.
             reader.cancel()
@@ -93,6 +116,21 @@ class Producer:
                 task.cancel()
             await asyncio.gather(reader, timer, cancel, return_exceptions=True)
             gw.metrics.active_streams.dec()
+            if self._hub_lost:
+                await gw.hub.release(self.stream_id)
+
+    async def _wait_cancel(self) -> None:
+        """Return when a cancel is requested; hub trouble is never mistaken for a cancel."""
+        delay = 0.1
+        while True:
+            try:
+                await self.gw.hub.wait_cancel(self.stream_id)
+                return
+            except HubUnavailable:
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
+            except StreamNotFound:
+                await asyncio.Future()  # the stream is gone from the hub: nobody can cancel
 
     # -- reading -------------------------------------------------------------------------
     async def _read_upstream(self) -> None:
@@ -169,8 +207,27 @@ class Producer:
         if ops[-1].type == "message.end":
             self._ended = True
             await self._store_final()
-        await self.gw.hub.append(self.stream_id, ops)
+        await self._hub_append(ops)
         self._appended = ops[-1].seq
+
+    async def _hub_append(self, ops: Sequence[EncodedOp]) -> None:
+        """``hub.append``, retried while the hub is unreachable (up to its grace time)."""
+        hub = self.gw.hub
+        deadline = time.monotonic() + (0.0 if self._hub_lost else hub.unavailable_grace_s)
+        delay = 0.05
+        while True:
+            try:
+                await hub.append(self.stream_id, ops)
+                return
+            except HubUnavailable as exc:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise HubLost(str(exc)) from None
+                await asyncio.sleep(min(delay, left))
+                delay = min(delay * 2, 1.0)
+            except (StreamNotFound, ValueError) as exc:
+                # Gone (Redis lost its data) or ended elsewhere (e.g. declared lost meanwhile).
+                raise HubLost(f"the hub refused the ops: {exc}") from None
 
     async def _store_final(self) -> None:
         # Stored before the hub sees message.end, so the message is findable once the hub

@@ -48,6 +48,16 @@ class Settings:
     """First retry delay; doubles per retry."""
     static_dir: str | None = None
     """Directory of the browser page (``index.html`` + assets). Default: the packaged one."""
+    redis_url: str | None = None
+    """Redis for the shared hub (``redis://…``). ``None``: the in-process hub (one process)."""
+    redis_prefix: str = "tw"
+    """Prefix of every Redis key, so several deployments can share one Redis."""
+    redis_lease_s: float = 5.0
+    """Producer lease: a stream whose process died ends ``failed`` about this long after."""
+    redis_grace_s: float = 5.0
+    """How long producers and readers wait for a lost Redis before giving up on a stream."""
+    workers: int = 1
+    """Gateway processes ``tokenwire serve`` runs on one port (more than one needs Redis)."""
 
     def resolved_upstream_key(self) -> str | None:
         if self.upstream_api_key:
@@ -69,6 +79,19 @@ class Settings:
                 values[f.name] = _parse(f.name, raw, f.type)
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)
+
+    def to_env(self) -> dict[str, str | None]:
+        """``TOKENWIRE_*`` variables that ``from_env`` turns back into these settings.
+
+        ``None`` means "unset the variable". Used to hand the settings to worker processes.
+        """
+        env: dict[str, str | None] = {"TOKENWIRE_UPSTREAM_URL": None}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, tuple):
+                value = ",".join(value) or None
+            env[f"TOKENWIRE_{f.name.upper()}"] = None if value is None else str(value)
+        return env
 
 
 def _parse(name: str, raw: str, type_: Any) -> Any:

@@ -18,6 +18,8 @@ Contract for implementations:
 - Cursors pull: a slow reader never delays ``append`` or other readers.
 - ``request_cancel`` may be called from any process; ``wait_cancel`` resolves on the process
   that runs the producer.
+- A shared hub raises ``HubUnavailable`` from any call while its backend is unreachable; the
+  in-process hub never does.
 """
 
 from __future__ import annotations
@@ -31,6 +33,10 @@ from tokenwire.protocol import EncodedOp, Message
 
 class StreamNotFound(LookupError):
     """The hub does not know the stream (never created, or forgotten after retention)."""
+
+
+class HubUnavailable(RuntimeError):
+    """The hub's backing service (Redis) cannot be reached right now. The gateway answers 503."""
 
 
 @dataclass(slots=True, frozen=True)
@@ -86,11 +92,26 @@ class Cursor(abc.ABC):
 class Hub(abc.ABC):
     """Op logs of live and recently finished streams, shared by producers and subscribers."""
 
+    kind: str = "memory"
+    """Short name of the backend, for ``/healthz``."""
+    unavailable_grace_s: float = 0.0
+    """How long callers keep retrying ``HubUnavailable`` before giving up (0: never raised)."""
+
     async def start(self) -> None:  # noqa: B027 (optional hook)
         """Connect / start background work (called from the app's lifespan)."""
 
     async def close(self) -> None:  # noqa: B027 (optional hook)
         """Stop background work and release connections."""
+
+    async def ping(self) -> None:  # noqa: B027 (optional hook)
+        """Raise ``HubUnavailable`` if the hub cannot serve requests right now."""
+
+    async def release(self, stream_id: str) -> None:  # noqa: B027 (optional hook)
+        """The producer of ``stream_id`` gives up without ending it (its hub was unreachable).
+
+        A shared hub stops vouching for the stream (e.g. drops the producer lease), so the stream
+        is ended ``failed`` by whoever can once the hub is reachable again.
+        """
 
     @abc.abstractmethod
     async def create(self, stream_id: str, *, owner: str | None) -> None:

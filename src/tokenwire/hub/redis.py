@@ -34,13 +34,12 @@ from urllib.parse import urlsplit, urlunsplit
 
 import msgspec
 from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
-from redis.retry import Retry
 
-from tokenwire.hub.base import Cursor, Hub, StreamInfo, StreamNotFound
-from tokenwire.hub.redis_errors import HubUnavailable
+from tokenwire.hub.base import Cursor, Hub, HubUnavailable, StreamInfo, StreamNotFound
 from tokenwire.hub.redis_feed import MAX_BATCH, Feed, RedisCursor
 from tokenwire.hub.redis_scripts import APPEND, CANCEL, CREATE, Keys, after_id, entry_id
 from tokenwire.protocol import (
@@ -105,6 +104,8 @@ class RedisHub(Hub):
     end ``failed``.
     """
 
+    kind = "redis"
+
     def __init__(
         self,
         url: str,
@@ -119,6 +120,7 @@ class RedisHub(Hub):
         connect_timeout_s: float = 2.0,
         unavailable_grace_s: float = 5.0,
         max_reader_connections: int = 512,
+        max_command_connections: int = 64,
         local_window: int = 4096,
     ) -> None:
         if max_log_ops < 4:
@@ -135,6 +137,7 @@ class RedisHub(Hub):
         self.connect_timeout_s = connect_timeout_s
         self.unavailable_grace_s = unavailable_grace_s
         self.max_reader_connections = max_reader_connections
+        self.max_command_connections = max_command_connections
         self.local_window = local_window
         self.producer_id = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
         self._redis: Redis | None = None
@@ -155,7 +158,16 @@ class RedisHub(Hub):
             "retry": Retry(ExponentialBackoff(cap=0.5, base=0.05), 2),
             "health_check_interval": 15,
         }
-        self._redis = Redis.from_url(self.url, socket_timeout=self.command_timeout_s, **common)
+        # Bounded pools that make callers wait for a free connection: a burst of requests
+        # (e.g. 1,000 subscribers connecting at once) queues instead of failing.
+        commands = BlockingConnectionPool.from_url(
+            self.url,
+            max_connections=self.max_command_connections,
+            timeout=self.command_timeout_s,
+            socket_timeout=self.command_timeout_s,
+            **common,
+        )
+        self._redis = Redis(connection_pool=commands)
         pool = BlockingConnectionPool.from_url(
             self.url,
             max_connections=self.max_reader_connections,
@@ -207,6 +219,27 @@ class RedisHub(Hub):
                 with contextlib.suppress(Exception):
                     await client.aclose(close_connection_pool=True)
         self._redis = self._blocking = None
+
+    async def ping(self) -> None:
+        try:
+            async with asyncio.timeout(self.connect_timeout_s + 1):
+                async with self._unavailable():
+                    await self.r.ping()
+        except TimeoutError:
+            raise HubUnavailable(f"Redis at {redact(self.url)} does not answer") from None
+
+    async def release(self, stream_id: str) -> None:
+        self._owned.pop(stream_id, None)
+        if stream_id not in self._leased:
+            return
+        self._leased.discard(stream_id)
+        # Make the stream due now; if Redis is unreachable the lease simply runs out.
+        with contextlib.suppress(Exception):
+            async with asyncio.timeout(self.command_timeout_s):
+                pipe = self.r.pipeline(transaction=False)
+                pipe.delete(self.keys.lease(stream_id))
+                pipe.zadd(self.keys.active, {stream_id: 0})
+                await pipe.execute()
 
     @property
     def r(self) -> Redis:
@@ -368,7 +401,7 @@ class RedisHub(Hub):
             if snap_seq < info.seq:
                 async with self._unavailable():
                     entries = await self.r.xrange(log_key, after_id(snap_seq), entry_id(info.seq))
-                ops = [EncodedOp.from_json(fields[b"op"]) for _, fields in entries]
+                ops = [_op_from_entry(entry_id, fields) for entry_id, fields in entries]
                 if not ops or ops[0].seq != snap_seq + 1 or ops[-1].seq != info.seq:
                     continue
                 for item in ops:
@@ -403,7 +436,7 @@ class RedisHub(Hub):
             entries = await self.r.xrange(
                 self.keys.log(stream_id), after_id(after), "+", count=MAX_BATCH
             )
-            ops = [EncodedOp.from_json(fields[b"op"]) for _, fields in entries]
+            ops = [_op_from_entry(entry_id, fields) for entry_id, fields in entries]
             if ops and ops[0].seq == after + 1:
                 return ops
             snap, snap_seq = await self.r.hmget(self.keys.meta(stream_id), ["snap", "snap_seq"])
@@ -443,7 +476,7 @@ class RedisHub(Hub):
                 delay = 0.05
                 if reply:
                     entries = reply[0][1]
-                    feed.push([EncodedOp.from_json(fields[b"op"]) for _, fields in entries])
+                    feed.push([_op_from_entry(entry_id, fields) for entry_id, fields in entries])
         finally:
             feed.task = None
             if self._feeds.get(feed.id) is feed:
@@ -589,3 +622,9 @@ class RedisHub(Hub):
 
 def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
+
+
+def _op_from_entry(entry_id: bytes | str, fields: dict[bytes, bytes]) -> EncodedOp:
+    """A log entry back to its op; the entry id ``<seq>-1`` carries the seq (deltas have none)."""
+    seq = int(entry_id.split(b"-")[0] if isinstance(entry_id, bytes) else entry_id.split("-")[0])
+    return EncodedOp.from_json(fields[b"op"], seq)

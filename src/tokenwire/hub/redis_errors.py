@@ -1,7 +1,7 @@
-"""Errors of the Redis hub (re-exported by ``tokenwire.hub.redis``)."""
+"""Errors of the Redis hub (``HubUnavailable`` lives in ``tokenwire.hub.base``; kept here too)."""
 
 from __future__ import annotations
 
+from tokenwire.hub.base import HubUnavailable
 
-class HubUnavailable(RuntimeError):
-    """Redis cannot be reached (at start, or right now). The gateway answers 503."""
+__all__ = ["HubUnavailable"]

@@ -13,8 +13,7 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from tokenwire.hub.base import Cursor
-from tokenwire.hub.redis_errors import HubUnavailable
+from tokenwire.hub.base import Cursor, HubUnavailable
 from tokenwire.protocol import EncodedOp, MessageEnd, encode
 
 MAX_BATCH = 1024  # ops handed to one reader per read()
