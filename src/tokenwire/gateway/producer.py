@@ -1,8 +1,8 @@
 """One detached generation: upstream bytes -> Pipeline -> hub, until the message ends.
 
 The producer runs as its own task, independent of any HTTP request. It reads the upstream
-response, feeds the bytes to the sans-IO ``Pipeline``, and appends the ops to the hub. A timer
-task flushes coalesced deltas when their window expires. A cancel request (from any process,
+response, feeds the bytes to the sans-IO ``Pipeline``, and appends the ops to the hub. A timer,
+armed only while a coalesced delta is held, flushes it when its window expires. A cancel request (from any process,
 through the hub) aborts the upstream request; the partial message is kept.
 
 With a shared hub (Redis), appends that fail because Redis is unreachable are retried for the
@@ -61,8 +61,11 @@ class Producer:
         self.pipe = Pipeline(stream_id, model=model, coalesce_ms=coalesce_ms)
         self.created_at = time.time()
         self._started = time.monotonic()
-        self._lock = asyncio.Lock()  # orders (pipeline step + append) between reader and timer
-        self._wake_timer = asyncio.Event()
+        self._lock = asyncio.Lock()  # orders (pipeline step + append) between reader and flush
+        # A held (coalesced) delta is flushed by a timer armed only while one is held, so an
+        # idle or slow stream costs no extra task.
+        self._flush_handle: asyncio.TimerHandle | None = None
+        self._flush_task: asyncio.Task[None] | None = None
         self._appended = 0  # last seq handed to the hub
         self._first_token = False
         self._ended = False  # message.end handed to the hub
@@ -72,7 +75,6 @@ class Producer:
         gw = self.gw
         gw.metrics.active_streams.inc()
         reader = asyncio.create_task(self._read_upstream(), name=f"upstream-{self.stream_id}")
-        timer = asyncio.create_task(self._flush_timer(), name=f"coalesce-{self.stream_id}")
         cancel = asyncio.create_task(self._wait_cancel())
         try:
             await asyncio.wait({reader, cancel}, return_when=asyncio.FIRST_COMPLETED)
@@ -112,9 +114,12 @@ class Producer:
                 )
             raise
         finally:
-            for task in (reader, timer, cancel):
+            if self._flush_handle is not None:
+                self._flush_handle.cancel()
+            tasks = [reader, cancel] + ([self._flush_task] if self._flush_task else [])
+            for task in tasks:
                 task.cancel()
-            await asyncio.gather(reader, timer, cancel, return_exceptions=True)
+            await asyncio.gather(*tasks, return_exceptions=True)
             gw.metrics.active_streams.dec()
             if self._hub_lost:
                 await gw.hub.release(self.stream_id)
@@ -153,8 +158,8 @@ class Producer:
                         ops = pipe.feed(chunk, time.monotonic())
                         if ops:
                             await self._append(ops)
-                    if pipe.next_deadline() is not None:
-                        self._wake_timer.set()
+                    if self._flush_handle is None:
+                        self._arm_flush()
                     if pipe.done:
                         break
         except UpstreamUnavailable as exc:
@@ -171,23 +176,24 @@ class Producer:
             return
         await self._finish(lambda now: pipe.close(now))
 
-    async def _flush_timer(self) -> None:
+    def _arm_flush(self) -> None:
+        deadline = self.pipe.next_deadline()
+        if deadline is not None and not self.pipe.done:
+            delay = max(0.0, deadline - time.monotonic())
+            self._flush_handle = asyncio.get_running_loop().call_later(delay, self._on_deadline)
+
+    def _on_deadline(self) -> None:
+        self._flush_handle = None
+        self._flush_task = asyncio.ensure_future(self._flush_due())
+
+    async def _flush_due(self) -> None:
         """Emit a coalesced delta when its window passes, even if the upstream is silent."""
-        pipe = self.pipe
-        while True:
-            deadline = pipe.next_deadline()
-            if deadline is None:
-                self._wake_timer.clear()
-                await self._wake_timer.wait()
-                continue
-            delay = deadline - time.monotonic()
-            if delay > 0:
-                await asyncio.sleep(delay)
-                continue
-            async with self._lock:
-                ops = pipe.poll(time.monotonic())
-                if ops:
-                    await self._append(ops)
+        async with self._lock:
+            ops = self.pipe.poll(time.monotonic())
+            if ops:
+                await self._append(ops)
+        if self._flush_handle is None:
+            self._arm_flush()  # the timer fired a hair early, or more text is held
 
     # -- output ----------------------------------------------------------------------------
     async def _append(self, ops: Sequence[EncodedOp]) -> None:
