@@ -2,8 +2,9 @@
 
 The producer runs as its own task, independent of any HTTP request. It reads the upstream
 response, feeds the bytes to the sans-IO ``Pipeline``, and appends the ops to the hub. A timer,
-armed only while a coalesced delta is held, flushes it when its window expires. A cancel request (from any process,
-through the hub) aborts the upstream request; the partial message is kept.
+armed only while a coalesced delta is held, flushes it when its window expires. A cancel
+request (from any process, through the hub) aborts the upstream request; the partial message
+is kept.
 
 With a shared hub (Redis), appends that fail because Redis is unreachable are retried for the
 hub's grace time (the upstream waits meanwhile); after that the producer aborts the upstream,
