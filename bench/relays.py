@@ -53,7 +53,10 @@ def _app(handler: Handler, http: httpx.AsyncClient | None = None) -> Starlette:
 def _http_client() -> httpx.AsyncClient:
     return httpx.AsyncClient(
         timeout=httpx.Timeout(300, connect=10),
-        limits=httpx.Limits(max_connections=None, max_keepalive_connections=100),
+        # The same small keep-alive pool as the gateway's upstream client (see
+        # tokenwire/gateway/upstream.py): with 100 slots httpcore's pool bookkeeping
+        # dominates at 100 concurrent streams, which would make this floor unfairly low.
+        limits=httpx.Limits(max_connections=None, max_keepalive_connections=20),
         trust_env=False,
     )
 

@@ -43,7 +43,11 @@ class UpstreamClient:
             timeout=httpx.Timeout(
                 read_timeout_s, connect=connect_timeout_s, pool=connect_timeout_s
             ),
-            limits=httpx.Limits(max_connections=None, max_keepalive_connections=100),
+            # A small keep-alive pool on purpose: httpcore 1.0's pool bookkeeping walks every
+            # connection for each idle one on every request start/end, which made 100
+            # concurrent streams 4x slower with 100 keep-alive slots than with 20 (measured
+            # in bench: passthrough at 100 streams 37k -> 160k tok/s).
+            limits=httpx.Limits(max_connections=None, max_keepalive_connections=20),
             transport=transport,
             trust_env=False,
         )
