@@ -183,3 +183,15 @@ def test_replay_of_a_recording_matches_the_live_pipeline(body) -> None:
         return
     _, message = assemble_response(body, stream_id="st_prop")
     assert message.to_json() == live.to_json()
+
+
+@settings(max_examples=150, deadline=None)
+@given(upstream_streams())
+def test_one_event_per_read_gives_the_same_ops_as_one_read(body) -> None:
+    # Reads of exactly one event are what the pipeline's per-token fast path takes.
+    events = [e + b"\n\n" for e in body.replace(b"\r\n", b"\n").split(b"\n\n") if e]
+    whole_ops, whole = run_pipeline([b"".join(events)])
+    ops, message = run_pipeline(events)
+    assert [o.json for o in ops] == [o.json for o in whole_ops]
+    assert [o.sse for o in ops] == [o.sse for o in whole_ops]
+    assert message.to_json() == whole.to_json()

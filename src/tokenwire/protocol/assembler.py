@@ -96,18 +96,7 @@ class Assembler:
                 current = text_block.get(fact.choice)
                 if current is not None and current[0] == fact.kind:
                     # Hot path: more text for the open block, sent at once.
-                    # (_delta_op + _emit + encode, inlined: measured in bench/core.py)
-                    index = current[1]
-                    seq = self.seq = self.seq + 1
-                    text = fact.text
-                    blocks = self.message.blocks
-                    blocks[index]._parts.append(text)
-                    if index == len(blocks) - 1:
-                        op = BlockDelta(text=text)
-                    else:
-                        op = BlockDelta(index=index, text=text)
-                    data = _encode(op)
-                    self._out.append(EncodedOp(op, seq, data, b"id:%d\ndata:%s\n\n" % (seq, data)))
+                    self._out.append(self.text_delta(current[1], fact.text))
                     continue
             self._fact(fact, now)
         if self._pending is None:
@@ -117,6 +106,24 @@ class Assembler:
             self._out = []
             return out
         return self._take(now)
+
+    def text_block(self, choice: int) -> tuple[str, int] | None:
+        """``(kind, index)`` of the open text-like block of ``choice``, if any."""
+        return self._text_block.get(choice)
+
+    def text_delta(self, index: int, text: str) -> EncodedOp:
+        """Emit a delta for open block ``index`` at once (the per-token path, no coalescing):
+        ``_delta_op`` + ``_emit`` + ``encode`` in one step, measured in bench/core.py."""
+        seq = self.seq = self.seq + 1
+        blocks = self.message.blocks
+        blocks[index]._parts.append(text)
+        op = (
+            BlockDelta(text=text)
+            if index == len(blocks) - 1
+            else BlockDelta(index=index, text=text)
+        )
+        data = _encode(op)
+        return EncodedOp(op, seq, data, b"id:%d\ndata:%s\n\n" % (seq, data))
 
     def poll(self, now: float) -> list[EncodedOp]:
         """Emit a held delta whose coalescing window has passed."""

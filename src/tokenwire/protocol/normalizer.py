@@ -58,6 +58,14 @@ class ChunkNormalizer:
         self.last_skip_reason: str | None = None
         self.saw_done = False
 
+    def passes_plain_text(self, choice: int) -> bool:
+        """True if plain content (no ``<``) for ``choice`` becomes one text fact as it is."""
+        state = self._choices.get(choice)
+        if state is None:
+            return False
+        splitter = state.splitter
+        return splitter is None or splitter.idle
+
     # -- input ---------------------------------------------------------------------------
     def feed_event(self, event: SSEEvent) -> list[Fact]:
         data = event.raw

@@ -112,6 +112,18 @@ class SSEDecoder:
         return []
 
     @property
+    def idle(self) -> bool:
+        """Between events with nothing buffered: the next piece starts a fresh event."""
+        return (
+            self._started
+            and not self._buffer
+            and not self._data
+            and not self._event
+            and self._retry is None
+            and not self._skip_lf
+        )
+
+    @property
     def pending(self) -> bool:
         """True if bytes of an unfinished event are buffered (the stream was cut mid-event)."""
         return bool(self._buffer or self._data)
