@@ -124,3 +124,13 @@ def test_think_splitter_holds_possible_tags_and_releases_them_at_flush() -> None
     assert splitter.feed("<thinking>") == [("text", "<thinking>")]  # not a configured tag
     assert splitter.feed("<think>a</th") == [("reasoning", "a")]
     assert splitter.feed("ink>  b") == [("text", "b")]
+
+
+def test_nothing_is_emitted_after_the_message_ended() -> None:
+    for end in ("close", "cancel", "fail"):
+        pipe = Pipeline("st_1")
+        pipe.feed(sse(text("a")))
+        pipe.feed(sse(text("b")))  # one-event reads of plain text: the per-token fast path
+        getattr(pipe, end)()
+        assert pipe.feed(sse(text("c"))) == []
+        assert pipe.message.text == "ab"

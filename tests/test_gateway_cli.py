@@ -132,3 +132,27 @@ def test_tail_against_gateway(capsys: pytest.CaptureFixture[str]) -> None:
             tail.run(parse("tail", "--url", url, "st_doesnotexistdoesnotexist"))
         with pytest.raises(CommandError):
             tail.run(parse("tail", "--url", url))
+
+
+def test_a_busy_port_is_one_line_and_exit_2() -> None:
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = str(busy.getsockname()[1])
+        for argv in (
+            ["mock", "--port", port],
+            ["serve", "--upstream", "http://127.0.0.1:9/v1", "--port", port],
+            ["demo", "--no-browser", "--port", port],
+        ):
+            result = subprocess.run(
+                [sys.executable, "-m", "tokenwire", *argv],
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
+            assert result.returncode == 2, (argv, result.stderr)
+            assert result.stdout == ""  # nothing announced for a server that never started
+            assert "cannot listen on 127.0.0.1:" in result.stderr
+            assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import httpx
 import msgspec
 
 from tokenwire.protocol import Message, MessageEnd, Op, SSEDecoder, apply_op, decode_op
@@ -63,13 +64,51 @@ class StreamState:
                 self.done = True
         return out
 
-    def headers(self, api_key: str | None) -> dict[str, str]:
+    def headers(self) -> dict[str, str]:
+        """Request headers for (re)connecting: resume after the last seq applied."""
         headers = {"Accept": "text/event-stream"}
-        if api_key:
-            headers["Authorization"] = f"Bearer {api_key}"
         if self.seq:
             headers["Last-Event-ID"] = str(self.seq)
         return headers
+
+
+def http_options(base_url: str, api_key: str | None, timeout: float) -> dict[str, Any]:
+    """Keyword arguments for the httpx client of either flavour."""
+    return {
+        "base_url": base_url.rstrip("/"),
+        "headers": {"Authorization": f"Bearer {api_key}"} if api_key else {},
+        # The read timeout is generous: the gateway pings idle streams well within it.
+        "timeout": httpx.Timeout(timeout, read=max(timeout, 60.0)),
+    }
+
+
+def checked(response: httpx.Response) -> httpx.Response:
+    """``response`` itself, or its error body raised as ``GatewayError``."""
+    if response.status_code >= 400:
+        raise GatewayError.from_response(response.status_code, response.content)
+    return response
+
+
+class StreamView:
+    """What both stream flavours expose: the message as of ``seq``, and whether it ended."""
+
+    def __init__(self, client: Any, stream_id: str) -> None:
+        self.client = client
+        self.id = stream_id
+        self._state = StreamState(stream_id)
+
+    @property
+    def message(self) -> Message:
+        """The message as of ``seq`` (every op received so far applied)."""
+        return self._state.message
+
+    @property
+    def seq(self) -> int:
+        return self._state.seq
+
+    @property
+    def done(self) -> bool:
+        return self._state.done
 
 
 def create_body(

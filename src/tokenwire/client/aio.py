@@ -12,8 +12,11 @@ from tokenwire.client._state import (
     RETRYABLE_STATUS,
     GatewayError,
     StreamState,
+    StreamView,
     backoff,
+    checked,
     create_body,
+    http_options,
 )
 from tokenwire.protocol import Message, Op
 
@@ -31,12 +34,7 @@ class AsyncClient:
     ) -> None:
         self.api_key = api_key
         self.max_retries = max_retries
-        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-        self._http = httpx.AsyncClient(
-            base_url=base_url.rstrip("/"),
-            headers=headers,
-            timeout=httpx.Timeout(timeout, read=max(timeout, 60.0)),
-        )
+        self._http = httpx.AsyncClient(**http_options(base_url, api_key, timeout))
 
     async def __aenter__(self) -> AsyncClient:
         return self
@@ -47,11 +45,6 @@ class AsyncClient:
     async def aclose(self) -> None:
         await self._http.aclose()
 
-    def _check(self, response: httpx.Response) -> httpx.Response:
-        if response.status_code >= 400:
-            raise GatewayError.from_response(response.status_code, response.content)
-        return response
-
     async def create(
         self,
         messages: list[dict[str, Any]],
@@ -61,18 +54,18 @@ class AsyncClient:
         **params: Any,
     ) -> AsyncStream:
         body = create_body(messages, model, coalesce_ms, params)
-        data = self._check(await self._http.post("/v1/streams", json=body)).json()
+        data = checked(await self._http.post("/v1/streams", json=body)).json()
         return AsyncStream(self, data["id"])
 
     def stream(self, stream_id: str) -> AsyncStream:
         return AsyncStream(self, stream_id)
 
     async def get(self, stream_id: str) -> dict[str, Any]:
-        return self._check(await self._http.get(f"/v1/streams/{stream_id}")).json()
+        return checked(await self._http.get(f"/v1/streams/{stream_id}")).json()
 
     async def cancel(self, stream_id: str) -> str:
         response = await self._http.post(f"/v1/streams/{stream_id}/cancel")
-        return self._check(response).json()["status"]
+        return checked(response).json()["status"]
 
     async def _ops(self, state: StreamState) -> AsyncIterator[Op]:
         failures = 0
@@ -81,7 +74,7 @@ class AsyncClient:
             try:
                 state.reset_connection()
                 async with self._http.stream(
-                    "GET", f"/v1/streams/{state.id}/events", headers=state.headers(None)
+                    "GET", f"/v1/streams/{state.id}/events", headers=state.headers()
                 ) as response:
                     if response.status_code == 204:
                         state.done = True
@@ -110,23 +103,8 @@ class AsyncClient:
                 await asyncio.sleep(backoff(failures - 1))
 
 
-class AsyncStream:
-    def __init__(self, client: AsyncClient, stream_id: str) -> None:
-        self.client = client
-        self.id = stream_id
-        self._state = StreamState(stream_id)
-
-    @property
-    def message(self) -> Message:
-        return self._state.message
-
-    @property
-    def seq(self) -> int:
-        return self._state.seq
-
-    @property
-    def done(self) -> bool:
-        return self._state.done
+class AsyncStream(StreamView):
+    """The async twin of ``Stream``."""
 
     def __aiter__(self) -> AsyncIterator[Op]:
         return self.client._ops(self._state)

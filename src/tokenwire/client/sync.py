@@ -12,8 +12,11 @@ from tokenwire.client._state import (
     RETRYABLE_STATUS,
     GatewayError,
     StreamState,
+    StreamView,
     backoff,
+    checked,
     create_body,
+    http_options,
 )
 from tokenwire.protocol import Message, Op
 
@@ -31,13 +34,7 @@ class Client:
     ) -> None:
         self.api_key = api_key
         self.max_retries = max_retries
-        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-        # The read timeout is generous: the gateway pings idle streams well within it.
-        self._http = httpx.Client(
-            base_url=base_url.rstrip("/"),
-            headers=headers,
-            timeout=httpx.Timeout(timeout, read=max(timeout, 60.0)),
-        )
+        self._http = httpx.Client(**http_options(base_url, api_key, timeout))
 
     def __enter__(self) -> Client:
         return self
@@ -47,11 +44,6 @@ class Client:
 
     def close(self) -> None:
         self._http.close()
-
-    def _check(self, response: httpx.Response) -> httpx.Response:
-        if response.status_code >= 400:
-            raise GatewayError.from_response(response.status_code, response.content)
-        return response
 
     def create(
         self,
@@ -63,7 +55,7 @@ class Client:
     ) -> Stream:
         """Start a detached generation (``params`` go to the model: ``max_tokens``, …)."""
         body = create_body(messages, model, coalesce_ms, params)
-        data = self._check(self._http.post("/v1/streams", json=body)).json()
+        data = checked(self._http.post("/v1/streams", json=body)).json()
         return Stream(self, data["id"])
 
     def stream(self, stream_id: str) -> Stream:
@@ -72,11 +64,11 @@ class Client:
 
     def get(self, stream_id: str) -> dict[str, Any]:
         """``{"id", "status", "seq", "message"}`` as the gateway has it now."""
-        return self._check(self._http.get(f"/v1/streams/{stream_id}")).json()
+        return checked(self._http.get(f"/v1/streams/{stream_id}")).json()
 
     def cancel(self, stream_id: str) -> str:
         """Stop the generation; returns the stream's status."""
-        return self._check(self._http.post(f"/v1/streams/{stream_id}/cancel")).json()["status"]
+        return checked(self._http.post(f"/v1/streams/{stream_id}/cancel")).json()["status"]
 
     def _ops(self, state: StreamState) -> Iterator[Op]:
         failures = 0
@@ -85,7 +77,7 @@ class Client:
             try:
                 state.reset_connection()
                 with self._http.stream(
-                    "GET", f"/v1/streams/{state.id}/events", headers=state.headers(None)
+                    "GET", f"/v1/streams/{state.id}/events", headers=state.headers()
                 ) as response:
                     if response.status_code == 204:  # nothing after our position
                         state.done = True
@@ -112,26 +104,8 @@ class Client:
                 time.sleep(backoff(failures - 1))
 
 
-class Stream:
+class Stream(StreamView):
     """One stream as seen by this client. Iterate it for ops; ``message`` is kept current."""
-
-    def __init__(self, client: Client, stream_id: str) -> None:
-        self.client = client
-        self.id = stream_id
-        self._state = StreamState(stream_id)
-
-    @property
-    def message(self) -> Message:
-        """The message as of ``seq`` (every op received so far applied)."""
-        return self._state.message
-
-    @property
-    def seq(self) -> int:
-        return self._state.seq
-
-    @property
-    def done(self) -> bool:
-        return self._state.done
 
     def __iter__(self) -> Iterator[Op]:
         """Ops after ``seq``; reconnects and resumes by itself until ``message.end``."""

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import socket
 import sys
 import threading
 import time
@@ -20,21 +19,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--tps", type=float, default=40, help="mock tokens per second per stream (default 40)"
     )
-
-
-def _free_port(host: str) -> int:
-    with socket.socket() as sock:
-        sock.bind((host, 0))
-        return sock.getsockname()[1]
-
-
-def _port_free(host: str, port: int) -> bool:
-    with socket.socket() as sock:
-        try:
-            sock.bind((host, port))
-        except OSError:
-            return False
-        return True
 
 
 def can_open_browser() -> bool:
@@ -54,18 +38,18 @@ def run(args: argparse.Namespace) -> int:
     import uvicorn
 
     from tokenwire.cli import CommandError
+    from tokenwire.commands._ports import free_port, require_free_port
     from tokenwire.gateway import Settings, create_app
     from tokenwire.mock import create_mock_app
 
     if args.tps < 0:
         raise CommandError("--tps must not be negative")
-    port = args.port or _free_port(args.host)
+    port = args.port or free_port(args.host)
     if not 0 < port < 65536:
         raise CommandError(f"invalid port {port}")
-    if not _port_free(args.host, port):
-        raise CommandError(f"port {port} is in use; pass --port N (or --port 0 for any)")
+    require_free_port(args.host, port, "pass --port N (or --port 0 for any)")
 
-    mock_port = _free_port("127.0.0.1")
+    mock_port = free_port("127.0.0.1")
     mock = uvicorn.Server(
         uvicorn.Config(
             create_mock_app(tps=args.tps, ttft_ms=250),

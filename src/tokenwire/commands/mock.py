@@ -35,6 +35,7 @@ def run(args: argparse.Namespace) -> int:
     import uvicorn
 
     from tokenwire.cli import CommandError
+    from tokenwire.commands._ports import require_free_port
     from tokenwire.mock import create_mock_app
 
     if args.tps < 0 or args.ttft_ms < 0:
@@ -48,9 +49,7 @@ def run(args: argparse.Namespace) -> int:
         reasoning_style=args.reasoning_style,
         tool_style=args.tool_style,
     )
+    require_free_port(args.host, args.port)
     print(f"tokenwire mock: http://{args.host}:{args.port}/v1 (models: GET /v1/models)")
-    try:
-        uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
-    except OSError as exc:
-        raise CommandError(f"cannot listen on {args.host}:{args.port}: {exc}") from None
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
     return 0

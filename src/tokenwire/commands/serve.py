@@ -147,7 +147,7 @@ def check_redis(url: str) -> None:
 def run(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from tokenwire.cli import CommandError
+    from tokenwire.commands._ports import require_free_port
     from tokenwire.gateway import create_app
 
     settings = build_settings(args)
@@ -157,6 +157,7 @@ def run(args: argparse.Namespace) -> int:
 
         check_redis(settings.redis_url)
         hub = f"Redis hub at {redact(settings.redis_url)}"
+    require_free_port(settings.host, settings.port)
     auth = f"{len(settings.api_keys)} API key(s)" if settings.api_keys else "no auth"
     workers = f", {settings.workers} workers" if settings.workers > 1 else ""
     print(
@@ -165,24 +166,21 @@ def run(args: argparse.Namespace) -> int:
         flush=True,
     )
     options = {"host": settings.host, "port": settings.port, "log_level": args.log_level}
-    try:
-        if settings.workers == 1:
-            uvicorn.run(create_app(settings), lifespan="on", **options)
-        else:
-            # uvicorn's supervisor binds the socket, spawns the workers and replaces dead
-            # ones; each worker builds its own app (and Redis hub) from the TOKENWIRE_* vars.
-            for name, value in settings.to_env().items():
-                if value is None:
-                    os.environ.pop(name, None)
-                else:
-                    os.environ[name] = value
-            uvicorn.run(
-                "tokenwire.gateway.app:app_from_env",
-                factory=True,
-                workers=settings.workers,
-                lifespan="on",
-                **options,
-            )
-    except OSError as exc:
-        raise CommandError(f"cannot listen on {settings.host}:{settings.port}: {exc}") from None
+    if settings.workers == 1:
+        uvicorn.run(create_app(settings), lifespan="on", **options)
+    else:
+        # uvicorn's supervisor binds the socket, spawns the workers and replaces dead ones;
+        # each worker builds its own app (and Redis hub) from the TOKENWIRE_* vars.
+        for name, value in settings.to_env().items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        uvicorn.run(
+            "tokenwire.gateway.app:app_from_env",
+            factory=True,
+            workers=settings.workers,
+            lifespan="on",
+            **options,
+        )
     return 0

@@ -10,7 +10,7 @@ import itertools
 import random
 import re
 from collections.abc import Callable, Iterator
-from typing import Literal
+from typing import Literal, get_args
 
 import msgspec
 
@@ -28,8 +28,8 @@ from tokenwire.producer.parts import (
 
 ReasoningStyle = Literal["reasoning_content", "reasoning", "think-tags"]
 ToolStyle = Literal["openai", "gemini", "ollama"]
-REASONING_STYLES: tuple[str, ...] = ("reasoning_content", "reasoning", "think-tags")
-TOOL_STYLES: tuple[str, ...] = ("openai", "gemini", "ollama")
+REASONING_STYLES: tuple[str, ...] = get_args(ReasoningStyle)
+TOOL_STYLES: tuple[str, ...] = get_args(ToolStyle)
 
 DEFAULT_TOKENS = 256
 REASONING_TOKENS = 48

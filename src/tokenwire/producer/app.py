@@ -203,11 +203,17 @@ class ChunkStreamResponse(Response):
                 log.exception("producer generator failed")
                 failed = True
                 tail = error_event(_FAILED, "server_error", None)
+            except BaseException:
+                # A cancel raised inside the generator (or ours, on disconnect): the response
+                # must still end, so the writer below is woken either way.
+                failed = True
+                tail = error_event(_FAILED, "server_error", None)
+                raise
             finally:
                 await _close(parts)
-            buf.append(tail)
-            finished = True
-            ready.set()
+                buf.append(tail)
+                finished = True
+                ready.set()
 
         disconnected = asyncio.Event()
 
@@ -272,25 +278,21 @@ async def _complete(
                 break
     except Exception:
         log.exception("producer generator failed")
-        return Response(
-            error_body(_FAILED, type="server_error"),
-            status_code=500,
-            media_type="application/json",
-        )
+        return _json_error(error_body(_FAILED, type="server_error"), 500)
     finally:
         await _close(parts)
     if builder.error is not None:
         err = builder.error
-        return Response(
-            error_body(err.message, type=err.type, code=err.code),
-            status_code=err.status,
-            media_type="application/json",
-        )
+        return _json_error(error_body(err.message, type=err.type, code=err.code), err.status)
     return Response(builder.to_json(), media_type="application/json")
 
 
+def _json_error(body: bytes, status: int) -> Response:
+    return Response(body, status_code=status, media_type="application/json")
+
+
 def _error_response(exc: RequestError) -> Response:
-    return Response(exc.body(), status_code=exc.status, media_type="application/json")
+    return _json_error(exc.body(), exc.status)
 
 
 async def _read_body(request: Request, limit: int) -> bytes:

@@ -11,6 +11,8 @@ from typing import Any
 
 import msgspec
 
+from tokenwire.producer.request import error_body
+
 _encode = msgspec.json.encode
 
 DONE = b"data: [DONE]\n\n"
@@ -97,5 +99,4 @@ class ChunkFramer:
 
 def error_event(message: str, type: str | None, code: str | int | None) -> bytes:
     """A mid-stream ``{"error": {...}}`` event, as OpenAI-compatible servers send it."""
-    error = {"message": message, "type": type, "param": None, "code": code}
-    return b"data: " + _encode({"error": error}) + b"\n\n"
+    return b"data: " + error_body(message, type=type, code=code) + b"\n\n"

@@ -37,6 +37,7 @@ from tokenwire.protocol.ops import (
     Op,
     apply_op,
     encode,
+    sse_frame,
 )
 
 TRUNCATED = "truncated"
@@ -83,7 +84,6 @@ class Assembler:
         self._tool_meta: dict[int, dict[str, Any]] = {}  # key -> {"id", "name"}
         self._finish: dict[int, str] = {}
         self._usage: dict[str, Any] | None = None
-        self._saw_done = False
 
     # -- public API ------------------------------------------------------------------------
     def feed(self, facts: Iterable[Fact], now: float = 0.0) -> list[EncodedOp]:
@@ -112,8 +112,8 @@ class Assembler:
         return self._text_block.get(choice)
 
     def text_delta(self, index: int, text: str) -> EncodedOp:
-        """Emit a delta for open block ``index`` at once (the per-token path, no coalescing):
-        ``_delta_op`` + ``_emit`` + ``encode`` in one step, measured in bench/core.py."""
+        """Emit a delta for open block ``index`` now. Builds the ``EncodedOp`` in place rather
+        than through ``_emit``/``encode``: it is the per-token path (bench/core.py)."""
         seq = self.seq = self.seq + 1
         blocks = self.message.blocks
         blocks[index]._parts.append(text)
@@ -123,7 +123,7 @@ class Assembler:
             else BlockDelta(index=index, text=text)
         )
         data = _encode(op)
-        return EncodedOp(op, seq, data, b"id:%d\ndata:%s\n\n" % (seq, data))
+        return EncodedOp(op, seq, data, sse_frame(seq, data))
 
     def poll(self, now: float) -> list[EncodedOp]:
         """Emit a held delta whose coalescing window has passed."""
@@ -138,7 +138,7 @@ class Assembler:
         """The upstream stream ended; end the message per the status rules."""
         self._now = now
         if not self.done:
-            if self._saw_done or self._finish:
+            if self._finish:  # ([DONE] ends the message as soon as it arrives)
                 self._end(COMPLETED, None)
             else:
                 self._end(
@@ -205,7 +205,6 @@ class Assembler:
         elif isinstance(fact, UpstreamError):
             self._end(FAILED, error_info(fact.message, fact.type, fact.code))
         elif isinstance(fact, Done):
-            self._saw_done = True
             self._end(COMPLETED, None)
 
     def _text(self, fact: TextFact, now: float) -> None:
@@ -252,7 +251,7 @@ class Assembler:
         if not text:
             return
         if not self.window:
-            self._emit(self._delta_op(index, text))
+            self._out.append(self.text_delta(index, text))
             return
         # Leading-edge coalescing: a delta goes out at once unless one went out less than a
         # window ago; then it is held until the window has passed, merged with what follows
@@ -266,7 +265,7 @@ class Assembler:
             self._flush()  # another block's held text goes first
         next_free = self._last_delta_at + self.window
         if now >= next_free:
-            self._emit(self._delta_op(index, text))
+            self._out.append(self.text_delta(index, text))
             self._last_delta_at = now
         else:
             self._pending = _Pending(index, text, next_free)
@@ -292,13 +291,8 @@ class Assembler:
         if pending is not None:
             self._pending = None
             text = pending.parts[0] if len(pending.parts) == 1 else "".join(pending.parts)
-            self._emit(self._delta_op(pending.index, text))
+            self._out.append(self.text_delta(pending.index, text))
             self._last_delta_at = self._now
-
-    def _delta_op(self, index: int, text: str) -> BlockDelta:
-        if index == len(self.message.blocks) - 1:
-            return BlockDelta(text=text)  # the newest block: index goes without saying
-        return BlockDelta(index=index, text=text)
 
     def _emit(self, op: Op) -> None:
         seq = self.seq = self.seq + 1

@@ -90,13 +90,14 @@ class EncodedOp(msgspec.Struct, gc=False):
             seq = op.seq
             if not seq:
                 raise ProtocolError("a block.delta needs its seq from outside the op")
-        return cls(op, seq, data, _sse(seq, data))
+        return cls(op, seq, data, sse_frame(seq, data))
 
     def __repr__(self) -> str:
         return f"EncodedOp({self.json.decode()})"
 
 
-def _sse(seq: int, json: bytes) -> bytes:
+def sse_frame(seq: int, json: bytes) -> bytes:
+    """One op's SSE event: ``id:<seq>`` then ``data:<op JSON>``."""
     # No space after the colons: the SSE grammar allows it and every byte counts per token.
     return b"id:%d\ndata:%s\n\n" % (seq, json)
 
@@ -105,7 +106,7 @@ def encode(op: Op, seq: int | None = None) -> EncodedOp:
     """Encode ``op`` once, to JSON and to its SSE frame (``seq`` is required for deltas)."""
     seq = op.seq if seq is None else seq
     json = _encode(op)
-    return EncodedOp(op, seq, json, _sse(seq, json))
+    return EncodedOp(op, seq, json, sse_frame(seq, json))
 
 
 def decode_op(data: bytes | str) -> Op | None:

@@ -7,7 +7,7 @@ from collections.abc import Iterable
 import msgspec
 
 from tokenwire.protocol.assembler import Assembler
-from tokenwire.protocol.chunks import chunk_decoder
+from tokenwire.protocol.chunks import Chunk, chunk_decoder
 from tokenwire.protocol.message import Message
 from tokenwire.protocol.normalizer import ChunkNormalizer
 from tokenwire.protocol.ops import EncodedOp
@@ -49,9 +49,15 @@ class Pipeline:
         if index is not None and data.endswith(b"\n\n"):
             lines = data.splitlines()
             if len(lines) == 2 and lines[0].startswith(b"data: {"):
-                text = _plain_text(lines[0][6:])
-                if text is not None:
-                    return [self.assembler.text_delta(index, text)]
+                chunk = _decode_or_none(lines[0][6:])
+                if chunk is not None:
+                    text = _plain_text(chunk)
+                    if text is not None:
+                        return [self.assembler.text_delta(index, text)]
+                    # Exactly one event, decoder idle: hand the decoded chunk on directly.
+                    ops = self.assembler.feed(self.normalizer.feed_chunk(chunk), now)
+                    self._fast_index = self._fast_path_index()
+                    return ops
         ops = self._feed(data, now)
         self._fast_index = self._fast_path_index()
         return ops
@@ -59,7 +65,7 @@ class Pipeline:
     def _feed(self, data: bytes, now: float) -> list[EncodedOp]:
         events = self.decoder.feed(data)
         if not events:
-            return self.assembler.poll(now) if self.assembler.next_deadline() else []
+            return self.assembler.poll(now)
         normalize = self.normalizer.feed_event
         if len(events) == 1:
             return self.assembler.feed(normalize(events[0]), now)
@@ -96,10 +102,12 @@ class Pipeline:
     def close(self, now: float = 0.0) -> list[EncodedOp]:
         """Upstream EOF: release held text, then end the message per the status rules."""
         self.decoder.close()
+        self._fast_index = None  # the message ends here: nothing may take the fast path
         ops = self.assembler.feed(self.normalizer.close(), now)
         return ops + self.assembler.close(now)
 
     def cancel(self, now: float = 0.0) -> list[EncodedOp]:
+        self._fast_index = None  # the message ends here: nothing may take the fast path
         ops = self.assembler.feed(self.normalizer.close(), now)
         return ops + self.assembler.cancel(now)
 
@@ -111,6 +119,7 @@ class Pipeline:
         code: str | int | None = None,
         now: float = 0.0,
     ) -> list[EncodedOp]:
+        self._fast_index = None  # the message ends here: nothing may take the fast path
         ops = self.assembler.feed(self.normalizer.close(), now)
         return ops + self.assembler.fail(message, error_type=error_type, code=code, now=now)
 
@@ -118,12 +127,16 @@ class Pipeline:
 _decode_chunk = chunk_decoder.decode
 
 
-def _plain_text(payload: bytes) -> str | None:
-    """The content of a chunk that carries nothing but text for choice 0, else ``None``."""
+def _decode_or_none(payload: bytes) -> Chunk | None:
     try:
-        chunk = _decode_chunk(payload)
+        return _decode_chunk(payload)
     except (msgspec.DecodeError, msgspec.ValidationError):
-        return None
+        return None  # the general path decodes it again and records the skip
+
+
+def _plain_text(chunk: Chunk) -> str | None:
+    """The content of a chunk that carries nothing but text for choice 0, else ``None``.
+    (The rare fields checked here are the ones ``ChunkNormalizer._delta`` reads.)"""
     choices = chunk.choices
     if not choices or len(choices) != 1 or chunk.usage is not None or chunk.error is not None:
         return None
