@@ -127,10 +127,10 @@ def test_think_splitter_holds_possible_tags_and_releases_them_at_flush() -> None
 
 
 def test_nothing_is_emitted_after_the_message_ended() -> None:
-    for end in ("close", "cancel", "fail"):
+    for end in (Pipeline.close, Pipeline.cancel, lambda p: p.fail("boom")):
         pipe = Pipeline("st_1")
         pipe.feed(sse(text("a")))
         pipe.feed(sse(text("b")))  # one-event reads of plain text: the per-token fast path
-        getattr(pipe, end)()
+        end(pipe)
         assert pipe.feed(sse(text("c"))) == []
         assert pipe.message.text == "ab"
