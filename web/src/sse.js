@@ -32,15 +32,20 @@ export class SseParser {
    */
   feed(chunk) {
     let text = typeof chunk === "string" ? chunk : this.decoder.decode(chunk, { stream: true });
+    if (text === "") return []; // an empty read must not forget a pending CR
     if (this.pendingCR && text.startsWith("\n")) text = text.slice(1);
     this.pendingCR = false;
     this.buffer += text;
     /** @type {SseEvent[]} */
     const events = [];
     let start = 0;
+    // Each terminator is searched for again only once passed, so a large read (a resume that
+    // catches up on a backlog) costs linear time even when it has no CR at all.
+    let cr = this.buffer.indexOf("\r");
+    let lf = this.buffer.indexOf("\n");
     for (;;) {
-      const cr = this.buffer.indexOf("\r", start);
-      const lf = this.buffer.indexOf("\n", start);
+      if (cr !== -1 && cr < start) cr = this.buffer.indexOf("\r", start);
+      if (lf !== -1 && lf < start) lf = this.buffer.indexOf("\n", start);
       let end;
       if (cr === -1 && lf === -1) break;
       if (cr === -1 || (lf !== -1 && lf < cr)) end = lf;

@@ -37,3 +37,21 @@ test("an event without a final blank line is not emitted yet", () => {
   assert.deepEqual(parser.feed("id: 5\ndata: x\n"), []);
   assert.deepEqual(parser.feed("\n"), [{ id: "5", event: "message", data: "x" }]);
 });
+
+test("an empty read between CR and LF does not end the line twice", () => {
+  const parser = new SseParser();
+  const events = [...parser.feed("data: a\r"), ...parser.feed(""), ...parser.feed("\ndata: b\n\n")];
+  assert.deepEqual(
+    events.map((e) => e.data),
+    ["a\nb"],
+  );
+});
+
+test("a large read is parsed in one pass", () => {
+  const parser = new SseParser();
+  let text = "";
+  for (let i = 1; i <= 5000; i++) text += `id:${i}\ndata:{"n":${i}}\n\n`;
+  const events = parser.feed(text);
+  assert.equal(events.length, 5000);
+  assert.equal(events[4999].id, "5000");
+});
