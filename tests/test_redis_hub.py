@@ -456,3 +456,19 @@ def test_resume_from_any_seq_yields_exactly_the_ops_after_it(redis_server, words
             await b.close()
 
     asyncio.run(scenario())
+
+
+async def test_a_reader_that_fails_ends_its_waiting_cursors(hubs, redis_server) -> None:
+    a, b = hubs
+    ops = make_ops("st_corrupt", ["one", " two"], end=False)
+    await a.create("st_corrupt", owner=None)
+    await a.append("st_corrupt", ops)
+    reader = asyncio.create_task(drain(await b.subscribe("st_corrupt", len(ops))))
+    await asyncio.sleep(0.2)  # b's feed reader now blocks in XREAD
+    # An entry that is not an op (nothing of ours writes one): b's reader cannot decode it.
+    raw = Redis.from_url(redis_server.url)
+    await raw.xadd(b.keys.log("st_corrupt"), {"op": b"not json"}, id=f"{len(ops) + 1}-1")
+    await raw.aclose()
+    got = await reader
+    assert got[-1].type == "message.end"
+    assert got[-1].op.status == "failed" and got[-1].op.error["type"] == "hub_unavailable"

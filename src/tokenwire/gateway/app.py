@@ -289,9 +289,7 @@ async def stream_events(request: Request) -> Response:
         if after == row.seq:
             return Response(status_code=204)  # nothing left: tells EventSource to stop
         snapshot = snapshot_op(Message.from_dict(msgspec.json.decode(row.message)), row.seq)
-        response = Response(snapshot.sse)
-        response.raw_headers = [(b"content-length", b"%d" % len(snapshot.sse)), *SSE_HEADERS]
-        return response
+        return _raw_response(200, SSE_HEADERS, snapshot.sse)
     assert info is not None
     _check_after(after, info.seq)
     if after == info.seq and info.status != "in_progress":

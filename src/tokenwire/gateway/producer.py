@@ -67,7 +67,7 @@ class Producer:
         # idle or slow stream costs no extra task.
         self._flush_handle: asyncio.TimerHandle | None = None
         self._flush_task: asyncio.Task[None] | None = None
-        self._appended = 0  # last seq handed to the hub
+        self._unsent: list[EncodedOp] = []  # ops the hub refused (kept for the last attempt)
         self._first_token = False
         self._ended = False  # message.end handed to the hub
         self._hub_lost = False  # after HubLost: one last attempt per append, no retries
@@ -159,8 +159,10 @@ class Producer:
                         ops = pipe.feed(chunk, time.monotonic())
                         if ops:
                             await self._append(ops)
-                    if self._flush_handle is None:
-                        self._arm_flush()
+                    if self._flush_handle is None and (
+                        self._flush_task is None or self._flush_task.done()
+                    ):
+                        self._arm_flush()  # (a running flush re-arms by itself)
                     if pipe.done:
                         break
         except UpstreamUnavailable as exc:
@@ -201,10 +203,9 @@ class Producer:
         """Hand ops to the hub (caller holds the lock). Stores the final message first."""
         if self._ended:
             return
-        if ops[0].seq <= self._appended:  # never hand the hub an op twice
-            ops = [op for op in ops if op.seq > self._appended]
-            if not ops:
-                return
+        if self._unsent:  # a batch the hub did not take goes first, so the seqs stay dense
+            ops = [*self._unsent, *ops]
+            self._unsent = []
         if not self._first_token:
             for op in ops:
                 if op.type in ("block.start", "block.delta"):
@@ -214,8 +215,11 @@ class Producer:
         if ops[-1].type == "message.end":
             self._ended = True
             await self._store_final()
-        await self._hub_append(ops)
-        self._appended = ops[-1].seq
+        try:
+            await self._hub_append(ops)
+        except HubLost:
+            self._unsent = list(ops)  # for the one last attempt to end the stream
+            raise
 
     async def _hub_append(self, ops: Sequence[EncodedOp]) -> None:
         """``hub.append``, retried while the hub is unreachable (up to its grace time)."""

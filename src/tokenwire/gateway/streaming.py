@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 from starlette.types import Receive, Scope, Send
 
@@ -57,12 +57,10 @@ class OpStreamResponse:
         *,
         metrics: Metrics,
         keepalive_s: float,
-        head: Sequence[EncodedOp] = (),
     ) -> None:
         self.cursor = cursor
         self.metrics = metrics
         self.keepalive_s = keepalive_s
-        self.head = list(head)  # ops to send before the cursor's (e.g. a snapshot)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         gauge = self.metrics.subscribers.labels("sse")
@@ -78,7 +76,7 @@ class OpStreamResponse:
         cursor = self.cursor
         ops_out = self.metrics.ops_out
         bytes_out = self.metrics.bytes_out
-        pending = self.head
+        pending: list[EncodedOp] = []
         while True:
             if not pending:
                 if cursor.done:

@@ -57,6 +57,8 @@ class StreamInfo:
 class Cursor(abc.ABC):
     """A subscriber's position in one stream's log."""
 
+    __slots__ = ()  # so the implementations' own __slots__ take effect
+
     @abc.abstractmethod
     async def read(self, timeout: float | None = None) -> list[EncodedOp]:
         """Ops after the cursor, waiting up to ``timeout`` seconds for the next one.

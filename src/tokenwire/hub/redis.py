@@ -271,9 +271,11 @@ class RedisHub(Hub):
             )
             if not created:
                 raise ValueError(f"stream {stream_id!r} already exists")
+            # Registered as active before this process counts it as its own: if this fails,
+            # no lease renewer keeps a stream alive that no producer will ever write to.
+            await self.r.zadd(keys.active, {stream_id: self._lease_deadline_ms()})
             self._owned[stream_id] = _Owned(Message.empty(stream_id, None), set(), 0, 0)
             self._leased.add(stream_id)
-            await self.r.zadd(keys.active, {stream_id: self._lease_deadline_ms()})
 
     def _lease_deadline_ms(self) -> int:
         return int((time.time() + self.lease_ttl_s) * 1000)
@@ -343,7 +345,7 @@ class RedisHub(Hub):
             self.max_log_ops,
             end_status,
             snap,
-            ",".join(map(str, sorted(open_blocks))),
+            ",".join(map(str, sorted(open_blocks))) if snap else "",  # read only with a snap
             int(self.retention_s * 1000),
             "1" if unless_leased else "0",
         ]
@@ -477,6 +479,11 @@ class RedisHub(Hub):
                 if reply:
                     entries = reply[0][1]
                     feed.push([_op_from_entry(entry_id, fields) for entry_id, fields in entries])
+        except Exception as exc:
+            # Anything else (a corrupt entry, a Redis error reply) must still end the readers
+            # already waiting on this feed, or they would wait for ever.
+            log.exception("stream %s: reader failed", feed.id)
+            feed.fail(f"stream reader failed: {exc}", "hub_unavailable")
         finally:
             feed.task = None
             if self._feeds.get(feed.id) is feed:
