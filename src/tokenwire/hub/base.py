@@ -25,6 +25,7 @@ Contract for implementations:
 from __future__ import annotations
 
 import abc
+import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -89,6 +90,48 @@ class Cursor(abc.ABC):
             if ops:
                 return ops
         raise StopAsyncIteration
+
+
+MAX_BATCH = 1024  # ops handed to one reader per read(), so one write never grows unbounded
+
+
+class PositionCursor(Cursor):
+    """The part every cursor shares: a position, ``done``, delivering a batch, waiting."""
+
+    __slots__ = ("_done", "_pos")
+
+    def __init__(self, after: int) -> None:
+        self._pos = after
+        self._done = False
+
+    @property
+    def done(self) -> bool:
+        return self._done
+
+    @property
+    def position(self) -> int:
+        return self._pos
+
+    def _deliver(self, ops: list[EncodedOp]) -> list[EncodedOp]:
+        """Hand ``ops`` to the reader: the position moves to the last one."""
+        last = ops[-1]
+        self._pos = last.seq
+        if last.type == "message.end":
+            self._done = True
+        return ops
+
+    @staticmethod
+    async def _wait(wake: asyncio.Event, timeout: float | None) -> bool:
+        """Wait for ``wake``; False if ``timeout`` seconds passed first."""
+        if timeout is None:
+            await wake.wait()
+            return True
+        try:
+            async with asyncio.timeout(timeout):
+                await wake.wait()
+        except TimeoutError:
+            return False
+        return True
 
 
 class Hub(abc.ABC):

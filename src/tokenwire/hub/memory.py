@@ -7,10 +7,15 @@ import contextlib
 import time
 from collections.abc import Sequence
 
-from tokenwire.hub.base import Cursor, Hub, StreamInfo, StreamNotFound
+from tokenwire.hub.base import (
+    MAX_BATCH,
+    Cursor,
+    Hub,
+    PositionCursor,
+    StreamInfo,
+    StreamNotFound,
+)
 from tokenwire.protocol import EncodedOp, Message, apply_op, snapshot_op
-
-_MAX_BATCH = 1024  # ops handed to one reader per read(), so one write never grows unbounded
 
 
 class _Log:
@@ -70,49 +75,27 @@ class _Log:
         self.base_seq += drop
 
 
-class MemoryCursor(Cursor):
-    __slots__ = ("_done", "_log", "_pos")
+class MemoryCursor(PositionCursor):
+    __slots__ = ("_log",)
 
     def __init__(self, log: _Log, after: int) -> None:
+        super().__init__(after)
         self._log = log
-        self._pos = after
-        self._done = False
-
-    @property
-    def done(self) -> bool:
-        return self._done
-
-    @property
-    def position(self) -> int:
-        return self._pos
 
     async def read(self, timeout: float | None = None) -> list[EncodedOp]:
         log = self._log
         while not self._done:
             if self._pos < log.base_seq:
                 # What this reader needs next was trimmed: hand it the state instead.
-                self._pos = log.base_seq
-                return [snapshot_op(log.base_message.copy(), log.base_seq)]
+                return self._deliver([snapshot_op(log.base_message.copy(), log.base_seq)])
             start = self._pos - log.base_seq
             if start < len(log.ops):
-                batch = log.ops[start : start + _MAX_BATCH]
-                last = batch[-1]
-                self._pos = last.seq
-                if last.type == "message.end":
-                    self._done = True
-                return batch
+                return self._deliver(log.ops[start : start + MAX_BATCH])
             if log.finished_at is not None:  # nothing after message.end
                 self._done = True
                 break
-            wake = log.wake
-            if timeout is None:
-                await wake.wait()
-            else:
-                try:
-                    async with asyncio.timeout(timeout):
-                        await wake.wait()
-                except TimeoutError:
-                    return []
+            if not await self._wait(log.wake, timeout):
+                return []
         return []
 
 

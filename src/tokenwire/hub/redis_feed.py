@@ -13,10 +13,8 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from tokenwire.hub.base import Cursor, HubUnavailable
+from tokenwire.hub.base import MAX_BATCH, HubUnavailable, PositionCursor
 from tokenwire.protocol import EncodedOp, MessageEnd, encode
-
-MAX_BATCH = 1024  # ops handed to one reader per read()
 
 
 class Feed:
@@ -68,26 +66,17 @@ CatchUp = Callable[[str, int], Awaitable[list[EncodedOp]]]
 ``LookupError`` if the stream is gone from Redis, ``HubUnavailable`` if Redis is down."""
 
 
-class RedisCursor(Cursor):
+class RedisCursor(PositionCursor):
     """A cursor on a ``Feed``; behind the window it reads from Redis via ``catch_up``."""
 
-    __slots__ = ("_catch_up", "_closed", "_done", "_feed", "_pos")
+    __slots__ = ("_catch_up", "_closed", "_feed")
 
     def __init__(self, feed: Feed, after: int, catch_up: CatchUp) -> None:
+        super().__init__(after)
         self._feed = feed
-        self._pos = after
-        self._done = False
         self._closed = False
         self._catch_up = catch_up
         feed.cursors += 1
-
-    @property
-    def done(self) -> bool:
-        return self._done
-
-    @property
-    def position(self) -> int:
-        return self._pos
 
     async def read(self, timeout: float | None = None) -> list[EncodedOp]:
         feed = self._feed
@@ -109,23 +98,9 @@ class RedisCursor(Cursor):
                 break
             if feed.failure is not None:
                 return self._end_failed(feed.failure["message"], feed.failure["type"])
-            wake = feed.wake
-            if timeout is None:
-                await wake.wait()
-            else:
-                try:
-                    async with asyncio.timeout(timeout):
-                        await wake.wait()
-                except TimeoutError:
-                    return []
+            if not await self._wait(feed.wake, timeout):
+                return []
         return []
-
-    def _deliver(self, ops: list[EncodedOp]) -> list[EncodedOp]:
-        last = ops[-1]
-        self._pos = last.seq
-        if last.type == "message.end":
-            self._done = True
-        return ops
 
     def _end_failed(self, message: str, error_type: str) -> list[EncodedOp]:
         # The log cannot be reached: end this reader with a clear error rather than hang.
