@@ -209,6 +209,29 @@ def test_cancel_aborts_upstream_and_keeps_partial(http: httpx.Client, mock_url: 
     assert again.status_code == 202 and again.json()["status"] == "cancelled"
 
 
+def test_cancel_while_the_upstream_has_not_answered() -> None:
+    # An upstream that accepts the connection and never answers: the cancel must end the
+    # stream at once (not after the read timeout) and drop the pending request.
+    silent = socket.create_server(("127.0.0.1", 0))
+    accepted: list[socket.socket] = []
+    threading.Thread(target=lambda: accepted.append(silent.accept()[0]), daemon=True).start()
+    settings = Settings(upstream=f"http://127.0.0.1:{silent.getsockname()[1]}/v1")
+    with serve_asgi(create_app(settings)) as url, httpx.Client(base_url=url, timeout=10) as http:
+        stream_id = create(http)
+        deadline = time.monotonic() + 5
+        while not accepted and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert accepted, "the gateway never connected upstream"
+        response = http.post(f"/v1/streams/{stream_id}/cancel")
+        assert response.json() == {"id": stream_id, "status": "cancelled"}
+        accepted[0].settimeout(5)
+        while accepted[0].recv(65536):  # the request, then EOF: the gateway hung up
+            pass
+        ops = parse(read_events(http, stream_id))
+        assert [msgspec.json.decode(op)["type"] for _, op in ops][-1] == "message.end"
+    silent.close()
+
+
 def test_cancel_after_completion_is_harmless(http: httpx.Client) -> None:
     stream_id = create(http)
     read_events(http, stream_id)

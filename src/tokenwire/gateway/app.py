@@ -14,16 +14,19 @@ from typing import Any
 
 import msgspec
 from starlette.applications import Starlette
+from starlette.datastructures import Headers, QueryParams
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import FileResponse, Response
 from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
+from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket, WebSocketState
 
 from tokenwire.gateway.auth import Auth
 from tokenwire.gateway.errors import (
     ApiError,
+    api_error_response,
     bad_request,
     handle_api_error,
     hub_unavailable,
@@ -43,6 +46,7 @@ log = logging.getLogger("tokenwire.gateway")
 _json = msgspec.json.Encoder()
 _SEQ = re.compile(r"[0-9]{1,18}")
 _STREAM_ID = re.compile(r"st_[A-Za-z0-9_-]{16,64}")
+_EVENTS_PATH = re.compile(r"/v1/streams/([^/]+)/events")
 _MAX_COALESCE_MS = 10_000
 # Upstream response headers that describe the hop, not the content; never relayed.
 _HOP_HEADERS = frozenset(
@@ -134,12 +138,12 @@ def _parse_seq(raw: str, what: str) -> int:
     return int(raw)
 
 
-def _requested_after(request: Request | WebSocket) -> int | None:
+def _requested_after(headers: Headers, query: QueryParams) -> int | None:
     """``Last-Event-ID`` (what a reconnecting EventSource sends) wins over ``?after=``."""
-    raw = request.headers.get("last-event-id")
+    raw = headers.get("last-event-id")
     if raw:
         return _parse_seq(raw.strip(), "Last-Event-ID")
-    raw = request.query_params.get("after")
+    raw = query.get("after")
     if raw is not None:
         return _parse_seq(raw.strip(), "after")
     return None
@@ -278,10 +282,18 @@ def _stream_json(stream_id: str, status: str, seq: int, message_json: bytes) -> 
 
 
 async def stream_events(request: Request) -> Response:
-    gw = _gw(request)
-    stream_id = request.path_params["stream_id"]
-    owner = _owner(request)
-    after = _requested_after(request) or 0
+    """Starlette's entrance (e.g. HEAD); GETs take ``GatewayApp``'s direct path."""
+    return await _events_response(
+        _gw(request), request.path_params["stream_id"], request.headers, request.query_params
+    )
+
+
+async def _events_response(
+    gw: Gateway, stream_id: str, headers: Headers, query: QueryParams
+) -> Response:
+    """The SSE op stream of ``stream_id`` from the requested position, or why not."""
+    owner = gw.auth.owner(headers, query)
+    after = _requested_after(headers, query) or 0
     info, row = await gw.lookup(stream_id, owner)
     if row is not None:
         # The op log is gone; the stored final message stands in for it.
@@ -301,6 +313,22 @@ async def stream_events(request: Request) -> Response:
     return OpStreamResponse(  # type: ignore[return-value]
         cursor, metrics=gw.metrics, keepalive_s=gw.settings.keepalive_s
     )
+
+
+async def _events_direct(
+    gw: Gateway, stream_id: str, scope: Scope, receive: Receive, send: Send
+) -> None:
+    """``GET .../events`` without Starlette's routing and middleware frames, which would stay
+    alive for the whole life of the stream (~6 KiB per open stream, measured with tracemalloc)."""
+    try:
+        response = await _events_response(
+            gw, stream_id, Headers(scope=scope), QueryParams(scope["query_string"])
+        )
+    except ApiError as exc:
+        response = api_error_response(exc)
+    except HubUnavailable as exc:
+        response = _hub_error_response(exc)
+    await response(scope, receive, send)
 
 
 async def cancel_stream(request: Request) -> Response:
@@ -404,7 +432,7 @@ async def stream_ws(websocket: WebSocket) -> None:
     try:
         owner = gw.auth.owner(websocket.headers, websocket.query_params)
         info, row = await gw.lookup(stream_id, owner)
-        after = _requested_after(websocket)
+        after = _requested_after(websocket.headers, websocket.query_params)
         if after is None:
             after = await _ws_hello(websocket, gw.settings.ws_hello_timeout_s)
             if after is None:
@@ -500,6 +528,10 @@ async def _ws_fail(websocket: WebSocket, exc: ApiError) -> None:
 
 
 async def _hub_error(request: Request, exc: Exception) -> Response:
+    return _hub_error_response(exc)
+
+
+def _hub_error_response(exc: Exception) -> Response:
     error = hub_unavailable(exc)
     return Response(error.body(), 503, headers={"Retry-After": "1"}, media_type="application/json")
 
@@ -534,7 +566,7 @@ def default_hub(settings: Settings) -> Hub:
     )
 
 
-def app_from_env() -> Starlette:
+def app_from_env() -> GatewayApp:
     """App factory for worker processes: settings from ``TOKENWIRE_*``, a hub of its own.
 
     ``tokenwire serve --workers N`` runs ``uvicorn --factory`` on this; it works the same with
@@ -543,7 +575,20 @@ def app_from_env() -> Starlette:
     return create_app(Settings.from_env())
 
 
-def create_app(settings: Settings | None = None, hub: Hub | None = None) -> Starlette:
+class GatewayApp(Starlette):
+    """The Starlette app, plus a direct path for the long-lived ``GET .../events`` requests."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "GET":
+            match = _EVENTS_PATH.fullmatch(scope["path"])
+            if match is not None:
+                scope["app"] = self
+                await _events_direct(self.state.gateway, match[1], scope, receive, send)
+                return
+        await super().__call__(scope, receive, send)
+
+
+def create_app(settings: Settings | None = None, hub: Hub | None = None) -> GatewayApp:
     """The gateway app. ``hub`` defaults to ``default_hub(settings)``."""
     settings = settings or Settings()
     hub = hub or default_hub(settings)
@@ -572,7 +617,7 @@ def create_app(settings: Settings | None = None, hub: Hub | None = None) -> Star
     ]
     if static_dir.is_dir():
         routes.append(Mount("/static", StaticFiles(directory=static_dir), name="static"))
-    app = Starlette(
+    app = GatewayApp(
         routes=routes,
         lifespan=lifespan,
         exception_handlers={
@@ -586,4 +631,4 @@ def create_app(settings: Settings | None = None, hub: Hub | None = None) -> Star
     return app
 
 
-__all__ = ["Gateway", "app_from_env", "create_app", "default_hub"]
+__all__ = ["Gateway", "GatewayApp", "app_from_env", "create_app", "default_hub"]

@@ -41,5 +41,9 @@ def bad_request(message: str, code: str) -> ApiError:
 
 async def handle_api_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ApiError)
+    return api_error_response(exc)
+
+
+def api_error_response(exc: ApiError) -> Response:
     headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
     return Response(exc.body(), exc.status, headers=headers, media_type="application/json")

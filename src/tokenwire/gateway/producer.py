@@ -21,11 +21,10 @@ import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-import httpx
 import msgspec
 
 from tokenwire.gateway.store import StoredStream
-from tokenwire.gateway.upstream import UpstreamUnavailable
+from tokenwire.gateway.upstream import UpstreamBroken, UpstreamResponse, UpstreamUnavailable
 from tokenwire.hub import HubUnavailable, StreamNotFound
 from tokenwire.protocol import EncodedOp, Pipeline
 
@@ -71,28 +70,36 @@ class Producer:
         self._first_token = False
         self._ended = False  # message.end handed to the hub
         self._hub_lost = False  # after HubLost: one last attempt per append, no retries
+        self._task: asyncio.Task[None] | None = None
+        self._connecting = False  # waiting for the upstream's answer (connect, retries)
+        self._response: UpstreamResponse | None = None
+        self._cancel_requested = False
 
     async def run(self) -> None:
         gw = self.gw
         gw.metrics.active_streams.inc()
-        reader = asyncio.create_task(self._read_upstream(), name=f"upstream-{self.stream_id}")
-        cancel = asyncio.create_task(self._wait_cancel())
+        task = asyncio.current_task()
+        assert task is not None
+        self._task = task
+        # The upstream is read in this task; a second one waits for a cancel request. (Two
+        # tasks per generation, not three: an idle open stream costs what it holds.)
+        watcher = asyncio.get_running_loop().create_task(self._wait_cancel())
         try:
-            await asyncio.wait({reader, cancel}, return_when=asyncio.FIRST_COMPLETED)
-            if not reader.done():
-                # Cancel requested: abort the upstream request (closing its connection).
-                reader.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await reader
+            try:
+                await self._read_upstream()
+            except asyncio.CancelledError:
+                if not self._cancel_requested or task.cancelling() > 1:
+                    raise  # not (only) ours: the gateway shuts down
+                task.uncancel()  # our cancel landed while connecting: end the stream below
                 await self._finish(lambda now: self.pipe.cancel(now))
-            elif isinstance(exc := reader.exception(), HubLost):
+            except HubLost as exc:
                 log.error("stream %s: %s", self.stream_id, exc)
                 self._hub_lost = True
                 reason = f"lost the hub: {exc}"
                 await self._finish(
                     lambda now: self.pipe.fail(reason, error_type="hub_unavailable", now=now)
                 )
-            elif exc is not None:
+            except Exception as exc:
                 log.error("stream %s: producer error: %r", self.stream_id, exc)
                 reason = f"gateway error: {type(exc).__name__}"
                 await self._finish(
@@ -104,7 +111,6 @@ class Producer:
             self._hub_lost = True
         except asyncio.CancelledError:
             # Gateway shutdown: end the stream so nobody waits for it forever.
-            reader.cancel()
             with contextlib.suppress(BaseException):
                 await asyncio.shield(
                     self._finish(
@@ -117,36 +123,46 @@ class Producer:
         finally:
             if self._flush_handle is not None:
                 self._flush_handle.cancel()
-            tasks = [reader, cancel] + ([self._flush_task] if self._flush_task else [])
-            for task in tasks:
-                task.cancel()
+            tasks = [watcher] + ([self._flush_task] if self._flush_task else [])
+            for t in tasks:
+                t.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             gw.metrics.active_streams.dec()
             if self._hub_lost:
                 await gw.hub.release(self.stream_id)
 
     async def _wait_cancel(self) -> None:
-        """Return when a cancel is requested; hub trouble is never mistaken for a cancel."""
+        """On a cancel request, abort the upstream; hub trouble is never mistaken for one."""
         delay = 0.1
         while True:
             try:
                 await self.gw.hub.wait_cancel(self.stream_id)
-                return
+                break
             except HubUnavailable:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 2.0)
             except StreamNotFound:
-                await asyncio.Future()  # the stream is gone from the hub: nobody can cancel
+                return  # the stream is gone from the hub: nobody can cancel
+        self._cancel_requested = True
+        if self._response is not None:
+            # Closing the connection ends the read loop; ``_finish`` then ends the message
+            # ``cancelled``. Hub appends in flight are never interrupted.
+            self._response.abort()
+        elif self._connecting and self._task is not None:
+            self._task.cancel()  # still connecting / retrying: nothing to keep consistent
 
     # -- reading -------------------------------------------------------------------------
     async def _read_upstream(self) -> None:
         gw = self.gw
         pipe = self.pipe
         headers = {"Content-Type": "application/json", "Accept": "text/event-stream"}
+        self._connecting = True
         try:
             async with gw.upstream.request(
                 "POST", "chat/completions", content=self.body, headers=headers
             ) as response:
+                self._connecting = False
+                self._response = response
                 if response.status_code >= 400:
                     gw.metrics.upstream_errors.labels("http_status").inc()
                     message, etype, code = await _upstream_error(response)
@@ -155,6 +171,8 @@ class Producer:
                     )
                     return
                 async for chunk in response.aiter_raw():
+                    if self._cancel_requested:
+                        break  # (bytes that were already buffered are not used)
                     async with self._lock:
                         ops = pipe.feed(chunk, time.monotonic())
                         if ops:
@@ -171,12 +189,16 @@ class Producer:
             log.warning("stream %s: %s", self.stream_id, reason)
             await self._finish(lambda now: pipe.fail(reason, error_type="upstream_error", now=now))
             return
-        except (httpx.HTTPError, httpx.StreamError) as exc:
-            gw.metrics.upstream_errors.labels("broken_stream").inc()
-            text = f"upstream connection lost after output started ({type(exc).__name__}: {exc})"
-            log.warning("stream %s: %s", self.stream_id, text)
+        except UpstreamBroken as exc:
+            if not self._cancel_requested:  # (a cancel aborts the connection on purpose)
+                gw.metrics.upstream_errors.labels("broken_stream").inc()
+                log.warning("stream %s: upstream failed mid-stream: %s", self.stream_id, exc)
+            text = f"upstream failed after output started: {exc}"
             await self._finish(lambda now: pipe.fail(text, error_type="upstream_error", now=now))
             return
+        finally:
+            self._connecting = False
+            self._response = None
         await self._finish(lambda now: pipe.close(now))
 
     def _arm_flush(self) -> None:
@@ -261,7 +283,13 @@ class Producer:
             log.exception("stream %s: could not store the final message", self.stream_id)
 
     async def _finish(self, end: Callable[[float], list[EncodedOp]]) -> None:
-        """Run an ending step (close / cancel / fail) unless the message already ended."""
+        """Run an ending step (close / cancel / fail) unless the message already ended.
+
+        After a cancel request every ending is a cancel: aborting the upstream makes the read
+        loop end (cleanly or with an error), and that must not be reported as either.
+        """
+        if self._cancel_requested:
+            end = self.pipe.cancel
         async with self._lock:
             if self._ended:
                 return
@@ -270,7 +298,7 @@ class Producer:
                 await self._append(ops)
 
 
-async def _upstream_error(response: httpx.Response) -> tuple[str, str, str | int | None]:
+async def _upstream_error(response: UpstreamResponse) -> tuple[str, str, str | int | None]:
     """Turn an upstream error response into (message, type, code) for ``message.end``."""
     body = b""
     async for chunk in response.aiter_raw():

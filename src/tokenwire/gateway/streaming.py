@@ -33,19 +33,38 @@ async def _until_disconnect(receive: Receive) -> None:
 
 
 async def _race_disconnect(body: Awaitable[None], receive: Receive) -> None:
-    """Run ``body`` until it finishes or the client disconnects (then cancel it)."""
-    writer = asyncio.ensure_future(body)
-    watcher = asyncio.ensure_future(_until_disconnect(receive))
+    """Run ``body`` in this task until it finishes or the client disconnects.
+
+    The body runs inline and one watcher task cancels it on disconnect: a task less per open
+    stream than racing two tasks (streams are long-lived, so per-stream objects add up).
+    """
+    task = asyncio.current_task()
+    assert task is not None
+    gone = False
+
+    async def watch() -> None:
+        nonlocal gone
+        await _until_disconnect(receive)
+        gone = True
+        task.cancel()
+
+    watcher = asyncio.get_running_loop().create_task(watch())
     try:
-        await asyncio.wait({writer, watcher}, return_when=asyncio.FIRST_COMPLETED)
+        await body
+    except asyncio.CancelledError:
+        if not gone or task.cancelling() > 1:
+            raise  # cancelled by someone else too (e.g. server shutdown)
+        task.uncancel()
+    except OSError:
+        pass  # a reset socket: a disconnect
+    else:
+        if gone:  # the watcher's cancel arrived after the body finished: take it back
+            try:
+                await asyncio.sleep(0)
+            except asyncio.CancelledError:
+                task.uncancel()
     finally:
-        for task in (writer, watcher):
-            task.cancel()
-        await asyncio.gather(writer, watcher, return_exceptions=True)
-    if writer.done() and not writer.cancelled():
-        exc = writer.exception()
-        if exc is not None and not isinstance(exc, OSError):  # a reset socket: a disconnect
-            raise exc
+        watcher.cancel()
 
 
 class OpStreamResponse:

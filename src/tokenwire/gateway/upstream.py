@@ -1,23 +1,286 @@
-"""The client for the OpenAI-compatible model server: one shared httpx pool, bounded retries.
+"""The client for the OpenAI-compatible model server: keep-alive HTTP/1.1, bounded retries.
 
-A request is retried only while nothing of a response has been seen (connect errors, or a
-502/503/504 answer whose body we discard). Once a response is handed to the caller it is
-never retried, so no output is ever produced twice.
+A request is retried only while nothing of a response has been seen (connect errors, a
+keep-alive connection the server had already closed, or a 502/503/504 answer whose body we
+discard). Once a response is handed to the caller it is never retried, so no output is ever
+produced twice.
+
+Written on ``asyncio.Protocol`` + ``httptools`` (the C parser uvicorn uses) rather than httpx,
+because this is the gateway's per-token hot path and its per-stream memory: with httpx each
+open stream held ~21 KiB of client objects (request, response, httpcore connection, h11
+state, anyio wrappers) and each upstream read climbed through four async layers. Here an open
+stream holds one protocol object and its parser, and bytes that arrive while the consumer is
+busy are handed over in one piece. Only what the gateway needs is implemented: HTTP/1.1,
+``Content-Length`` / chunked / until-close bodies, TLS for ``https`` upstreams, no proxies,
+no redirects, no content decoding (``Accept-Encoding: identity``).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import AsyncIterator
+import ssl
+import time
+from collections.abc import AsyncIterator, Mapping
+from types import TracebackType
+from urllib.parse import urlsplit
 
-import httpx
+import httptools
+
+from tokenwire import __version__
 
 _RETRY_STATUSES = frozenset({502, 503, 504})
+# Pause reading a response once this much body is buffered and unread (the consumer is slow).
+_HIGH_WATER = 256 * 1024
 
 
 class UpstreamUnavailable(Exception):
     """The upstream could not be reached (after retries)."""
+
+
+class UpstreamBroken(Exception):
+    """The upstream connection failed, timed out or spoke invalid HTTP after it answered."""
+
+
+class _NoResponse(Exception):
+    """The connection ended before any byte of a response (retryable)."""
+
+
+class UpstreamHeaders:
+    """Response headers as received: ``raw`` pairs plus case-insensitive lookups."""
+
+    __slots__ = ("raw",)
+
+    def __init__(self, raw: list[tuple[bytes, bytes]]) -> None:
+        self.raw = raw
+
+    def get(self, name: str, default: str = "") -> str:
+        key = name.lower().encode("latin-1")
+        for k, v in self.raw:
+            if k.lower() == key:
+                return v.decode("latin-1")
+        return default
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and self.get(name, "\0") != "\0"
+
+
+class _Connection(asyncio.Protocol):
+    """One upstream connection; serves one request at a time (HTTP/1.1 keep-alive)."""
+
+    __slots__ = (
+        "_chunked_or_sized",
+        "body",
+        "buffered",
+        "closed",
+        "complete",
+        "error",
+        "headers",
+        "headers_done",
+        "keep_alive",
+        "last_activity",
+        "parser",
+        "paused",
+        "read_timeout_s",
+        "reason",
+        "received_any",
+        "status",
+        "timer",
+        "transport",
+        "waiter",
+    )
+
+    def __init__(self, read_timeout_s: float) -> None:
+        self.transport: asyncio.Transport | None = None
+        self.read_timeout_s = read_timeout_s
+        self.closed = False
+        self.timer: asyncio.TimerHandle | None = None
+        self._reset()
+
+    def _reset(self) -> None:
+        self.parser = httptools.HttpResponseParser(self)
+        self.status = 0
+        self.reason = b""
+        self.headers: list[tuple[bytes, bytes]] = []
+        self.headers_done = False
+        self.keep_alive = False
+        self.complete = False
+        self.body: list[bytes] = []
+        self.buffered = 0
+        self.error: Exception | None = None
+        self.received_any = False
+        self.paused = False
+        self.waiter: asyncio.Future[None] | None = None
+        self.last_activity = time.monotonic()
+        self._chunked_or_sized = False
+
+    # -- asyncio.Protocol ----------------------------------------------------------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        self.received_any = True
+        self.last_activity = time.monotonic()
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserError as exc:
+            self._fail(UpstreamBroken(f"invalid HTTP from the upstream: {exc}"))
+            self.close()
+            return
+        if self.buffered > _HIGH_WATER and not self.paused and self.transport is not None:
+            self.paused = True
+            self.transport.pause_reading()
+        self._wake()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        if self.complete or self.error is not None:
+            pass
+        elif self.headers_done and not self._chunked_or_sized:
+            self.complete = True  # a body delimited by the connection closing
+        else:
+            if not self.received_any:
+                self._fail(_NoResponse("the upstream closed the connection without answering"))
+            else:
+                why = f": {exc}" if exc else ""
+                self._fail(UpstreamBroken(f"the upstream closed the connection mid-response{why}"))
+        self._wake()
+
+    # -- httptools callbacks -------------------------------------------------------------
+    def on_status(self, status: bytes) -> None:
+        self.reason += status
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.headers.append((name, value))
+
+    def on_headers_complete(self) -> None:
+        self.status = self.parser.get_status_code()
+        self.keep_alive = self.parser.should_keep_alive()  # (llhttp forgets it at the end)
+        self.headers_done = True
+        for name, value in self.headers:
+            lname = name.lower()
+            if lname == b"content-length" or (
+                lname == b"transfer-encoding" and b"chunked" in value.lower()
+            ):
+                self._chunked_or_sized = True
+
+    def on_body(self, body: bytes) -> None:
+        self.body.append(body)
+        self.buffered += len(body)
+
+    def on_message_complete(self) -> None:
+        self.complete = True
+
+    # -- used by the client ----------------------------------------------------------------
+    def send(self, head: bytes, content: bytes | None) -> None:
+        self._reset()
+        assert self.transport is not None
+        self.transport.write(head + content if content else head)
+
+    def reusable(self) -> bool:
+        return (
+            not self.closed
+            and self.complete
+            and self.error is None
+            and not self.body
+            and self.keep_alive
+            and self.transport is not None
+            and not self.transport.is_closing()
+        )
+
+    def close(self) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.close()
+
+    def _fail(self, error: Exception) -> None:
+        if self.error is None:
+            self.error = error
+
+    def _wake(self) -> None:
+        waiter = self.waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def _on_timer(self) -> None:
+        # One lazily re-armed timer per connection instead of one per read: a read only
+        # refreshes ``last_activity``; the timer fails the wait once the upstream went quiet.
+        self.timer = None
+        if self.waiter is None or self.waiter.done():
+            return
+        idle = time.monotonic() - self.last_activity
+        if idle >= self.read_timeout_s:
+            what = "the response" if self.headers_done else "an answer"
+            self._fail(
+                UpstreamBroken(f"no data from the upstream for {idle:.0f}s waiting for {what}")
+            )
+            self.close()
+            self._wake()
+        else:
+            self._arm_timer(self.read_timeout_s - idle)
+
+    def _arm_timer(self, delay: float) -> None:
+        loop = asyncio.get_running_loop()
+        self.timer = loop.call_later(delay, self._on_timer)
+
+    async def _wait(self) -> None:
+        """Wait for more from the upstream (data, the end, an error or the read timeout)."""
+        self.waiter = asyncio.get_running_loop().create_future()
+        if self.timer is None:
+            self._arm_timer(max(0.0, self.last_activity + self.read_timeout_s - time.monotonic()))
+        try:
+            await self.waiter
+        finally:
+            self.waiter = None
+
+    async def wait_headers(self) -> None:
+        while not self.headers_done:
+            if self.error is not None:
+                raise self.error
+            await self._wait()
+
+    async def next_body(self) -> bytes | None:
+        """Everything buffered so far in one piece; ``None`` once the body is complete."""
+        while not self.body:
+            if self.complete:
+                return None
+            if self.error is not None:
+                raise self.error
+            await self._wait()
+        body = self.body
+        data = body[0] if len(body) == 1 else b"".join(body)
+        self.body = []
+        self.buffered = 0
+        if self.paused and self.transport is not None:
+            self.paused = False
+            self.transport.resume_reading()
+        return data
+
+
+class UpstreamResponse:
+    """A response whose body has not been read yet."""
+
+    __slots__ = ("_conn", "headers", "reason_phrase", "status_code")
+
+    def __init__(self, conn: _Connection) -> None:
+        self._conn = conn
+        self.status_code = conn.status
+        self.reason_phrase = conn.reason.decode("latin-1")
+        self.headers = UpstreamHeaders(conn.headers)
+
+    async def aiter_raw(self) -> AsyncIterator[bytes]:
+        """The body as it arrives (transfer coding removed, content untouched)."""
+        next_body = self._conn.next_body
+        while (data := await next_body()) is not None:
+            yield data
+
+    async def aread(self) -> bytes:
+        return b"".join([chunk async for chunk in self.aiter_raw()])
+
+    def abort(self) -> None:
+        """Close the connection now (the upstream stops generating); reads end or fail."""
+        self._conn.close()
 
 
 class UpstreamClient:
@@ -30,63 +293,146 @@ class UpstreamClient:
         read_timeout_s: float = 300.0,
         retries: int = 2,
         backoff_s: float = 0.25,
-        transport: httpx.AsyncBaseTransport | None = None,
+        max_idle_connections: int = 20,
     ) -> None:
+        url = urlsplit(base_url.rstrip("/"))
+        if url.scheme not in ("http", "https") or not url.hostname:
+            raise ValueError(f"upstream must be an http:// or https:// URL, got {base_url!r}")
         self.base_url = base_url.rstrip("/")
         self.retries = retries
         self.backoff_s = backoff_s
-        headers = {"Accept-Encoding": "identity"}  # relay bytes exactly as produced
-        if api_key:
-            headers["Authorization"] = f"Bearer {api_key}"
-        self._http = httpx.AsyncClient(
-            headers=headers,
-            timeout=httpx.Timeout(
-                read_timeout_s, connect=connect_timeout_s, pool=connect_timeout_s
-            ),
-            # A small keep-alive pool on purpose: httpcore 1.0's pool bookkeeping walks every
-            # connection for each idle one on every request start/end, which made 100
-            # concurrent streams 4x slower with 100 keep-alive slots than with 20 (measured
-            # in bench: passthrough at 100 streams 37k -> 160k tok/s).
-            limits=httpx.Limits(max_connections=None, max_keepalive_connections=20),
-            transport=transport,
-            trust_env=False,
+        self.connect_timeout_s = connect_timeout_s
+        self.read_timeout_s = read_timeout_s
+        self.max_idle_connections = max_idle_connections
+        self._host = url.hostname
+        self._port = url.port or (443 if url.scheme == "https" else 80)
+        self._ssl: ssl.SSLContext | None = (
+            ssl.create_default_context() if url.scheme == "https" else None
         )
+        self._prefix = url.path
+        host = url.netloc.rpartition("@")[2]
+        common = [
+            f"Host: {host}",
+            "Accept-Encoding: identity",  # relay bytes exactly as produced
+            f"User-Agent: tokenwire/{__version__}",
+        ]
+        if api_key:
+            common.append(f"Authorization: Bearer {api_key}")
+        self._common_head = ("\r\n".join(common) + "\r\n").encode("latin-1")
+        self._idle: list[_Connection] = []  # LIFO: the most recently used is likeliest alive
 
     async def aclose(self) -> None:
-        await self._http.aclose()
+        while self._idle:
+            self._idle.pop().close()
 
-    @contextlib.asynccontextmanager
-    async def request(
+    def request(
         self,
         method: str,
         path: str,
         *,
         content: bytes | None = None,
-        headers: dict[str, str] | None = None,
-    ) -> AsyncIterator[httpx.Response]:
-        """Open a streamed response (body not yet read); retries before the first byte only."""
-        url = f"{self.base_url}/{path.lstrip('/')}"
+        headers: Mapping[str, str] | None = None,
+    ) -> _Exchange:
+        """``async with client.request(...) as response``: the response with its body unread.
+
+        Retries before the first byte only; the connection goes back to the pool on exit if
+        the body was read to the end, and is closed otherwise (which aborts the upstream).
+        """
+        return _Exchange(self, self._head(method, path, content, headers), content)
+
+    def _head(
+        self, method: str, path: str, content: bytes | None, headers: Mapping[str, str] | None
+    ) -> bytes:
+        lines = [f"{method} {self._prefix}/{path.lstrip('/')} HTTP/1.1"]
+        for name, value in (headers or {}).items():
+            if "\r" in value or "\n" in value or "\r" in name or "\n" in name or ":" in name:
+                raise ValueError(f"invalid header for the upstream request: {name!r}")
+            lines.append(f"{name}: {value}")
+        if content is not None or method in ("POST", "PUT", "PATCH"):
+            lines.append(f"Content-Length: {len(content or b'')}")
+        return ("\r\n".join(lines) + "\r\n").encode("latin-1") + self._common_head + b"\r\n"
+
+    async def _connect(self) -> _Connection:
+        loop = asyncio.get_running_loop()
+        async with asyncio.timeout(self.connect_timeout_s):
+            _, conn = await loop.create_connection(
+                lambda: _Connection(self.read_timeout_s),
+                self._host,
+                self._port,
+                ssl=self._ssl,
+            )
+        return conn
+
+    async def _open(self, head: bytes, content: bytes | None) -> _Connection:
+        """Send the request and wait for the response head, on a pooled or new connection."""
+        while self._idle:
+            conn = self._idle.pop()
+            if conn.closed or conn.transport is None or conn.transport.is_closing():
+                continue
+            conn.send(head, content)
+            try:
+                await conn.wait_headers()
+                return conn
+            except _NoResponse:
+                conn.close()  # the server had closed it while it sat in the pool: next one
+            except BaseException:
+                conn.close()
+                raise
+        conn = await self._connect()
+        conn.send(head, content)
+        try:
+            await conn.wait_headers()
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    def _release(self, conn: _Connection) -> None:
+        if conn.reusable() and len(self._idle) < self.max_idle_connections:
+            self._idle.append(conn)
+        else:
+            conn.close()
+
+    def _unreachable(self, exc: BaseException) -> UpstreamUnavailable:
+        kind = type(exc).__name__
+        detail = str(exc) or kind
+        return UpstreamUnavailable(f"upstream unreachable ({kind}: {detail}) at {self.base_url}")
+
+
+class _Exchange:
+    """The ``async with`` around one request: retries, then hands over the response."""
+
+    __slots__ = ("_client", "_conn", "_content", "_head")
+
+    def __init__(self, client: UpstreamClient, head: bytes, content: bytes | None) -> None:
+        self._client = client
+        self._head = head
+        self._content = content
+        self._conn: _Connection | None = None
+
+    async def __aenter__(self) -> UpstreamResponse:
+        client = self._client
         attempt = 0
         while True:
-            req = self._http.build_request(method, url, content=content, headers=headers)
             try:
-                response = await self._http.send(req, stream=True)
-            except (httpx.TransportError, httpx.TimeoutException) as exc:
-                if attempt >= self.retries:
-                    raise UpstreamUnavailable(_describe(exc, url)) from exc
+                conn = await client._open(self._head, self._content)
+            except (OSError, TimeoutError, UpstreamBroken, _NoResponse) as exc:
+                if attempt >= client.retries:
+                    raise client._unreachable(exc) from exc
             else:
-                if response.status_code not in _RETRY_STATUSES or attempt >= self.retries:
-                    try:
-                        yield response
-                    finally:
-                        await response.aclose()
-                    return
-                await response.aclose()
-            await asyncio.sleep(self.backoff_s * (2**attempt))
+                if conn.status not in _RETRY_STATUSES or attempt >= client.retries:
+                    self._conn = conn
+                    return UpstreamResponse(conn)
+                conn.close()  # its body is discarded with the connection
+            await asyncio.sleep(client.backoff_s * (2**attempt))
             attempt += 1
 
-
-def _describe(exc: Exception, url: str) -> str:
-    kind = type(exc).__name__
-    detail = str(exc) or kind
-    return f"upstream unreachable ({kind}: {detail}) at {httpx.URL(url).copy_with(query=None)}"
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._conn is not None:
+            self._client._release(self._conn)
+            self._conn = None
