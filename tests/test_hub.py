@@ -9,6 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tokenwire.hub import MemoryHub, StreamNotFound
+from tokenwire.hub.base import Signal
 from tokenwire.protocol import EncodedOp, Message, Pipeline, apply_op
 
 
@@ -152,3 +153,29 @@ async def test_cancel_request_reaches_the_producer() -> None:
     await hub.request_cancel("st_c")  # idempotent
     with pytest.raises(StreamNotFound):
         await hub.request_cancel("st_unknown")
+
+
+# -- Signal: the wake-up primitive under both hubs -------------------------------------------
+async def test_signal_wakes_every_current_waiter_and_only_them() -> None:
+    signal = Signal()
+    first = [asyncio.ensure_future(signal.wait(5)) for _ in range(3)]
+    await asyncio.sleep(0)
+    signal.fire()
+    assert await asyncio.gather(*first) == [True, True, True]
+    late = asyncio.ensure_future(signal.wait(0.05))  # a fire before it waited does not count
+    assert await late is False
+
+
+async def test_signal_waiters_that_leave_are_forgotten() -> None:
+    signal = Signal()
+    assert await signal.wait(0.01) is False  # timed out
+    leaving = asyncio.ensure_future(signal.wait(None))
+    await asyncio.sleep(0)
+    leaving.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await leaving
+    assert not signal._waiters  # neither left a future behind
+    staying = asyncio.ensure_future(signal.wait(None))
+    await asyncio.sleep(0)
+    signal.fire()
+    assert await staying is True

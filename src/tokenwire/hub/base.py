@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import abc
 import asyncio
+import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -121,17 +122,53 @@ class PositionCursor(Cursor):
         return ops
 
     @staticmethod
-    async def _wait(wake: asyncio.Event, timeout: float | None) -> bool:
+    async def _wait(wake: Signal, timeout: float | None) -> bool:
         """Wait for ``wake``; False if ``timeout`` seconds passed first."""
-        if timeout is None:
-            await wake.wait()
-            return True
+        return await wake.wait(timeout)
+
+
+class Signal:
+    """Wakes everyone waiting right now; each waiter may give up after its own timeout.
+
+    Used instead of ``asyncio.Event`` (plus ``asyncio.timeout``) because every open stream
+    holds one and every idle reader waits on one: a waiter here costs one future and one
+    timer, nothing while nobody waits, and the signal is never replaced or reset.
+    """
+
+    __slots__ = ("_waiters",)
+
+    def __init__(self) -> None:
+        self._waiters: list[asyncio.Future[bool]] | None = None
+
+    def fire(self) -> None:
+        waiters, self._waiters = self._waiters, None
+        for waiter in waiters or ():
+            if not waiter.done():
+                waiter.set_result(True)
+
+    async def wait(self, timeout: float | None = None) -> bool:
+        """True when fired; False if ``timeout`` seconds passed first."""
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[bool] = loop.create_future()
+        if self._waiters is None:
+            self._waiters = [waiter]
+        else:
+            self._waiters.append(waiter)
+        timer = None if timeout is None else loop.call_later(timeout, _time_out, waiter)
         try:
-            async with asyncio.timeout(timeout):
-                await wake.wait()
-        except TimeoutError:
-            return False
-        return True
+            return await waiter
+        finally:
+            if timer is not None:
+                timer.cancel()
+            fired = waiter.done() and not waiter.cancelled() and waiter.result()
+            if not fired and self._waiters is not None:  # timed out or cancelled: unlist
+                with contextlib.suppress(ValueError):
+                    self._waiters.remove(waiter)
+
+
+def _time_out(waiter: asyncio.Future[bool]) -> None:
+    if not waiter.done():
+        waiter.set_result(False)
 
 
 class Hub(abc.ABC):

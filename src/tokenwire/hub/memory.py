@@ -12,6 +12,7 @@ from tokenwire.hub.base import (
     Cursor,
     Hub,
     PositionCursor,
+    Signal,
     StreamInfo,
     StreamNotFound,
 )
@@ -25,6 +26,7 @@ class _Log:
         "base_message",
         "base_seq",
         "cancel",
+        "cancel_requested",
         "created_at",
         "finished_at",
         "id",
@@ -47,8 +49,9 @@ class _Log:
         self.msg_seq = 0
         self.status = "in_progress"
         self.finished_at: float | None = None  # monotonic time of message.end
-        self.wake = asyncio.Event()  # replaced on every append; the old one is set
-        self.cancel = asyncio.Event()
+        self.wake = Signal()  # fired on every append
+        self.cancel = Signal()
+        self.cancel_requested = False
 
     @property
     def seq(self) -> int:
@@ -177,8 +180,7 @@ class MemoryHub(Hub):
             log.finished_at = time.monotonic()
         elif self.max_log_ops is not None and len(log.ops) > 2 * self.max_log_ops:
             log.trim(self.max_log_ops)  # amortized: trim in big steps, not per append
-        wake, log.wake = log.wake, asyncio.Event()
-        wake.set()
+        log.wake.fire()
 
     async def info(self, stream_id: str) -> StreamInfo | None:
         log = self._get(stream_id)
@@ -200,10 +202,14 @@ class MemoryHub(Hub):
         return MemoryCursor(log, after)
 
     async def request_cancel(self, stream_id: str) -> None:
-        self._require(stream_id).cancel.set()
+        log = self._require(stream_id)
+        log.cancel_requested = True
+        log.cancel.fire()
 
     async def wait_cancel(self, stream_id: str) -> None:
-        await self._require(stream_id).cancel.wait()
+        log = self._require(stream_id)
+        while not log.cancel_requested:
+            await log.cancel.wait()
 
     def __len__(self) -> int:
         return len(self._logs)

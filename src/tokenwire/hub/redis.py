@@ -39,7 +39,14 @@ from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from tokenwire.hub.base import Cursor, Hub, HubUnavailable, StreamInfo, StreamNotFound
+from tokenwire.hub.base import (
+    Cursor,
+    Hub,
+    HubUnavailable,
+    Signal,
+    StreamInfo,
+    StreamNotFound,
+)
 from tokenwire.hub.redis_feed import MAX_BATCH, Feed, RedisCursor
 from tokenwire.hub.redis_scripts import APPEND, CANCEL, CREATE, Keys, after_id, entry_id
 from tokenwire.protocol import (
@@ -86,11 +93,16 @@ class _Owned:
 
 
 class _CancelWait:
-    __slots__ = ("event", "waiters")
+    __slots__ = ("requested", "signal", "waiters")
 
     def __init__(self) -> None:
-        self.event = asyncio.Event()
+        self.signal = Signal()
+        self.requested = False
         self.waiters = 0
+
+    def set(self) -> None:
+        self.requested = True
+        self.signal.fire()
 
 
 class RedisHub(Hub):
@@ -502,7 +514,7 @@ class RedisHub(Hub):
             await self.r.publish(self.keys.cancel_channel, stream_id)
         wait = self._cancels.get(stream_id)
         if wait is not None:
-            wait.event.set()
+            wait.set()
 
     async def wait_cancel(self, stream_id: str) -> None:
         wait = self._cancels.get(stream_id)
@@ -517,7 +529,8 @@ class RedisHub(Hub):
                 raise StreamNotFound(stream_id)
             if flag is not None:
                 return
-            await wait.event.wait()
+            while not wait.requested:
+                await wait.signal.wait()
         finally:
             wait.waiters -= 1
             if wait.waiters == 0 and self._cancels.get(stream_id) is wait:
@@ -537,7 +550,7 @@ class RedisHub(Hub):
                     if msg is not None and msg["type"] == "message":
                         wait = self._cancels.get(_text(msg["data"]))
                         if wait is not None:
-                            wait.event.set()
+                            wait.set()
             except _UNAVAILABLE as exc:
                 log.debug("cancel listener: %s", exc)
             except Exception:
@@ -558,7 +571,7 @@ class RedisHub(Hub):
         for stream_id, flag in zip(ids, await pipe.execute(), strict=True):
             wait = self._cancels.get(stream_id)
             if flag is not None and wait is not None:
-                wait.event.set()
+                wait.set()
 
     # -- liveness ------------------------------------------------------------------------
     async def _renew_leases(self) -> None:

@@ -13,7 +13,7 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from tokenwire.hub.base import MAX_BATCH, HubUnavailable, PositionCursor
+from tokenwire.hub.base import MAX_BATCH, HubUnavailable, PositionCursor, Signal
 from tokenwire.protocol import EncodedOp, MessageEnd, encode
 
 
@@ -31,7 +31,7 @@ class Feed:
         self.window = window
         self.cursors = 0
         self.task: asyncio.Task[None] | None = None
-        self.wake = asyncio.Event()  # replaced on every push; the old one is set
+        self.wake = Signal()  # fired on every push
 
     @property
     def hi(self) -> int:
@@ -57,8 +57,7 @@ class Feed:
         self._notify()
 
     def _notify(self) -> None:
-        wake, self.wake = self.wake, asyncio.Event()
-        wake.set()
+        self.wake.fire()
 
 
 CatchUp = Callable[[str, int], Awaitable[list[EncodedOp]]]
