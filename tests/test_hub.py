@@ -155,6 +155,24 @@ async def test_cancel_request_reaches_the_producer() -> None:
         await hub.request_cancel("st_unknown")
 
 
+async def test_watch_cancel_calls_back_once_and_unwatch_stops_it() -> None:
+    hub = MemoryHub()
+    for stream_id in ("st_w1", "st_w2", "st_w3"):
+        await hub.create(stream_id, owner=None)
+    calls: list[str] = []
+    hub.watch_cancel("st_w1", lambda: calls.append("w1"))
+    unwatch = hub.watch_cancel("st_w2", lambda: calls.append("w2"))
+    unwatch()
+    await hub.request_cancel("st_w1")
+    await hub.request_cancel("st_w1")
+    await hub.request_cancel("st_w2")
+    assert calls == ["w1"]
+    await hub.request_cancel("st_w3")  # requested before anyone watched: still called back
+    hub.watch_cancel("st_w3", lambda: calls.append("w3"))
+    await asyncio.sleep(0)
+    assert calls == ["w1", "w3"]
+
+
 # -- Signal: the wake-up primitive under both hubs -------------------------------------------
 async def test_signal_wakes_every_current_waiter_and_only_them() -> None:
     signal = Signal()

@@ -205,6 +205,27 @@ async def test_cancel_requested_on_b_resolves_wait_cancel_on_a(hubs) -> None:
         await b.request_cancel("st_nope")
 
 
+async def test_watch_cancel_across_processes_without_a_task_per_stream(hubs) -> None:
+    a, b = hubs
+    calls: list[str] = []
+    for stream_id in ("st_wa", "st_wb", "st_wc"):
+        await a.create(stream_id, owner=None)
+    a.watch_cancel("st_wa", lambda: calls.append("wa"))
+    unwatch = a.watch_cancel("st_wb", lambda: calls.append("wb"))
+    await b.request_cancel("st_wc")  # before the watch: the flag check finds it
+    a.watch_cancel("st_wc", lambda: calls.append("wc"))
+    await asyncio.sleep(0.05)
+    unwatch()
+    await b.request_cancel("st_wa")
+    await b.request_cancel("st_wb")
+    deadline = asyncio.get_running_loop().time() + 5
+    while len(calls) < 2 and asyncio.get_running_loop().time() < deadline:
+        await asyncio.sleep(0.01)
+    await asyncio.sleep(0.1)  # time for a wrong callback (st_wb) to arrive too
+    assert sorted(calls) == ["wa", "wc"]
+    assert "st_wb" not in a._cancels  # nothing is kept for a stream nobody watches
+
+
 _DYING_PRODUCER = textwrap.dedent(
     """
     import asyncio, sys, time

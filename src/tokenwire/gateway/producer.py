@@ -81,9 +81,9 @@ class Producer:
         task = asyncio.current_task()
         assert task is not None
         self._task = task
-        # The upstream is read in this task; a second one waits for a cancel request. (Two
-        # tasks per generation, not three: an idle open stream costs what it holds.)
-        watcher = asyncio.get_running_loop().create_task(self._wait_cancel())
+        # The upstream is read in this task and a cancel request arrives as a callback: one
+        # task per generation (an idle open stream costs what it holds).
+        unwatch = gw.hub.watch_cancel(self.stream_id, self._on_cancel)
         try:
             try:
                 await self._read_upstream()
@@ -123,30 +123,20 @@ class Producer:
         finally:
             if self._flush_handle is not None:
                 self._flush_handle.cancel()
-            tasks = [watcher] + ([self._flush_task] if self._flush_task else [])
-            for t in tasks:
-                t.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            unwatch()
+            if self._flush_task is not None:
+                self._flush_task.cancel()
+                await asyncio.gather(self._flush_task, return_exceptions=True)
             gw.metrics.active_streams.dec()
             if self._hub_lost:
                 await gw.hub.release(self.stream_id)
 
-    async def _wait_cancel(self) -> None:
-        """On a cancel request, abort the upstream; hub trouble is never mistaken for one."""
-        delay = 0.1
-        while True:
-            try:
-                await self.gw.hub.wait_cancel(self.stream_id)
-                break
-            except HubUnavailable:
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 2.0)
-            except StreamNotFound:
-                return  # the stream is gone from the hub: nobody can cancel
+    def _on_cancel(self) -> None:
+        """A cancel was requested: abort the upstream (``_finish`` then ends ``cancelled``)."""
         self._cancel_requested = True
         if self._response is not None:
-            # Closing the connection ends the read loop; ``_finish`` then ends the message
-            # ``cancelled``. Hub appends in flight are never interrupted.
+            # Closing the connection ends the read loop; hub appends in flight are never
+            # interrupted.
             self._response.abort()
         elif self._connecting and self._task is not None:
             self._task.cancel()  # still connecting / retrying: nothing to keep consistent

@@ -16,8 +16,8 @@ Contract for implementations:
   retained, the cursor first yields a ``snapshot`` op (``snapshot_op(message, seq)``) for the
   oldest retained position, then continues from there.
 - Cursors pull: a slow reader never delays ``append`` or other readers.
-- ``request_cancel`` may be called from any process; ``wait_cancel`` resolves on the process
-  that runs the producer.
+- ``request_cancel`` may be called from any process; ``wait_cancel`` resolves (and
+  ``watch_cancel`` calls back) on the process that runs the producer.
 - A shared hub raises ``HubUnavailable`` from any call while its backend is unreachable; the
   in-process hub never does.
 """
@@ -27,7 +27,7 @@ from __future__ import annotations
 import abc
 import asyncio
 import contextlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from tokenwire.protocol import EncodedOp, Message
@@ -221,4 +221,28 @@ class Hub(abc.ABC):
 
     @abc.abstractmethod
     async def wait_cancel(self, stream_id: str) -> None:
-        """Return when a cancel was requested for the stream (used by its producer)."""
+        """Return when a cancel was requested for the stream."""
+
+    def watch_cancel(self, stream_id: str, callback: Callable[[], None]) -> Callable[[], None]:
+        """Call ``callback`` once when a cancel is requested; returns "stop watching".
+
+        Producers use this: every live stream has a watch, so hubs override it to hold no
+        task while nothing happens. This default runs ``wait_cancel`` in a task, retrying
+        while the hub is unreachable.
+        """
+
+        async def watch() -> None:
+            delay = 0.1
+            while True:
+                try:
+                    await self.wait_cancel(stream_id)
+                except HubUnavailable:
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 2.0)
+                    continue
+                except StreamNotFound:
+                    return  # gone from the hub: nobody can cancel it
+                callback()
+                return
+
+        return asyncio.get_running_loop().create_task(watch()).cancel

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from tokenwire.hub.base import (
     MAX_BATCH,
@@ -27,6 +27,7 @@ class _Log:
         "base_seq",
         "cancel",
         "cancel_requested",
+        "cancel_watchers",
         "created_at",
         "finished_at",
         "id",
@@ -52,6 +53,7 @@ class _Log:
         self.wake = Signal()  # fired on every append
         self.cancel = Signal()
         self.cancel_requested = False
+        self.cancel_watchers: list[Callable[[], None]] = []
 
     @property
     def seq(self) -> int:
@@ -203,13 +205,36 @@ class MemoryHub(Hub):
 
     async def request_cancel(self, stream_id: str) -> None:
         log = self._require(stream_id)
+        if log.cancel_requested:
+            return
         log.cancel_requested = True
         log.cancel.fire()
+        for callback in log.cancel_watchers:
+            callback()
+        log.cancel_watchers.clear()
 
     async def wait_cancel(self, stream_id: str) -> None:
         log = self._require(stream_id)
         while not log.cancel_requested:
             await log.cancel.wait()
 
+    def watch_cancel(self, stream_id: str, callback: Callable[[], None]) -> Callable[[], None]:
+        log = self._get(stream_id)
+        if log is None:
+            return _nothing
+        if log.cancel_requested:
+            return asyncio.get_running_loop().call_soon(callback).cancel
+        log.cancel_watchers.append(callback)
+
+        def unwatch() -> None:
+            with contextlib.suppress(ValueError):
+                log.cancel_watchers.remove(callback)
+
+        return unwatch
+
     def __len__(self) -> int:
         return len(self._logs)
+
+
+def _nothing() -> None:
+    pass

@@ -28,7 +28,7 @@ import os
 import secrets
 import socket
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -93,16 +93,24 @@ class _Owned:
 
 
 class _CancelWait:
-    __slots__ = ("requested", "signal", "waiters")
+    """Who in this process waits for one stream's cancel: ``wait_cancel`` calls and watches."""
+
+    __slots__ = ("callbacks", "requested", "signal", "waiters")
 
     def __init__(self) -> None:
         self.signal = Signal()
         self.requested = False
         self.waiters = 0
+        self.callbacks: list[Callable[[], None]] = []
 
     def set(self) -> None:
+        if self.requested:
+            return
         self.requested = True
         self.signal.fire()
+        for callback in self.callbacks:
+            callback()
+        self.callbacks.clear()
 
 
 class RedisHub(Hub):
@@ -517,24 +525,64 @@ class RedisHub(Hub):
             wait.set()
 
     async def wait_cancel(self, stream_id: str) -> None:
+        wait = self._cancel_wait(stream_id)
+        wait.waiters += 1
+        try:
+            if not await self._cancel_flag(stream_id):
+                while not wait.requested:
+                    await wait.signal.wait()
+        finally:
+            wait.waiters -= 1
+            self._forget_cancel_wait(stream_id, wait)
+
+    def watch_cancel(self, stream_id: str, callback: Callable[[], None]) -> Callable[[], None]:
+        wait = self._cancel_wait(stream_id)
+        if wait.requested:
+            return asyncio.get_running_loop().call_soon(callback).cancel
+        wait.callbacks.append(callback)
+        # One short-lived task checks the flag (a request made before we listened); after it,
+        # the watch costs no task: the process's pub/sub listener calls ``wait.set()``.
+        check = asyncio.get_running_loop().create_task(self._check_once(stream_id, wait))
+
+        def unwatch() -> None:
+            check.cancel()
+            with contextlib.suppress(ValueError):
+                wait.callbacks.remove(callback)
+            self._forget_cancel_wait(stream_id, wait)
+
+        return unwatch
+
+    def _cancel_wait(self, stream_id: str) -> _CancelWait:
         wait = self._cancels.get(stream_id)
         if wait is None:
             wait = self._cancels[stream_id] = _CancelWait()
-        wait.waiters += 1
-        try:
-            # The flag catches a request made before we listened (or while pub/sub was down).
-            async with self._unavailable():
-                status, flag = await self.r.hmget(self.keys.meta(stream_id), ["status", "cancel"])
-            if status is None:
-                raise StreamNotFound(stream_id)
-            if flag is not None:
+        return wait
+
+    def _forget_cancel_wait(self, stream_id: str, wait: _CancelWait) -> None:
+        if wait.waiters == 0 and not wait.callbacks and self._cancels.get(stream_id) is wait:
+            del self._cancels[stream_id]
+
+    async def _cancel_flag(self, stream_id: str) -> bool:
+        """Whether a cancel was requested (the flag catches one made before we listened, or
+        while pub/sub was down). Raises ``StreamNotFound`` / ``HubUnavailable``."""
+        async with self._unavailable():
+            status, flag = await self.r.hmget(self.keys.meta(stream_id), ["status", "cancel"])
+        if status is None:
+            raise StreamNotFound(stream_id)
+        return flag is not None
+
+    async def _check_once(self, stream_id: str, wait: _CancelWait) -> None:
+        delay = 0.1
+        while True:
+            try:
+                if await self._cancel_flag(stream_id):
+                    wait.set()
                 return
-            while not wait.requested:
-                await wait.signal.wait()
-        finally:
-            wait.waiters -= 1
-            if wait.waiters == 0 and self._cancels.get(stream_id) is wait:
-                del self._cancels[stream_id]
+            except HubUnavailable:
+                await asyncio.sleep(delay)  # the listener re-checks too once it reconnects
+                delay = min(delay * 2, 2.0)
+            except StreamNotFound:
+                return
 
     async def _cancel_listener(self) -> None:
         """One pub/sub connection per process; reconnects, then re-checks the cancel flags."""
