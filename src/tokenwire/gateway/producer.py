@@ -153,6 +153,7 @@ class Producer:
             ) as response:
                 self._connecting = False
                 self._response = response
+                self.body = b""  # no retries from here on: don't hold the prompt for hours
                 if response.status_code >= 400:
                     gw.metrics.upstream_errors.labels("http_status").inc()
                     message, etype, code = await _upstream_error(response)

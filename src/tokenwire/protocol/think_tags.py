@@ -7,6 +7,8 @@ newlines there) so the blocks start clean.
 
 from __future__ import annotations
 
+import functools
+
 DEFAULT_THINK_TAGS: tuple[str, ...] = ("think", "thinking", "reasoning")
 
 
@@ -16,7 +18,7 @@ class ThinkTagSplitter:
     __slots__ = ("_held", "_inside", "_lstrip", "_openers", "idle")
 
     def __init__(self, tags: tuple[str, ...] = DEFAULT_THINK_TAGS) -> None:
-        self._openers = {f"<{tag}>": f"</{tag}>" for tag in tags}
+        self._openers = _openers(tags)  # shared: every stream has a splitter
         self._inside: str | None = None  # the closing tag we wait for
         self._held = ""
         self._lstrip = False
@@ -92,3 +94,8 @@ def _partial_suffix(text: str, tag: str) -> int:
         if text.endswith(tag[:size]):
             return size
     return 0
+
+
+@functools.lru_cache(maxsize=64)
+def _openers(tags: tuple[str, ...]) -> dict[str, str]:
+    return {f"<{tag}>": f"</{tag}>" for tag in tags}
