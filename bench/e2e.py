@@ -98,15 +98,7 @@ async def stream_once(
             res.error = f"POST /v1/streams answered {status}"
             return res
         res.extra["id"] = created["id"]
-        await request(
-            subject.port,
-            "GET",
-            str(created["events_url"]),
-            counter=subject.counter(),
-            result=res,
-            record_times=record_times,
-            headers=subject.headers,
-        )
+        await read_events(subject, str(created["events_url"]), res, record_times=record_times)
         return res
     counter = subject.counter()
     await request(
@@ -121,6 +113,22 @@ async def stream_once(
     )
     if isinstance(counter, TypedCounter) and counter.status not in (None, "completed"):
         res.error = f"stream ended {counter.status}"
+    return res
+
+
+async def read_events(
+    subject: Subject, events_url: str, res: Result, *, record_times: bool = False
+) -> Result:
+    """Read a typed stream's events to its end, counting into ``res``."""
+    await request(
+        subject.port,
+        "GET",
+        events_url,
+        counter=subject.counter(),
+        result=res,
+        record_times=record_times,
+        headers=subject.headers,
+    )
     return res
 
 
@@ -318,16 +326,36 @@ async def _wait_subscribers(gateway: Server, want: int, timeout: float) -> int:
     return seen
 
 
+async def _create_idle(subject: Subject, count: int) -> list[str]:
+    """Start ``count`` generations whose upstream waits (long TTFT), with no reader yet."""
+    urls = []
+    for i in range(count):
+        body = _body(8, {"ttft_ms": 600_000, "tps": 1})
+        status, created = await post_json(subject.port, "/v1/streams", body)
+        if status == 201 and isinstance(created, dict):
+            urls.append(str(created["events_url"]))
+        if i % 50 == 49:
+            await asyncio.sleep(0.05)
+    return urls
+
+
 async def idle_rss(subject: Subject, gateway: Server, *, streams: int) -> dict[str, Any]:
-    """Gateway RSS added per open, idle stream (generation running, one SSE reader)."""
+    """Gateway RSS added per open, idle stream: its generation (upstream waiting for the first
+    token), then one SSE reader attached to each."""
     held: list[asyncio.Task[Result]] = []
     try:
         await _open_idle(subject, 100, held)  # warm-up: pools, first-use allocations
         await _wait_subscribers(gateway, 100, 30)
         await asyncio.sleep(0.5)
         before = gateway.rss()
-        await _open_idle(subject, streams, held)
-        seen = await _wait_subscribers(gateway, streams + 100, 60)
+        urls = await _create_idle(subject, streams)
+        await asyncio.sleep(1.0)
+        middle = gateway.rss()
+        for i, url in enumerate(urls):
+            held.append(asyncio.create_task(read_events(subject, url, Result())))
+            if i % 50 == 49:
+                await asyncio.sleep(0.05)
+        seen = await _wait_subscribers(gateway, len(urls) + 100, 60)
         await asyncio.sleep(1.0)
         after = gateway.rss()
         alive = sum(1 for t in held if not t.done())
@@ -335,14 +363,19 @@ async def idle_rss(subject: Subject, gateway: Server, *, streams: int) -> dict[s
         for task in held:
             task.cancel()
         await asyncio.gather(*held, return_exceptions=True)
+    kib = 1024 * streams
     return {
         "streams": streams,
+        "created": len(urls),
         "readers_connected": seen - 100,
         "still_open": alive,
         "rss_before_mib": round(before / 2**20, 1),
+        "rss_generations_mib": round(middle / 2**20, 1),
         "rss_after_mib": round(after / 2**20, 1),
         "bytes_per_stream": round((after - before) / streams),
-        "kib_per_stream": round((after - before) / streams / 1024, 2),
+        "kib_per_stream": round((after - before) / kib, 2),
+        "kib_per_generation": round((middle - before) / kib, 2),
+        "kib_per_reader": round((after - middle) / kib, 2),
     }
 
 

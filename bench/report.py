@@ -220,9 +220,13 @@ def markdown(result: dict[str, Any], charts: list[str]) -> str:
         lines += [
             "## Memory",
             "",
-            f"{idle['streams']:,} idle open typed streams (generation running, one SSE reader "
-            f"each): gateway RSS {idle['rss_before_mib']} -> {idle['rss_after_mib']} MiB, "
-            f"**{idle['kib_per_stream']} KiB per stream**.",
+            f"{idle['streams']:,} idle open typed streams (generation running, upstream "
+            f"waiting for its first token, one SSE reader each): gateway RSS "
+            f"{idle['rss_before_mib']} -> {idle['rss_after_mib']} MiB, "
+            f"**{idle['kib_per_stream']} KiB per stream**: "
+            f"{idle.get('kib_per_generation', '-')} KiB for the generation "
+            f"(RSS {idle.get('rss_generations_mib', '-')} MiB with no reader attached) and "
+            f"{idle.get('kib_per_reader', '-')} KiB for its SSE reader.",
             "",
         ]
     cap = result.get("capacity")

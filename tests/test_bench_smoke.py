@@ -126,7 +126,7 @@ def test_measurements_report_sane_structure(stack: dict[str, procs.Server], tmp_
         )
         out["wire"] = wire
         out["idle"] = await e2e.idle_rss(subjects["typed"], stack["gateway"], streams=20)
-        assert out["idle"]["readers_connected"] >= 20
+        assert out["idle"]["created"] == 20 and out["idle"]["readers_connected"] >= 20
         return out
 
     result = asyncio.run(go())
