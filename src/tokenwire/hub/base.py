@@ -166,6 +166,43 @@ class Signal:
                     self._waiters.remove(waiter)
 
 
+class CancelRequest:
+    """One stream's cancel request as this process sees it: a latch that wakes its waiters
+    (``wait_cancel``) and calls its watchers (``watch_cancel``) once, when set."""
+
+    __slots__ = ("requested", "signal", "watchers")
+
+    def __init__(self) -> None:
+        self.requested = False
+        self.signal = Signal()
+        self.watchers: list[Callable[[], None]] = []
+
+    def set(self) -> None:
+        if self.requested:
+            return
+        self.requested = True
+        self.signal.fire()
+        for callback in self.watchers:
+            callback()
+        self.watchers.clear()
+
+    async def wait(self) -> None:
+        while not self.requested:
+            await self.signal.wait()
+
+    def watch(self, callback: Callable[[], None]) -> Callable[[], None]:
+        """Call ``callback`` once set (soon, if it already is); returns "stop watching"."""
+        if self.requested:
+            return asyncio.get_running_loop().call_soon(callback).cancel
+        self.watchers.append(callback)
+
+        def unwatch() -> None:
+            with contextlib.suppress(ValueError):
+                self.watchers.remove(callback)
+
+        return unwatch
+
+
 def _time_out(waiter: asyncio.Future[bool]) -> None:
     if not waiter.done():
         waiter.set_result(False)

@@ -9,6 +9,7 @@ from collections.abc import Callable, Sequence
 
 from tokenwire.hub.base import (
     MAX_BATCH,
+    CancelRequest,
     Cursor,
     Hub,
     PositionCursor,
@@ -26,8 +27,6 @@ class _Log:
         "base_message",
         "base_seq",
         "cancel",
-        "cancel_requested",
-        "cancel_watchers",
         "created_at",
         "finished_at",
         "id",
@@ -51,9 +50,7 @@ class _Log:
         self.status = "in_progress"
         self.finished_at: float | None = None  # monotonic time of message.end
         self.wake = Signal()  # fired on every append
-        self.cancel = Signal()
-        self.cancel_requested = False
-        self.cancel_watchers: list[Callable[[], None]] = []
+        self.cancel = CancelRequest()
 
     @property
     def seq(self) -> int:
@@ -204,33 +201,14 @@ class MemoryHub(Hub):
         return MemoryCursor(log, after)
 
     async def request_cancel(self, stream_id: str) -> None:
-        log = self._require(stream_id)
-        if log.cancel_requested:
-            return
-        log.cancel_requested = True
-        log.cancel.fire()
-        for callback in log.cancel_watchers:
-            callback()
-        log.cancel_watchers.clear()
+        self._require(stream_id).cancel.set()
 
     async def wait_cancel(self, stream_id: str) -> None:
-        log = self._require(stream_id)
-        while not log.cancel_requested:
-            await log.cancel.wait()
+        await self._require(stream_id).cancel.wait()
 
     def watch_cancel(self, stream_id: str, callback: Callable[[], None]) -> Callable[[], None]:
         log = self._get(stream_id)
-        if log is None:
-            return _nothing
-        if log.cancel_requested:
-            return asyncio.get_running_loop().call_soon(callback).cancel
-        log.cancel_watchers.append(callback)
-
-        def unwatch() -> None:
-            with contextlib.suppress(ValueError):
-                log.cancel_watchers.remove(callback)
-
-        return unwatch
+        return _nothing if log is None else log.cancel.watch(callback)
 
     def __len__(self) -> int:
         return len(self._logs)

@@ -40,10 +40,10 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from tokenwire.hub.base import (
+    CancelRequest,
     Cursor,
     Hub,
     HubUnavailable,
-    Signal,
     StreamInfo,
     StreamNotFound,
 )
@@ -92,25 +92,14 @@ class _Owned:
         self.snap_seq = snap_seq
 
 
-class _CancelWait:
-    """Who in this process waits for one stream's cancel: ``wait_cancel`` calls and watches."""
+class _CancelWait(CancelRequest):
+    """A cancel request plus how many ``wait_cancel`` calls of this process wait for it."""
 
-    __slots__ = ("callbacks", "requested", "signal", "waiters")
+    __slots__ = ("waiters",)
 
     def __init__(self) -> None:
-        self.signal = Signal()
-        self.requested = False
+        super().__init__()
         self.waiters = 0
-        self.callbacks: list[Callable[[], None]] = []
-
-    def set(self) -> None:
-        if self.requested:
-            return
-        self.requested = True
-        self.signal.fire()
-        for callback in self.callbacks:
-            callback()
-        self.callbacks.clear()
 
 
 class RedisHub(Hub):
@@ -166,6 +155,7 @@ class RedisHub(Hub):
         self._owned: dict[str, _Owned] = {}  # state of streams produced here (for snapshots)
         self._leased: set[str] = set()  # streams whose lease this process renews
         self._cancels: dict[str, _CancelWait] = {}
+        self._checks: set[asyncio.Task[None]] = set()  # watch_cancel's one-shot flag checks
         self._tasks: list[asyncio.Task[None]] = []
         self._scripts: dict[str, Any] = {}
 
@@ -211,7 +201,7 @@ class RedisHub(Hub):
 
     async def close(self) -> None:
         feeds = list(self._feeds.values())
-        tasks = self._tasks + [f.task for f in feeds if f.task is not None]
+        tasks = self._tasks + [f.task for f in feeds if f.task is not None] + list(self._checks)
         self._tasks = []
         for task in tasks:
             task.cancel()
@@ -529,8 +519,7 @@ class RedisHub(Hub):
         wait.waiters += 1
         try:
             if not await self._cancel_flag(stream_id):
-                while not wait.requested:
-                    await wait.signal.wait()
+                await wait.wait()
         finally:
             wait.waiters -= 1
             self._forget_cancel_wait(stream_id, wait)
@@ -538,16 +527,17 @@ class RedisHub(Hub):
     def watch_cancel(self, stream_id: str, callback: Callable[[], None]) -> Callable[[], None]:
         wait = self._cancel_wait(stream_id)
         if wait.requested:
-            return asyncio.get_running_loop().call_soon(callback).cancel
-        wait.callbacks.append(callback)
+            return wait.watch(callback)
+        stop = wait.watch(callback)
         # One short-lived task checks the flag (a request made before we listened); after it,
         # the watch costs no task: the process's pub/sub listener calls ``wait.set()``.
         check = asyncio.get_running_loop().create_task(self._check_once(stream_id, wait))
+        self._checks.add(check)
+        check.add_done_callback(self._checks.discard)
 
         def unwatch() -> None:
             check.cancel()
-            with contextlib.suppress(ValueError):
-                wait.callbacks.remove(callback)
+            stop()
             self._forget_cancel_wait(stream_id, wait)
 
         return unwatch
@@ -559,7 +549,7 @@ class RedisHub(Hub):
         return wait
 
     def _forget_cancel_wait(self, stream_id: str, wait: _CancelWait) -> None:
-        if wait.waiters == 0 and not wait.callbacks and self._cancels.get(stream_id) is wait:
+        if wait.waiters == 0 and not wait.watchers and self._cancels.get(stream_id) is wait:
             del self._cancels[stream_id]
 
     async def _cancel_flag(self, stream_id: str) -> bool:
