@@ -44,6 +44,18 @@ class Scripted:
         return request
 
 
+def reply_and_hold(data: bytes, hold_s: float) -> Handler:
+    """A handler that reads the request, writes ``data``, then keeps the connection open."""
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, n: int) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(data)
+        await writer.drain()
+        await asyncio.sleep(hold_s)
+
+    return handler
+
+
 @contextlib.asynccontextmanager
 async def scripted(handler: Handler) -> AsyncIterator[tuple[Scripted, str]]:
     server = Scripted(handler)
@@ -145,13 +157,8 @@ async def test_stale_pooled_connection_is_replaced_without_a_retry() -> None:
 
 
 async def test_connection_cut_mid_body_is_broken() -> None:
-    async def handler(reader, writer, n):  # type: ignore[no-untyped-def]
-        await server.read_request(reader)
-        writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n4\r\npart\r\n")
-        await writer.drain()
-        await asyncio.sleep(0.05)
-
-    async with scripted(handler) as (server, url):
+    head = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+    async with scripted(reply_and_hold(head + b"4\r\npart\r\n", 0.05)) as (_, url):
         got = []
         with pytest.raises(UpstreamBroken, match="mid-response"):
             async with client(url).request("POST", "x", content=b"") as response:
@@ -161,12 +168,8 @@ async def test_connection_cut_mid_body_is_broken() -> None:
 
 
 async def test_silent_upstream_hits_the_read_timeout() -> None:
-    async def handler(reader, writer, n):  # type: ignore[no-untyped-def]
-        await server.read_request(reader)
-        writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
-        await asyncio.sleep(5)
-
-    async with scripted(handler) as (server, url):
+    head = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+    async with scripted(reply_and_hold(head, 5)) as (_, url):
         with pytest.raises(UpstreamBroken, match="no data from the upstream"):
             async with client(url, read_timeout_s=0.2).request("GET", "models") as response:
                 await response.aread()
@@ -176,13 +179,7 @@ async def test_unreachable_and_invalid_upstreams_are_unavailable_after_retries()
     with pytest.raises(UpstreamUnavailable, match="unreachable"):
         await read_all(client(f"http://127.0.0.1:{free_port()}/v1", retries=1))
 
-    async def garbage(reader, writer, n):  # type: ignore[no-untyped-def]
-        await server.read_request(reader)
-        writer.write(b"SMTP ready\r\n\r\n")
-        await writer.drain()
-        await asyncio.sleep(1)
-
-    async with scripted(garbage) as (server, url):
+    async with scripted(reply_and_hold(b"SMTP ready\r\n\r\n", 1)) as (server, url):
         with pytest.raises(UpstreamUnavailable, match="invalid HTTP"):
             await read_all(client(url, retries=2))
     assert server.connections == 3  # the first try plus two retries
