@@ -321,20 +321,17 @@ async def _events_response(
     )
 
 
-async def _events_direct(
-    gw: Gateway, stream_id: str, scope: Scope, receive: Receive, send: Send
-) -> None:
+async def _events_direct(gw: Gateway, stream_id: str, scope: Scope) -> Response:
     """``GET .../events`` without Starlette's routing and middleware frames, which would stay
     alive for the whole life of the stream (~6 KiB per open stream, measured with tracemalloc)."""
     try:
-        response = await _events_response(
+        return await _events_response(
             gw, stream_id, Headers(scope=scope), QueryParams(scope["query_string"])
         )
     except ApiError as exc:
-        response = api_error_response(exc)
+        return api_error_response(exc)
     except HubUnavailable as exc:
-        response = _hub_error_response(exc)
-    await response(scope, receive, send)
+        return _hub_error_response(exc)
 
 
 async def cancel_stream(request: Request) -> Response:
@@ -589,7 +586,8 @@ class GatewayApp(Starlette):
             match = _EVENTS_PATH.fullmatch(scope["path"])
             if match is not None:
                 scope["app"] = self
-                await _events_direct(self.state.gateway, match[1], scope, receive, send)
+                response = await _events_direct(self.state.gateway, match[1], scope)
+                await response(scope, receive, send)
                 return
         await super().__call__(scope, receive, send)
 

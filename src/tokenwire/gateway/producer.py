@@ -161,7 +161,8 @@ class Producer:
                         lambda now: pipe.fail(message, error_type=etype, code=code, now=now)
                     )
                     return
-                async for chunk in response.aiter_raw():
+                read = response.read  # (not aiter_raw: no async generator per open stream)
+                while (chunk := await read()) is not None:
                     if self._cancel_requested:
                         break  # (bytes that were already buffered are not used)
                     async with self._lock:

@@ -224,21 +224,19 @@ class _Connection(asyncio.Protocol):
         loop = asyncio.get_running_loop()
         self.timer = loop.call_later(delay, self._on_timer)
 
-    async def _wait(self) -> None:
-        """Wait for more from the upstream (data, the end, an error or the read timeout)."""
-        self.waiter = asyncio.get_running_loop().create_future()
+    def _new_waiter(self) -> asyncio.Future[None]:
+        """A future resolved by more from the upstream (data, the end, an error or the read
+        timeout). Awaited by the caller itself: one coroutine frame less per open stream."""
+        waiter = self.waiter = asyncio.get_running_loop().create_future()
         if self.timer is None:
             self._arm_timer(max(0.0, self.last_activity + self.read_timeout_s - time.monotonic()))
-        try:
-            await self.waiter
-        finally:
-            self.waiter = None
+        return waiter
 
     async def wait_headers(self) -> None:
         while not self.headers_done:
             if self.error is not None:
                 raise self.error
-            await self._wait()
+            await self._new_waiter()
 
     async def next_body(self) -> bytes | None:
         """Everything buffered so far in one piece; ``None`` once the body is complete."""
@@ -247,7 +245,7 @@ class _Connection(asyncio.Protocol):
                 return None
             if self.error is not None:
                 raise self.error
-            await self._wait()
+            await self._new_waiter()
         body = self.body
         data = body[0] if len(body) == 1 else b"".join(body)
         self.body = []
@@ -261,18 +259,20 @@ class _Connection(asyncio.Protocol):
 class UpstreamResponse:
     """A response whose body has not been read yet."""
 
-    __slots__ = ("_conn", "headers", "reason_phrase", "status_code")
+    __slots__ = ("_conn", "headers", "read", "reason_phrase", "status_code")
 
     def __init__(self, conn: _Connection) -> None:
         self._conn = conn
+        self.read = conn.next_body
+        """``await response.read()``: the next piece of the body; ``None`` at its end."""
         self.status_code = conn.status
         self.reason_phrase = conn.reason.decode("latin-1")
         self.headers = UpstreamHeaders(conn.headers)
 
     async def aiter_raw(self) -> AsyncIterator[bytes]:
         """The body as it arrives (transfer coding removed, content untouched)."""
-        next_body = self._conn.next_body
-        while (data := await next_body()) is not None:
+        read = self.read
+        while (data := await read()) is not None:
             yield data
 
     async def aread(self) -> bytes:

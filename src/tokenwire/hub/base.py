@@ -121,11 +121,6 @@ class PositionCursor(Cursor):
             self._done = True
         return ops
 
-    @staticmethod
-    async def _wait(wake: Signal, timeout: float | None) -> bool:
-        """Wait for ``wake``; False if ``timeout`` seconds passed first."""
-        return await wake.wait(timeout)
-
 
 class Signal:
     """Wakes everyone waiting right now; each waiter may give up after its own timeout.

@@ -96,7 +96,7 @@ class MemoryCursor(PositionCursor):
             if log.finished_at is not None:  # nothing after message.end
                 self._done = True
                 break
-            if not await self._wait(log.wake, timeout):
+            if not await log.wake.wait(timeout):
                 return []
         return []
 

@@ -97,7 +97,7 @@ class RedisCursor(PositionCursor):
                 break
             if feed.failure is not None:
                 return self._end_failed(feed.failure["message"], feed.failure["type"])
-            if not await self._wait(feed.wake, timeout):
+            if not await feed.wake.wait(timeout):
                 return []
         return []
 
