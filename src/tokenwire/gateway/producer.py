@@ -44,6 +44,27 @@ class HubLost(Exception):
 class Producer:
     """Runs one stream's generation; ``run()`` returns when the message has ended."""
 
+    __slots__ = (
+        "_cancel_requested",
+        "_connecting",
+        "_ended",
+        "_first_token",
+        "_flush_handle",
+        "_flush_task",
+        "_hub_lost",
+        "_lock",
+        "_response",
+        "_started",
+        "_task",
+        "_unsent",
+        "body",
+        "created_at",
+        "gw",
+        "owner",
+        "pipe",
+        "stream_id",
+    )
+
     def __init__(
         self,
         gw: Gateway,

@@ -44,7 +44,8 @@ class _Log:
         self.created_at = time.time()
         self.ops: list[EncodedOp] = []  # seqs base_seq+1, base_seq+2, ...
         self.base_seq = 0  # last seq dropped from the front of ``ops`` (live trimming)
-        self.base_message = Message.empty(stream_id, None)  # the message as of base_seq
+        # The message as of base_seq: only needed once the log is trimmed (made then).
+        self.base_message: Message | None = None
         self.msg = Message.empty(stream_id, None)  # lazily caught-up message, as of msg_seq
         self.msg_seq = 0
         self.status = "in_progress"
@@ -59,6 +60,7 @@ class _Log:
     def current_message(self) -> Message:
         """Apply the ops not yet folded into the cached message (pay on read, not on append)."""
         if self.msg_seq < self.base_seq:
+            assert self.base_message is not None  # (base_seq > 0 only after a trim)
             self.msg = self.base_message.copy()
             self.msg_seq = self.base_seq
         for op in self.ops[self.msg_seq - self.base_seq :]:
@@ -71,6 +73,8 @@ class _Log:
         drop = len(self.ops) - keep
         if drop <= 0:
             return
+        if self.base_message is None:
+            self.base_message = Message.empty(self.id, None)
         for op in self.ops[:drop]:
             apply_op(self.base_message, op.op)
         del self.ops[:drop]
@@ -89,6 +93,7 @@ class MemoryCursor(PositionCursor):
         while not self._done:
             if self._pos < log.base_seq:
                 # What this reader needs next was trimmed: hand it the state instead.
+                assert log.base_message is not None  # (base_seq > 0 only after a trim)
                 return self._deliver([snapshot_op(log.base_message.copy(), log.base_seq)])
             start = self._pos - log.base_seq
             if start < len(log.ops):
