@@ -112,13 +112,21 @@ class Gateway:
             raise not_found(stream_id)
         info = await self.hub.info(stream_id)
         if info is not None:
-            if self.auth.enabled and info.owner != owner:
-                raise not_found(stream_id)
+            self.check_owner(stream_id, info.owner, owner)
             return info, None
+        return None, await self.stored(stream_id, owner)
+
+    async def stored(self, stream_id: str, owner: str | None) -> StoredStream:
+        """The stream's stored final row. 404 if there is none or it is not yours."""
         row = await self.store.get(stream_id)
-        if row is None or (self.auth.enabled and row.owner != owner):
+        if row is None:
             raise not_found(stream_id)
-        return None, row
+        self.check_owner(stream_id, row.owner, owner)
+        return row
+
+    def check_owner(self, stream_id: str, stream_owner: str | None, owner: str | None) -> None:
+        if self.auth.enabled and stream_owner != owner:
+            raise not_found(stream_id)  # (not 403: another key's streams do not exist for you)
 
     def start_producer(self, producer: Producer) -> None:
         task = asyncio.create_task(producer.run(), name=f"producer-{producer.stream_id}")
@@ -269,16 +277,15 @@ async def create_stream(request: Request) -> Response:
 async def get_stream(request: Request) -> Response:
     gw = _gw(request)
     stream_id = request.path_params["stream_id"]
-    info, row = await gw.lookup(stream_id, _owner(request))
-    if info is not None:
-        found = await gw.hub.message(stream_id)
-        if found is not None:
-            info, message = found
-            return _stream_json(stream_id, info.status, info.seq, message.to_json())
-        row = await gw.store.get(stream_id)  # forgotten between the two calls
-        if row is None:
-            raise not_found(stream_id)
-    assert row is not None
+    owner = _owner(request)
+    if not _STREAM_ID.fullmatch(stream_id):
+        raise not_found(stream_id)
+    found = await gw.hub.message(stream_id)  # one hub read: info and message together
+    if found is not None:
+        info, message = found
+        gw.check_owner(stream_id, info.owner, owner)
+        return _stream_json(stream_id, info.status, info.seq, message.to_json())
+    row = await gw.stored(stream_id, owner)
     return _stream_json(stream_id, row.status, row.seq, row.message)
 
 
