@@ -61,6 +61,25 @@ class _Pending:
 class Assembler:
     """Turns facts into ops for one stream (one assistant answer)."""
 
+    __slots__ = (
+        "_finish",
+        "_last_delta_at",
+        "_now",
+        "_open",
+        "_out",
+        "_pending",
+        "_text_block",
+        "_tool_block",
+        "_tool_meta",
+        "_usage",
+        "done",
+        "message",
+        "model",
+        "seq",
+        "stream_id",
+        "window",
+    )
+
     def __init__(
         self,
         stream_id: str | None = None,

@@ -49,6 +49,16 @@ class _ChoiceState:
 class ChunkNormalizer:
     """Stateful: feed SSE events (or decoded chunks) in order, get facts."""
 
+    __slots__ = (
+        "_choices",
+        "_next_key",
+        "_tags",
+        "last_skip_reason",
+        "saw_chunk",
+        "saw_done",
+        "skipped",
+    )
+
     def __init__(self, think_tags: Iterable[str] | None = DEFAULT_THINK_TAGS) -> None:
         self._tags = tuple(think_tags or ())
         self._choices: dict[int, _ChoiceState] = {}

@@ -18,6 +18,13 @@ from tokenwire.protocol.think_tags import DEFAULT_THINK_TAGS
 class Pipeline:
     """Feed an OpenAI chat-completions SSE body in any pieces; get sequenced ops."""
 
+    __slots__ = (
+        "_fast_index",
+        "assembler",
+        "decoder",
+        "normalizer",
+    )
+
     def __init__(
         self,
         stream_id: str | None = None,
