@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
 import threading
@@ -435,3 +436,33 @@ def test_healthz_metrics_and_index(http: httpx.Client) -> None:
     ):
         assert name in text
     assert http.get("/").status_code == 200
+
+
+async def test_cancel_while_a_failed_stream_is_being_ended_still_ends_it(tmp_path: Path) -> None:
+    # Regression: a cancel arriving while the producer stored its "failed" ending (upstream
+    # unreachable) cancelled the producer mid-ending, and message.end never reached the hub.
+    from tokenwire.gateway.app import Gateway
+    from tokenwire.gateway.producer import Producer
+    from tokenwire.hub import MemoryHub
+
+    hub = MemoryHub()
+    gw = Gateway(Settings(upstream=f"http://127.0.0.1:{free_port()}/v1", upstream_retries=0), hub)
+    await gw.startup()
+    save = gw.store.save
+
+    async def slow_save(row):  # type: ignore[no-untyped-def]
+        await asyncio.sleep(0.3)
+        await save(row)
+
+    gw.store.save = slow_save  # type: ignore[method-assign]
+    try:
+        await hub.create("st_cancel_during_fail", owner=None)
+        producer = Producer(gw, "st_cancel_during_fail", None, b"{}", model=None, coalesce_ms=0)
+        task = asyncio.create_task(producer.run())
+        await asyncio.sleep(0.1)  # refused at once; now storing the failed ending
+        await hub.request_cancel("st_cancel_during_fail")
+        await asyncio.wait_for(task, 5)
+        info = await hub.info("st_cancel_during_fail")
+        assert info is not None and info.status != "in_progress"
+    finally:
+        await gw.shutdown()

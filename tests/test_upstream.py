@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
+import struct
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
@@ -245,3 +247,85 @@ def test_header_injection_is_refused() -> None:
         up.request("POST", "x", content=b"", headers={"Accept": "a\r\nX-Evil: 1"})
     with pytest.raises(ValueError, match="http:// or https://"):
         UpstreamClient("ftp://127.0.0.1/v1")
+
+
+# -- regressions from review: each of these failed before its fix ------------------------------
+async def test_interim_1xx_answers_are_skipped_and_nothing_leaks_into_the_next_request() -> None:
+    async def handler(reader, writer, n):  # type: ignore[no-untyped-def]
+        while True:
+            request = await server.read_request(reader)
+            name = request.rsplit(b"\r\n\r\n", 1)[1]
+            writer.write(b"HTTP/1.1 103 Early Hints\r\nLink: </x>\r\n\r\n")
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(name), name))
+            await writer.drain()
+
+    async with scripted(handler) as (server, url):
+        up = client(url)
+        for name in (b"A", b"B"):
+            async with up.request("POST", "x", content=name) as response:
+                assert response.status_code == 200 and "link" not in response.headers
+                assert await response.aread() == name
+        await up.aclose()
+
+
+async def test_bytes_after_the_response_make_the_connection_unusable() -> None:
+    extra = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nstale"
+    reply = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok" + extra
+    async with scripted(reply_and_hold(reply, 1)) as (_, url):
+        up = client(url)
+        assert await read_all(up) == (200, b"ok")
+        assert up._idle == []  # not pooled: the next request would read "stale"
+
+
+async def test_endless_response_head_is_refused() -> None:
+    async def handler(reader, writer, n):  # type: ignore[no-untyped-def]
+        await server.read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\n")
+        for i in range(100_000):
+            writer.write(b"X-Filler-%d: %s\r\n" % (i, b"y" * 64))
+            await writer.drain()
+
+    async with scripted(handler) as (server, url):
+        with pytest.raises(UpstreamUnavailable, match="response head is over"):
+            await read_all(client(url))
+
+
+async def test_reset_during_a_body_delimited_by_close_is_broken() -> None:
+    async def handler(reader, writer, n):  # type: ignore[no-untyped-def]
+        await server.read_request(reader)
+        writer.write(b'HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n{"trunc')
+        await writer.drain()
+        await asyncio.sleep(0.05)
+        sock = writer.get_extra_info("socket")
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        writer.transport.abort()  # RST, not FIN: the body did not end
+
+    async with scripted(handler) as (server, url):
+        with pytest.raises(UpstreamBroken, match="mid-response"):
+            await read_all(client(url))
+
+
+async def test_a_request_that_kills_pooled_connections_is_replayed_once_at_most() -> None:
+    async def handler(reader, writer, n):  # type: ignore[no-untyped-def]
+        while True:
+            request = await server.read_request(reader)
+            if request.endswith(b"poison"):
+                return  # the upstream dies on it: closes without answering
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+            await writer.drain()
+
+    async with scripted(handler) as (server, url):
+        up = client(url, retries=0)
+        await asyncio.gather(*(read_all(up) for _ in range(6)))
+        assert len(up._idle) == 6
+        with pytest.raises(UpstreamUnavailable):
+            async with up.request("POST", "x", content=b"poison"):
+                pass
+    assert sum(r.endswith(b"poison") for r in server.requests) == 2  # pooled, then one fresh
+
+
+def test_api_key_is_checked_for_control_characters() -> None:
+    with pytest.raises(ValueError, match="control characters"):
+        UpstreamClient("http://127.0.0.1:1/v1", api_key="sk-1\r\nX-Injected: 1")
+    up = UpstreamClient("http://127.0.0.1:1/v1", api_key="sk-from-a-file\n")
+    assert b"Authorization: Bearer sk-from-a-file\r\n" in up._common_head

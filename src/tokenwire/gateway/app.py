@@ -38,7 +38,7 @@ from tokenwire.gateway.producer import Producer
 from tokenwire.gateway.settings import Settings
 from tokenwire.gateway.store import Store, StoredStream
 from tokenwire.gateway.streaming import SSE_HEADERS, OpStreamResponse, RelayResponse
-from tokenwire.gateway.upstream import UpstreamClient, UpstreamUnavailable
+from tokenwire.gateway.upstream import UpstreamBroken, UpstreamClient, UpstreamUnavailable
 from tokenwire.hub import Hub, HubUnavailable, MemoryHub, StreamInfo, StreamNotFound
 from tokenwire.protocol import Message, snapshot_op
 
@@ -404,6 +404,9 @@ async def chat_completions(request: Request) -> Response:
         )
     try:
         content = await upstream.aread()
+    except UpstreamBroken as exc:
+        gw.metrics.upstream_errors.labels("broken_stream").inc()
+        raise ApiError(502, str(exc), "upstream_error", "upstream_broken") from None
     finally:
         await stack.aclose()
     return _raw_response(upstream.status_code, relay_headers, content)
@@ -424,6 +427,9 @@ async def list_models(request: Request) -> Response:
     except UpstreamUnavailable as exc:
         gw.metrics.upstream_errors.labels("unreachable").inc()
         raise ApiError(502, str(exc), "upstream_error", "upstream_unreachable") from None
+    except UpstreamBroken as exc:
+        gw.metrics.upstream_errors.labels("broken_stream").inc()
+        raise ApiError(502, str(exc), "upstream_error", "upstream_broken") from None
     return _raw_response(status, headers, content)
 
 

@@ -46,6 +46,7 @@ class Producer:
 
     __slots__ = (
         "_cancel_requested",
+        "_cancelled_task",
         "_connecting",
         "_ended",
         "_first_token",
@@ -95,6 +96,7 @@ class Producer:
         self._connecting = False  # waiting for the upstream's answer (connect, retries)
         self._response: UpstreamResponse | None = None
         self._cancel_requested = False
+        self._cancelled_task = False  # _on_cancel cancelled the task (while connecting)
 
     async def run(self) -> None:
         gw = self.gw
@@ -109,7 +111,7 @@ class Producer:
             try:
                 await self._read_upstream()
             except asyncio.CancelledError:
-                if not self._cancel_requested or task.cancelling() > 1:
+                if not self._cancelled_task or task.cancelling() > 1:
                     raise  # not (only) ours: the gateway shuts down
                 task.uncancel()  # our cancel landed while connecting: end the stream below
                 await self._finish(lambda now: self.pipe.cancel(now))
@@ -160,6 +162,7 @@ class Producer:
             # interrupted.
             self._response.abort()
         elif self._connecting and self._task is not None:
+            self._cancelled_task = True
             self._task.cancel()  # still connecting / retrying: nothing to keep consistent
 
     # -- reading -------------------------------------------------------------------------
@@ -197,6 +200,7 @@ class Producer:
                     if pipe.done:
                         break
         except UpstreamUnavailable as exc:
+            self._connecting = False  # (a cancel from now on must not cancel the ending)
             gw.metrics.upstream_errors.labels("unreachable").inc()
             reason = str(exc)
             log.warning("stream %s: %s", self.stream_id, reason)

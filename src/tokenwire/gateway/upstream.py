@@ -31,6 +31,9 @@ from tokenwire import __version__
 _RETRY_STATUSES = frozenset({502, 503, 504})
 # Pause reading a response once this much body is buffered and unread (the consumer is slow).
 _HIGH_WATER = 256 * 1024
+# A response head larger than this is refused (a broken or hostile upstream could send
+# header lines forever, each one refreshing the read timeout).
+_MAX_HEAD = 64 * 1024
 
 
 class UpstreamUnavailable(Exception):
@@ -74,6 +77,7 @@ class _Connection(asyncio.Protocol):
         "closed",
         "complete",
         "error",
+        "head_bytes",
         "headers",
         "headers_done",
         "keep_alive",
@@ -101,6 +105,7 @@ class _Connection(asyncio.Protocol):
         self.status = 0
         self.reason = b""
         self.headers: list[tuple[bytes, bytes]] = []
+        self.head_bytes = 0
         self.headers_done = False
         self.keep_alive = False
         self.complete = False
@@ -138,8 +143,8 @@ class _Connection(asyncio.Protocol):
             self.timer = None
         if self.complete or self.error is not None:
             pass
-        elif self.headers_done and not self._chunked_or_sized:
-            self.complete = True  # a body delimited by the connection closing
+        elif self.headers_done and not self._chunked_or_sized and exc is None:
+            self.complete = True  # a body delimited by the connection closing (cleanly)
         else:
             if not self.received_any:
                 self._fail(_NoResponse("the upstream closed the connection without answering"))
@@ -149,14 +154,34 @@ class _Connection(asyncio.Protocol):
         self._wake()
 
     # -- httptools callbacks -------------------------------------------------------------
+    def on_message_begin(self) -> None:
+        if self.complete:
+            # Bytes after the response: the connection is out of step, never reuse it.
+            self._fail(UpstreamBroken("the upstream sent data after its response"))
+            self.close()
+
     def on_status(self, status: bytes) -> None:
         self.reason += status
+        self._count_head(len(status))
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self.headers.append((name, value))
+        self._count_head(len(name) + len(value) + 4)
+
+    def _count_head(self, size: int) -> None:
+        self.head_bytes += size
+        if self.head_bytes > _MAX_HEAD and self.error is None:
+            self._fail(UpstreamBroken(f"the upstream's response head is over {_MAX_HEAD} bytes"))
+            self.close()
 
     def on_headers_complete(self) -> None:
-        self.status = self.parser.get_status_code()
+        status = self.parser.get_status_code()
+        if status < 200:
+            # An interim answer (100 Continue, 103 Early Hints): the real one follows.
+            self.headers = []
+            self.reason = b""
+            return
+        self.status = status
         self.keep_alive = self.parser.should_keep_alive()  # (llhttp forgets it at the end)
         self.headers_done = True
         for name, value in self.headers:
@@ -167,11 +192,14 @@ class _Connection(asyncio.Protocol):
                 self._chunked_or_sized = True
 
     def on_body(self, body: bytes) -> None:
+        if self.complete or self.error is not None:
+            return  # (after the response, or after we gave up on it)
         self.body.append(body)
         self.buffered += len(body)
 
     def on_message_complete(self) -> None:
-        self.complete = True
+        if self.headers_done:  # (not the end of an interim 1xx answer)
+            self.complete = True
 
     # -- used by the client ----------------------------------------------------------------
     def send(self, head: bytes, content: bytes | None) -> None:
@@ -188,11 +216,14 @@ class _Connection(asyncio.Protocol):
             and self.keep_alive
             and self.transport is not None
             and not self.transport.is_closing()
+            and self.transport.get_write_buffer_size() == 0  # (it answered before reading all)
         )
 
     def close(self) -> None:
+        # abort, not close: close would first wait to send what is unsent, forever if the
+        # upstream stopped reading (and up to 30 s for a TLS goodbye).
         if self.transport is not None and not self.transport.is_closing():
-            self.transport.close()
+            self.transport.abort()
 
     def _fail(self, error: Exception) -> None:
         if self.error is None:
@@ -296,7 +327,7 @@ class UpstreamClient:
         max_idle_connections: int = 20,
     ) -> None:
         url = urlsplit(base_url.rstrip("/"))
-        if url.scheme not in ("http", "https") or not url.hostname:
+        if url.scheme not in ("http", "https") or not url.hostname or not base_url.isprintable():
             raise ValueError(f"upstream must be an http:// or https:// URL, got {base_url!r}")
         self.base_url = base_url.rstrip("/")
         self.retries = retries
@@ -317,6 +348,9 @@ class UpstreamClient:
             f"User-Agent: tokenwire/{__version__}",
         ]
         if api_key:
+            api_key = api_key.strip()  # (a key file's trailing newline)
+            if not api_key.isprintable():
+                raise ValueError("the upstream API key contains control characters")
             common.append(f"Authorization: Bearer {api_key}")
         self._common_head = ("\r\n".join(common) + "\r\n").encode("latin-1")
         self._idle: list[_Connection] = []  # LIFO: the most recently used is likeliest alive
@@ -374,7 +408,11 @@ class UpstreamClient:
                 await conn.wait_headers()
                 return conn
             except _NoResponse:
-                conn.close()  # the server had closed it while it sat in the pool: next one
+                # The server had closed it while it sat in the pool; the others are likely
+                # stale too (e.g. it restarted): one fresh connection, at most one replay.
+                conn.close()
+                while self._idle:
+                    self._idle.pop().close()
             except BaseException:
                 conn.close()
                 raise
