@@ -233,6 +233,18 @@ def test_cancel_while_the_upstream_has_not_answered() -> None:
     silent.close()
 
 
+def test_head_on_a_live_stream_answers_at_once_and_holds_nothing(http: httpx.Client) -> None:
+    stream_id = create(http, "mock", mock={"tps": 5}, max_tokens=50)  # ~10 s to finish
+    head = http.head(f"/v1/streams/{stream_id}/events", timeout=5)
+    assert head.status_code == 200
+    assert head.headers["content-type"].startswith("text/event-stream")
+    # The same keep-alive connection is free again, and no subscriber was left behind.
+    metrics = http.get("/metrics", timeout=5).text.splitlines()
+    sse = [line for line in metrics if line.startswith('tokenwire_subscribers{transport="sse"}')]
+    assert all(float(line.split()[-1]) == 0 for line in sse)
+    http.post(f"/v1/streams/{stream_id}/cancel")
+
+
 def test_cancel_after_completion_is_harmless(http: httpx.Client) -> None:
     stream_id = create(http)
     read_events(http, stream_id)

@@ -173,6 +173,21 @@ async def test_watch_cancel_calls_back_once_and_unwatch_stops_it() -> None:
     assert calls == ["w1", "w3"]
 
 
+async def test_a_failing_cancel_watcher_does_not_stop_the_others() -> None:
+    hub = MemoryHub()
+    await hub.create("st_wf", owner=None)
+    calls: list[str] = []
+
+    def broken() -> None:
+        calls.append("broken")
+        raise RuntimeError("boom")
+
+    hub.watch_cancel("st_wf", broken)
+    hub.watch_cancel("st_wf", lambda: calls.append("fine"))
+    await hub.request_cancel("st_wf")  # does not raise
+    assert calls == ["broken", "fine"]
+
+
 # -- Signal: the wake-up primitive under both hubs -------------------------------------------
 async def test_signal_wakes_every_current_waiter_and_only_them() -> None:
     signal = Signal()

@@ -226,6 +226,23 @@ async def test_watch_cancel_across_processes_without_a_task_per_stream(hubs) -> 
     assert "st_wb" not in a._cancels  # nothing is kept for a stream nobody watches
 
 
+async def test_cancel_published_while_pubsub_reconnects_is_not_lost(hubs, redis_server) -> None:
+    # redis-py silently reconnects a dropped pub/sub connection; a cancel published in that
+    # gap only sets the flag, which the listener's periodic sweep must pick up.
+    a, b = hubs
+    await a.create("st_gap", owner=None)
+    called = asyncio.Event()
+    a.watch_cancel("st_gap", called.set)
+    await asyncio.sleep(0.1)  # the watch's own flag check has run (nothing set yet)
+    admin = Redis.from_url(redis_server.url)
+    try:
+        await admin.execute_command("CLIENT", "KILL", "TYPE", "pubsub")
+    finally:
+        await admin.aclose()
+    await b.request_cancel("st_gap")
+    await asyncio.wait_for(called.wait(), 10)
+
+
 _DYING_PRODUCER = textwrap.dedent(
     """
     import asyncio, sys, time

@@ -45,8 +45,11 @@ class _StreamingResponse:
 
         async def watch() -> None:
             nonlocal gone
-            while (await receive())["type"] != "http.disconnect":
-                pass
+            try:
+                while (await receive())["type"] != "http.disconnect":
+                    pass
+            except Exception:
+                pass  # the server cannot tell us more: treat the connection as gone
             gone = True
             task.cancel()
 
@@ -63,11 +66,8 @@ class _StreamingResponse:
         except OSError:
             pass  # a reset socket: a disconnect
         else:
-            if gone:  # the watcher's cancel arrived after the body finished: take it back
-                try:
-                    await asyncio.sleep(0)
-                except asyncio.CancelledError:
-                    task.uncancel()
+            if gone and task.cancelling() == 1:
+                task.uncancel()  # _write swallowed our cancel (e.g. inside a relayed iterator)
         finally:
             watcher.cancel()
             await self._release()

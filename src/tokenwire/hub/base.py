@@ -27,10 +27,13 @@ from __future__ import annotations
 import abc
 import asyncio
 import contextlib
+import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from tokenwire.protocol import EncodedOp, Message
+
+log = logging.getLogger("tokenwire.hub")
 
 
 class StreamNotFound(LookupError):
@@ -177,9 +180,12 @@ class CancelRequest:
             return
         self.requested = True
         self.signal.fire()
-        for callback in self.watchers:
-            callback()
-        self.watchers.clear()
+        watchers, self.watchers = self.watchers, []
+        for callback in watchers:
+            try:
+                callback()
+            except Exception:  # one broken watcher must not keep the others uncalled
+                log.exception("a cancel watcher failed")
 
     async def wait(self) -> None:
         while not self.requested:
@@ -274,7 +280,10 @@ class Hub(abc.ABC):
                     continue
                 except StreamNotFound:
                     return  # gone from the hub: nobody can cancel it
-                callback()
+                try:
+                    callback()
+                except Exception:
+                    log.exception("a cancel watcher failed")
                 return
 
         return asyncio.get_running_loop().create_task(watch()).cancel

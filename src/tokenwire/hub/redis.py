@@ -64,6 +64,8 @@ from tokenwire.protocol import (
 __all__ = ["HubUnavailable", "RedisHub"]
 
 log = logging.getLogger("tokenwire.hub.redis")
+# How often the cancel listener re-reads the cancel flags of the streams it watches.
+_CANCEL_SWEEP_S = 2.0
 
 _UNAVAILABLE = (RedisConnectionError, RedisTimeoutError, OSError)
 _IN_PROGRESS = "in_progress"
@@ -573,6 +575,9 @@ class RedisHub(Hub):
                 delay = min(delay * 2, 2.0)
             except StreamNotFound:
                 return
+            except Exception:
+                log.exception("stream %s: checking its cancel flag failed", stream_id)
+                return  # (the listener's sweep still covers it)
 
     async def _cancel_listener(self) -> None:
         """One pub/sub connection per process; reconnects, then re-checks the cancel flags."""
@@ -583,8 +588,15 @@ class RedisHub(Hub):
                 await pubsub.subscribe(self.keys.cancel_channel)
                 delay = 0.05
                 await self._check_cancel_flags()
+                swept = time.monotonic()
                 while True:
                     msg = await pubsub.get_message(timeout=self.block_s)
+                    if time.monotonic() - swept > _CANCEL_SWEEP_S:
+                        # redis-py reconnects and re-subscribes a dropped pub/sub connection
+                        # by itself, silently: a request published meanwhile only set the
+                        # flag. A periodic sweep of the watched streams' flags catches it.
+                        await self._check_cancel_flags()
+                        swept = time.monotonic()
                     if msg is not None and msg["type"] == "message":
                         wait = self._cancels.get(_text(msg["data"]))
                         if wait is not None:
