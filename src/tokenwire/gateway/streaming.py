@@ -7,6 +7,7 @@ generation: producers are independent of readers.
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -25,7 +26,7 @@ SSE_HEADERS: list[tuple[bytes, bytes]] = [
 _PING = b": ping\n\n"
 
 
-class _StreamingResponse:
+class _StreamingResponse(abc.ABC):
     """Base of the streaming responses: ``_write`` runs in the request's own task until it
     ends or the client disconnects, then ``_release`` runs, however it ended.
 
@@ -72,9 +73,11 @@ class _StreamingResponse:
             watcher.cancel()
             await self._release()
 
+    @abc.abstractmethod
     async def _write(self, send: Send) -> None:
-        raise NotImplementedError
+        """Send the response body (the start was sent already)."""
 
+    @abc.abstractmethod
     async def _release(self) -> None:
         """Let go of what the response holds (runs however it ended)."""
 
