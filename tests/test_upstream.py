@@ -329,3 +329,21 @@ def test_api_key_is_checked_for_control_characters() -> None:
         UpstreamClient("http://127.0.0.1:1/v1", api_key="sk-1\r\nX-Injected: 1")
     up = UpstreamClient("http://127.0.0.1:1/v1", api_key="sk-from-a-file\n")
     assert b"Authorization: Bearer sk-from-a-file\r\n" in up._common_head
+
+
+async def test_headers_can_be_left_unkept_without_changing_the_framing() -> None:
+    async def handler(reader, writer, n):  # type: ignore[no-untyped-def]
+        while True:
+            await server.read_request(reader)
+            writer.write(b"HTTP/1.1 200 OK\r\nX-Big: " + b"h" * 500 + b"\r\n")
+            writer.write(b"Transfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n")
+            await writer.drain()
+
+    async with scripted(handler) as (server, url):
+        up = client(url)
+        for _ in range(2):
+            async with up.request("POST", "x", content=b"", keep_headers=False) as response:
+                assert response.headers.raw == [] and response.status_code == 200
+                assert await response.aread() == b"ok"
+        await up.aclose()
+    assert server.connections == 1  # chunked framing still seen: the connection was reused

@@ -173,7 +173,7 @@ class Producer:
         self._connecting = True
         try:
             async with gw.upstream.request(
-                "POST", "chat/completions", content=self.body, headers=headers
+                "POST", "chat/completions", content=self.body, headers=headers, keep_headers=False
             ) as response:
                 self._connecting = False
                 self._response = response

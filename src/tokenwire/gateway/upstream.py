@@ -81,6 +81,7 @@ class _Connection(asyncio.Protocol):
         "headers",
         "headers_done",
         "keep_alive",
+        "keep_headers",
         "last_activity",
         "parser",
         "paused",
@@ -98,6 +99,7 @@ class _Connection(asyncio.Protocol):
         self.read_timeout_s = read_timeout_s
         self.closed = False
         self.timer: asyncio.TimerHandle | None = None
+        self.keep_headers = True
         self._reset()
 
     def _reset(self) -> None:
@@ -165,7 +167,13 @@ class _Connection(asyncio.Protocol):
         self._count_head(len(status))
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self.headers.append((name, value))
+        lname = name.lower()
+        if lname == b"content-length" or (
+            lname == b"transfer-encoding" and b"chunked" in value.lower()
+        ):
+            self._chunked_or_sized = True
+        if self.keep_headers:
+            self.headers.append((name, value))
         self._count_head(len(name) + len(value) + 4)
 
     def _count_head(self, size: int) -> None:
@@ -180,16 +188,11 @@ class _Connection(asyncio.Protocol):
             # An interim answer (100 Continue, 103 Early Hints): the real one follows.
             self.headers = []
             self.reason = b""
+            self._chunked_or_sized = False
             return
         self.status = status
         self.keep_alive = self.parser.should_keep_alive()  # (llhttp forgets it at the end)
         self.headers_done = True
-        for name, value in self.headers:
-            lname = name.lower()
-            if lname == b"content-length" or (
-                lname == b"transfer-encoding" and b"chunked" in value.lower()
-            ):
-                self._chunked_or_sized = True
 
     def on_body(self, body: bytes) -> None:
         if self.complete or self.error is not None:
@@ -202,8 +205,9 @@ class _Connection(asyncio.Protocol):
             self.complete = True
 
     # -- used by the client ----------------------------------------------------------------
-    def send(self, head: bytes, content: bytes | None) -> None:
+    def send(self, head: bytes, content: bytes | None, keep_headers: bool) -> None:
         self._reset()
+        self.keep_headers = keep_headers
         assert self.transport is not None
         self.transport.write(head + content if content else head)
 
@@ -366,13 +370,17 @@ class UpstreamClient:
         *,
         content: bytes | None = None,
         headers: Mapping[str, str] | None = None,
+        keep_headers: bool = True,
     ) -> _Exchange:
         """``async with client.request(...) as response``: the response with its body unread.
 
         Retries before the first byte only; the connection goes back to the pool on exit if
         the body was read to the end, and is closed otherwise (which aborts the upstream).
+        ``keep_headers=False``: the response's headers are not kept (a caller that only reads
+        the status and body saves their memory for the life of the response).
         """
-        return _Exchange(self, self._head(method, path, content, headers), content)
+        head = self._head(method, path, content, headers)
+        return _Exchange(self, head, content, keep_headers)
 
     def _head(
         self, method: str, path: str, content: bytes | None, headers: Mapping[str, str] | None
@@ -397,13 +405,13 @@ class UpstreamClient:
             )
         return conn
 
-    async def _open(self, head: bytes, content: bytes | None) -> _Connection:
+    async def _open(self, head: bytes, content: bytes | None, keep_headers: bool) -> _Connection:
         """Send the request and wait for the response head, on a pooled or new connection."""
         while self._idle:
             conn = self._idle.pop()
             if conn.closed or conn.transport is None or conn.transport.is_closing():
                 continue
-            conn.send(head, content)
+            conn.send(head, content, keep_headers)
             try:
                 await conn.wait_headers()
                 return conn
@@ -417,7 +425,7 @@ class UpstreamClient:
                 conn.close()
                 raise
         conn = await self._connect()
-        conn.send(head, content)
+        conn.send(head, content, keep_headers)
         try:
             await conn.wait_headers()
         except BaseException:
@@ -440,12 +448,15 @@ class UpstreamClient:
 class _Exchange:
     """The ``async with`` around one request: retries, then hands over the response."""
 
-    __slots__ = ("_client", "_conn", "_content", "_head")
+    __slots__ = ("_client", "_conn", "_content", "_head", "_keep_headers")
 
-    def __init__(self, client: UpstreamClient, head: bytes, content: bytes | None) -> None:
+    def __init__(
+        self, client: UpstreamClient, head: bytes, content: bytes | None, keep_headers: bool
+    ) -> None:
         self._client = client
         self._head = head
         self._content = content
+        self._keep_headers = keep_headers
         self._conn: _Connection | None = None
 
     async def __aenter__(self) -> UpstreamResponse:
@@ -453,7 +464,7 @@ class _Exchange:
         attempt = 0
         while True:
             try:
-                conn = await client._open(self._head, self._content)
+                conn = await client._open(self._head, self._content, self._keep_headers)
             except (OSError, TimeoutError, UpstreamBroken, _NoResponse) as exc:
                 if attempt >= client.retries:
                     raise client._unreachable(exc) from exc

@@ -46,7 +46,7 @@ class _Log:
         self.base_seq = 0  # last seq dropped from the front of ``ops`` (live trimming)
         # The message as of base_seq: only needed once the log is trimmed (made then).
         self.base_message: Message | None = None
-        self.msg = Message.empty(stream_id, None)  # lazily caught-up message, as of msg_seq
+        self.msg: Message | None = None  # lazily made and caught up, as of msg_seq
         self.msg_seq = 0
         self.status = "in_progress"
         self.finished_at: float | None = None  # monotonic time of message.end
@@ -59,14 +59,17 @@ class _Log:
 
     def current_message(self) -> Message:
         """Apply the ops not yet folded into the cached message (pay on read, not on append)."""
+        msg = self.msg
         if self.msg_seq < self.base_seq:
             assert self.base_message is not None  # (base_seq > 0 only after a trim)
-            self.msg = self.base_message.copy()
+            msg = self.msg = self.base_message.copy()
             self.msg_seq = self.base_seq
+        elif msg is None:
+            msg = self.msg = Message.empty(self.id, None)
         for op in self.ops[self.msg_seq - self.base_seq :]:
-            apply_op(self.msg, op.op)
+            apply_op(msg, op.op)
         self.msg_seq = self.seq
-        return self.msg
+        return msg
 
     def trim(self, keep: int) -> None:
         """Drop all but the newest ``keep`` ops, folding the dropped ones into base_message."""
