@@ -252,37 +252,6 @@ def test_cancel_after_completion_is_harmless(http: httpx.Client) -> None:
     assert response.status_code == 202 and response.json()["status"] == "completed"
 
 
-async def _slow_terminator_upstream(scope, receive, send) -> None:  # type: ignore[no-untyped-def]
-    """A chat-completions stream whose chunked terminator comes a moment after [DONE]."""
-    if scope["type"] != "http":
-        return
-    while (await receive()).get("more_body"):
-        pass
-    headers = [(b"content-type", b"text/event-stream")]
-    await send({"type": "http.response.start", "status": 200, "headers": headers})
-    for piece in (
-        b'data: {"choices":[{"index":0,"delta":{"content":"hi"}}]}\n\n',
-        b'data: {"choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}\n\n',
-        b"data: [DONE]\n\n",
-    ):
-        await send({"type": "http.response.body", "body": piece, "more_body": True})
-    await asyncio.sleep(0.05)
-    await send({"type": "http.response.body", "body": b""})
-
-
-def test_finished_generation_returns_its_upstream_connection_to_the_pool() -> None:
-    with serve_asgi(_slow_terminator_upstream) as up_url:
-        app = create_app(Settings(upstream=f"{up_url}/v1"))
-        with serve_asgi(app) as url, httpx.Client(base_url=url, timeout=20) as http:
-            upstream = app.state.gateway.upstream
-            for _ in range(3):
-                assert b'"status":"completed"' in read_events(http, create(http))
-                deadline = time.monotonic() + 5
-                while not upstream._idle and time.monotonic() < deadline:
-                    time.sleep(0.02)  # (the producer waits for the terminator after the end)
-                assert len(upstream._idle) == 1  # back in the pool, and reused by the next
-
-
 # -- upstream trouble ------------------------------------------------------------------------
 def test_upstream_error_status_fails_stream_with_its_message(http: httpx.Client) -> None:
     stream_id = create(http, "no-such-model")

@@ -18,7 +18,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -34,7 +34,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("tokenwire.gateway")
 
 _ERROR_BODY_LIMIT = 64 * 1024
-_DRAIN_S = 0.5  # how long a finished generation waits for the end of the upstream body
 
 
 class HubLost(Exception):
@@ -199,7 +198,6 @@ class Producer:
                     ):
                         self._arm_flush()  # (a running flush re-arms by itself)
                     if pipe.done:
-                        await _drain_briefly(read)
                         break
         except UpstreamUnavailable as exc:
             self._connecting = False  # (a cancel from now on must not cancel the ending)
@@ -315,16 +313,6 @@ class Producer:
             ops = end(time.monotonic())
             if ops:
                 await self._append(ops)
-
-
-async def _drain_briefly(read: Callable[[], Awaitable[bytes | None]]) -> None:
-    """After the message ended, wait a moment for the rest of the body (typically just the
-    chunked terminator), so the connection can go back to the pool instead of being closed.
-    Readers already have ``message.end``; this only delays the producer task's own exit."""
-    with contextlib.suppress(TimeoutError, UpstreamBroken):
-        async with asyncio.timeout(_DRAIN_S):
-            while await read() is not None:
-                pass
 
 
 async def _upstream_error(response: UpstreamResponse) -> tuple[str, str, str | int | None]:
