@@ -30,10 +30,11 @@ class Counter(Protocol):
 class _EventBuffer:
     """Keeps the bytes after the last complete SSE event for the next read."""
 
-    __slots__ = ("carry",)
+    __slots__ = ("carry", "done")
 
     def __init__(self) -> None:
         self.carry = b""
+        self.done = False  # the stream's end was seen
 
     def complete(self, data: bytes) -> bytes:
         if self.carry:
@@ -49,11 +50,7 @@ class _EventBuffer:
 class OpenAICounter(_EventBuffer):
     """OpenAI chat-completion chunks: one token per non-empty ``content`` delta."""
 
-    __slots__ = ("done",)
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.done = False
+    __slots__ = ()
 
     def feed(self, data: bytes) -> int:
         events = self.complete(data)
@@ -70,11 +67,7 @@ class OpenAICounter(_EventBuffer):
 class EventCounter(_EventBuffer):
     """One token per ``data: {`` event (the whole-answer-per-event relay)."""
 
-    __slots__ = ("done",)
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.done = False
+    __slots__ = ()
 
     def feed(self, data: bytes) -> int:
         events = self.complete(data)
@@ -95,14 +88,13 @@ _decode_op = msgspec.json.Decoder(_Op).decode
 class TypedCounter(_EventBuffer):
     """tokenwire ops. Delta text is mapped back to tokens with the answer's known token sizes."""
 
-    __slots__ = ("chars", "cum", "done", "status", "tokens")
+    __slots__ = ("chars", "cum", "status", "tokens")
 
     def __init__(self, cum: Sequence[int]) -> None:
         super().__init__()
         self.cum = cum  # cum[i]: characters in the first i+1 tokens of the answer
         self.chars = 0
         self.tokens = 0
-        self.done = False
         self.status: str | None = None
 
     def feed(self, data: bytes) -> int:

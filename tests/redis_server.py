@@ -14,6 +14,8 @@ import subprocess
 import tempfile
 import time
 
+from conftest import terminate
+
 
 def redis_server_binary() -> str | None:
     return shutil.which("redis-server") or (
@@ -76,15 +78,8 @@ class RedisServer:
 
     def _kill(self) -> None:
         proc, self.proc = self.proc, None
-        if proc is None:
-            return
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=10)
+        if proc is not None:
+            terminate(proc)
 
     def stop(self) -> None:
         """Stop the server; the port is kept for a later ``start()``."""
