@@ -233,15 +233,52 @@ def test_cancel_while_the_upstream_has_not_answered() -> None:
     silent.close()
 
 
+def sse_subscribers(http: httpx.Client) -> float:
+    metrics = http.get("/metrics", timeout=5).text.splitlines()
+    lines = [line for line in metrics if line.startswith('tokenwire_subscribers{transport="sse"}')]
+    return sum(float(line.split()[-1]) for line in lines)
+
+
+def test_an_idle_reader_that_hangs_up_is_let_go(http: httpx.Client, gateway: str) -> None:
+    # Nothing is written to a reader waiting for the first token but pings, and a write to a
+    # closed connection does not fail: only the server's http.disconnect tells it is gone.
+    stream_id = create(http, "mock", mock={"ttft_ms": 60_000})
+    port = int(gateway.rsplit(":", 1)[1])
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        sock.sendall(f"GET /v1/streams/{stream_id}/events HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        assert sock.recv(65536).startswith(b"HTTP/1.1 200")
+        deadline = time.monotonic() + 5
+        while sse_subscribers(http) != 1 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert sse_subscribers(http) == 1
+    deadline = time.monotonic() + 5
+    while sse_subscribers(http) != 0 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert sse_subscribers(http) == 0, "the reader outlived its connection"
+    assert http.get(f"/v1/streams/{stream_id}").json()["status"] == "in_progress"
+    http.post(f"/v1/streams/{stream_id}/cancel")
+
+
+def test_passthrough_client_hanging_up_stops_the_upstream(
+    http: httpx.Client, mock_url: str
+) -> None:
+    before = mock_stats(mock_url)["disconnected"]
+    body = {"model": "mock", "messages": PROMPT, "stream": True, "mock": {"ttft_ms": 60_000}}
+    with http.stream("POST", "/v1/chat/completions", json=body) as response:
+        assert response.status_code == 200
+    deadline = time.monotonic() + 5
+    while mock_stats(mock_url)["disconnected"] <= before and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert mock_stats(mock_url)["disconnected"] == before + 1
+
+
 def test_head_on_a_live_stream_answers_at_once_and_holds_nothing(http: httpx.Client) -> None:
     stream_id = create(http, "mock", mock={"tps": 5}, max_tokens=50)  # ~10 s to finish
     head = http.head(f"/v1/streams/{stream_id}/events", timeout=5)
     assert head.status_code == 200
     assert head.headers["content-type"].startswith("text/event-stream")
     # The same keep-alive connection is free again, and no subscriber was left behind.
-    metrics = http.get("/metrics", timeout=5).text.splitlines()
-    sse = [line for line in metrics if line.startswith('tokenwire_subscribers{transport="sse"}')]
-    assert all(float(line.split()[-1]) == 0 for line in sse)
+    assert sse_subscribers(http) == 0
     http.post(f"/v1/streams/{stream_id}/cancel")
 
 

@@ -8,6 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tokenwire import timeouts
 from tokenwire.hub import MemoryHub, StreamNotFound
 from tokenwire.hub.base import Signal
 from tokenwire.protocol import EncodedOp, Message, Pipeline, apply_op
@@ -212,3 +213,20 @@ async def test_signal_waiters_that_leave_are_forgotten() -> None:
     await asyncio.sleep(0)
     signal.fire()
     assert await staying is True
+
+
+async def test_signal_waits_use_coarse_timeouts_and_leave_none_behind(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(timeouts, "EXACT_BELOW_S", 0.0)
+    monkeypatch.setattr(timeouts, "RESOLUTION_S", 0.05)
+    signal = Signal()
+    waiting = asyncio.ensure_future(signal.wait(30))
+    await asyncio.sleep(0)
+    slots = timeouts._by_loop[asyncio.get_running_loop()]
+    assert sum(map(len, slots.values())) == 1
+    signal.fire()
+    assert await waiting is True
+    assert sum(map(len, slots.values())) == 0  # (a fired wait holds no slot entry for 30 s)
+    assert await signal.wait(0.1) is False
+    assert not signal._waiters

@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import pytest
 from conftest import free_port
 
+from tokenwire import timeouts
 from tokenwire.gateway.upstream import UpstreamBroken, UpstreamClient, UpstreamUnavailable
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter, int], Awaitable[None]]
@@ -169,7 +170,13 @@ async def test_connection_cut_mid_body_is_broken() -> None:
     assert got == [b"part"]  # what arrived before the cut is delivered first
 
 
-async def test_silent_upstream_hits_the_read_timeout() -> None:
+@pytest.mark.parametrize("coarse", [False, True], ids=["exact-timer", "coarse-timeout"])
+async def test_silent_upstream_hits_the_read_timeout(
+    coarse: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if coarse:  # (as with the default 300 s read timeout, in a test's time)
+        monkeypatch.setattr(timeouts, "EXACT_BELOW_S", 0.0)
+        monkeypatch.setattr(timeouts, "RESOLUTION_S", 0.05)
     head = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
     async with scripted(reply_and_hold(head, 5)) as (_, url):
         with pytest.raises(UpstreamBroken, match="no data from the upstream"):

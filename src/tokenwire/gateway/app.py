@@ -130,9 +130,8 @@ class Gateway:
             raise not_found(stream_id)  # (not 403: another key's streams do not exist for you)
 
     def start_producer(self, producer: Producer) -> None:
-        task = asyncio.create_task(producer.run(), name=f"producer-{producer.stream_id}")
-        self.tasks.add(task)
-        task.add_done_callback(self.tasks.discard)
+        # (``run`` leaves ``tasks`` itself: a done callback would cost memory per open stream.)
+        self.tasks.add(asyncio.create_task(producer.run(), name=f"producer-{producer.stream_id}"))
 
 
 def _gw(request: Request | WebSocket) -> Gateway:
@@ -613,6 +612,7 @@ class GatewayApp(Starlette):
             if match is not None:
                 scope["app"] = self
                 response = await _events_direct(self.state.gateway, match[1], scope)
+                del match  # (this frame lives as long as the stream)
                 await response(scope, receive, send)
                 return
         await super().__call__(scope, receive, send)

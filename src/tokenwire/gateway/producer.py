@@ -34,6 +34,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("tokenwire.gateway")
 
 _ERROR_BODY_LIMIT = 64 * 1024
+_UPSTREAM_HEADERS = {"Content-Type": "application/json", "Accept": "text/event-stream"}
 
 
 class HubLost(Exception):
@@ -114,20 +115,14 @@ class Producer:
                 if not self._cancelled_task or task.cancelling() > 1:
                     raise  # not (only) ours: the gateway shuts down
                 task.uncancel()  # our cancel landed while connecting: end the stream below
-                await self._finish(lambda now: self.pipe.cancel(now))
+                await self._finish(self.pipe.cancel)
             except HubLost as exc:
                 log.error("stream %s: %s", self.stream_id, exc)
                 self._hub_lost = True
-                reason = f"lost the hub: {exc}"
-                await self._finish(
-                    lambda now: self.pipe.fail(reason, error_type="hub_unavailable", now=now)
-                )
+                await self._fail(f"lost the hub: {exc}", "hub_unavailable")
             except Exception as exc:
                 log.error("stream %s: producer error: %r", self.stream_id, exc)
-                reason = f"gateway error: {type(exc).__name__}"
-                await self._finish(
-                    lambda now: self.pipe.fail(reason, error_type="internal_error", now=now)
-                )
+                await self._fail(f"gateway error: {type(exc).__name__}", "internal_error")
         except HubLost as exc:
             # Even the end could not be written: let the hub's other processes end it.
             log.error("stream %s: could not end it in the hub: %s", self.stream_id, exc)
@@ -135,13 +130,7 @@ class Producer:
         except asyncio.CancelledError:
             # Gateway shutdown: end the stream so nobody waits for it forever.
             with contextlib.suppress(BaseException):
-                await asyncio.shield(
-                    self._finish(
-                        lambda now: self.pipe.fail(
-                            "gateway shut down", error_type="shutdown", now=now
-                        )
-                    )
-                )
+                await asyncio.shield(self._fail("gateway shut down", "shutdown"))
             raise
         finally:
             if self._flush_handle is not None:
@@ -153,6 +142,7 @@ class Producer:
             gw.metrics.active_streams.dec()
             if self._hub_lost:
                 await gw.hub.release(self.stream_id)
+            gw.tasks.discard(task)
 
     def _on_cancel(self) -> None:
         """A cancel was requested: abort the upstream (``_finish`` then ends ``cancelled``)."""
@@ -169,11 +159,14 @@ class Producer:
     async def _read_upstream(self) -> None:
         gw = self.gw
         pipe = self.pipe
-        headers = {"Content-Type": "application/json", "Accept": "text/event-stream"}
         self._connecting = True
         try:
             async with gw.upstream.request(
-                "POST", "chat/completions", content=self.body, headers=headers, keep_headers=False
+                "POST",
+                "chat/completions",
+                content=self.body,
+                headers=_UPSTREAM_HEADERS,
+                keep_headers=False,
             ) as response:
                 self._connecting = False
                 self._response = response
@@ -181,12 +174,13 @@ class Producer:
                 if response.status_code >= 400:
                     gw.metrics.upstream_errors.labels("http_status").inc()
                     message, etype, code = await _upstream_error(response)
-                    await self._finish(
-                        lambda now: pipe.fail(message, error_type=etype, code=code, now=now)
-                    )
+                    await self._fail(message, etype, code)
                     return
-                read = response.read  # (not aiter_raw: no async generator per open stream)
-                while (chunk := await read()) is not None:
+                poll = response.poll  # (no coroutine per read, no frame held while idle)
+                while (chunk := poll()) is not None:
+                    if isinstance(chunk, asyncio.Future):
+                        await chunk
+                        continue
                     if self._cancel_requested:
                         break  # (bytes that were already buffered are not used)
                     async with self._lock:
@@ -202,21 +196,19 @@ class Producer:
         except UpstreamUnavailable as exc:
             self._connecting = False  # (a cancel from now on must not cancel the ending)
             gw.metrics.upstream_errors.labels("unreachable").inc()
-            reason = str(exc)
-            log.warning("stream %s: %s", self.stream_id, reason)
-            await self._finish(lambda now: pipe.fail(reason, error_type="upstream_error", now=now))
+            log.warning("stream %s: %s", self.stream_id, exc)
+            await self._fail(str(exc), "upstream_error")
             return
         except UpstreamBroken as exc:
             if not self._cancel_requested:  # (a cancel aborts the connection on purpose)
                 gw.metrics.upstream_errors.labels("broken_stream").inc()
                 log.warning("stream %s: upstream failed mid-stream: %s", self.stream_id, exc)
-            text = f"upstream failed after output started: {exc}"
-            await self._finish(lambda now: pipe.fail(text, error_type="upstream_error", now=now))
+            await self._fail(f"upstream failed after output started: {exc}", "upstream_error")
             return
         finally:
             self._connecting = False
             self._response = None
-        await self._finish(lambda now: pipe.close(now))
+        await self._finish(pipe.close)
 
     def _arm_flush(self) -> None:
         deadline = self.pipe.next_deadline()
@@ -298,6 +290,13 @@ class Producer:
             )
         except Exception:
             log.exception("stream %s: could not store the final message", self.stream_id)
+
+    async def _fail(self, reason: str, error_type: str, code: str | int | None = None) -> None:
+        # (The ending's closure lives here, not in the long-lived reading frame: a closure
+        # there would hold a cell per captured name for the whole stream.)
+        await self._finish(
+            lambda now: self.pipe.fail(reason, error_type=error_type, code=code, now=now)
+        )
 
     async def _finish(self, end: Callable[[float], list[EncodedOp]]) -> None:
         """Run an ending step (close / cancel / fail) unless the message already ended.

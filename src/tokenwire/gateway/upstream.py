@@ -26,7 +26,7 @@ from urllib.parse import urlsplit
 
 import httptools
 
-from tokenwire import __version__
+from tokenwire import __version__, timeouts
 
 _RETRY_STATUSES = frozenset({502, 503, 504})
 # Pause reading a response once this much body is buffered and unread (the consumer is slow).
@@ -98,7 +98,7 @@ class _Connection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.read_timeout_s = read_timeout_s
         self.closed = False
-        self.timer: asyncio.TimerHandle | None = None
+        self.timer: timeouts.Timeout | None = None
         self.keep_headers = True
         self._reset()
 
@@ -140,9 +140,8 @@ class _Connection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
-        if self.timer is not None:
-            self.timer.cancel()
-            self.timer = None
+        timeouts.cancel(self.timer, self)
+        self.timer = None
         if self.complete or self.error is not None:
             pass
         elif self.headers_done and not self._chunked_or_sized and exc is None:
@@ -238,7 +237,7 @@ class _Connection(asyncio.Protocol):
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
 
-    def _on_timer(self) -> None:
+    def _on_timer(self) -> None:  # (called as ``_Connection._on_timer(conn)``)
         # One lazily re-armed timer per connection instead of one per read: a read only
         # refreshes ``last_activity``; the timer fails the wait once the upstream went quiet.
         self.timer = None
@@ -256,8 +255,7 @@ class _Connection(asyncio.Protocol):
             self._arm_timer(self.read_timeout_s - idle)
 
     def _arm_timer(self, delay: float) -> None:
-        loop = asyncio.get_running_loop()
-        self.timer = loop.call_later(delay, self._on_timer)
+        self.timer = timeouts.call_later(delay, _Connection._on_timer, self)
 
     def _new_waiter(self) -> asyncio.Future[None]:
         """A future resolved by more from the upstream (data, the end, an error or the read
@@ -275,12 +273,20 @@ class _Connection(asyncio.Protocol):
 
     async def next_body(self) -> bytes | None:
         """Everything buffered so far in one piece; ``None`` once the body is complete."""
-        while not self.body:
+        while isinstance(got := self.poll(), asyncio.Future):
+            await got
+        return got
+
+    def poll(self) -> bytes | asyncio.Future[None] | None:
+        """``next_body`` without a coroutine: the bytes, ``None`` at the end, or a future to
+        await before polling again. (A reader awaiting the future itself holds one coroutine
+        frame less per open stream, and makes none per read.)"""
+        if not self.body:
             if self.complete:
                 return None
             if self.error is not None:
                 raise self.error
-            await self._new_waiter()
+            return self._new_waiter()
         body = self.body
         data = body[0] if len(body) == 1 else b"".join(body)
         self.body = []
@@ -294,12 +300,15 @@ class _Connection(asyncio.Protocol):
 class UpstreamResponse:
     """A response whose body has not been read yet."""
 
-    __slots__ = ("_conn", "headers", "read", "reason_phrase", "status_code")
+    __slots__ = ("_conn", "headers", "poll", "read", "reason_phrase", "status_code")
 
     def __init__(self, conn: _Connection) -> None:
         self._conn = conn
         self.read = conn.next_body
         """``await response.read()``: the next piece of the body; ``None`` at its end."""
+        self.poll = conn.poll
+        """``read`` for hot loops: the next piece, ``None`` at the end, or a future to await
+        before polling again."""
         self.status_code = conn.status
         self.reason_phrase = conn.reason.decode("latin-1")
         self.headers = UpstreamHeaders(conn.headers)
@@ -471,6 +480,9 @@ class _Exchange:
             else:
                 if conn.status not in _RETRY_STATUSES or attempt >= client.retries:
                     self._conn = conn
+                    # No retries from here on: don't hold the request for the response's life.
+                    self._head = b""
+                    self._content = None
                     return UpstreamResponse(conn)
                 conn.close()  # its body is discarded with the connection
             await asyncio.sleep(client.backoff_s * (2**attempt))

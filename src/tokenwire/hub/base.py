@@ -31,6 +31,7 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from tokenwire import timeouts
 from tokenwire.protocol import EncodedOp, Message
 
 log = logging.getLogger("tokenwire.hub")
@@ -130,7 +131,8 @@ class Signal:
 
     Used instead of ``asyncio.Event`` (plus ``asyncio.timeout``) because every open stream
     holds one and every idle reader waits on one: a waiter here costs one future and one
-    timer, nothing while nobody waits, and the signal is never replaced or reset.
+    coarse timeout (``tokenwire.timeouts``), nothing while nobody waits, and the signal is
+    never replaced or reset.
     """
 
     __slots__ = ("_waiters",)
@@ -152,12 +154,11 @@ class Signal:
             self._waiters = [waiter]
         else:
             self._waiters.append(waiter)
-        timer = None if timeout is None else loop.call_later(timeout, _time_out, waiter)
+        timer = None if timeout is None else timeouts.call_later(timeout, _time_out, waiter)
         try:
             return await waiter
         finally:
-            if timer is not None:
-                timer.cancel()
+            timeouts.cancel(timer, waiter)
             fired = waiter.done() and not waiter.cancelled() and waiter.result()
             if not fired and self._waiters is not None:  # timed out or cancelled: unlist
                 with contextlib.suppress(ValueError):

@@ -43,7 +43,7 @@ class _ChoiceState:
         self.by_index: dict[int, int] = {}  # upstream tool-call index -> our key
         self.call_ids: dict[int, str | None] = {}  # key -> upstream id
         self.last_key: int | None = None
-        self.sources: set[str] = set()
+        self.sources: set[str] | None = None  # (made on the first source: most answers cite none)
 
 
 class ChunkNormalizer:
@@ -264,6 +264,8 @@ class ChunkNormalizer:
     def _source(
         self, index: int, state: _ChoiceState, url: str, title: str | None, facts: list[Fact]
     ) -> None:
+        if state.sources is None:
+            state.sources = set()
         if url not in state.sources:
             state.sources.add(url)
             facts.append(SourceFact(index, url, title))

@@ -1,0 +1,77 @@
+"""Coarse timeouts for many long waits: one loop timer per time slot, not one per wait.
+
+Every idle open stream waits twice for seconds to minutes: its SSE reader for the next
+keep-alive ping, and its upstream connection for the read timeout. A ``TimerHandle`` per wait
+costs about 600 bytes per stream for as long as it waits (measured with tracemalloc under the
+bench's "RSS per idle open stream"). Here a long wait costs one dict entry in the slot it
+expires in, and fires up to ``RESOLUTION_S`` late. Short waits keep an exact timer of their own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import weakref
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+log = logging.getLogger("tokenwire")
+
+RESOLUTION_S = 0.25
+"""Long waits expire at the end of the quarter second they fall in."""
+EXACT_BELOW_S = 2.0
+"""Waits shorter than this get an exact timer (a slot's lateness would be felt)."""
+
+T = TypeVar("T")
+Timeout = asyncio.TimerHandle | int
+"""What ``call_later`` returns, for ``cancel``."""
+
+_Slots = dict[int, dict[Any, Callable[[Any], None]]]
+# Per event loop (tests run many); the slots never refer back to their loop.
+_by_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Slots] = weakref.WeakKeyDictionary()
+
+
+def call_later(delay: float, callback: Callable[[T], None], arg: T) -> Timeout:
+    """Call ``callback(arg)`` about ``delay`` seconds from now on the running loop.
+
+    ``arg`` identifies the wait within its slot: one pending timeout per ``arg`` (a second one
+    for the same ``arg`` and slot replaces the first). Keep the result for ``cancel``.
+    """
+    loop = asyncio.get_running_loop()
+    if delay < EXACT_BELOW_S:
+        return loop.call_later(delay, callback, arg)
+    slots = _by_loop.get(loop)
+    if slots is None:
+        slots = _by_loop[loop] = {}
+    key = math.ceil((loop.time() + delay) / RESOLUTION_S)
+    slot = slots.get(key)
+    if slot is None:
+        slot = slots[key] = {}
+        loop.call_at(key * RESOLUTION_S, _fire, slots, key)
+    slot[arg] = callback
+    return key
+
+
+def cancel(timeout: Timeout | None, arg: object) -> None:
+    """Cancel what ``call_later(..., arg)`` returned (no-op if it fired or was cancelled)."""
+    if timeout is None:
+        return
+    if isinstance(timeout, asyncio.TimerHandle):
+        timeout.cancel()
+        return
+    try:
+        slots = _by_loop.get(asyncio.get_running_loop())
+    except RuntimeError:  # no loop running: its slots can no longer fire anyway
+        return
+    slot = slots.get(timeout) if slots is not None else None
+    if slot is not None:
+        slot.pop(arg, None)
+
+
+def _fire(slots: _Slots, key: int) -> None:
+    for arg, callback in (slots.pop(key, None) or {}).items():
+        try:
+            callback(arg)
+        except Exception:  # one failing callback must not keep the others from firing
+            log.exception("a timeout callback failed")

@@ -1,0 +1,73 @@
+"""Coarse timeouts: one loop timer per slot, exact timers for short waits."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import pytest
+
+from tokenwire import timeouts
+
+
+@pytest.fixture
+def coarse(monkeypatch: pytest.MonkeyPatch) -> float:
+    """Every wait goes to a slot, with slots short enough for a test."""
+    monkeypatch.setattr(timeouts, "EXACT_BELOW_S", 0.0)
+    monkeypatch.setattr(timeouts, "RESOLUTION_S", 0.05)
+    return 0.05
+
+
+async def test_waits_fire_after_their_delay_within_one_slot(coarse: float) -> None:
+    loop = asyncio.get_running_loop()
+    fired: dict[str, float] = {}
+    start = loop.time()
+    for name, delay in (("a", 0.1), ("b", 0.1), ("c", 0.2)):
+        timeouts.call_later(delay, lambda n: fired.setdefault(n, loop.time() - start), name)
+    await asyncio.sleep(0.2 + 2 * coarse + 0.1)
+    assert set(fired) == {"a", "b", "c"}
+    for name, delay in (("a", 0.1), ("b", 0.1), ("c", 0.2)):
+        assert delay - 0.005 <= fired[name] <= delay + coarse + 0.1, (name, fired[name])
+    assert fired["c"] > fired["a"]
+
+
+async def test_a_cancelled_wait_never_fires_and_others_in_its_slot_do(coarse: float) -> None:
+    fired: list[str] = []
+    kept = timeouts.call_later(0.1, fired.append, "kept")
+    dropped = timeouts.call_later(0.1, fired.append, "dropped")
+    assert kept == dropped  # the same slot
+    timeouts.cancel(dropped, "dropped")
+    timeouts.cancel(None, "nothing")  # (no timeout: nothing to do)
+    await asyncio.sleep(0.1 + 2 * coarse + 0.1)
+    assert fired == ["kept"]
+    timeouts.cancel(kept, "kept")  # after it fired: harmless
+
+
+async def test_a_failing_callback_does_not_stop_the_others(
+    coarse: float, caplog: pytest.LogCaptureFixture
+) -> None:
+    fired: list[str] = []
+
+    def fail(_: str) -> None:
+        raise RuntimeError("boom")
+
+    timeouts.call_later(0.1, fail, "first")
+    timeouts.call_later(0.1, fired.append, "second")
+    with caplog.at_level(logging.ERROR, logger="tokenwire"):
+        await asyncio.sleep(0.1 + 2 * coarse + 0.1)
+    assert fired == ["second"]
+    assert "a timeout callback failed" in caplog.text
+
+
+async def test_short_waits_get_an_exact_timer() -> None:
+    handle = timeouts.call_later(0.01, lambda _: None, None)
+    assert isinstance(handle, asyncio.TimerHandle)
+    long = timeouts.call_later(timeouts.EXACT_BELOW_S + 1, lambda _: None, "long")
+    assert isinstance(long, int)
+    timeouts.cancel(long, "long")
+    timeouts.cancel(handle, None)
+    assert handle.cancelled()
+
+
+def test_cancel_without_a_running_loop_is_a_no_op() -> None:
+    timeouts.cancel(12345, "anything")
