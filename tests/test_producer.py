@@ -20,6 +20,7 @@ from tokenwire.producer import (
     ChatRequest,
     ChunkFramer,
     Finish,
+    RawDelta,
     Reasoning,
     RequestError,
     StreamEncoder,
@@ -111,6 +112,36 @@ def test_sdk_consumes_the_same_answer_non_streamed(asgi_server):
     assert [c.id for c in message.tool_calls] == ["call_a", "call_b"]
     assert result.choices[0].finish_reason == "tool_calls"
     assert result.usage.completion_tokens == 9
+
+
+async def raw_tool_handler(request: ChatRequest) -> AsyncIterator[Any]:
+    # Tool calls as raw OpenAI fragments (as a server proxying another one would), then a
+    # typed call after them: both modes must agree on the calls and the finish reason.
+    yield RawDelta({"content": "Checking. "})
+    first = {"index": 0, "id": "call_r", "type": "function", "function": {"name": "raw"}}
+    yield RawDelta({"tool_calls": [{**first, "function": {"name": "raw", "arguments": ""}}]})
+    yield RawDelta({"tool_calls": [{"index": 0, "function": {"arguments": '{"a": '}}]})
+    yield RawDelta({"tool_calls": [{"index": 0, "function": {"arguments": "1}"}}]})
+    yield ToolCallStart("call_t", "typed")
+    yield ToolCallDelta('{"b": 2}')
+
+
+def test_raw_tool_call_fragments_agree_streamed_and_not(asgi_server):
+    with asgi_server(create_app(raw_tool_handler, models=["raw"])) as url:
+        client = sdk(url)
+        streamed = collect(
+            client.chat.completions.create(model="raw", messages=MESSAGES, stream=True)
+        )
+        whole = client.chat.completions.create(model="raw", messages=MESSAGES)
+    expected = [("call_r", "raw", {"a": 1}), ("call_t", "typed", {"b": 2})]
+    got = [(c["id"], c["name"], json.loads(c["arguments"])) for c in streamed["calls"]]
+    assert got == expected
+    assert streamed["text"] == "Checking. " and streamed["finish"] == "tool_calls"
+    message = whole.choices[0].message
+    calls = message.tool_calls or []
+    assert [(c.id, c.function.name, json.loads(c.function.arguments)) for c in calls] == expected
+    assert message.content == "Checking. "
+    assert whole.choices[0].finish_reason == "tool_calls"
 
 
 def test_usage_chunk_only_when_asked_and_stream_ends_with_done(asgi_server):

@@ -54,6 +54,25 @@ class _Accounting:
         self.saw_tools = True
         return index
 
+    def raw_tool_calls(self, delta: dict[str, Any]) -> list[tuple[int, dict[str, Any]]]:
+        """The tool-call fragments of a ``RawDelta``'s ``delta``, as (index, fragment); a
+        fragment for a new index starts that call, as ``ToolCallStart`` would."""
+        calls = delta.get("tool_calls")
+        out: list[tuple[int, dict[str, Any]]] = []
+        for fragment in calls if isinstance(calls, list) else ():
+            if not isinstance(fragment, dict):
+                continue
+            index = fragment.get("index")
+            if not isinstance(index, int) or isinstance(index, bool):
+                index = self.last_tool  # (no index: it continues the last call)
+            if index >= self.next_tool:
+                self.start_tool(index)
+            else:
+                self.last_tool = index
+            self.saw_tools = True
+            out.append((index, fragment))
+        return out
+
     def final_reason(self) -> str:
         if self.limit_hit:
             return "length"
@@ -125,8 +144,7 @@ class StreamEncoder:
             acct.count()
             if part.finish_reason is not None:
                 acct.finish_reason = part.finish_reason
-            if part.delta.get("tool_calls"):
-                acct.saw_tools = True
+            acct.raw_tool_calls(part.delta)  # (their indexes count, as in a non-streamed answer)
             return self.framer.delta(part.delta)
         if isinstance(part, StreamError):
             acct.done = self.aborted = True
@@ -217,6 +235,8 @@ class CompletionBuilder:
             reasoning = part.delta.get(self.reasoning_field)
             if isinstance(reasoning, str):
                 self.reasoning.append(reasoning)
+            for index, fragment in acct.raw_tool_calls(part.delta):
+                self._raw_tool_call(index, fragment)
         elif isinstance(part, StreamError):
             self.error = part
             acct.done = True
@@ -224,6 +244,26 @@ class CompletionBuilder:
             self.truncated = acct.done = True
         else:
             raise TypeError(f"a producer generator yielded {type(part).__name__!r}")
+
+    def _raw_tool_call(self, index: int, fragment: dict[str, Any]) -> None:
+        """Merge one OpenAI-style tool-call fragment: the first id and name win, arguments
+        concatenate."""
+        function = fragment.get("function")
+        function = function if isinstance(function, dict) else {}
+        call = self.calls.get(index)
+        if call is None:
+            call = self.calls[index] = _Call(None, None)
+        call_id, name, arguments = (
+            fragment.get("id"),
+            function.get("name"),
+            function.get("arguments"),
+        )
+        if call.id is None and isinstance(call_id, str):
+            call.id = call_id
+        if call.name is None and isinstance(name, str):
+            call.name = name
+        if isinstance(arguments, str):
+            call.arguments.append(arguments)
 
     def result(self) -> dict[str, Any]:
         """The ``chat.completion`` object. A truncated answer has ``finish_reason: null``."""
