@@ -411,7 +411,7 @@ async def chat_completions(request: Request) -> Response:
         if "x-accel-buffering" not in upstream.headers:
             relay_headers.append((b"x-accel-buffering", b"no"))
         return RelayResponse(  # type: ignore[return-value]
-            upstream.status_code, relay_headers, upstream.aiter_raw(), stack.aclose
+            upstream.status_code, relay_headers, upstream.poll, stack.aclose
         )
     try:
         content = await upstream.aread()

@@ -10,7 +10,7 @@ from __future__ import annotations
 import abc
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 from starlette.types import Message, Receive, Scope, Send
@@ -173,25 +173,33 @@ class OpStreamResponse(_StreamingResponse):
 
 
 class RelayResponse(_StreamingResponse):
-    """Relay a byte stream as it arrives, then run ``close`` (also on disconnect)."""
+    """Relay a byte stream as it arrives, then run ``close`` (also on disconnect).
 
-    __slots__ = ("chunks", "close", "headers", "status")
+    ``poll()`` returns the next bytes, ``None`` at the end, or a future to await before
+    polling again (``UpstreamResponse.poll``): no async generator or coroutine per chunk on
+    the passthrough's per-token path.
+    """
+
+    __slots__ = ("close", "headers", "poll", "status")
 
     def __init__(
         self,
         status: int,
         headers: list[tuple[bytes, bytes]],
-        chunks: AsyncIterator[bytes],
+        poll: Callable[[], bytes | asyncio.Future[None] | None],
         close: Callable[[], Awaitable[None]],
     ) -> None:
         self.status = status
         self.headers = headers
-        self.chunks = chunks
+        self.poll = poll
         self.close = close
 
     async def _write(self, send: Send) -> None:
-        async for chunk in self.chunks:
-            if chunk:
+        poll = self.poll
+        while (chunk := poll()) is not None:
+            if isinstance(chunk, asyncio.Future):
+                await chunk
+            elif chunk:
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
         await send({"type": "http.response.body", "body": b"", "more_body": False})
 
