@@ -14,6 +14,7 @@ import httpx
 import msgspec
 import pytest
 from conftest import free_port, serve_asgi
+from starlette.middleware.base import BaseHTTPMiddleware
 
 from tokenwire.gateway import Settings, create_app
 from tokenwire.mock import create_mock_app
@@ -270,6 +271,28 @@ def test_passthrough_client_hanging_up_stops_the_upstream(
     while mock_stats(mock_url)["disconnected"] <= before and time.monotonic() < deadline:
         time.sleep(0.02)
     assert mock_stats(mock_url)["disconnected"] == before + 1
+
+
+def test_streams_work_behind_user_middleware(mock_url: str) -> None:
+    # BaseHTTPMiddleware wraps receive() in a task group: streamed responses must still
+    # deliver everything (their disconnect watch runs such a receive() in a task).
+    class Tagged(BaseHTTPMiddleware):
+        async def dispatch(self, request, call_next):  # type: ignore[no-untyped-def]
+            response = await call_next(request)
+            response.headers["x-tagged"] = "1"
+            return response
+
+    app = create_app(Settings(upstream=f"{mock_url}/v1", coalesce_ms=0))
+    app.add_middleware(Tagged)
+    with serve_asgi(app) as url, httpx.Client(base_url=url, timeout=20) as http:
+        body = {"model": "mock", "messages": PROMPT, "stream": True, "max_tokens": 30}
+        with http.stream("POST", "/v1/chat/completions", json=body) as response:
+            assert response.status_code == 200 and response.headers["x-tagged"] == "1"
+            raw = b"".join(response.iter_raw())
+        assert raw.rstrip().endswith(b"data: [DONE]")
+        stream_id = create(http, "mock", max_tokens=30)
+        ops = parse(read_events(http, stream_id))
+        assert b'"status":"completed"' in ops[-1][1]
 
 
 def test_head_on_a_live_stream_answers_at_once_and_holds_nothing(http: httpx.Client) -> None:

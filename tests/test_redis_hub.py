@@ -462,6 +462,39 @@ async def test_redis_lost_while_running_ends_readers_and_recovers(prefix) -> Non
             await b.close()
 
 
+async def test_a_reader_behind_the_window_waits_out_a_redis_stall(prefix) -> None:
+    from redis_server import RedisServer
+
+    with RedisServer() as server:
+        options = {"unavailable_grace_s": 8.0, "command_timeout_s": 0.3}
+        a = new_hub(server.url, prefix, **options)
+        b = new_hub(server.url, prefix, **options)
+        await a.start()
+        await b.start()
+        assert server.proc is not None
+        try:
+            ops = make_ops("st_stall", ["one ", "two ", "three"])
+            await a.create("st_stall", owner=None)
+            await a.append("st_stall", ops)
+            cursor = await b.subscribe("st_stall", 0)  # behind b's window: reads from Redis
+            server.proc.send_signal(signal.SIGSTOP)  # Redis stops answering, keeps its data
+            loop = asyncio.get_running_loop()
+            loop.call_later(3.0, server.proc.send_signal, signal.SIGCONT)
+            got: list[EncodedOp] = []
+            empty_reads = 0
+            async with asyncio.timeout(20):
+                while not cursor.done:
+                    batch = await cursor.read(0.3)  # (an SSE writer's keep-alive timeout)
+                    empty_reads += not batch
+                    got += batch
+            assert [op.json for op in got] == [op.json for op in ops]  # no "failed" end
+            assert empty_reads >= 1  # the reader's timeouts still came while it waited
+        finally:
+            server.proc.send_signal(signal.SIGCONT)
+            await a.close()
+            await b.close()
+
+
 @settings(max_examples=25, deadline=None)
 @given(
     words=st.lists(st.text(min_size=1, max_size=4), min_size=0, max_size=20),

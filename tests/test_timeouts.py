@@ -6,6 +6,7 @@ import asyncio
 import logging
 
 import pytest
+import uvloop
 
 from tokenwire import timeouts
 
@@ -71,3 +72,49 @@ async def test_short_waits_get_an_exact_timer() -> None:
 
 def test_cancel_without_a_running_loop_is_a_no_op() -> None:
     timeouts.cancel(12345, "anything")
+
+
+@pytest.mark.parametrize("loop_factory", ["asyncio", "uvloop"])
+def test_cancelled_waits_never_fire_on_either_loop(
+    loop_factory: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # uvloop's timer handles are not asyncio.TimerHandle: cancel must still reach them.
+    factory = asyncio.new_event_loop if loop_factory == "asyncio" else uvloop.new_event_loop
+
+    async def scenario() -> list[str]:
+        fired: list[str] = []
+        exact = timeouts.call_later(0.05, fired.append, "exact")
+        monkeypatch.setattr(timeouts, "EXACT_BELOW_S", 0.0)
+        monkeypatch.setattr(timeouts, "RESOLUTION_S", 0.05)
+        coarse = timeouts.call_later(0.05, fired.append, "coarse")
+        kept = timeouts.call_later(0.05, fired.append, "kept")
+        timeouts.cancel(exact, "exact")
+        timeouts.cancel(coarse, "coarse")
+        await asyncio.sleep(0.3)
+        assert kept is not None
+        return fired
+
+    with asyncio.Runner(loop_factory=factory) as runner:
+        assert runner.run(scenario()) == ["kept"]
+
+
+async def test_an_infinite_wait_never_fires() -> None:
+    assert timeouts.call_later(float("inf"), lambda _: None, "forever") is None
+    timeouts.cancel(None, "forever")
+
+
+async def test_a_callback_may_cancel_another_wait_of_its_slot(coarse: float) -> None:
+    fired: list[str] = []
+    handles: dict[str, timeouts.Timeout | None] = {}
+
+    def first(name: str) -> None:
+        fired.append(name)
+        for other in ("a", "b"):  # whichever of them has not fired yet must not fire
+            if other != name:
+                timeouts.cancel(handles[other], other)
+
+    handles["a"] = timeouts.call_later(0.1, first, "a")
+    handles["b"] = timeouts.call_later(0.1, first, "b")
+    assert handles["a"] == handles["b"]
+    await asyncio.sleep(0.1 + 2 * coarse + 0.1)
+    assert len(fired) == 1

@@ -25,22 +25,26 @@ EXACT_BELOW_S = 2.0
 
 T = TypeVar("T")
 Timeout = asyncio.TimerHandle | int
-"""What ``call_later`` returns, for ``cancel``."""
+"""What ``call_later`` returns, for ``cancel`` (an exact timer's handle, or a slot key)."""
 
 _Slots = dict[int, dict[Any, Callable[[Any], None]]]
-# Per event loop (tests run many); the slots never refer back to their loop.
+# Per event loop (tests run many). A loop's entry goes when its last slot fired; a loop
+# closed with waits still pending stays referenced by them (and lives as long as the process).
 _by_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Slots] = weakref.WeakKeyDictionary()
 
 
-def call_later(delay: float, callback: Callable[[T], None], arg: T) -> Timeout:
+def call_later(delay: float, callback: Callable[[T], None], arg: T) -> Timeout | None:
     """Call ``callback(arg)`` about ``delay`` seconds from now on the running loop.
 
     ``arg`` identifies the wait within its slot: one pending timeout per ``arg`` (a second one
-    for the same ``arg`` and slot replaces the first). Keep the result for ``cancel``.
+    for the same ``arg`` and slot replaces the first). Keep the result for ``cancel``. An
+    infinite ``delay`` never fires (``None``).
     """
     loop = asyncio.get_running_loop()
     if delay < EXACT_BELOW_S:
         return loop.call_later(delay, callback, arg)
+    if not math.isfinite(delay):
+        return None
     slots = _by_loop.get(loop)
     if slots is None:
         slots = _by_loop[loop] = {}
@@ -48,7 +52,7 @@ def call_later(delay: float, callback: Callable[[T], None], arg: T) -> Timeout:
     slot = slots.get(key)
     if slot is None:
         slot = slots[key] = {}
-        loop.call_at(key * RESOLUTION_S, _fire, slots, key)
+        loop.call_at(key * RESOLUTION_S, _fire, loop, slots, key)
     slot[arg] = callback
     return key
 
@@ -57,7 +61,7 @@ def cancel(timeout: Timeout | None, arg: object) -> None:
     """Cancel what ``call_later(..., arg)`` returned (no-op if it fired or was cancelled)."""
     if timeout is None:
         return
-    if isinstance(timeout, asyncio.TimerHandle):
+    if not isinstance(timeout, int):  # an exact timer (uvloop's handles are their own type)
         timeout.cancel()
         return
     try:
@@ -69,9 +73,15 @@ def cancel(timeout: Timeout | None, arg: object) -> None:
         slot.pop(arg, None)
 
 
-def _fire(slots: _Slots, key: int) -> None:
-    for arg, callback in (slots.pop(key, None) or {}).items():
+def _fire(loop: asyncio.AbstractEventLoop, slots: _Slots, key: int) -> None:
+    slot = slots.get(key)
+    # The slot stays listed while it fires, so a callback may still cancel a later entry.
+    while slot:
+        arg, callback = slot.popitem()
         try:
             callback(arg)
         except Exception:  # one failing callback must not keep the others from firing
             log.exception("a timeout callback failed")
+    slots.pop(key, None)
+    if not slots:
+        _by_loop.pop(loop, None)

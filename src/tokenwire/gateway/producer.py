@@ -107,8 +107,9 @@ class Producer:
         self._task = task
         # The upstream is read in this task and a cancel request arrives as a callback: one
         # task per generation (an idle open stream costs what it holds).
-        unwatch = gw.hub.watch_cancel(self.stream_id, self._on_cancel)
+        unwatch: Callable[[], None] | None = None
         try:
+            unwatch = gw.hub.watch_cancel(self.stream_id, self._on_cancel)
             try:
                 await self._read_upstream()
             except asyncio.CancelledError:
@@ -133,16 +134,17 @@ class Producer:
                 await asyncio.shield(self._fail("gateway shut down", "shutdown"))
             raise
         finally:
+            gw.tasks.discard(task)  # (first: what follows may be cancelled at shutdown)
             if self._flush_handle is not None:
                 self._flush_handle.cancel()
-            unwatch()
+            if unwatch is not None:
+                unwatch()
             if self._flush_task is not None:
                 self._flush_task.cancel()
                 await asyncio.gather(self._flush_task, return_exceptions=True)
             gw.metrics.active_streams.dec()
             if self._hub_lost:
                 await gw.hub.release(self.stream_id)
-            gw.tasks.discard(task)
 
     def _on_cancel(self) -> None:
         """A cancel was requested: abort the upstream (``_finish`` then ends ``cancelled``)."""

@@ -73,24 +73,44 @@ class _StreamingResponse(abc.ABC):
 
 
 class DisconnectWatch:
-    """Waits on ASGI ``receive()`` for ``http.disconnect``, then cancels ``task``, without a
-    task of its own: it steps the ``receive()`` coroutine by hand, resuming it from the done
-    callback of each future it awaits (what a Task does, minus the Task).
+    """Waits on ASGI ``receive()`` for ``http.disconnect``, then cancels ``task``.
 
-    Written by hand because a watcher task per open stream cost ~1 KiB of RSS (task, its
-    registry entry, a coroutine frame and a closure) on a stream that may sit idle for
-    minutes. ``receive()`` is stepped once when a stream starts and once when it ends, never
-    per token.
+    With uvicorn's own ``receive()`` it needs no task: it steps the coroutine by hand,
+    resuming it from the done callback of each future it awaits (what a Task does, minus the
+    Task). Written by hand because a watcher task per open stream cost ~1 KiB of RSS (task,
+    its registry entry, a coroutine frame and a closure) on a stream that may sit idle for
+    minutes; ``receive()`` is stepped when a stream starts and when it ends, never per token.
+
+    Only uvicorn's ``receive()`` is stepped so: it awaits nothing but its own
+    ``asyncio.Event``. A ``receive`` wrapped by middleware (or from another server) may need
+    to run inside a task or one context (task groups, ``asyncio.timeout``, context variables
+    set and reset around the call), so it gets a watcher task, as before.
     """
 
-    __slots__ = ("_coro", "_receive", "_task", "gone")
+    __slots__ = ("_coro", "_receive", "_task", "_watcher", "gone")
 
     def __init__(self, receive: Receive, task: asyncio.Task[Any]) -> None:
         self._receive = receive
         self._task = task
         self.gone = False
-        self._coro: Coroutine[Any, Any, Message] | None = receive()
-        self._step()
+        self._coro: Coroutine[Any, Any, Message] | None = None
+        self._watcher: asyncio.Task[None] | None = None
+        loop = asyncio.get_running_loop()
+        if _steppable(receive):
+            self._coro = receive()
+            # First step on the next turn, as a Task's: a disconnect seen at once must not
+            # cancel the task while it is running this very line.
+            loop.call_soon(self._step)
+        else:
+            self._watcher = loop.create_task(self._watch())
+
+    async def _watch(self) -> None:
+        try:
+            while (await self._receive())["type"] != "http.disconnect":
+                pass
+        except Exception:
+            pass  # the server cannot tell us more: treat the connection as gone
+        self._gone()
 
     def _step(self, _: object = None) -> None:
         coro = self._coro
@@ -114,6 +134,9 @@ class DisconnectWatch:
                 return
             break
         self._coro = None
+        self._gone()
+
+    def _gone(self) -> None:
         self.gone = True
         self._task.cancel()
 
@@ -122,6 +145,16 @@ class DisconnectWatch:
         coro, self._coro = self._coro, None
         if coro is not None:
             coro.close()
+        if self._watcher is not None:
+            self._watcher.cancel()
+
+
+def _steppable(receive: Receive) -> bool:
+    """Is ``receive`` uvicorn's own (``RequestResponseCycle.receive``, httptools or h11)?"""
+    owner = type(getattr(receive, "__self__", None))
+    return owner.__name__ == "RequestResponseCycle" and owner.__module__.startswith(
+        "uvicorn.protocols.http."
+    )
 
 
 class OpStreamResponse(_StreamingResponse):

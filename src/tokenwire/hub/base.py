@@ -154,8 +154,10 @@ class Signal:
             self._waiters = [waiter]
         else:
             self._waiters.append(waiter)
-        timer = None if timeout is None else timeouts.call_later(timeout, _time_out, waiter)
+        timer = None
         try:
+            if timeout is not None:
+                timer = timeouts.call_later(timeout, _time_out, waiter)
             return await waiter
         finally:
             timeouts.cancel(timer, waiter)

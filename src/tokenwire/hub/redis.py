@@ -68,6 +68,17 @@ log = logging.getLogger("tokenwire.hub.redis")
 _CANCEL_SWEEP_S = 2.0
 
 _UNAVAILABLE = (RedisConnectionError, RedisTimeoutError, OSError)
+
+
+def _raise_if_cancelled() -> None:
+    """Background loops check their own task every round: redis-py can swallow a task's
+    cancel inside a command (seen when Redis stalled, came back, and the hub was closed), and
+    a loop that goes on would keep ``close()`` waiting for ever."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
+
+
 _IN_PROGRESS = "in_progress"
 PRODUCER_LOST = {"message": "producer lost", "type": "producer_lost", "code": None}
 
@@ -439,7 +450,7 @@ class RedisHub(Hub):
             feed = Feed(stream_id, info.seq, ended=ended, window=self.local_window)
             if not ended:
                 self._feeds[stream_id] = feed
-        cursor = RedisCursor(feed, after, self._catch_up)
+        cursor = RedisCursor(feed, after, self._catch_up, grace_s=self.unavailable_grace_s)
         if not feed.ended and feed.task is None:
             feed.task = asyncio.create_task(self._read_feed(feed), name=f"xread-{stream_id}")
         return cursor
@@ -467,6 +478,7 @@ class RedisHub(Hub):
         delay = 0.05
         try:
             while feed.cursors > 0 and not feed.ended:
+                _raise_if_cancelled()
                 try:
                     reply = await self._blocking_client().xread(
                         {key: entry_id(feed.hi)}, count=MAX_BATCH, block=block_ms
@@ -566,6 +578,7 @@ class RedisHub(Hub):
     async def _check_once(self, stream_id: str, wait: _CancelWait) -> None:
         delay = 0.1
         while True:
+            _raise_if_cancelled()
             try:
                 if await self._cancel_flag(stream_id):
                     wait.set()
@@ -583,6 +596,7 @@ class RedisHub(Hub):
         """One pub/sub connection per process; reconnects, then re-checks the cancel flags."""
         delay = 0.05
         while True:
+            _raise_if_cancelled()
             pubsub = self.r.pubsub(ignore_subscribe_messages=True)
             try:
                 await pubsub.subscribe(self.keys.cancel_channel)
@@ -590,6 +604,7 @@ class RedisHub(Hub):
                 await self._check_cancel_flags()
                 swept = time.monotonic()
                 while True:
+                    _raise_if_cancelled()
                     msg = await pubsub.get_message(timeout=self.block_s)
                     if time.monotonic() - swept > _CANCEL_SWEEP_S:
                         # redis-py reconnects and re-subscribes a dropped pub/sub connection
@@ -628,6 +643,7 @@ class RedisHub(Hub):
         interval = self.lease_ttl_s / 3
         ttl_ms = int(self.lease_ttl_s * 1000)
         while True:
+            _raise_if_cancelled()
             await asyncio.sleep(interval)
             ids = list(self._leased)
             if not ids:
@@ -645,6 +661,7 @@ class RedisHub(Hub):
     async def _watchdog(self) -> None:
         """End streams whose producer stopped renewing its lease (the process died)."""
         while True:
+            _raise_if_cancelled()
             await asyncio.sleep(self.watchdog_interval_s)
             try:
                 due = await self.r.zrangebyscore(

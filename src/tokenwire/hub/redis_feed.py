@@ -10,6 +10,7 @@ up; a cursor behind the retained Redis log gets a snapshot.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -60,6 +61,8 @@ class Feed:
         self.wake.fire()
 
 
+_RETRY_S = 0.25  # between catch-up attempts while Redis is unreachable
+
 CatchUp = Callable[[str, int], Awaitable[list[EncodedOp]]]
 """Reads the ops after a seq from Redis (a snapshot first if they are gone). Raises
 ``LookupError`` if the stream is gone from Redis, ``HubUnavailable`` if Redis is down."""
@@ -68,17 +71,20 @@ CatchUp = Callable[[str, int], Awaitable[list[EncodedOp]]]
 class RedisCursor(PositionCursor):
     """A cursor on a ``Feed``; behind the window it reads from Redis via ``catch_up``."""
 
-    __slots__ = ("_catch_up", "_closed", "_feed")
+    __slots__ = ("_catch_up", "_closed", "_failing_since", "_feed", "_grace_s")
 
-    def __init__(self, feed: Feed, after: int, catch_up: CatchUp) -> None:
+    def __init__(self, feed: Feed, after: int, catch_up: CatchUp, *, grace_s: float) -> None:
         super().__init__(after)
         self._feed = feed
         self._closed = False
         self._catch_up = catch_up
+        self._grace_s = grace_s  # how long a catch-up read waits for a lost Redis
+        self._failing_since: float | None = None
         feed.cursors += 1
 
     async def read(self, timeout: float | None = None) -> list[EncodedOp]:
         feed = self._feed
+        deadline = None if timeout is None else time.monotonic() + timeout
         while not self._done:
             pos = self._pos
             if pos < feed.base:
@@ -87,7 +93,19 @@ class RedisCursor(PositionCursor):
                 except LookupError as exc:
                     return self._end_failed(str(exc), "stream_lost")
                 except HubUnavailable as exc:
-                    return self._end_failed(str(exc), "hub_unavailable")
+                    # The same grace as the window's reader: a Redis blip must not end a
+                    # reader that is merely behind.
+                    now = time.monotonic()
+                    since = self._failing_since = self._failing_since or now
+                    if now - since >= self._grace_s:
+                        return self._end_failed(str(exc), "hub_unavailable")
+                    pause = min(_RETRY_S, since + self._grace_s - now)
+                    if deadline is not None and now + pause >= deadline:
+                        await asyncio.sleep(max(0.0, deadline - now))
+                        return []  # (the caller's timeout: e.g. time for a keep-alive ping)
+                    await asyncio.sleep(pause)
+                    continue
+                self._failing_since = None
                 return self._deliver(ops)
             if pos < feed.hi:
                 start = pos - feed.base

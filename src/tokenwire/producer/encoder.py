@@ -63,8 +63,8 @@ class _Accounting:
             if not isinstance(fragment, dict):
                 continue
             index = fragment.get("index")
-            if not isinstance(index, int) or isinstance(index, bool):
-                index = self.last_tool  # (no index: it continues the last call)
+            if not isinstance(index, int) or isinstance(index, bool) or index < 0:
+                index = self.last_tool  # (no usable index: it continues the last call)
             if index >= self.next_tool:
                 self.start_tool(index)
             else:
@@ -216,7 +216,13 @@ class CompletionBuilder:
             acct.count()
             self.reasoning.append(part.text)
         elif isinstance(part, ToolCallStart):
-            self.calls[acct.start_tool(part.index)] = _Call(part.id, part.name)
+            index = acct.start_tool(part.index)
+            call = self.calls.get(index)
+            if call is None:
+                self.calls[index] = _Call(part.id, part.name)
+            else:  # (raw fragments came first for this index: keep their arguments)
+                call.id = call.id if call.id is not None else part.id
+                call.name = call.name if call.name is not None else part.name
         elif isinstance(part, ToolCallDelta):
             acct.count()
             index = acct.last_tool if part.index is None else part.index
