@@ -134,3 +134,28 @@ def test_nothing_is_emitted_after_the_message_ended() -> None:
         end(pipe)
         assert pipe.feed(sse(text("c"))) == []
         assert pipe.message.text == "ab"
+
+
+def test_unknown_block_types_are_kept_as_the_web_client_keeps_them() -> None:
+    # The same ops as web/test/model.test.js: both clients must print the same blocks.
+    from tokenwire.protocol import Message, apply_op, decode_op
+
+    ops = [
+        {"type": "message.start", "seq": 1, "id": "st_4", "model": "m", "future": True},
+        {
+            "type": "block.start",
+            "seq": 2,
+            "index": 0,
+            "block": {"type": "hologram", "text": "", "depth": 3},
+        },
+        {"type": "block.delta", "seq": 3, "index": 0, "text": "3d"},
+        {"type": "block.start", "seq": 4, "index": 1, "block": {"type": "widget", "choice": 1}},
+        {"type": "block.delta", "seq": 5, "index": 1, "text": "dropped: no text field"},
+    ]
+    message = Message.empty()
+    for raw in ops:
+        op = decode_op(json.dumps(raw))
+        assert op is not None
+        apply_op(message, op)
+    blocks = [json.dumps(b, separators=(",", ":")) for b in message.to_dict()["blocks"]]
+    assert blocks == ['{"type":"hologram","depth":3,"text":"3d"}', '{"type":"widget","choice":1}']

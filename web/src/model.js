@@ -12,7 +12,10 @@
  * @typedef {{type: "tool_call", choice?: number, id: string | null, name: string | null, arguments: string}} ToolCallBlock
  * @typedef {{type: "image", choice?: number, url: string}} ImageBlock
  * @typedef {{type: "source", choice?: number, url: string, title: string | null}} SourceBlock
- * @typedef {TextBlock | ToolCallBlock | ImageBlock | SourceBlock} Block
+ * @typedef {{type: string, choice?: number, text?: string, [key: string]: any}} OtherBlock
+ *   A block type this client does not know: its fields as sent (a `text` field takes deltas).
+ * @typedef {TextBlock | ToolCallBlock | ImageBlock | SourceBlock} KnownBlock
+ * @typedef {KnownBlock | OtherBlock} Block
  * @typedef {{message: string, type: string | null, code: string | number | null}} ErrorInfo
  * @typedef {"in_progress" | "completed" | "cancelled" | "failed"} Status
  * @typedef {{
@@ -66,7 +69,9 @@ function str(value) {
 
 /**
  * Normalizes a block from the wire (`block.start` or a snapshot) to canonical key order.
- * Returns null for block types this client does not know, which are then skipped.
+ * A block of a type this client does not know keeps its fields as sent, `text` last (as
+ * Python's `Block` does), so a live view and a snapshot of it agree; renderers skip it.
+ * Returns null for something that is not a block at all.
  * @param {any} raw
  * @returns {Block | null}
  */
@@ -87,6 +92,11 @@ export function canonicalBlock(raw) {
   } else if (type === "source") {
     block.url = str(raw.url);
     block.title = strOrNull(raw.title);
+  } else if (typeof type === "string") {
+    for (const [key, value] of Object.entries(raw)) {
+      if (key !== "type" && key !== "choice" && key !== "text") block[key] = value;
+    }
+    if ("text" in raw) block.text = str(raw.text);
   } else {
     return null;
   }
@@ -137,7 +147,7 @@ export function applyOp(message, op) {
       break;
     case "block.start": {
       const block = canonicalBlock(op.block);
-      // An unknown block type still occupies its index, so later indexes stay aligned.
+      // Something unreadable still occupies its index, so later indexes stay aligned.
       message.blocks[op.index] = block ?? { type: "text", text: "" };
       break;
     }

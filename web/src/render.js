@@ -206,9 +206,9 @@ class BlockView {
   update(block, final) {
     if (this.final) return;
     if (this.markdown && "text" in block) {
-      this.markdown.update(block.text, final);
+      this.markdown.update(block.text ?? "", final);
     } else if (this.plain) {
-      const source = block.type === "tool_call" ? block.arguments : "text" in block ? block.text : "";
+      const source = block.type === "tool_call" ? block.arguments : ("text" in block && block.text) || "";
       if (source.length > this.shown) {
         // Append only what is new: O(new text), and the DOM text node is never rebuilt.
         this.plain.appendData(source.slice(this.shown));
@@ -369,7 +369,7 @@ export class NaiveView {
       const view = new BlockView(doc, index, block, this.md);
       if (view.markdown && "text" in block) {
         // Whole text in one go, as a naive chat UI does.
-        this.md.renderInto(view.markdown.tail, block.text);
+        this.md.renderInto(view.markdown.tail, block.text ?? "");
       } else {
         view.update(block, false);
       }

@@ -85,16 +85,24 @@ test("a failed end carries a canonical error object", () => {
   );
 });
 
-test("unknown op types, unknown fields and unknown block types are ignored", () => {
-  const message = applyOps([
+test("unknown op types and unknown fields are ignored; unknown block types are kept", () => {
+  const ops = [
     { type: "message.start", seq: 1, id: "st_4", model: "m", future: true },
     { type: "something.new", seq: 2, index: 0 },
-    { type: "block.start", seq: 3, index: 0, block: { type: "hologram" } },
-    { type: "block.start", seq: 4, index: 1, block: { type: "text", text: "", extra: [1] } },
-    { type: "block.delta", seq: 5, index: 1, text: "hi", also: "ignored" },
-  ]);
-  assert.equal(message.blocks[1].text, "hi");
+    { type: "block.start", seq: 3, index: 0, block: { type: "hologram", text: "", depth: 3 } },
+    { type: "block.delta", seq: 4, index: 0, text: "3d" },
+    { type: "block.start", seq: 5, index: 1, block: { type: "text", text: "", extra: [1] } },
+    { type: "block.delta", seq: 6, index: 1, text: "hi", also: "ignored" },
+    { type: "block.start", seq: 7, index: 2, block: { type: "widget", choice: 1 } },
+    { type: "block.delta", seq: 8, index: 2, text: "dropped: no text field" },
+  ];
+  const message = applyOps(ops);
   assert.equal(JSON.stringify(message.blocks[1]), '{"type":"text","text":"hi"}');
+  // Kept as sent, text last (as Python's Block.to_dict), so a snapshot shows the same thing.
+  assert.equal(JSON.stringify(message.blocks[0]), '{"type":"hologram","depth":3,"text":"3d"}');
+  assert.equal(JSON.stringify(message.blocks[2]), '{"type":"widget","choice":1}');
+  const again = canonicalMessage(JSON.parse(JSON.stringify(message)));
+  assert.equal(JSON.stringify(again), JSON.stringify(message));
 });
 
 test("a snapshot replaces the whole message, then later ops continue from it", () => {
