@@ -407,3 +407,18 @@ def test_encoder_tool_call_indexes_and_finish():
         "total_tokens": 6,
     }
     assert tail[2] == b"data: [DONE]"
+
+
+@pytest.mark.parametrize(
+    "part",
+    [
+        ToolCallStart("c", "f", index=-1),
+        ToolCallDelta("{}", index=-2),
+        RawDelta({"tool_calls": [{"index": -1, "function": {"arguments": "{}"}}]}),
+    ],
+    ids=["start", "delta", "raw"],
+)
+def test_negative_tool_call_indexes_are_refused(part: Any) -> None:
+    encoder = StreamEncoder(ChunkFramer("id", "m", 1), include_usage=False, prompt_tokens=0)
+    with pytest.raises(ValueError, match="index must be 0 or more"):
+        encoder.feed(part)

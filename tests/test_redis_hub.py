@@ -466,7 +466,8 @@ async def test_a_reader_behind_the_window_waits_out_a_redis_stall(prefix) -> Non
     from redis_server import RedisServer
 
     with RedisServer() as server:
-        options = {"unavailable_grace_s": 8.0, "command_timeout_s": 0.3}
+        # A command waits up to 2 s for Redis: longer than the reads' own 0.3 s timeout.
+        options = {"unavailable_grace_s": 8.0, "command_timeout_s": 2.0}
         a = new_hub(server.url, prefix, **options)
         b = new_hub(server.url, prefix, **options)
         await a.start()
@@ -481,14 +482,17 @@ async def test_a_reader_behind_the_window_waits_out_a_redis_stall(prefix) -> Non
             loop = asyncio.get_running_loop()
             loop.call_later(3.0, server.proc.send_signal, signal.SIGCONT)
             got: list[EncodedOp] = []
-            empty_reads = 0
+            empty_reads, longest = 0, 0.0
             async with asyncio.timeout(20):
                 while not cursor.done:
+                    started = loop.time()
                     batch = await cursor.read(0.3)  # (an SSE writer's keep-alive timeout)
+                    longest = max(longest, loop.time() - started)
                     empty_reads += not batch
                     got += batch
             assert [op.json for op in got] == [op.json for op in ops]  # no "failed" end
-            assert empty_reads >= 1  # the reader's timeouts still came while it waited
+            assert empty_reads >= 3  # the reader's timeouts still came while it waited...
+            assert longest < 1.0  # ...on time, not after a stuck Redis command
         finally:
             server.proc.send_signal(signal.SIGCONT)
             await a.close()

@@ -109,7 +109,7 @@ async def test_a_failing_receive_counts_as_gone(stepped: bool) -> None:
     watch = DisconnectWatch(receive if stepped else lambda: receive(), task)
     assert (watch._watcher is None) is stepped
     assert not watch.gone  # (nothing runs before the next loop turn)
-    await _turns(2)
+    await _turns(5)  # (a failure at once: the watch retries in a task, which fails too)
     assert watch.gone and task.cancelled()
 
 
@@ -156,3 +156,42 @@ async def test_a_client_gone_before_the_body_leaks_no_cancel(stepped: bool) -> N
     await response({}, receive if stepped else lambda: receive(), send)
     await asyncio.sleep(0)  # a cancel left armed would land here
     assert released == [True]
+
+
+async def test_a_uvicorn_receive_that_needs_a_task_gets_one() -> None:
+    # Should a future uvicorn's receive() need a running task (asyncio.timeout does), the
+    # first hand step fails at once: that is no disconnect, the watch falls back to a task.
+    task = await _idle_task()
+    queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+
+    @uvicorn_like
+    class Cycle(RequestResponseCycle):
+        async def receive(self) -> dict[str, Any]:
+            async with asyncio.timeout(30):
+                return await queue.get()
+
+    watch = DisconnectWatch(Cycle().receive, task)
+    await _turns()
+    assert not watch.gone and watch._watcher is not None
+    queue.put_nowait({"type": "http.disconnect"})
+    await _turns()
+    assert watch.gone and task.cancelled()
+
+
+async def test_nothing_is_cancelled_after_close_even_if_receive_swallows_it() -> None:
+    task = await _idle_task()
+    forever: asyncio.Event = asyncio.Event()
+
+    async def stubborn() -> dict[str, Any]:
+        try:
+            await forever.wait()
+        except asyncio.CancelledError:
+            pass  # (a badly behaved wrapper)
+        return {"type": "http.disconnect"}
+
+    watch = DisconnectWatch(stubborn, task)
+    await _turns()
+    watch.close()
+    await _turns()
+    assert not watch.gone and not task.done()
+    task.cancel()

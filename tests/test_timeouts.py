@@ -101,6 +101,8 @@ def test_cancelled_waits_never_fire_on_either_loop(
 async def test_an_infinite_wait_never_fires() -> None:
     assert timeouts.call_later(float("inf"), lambda _: None, "forever") is None
     timeouts.cancel(None, "forever")
+    with pytest.raises(ValueError):  # (NaN is a mistake, not "never")
+        timeouts.call_later(float("nan"), lambda _: None, "nan")
 
 
 async def test_a_callback_may_cancel_another_wait_of_its_slot(coarse: float) -> None:

@@ -43,8 +43,8 @@ def call_later(delay: float, callback: Callable[[T], None], arg: T) -> Timeout |
     loop = asyncio.get_running_loop()
     if delay < EXACT_BELOW_S:
         return loop.call_later(delay, callback, arg)
-    if not math.isfinite(delay):
-        return None
+    if delay == math.inf:
+        return None  # (NaN still fails below, as loop.call_later would)
     slots = _by_loop.get(loop)
     if slots is None:
         slots = _by_loop[loop] = {}
@@ -76,6 +76,7 @@ def cancel(timeout: Timeout | None, arg: object) -> None:
 def _fire(loop: asyncio.AbstractEventLoop, slots: _Slots, key: int) -> None:
     slot = slots.get(key)
     # The slot stays listed while it fires, so a callback may still cancel a later entry.
+    # (Entries fire newest first: within a quarter second the order carries no meaning.)
     while slot:
         arg, callback = slot.popitem()
         try:

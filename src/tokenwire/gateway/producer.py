@@ -134,17 +134,20 @@ class Producer:
                 await asyncio.shield(self._fail("gateway shut down", "shutdown"))
             raise
         finally:
-            gw.tasks.discard(task)  # (first: what follows may be cancelled at shutdown)
-            if self._flush_handle is not None:
-                self._flush_handle.cancel()
-            if unwatch is not None:
-                unwatch()
-            if self._flush_task is not None:
-                self._flush_task.cancel()
-                await asyncio.gather(self._flush_task, return_exceptions=True)
-            gw.metrics.active_streams.dec()
-            if self._hub_lost:
-                await gw.hub.release(self.stream_id)
+            try:
+                if self._flush_handle is not None:
+                    self._flush_handle.cancel()
+                if unwatch is not None:
+                    unwatch()
+                if self._flush_task is not None:
+                    self._flush_task.cancel()
+                    await asyncio.gather(self._flush_task, return_exceptions=True)
+                gw.metrics.active_streams.dec()
+                if self._hub_lost:
+                    await gw.hub.release(self.stream_id)
+            finally:
+                # Last, so shutdown waits for all of the above; and however that ended.
+                gw.tasks.discard(task)
 
     def _on_cancel(self) -> None:
         """A cancel was requested: abort the upstream (``_finish`` then ends ``cancelled``)."""

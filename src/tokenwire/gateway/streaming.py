@@ -87,11 +87,12 @@ class DisconnectWatch:
     set and reset around the call), so it gets a watcher task, as before.
     """
 
-    __slots__ = ("_coro", "_receive", "_task", "_watcher", "gone")
+    __slots__ = ("_coro", "_receive", "_stepped", "_task", "_watcher", "gone")
 
     def __init__(self, receive: Receive, task: asyncio.Task[Any]) -> None:
         self._receive = receive
-        self._task = task
+        self._task: asyncio.Task[Any] | None = task
+        self._stepped = False
         self.gone = False
         self._coro: Coroutine[Any, Any, Message] | None = None
         self._watcher: asyncio.Task[None] | None = None
@@ -124,8 +125,15 @@ class DisconnectWatch:
                     coro = self._coro = self._receive()  # (the request body): keep listening
                     continue
             except (Exception, asyncio.CancelledError):
-                pass  # the server cannot tell us more: treat the connection as gone
+                if not self._stepped:
+                    # Failing at once is no disconnect: this receive() may need a task
+                    # after all (a future uvicorn). Give it one.
+                    self._coro = None
+                    self._watcher = asyncio.get_running_loop().create_task(self._watch())
+                    return
+                # Otherwise the server cannot tell us more: treat the connection as gone.
             else:
+                self._stepped = True
                 if isinstance(awaited, asyncio.Future):
                     awaited._asyncio_future_blocking = False  # (as a Task does on taking it)
                     awaited.add_done_callback(self._step)
@@ -137,11 +145,14 @@ class DisconnectWatch:
         self._gone()
 
     def _gone(self) -> None:
-        self.gone = True
-        self._task.cancel()
+        task = self._task
+        if task is not None:  # (not after close: the response is releasing what it holds)
+            self.gone = True
+            task.cancel()
 
     def close(self) -> None:
         """Stop watching (the response ended): unwinds ``receive()`` where it waits."""
+        self._task = None
         coro, self._coro = self._coro, None
         if coro is not None:
             coro.close()

@@ -10,6 +10,7 @@ up; a cursor behind the retained Redis log gets a snapshot.
 from __future__ import annotations
 
 import asyncio
+import random
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -61,7 +62,9 @@ class Feed:
         self.wake.fire()
 
 
-_RETRY_S = 0.25  # between catch-up attempts while Redis is unreachable
+# Between catch-up attempts while Redis is unreachable (growing with the outage).
+_RETRY_MIN_S = 0.05
+_RETRY_MAX_S = 1.0
 
 CatchUp = Callable[[str, int], Awaitable[list[EncodedOp]]]
 """Reads the ops after a seq from Redis (a snapshot first if they are gone). Raises
@@ -71,7 +74,7 @@ CatchUp = Callable[[str, int], Awaitable[list[EncodedOp]]]
 class RedisCursor(PositionCursor):
     """A cursor on a ``Feed``; behind the window it reads from Redis via ``catch_up``."""
 
-    __slots__ = ("_catch_up", "_closed", "_failing_since", "_feed", "_grace_s")
+    __slots__ = ("_catch_up", "_closed", "_failed_at", "_failing_since", "_feed", "_grace_s")
 
     def __init__(self, feed: Feed, after: int, catch_up: CatchUp, *, grace_s: float) -> None:
         super().__init__(after)
@@ -79,7 +82,8 @@ class RedisCursor(PositionCursor):
         self._closed = False
         self._catch_up = catch_up
         self._grace_s = grace_s  # how long a catch-up read waits for a lost Redis
-        self._failing_since: float | None = None
+        self._failing_since: float | None = None  # the current outage began (as seen here)
+        self._failed_at: float | None = None  # the last catch-up that failed
         feed.cursors += 1
 
     async def read(self, timeout: float | None = None) -> list[EncodedOp]:
@@ -88,25 +92,10 @@ class RedisCursor(PositionCursor):
         while not self._done:
             pos = self._pos
             if pos < feed.base:
-                try:
-                    ops = await self._catch_up(feed.id, pos)
-                except LookupError as exc:
-                    return self._end_failed(str(exc), "stream_lost")
-                except HubUnavailable as exc:
-                    # The same grace as the window's reader: a Redis blip must not end a
-                    # reader that is merely behind.
-                    now = time.monotonic()
-                    since = self._failing_since = self._failing_since or now
-                    if now - since >= self._grace_s:
-                        return self._end_failed(str(exc), "hub_unavailable")
-                    pause = min(_RETRY_S, since + self._grace_s - now)
-                    if deadline is not None and now + pause >= deadline:
-                        await asyncio.sleep(max(0.0, deadline - now))
-                        return []  # (the caller's timeout: e.g. time for a keep-alive ping)
-                    await asyncio.sleep(pause)
-                    continue
-                self._failing_since = None
-                return self._deliver(ops)
+                ops = await self._read_behind(pos, deadline)
+                if ops is None:
+                    continue  # time to try Redis again
+                return ops
             if pos < feed.hi:
                 start = pos - feed.base
                 return self._deliver(feed.ops[start : start + MAX_BATCH])
@@ -118,6 +107,45 @@ class RedisCursor(PositionCursor):
             if not await feed.wake.wait(timeout):
                 return []
         return []
+
+    async def _read_behind(self, pos: int, deadline: float | None) -> list[EncodedOp] | None:
+        """Catch up from Redis. While it is unreachable, retry for the grace (as the window's
+        reader does, so a blip does not end a reader that is merely behind), and never past
+        ``deadline``: ``[]`` then (time for the caller's keep-alive ping), ``None`` when it is
+        time to try again."""
+        feed = self._feed
+        started = time.monotonic()
+        limit = deadline
+        if self._failing_since is not None:
+            give_up = self._failing_since + self._grace_s
+            limit = give_up if limit is None else min(limit, give_up)
+        try:
+            async with asyncio.timeout(None if limit is None else max(0.0, limit - started)):
+                ops = await self._catch_up(feed.id, pos)
+        except LookupError as exc:
+            return self._end_failed(str(exc), "stream_lost")
+        except (HubUnavailable, TimeoutError) as exc:
+            now = time.monotonic()
+            if self._failed_at is None or started - self._failed_at > 2 * _RETRY_MAX_S:
+                self._failing_since = started  # a new outage, not the last one going on
+            self._failed_at = now
+            since = self._failing_since or started
+            if feed.failure is not None:  # the window's reader already waited out its grace
+                return self._end_failed(feed.failure["message"], feed.failure["type"])
+            if now - since >= self._grace_s:
+                return self._end_failed(str(exc) or "Redis did not answer", "hub_unavailable")
+            if deadline is not None and now >= deadline:
+                return []
+            # Back off with the outage's length, jittered: many readers behind the window
+            # share the command connections with the producers' appends.
+            pause = min(_RETRY_MAX_S, max(_RETRY_MIN_S, (now - since) / 2))
+            pause = min(pause * random.uniform(0.5, 1.0), since + self._grace_s - now)
+            if deadline is not None:
+                pause = min(pause, deadline - now)
+            await asyncio.sleep(pause)
+            return None
+        self._failing_since = self._failed_at = None
+        return self._deliver(ops)
 
     def _end_failed(self, message: str, error_type: str) -> list[EncodedOp]:
         # The log cannot be reached: end this reader with a clear error rather than hang.

@@ -46,9 +46,19 @@ class _Accounting:
         if self.limit is not None and self.tokens >= self.limit:
             self.limit_hit = self.done = True
 
+    def delta_index(self, index: int | None) -> int:
+        """The call a ``ToolCallDelta`` extends: its own index, or the last call's."""
+        if index is None:
+            return self.last_tool
+        if index < 0:
+            raise ValueError(f"a tool call's index must be 0 or more, got {index}")
+        return index
+
     def start_tool(self, index: int | None) -> int:
         if index is None:
             index = self.next_tool
+        elif index < 0:
+            raise ValueError(f"a tool call's index must be 0 or more, got {index}")
         self.next_tool = max(self.next_tool, index + 1)
         self.last_tool = index
         self.saw_tools = True
@@ -63,8 +73,10 @@ class _Accounting:
             if not isinstance(fragment, dict):
                 continue
             index = fragment.get("index")
-            if not isinstance(index, int) or isinstance(index, bool) or index < 0:
-                index = self.last_tool  # (no usable index: it continues the last call)
+            if not isinstance(index, int) or isinstance(index, bool):
+                index = self.last_tool  # (no index: it continues the last call)
+            elif index < 0:
+                raise ValueError(f"a tool call's index must be 0 or more, got {index}")
             if index >= self.next_tool:
                 self.start_tool(index)
             else:
@@ -130,7 +142,7 @@ class StreamEncoder:
             return self.framer.reasoning(part.text)
         if isinstance(part, ToolCallDelta):
             acct.count()
-            index = acct.last_tool if part.index is None else part.index
+            index = acct.delta_index(part.index)
             return self.framer.tool_args(index, part.arguments)
         if isinstance(part, ToolCallStart):
             return self.framer.tool_start(acct.start_tool(part.index), part.id, part.name)
@@ -225,7 +237,7 @@ class CompletionBuilder:
                 call.name = call.name if call.name is not None else part.name
         elif isinstance(part, ToolCallDelta):
             acct.count()
-            index = acct.last_tool if part.index is None else part.index
+            index = acct.delta_index(part.index)
             self.calls.setdefault(index, _Call(None, None)).arguments.append(part.arguments)
         elif isinstance(part, Usage):
             acct.reported_usage = part
