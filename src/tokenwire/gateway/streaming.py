@@ -58,7 +58,7 @@ class _StreamingResponse(abc.ABC):
             pass  # a reset socket: a disconnect
         else:
             if watch.gone and task.cancelling() == 1:
-                task.uncancel()  # _write swallowed our cancel (e.g. inside a relayed iterator)
+                task.uncancel()  # _write ended without our cancel landing (it swallowed it)
         finally:
             watch.close()
             await self._release()

@@ -48,17 +48,10 @@ class _Accounting:
 
     def delta_index(self, index: int | None) -> int:
         """The call a ``ToolCallDelta`` extends: its own index, or the last call's."""
-        if index is None:
-            return self.last_tool
-        if index < 0:
-            raise ValueError(f"a tool call's index must be 0 or more, got {index}")
-        return index
+        return self.last_tool if index is None else _valid_index(index)
 
     def start_tool(self, index: int | None) -> int:
-        if index is None:
-            index = self.next_tool
-        elif index < 0:
-            raise ValueError(f"a tool call's index must be 0 or more, got {index}")
+        index = self.next_tool if index is None else _valid_index(index)
         self.next_tool = max(self.next_tool, index + 1)
         self.last_tool = index
         self.saw_tools = True
@@ -74,13 +67,11 @@ class _Accounting:
                 continue
             index = fragment.get("index")
             if not isinstance(index, int) or isinstance(index, bool):
-                index = self.last_tool  # (no index: it continues the last call)
-            elif index < 0:
-                raise ValueError(f"a tool call's index must be 0 or more, got {index}")
-            if index >= self.next_tool:
+                index = None  # (no index: it continues the last call)
+            if index is not None and index >= self.next_tool:
                 self.start_tool(index)
             else:
-                self.last_tool = index
+                index = self.last_tool = self.delta_index(index)
             self.saw_tools = True
             out.append((index, fragment))
         return out
@@ -177,6 +168,12 @@ class StreamEncoder:
         return out + DONE
 
 
+def _valid_index(index: int) -> int:
+    if index < 0:
+        raise ValueError(f"a tool call's index must be 0 or more, got {index}")
+    return index
+
+
 class _Call:
     __slots__ = ("arguments", "id", "name")
 
@@ -184,6 +181,13 @@ class _Call:
         self.id = call_id
         self.name = name
         self.arguments: list[str] = []
+
+    def fill(self, call_id: object, name: object) -> None:
+        """Take an id and a name where none is known yet (the first ones win)."""
+        if self.id is None and isinstance(call_id, str):
+            self.id = call_id
+        if self.name is None and isinstance(name, str):
+            self.name = name
 
 
 class CompletionBuilder:
@@ -228,17 +232,12 @@ class CompletionBuilder:
             acct.count()
             self.reasoning.append(part.text)
         elif isinstance(part, ToolCallStart):
-            index = acct.start_tool(part.index)
-            call = self.calls.get(index)
-            if call is None:
-                self.calls[index] = _Call(part.id, part.name)
-            else:  # (raw fragments came first for this index: keep their arguments)
-                call.id = call.id if call.id is not None else part.id
-                call.name = call.name if call.name is not None else part.name
+            # (Raw fragments may have come first for this index: keep their arguments.)
+            self._call(acct.start_tool(part.index)).fill(part.id, part.name)
         elif isinstance(part, ToolCallDelta):
             acct.count()
             index = acct.delta_index(part.index)
-            self.calls.setdefault(index, _Call(None, None)).arguments.append(part.arguments)
+            self._call(index).arguments.append(part.arguments)
         elif isinstance(part, Usage):
             acct.reported_usage = part
         elif isinstance(part, Finish):
@@ -268,20 +267,17 @@ class CompletionBuilder:
         concatenate."""
         function = fragment.get("function")
         function = function if isinstance(function, dict) else {}
+        call = self._call(index)
+        call.fill(fragment.get("id"), function.get("name"))
+        arguments = function.get("arguments")
+        if isinstance(arguments, str):
+            call.arguments.append(arguments)
+
+    def _call(self, index: int) -> _Call:
         call = self.calls.get(index)
         if call is None:
             call = self.calls[index] = _Call(None, None)
-        call_id, name, arguments = (
-            fragment.get("id"),
-            function.get("name"),
-            function.get("arguments"),
-        )
-        if call.id is None and isinstance(call_id, str):
-            call.id = call_id
-        if call.name is None and isinstance(name, str):
-            call.name = name
-        if isinstance(arguments, str):
-            call.arguments.append(arguments)
+        return call
 
     def result(self) -> dict[str, Any]:
         """The ``chat.completion`` object. A truncated answer has ``finish_reason: null``."""
