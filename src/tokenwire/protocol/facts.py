@@ -42,9 +42,85 @@ class ImageFact(msgspec.Struct, gc=False):
 
 
 class SourceFact(msgspec.Struct, gc=False):
+    """A source. With ``start``/``end`` it cites a span of the choice's current text block (the
+    open one, else the last one): half-open Unicode code-point offsets into that block's text."""
+
     choice: int
     url: str
     title: str | None
+    start: int | None = None
+    end: int | None = None
+    cited_text: str | None = None
+
+
+class FileFact(msgspec.Struct, gc=False):
+    choice: int
+    url: str
+    media_type: str
+    name: str | None = None
+
+
+class ReasoningSignature(msgspec.Struct, gc=False):
+    """An opaque signature for the choice's open (else last) reasoning block, kept byte-exact."""
+
+    choice: int
+    signature: str
+
+
+class ReasoningEncrypted(msgspec.Struct, gc=False):
+    """Opaque encrypted or redacted reasoning: goes on the choice's open reasoning block, or on a
+    new (empty-text) reasoning block when none is open."""
+
+    choice: int
+    data: str
+    redacted: bool = False
+
+
+class ToolResultStarted(msgspec.Struct, gc=False):
+    """A tool's result begins (for the call ``call_id``); its output follows as
+    ``ToolResultOutput`` and ends with ``ToolResultEnd``."""
+
+    choice: int
+    call_id: str
+    name: str | None = None
+    error: bool = False
+
+
+class ToolResultOutput(msgspec.Struct, gc=False):
+    choice: int
+    call_id: str
+    text: str
+
+
+class ToolResultEnd(msgspec.Struct, gc=False):
+    """``error`` (when not ``None``) sets the result's error flag as it ends."""
+
+    choice: int
+    call_id: str
+    error: bool | None = None
+
+
+class DataFact(msgspec.Struct, gc=False):
+    """App data. With an ``id`` already in the message, it replaces that block's value in place;
+    ``transient`` data goes to live readers only, never into the log or the message."""
+
+    choice: int
+    name: str
+    value: Any
+    id: str | None = None
+    transient: bool = False
+
+
+class StepStarted(msgspec.Struct, gc=False):
+    """Blocks from here on belong to ``step`` (a new model call or tool round)."""
+
+    step: int
+
+
+class StepReset(msgspec.Struct, gc=False):
+    """Supersede: drop every block of ``step`` (the latest step); its retry reuses the number."""
+
+    step: int
 
 
 class Finished(msgspec.Struct, gc=False):
@@ -73,6 +149,15 @@ Fact = (
     | ToolCallArguments
     | ImageFact
     | SourceFact
+    | FileFact
+    | ReasoningSignature
+    | ReasoningEncrypted
+    | ToolResultStarted
+    | ToolResultOutput
+    | ToolResultEnd
+    | DataFact
+    | StepStarted
+    | StepReset
     | Finished
     | UsageFact
     | UpstreamError
