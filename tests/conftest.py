@@ -68,3 +68,6 @@ def redis_server():
         pytest.skip("redis-server is not installed (`make test` installs it)")
     with RedisServer() as server:
         yield server
+
+
+from conftest_pg import pg_server  # noqa: E402, F401  (the Postgres fixture lives there)

@@ -2,8 +2,9 @@
 snapshot, cancel, and an OpenAI-compatible passthrough. Every flag can also be set with a
 TOKENWIRE_* environment variable (e.g. TOKENWIRE_UPSTREAM, TOKENWIRE_PORT, TOKENWIRE_API_KEYS
 comma-separated, TOKENWIRE_COALESCE_MS, TOKENWIRE_DATA_DIR, TOKENWIRE_RETENTION_S,
-TOKENWIRE_REDIS_URL, TOKENWIRE_WORKERS). With --redis, several processes (--workers N, or
-separate machines) share streams: create on one, read, resume or cancel on any."""
+TOKENWIRE_REDIS_URL, TOKENWIRE_STORE_URL, TOKENWIRE_WORKERS). With --redis, several processes
+(--workers N, or separate machines) share streams: create on one, read, resume or cancel on
+any; with --store-url postgresql://… every machine also reads every finished message."""
 
 from __future__ import annotations
 
@@ -41,6 +42,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="DIR",
         help="where the SQLite store of final messages lives "
         "(default $XDG_DATA_HOME/tokenwire; TOKENWIRE_DATA_DIR)",
+    )
+    parser.add_argument(
+        "--store-url",
+        metavar="URL",
+        help="where final messages are kept: sqlite:///DIR, or postgresql://… to share them "
+        "between machines (default: SQLite in --data-dir; TOKENWIRE_STORE_URL)",
     )
     parser.add_argument(
         "--retention-s",
@@ -89,6 +96,7 @@ def build_settings(args: argparse.Namespace):  # type: ignore[no-untyped-def]
             api_keys=tuple(args.api_key) if args.api_key else None,
             coalesce_ms=args.coalesce_ms,
             data_dir=args.data_dir,
+            store_url=args.store_url,
             retention_s=args.retention_s,
             redis_url=args.redis,
             workers=args.workers,
@@ -121,9 +129,33 @@ def build_settings(args: argparse.Namespace):  # type: ignore[no-untyped-def]
         raise CommandError(
             "TOKENWIRE_REDIS_LEASE_S must be positive, TOKENWIRE_REDIS_GRACE_S not negative"
         )
+    if settings.store_url:
+        check_store_url(settings.store_url)
     if settings.data_dir is None:
         settings.data_dir = default_data_dir()
     return settings
+
+
+def check_store_url(url: str) -> None:
+    """A usable ``--store-url``, or ``CommandError`` (checked before any worker starts)."""
+    import importlib.util
+
+    from tokenwire.cli import CommandError
+    from tokenwire.stores import sqlite_dir
+
+    scheme = url.split(":", 1)[0].lower()
+    if scheme == "sqlite":
+        try:
+            sqlite_dir(url)
+        except ValueError as exc:
+            raise CommandError(f"--store-url: {exc}") from None
+    elif scheme in ("postgresql", "postgres"):
+        if importlib.util.find_spec("asyncpg") is None:
+            raise CommandError(
+                "--store-url postgresql://… needs asyncpg: pip install 'tokenwire[postgres]'"
+            )
+    else:
+        raise CommandError(f"--store-url must be a sqlite:/// or postgresql:// URL, got {scheme!r}")
 
 
 def check_redis(url: str) -> None:
@@ -159,10 +191,15 @@ def run(args: argparse.Namespace) -> int:
         hub = f"Redis hub at {redact(settings.redis_url)}"
     require_free_port(settings.host, settings.port)
     auth = f"{len(settings.api_keys)} API key(s)" if settings.api_keys else "no auth"
+    data = f"data in {settings.data_dir}"
+    if settings.store_url:
+        from tokenwire.stores import redact_store_url
+
+        data = f"messages in {redact_store_url(settings.store_url)}"
     workers = f", {settings.workers} workers" if settings.workers > 1 else ""
     print(
         f"tokenwire serve: http://{settings.host}:{settings.port} -> {settings.upstream} "
-        f"({auth}, {hub}{workers}, data in {settings.data_dir})",
+        f"({auth}, {hub}{workers}, {data})",
         flush=True,
     )
     options = {

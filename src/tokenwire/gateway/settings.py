@@ -27,6 +27,9 @@ class Settings:
     """Default delta coalescing window; a request may override it (``tokenwire.coalesce_ms``)."""
     data_dir: str | None = None
     """Where the SQLite store lives. ``None``: an in-memory store (lost on exit)."""
+    store_url: str | None = field(default=None, repr=False)
+    """Where final messages are kept: ``sqlite:///DIR`` or ``postgresql://…`` (shared by every
+    machine). ``None``: the SQLite store in ``data_dir``. (Not in repr: it may hold a password.)"""
     retention_s: float = 600.0
     """How long a finished stream's op log stays resumable."""
     max_log_ops: int | None = None

@@ -97,3 +97,13 @@ class Store:
         if row is None:
             return None
         return StoredStream(row[0], row[1], row[2], row[3], bytes(row[4]), row[5], row[6])
+
+    async def delete_finished_before(self, ts: float) -> int:
+        """Delete the rows finished before ``ts`` (epoch seconds); returns how many."""
+        return await self._run(self._delete_finished_before, ts)
+
+    def _delete_finished_before(self, ts: float) -> int:
+        assert self._db is not None
+        deleted = self._db.execute("DELETE FROM streams WHERE finished_at < ?", (ts,)).rowcount
+        self._db.commit()
+        return deleted
