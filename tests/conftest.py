@@ -70,4 +70,5 @@ def redis_server():
         yield server
 
 
-from conftest_pg import pg_server  # noqa: E402, F401  (the Postgres fixture lives there)
+from conftest_cluster import redis_cluster  # noqa: E402, F401  (fixtures kept in their own files)
+from conftest_pg import pg_server  # noqa: E402, F401
