@@ -149,3 +149,24 @@ def test_cluster_urls() -> None:
     assert strip_cluster_flag("redis://h:1/?cluster=true&x=1") == "redis://h:1/?x=1"
     with pytest.raises(ValueError, match="braces"):
         ClusterKeys("tw{x}")
+
+
+async def test_the_hubs_multi_stream_pipelines_work_on_the_cluster(client: RedisCluster) -> None:
+    """What RedisHub's lease renewer, close() and cancel sweep send, across many slots."""
+    keys = ClusterKeys("twc")
+    leases = [keys.lease(sid) for sid in IDS]
+    pipe = client.pipeline(transaction=False)
+    for key in leases:
+        pipe.set(key, "p", px=60_000)
+    for sid in IDS:
+        pipe.hset(keys.meta(sid), "cancel", "1")
+    await pipe.execute()
+    pipe = client.pipeline(transaction=False)
+    for sid in IDS:
+        pipe.hget(keys.meta(sid), "cancel")
+    assert await pipe.execute() == [b"1"] * len(IDS)
+    pipe = client.pipeline(transaction=False)
+    pipe.delete(*leases)  # one DEL over many slots: split per slot by the cluster pipeline
+    pipe.delete(*(keys.meta(sid) for sid in IDS))
+    await pipe.execute()
+    assert await client.exists(*leases) == 0
