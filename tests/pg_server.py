@@ -159,8 +159,10 @@ class PgServer:
         if os.path.exists(f"{self.dir}/data/postmaster.pid"):
             self._pg_ctl("stop", "-m", "fast", "-w", "-t", "30")
 
-    def restart(self) -> None:
+    def restart(self, down_s: float = 0.0) -> None:
+        """Stop, stay down ``down_s``, start again on the same port (data kept)."""
         self.stop()
+        time.sleep(down_s)
         self._pg_start()
 
     # -- throwaway cluster ---------------------------------------------------------------

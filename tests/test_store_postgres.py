@@ -183,13 +183,8 @@ async def test_saves_survive_a_server_restart(caplog) -> None:
         store = PostgresStore(server.url, max_connections=4)
         await store.open()
         try:
-
-            def restart() -> None:
-                server.stop()
-                time.sleep(0.5)  # down for a while: saves keep failing and retrying
-                server._pg_start()
-
-            rows = await saves_during(store, restart, caplog)
+            # Down for a while: saves keep failing and retrying meanwhile.
+            rows = await saves_during(store, lambda: server.restart(down_s=0.5), caplog)
             for saved in rows:
                 assert await store.get(saved.id) == saved
             assert await count(server.url, store.table) == len(rows)

@@ -196,10 +196,16 @@ RETURNING 1"""
         )
 
         async def attempt(conn: asyncpg.Connection) -> None:
-            if await conn.fetchval(self._sql_save, *args) is not None:
-                return
-            owner = await conn.fetchval(self._sql_owner, row.id)
-            if owner != row.owner:
+            for _ in range(3):
+                if await conn.fetchval(self._sql_save, *args) is not None:
+                    return
+                stored = await conn.fetchrow(self._sql_owner, row.id)
+                if stored is not None:
+                    break
+                # (the row was deleted between the two statements, by retention: save again)
+            else:
+                raise StoreUnavailable(f"stream {row.id!r}: its row keeps vanishing")
+            if stored["owner"] != row.owner:
                 raise StoreConflict(f"stream {row.id!r} is already stored for another owner")
             # Same owner, stored seq >= ours: a retry of a save that went through, or older.
 
