@@ -87,3 +87,26 @@ async def test_redis_hub_delivers_transients_across_processes(redis_hubs) -> Non
     a, b = redis_hubs
     await check(a, b)  # produced in "process" a, read in b
     await check(a, a)
+
+
+async def test_redis_hub_snapshots_and_takeover_across_a_step_reset(redis_server) -> None:
+    """A process taking a stream over after a step.reset (state loaded from the snapshot and
+    the log) knows which blocks are still open, and the stored message drops the attempt."""
+    prefix = "t" + secrets.token_hex(4)
+    a = RedisHub(redis_server.url, key_prefix=prefix, block_s=1.0, max_log_ops=12)
+    b = RedisHub(redis_server.url, key_prefix=prefix, block_s=1.0, max_log_ops=12)
+    await a.start()
+    await b.start()
+    try:
+        ops, message = v11_vectors.assemble("v11_step_reset")
+        k = next(i for i, op in enumerate(ops) if op.type == "step.reset") + 1
+        await a.create("s", owner=None)
+        await a.publish("s", ops[:k])
+        await b.publish("s", ops[k:])  # b loads a's state: snapshot + log, then appends
+        _, stored = await a.message("s")
+        assert stored.to_json() == message.to_json()
+        got = await drain(await b.subscribe("s", 0))
+        assert [op.json for op in got] == [op.json for op in ops]
+    finally:
+        await a.close()
+        await b.close()

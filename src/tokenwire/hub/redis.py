@@ -56,6 +56,7 @@ from tokenwire.protocol import (
     Message,
     MessageEnd,
     MessageStart,
+    StepReset,
     apply_op,
     encode,
     snapshot_op,
@@ -329,6 +330,8 @@ class RedisHub(Hub):
                 own.open.add(op.index)
             elif isinstance(op, BlockEnd):
                 own.open.discard(op.index)
+            elif isinstance(op, StepReset):  # (v1.1) its blocks are gone, open or not
+                own.open = {i for i in own.open if i < len(own.message.blocks)}
         last = ops[-1]
         end_status = own.message.status if last.type == "message.end" else ""
         snap = b""
@@ -438,6 +441,8 @@ class RedisHub(Hub):
                         open_blocks.add(item.op.index)
                     elif isinstance(item.op, BlockEnd):
                         open_blocks.discard(item.op.index)
+                    elif isinstance(item.op, StepReset):
+                        open_blocks = {i for i in open_blocks if i < len(message.blocks)}
             return info, message, open_blocks, snap_seq
         raise HubUnavailable(f"stream {stream_id!r}: log kept changing under the reader")
 
