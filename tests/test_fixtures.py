@@ -113,7 +113,37 @@ EXPECTED: dict[str, tuple] = {
         "stop",
         [
             ("text", "The Eiffel Tower is 330 m tall [1].", {}),
-            ("source", None, {"url": "https://example.org/eiffel", "title": "Eiffel Tower facts"}),
+            (
+                "source",
+                None,
+                {
+                    "url": "https://example.org/eiffel",
+                    "title": "Eiffel Tower facts",
+                    # start_index/end_index of the url_citation: "[1]" in text block 0
+                    "span": {"block": 0, "start": 31, "end": 34},
+                },
+            ),
+        ],
+    ),
+    "openrouter_reasoning_signature.sse": (
+        "completed",
+        "stop",
+        [
+            ("reasoning", "Check the units.", {"signature": "ErUBCkYIBRgCIkB+/sig/with==padding"}),
+            ("reasoning", "", {"encrypted": "EmwKAhgBEgy3va3pzix/LafPsn4a", "redacted": True}),
+            ("text", "3 km.", {}),
+        ],
+    ),
+    "openrouter_reasoning_encrypted.sse": (
+        "completed",
+        "stop",
+        [
+            (
+                "reasoning",
+                "**Planning** the answer",
+                {"encrypted": "gAAAAABoEnc+/rypted_content=="},
+            ),
+            ("text", "Done.", {}),
         ],
     ),
     "perplexity_citations.sse": (

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from tests import v11_vectors
 from tokenwire.protocol import apply_ops, assemble_response, decode_op, snapshot_op
 
 HERE = Path(__file__).parent
@@ -34,6 +35,7 @@ def build_vectors() -> dict[str, bytes]:
                 op.json + b"\n" for op in [snap, *ops[k:]]
             )
             files["snapshot_resume.message.json"] = message.to_json()
+    files.update(v11_vectors.build())  # v1.1: from fact scripts (tests/v11_vectors.py)
     return files
 
 

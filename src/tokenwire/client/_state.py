@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import httpx
 import msgspec
 
-from tokenwire.protocol import Message, MessageEnd, Op, SSEDecoder, apply_op, decode_op
+from tokenwire.protocol import (
+    Message,
+    MessageEnd,
+    Op,
+    SSEDecoder,
+    Transient,
+    apply_op,
+    decode_op,
+)
+
+TransientCallback = Callable[[Transient], None]
 
 
 class GatewayError(Exception):
@@ -31,13 +42,19 @@ class GatewayError(Exception):
 
 
 class StreamState:
-    """The client side of one stream: applied message, last seq, and an SSE decoder."""
+    """The client side of one stream: applied message, last seq, and an SSE decoder.
 
-    def __init__(self, stream_id: str) -> None:
+    Transient ops (v1.1) are never applied to the message: they are handed to
+    ``on_transient`` (if set), their latest value per name is kept in ``transients``, and
+    ``feed`` returns them with the other ops so an iterating caller sees them too."""
+
+    def __init__(self, stream_id: str, on_transient: TransientCallback | None = None) -> None:
         self.id = stream_id
         self.message = Message.empty(stream_id)
         self.seq = 0
         self.done = False
+        self.on_transient = on_transient
+        self.transients: dict[str, Any] = {}  # live only: the latest value of each name
         self._decoder = SSEDecoder()
 
     def reset_connection(self) -> None:
@@ -52,6 +69,13 @@ class StreamState:
             op = decode_op(event.raw)
             if op is None:
                 continue  # an unknown op type (forward compatibility)
+            if type(op) is Transient:
+                # No event id and no seq of its own: it does not move the resume position.
+                self.transients[op.name] = op.value
+                out.append(op)
+                if self.on_transient is not None:
+                    self.on_transient(op)
+                continue
             # The event id is the op's seq (deltas carry none of their own).
             if event.id is not None and event.id.isdigit():
                 op.seq = int(event.id)
@@ -92,10 +116,27 @@ def checked(response: httpx.Response) -> httpx.Response:
 class StreamView:
     """What both stream flavours expose: the message as of ``seq``, and whether it ended."""
 
-    def __init__(self, client: Any, stream_id: str) -> None:
+    def __init__(
+        self, client: Any, stream_id: str, on_transient: TransientCallback | None = None
+    ) -> None:
         self.client = client
         self.id = stream_id
-        self._state = StreamState(stream_id)
+        self._state = StreamState(stream_id, on_transient)
+
+    @property
+    def on_transient(self) -> TransientCallback | None:
+        """Called with each ``Transient`` op as it arrives (live readers only; never part of
+        the message). Iterating the stream yields them too."""
+        return self._state.on_transient
+
+    @on_transient.setter
+    def on_transient(self, callback: TransientCallback | None) -> None:
+        self._state.on_transient = callback
+
+    @property
+    def transients(self) -> dict[str, Any]:
+        """The latest value of each transient name received on this connection's life."""
+        return self._state.transients
 
     @property
     def message(self) -> Message:

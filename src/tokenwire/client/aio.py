@@ -13,6 +13,7 @@ from tokenwire.client._state import (
     GatewayError,
     StreamState,
     StreamView,
+    TransientCallback,
     backoff,
     checked,
     create_body,
@@ -51,14 +52,18 @@ class AsyncClient:
         *,
         model: str | None = None,
         coalesce_ms: float | None = None,
+        on_transient: TransientCallback | None = None,
         **params: Any,
     ) -> AsyncStream:
         body = create_body(messages, model, coalesce_ms, params)
         data = checked(await self._http.post("/v1/streams", json=body)).json()
-        return AsyncStream(self, data["id"])
+        return AsyncStream(self, data["id"], on_transient)
 
-    def stream(self, stream_id: str) -> AsyncStream:
-        return AsyncStream(self, stream_id)
+    def stream(
+        self, stream_id: str, *, on_transient: TransientCallback | None = None
+    ) -> AsyncStream:
+        """Follow an existing stream (``on_transient``: called with each transient op)."""
+        return AsyncStream(self, stream_id, on_transient)
 
     async def get(self, stream_id: str) -> dict[str, Any]:
         return checked(await self._http.get(f"/v1/streams/{stream_id}")).json()

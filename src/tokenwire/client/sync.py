@@ -13,6 +13,7 @@ from tokenwire.client._state import (
     GatewayError,
     StreamState,
     StreamView,
+    TransientCallback,
     backoff,
     checked,
     create_body,
@@ -51,16 +52,17 @@ class Client:
         *,
         model: str | None = None,
         coalesce_ms: float | None = None,
+        on_transient: TransientCallback | None = None,
         **params: Any,
     ) -> Stream:
         """Start a detached generation (``params`` go to the model: ``max_tokens``, …)."""
         body = create_body(messages, model, coalesce_ms, params)
         data = checked(self._http.post("/v1/streams", json=body)).json()
-        return Stream(self, data["id"])
+        return Stream(self, data["id"], on_transient)
 
-    def stream(self, stream_id: str) -> Stream:
-        """Follow an existing stream."""
-        return Stream(self, stream_id)
+    def stream(self, stream_id: str, *, on_transient: TransientCallback | None = None) -> Stream:
+        """Follow an existing stream (``on_transient``: called with each transient op)."""
+        return Stream(self, stream_id, on_transient)
 
     def get(self, stream_id: str) -> dict[str, Any]:
         """``{"id", "status", "seq", "message"}`` as the gateway has it now."""

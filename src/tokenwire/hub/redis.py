@@ -56,6 +56,7 @@ from tokenwire.protocol import (
     Message,
     MessageEnd,
     MessageStart,
+    StepReset,
     apply_op,
     encode,
     snapshot_op,
@@ -68,6 +69,9 @@ log = logging.getLogger("tokenwire.hub.redis")
 _CANCEL_SWEEP_S = 2.0
 
 _UNAVAILABLE = (RedisConnectionError, RedisTimeoutError, OSError)
+# Transient ops (v1.1) kept for feeds that are between two XREADs: a few, briefly.
+_TRANSIENT_MAXLEN = 64
+_TRANSIENT_TTL_MS = 60_000
 
 
 def _raise_if_cancelled() -> None:
@@ -326,6 +330,8 @@ class RedisHub(Hub):
                 own.open.add(op.index)
             elif isinstance(op, BlockEnd):
                 own.open.discard(op.index)
+            elif isinstance(op, StepReset):  # (v1.1) its blocks are gone, open or not
+                own.open = {i for i in own.open if i < len(own.message.blocks)}
         last = ops[-1]
         end_status = own.message.status if last.type == "message.end" else ""
         snap = b""
@@ -435,6 +441,8 @@ class RedisHub(Hub):
                         open_blocks.add(item.op.index)
                     elif isinstance(item.op, BlockEnd):
                         open_blocks.discard(item.op.index)
+                    elif isinstance(item.op, StepReset):
+                        open_blocks = {i for i in open_blocks if i < len(message.blocks)}
             return info, message, open_blocks, snap_seq
         raise HubUnavailable(f"stream {stream_id!r}: log kept changing under the reader")
 
@@ -449,6 +457,8 @@ class RedisHub(Hub):
             ended = info.status != _IN_PROGRESS
             feed = Feed(stream_id, info.seq, ended=ended, window=self.local_window)
             if not ended:
+                async with self._unavailable():  # live from here: later transients (v1.1)
+                    feed.tid = await self._last_transient_id(self.keys.transient(stream_id))
                 self._feeds[stream_id] = feed
         cursor = RedisCursor(feed, after, self._catch_up, grace_s=self.unavailable_grace_s)
         if not feed.ended and feed.task is None:
@@ -473,6 +483,7 @@ class RedisHub(Hub):
     async def _read_feed(self, feed: Feed) -> None:
         """The one blocking reader of a stream in this process: XREAD -> the local window."""
         key = self.keys.log(feed.id)
+        tkey = self.keys.transient(feed.id)
         block_ms = max(1, int(self.block_s * 1000))
         failing_since: float | None = None
         delay = 0.05
@@ -480,8 +491,10 @@ class RedisHub(Hub):
             while feed.cursors > 0 and not feed.ended:
                 _raise_if_cancelled()
                 try:
+                    if feed.tid is None:  # transients from now on (v1.1), not older ones
+                        feed.tid = await self._last_transient_id(tkey)
                     reply = await self._blocking_client().xread(
-                        {key: entry_id(feed.hi)}, count=MAX_BATCH, block=block_ms
+                        {key: entry_id(feed.hi), tkey: feed.tid}, count=MAX_BATCH, block=block_ms
                     )
                     if not reply and await self.r.hget(self.keys.meta(feed.id), "status") is None:
                         feed.fail(f"stream {feed.id} is no longer in Redis", "stream_lost")
@@ -500,9 +513,12 @@ class RedisHub(Hub):
                     continue
                 failing_since = None
                 delay = 0.05
-                if reply:
-                    entries = reply[0][1]
-                    feed.push([_op_from_entry(entry_id, fields) for entry_id, fields in entries])
+                for name, entries in reply or ():
+                    if _text(name) == key:
+                        feed.push([_op_from_entry(eid, fields) for eid, fields in entries])
+                    elif entries:
+                        feed.tid = entries[-1][0]
+                        feed.push_transients([EncodedOp.from_json(f[b"op"]) for _, f in entries])
         except Exception as exc:
             # Anything else (a corrupt entry, a Redis error reply) must still end the readers
             # already waiting on this feed, or they would wait for ever.
@@ -512,6 +528,20 @@ class RedisHub(Hub):
             feed.task = None
             if self._feeds.get(feed.id) is feed:
                 del self._feeds[feed.id]  # later subscribers start a fresh feed
+
+    async def _last_transient_id(self, tkey: str) -> bytes | str:
+        last = await self.r.xrevrange(tkey, "+", "-", count=1)
+        return last[0][0] if last else "0-0"
+
+    async def publish_transient(self, stream_id: str, op: EncodedOp) -> None:
+        """XADD to the stream's capped transient key, which every process's feed of the stream
+        reads along with the log (one blocking XREAD of both): never stored in the log."""
+        key = self.keys.transient(stream_id)
+        async with self._unavailable():
+            pipe = self.r.pipeline(transaction=False)
+            pipe.xadd(key, {"op": op.json}, maxlen=_TRANSIENT_MAXLEN, approximate=True)
+            pipe.pexpire(key, _TRANSIENT_TTL_MS)  # live data only: gone soon after the last
+            await pipe.execute()
 
     def _blocking_client(self) -> Redis:
         if self._blocking is None:

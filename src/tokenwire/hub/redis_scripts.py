@@ -27,6 +27,10 @@ class Keys:
     def lease(self, stream_id: str) -> str:
         return f"{self.prefix}:{{{stream_id}}}:lease"
 
+    def transient(self, stream_id: str) -> str:
+        """Capped stream of recent transient ops (v1.1): read by the feeds, never the log."""
+        return f"{self.prefix}:{{{stream_id}}}:transient"
+
     def stream(self, stream_id: str) -> list[str]:
         """The keys ``APPEND`` works on, in its order."""
         return [self.meta(stream_id), self.log(stream_id), self.lease(stream_id)]

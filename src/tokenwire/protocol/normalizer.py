@@ -2,7 +2,9 @@
 
 Handled here so that nothing downstream needs to know which server spoke:
 - reasoning as ``reasoning_content`` (DeepSeek, vLLM), ``reasoning`` (vLLM, OpenRouter, Ollama)
-  or ``reasoning_details[].text`` (OpenRouter), or wrapped in tags inside ``content``;
+  or ``reasoning_details[].text`` (OpenRouter), or wrapped in tags inside ``content``; the
+  opaque parts of OpenRouter's ``reasoning_details`` (signatures, encrypted reasoning) kept;
+- OpenAI ``annotations`` (``url_citation``, with the cited ``start_index``/``end_index``);
 - tool-call fragments with an ``index`` (OpenAI), without one (Gemini: each entry a whole
   call), or with one ``index`` reused for different ``id``s (Ollama);
 - usage in a chunk with empty ``choices``; ``{"error": …}`` objects mid-stream; ``n > 1``.
@@ -20,6 +22,8 @@ from tokenwire.protocol.facts import (
     Fact,
     Finished,
     ImageFact,
+    ReasoningEncrypted,
+    ReasoningSignature,
     SourceFact,
     Started,
     TextFact,
@@ -43,7 +47,9 @@ class _ChoiceState:
         self.by_index: dict[int, int] = {}  # upstream tool-call index -> our key
         self.call_ids: dict[int, str | None] = {}  # key -> upstream id
         self.last_key: int | None = None
-        self.sources: set[str] | None = None  # (made on the first source: most answers cite none)
+        # URLs (or (url, start, end) cited spans) already listed; made on the first source:
+        # most answers cite none.
+        self.sources: set[str | tuple[str, int, int]] | None = None
 
 
 class ChunkNormalizer:
@@ -161,12 +167,22 @@ class ChunkNormalizer:
 
     def _reasoning(self, index: int, delta: Delta, facts: list[Fact]) -> None:
         reasoning = delta.reasoning_content or delta.reasoning
-        if not reasoning and delta.reasoning_details:
+        details = delta.reasoning_details
+        if not reasoning and details:
             # One delta may carry the same thought in several fields (OpenRouter sends both
             # `reasoning` and `reasoning_details`): take the first that is present.
-            reasoning = "".join(d.text or d.summary or "" for d in delta.reasoning_details)
+            reasoning = "".join(d.text or d.summary or "" for d in details)
         if reasoning:
             facts.append(TextFact(index, "reasoning", reasoning))
+        for detail in details or ():
+            # Opaque parts a host sends back upstream on the next turn: kept byte-exact.
+            if detail.signature:
+                facts.append(ReasoningSignature(index, detail.signature))
+            if detail.type == "reasoning.encrypted" and detail.data:
+                # From Anthropic it is a redacted_thinking block; from OpenAI, the encrypted
+                # content of the reasoning just streamed.
+                redacted = (detail.format or "").startswith("anthropic")
+                facts.append(ReasoningEncrypted(index, detail.data, redacted))
 
     def _rare_fields(
         self, index: int, state: _ChoiceState, delta: Delta, facts: list[Fact]
@@ -186,7 +202,9 @@ class ChunkNormalizer:
             for note in delta.annotations:
                 cite = note.url_citation
                 if cite is not None and cite.url:
-                    self._source(index, state, cite.url, cite.title, facts)
+                    self._source(
+                        index, state, cite.url, cite.title, facts, cite.start_index, cite.end_index
+                    )
 
     def _content(self, index: int, state: _ChoiceState, text: str, facts: list[Fact]) -> None:
         splitter = state.splitter
@@ -262,13 +280,25 @@ class ChunkNormalizer:
         return key
 
     def _source(
-        self, index: int, state: _ChoiceState, url: str, title: str | None, facts: list[Fact]
+        self,
+        index: int,
+        state: _ChoiceState,
+        url: str,
+        title: str | None,
+        facts: list[Fact],
+        start: int | None = None,
+        end: int | None = None,
     ) -> None:
         if state.sources is None:
             state.sources = set()
-        if url not in state.sources:
-            state.sources.add(url)
-            facts.append(SourceFact(index, url, title))
+        # A URL is listed once; a URL cited at several spans is one source per span.
+        key = url if start is None or end is None else (url, start, end)
+        if key not in state.sources:
+            state.sources.add(key)
+            if start is None or end is None:
+                facts.append(SourceFact(index, url, title))
+            else:
+                facts.append(SourceFact(index, url, title, start, end))
 
     def _flush(self, index: int, state: _ChoiceState, facts: list[Fact]) -> None:
         if state.splitter is not None:
