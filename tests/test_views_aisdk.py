@@ -12,7 +12,14 @@ from typing import Any
 
 import pytest
 
-from tokenwire.protocol.views import AISDKView, ops_from_jsonl, replay, resume
+from tokenwire.protocol.views import (
+    AISDKView,
+    frames_after,
+    ops_from_jsonl,
+    replay,
+    resume,
+    tail_index,
+)
 from tokenwire.protocol.views.base import MessageState
 
 HERE = Path(__file__).parent
@@ -215,3 +222,38 @@ def test_ai_sdk_sees_errors_and_aborts(tmp_path: Path) -> None:
     parts = cancelled["messages"][1]["parts"]
     tool = next(p for p in parts if p["type"] == "tool-lookup")
     assert tool["state"] == "output-error" and tool["errorText"] == "timeout after 5s"
+
+
+def _workflow(name: str, ops: list[Any], **extra: Any) -> dict[str, Any]:
+    """A Workflow-transport scenario: every startIndex the client may ask for, answered by
+    ``frames_after`` (the route's function), with the tail index header."""
+    full = [f for f in replay(AISDKView(), ops) if f.index is not None]
+    by_start = {}
+    for n in range(-len(full) - 1, len(full) + 1):
+        rest, _ = frames_after(AISDKView, ops, n)
+        by_start[str(n)] = [f.data.decode() for f in rest]
+    scenario = {"name": name, "mode": "workflow", "byStart": by_start}
+    scenario.update(tail=tail_index(len(full)), **extra)
+    return scenario
+
+
+def test_workflow_transport_resumes_at_the_chunk_index(tmp_path: Path) -> None:
+    ops = _ops("v11_agent_steps")
+    full = [f.data.decode() for f in replay(AISDKView(), ops) if f.index is not None]
+    cut = 18  # chunks the POST delivered before its connection dropped
+    scenarios = [
+        _workflow("wf_cut", ops, post=full[:cut], cut=True),
+        _workflow("wf_tail", ops, post=[], initialStartIndex=-3),
+    ]
+    got = _run(scenarios, tmp_path)
+    if got["wf_cut"].get("unavailable"):
+        pytest.skip("@ai-sdk/workflow is not installed")
+    assert got["wf_cut"]["errors"] == []
+    parts = got["wf_cut"]["message"]["parts"]
+    assert _essential(parts) == expected_parts(_state(ops))
+    gets = [(r["id"], r["startIndex"]) for r in got["__requests"] if r["method"] == "GET"]
+    assert ("wf_cut", str(cut)) in gets  # it resumed exactly after the chunks it had
+    assert ("wf_tail", "-3") in gets
+    # The last three chunks: the file part, finish-step, finish.
+    tail = got["wf_tail"]["message"]["parts"]
+    assert [p["type"] for p in tail] == ["file"]

@@ -5,12 +5,19 @@
 // Usage: node test-views/aisdk-client.mjs scenarios.json  -> prints {name: result} as JSON.
 // A scenario: {name, mode: "transport" | "chat" | "reconnect", post: [frame, ...],
 // cut: bool (drop the POST connection after its frames), resume: [frame, ...] | null
-// (what GET {api}/{chatId}/stream answers; null -> 204)}.
+// (what GET {api}/{chatId}/stream answers; null -> 204)}. Mode "workflow" uses
+// WorkflowChatTransport: the POST answer names the run (x-workflow-run-id) and
+// GET {api}/{runId}/stream?startIndex=N answers byStart[N] with x-workflow-stream-tail-index.
 import { readFileSync } from 'node:fs';
 import { createServer } from 'node:http';
 import { AbstractChat, DefaultChatTransport, readUIMessageStream } from 'ai';
 
+
 const scenarios = JSON.parse(readFileSync(process.argv[2], 'utf8'));
+// @ai-sdk/workflow is optional (and slow to load): imported only when a scenario needs it.
+const workflow = scenarios.some(s => s.mode === 'workflow')
+  ? await import('@ai-sdk/workflow').catch(() => null)
+  : null;
 const byChat = new Map(scenarios.map(s => [s.name, s]));
 const headers = {
   'content-type': 'text/event-stream',
@@ -28,8 +35,8 @@ const server = createServer((req, res) => {
     if (req.method === 'POST' && url.pathname === '/api/chat') {
       const sent = JSON.parse(body);
       requests.push({ method: 'POST', id: sent.id, trigger: sent.trigger });
-      const s = byChat.get(sent.id);
-      res.writeHead(200, headers);
+      const s = byChat.get(sent.runName ?? sent.id);
+      res.writeHead(200, s.mode === 'workflow' ? { ...headers, 'x-workflow-run-id': s.name } : headers);
       for (const frame of s.post) res.write(frame);
       if (s.cut) {
         // A dropped connection mid-answer (the worker died, the network blinked).
@@ -39,8 +46,15 @@ const server = createServer((req, res) => {
       }
     } else if (req.method === 'GET' && resume) {
       const id = decodeURIComponent(resume[1]);
-      requests.push({ method: 'GET', id });
+      const startIndex = url.searchParams.get('startIndex');
+      requests.push({ method: 'GET', id, startIndex });
       const s = byChat.get(id);
+      if (s && s.mode === 'workflow') {
+        res.writeHead(200, { ...headers, 'x-workflow-stream-tail-index': String(s.tail) });
+        for (const frame of s.byStart[startIndex]) res.write(frame);
+        res.end();
+        return;
+      }
       if (!s || s.resume == null) {
         res.writeHead(204);
         res.end();
@@ -91,6 +105,27 @@ for (const s of scenarios) {
       messageId: undefined,
       abortSignal: undefined,
     });
+    out[s.name] = await lastMessage(stream);
+  } else if (s.mode === 'workflow') {
+    if (!workflow) {
+      out[s.name] = { unavailable: true };
+      continue;
+    }
+    const wf = new workflow.WorkflowChatTransport({
+      api,
+      prepareSendMessagesRequest: ({ messages }) => ({ body: { runName: s.name, messages } }),
+      ...(s.initialStartIndex != null ? { initialStartIndex: s.initialStartIndex } : {}),
+    });
+    const stream =
+      s.initialStartIndex != null
+        ? await wf.reconnectToStream({ chatId: s.name })
+        : await wf.sendMessages({
+            chatId: s.name,
+            messages: [user],
+            trigger: 'submit-message',
+            messageId: undefined,
+            abortSignal: undefined,
+          });
     out[s.name] = await lastMessage(stream);
   } else if (s.mode === 'reconnect') {
     const stream = await transport.reconnectToStream({ chatId: s.name });

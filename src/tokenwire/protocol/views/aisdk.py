@@ -25,9 +25,14 @@ Mapping (blocks of choice 0 only; other choices have no place in a UI message):
   ``onData``; a resume (``catch_up``) rebuilds the message from state, without the dropped
   step, and the client replaces its copy (``DefaultChatTransport`` resets on a replayed
   ``start``).
-- ``message.end`` -> ``finish-step``, then ``finish`` (``finishReason``) when completed,
-  ``error`` (``errorText``) when failed, ``abort`` when cancelled; then ``data: [DONE]``.
-  ``finish`` carries ``messageMetadata`` ``{"model", "usage"}`` unless disabled.
+- ``message.end`` -> ``finish-step``, then ``error`` (``errorText``) when failed or ``abort``
+  when cancelled, then always ``finish`` (``finishReason``; ``error`` when failed: the
+  Workflow transport reconnects until it sees a finish), then ``data: [DONE]``. ``finish``
+  carries ``messageMetadata`` ``{"model", "usage"}`` unless disabled.
+
+Indexes: every part is one chunk, indexed 0, 1, 2, ... over the log, as the Workflow
+transport counts them (``startIndex=N`` resumes at chunk N); ``[DONE]`` is not a chunk
+there, so it has no index and closes the frames of an ended stream.
 """
 
 from __future__ import annotations
@@ -282,20 +287,22 @@ class AISDKView(View):
             self._emit({"type": "finish-step"})
             self.step = None
         status = op.get("status")
+        part: dict[str, Any] = {"type": "finish"}
+        reason = _finish_reason(op.get("finish_reason"))
         if status == "failed":
             error = op.get("error") or {}
             self._emit({"type": "error", "errorText": str(error.get("message") or "failed")})
+            reason = "error"
         elif status == "cancelled":
             self._emit({"type": "abort", "reason": "cancelled"})
-        else:
-            part: dict[str, Any] = {"type": "finish"}
-            reason = _finish_reason(op.get("finish_reason"))
-            if reason is not None:
-                part["finishReason"] = reason
-            if self.metadata:
-                part["messageMetadata"] = {"model": self.state.model, "usage": op.get("usage")}
-            self._emit(part)
-        self._emit_done()
+        if reason is not None:
+            part["finishReason"] = reason
+        if self.metadata:
+            part["messageMetadata"] = {"model": self.state.model, "usage": op.get("usage")}
+        # Always a finish, even after error/abort: the Workflow transport reconnects until
+        # it has seen one.
+        self._emit(part)
+        self._emit_done(indexed=False)  # the AI SDK's parser does not count [DONE] as a chunk
         self.done = True
 
     # -- resume --------------------------------------------------------------------------

@@ -283,12 +283,13 @@ class View:
             f
             for o in state_ops(self.state, max_frame_bytes)
             for f in fresh.feed_json(o, seq)
-            if f.index is not None
+            if _kept(f)
         ]
         for frame in frames:
             frame.index, frame.cursor = None, False
-        if frames and self.next_index:
-            frames[-1].index, frames[-1].cursor = self.next_index - 1, True
+        last = [f for f in frames if f.body is not None]
+        if last and self.next_index:
+            last[-1].index, last[-1].cursor = self.next_index - 1, True
         for frame in frames:
             frame.data = self.render(frame)
         return frames
@@ -318,9 +319,16 @@ class View:
         frame.data = self.render(frame)
         self._out.append(frame)
 
-    def _emit_done(self) -> None:
-        """The ``data: [DONE]`` frame (body ``None``)."""
-        self._emit(None)
+    def _emit_done(self, indexed: bool = True) -> None:
+        """The ``data: [DONE]`` frame (body ``None``). Unindexed for clients that do not
+        count it as a chunk (the AI SDK's parser drops it): it then always closes a stream's
+        frames without taking an index."""
+        if indexed:
+            self._emit(None)
+            return
+        frame = Frame(None, self._seq, b"", None)
+        frame.data = self.render(frame)
+        self._out.append(frame)
 
     # -- catch-up ------------------------------------------------------------------------
     def catch_up(
@@ -337,7 +345,7 @@ class View:
         index of the last frame it covers, so its cursor stays exact. The view is left ready
         to ``feed`` the next live op. ``after_seq`` instead resumes after an op seq (the
         cursor of views whose SSE ids are op seqs)."""
-        frames = [f for op in ops for f in self.feed(op) if f.index is not None]
+        frames = [f for op in ops for f in self.feed(op) if _kept(f)]
         return self.compact(_after(frames, after, after_seq), max_frame_bytes)
 
     def compact(self, frames: Sequence[Frame], max_frame_bytes: int) -> list[Frame]:
@@ -409,12 +417,14 @@ def frames_after(
 ) -> tuple[list[Frame], View]:
     """The log's frames from index ``start_index`` on (a negative index counts from the tail,
     as the Workflow transport's ``startIndex``), and the view, ready for the next live op.
-    Transient frames are not in the log, so none is returned."""
+    Transient frames are not in the log, so none is returned; an unindexed ``[DONE]`` closes
+    the frames of an ended stream."""
     view = make_view()
-    frames = [f for op in ops for f in view.feed(op) if f.index is not None]
+    frames = [f for op in ops for f in view.feed(op) if _kept(f)]
+    indexed = [f for f in frames if f.index is not None]
     if start_index < 0:
-        start_index = max(0, len(frames) + start_index)
-    return frames[start_index:], view
+        start_index = max(0, len(indexed) + start_index)
+    return [f for f in frames if f.index is None or f.index >= start_index], view
 
 
 def tail_index(frames_total: int) -> int:
@@ -437,7 +447,7 @@ def catch_up(
     ``Last-Event-ID`` of the openai and ops views)."""
     ops = list(ops)
     probe = make_view()
-    logged = [f for op in ops for f in probe.feed(op) if f.index is not None]
+    logged = [f for op in ops for f in probe.feed(op) if _kept(f)]
     exact = _after(logged, after, after_seq)
     if len(exact) <= threshold:
         return exact, probe
@@ -446,7 +456,12 @@ def catch_up(
     return frames, view
 
 
+def _kept(frame: Frame) -> bool:
+    """Frames a resumed reader gets: logged ones and an unindexed ``[DONE]`` (not transient)."""
+    return frame.index is not None or frame.body is None
+
+
 def _after(frames: list[Frame], after: int, after_seq: int | None) -> list[Frame]:
     if after_seq is not None:
         return [f for f in frames if f.seq > after_seq]
-    return [f for f in frames if f.index is not None and f.index > after]
+    return [f for f in frames if f.index is None or f.index > after]
