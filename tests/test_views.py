@@ -4,7 +4,6 @@ exact resume at every index, and compacted catch-up (size and continuation)."""
 from __future__ import annotations
 
 import importlib.util
-import random
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from bench.catchup import long_answer, measure
 from tokenwire.protocol.views import (
     VIEWS,
     AISDKView,
@@ -204,28 +204,6 @@ def _payload(frame: Any) -> str:
 
 
 # -- compacted catch-up: the issue's measure ----------------------------------------------
-def long_answer(tokens: int = 10_000, seed: int = 7) -> list[RawOp]:
-    """A 10,000-token text answer, one delta op per token (uncoalesced)."""
-    rnd = random.Random(seed)
-    words = ["the", "stream", "resumes", "exactly", "where", "it", "stopped,", '"quoted"', "déjà"]
-    ops = [
-        RawOp(1, b'{"type":"message.start","seq":1,"id":"st_long","model":"mock"}'),
-        RawOp(2, b'{"type":"block.start","seq":2,"index":0,"block":{"type":"text","text":""}}'),
-    ]
-    seq = 2
-    for _ in range(tokens):
-        seq += 1
-        delta = {"type": "block.delta", "text": " " + rnd.choice(words)}
-        ops.append(RawOp(seq, msgspec.json.encode(delta)))
-    seq += 1
-    ops.append(RawOp(seq, b'{"type":"block.end","seq":%d,"index":0}' % seq))
-    seq += 1
-    end = {"type": "message.end", "seq": seq, "status": "completed", "finish_reason": "stop"}
-    end.update(usage={"prompt_tokens": 5, "completion_tokens": tokens}, error=None)
-    ops.append(RawOp(seq, msgspec.json.encode(end)))
-    return ops
-
-
 @pytest.mark.parametrize("view", ["aisdk", "openai", "ops"])
 def test_catch_up_on_10000_tokens_is_small(view: str) -> None:
     ops = long_answer()
@@ -315,3 +293,12 @@ def test_transient_frames_have_no_index_or_id() -> None:
         for frame in replay(cls(), ops):
             if frame.index is None:
                 assert not frame.data.startswith(b"id:"), name
+
+
+def test_bench_rows_meet_the_issue_bound() -> None:
+    rows = {r.view: r for r in measure(10_000)}
+    for view in ("aisdk", "openai", "ops"):
+        assert rows[view].ratio <= 1.2 and rows[view].compacted_frames <= 20
+        assert rows[view].compacted_max_frame <= 64 * 1024
+        assert rows[view].replay_frames > 10_000  # the uncompacted replay: one frame per token
+    assert rows["responses"].compacted_frames <= 20

@@ -306,23 +306,14 @@ class AISDKView(View):
         self.done = True
 
     # -- resume --------------------------------------------------------------------------
-    def catch_up(
-        self,
-        ops: Any,
-        *,
-        after: int = -1,
-        after_seq: int | None = None,
-        max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES,
+    def compacted(
+        self, frames: list[Frame], after: int, after_seq: int | None, max_frame_bytes: int
     ) -> list[Frame]:
         """From the start (``after=-1``: the useChat resume) the message is rebuilt from
         state, so a dropped step is not replayed; at a cursor (the Workflow transport's
         ``startIndex``) the log's frames are merged, keeping every index exact."""
         if after >= 0 or after_seq is not None:
-            return super().catch_up(
-                ops, after=after, after_seq=after_seq, max_frame_bytes=max_frame_bytes
-            )
-        for op in ops:
-            self.feed(op)
+            return self.compact(frames, max_frame_bytes)
         return self.state_frames(max_frame_bytes)
 
 

@@ -346,7 +346,14 @@ class View:
         to ``feed`` the next live op. ``after_seq`` instead resumes after an op seq (the
         cursor of views whose SSE ids are op seqs)."""
         frames = [f for op in ops for f in self.feed(op) if _kept(f)]
-        return self.compact(_after(frames, after, after_seq), max_frame_bytes)
+        return self.compacted(_after(frames, after, after_seq), after, after_seq, max_frame_bytes)
+
+    def compacted(
+        self, frames: list[Frame], after: int, after_seq: int | None, max_frame_bytes: int
+    ) -> list[Frame]:
+        """The catch-up for a view already fed the log: ``frames`` are the log's frames after
+        the reader's cursor. By default, runs of deltas merged (``compact``)."""
+        return self.compact(frames, max_frame_bytes)
 
     def compact(self, frames: Sequence[Frame], max_frame_bytes: int) -> list[Frame]:
         out: list[Frame] = []
@@ -445,15 +452,12 @@ def catch_up(
     the live ops with: exact frames when it is at most ``threshold`` frames behind, the
     view's compacted catch-up otherwise. ``after_seq`` resumes after an op seq instead (a
     ``Last-Event-ID`` of the openai and ops views)."""
-    ops = list(ops)
-    probe = make_view()
-    logged = [f for op in ops for f in probe.feed(op) if _kept(f)]
+    view = make_view()
+    logged = [f for op in ops for f in view.feed(op) if _kept(f)]
     exact = _after(logged, after, after_seq)
     if len(exact) <= threshold:
-        return exact, probe
-    view = make_view()
-    frames = view.catch_up(ops, after=after, after_seq=after_seq, max_frame_bytes=max_frame_bytes)
-    return frames, view
+        return exact, view
+    return view.compacted(exact, after, after_seq, max_frame_bytes), view
 
 
 def _kept(frame: Frame) -> bool:

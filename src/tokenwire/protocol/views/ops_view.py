@@ -12,7 +12,6 @@ from __future__ import annotations
 from typing import Any
 
 from tokenwire.protocol.views.base import (
-    DEFAULT_MAX_FRAME_BYTES,
     Frame,
     MessageState,
     OpLike,
@@ -86,22 +85,12 @@ class OpsView(View):
         with_id = frame.index is not None and frame.cursor
         return self._sse(frame.seq, encode_json(body), with_id)
 
-    def catch_up(
-        self,
-        ops: Any,
-        *,
-        after: int = -1,
-        after_seq: int | None = None,
-        max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES,
+    def compacted(
+        self, frames: list[Frame], after: int, after_seq: int | None, max_frame_bytes: int
     ) -> list[Frame]:
         """One snapshot op when the message fits in ``max_frame_bytes``, else merged ops."""
-        frames = [f for op in ops for f in self.feed(op) if f.index is not None]
         snapshot = {"type": "snapshot", "seq": self.state.seq, "message": message_dict(self.state)}
         data = self._sse(self.state.seq, encode_json(snapshot))
         if frames and len(data) <= max_frame_bytes:
             return [Frame(frames[-1].index, self.state.seq, data, snapshot)]
-        if after_seq is not None:
-            rest = [f for f in frames if f.seq > after_seq]
-        else:
-            rest = [f for f in frames if f.index is not None and f.index > after]
-        return self.compact(rest, max_frame_bytes)
+        return self.compact(frames, max_frame_bytes)
