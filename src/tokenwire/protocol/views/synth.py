@@ -24,11 +24,16 @@ def split_text(text: str, max_frame_bytes: int) -> list[str]:
         piece = text[start : start + size]
         while len(encode_json(piece)) > budget and len(piece) > 1:
             piece = piece[: len(piece) // 2]
-        grown = text[start : start + len(piece) * 2]
-        # Grow while the encoded size still fits (ASCII text fits ~4x the first guess).
-        while len(grown) > len(piece) and len(encode_json(grown)) <= budget:
-            piece = grown
-            grown = text[start : start + len(piece) * 2]
+        # Grow to the largest piece whose encoded size still fits (binary search between
+        # what fits and twice that; ASCII text fits ~4x the first guess).
+        low, high = len(piece), min(len(text) - start, len(piece) * 4)
+        while low < high:
+            mid = (low + high + 1) // 2
+            if len(encode_json(text[start : start + mid])) <= budget:
+                low = mid
+            else:
+                high = mid - 1
+        piece = text[start : start + low]
         pieces.append(piece)
         start += len(piece)
     return pieces
