@@ -302,3 +302,39 @@ def test_bench_rows_meet_the_issue_bound() -> None:
         assert rows[view].compacted_max_frame <= 64 * 1024
         assert rows[view].replay_frames > 10_000  # the uncompacted replay: one frame per token
     assert rows["responses"].compacted_frames <= 20
+
+
+def test_views_are_sans_io() -> None:
+    """The views import no I/O library (they run inside the sans-IO core)."""
+    import ast
+
+    forbidden = {"asyncio", "socket", "httpx", "redis", "starlette", "anyio", "uvicorn"}
+    folder = Path(__file__).parent.parent / "src" / "tokenwire" / "protocol" / "views"
+    for path in folder.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module]
+            for name in names:
+                assert name.split(".")[0] not in forbidden, (path.name, name)
+
+
+def test_a_streamed_error_result_is_one_tool_output_error() -> None:
+    ops = ops_from_jsonl(
+        [
+            '{"type":"message.start","seq":1,"id":"s","model":null}',
+            '{"type":"block.start","seq":2,"index":0,"block":{"type":"tool_call","id":"c","name":"f","arguments":"{}"}}',
+            '{"type":"block.end","seq":3,"index":0}',
+            '{"type":"block.start","seq":4,"index":1,"block":{"type":"tool_result","call_id":"c","name":"f","error":true,"output":""}}',
+            '{"type":"block.delta","text":"bad "}',
+            '{"type":"block.delta","text":"input"}',
+            '{"type":"block.end","seq":7,"index":1}',
+            '{"type":"message.end","seq":8,"status":"completed","finish_reason":"stop","usage":null,"error":null}',
+        ]
+    )
+    parts = [f.data for f in replay(AISDKView(), ops) if b"tool-output" in f.data]
+    assert parts == [
+        b'data: {"type":"tool-output-error","toolCallId":"c","errorText":"bad input"}\n\n'
+    ]

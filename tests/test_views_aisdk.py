@@ -257,3 +257,25 @@ def test_workflow_transport_resumes_at_the_chunk_index(tmp_path: Path) -> None:
     # The last three chunks: the file part, finish-step, finish.
     tail = got["wf_tail"]["message"]["parts"]
     assert [p["type"] for p in tail] == ["file"]
+
+
+def test_ai_sdk_resumes_a_long_answer_from_a_compacted_catch_up(tmp_path: Path) -> None:
+    """20,000 one-token deltas cut at token 15,000: the resume is a handful of frames (the
+    text split under 64 KiB) and the AI SDK's Chat ends with the whole text, once."""
+    from bench.catchup import long_answer
+
+    ops = long_answer(20_000)
+    frames, _ = resume(ops)
+    assert len(frames) <= 12
+    scenario = {
+        "name": "long",
+        "mode": "chat",
+        "post": _frames(ops[:15_000]),
+        "cut": True,
+        "resume": [f.data.decode() for f in frames],
+    }
+    got = _run([scenario], tmp_path)["long"]
+    assert got["statusAfterSend"] == "error" and got["status"] == "ready"
+    assert [m["role"] for m in got["messages"]] == ["user", "assistant"]
+    texts = [p["text"] for p in got["messages"][1]["parts"] if p["type"] == "text"]
+    assert texts == [_state(ops).blocks[0].text]

@@ -225,7 +225,7 @@ class AISDKView(View):
             self._text_delta("reasoning-delta", f"r{index}", text)
         elif block.type == "tool_call":
             self._tool_delta(block.attrs.get("id") or f"call_{index}", text)
-        elif block.type == "tool_result":
+        elif block.type == "tool_result" and not block.attrs.get("error"):
             output = block.text + text  # a preliminary output replaces the previous one
             self._output(index, block, output, preliminary=True)
 
