@@ -338,3 +338,14 @@ def test_a_streamed_error_result_is_one_tool_output_error() -> None:
     assert parts == [
         b'data: {"type":"tool-output-error","toolCallId":"c","errorText":"bad input"}\n\n'
     ]
+
+
+def test_views_take_encoded_ops_from_the_producer() -> None:
+    """``EncodedOp``s (what ``streams.follow`` yields) are views' input as they are."""
+    from tokenwire.protocol import assemble_response
+
+    fixture = HERE / "fixtures" / "openai_parallel_tools.sse"
+    encoded, _ = assemble_response(fixture.read_bytes(), stream_id="st_openai_parallel_tools")
+    raw = _ops("openai_parallel_tools")
+    for cls in VIEWS.values():
+        assert _sig(replay(cls(), encoded)) == _sig(replay(cls(), raw))
