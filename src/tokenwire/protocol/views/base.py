@@ -205,8 +205,8 @@ class View:
     ``feed(op)`` returns the frames for one op (in order, indexed densely over the log);
     ``close()`` returns what is owed when the op stream ends without ``message.end`` (nothing,
     for most views). Subclasses implement ``_on(op, seq)`` calling ``_emit`` per frame and
-    ``render(frame)`` (its wire bytes); ``catch_up`` may be overridden to
-    rebuild from state instead of merging the log's frames.
+    ``render(frame)`` (its wire bytes), and may override ``compacted`` to rebuild a catch-up
+    from state instead of merging the log's frames.
     """
 
     media_type = "text/event-stream"
