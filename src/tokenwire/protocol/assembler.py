@@ -77,6 +77,7 @@ class Assembler:
         "model",
         "seq",
         "stream_id",
+        "warning",
         "window",
     )
 
@@ -103,6 +104,9 @@ class Assembler:
         self._tool_meta: dict[int, dict[str, Any]] = {}  # key -> {"id", "name"}
         self._finish: dict[int, str] = {}
         self._usage: dict[str, Any] | None = None
+        # Set when the answer is complete but not as sent (e.g. invalid UTF-8 replaced):
+        # a message that does not fail carries it as its ``error`` (docs/protocol.md).
+        self.warning: dict[str, Any] | None = None
 
     # -- public API ------------------------------------------------------------------------
     def feed(self, facts: Iterable[Fact], now: float = 0.0) -> list[EncodedOp]:
@@ -295,6 +299,8 @@ class Assembler:
         self._emit(BlockEnd(self.seq + 1, index))
 
     def _end(self, status: str, error: dict | None) -> None:
+        if error is None:
+            error = self.warning
         self._ensure_started()
         self._flush()
         for index in sorted(self._open):
