@@ -48,6 +48,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="how long finished streams stay resumable (default 600; TOKENWIRE_RETENTION_S)",
     )
     parser.add_argument(
+        "--upstream-ca-file",
+        metavar="PEM",
+        help="CA certificates to trust for an https upstream, besides the system's "
+        "(TOKENWIRE_UPSTREAM_CA_FILE)",
+    )
+    parser.add_argument(
+        "--upstream-head-timeout-s",
+        type=float,
+        metavar="S",
+        help="longest wait for a streamed request's response head (default 60; "
+        "TOKENWIRE_UPSTREAM_HEAD_TIMEOUT_S)",
+    )
+    parser.add_argument(
         "--redis",
         metavar="URL",
         help="share streams between processes through Redis, e.g. redis://127.0.0.1:6379/0 "
@@ -92,6 +105,8 @@ def build_settings(args: argparse.Namespace):  # type: ignore[no-untyped-def]
             retention_s=args.retention_s,
             redis_url=args.redis,
             workers=args.workers,
+            upstream_ca_file=getattr(args, "upstream_ca_file", None),
+            upstream_head_timeout_s=getattr(args, "upstream_head_timeout_s", None),
         )
     except ValueError as exc:
         raise CommandError(str(exc)) from None
@@ -120,6 +135,12 @@ def build_settings(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     if settings.redis_lease_s <= 0 or settings.redis_grace_s < 0:
         raise CommandError(
             "TOKENWIRE_REDIS_LEASE_S must be positive, TOKENWIRE_REDIS_GRACE_S not negative"
+        )
+    if settings.upstream_ca_file and not Path(settings.upstream_ca_file).is_file():
+        raise CommandError(f"--upstream-ca-file {settings.upstream_ca_file}: no such file")
+    if settings.upstream_head_timeout_s <= 0 or settings.max_event_bytes <= 0:
+        raise CommandError(
+            "--upstream-head-timeout-s and TOKENWIRE_MAX_EVENT_BYTES must be positive"
         )
     if settings.data_dir is None:
         settings.data_dir = default_data_dir()

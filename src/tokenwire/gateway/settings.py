@@ -42,6 +42,17 @@ class Settings:
     upstream_connect_timeout_s: float = 10.0
     upstream_read_timeout_s: float = 300.0
     """Longest silence tolerated between upstream bytes."""
+    upstream_head_timeout_s: float = 60.0
+    """Longest wait for the response head of a streamed request (a non-streamed passthrough
+    request waits up to the read timeout: its answer only comes once it is whole)."""
+    upstream_idle_timeout_s: float = 30.0
+    """A pooled upstream connection unused this long is closed."""
+    upstream_ca_file: str | None = None
+    """PEM file of CA certificates trusted for an ``https`` upstream, besides the system's."""
+    upstream_max_body_bytes: int = 32 * 1024 * 1024
+    """Largest non-streamed upstream body read whole (``/v1/models``, non-streamed relays)."""
+    max_event_bytes: int = 16 * 1024 * 1024
+    """Largest upstream SSE event; a bigger one ends the stream ``failed`` (``event_too_large``)."""
     upstream_retries: int = 2
     """Retries of a request that failed before any response byte (connect errors, 502-504)."""
     upstream_backoff_s: float = 0.25
