@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -28,6 +30,21 @@ class GatewayError(Exception):
         except (msgspec.DecodeError, KeyError, TypeError, AttributeError):
             text = body[:200].decode("utf-8", "replace") or "no body"
             return cls(status, text, None, None)
+
+
+class GatewayUnreachable(ConnectionError):
+    """The gateway could not be reached (refused, unknown host, timed out, cut off). Its
+    message is one line: ``cannot reach the gateway at URL: reason``."""
+
+
+@contextlib.contextmanager
+def reaching(base_url: object) -> Iterator[None]:
+    """httpx's transport errors (with their long chains) as one :class:`GatewayUnreachable`."""
+    try:
+        yield
+    except httpx.TransportError as exc:
+        reason = str(exc) or type(exc).__name__
+        raise GatewayUnreachable(f"cannot reach the gateway at {base_url}: {reason}") from None
 
 
 class StreamState:
