@@ -48,6 +48,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="how long finished streams stay resumable (default 600; TOKENWIRE_RETENTION_S)",
     )
     parser.add_argument(
+        "--store-retention-s",
+        type=float,
+        metavar="S",
+        help="delete stored final messages this long after they finished (default: keep; "
+        "TOKENWIRE_STORE_RETENTION_S)",
+    )
+    parser.add_argument(
         "--upstream-ca-file",
         metavar="PEM",
         help="CA certificates to trust for an https upstream, besides the system's "
@@ -106,6 +113,7 @@ def build_settings(args: argparse.Namespace):  # type: ignore[no-untyped-def]
             redis_url=args.redis,
             workers=args.workers,
             upstream_ca_file=getattr(args, "upstream_ca_file", None),
+            store_retention_s=getattr(args, "store_retention_s", None),
             upstream_head_timeout_s=getattr(args, "upstream_head_timeout_s", None),
         )
     except ValueError as exc:
@@ -136,6 +144,8 @@ def build_settings(args: argparse.Namespace):  # type: ignore[no-untyped-def]
         raise CommandError(
             "TOKENWIRE_REDIS_LEASE_S must be positive, TOKENWIRE_REDIS_GRACE_S not negative"
         )
+    if settings.store_retention_s is not None and settings.store_retention_s < 0:
+        raise CommandError("--store-retention-s must not be negative")
     if settings.upstream_ca_file and not Path(settings.upstream_ca_file).is_file():
         raise CommandError(f"--upstream-ca-file {settings.upstream_ca_file}: no such file")
     if settings.upstream_head_timeout_s <= 0 or settings.max_event_bytes <= 0:

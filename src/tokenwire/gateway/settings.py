@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,6 +30,10 @@ class Settings:
     """Where the SQLite store lives. ``None``: an in-memory store (lost on exit)."""
     retention_s: float = 600.0
     """How long a finished stream's op log stays resumable."""
+    store_retention_s: float | None = None
+    """How long finished messages stay in the SQLite store. ``None``: kept forever."""
+    store_cleanup_interval_s: float = 3600.0
+    """How often rows past ``store_retention_s`` are deleted."""
     max_log_ops: int | None = None
     """Keep at most about this many ops of a live stream (older readers get a snapshot)."""
     max_body_bytes: int = 1 << 20
@@ -103,6 +108,46 @@ class Settings:
                 value = ",".join(value) or None
             env[f"TOKENWIRE_{f.name.upper()}"] = None if value is None else str(value)
         return env
+
+
+class WorkerSetupError(ValueError):
+    """Several gateway processes were asked for without a shared (Redis) hub."""
+
+
+def declared_workers(argv: list[str] | None = None, env: Mapping[str, str] | None = None) -> int:
+    """How many processes the server running us was told to start: uvicorn's and gunicorn's
+    ``--workers N`` / ``-w N`` on their command line (a spawned worker sees its supervisor's
+    ``sys.argv``), else ``WEB_CONCURRENCY`` (both servers' default), else 1."""
+    argv = sys.argv if argv is None else argv
+    env = os.environ if env is None else env
+    program = os.path.basename(argv[0]) if argv else ""
+    if program.startswith(("uvicorn", "gunicorn")) or (
+        len(argv) > 2 and argv[1] == "-m" and argv[2] in ("uvicorn", "gunicorn")
+    ):
+        for i, arg in enumerate(argv):
+            value = None
+            if arg in ("--workers", "-w") and i + 1 < len(argv):
+                value = argv[i + 1]
+            elif arg.startswith("--workers="):
+                value = arg.partition("=")[2]
+            if value is not None and value.isdigit():
+                return int(value)
+    raw = env.get("WEB_CONCURRENCY", "")
+    return int(raw) if raw.isdigit() else 1
+
+
+def check_worker_setup(
+    settings: Settings, argv: list[str] | None = None, env: Mapping[str, str] | None = None
+) -> None:
+    """Refuse several processes without Redis: each would only know its own streams (a reader
+    landing on another process gets 404). Raises :class:`WorkerSetupError`."""
+    workers = max(settings.workers, declared_workers(argv, env))
+    if workers > 1 and not settings.redis_url:
+        raise WorkerSetupError(
+            f"{workers} gateway worker processes need a shared hub: set TOKENWIRE_REDIS_URL "
+            "(or run `tokenwire serve --workers N --redis URL`); without Redis each process "
+            "only knows its own streams"
+        )
 
 
 def _parse(name: str, raw: str, type_: Any) -> Any:
