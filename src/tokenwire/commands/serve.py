@@ -144,6 +144,11 @@ def build_settings(args: argparse.Namespace):  # type: ignore[no-untyped-def]
         raise CommandError(
             "TOKENWIRE_REDIS_LEASE_S must be positive, TOKENWIRE_REDIS_GRACE_S not negative"
         )
+    if settings.max_request_head_bytes < 1024 or settings.request_head_timeout_s <= 0:
+        raise CommandError(
+            "TOKENWIRE_MAX_REQUEST_HEAD_BYTES must be at least 1024 and "
+            "TOKENWIRE_REQUEST_HEAD_TIMEOUT_S positive"
+        )
     if settings.store_retention_s is not None and settings.store_retention_s < 0:
         raise CommandError("--store-retention-s must not be negative")
     if settings.upstream_ca_file and not Path(settings.upstream_ca_file).is_file():
@@ -180,6 +185,8 @@ def run(args: argparse.Namespace) -> int:
 
     from tokenwire.commands._ports import require_free_port
     from tokenwire.gateway import create_app
+    from tokenwire.gateway.limits import configure
+    from tokenwire.logredact import uvicorn_log_config
 
     settings = build_settings(args)
     hub = "in-process hub"
@@ -203,6 +210,11 @@ def run(args: argparse.Namespace) -> int:
         # The gateway never uses the client's address; without uvicorn's proxy-headers
         # wrapper each open stream holds one coroutine frame less.
         "proxy_headers": False,
+        # Credentials never reach a log line (access log query strings, debug headers).
+        "log_config": uvicorn_log_config(args.log_level),
+        # uvicorn's httptools protocol plus a size and time bound on request heads (workers
+        # read the same bounds from the TOKENWIRE_* variables exported below).
+        "http": configure(settings.max_request_head_bytes, settings.request_head_timeout_s),
     }
     if settings.workers == 1:
         uvicorn.run(create_app(settings), lifespan="on", **options)

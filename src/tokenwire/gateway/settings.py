@@ -38,6 +38,10 @@ class Settings:
     """Keep at most about this many ops of a live stream (older readers get a snapshot)."""
     max_body_bytes: int = 1 << 20
     """Largest accepted request body (413 above)."""
+    max_request_head_bytes: int = 64 * 1024
+    """Largest request head (request line + headers) ``tokenwire serve`` reads (431 above)."""
+    request_head_timeout_s: float = 10.0
+    """Time a client has to send a whole request head (408 and closed after)."""
     keepalive_s: float = 15.0
     """Idle time before an SSE ``: ping`` comment / WebSocket ping."""
     ws_hello_timeout_s: float = 1.0
