@@ -9,6 +9,9 @@ What is redacted (the value becomes ``[REDACTED]``):
   handshake logs at debug) or as Python tuples and dicts (``(b'authorization', b'…')``);
 - any ``Bearer <token>`` and the password in ``scheme://user:password@host`` URLs.
 
+It also drops the traceback record of an exception marked ``logged = True`` (a passthrough
+relay cut by its upstream, already reported in one line).
+
 ``install()`` adds the filter to the handlers of the root logger and of uvicorn's and
 tokenwire's loggers; ``uvicorn_log_config()`` is uvicorn's default logging config with it.
 """
@@ -65,6 +68,9 @@ class RedactingFilter(logging.Filter):
     """
 
     def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if exc is not None and getattr(exc, "logged", False) is True:
+            return False  # reported in one line where it was raised: no traceback as well
         try:
             if record.name == "uvicorn.access" and isinstance(record.args, tuple):
                 record.args = tuple(_redact_arg(a) for a in record.args)
