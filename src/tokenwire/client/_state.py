@@ -73,6 +73,12 @@ class StreamState:
             if event.id is not None and event.id.isdigit():
                 op.seq = int(event.id)
             if op.seq <= self.seq:
+                if isinstance(op, MessageEnd) and op.seq == self.seq:
+                    # A reader-only end (the gateway gave up reading for us; the stream may
+                    # go on): it ends this follow without claiming a seq of the stream.
+                    apply_op(self.message, op)
+                    out.append(op)
+                    self.done = True
                 continue  # one we already have
             apply_op(self.message, op)
             self.seq = op.seq
