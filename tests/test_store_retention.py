@@ -69,7 +69,7 @@ def test_store_retention_setting_from_env() -> None:
         (["/venv/bin/uvicorn", "--factory", "tokenwire.gateway.app:app_from_env"], {}, 1),
         (["/venv/bin/uvicorn", "--factory", "x:app_from_env", "--workers", "4"], {}, 4),
         (["/venv/bin/uvicorn", "--workers=3", "--factory", "x:y"], {}, 3),
-        (["python", "-m", "uvicorn", "x:y", "--workers", "2"], {}, 2),
+        (["/venv/lib/site-packages/uvicorn/__main__.py", "x:y", "--workers", "2"], {}, 2),
         (["/venv/bin/gunicorn", "-w", "5", "x:y"], {}, 5),
         (["/venv/bin/uvicorn", "x:y"], {"WEB_CONCURRENCY": "6"}, 6),
         (["/venv/bin/tokenwire", "serve", "--workers", "4"], {}, 1),  # (serve checks itself)
@@ -87,3 +87,28 @@ def test_several_workers_without_redis_are_refused() -> None:
         check_worker_setup(Settings(workers=2), ["x"], {})
     check_worker_setup(Settings(redis_url="redis://127.0.0.1:6379/0"), argv, {})
     check_worker_setup(Settings(), ["/venv/bin/uvicorn", "x:y", "--reload"], {})
+
+
+def test_uvicorn_with_workers_and_no_redis_stops_with_one_clear_line(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    from conftest import free_port
+
+    root = Path(__file__).resolve().parent.parent
+    env = {
+        **os.environ,
+        "PYTHONPATH": f"{root / 'src'}{os.pathsep}{root / 'tests'}",
+        "TOKENWIRE_UPSTREAM": "http://127.0.0.1:9/v1",
+        "TOKENWIRE_DATA_DIR": str(tmp_path),
+    }
+    env.pop("TOKENWIRE_REDIS_URL", None)
+    cmd = [sys.executable, "-m", "uvicorn", "--factory", "worker_factory:app"]
+    cmd += ["--workers", "2", "--port", str(free_port()), "--host", "127.0.0.1"]
+    # (Before: the server started and served, each worker knowing only its own streams.)
+    result = subprocess.run(cmd, env=env, capture_output=True, timeout=30, cwd=tmp_path)
+    output = (result.stdout + result.stderr).decode()
+    assert "tokenwire: error: 2 gateway worker processes need a shared hub" in output
+    assert "Traceback" not in output
+    assert output.count("tokenwire: error:") <= 2  # one per worker, no restart loop

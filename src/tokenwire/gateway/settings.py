@@ -125,9 +125,9 @@ def declared_workers(argv: list[str] | None = None, env: Mapping[str, str] | Non
     argv = sys.argv if argv is None else argv
     env = os.environ if env is None else env
     program = os.path.basename(argv[0]) if argv else ""
-    if program.startswith(("uvicorn", "gunicorn")) or (
-        len(argv) > 2 and argv[1] == "-m" and argv[2] in ("uvicorn", "gunicorn")
-    ):
+    if program == "__main__.py":  # ``python -m uvicorn``: .../uvicorn/__main__.py
+        program = os.path.basename(os.path.dirname(argv[0]))
+    if program.startswith(("uvicorn", "gunicorn")):
         for i, arg in enumerate(argv):
             value = None
             if arg in ("--workers", "-w") and i + 1 < len(argv):
@@ -152,6 +152,21 @@ def check_worker_setup(
             "(or run `tokenwire serve --workers N --redis URL`); without Redis each process "
             "only knows its own streams"
         )
+
+
+WORKER_BOOT_FAILURE = 3
+"""Exit status of a worker that refuses to start: uvicorn's and gunicorn's supervisors both stop
+(rather than restart it forever) when a worker exits with 3."""
+
+
+def enforce_worker_setup(settings: Settings) -> None:
+    """``check_worker_setup`` for an app factory: on a refusal, print the reason as one line on
+    stderr and exit with :data:`WORKER_BOOT_FAILURE`, which stops the whole server."""
+    try:
+        check_worker_setup(settings)
+    except WorkerSetupError as exc:
+        print(f"tokenwire: error: {exc}", file=sys.stderr, flush=True)
+        raise SystemExit(WORKER_BOOT_FAILURE) from None
 
 
 def _parse(name: str, raw: str, type_: Any) -> Any:
