@@ -17,11 +17,12 @@ DEFAULT_MAX_DEPTH = 64
 
 
 class JSONTooDeep(ValueError):
-    """The JSON nests deeper than allowed. Routes answer 400 (WebSocket: close code 1007)."""
+    """The JSON nests deeper than allowed. Routes answer 400 ``invalid_json`` (a WebSocket
+    hello: the same JSON and close code 4400)."""
 
 
 class InvalidJSON(ValueError):
-    """The bytes are not JSON (or not valid UTF-8). Routes answer 400 (WebSocket: 1007)."""
+    """The bytes are not JSON (or not valid UTF-8). Routes answer 400 ``invalid_json``."""
 
 
 # A string, or one bracket. Strings are matched whole so brackets inside them do not count.
