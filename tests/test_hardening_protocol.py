@@ -178,6 +178,9 @@ def test_decode_json_body_bounds_depth() -> None:
         decode_json_body(b'{"a":{"b":{"c":1}}}', max_depth=2)
     with pytest.raises(InvalidJSON):
         decode_json_body(b"{nope")
+    assert decode_json_body('{"after": 3}') == {"after": 3}  # a WebSocket text frame
+    with pytest.raises(JSONTooDeep):
+        decode_json_body("[" * 5000 + "]" * 5000)
     assert issubclass(JSONTooDeep, ValueError) and issubclass(InvalidJSON, ValueError)
 
 

@@ -45,9 +45,14 @@ def json_depth_exceeds(data: bytes, max_depth: int) -> bool:
     return False
 
 
-def decode_json_body(data: bytes, max_depth: int = DEFAULT_MAX_DEPTH, *, type: Any = Any) -> Any:
-    """Decode a request body or WebSocket hello. Raises :class:`JSONTooDeep` or
-    :class:`InvalidJSON` (both ``ValueError``), never ``RecursionError``."""
+def decode_json_body(
+    data: bytes | str, max_depth: int = DEFAULT_MAX_DEPTH, *, type: Any = Any
+) -> Any:
+    """Decode a request body or WebSocket hello (text frames are ``str``). Raises
+    :class:`JSONTooDeep` or :class:`InvalidJSON` (both ``ValueError``), never
+    ``RecursionError``."""
+    if isinstance(data, str):
+        data = data.encode("utf-8", "surrogatepass")
     if json_depth_exceeds(data, max_depth):
         raise JSONTooDeep(f"JSON nested deeper than {max_depth} levels")
     try:
