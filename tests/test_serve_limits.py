@@ -183,3 +183,12 @@ def test_filter_formats_split_header_args_and_keeps_access_args() -> None:
     record = logging.LogRecord("uvicorn.access", 20, "", 0, '%s - "%s %s HTTP/%s" %d', args, None)
     flt.filter(record)
     assert record.args[2] == "/a?api_key=[REDACTED]"  # type: ignore[index]
+
+
+def test_uvicorn_log_config_filters_every_handler() -> None:
+    from tokenwire.logredact import uvicorn_log_config
+
+    config = uvicorn_log_config("warning")
+    assert all(h["filters"] == ["redact"] for h in config["handlers"].values())
+    assert config["loggers"]["tokenwire"]["level"] == "WARNING"
+    # (applied for real by the `tokenwire serve` process in the tests above)

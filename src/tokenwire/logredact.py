@@ -111,7 +111,7 @@ def uvicorn_log_config(level: str = "info") -> dict[str, Any]:
         handler["filters"] = ["redact"]
     config["loggers"]["tokenwire"] = {
         "handlers": ["default"],
-        "level": "DEBUG" if level == "debug" else "INFO",
+        "level": level.upper(),  # (the --log-level of serve: critical … debug)
         "propagate": False,
     }
     return config
