@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
@@ -39,6 +40,21 @@ class GatewayError(Exception):
         except (msgspec.DecodeError, KeyError, TypeError, AttributeError):
             text = body[:200].decode("utf-8", "replace") or "no body"
             return cls(status, text, None, None)
+
+
+class GatewayUnreachable(ConnectionError):
+    """The gateway could not be reached (refused, unknown host, timed out, cut off). Its
+    message is one line: ``cannot reach the gateway at URL: reason``."""
+
+
+@contextlib.contextmanager
+def reaching(base_url: object) -> Iterator[None]:
+    """httpx's transport errors (with their long chains) as one :class:`GatewayUnreachable`."""
+    try:
+        yield
+    except httpx.TransportError as exc:
+        reason = str(exc) or type(exc).__name__
+        raise GatewayUnreachable(f"cannot reach the gateway at {base_url}: {reason}") from None
 
 
 class StreamState:
@@ -80,6 +96,12 @@ class StreamState:
             if event.id is not None and event.id.isdigit():
                 op.seq = int(event.id)
             if op.seq <= self.seq:
+                if isinstance(op, MessageEnd) and op.seq == self.seq:
+                    # A reader-only end (the gateway gave up reading for us; the stream may
+                    # go on): it ends this follow without claiming a seq of the stream.
+                    apply_op(self.message, op)
+                    out.append(op)
+                    self.done = True
                 continue  # one we already have
             apply_op(self.message, op)
             self.seq = op.seq

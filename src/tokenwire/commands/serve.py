@@ -55,6 +55,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="how long finished streams stay resumable (default 600; TOKENWIRE_RETENTION_S)",
     )
     parser.add_argument(
+        "--store-retention-s",
+        type=float,
+        metavar="S",
+        help="delete stored final messages this long after they finished (default: keep; "
+        "TOKENWIRE_STORE_RETENTION_S)",
+    )
+    parser.add_argument(
+        "--upstream-ca-file",
+        metavar="PEM",
+        help="CA certificates to trust for an https upstream, besides the system's "
+        "(TOKENWIRE_UPSTREAM_CA_FILE)",
+    )
+    parser.add_argument(
+        "--upstream-head-timeout-s",
+        type=float,
+        metavar="S",
+        help="longest wait for a streamed request's response head (default 60; "
+        "TOKENWIRE_UPSTREAM_HEAD_TIMEOUT_S)",
+    )
+    parser.add_argument(
         "--redis",
         metavar="URL",
         help="share streams between processes through Redis, e.g. redis://127.0.0.1:6379/0 "
@@ -100,6 +120,9 @@ def build_settings(args: argparse.Namespace):  # type: ignore[no-untyped-def]
             retention_s=args.retention_s,
             redis_url=args.redis,
             workers=args.workers,
+            upstream_ca_file=getattr(args, "upstream_ca_file", None),
+            store_retention_s=getattr(args, "store_retention_s", None),
+            upstream_head_timeout_s=getattr(args, "upstream_head_timeout_s", None),
         )
     except ValueError as exc:
         raise CommandError(str(exc)) from None
@@ -131,6 +154,19 @@ def build_settings(args: argparse.Namespace):  # type: ignore[no-untyped-def]
         )
     if settings.store_url:
         check_store_url(settings.store_url)
+    if settings.max_request_head_bytes < 1024 or settings.request_head_timeout_s <= 0:
+        raise CommandError(
+            "TOKENWIRE_MAX_REQUEST_HEAD_BYTES must be at least 1024 and "
+            "TOKENWIRE_REQUEST_HEAD_TIMEOUT_S positive"
+        )
+    if settings.store_retention_s is not None and settings.store_retention_s < 0:
+        raise CommandError("--store-retention-s must not be negative")
+    if settings.upstream_ca_file and not Path(settings.upstream_ca_file).is_file():
+        raise CommandError(f"--upstream-ca-file {settings.upstream_ca_file}: no such file")
+    if settings.upstream_head_timeout_s <= 0 or settings.max_event_bytes <= 0:
+        raise CommandError(
+            "--upstream-head-timeout-s and TOKENWIRE_MAX_EVENT_BYTES must be positive"
+        )
     if settings.data_dir is None:
         settings.data_dir = default_data_dir()
     return settings
@@ -181,6 +217,8 @@ def run(args: argparse.Namespace) -> int:
 
     from tokenwire.commands._ports import require_free_port
     from tokenwire.gateway import create_app
+    from tokenwire.gateway.limits import configure
+    from tokenwire.logredact import uvicorn_log_config
 
     settings = build_settings(args)
     hub = "in-process hub"
@@ -209,6 +247,11 @@ def run(args: argparse.Namespace) -> int:
         # The gateway never uses the client's address; without uvicorn's proxy-headers
         # wrapper each open stream holds one coroutine frame less.
         "proxy_headers": False,
+        # Credentials never reach a log line (access log query strings, debug headers).
+        "log_config": uvicorn_log_config(args.log_level),
+        # uvicorn's httptools protocol plus a size and time bound on request heads (workers
+        # read the same bounds from the TOKENWIRE_* variables exported below).
+        "http": configure(settings.max_request_head_bytes, settings.request_head_timeout_s),
     }
     if settings.workers == 1:
         uvicorn.run(create_app(settings), lifespan="on", **options)

@@ -143,7 +143,7 @@ def run(args: argparse.Namespace) -> int:
     from rich.live import Live
 
     from tokenwire.cli import CommandError
-    from tokenwire.client import Client, GatewayError
+    from tokenwire.client import Client, GatewayError, GatewayUnreachable
 
     if bool(args.stream_id) == bool(args.prompt):
         raise CommandError("give either a stream ID or --prompt TEXT")
@@ -171,6 +171,8 @@ def run(args: argparse.Namespace) -> int:
                     return 130
                 live.update(render(stream.message))
         except GatewayError as exc:
+            raise CommandError(str(exc)) from None
+        except GatewayUnreachable as exc:
             raise CommandError(str(exc)) from None
         except ConnectionError as exc:
             raise CommandError(f"cannot reach the gateway at {args.url}: {exc}") from None

@@ -283,8 +283,14 @@ class RedisHub(Hub):
             raise HubUnavailable(f"Redis unavailable at {redact(self.url)}: {exc}") from None
 
     # -- writing -------------------------------------------------------------------------
+    def _live_expiry_ms(self) -> int:
+        """TTL of a live stream's keys: renewed with the lease, so they only run out once
+        nobody produces the stream any more (then after a lease plus the retention)."""
+        return int((self.lease_ttl_s + self.retention_s) * 1000)
+
     async def create(self, stream_id: str, *, owner: str | None) -> None:
         keys = self.keys
+        token = secrets.token_hex(8)  # this call's: a retried script recognizes its own work
         async with self._unavailable():
             created = await self._scripts["create"](
                 keys=[keys.meta(stream_id), keys.lease(stream_id)],
@@ -294,6 +300,8 @@ class RedisHub(Hub):
                     repr(time.time()),
                     self.producer_id,
                     int(self.lease_ttl_s * 1000),
+                    token,
+                    self._live_expiry_ms(),
                 ],
             )
             if not created:
@@ -672,6 +680,10 @@ class RedisHub(Hub):
     async def _renew_leases(self) -> None:
         interval = self.lease_ttl_s / 3
         ttl_ms = int(self.lease_ttl_s * 1000)
+        # The keys' own expiry is far longer than the lease: refreshed a few times per expiry.
+        expiry_ms = self._live_expiry_ms()
+        refresh_s = max(interval, expiry_ms / 4000)
+        refreshed = time.monotonic()
         while True:
             _raise_if_cancelled()
             await asyncio.sleep(interval)
@@ -682,9 +694,16 @@ class RedisHub(Hub):
                 pipe = self.r.pipeline(transaction=False)
                 for stream_id in ids:
                     pipe.set(self.keys.lease(stream_id), self.producer_id, px=ttl_ms)
+                refresh = time.monotonic() - refreshed >= refresh_s
+                if refresh:
+                    for stream_id in ids:
+                        pipe.pexpire(self.keys.meta(stream_id), expiry_ms)
+                        pipe.pexpire(self.keys.log(stream_id), expiry_ms)
                 deadline = self._lease_deadline_ms()
                 pipe.zadd(self.keys.active, dict.fromkeys(ids, deadline))
                 await pipe.execute()
+                if refresh:
+                    refreshed = time.monotonic()
             except _UNAVAILABLE as exc:
                 log.warning("could not renew %d producer leases: %s", len(ids), exc)
 

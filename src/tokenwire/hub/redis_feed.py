@@ -15,8 +15,25 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import msgspec
+
 from tokenwire.hub.base import MAX_BATCH, HubUnavailable, PositionCursor, Signal, TransientBuffer
-from tokenwire.protocol import EncodedOp, MessageEnd, encode
+from tokenwire.protocol import EncodedOp, MessageEnd
+
+
+def reader_only_end(last_seq: int, message: str, error_type: str) -> EncodedOp:
+    """A ``message.end`` (``failed``) made for one reader that gives up, not for the stream:
+    it exists only for this reader; the shared log is not touched.
+
+    It must never take a seq a real op will have: its ``seq`` is the last real op's (it does
+    not advance the position) and its SSE frame has no ``id:`` line, so an ``EventSource``
+    that reconnects sends the last real seq as ``Last-Event-ID`` and misses nothing. Clients
+    recognize it as a ``message.end`` whose seq is not above the last one they applied.
+    """
+    error = {"message": message, "type": error_type, "code": None}
+    op = MessageEnd(last_seq, "failed", None, None, error)
+    json = msgspec.json.encode(op)
+    return EncodedOp(op, last_seq, json, b"data:%s\n\n" % json)
 
 
 class Feed:
@@ -177,9 +194,7 @@ class RedisCursor(PositionCursor):
 
     def _end_failed(self, message: str, error_type: str) -> list[EncodedOp]:
         # The log cannot be reached: end this reader with a clear error rather than hang.
-        # The op exists only for this reader; the shared log is not touched.
-        error = {"message": message, "type": error_type, "code": None}
-        return self._deliver([encode(MessageEnd(self._pos + 1, "failed", None, None, error))])
+        return self._deliver([reader_only_end(self._pos, message, error_type)])
 
     async def aclose(self) -> None:
         if not self._closed:

@@ -93,6 +93,7 @@ class Assembler:
         "model",
         "seq",
         "stream_id",
+        "warning",
         "window",
     )
 
@@ -124,6 +125,9 @@ class Assembler:
         self._finish_step: dict[int, int] = {}  # choice -> step its finish reason came in
         self._result_block: dict[str, int] = {}  # tool_result call id -> open block index
         self._data_ids: dict[str, int] = {}  # data block id -> block index
+        # Set when the answer is complete but not as sent (e.g. invalid UTF-8 replaced):
+        # a message that does not fail carries it as its ``error`` (docs/protocol.md).
+        self.warning: dict[str, Any] | None = None
 
     # -- public API ------------------------------------------------------------------------
     def feed(self, facts: Iterable[Fact], now: float = 0.0) -> list[EncodedOp]:
@@ -495,6 +499,8 @@ class Assembler:
         self._emit(BlockEnd(self.seq + 1, index))
 
     def _end(self, status: str, error: dict | None) -> None:
+        if error is None:
+            error = self.warning
         self._ensure_started()
         self._flush()
         for index in sorted(self._open):

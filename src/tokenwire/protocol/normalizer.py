@@ -32,6 +32,7 @@ from tokenwire.protocol.facts import (
     UpstreamError,
     UsageFact,
 )
+from tokenwire.protocol.jsonsafe import repair_utf8
 from tokenwire.protocol.sse import SSEEvent
 from tokenwire.protocol.think_tags import DEFAULT_THINK_TAGS, ThinkTagSplitter
 
@@ -60,6 +61,7 @@ class ChunkNormalizer:
         "_next_key",
         "_tags",
         "last_skip_reason",
+        "replaced",
         "saw_chunk",
         "saw_done",
         "skipped",
@@ -73,6 +75,9 @@ class ChunkNormalizer:
         self.skipped = 0  # data events that were not JSON chunks (ignored, counted)
         self.last_skip_reason: str | None = None
         self.saw_done = False
+        # Chunks decoded only after invalid UTF-8 or lone surrogate escapes in them were
+        # replaced by U+FFFD (the message reports it: see Assembler.warning).
+        self.replaced = 0
 
     def passes_plain_text(self, choice: int) -> bool:
         """True if plain content (no ``<``) for ``choice`` becomes one text fact as it is."""
@@ -88,8 +93,8 @@ class ChunkNormalizer:
         if data[:1] == b"{":  # a chunk: decode right here, the per-token path
             try:
                 chunk = _decode(data)
-            except (msgspec.DecodeError, msgspec.ValidationError):
-                return self.feed_data(data)  # counts and records the skip
+            except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
+                return self.feed_data(data)  # repairs, or counts and records the skip
             return self.feed_chunk(chunk)
         return self.feed_data(data)
 
@@ -100,11 +105,23 @@ class ChunkNormalizer:
             return [*self._flush_all(), Done()]
         try:
             chunk = decode_chunk(data)
+        except RecursionError:  # msgspec recurses per nesting level
+            return self._skip("JSON nested too deep")
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-            self.skipped += 1
-            self.last_skip_reason = str(exc)
-            return []
+            repaired = repair_utf8(data)
+            if repaired is None:
+                return self._skip(str(exc))
+            try:
+                chunk = decode_chunk(repaired)
+            except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
+                return self._skip(str(exc))
+            self.replaced += 1
         return self.feed_chunk(chunk)
+
+    def _skip(self, reason: str) -> list[Fact]:
+        self.skipped += 1
+        self.last_skip_reason = reason
+        return []
 
     def feed_chunk(self, chunk: Chunk) -> list[Fact]:
         facts: list[Fact] = []

@@ -6,6 +6,7 @@ import msgspec
 
 from tokenwire.protocol.chunks import decode_chunk
 from tokenwire.protocol.facts import Done
+from tokenwire.protocol.jsonsafe import repair_utf8
 from tokenwire.protocol.message import Message
 from tokenwire.protocol.ops import EncodedOp
 from tokenwire.protocol.pipeline import Pipeline
@@ -44,12 +45,29 @@ def assemble_response(
 
 
 def _whole_body(pipe: Pipeline, body: bytes) -> tuple[list[EncodedOp], Message]:
+    replaced = False
     try:
         chunk = decode_chunk(body)
+    except RecursionError:  # msgspec recurses per nesting level
+        raise NotAChatCompletion("not a chat-completion JSON body: nested too deep") from None
     except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-        raise NotAChatCompletion(f"not a chat-completion JSON body: {exc}") from None
+        repaired = repair_utf8(body)
+        try:
+            if repaired is None:
+                raise exc
+            chunk = decode_chunk(repaired)
+            replaced = True
+        except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
+            raise NotAChatCompletion(f"not a chat-completion JSON body: {exc}") from None
     if chunk.choices is None and chunk.error is None:
         raise NotAChatCompletion("JSON body has neither 'choices' nor 'error'")
+    if replaced:
+        pipe.assembler.warning = {
+            "message": "the body held invalid UTF-8; the undecodable bytes were replaced with "
+            "U+FFFD",
+            "type": "invalid_utf8",
+            "code": None,
+        }
     normalizer = pipe.normalizer
     facts = normalizer.feed_chunk(chunk) + normalizer.close()
     if chunk.error is None:
