@@ -1,4 +1,9 @@
-"""Upstream bytes -> ops in one object: SSE decoder + chunk normalizer + assembler."""
+"""Upstream bytes -> ops in one object: SSE decoder + normalizer + assembler.
+
+``format`` picks the upstream API: ``"chat"`` (chat completions, the default), ``"responses"``
+(OpenAI Responses events), ``"anthropic"`` (Anthropic Messages events) or ``"auto"`` (from
+the first event; see protocol/formats.py). Only chat has the per-token fast path below.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +13,7 @@ import msgspec
 
 from tokenwire.protocol.assembler import Assembler
 from tokenwire.protocol.chunks import Chunk, chunk_decoder
+from tokenwire.protocol.formats import AutoNormalizer, Normalizer, make_normalizer
 from tokenwire.protocol.message import Message
 from tokenwire.protocol.normalizer import ChunkNormalizer
 from tokenwire.protocol.ops import EncodedOp
@@ -16,12 +22,14 @@ from tokenwire.protocol.think_tags import DEFAULT_THINK_TAGS
 
 
 class Pipeline:
-    """Feed an OpenAI chat-completions SSE body in any pieces; get sequenced ops."""
+    """Feed an upstream SSE body in any pieces; get sequenced ops."""
 
     __slots__ = (
+        "_chat",
         "_fast_index",
         "assembler",
         "decoder",
+        "format",
         "normalizer",
     )
 
@@ -32,9 +40,18 @@ class Pipeline:
         model: str | None = None,
         coalesce_ms: float = 0.0,
         think_tags: Iterable[str] | None = DEFAULT_THINK_TAGS,
+        format: str = "chat",
     ) -> None:
         self.decoder = SSEDecoder()
-        self.normalizer = ChunkNormalizer(think_tags)
+        self.format = format  # "auto" until the first event decides
+        self.normalizer: Normalizer | AutoNormalizer
+        if format == "chat":
+            self.normalizer = ChunkNormalizer(think_tags)
+        elif format == "auto":
+            self.normalizer = AutoNormalizer(think_tags, self._detected)
+        else:
+            self.normalizer = make_normalizer(format, think_tags)
+        self._chat = format == "chat"
         self.assembler = Assembler(stream_id, model=model, coalesce_ms=coalesce_ms)
         # Index of choice 0's open text block while the per-token fast path may be taken.
         self._fast_index: int | None = None
@@ -66,8 +83,14 @@ class Pipeline:
                     self._fast_index = self._fast_path_index()
                     return ops
         ops = self._feed(data, now)
-        self._fast_index = self._fast_path_index()
+        if self._chat:
+            self._fast_index = self._fast_path_index()
         return ops
+
+    def _detected(self, fmt: str, normalizer: Normalizer) -> None:
+        self.format = fmt
+        self.normalizer = normalizer
+        self._chat = fmt == "chat"
 
     def _feed(self, data: bytes, now: float) -> list[EncodedOp]:
         events = self.decoder.feed(data)
