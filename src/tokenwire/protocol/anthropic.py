@@ -202,6 +202,10 @@ class AnthropicNormalizer:
             return [TextFact(0, "text", delta.text)]
         facts: list[Fact] = []
         if not self.saw_chunk:
+            if not event.type:  # not an event of this API (e.g. a chat chunk)
+                self.skipped += 1
+                self.last_skip_reason = "no 'type' in the event"
+                return []
             self.saw_chunk = True
             message = event.message
             facts.append(Started(message.model if message is not None else None))

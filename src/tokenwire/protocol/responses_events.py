@@ -175,6 +175,10 @@ class ResponsesNormalizer:
             return [TextFact(0, "text", text)]
         facts: list[Fact] = []
         if not self.saw_chunk:
+            if not event.type:  # not an event of this API (e.g. a chat chunk)
+                self.skipped += 1
+                self.last_skip_reason = "no 'type' in the event"
+                return []
             self.saw_chunk = True
             response = event.response
             facts.append(Started(response.model if response is not None else None))
