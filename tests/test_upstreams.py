@@ -316,3 +316,21 @@ def test_harmony_is_bounded_on_hostile_content() -> None:
 def test_upstream_error_mid_stream_is_reported() -> None:
     facts = facts_of("anthropic_error_mid_stream.sse", AnthropicNormalizer())
     assert facts[-1] == UpstreamError("Overloaded", "overloaded_error", None)
+
+
+@pytest.mark.parametrize("name", [n for n in UPSTREAM_FIXTURES if n.endswith(".sse")])
+@pytest.mark.parametrize("fmt", ["auto", "forced"])
+def test_one_event_per_read_gives_the_same_ops_as_one_read(name: str, fmt: str) -> None:
+    # Reads of exactly one event are what the events fast path takes.
+    data = (FIXTURES / name).read_bytes()
+    forced = FORMAT_OF[name.split("_")[0]] if fmt == "forced" else "auto"
+    events = [e + b"\n\n" for e in data.split(b"\n\n") if e]
+    whole_ops, whole = run(data, [], forced)
+    pipe = Pipeline("st", format=forced)
+    ops = []
+    for event in events:
+        ops += pipe.feed(event)
+    ops += pipe.close()
+    assert [o.json for o in ops] == [o.json for o in whole_ops]
+    assert [o.sse for o in ops] == [o.sse for o in whole_ops]
+    assert pipe.message.to_json() == whole.to_json()

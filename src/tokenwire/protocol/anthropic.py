@@ -198,8 +198,13 @@ class AnthropicNormalizer:
             and delta.text
             and self.saw_chunk
         ):  # the per-token case
-            self._pos.text(delta.text)
-            return [TextFact(0, "text", delta.text)]
+            text = delta.text
+            pos = self._pos
+            if pos.open:
+                pos.length += len(text)
+            else:
+                pos.text(text)
+            return [TextFact(0, "text", text)]
         facts: list[Fact] = []
         if not self.saw_chunk:
             if not event.type:  # not an event of this API (e.g. a chat chunk)

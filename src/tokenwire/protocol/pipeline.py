@@ -13,6 +13,7 @@ import msgspec
 
 from tokenwire.protocol.assembler import Assembler
 from tokenwire.protocol.chunks import Chunk, chunk_decoder
+from tokenwire.protocol.facts import TextFact
 from tokenwire.protocol.formats import AutoNormalizer, Normalizer, make_normalizer
 from tokenwire.protocol.message import Message
 from tokenwire.protocol.normalizer import ChunkNormalizer
@@ -69,7 +70,7 @@ class Pipeline:
         return self.assembler.done
 
     def feed(self, data: bytes, now: float = 0.0) -> list[EncodedOp]:
-        index = self._fast_index
+        index = self._fast_index  # (never set for other formats)
         if index is not None and data.endswith(b"\n\n"):
             lines = data.splitlines()
             if len(lines) == 2 and lines[0].startswith(b"data: {"):
@@ -82,8 +83,35 @@ class Pipeline:
                     ops = self.assembler.feed(self.normalizer.feed_chunk(chunk), now)
                     self._fast_index = self._fast_path_index()
                     return ops
+        if not self._chat:
+            return self._feed_events(data, now)
         ops = self._feed(data, now)
-        if self._chat:
+        self._fast_index = self._fast_path_index()
+        return ops
+
+    def _feed_events(self, data: bytes, now: float) -> list[EncodedOp]:
+        """Responses / Anthropic events (and "auto" before it decides). The usual read is one
+        whole ``event: …`` + ``data: …`` event: with the SSE decoder between events, its data
+        goes straight to the normalizer (the event name is in the data's ``type`` too), and a
+        text fact for the open block of its kind straight to a delta op."""
+        if data.endswith(b"\n\n") and self.decoder.idle and self.format != "auto":
+            lines = data.splitlines()
+            if (
+                len(lines) == 3
+                and lines[1].startswith(b"data: ")
+                and lines[0].startswith(b"event:")
+            ):
+                facts = self.normalizer.feed_data(lines[1][6:])  # type: ignore[union-attr]
+                assembler = self.assembler
+                if len(facts) == 1 and not assembler.window:
+                    fact = facts[0]
+                    if type(fact) is TextFact:
+                        current = assembler.text_block(0)
+                        if current is not None and current[0] == fact.kind and not fact.choice:
+                            return [assembler.text_delta(current[1], fact.text)]
+                return assembler.feed(facts, now)
+        ops = self._feed(data, now)
+        if self._chat:  # "auto" just decided on chat
             self._fast_index = self._fast_path_index()
         return ops
 

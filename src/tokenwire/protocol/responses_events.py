@@ -171,7 +171,11 @@ class ResponsesNormalizer:
             if not text:
                 return []
             self._streamed.add(event.output_index)
-            self._pos.text(text)
+            pos = self._pos
+            if pos.open:
+                pos.length += len(text)
+            else:
+                pos.text(text)
             return [TextFact(0, "text", text)]
         facts: list[Fact] = []
         if not self.saw_chunk:
