@@ -238,10 +238,10 @@ class AnthropicNormalizer:
             self._block_stop(index, facts)
         if body.usage is not None:
             facts.append(UsageFact(body.usage))
-        if body.stop_reason:
+        if body.stop_reason:  # (without one the message never finished: truncated)
             facts.append(Finished(0, STOP_REASONS.get(body.stop_reason, body.stop_reason)))
-        self.saw_done = True
-        facts.append(Done())
+            self.saw_done = True
+            facts.append(Done())
         return facts
 
     # -- events --------------------------------------------------------------------------
