@@ -334,3 +334,38 @@ def test_one_event_per_read_gives_the_same_ops_as_one_read(name: str, fmt: str) 
     assert [o.json for o in ops] == [o.json for o in whole_ops]
     assert [o.sse for o in ops] == [o.sse for o in whole_ops]
     assert pipe.message.to_json() == whole.to_json()
+
+
+def test_responses_events_that_name_their_item_differently_never_duplicate() -> None:
+    # Minimal servers: deltas name only the item id (or nothing), the done items repeat
+    # the whole content, argument deltas name only the call id.
+    events = [
+        {"type": "response.created", "response": {"model": "m"}},
+        {"type": "response.output_text.delta", "item_id": "msg_1", "delta": "Hel"},
+        {"type": "response.output_text.delta", "delta": "lo"},
+        {
+            "type": "response.output_item.done",
+            "output_index": 0,
+            "item": {
+                "type": "message",
+                "id": "msg_1",
+                "content": [{"type": "output_text", "text": "Hello"}],
+            },
+        },
+        {
+            "type": "response.output_item.added",
+            "output_index": 1,
+            "item": {"type": "function_call", "id": "fc_1", "call_id": "call_1", "name": "f"},
+        },
+        {"type": "response.function_call_arguments.delta", "call_id": "call_1", "delta": "{}"},
+        {
+            "type": "response.output_item.done",
+            "item": {"type": "function_call", "id": "fc_1", "call_id": "call_1", "arguments": "{}"},
+        },
+        {"type": "response.completed", "response": {"status": "completed"}},
+    ]
+    body = b"".join(b"data: " + json.dumps(e).encode() + b"\n\n" for e in events)
+    _, message = assemble_response(body)
+    blocks = [(b.type, b.text) for b in message.blocks]
+    assert blocks == [("text", "Hello"), ("tool_call", "{}")]
+    assert message.finish_reason == "tool_calls"

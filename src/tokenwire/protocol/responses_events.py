@@ -100,6 +100,7 @@ class _Event(msgspec.Struct, gc=False):
     item: msgspec.Raw = _ABSENT  # (msgspec.Raw cannot be in a union with None)
     part: _Part | None = None
     annotation: dict[str, Any] | None = None
+    call_id: str | None = None
     arguments: str | None = None
     input: str | None = None
     text: str | None = None
@@ -170,7 +171,7 @@ class ResponsesNormalizer:
             text = event.delta
             if not text:
                 return []
-            self._streamed.add(event.output_index)
+            self._streamed.add(event.item_id or event.output_index)
             pos = self._pos
             if pos.open:
                 pos.length += len(text)
@@ -212,21 +213,21 @@ class ResponsesNormalizer:
         key: _Key = event.output_index if event.output_index is not None else event.item_id
         if kind == "response.output_text.delta":
             if event.delta:
-                self._streamed.add(event.output_index)
+                self._streamed.add(event.item_id or event.output_index)
                 self._text("text", event.delta, facts)
         elif kind == "response.reasoning_summary_text.delta" or kind in (
             "response.reasoning_text.delta",
             "response.reasoning.delta",
         ):
             if event.delta:
-                self._streamed.add(key)
+                self._streamed.add(event.item_id or key)
                 self._text("reasoning", event.delta, facts)
         elif kind == "response.reasoning_summary_part.added":
-            if event.summary_index and key in self._streamed:
+            if event.summary_index and self._was_streamed(key, event.item_id):
                 self._text("reasoning", "\n\n", facts)  # summary parts are paragraphs
         elif kind == "response.refusal.delta":
             if event.delta:
-                self._streamed.add(key)
+                self._streamed.add(event.item_id or key)
                 self._text("refusal", event.delta, facts)
         elif kind == "response.content_part.added":
             part = event.part
@@ -241,16 +242,16 @@ class ResponsesNormalizer:
             "response.custom_tool_call_input.delta",
         ):
             if event.delta:
-                self._streamed.add(key)
-                self._arguments(key, event.item_id, event.delta, facts)
+                self._streamed.add(event.item_id or key)
+                self._arguments(key, event, event.delta, facts)
         elif kind in (
             "response.function_call_arguments.done",
             "response.custom_tool_call_input.done",
         ):
             whole = event.arguments if event.arguments is not None else event.input
-            if whole and key not in self._streamed:
-                self._streamed.add(key)
-                self._arguments(key, event.item_id, whole, facts)
+            if whole and not self._was_streamed(key, event.item_id):
+                self._streamed.add(event.item_id or key)
+                self._arguments(key, event, whole, facts)
         elif kind == "response.output_item.added":
             if event.item:
                 self._item_added(key, _decode_item(event.item), event.item, facts)
@@ -275,7 +276,7 @@ class ResponsesNormalizer:
             self._start_call(key, item, facts)
             whole = item.arguments if kind == "function_call" else item.input
             if whole:
-                self._streamed.add(key)
+                self._streamed.add(item.id or key)
                 facts.append(ToolCallArguments(0, self._calls[key], whole))
         elif kind not in _ITEM_KINDS:
             self._data(item, raw, facts)
@@ -283,14 +284,16 @@ class ResponsesNormalizer:
     def _item_done(self, key: _Key, item: _Item, raw: msgspec.Raw, facts: list[Fact]) -> None:
         kind = item.type
         if kind in ("function_call", "custom_tool_call"):
-            if key not in self._calls:
+            call = self._find_call(key, item.id, item.call_id)
+            if call is None:
                 self._start_call(key, item, facts)
+                call = self._calls[key]
             whole = item.arguments if kind == "function_call" else item.input
-            if whole and key not in self._streamed:
-                self._streamed.add(key)
-                facts.append(ToolCallArguments(0, self._calls[key], whole))
+            if whole and not self._was_streamed(key, item.id):
+                self._streamed.add(item.id or key)
+                facts.append(ToolCallArguments(0, call, whole))
         elif kind == "message" or kind == "reasoning":
-            if key not in self._streamed:  # a server that sent only the finished item
+            if not self._was_streamed(key, item.id):  # a server that sent only the whole item
                 self._whole_item(item, raw, facts)
             elif kind == "reasoning" and item.encrypted_content:
                 self._pos.other()
@@ -321,7 +324,7 @@ class ResponsesNormalizer:
                 facts.append(ReasoningEncrypted(0, item.encrypted_content))
         elif kind in ("function_call", "custom_tool_call"):
             key = item.id or item.call_id
-            if key not in self._calls:
+            if self._find_call(key, item.id, item.call_id) is None:
                 self._start_call(key, item, facts)
                 whole = item.arguments if kind == "function_call" else item.input
                 if whole:
@@ -347,16 +350,36 @@ class ResponsesNormalizer:
         self._calls[key] = call
         if item.id is not None:
             self._calls.setdefault(item.id, call)
+        if item.call_id is not None:
+            self._calls.setdefault(item.call_id, call)
         self._had_calls = True
         self._pos.other()
         facts.append(ToolCallStarted(0, call, item.call_id or item.id, item.name))
 
-    def _arguments(self, key: _Key, item_id: str | None, text: str, facts: list[Fact]) -> None:
-        call = self._calls.get(key)
+    def _was_streamed(self, key: _Key, item_id: str | None) -> bool:
+        """Did deltas already carry this item's content? Deltas are marked by item id, else
+        output index; a server whose deltas name neither marks ``None``: all items then."""
+        streamed = self._streamed
+        return (
+            (item_id is not None and item_id in streamed) or key in streamed or (None in streamed)
+        )
+
+    def _find_call(self, key: _Key, item_id: str | None, call_id: str | None) -> int | None:
+        calls = self._calls
+        call = calls.get(key)
         if call is None and item_id is not None:
-            call = self._calls.get(item_id)
+            call = calls.get(item_id)
+        if call is None and call_id is not None:
+            call = calls.get(call_id)
+        return call
+
+    def _arguments(self, key: _Key, event: _Event, text: str, facts: list[Fact]) -> None:
+        item_id = event.item_id
+        call = self._find_call(key, item_id, event.call_id)
+        if call is None and key is None and item_id is None and self._next_key:
+            call = self._next_key - 1  # a delta that names nothing continues the last call
         if call is None:  # arguments without their item: a call of unknown name
-            self._start_call(key, _Item(id=item_id), facts)
+            self._start_call(key, _Item(id=item_id, call_id=event.call_id), facts)
             call = self._calls[key]
         facts.append(ToolCallArguments(0, call, text))
 
