@@ -369,3 +369,20 @@ def test_responses_events_that_name_their_item_differently_never_duplicate() -> 
     blocks = [(b.type, b.text) for b in message.blocks]
     assert blocks == [("text", "Hello"), ("tool_call", "{}")]
     assert message.finish_reason == "tool_calls"
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in FIXTURES.glob("*.sse")))
+def test_auto_gives_the_same_ops_as_the_right_format_for_every_recording(name: str) -> None:
+    data = (FIXTURES / name).read_bytes()
+    fmt = FORMAT_OF.get(name.split("_")[0], "chat")
+    events = [e + b"\n\n" for e in data.replace(b"\r\n", b"\n").split(b"\n\n") if e]
+    for pieces in ([data], events):
+        got = []
+        for chosen in ("auto", fmt):
+            pipe = Pipeline("st", format=chosen)
+            ops = []
+            for piece in pieces:
+                ops += pipe.feed(piece)
+            ops += pipe.close()
+            got.append([o.sse for o in ops])
+        assert got[0] == got[1]
