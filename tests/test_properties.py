@@ -35,6 +35,12 @@ words = st.sampled_from(
         "think>",
         "</th",
         "a<b",
+        # gpt-oss harmony markup (split by the chunking like any other text)
+        "<|channel|>analysis<|message|>",
+        "<|end|><|start|>assistant<|channel|>final<|message|>",
+        "<|chan",
+        "<|channel|>commentary to=functions.f<|message|>",
+        "<|call|>",
     ]
 )
 snippet = st.lists(words, min_size=1, max_size=4).map("".join)

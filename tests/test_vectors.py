@@ -24,6 +24,8 @@ REGEN = os.environ.get("TOKENWIRE_REGEN_VECTORS") == "1"
 def build_vectors() -> dict[str, bytes]:
     files: dict[str, bytes] = {}
     for fixture in sorted(FIXTURES.iterdir()):
+        if fixture.suffix == ".md":
+            continue  # the origins README
         ops, message = assemble_response(fixture.read_bytes(), stream_id=f"st_{fixture.stem}")
         files[f"{fixture.stem}.ops.jsonl"] = b"".join(op.json + b"\n" for op in ops)
         files[f"{fixture.stem}.message.json"] = message.to_json()

@@ -20,6 +20,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="base URL of the OpenAI-compatible model server, with /v1 (TOKENWIRE_UPSTREAM)",
     )
     parser.add_argument(
+        "--upstream-api",
+        choices=("chat", "responses", "anthropic"),
+        help="the upstream's API: chat (/chat/completions, default), responses (/responses) or "
+        "anthropic (/messages, x-api-key auth); request bodies are forwarded as they are "
+        "(TOKENWIRE_UPSTREAM_API)",
+    )
+    parser.add_argument(
         "--upstream-api-key-env",
         metavar="NAME",
         help="environment variable holding the upstream API key (TOKENWIRE_UPSTREAM_API_KEY_ENV)",
@@ -110,6 +117,7 @@ def build_settings(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     try:
         settings = Settings.from_env(
             upstream=args.upstream,
+            upstream_api=getattr(args, "upstream_api", None),
             upstream_api_key_env=args.upstream_api_key_env,
             host=args.host,
             port=args.port,
@@ -128,6 +136,11 @@ def build_settings(args: argparse.Namespace):  # type: ignore[no-untyped-def]
         raise CommandError(str(exc)) from None
     if not settings.upstream.startswith(("http://", "https://")):
         raise CommandError(f"--upstream must be an http(s) URL, got {settings.upstream!r}")
+    if settings.upstream_api not in ("chat", "responses", "anthropic"):
+        raise CommandError(
+            f"TOKENWIRE_UPSTREAM_API must be chat, responses or anthropic, "
+            f"got {settings.upstream_api!r}"
+        )
     if settings.upstream_api_key_env and not os.environ.get(settings.upstream_api_key_env):
         raise CommandError(f"environment variable {settings.upstream_api_key_env} is not set")
     if not 0 <= settings.port < 65536:
@@ -237,6 +250,7 @@ def run(args: argparse.Namespace) -> int:
     workers = f", {settings.workers} workers" if settings.workers > 1 else ""
     print(
         f"tokenwire serve: http://{settings.host}:{settings.port} -> {settings.upstream} "
+        f"[{settings.upstream_api}] "
         f"({auth}, {hub}{workers}, {data})",
         flush=True,
     )

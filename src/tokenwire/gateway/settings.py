@@ -16,6 +16,9 @@ class Settings:
 
     upstream: str = "http://127.0.0.1:8000/v1"
     """Base URL of the OpenAI-compatible model server, including ``/v1``."""
+    upstream_api: str = "chat"
+    """The upstream's API: ``chat`` (``/chat/completions``), ``responses`` (``/responses``) or
+    ``anthropic`` (``/messages``, ``x-api-key`` auth). See gateway/upstream_api.py."""
     upstream_api_key: str | None = field(default=None, repr=False)
     """Sent upstream as ``Authorization: Bearer``; never logged or returned."""
     upstream_api_key_env: str | None = None

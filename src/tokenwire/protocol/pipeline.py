@@ -1,4 +1,9 @@
-"""Upstream bytes -> ops in one object: SSE decoder + chunk normalizer + assembler."""
+"""Upstream bytes -> ops in one object: SSE decoder + normalizer + assembler.
+
+``format`` picks the upstream API: ``"chat"`` (chat completions, the default), ``"responses"``
+(OpenAI Responses events), ``"anthropic"`` (Anthropic Messages events) or ``"auto"`` (from
+the first event; see protocol/formats.py). Only chat has the per-token fast path below.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +13,8 @@ import msgspec
 
 from tokenwire.protocol.assembler import Assembler
 from tokenwire.protocol.chunks import Chunk, chunk_decoder
+from tokenwire.protocol.facts import TextFact
+from tokenwire.protocol.formats import AutoNormalizer, Normalizer, make_normalizer
 from tokenwire.protocol.message import Message
 from tokenwire.protocol.normalizer import ChunkNormalizer
 from tokenwire.protocol.ops import EncodedOp
@@ -16,13 +23,15 @@ from tokenwire.protocol.think_tags import DEFAULT_THINK_TAGS
 
 
 class Pipeline:
-    """Feed an OpenAI chat-completions SSE body in any pieces; get sequenced ops."""
+    """Feed an upstream SSE body in any pieces; get sequenced ops."""
 
     __slots__ = (
+        "_chat",
         "_fast_index",
         "_head",
         "assembler",
         "decoder",
+        "format",
         "normalizer",
     )
 
@@ -33,10 +42,19 @@ class Pipeline:
         model: str | None = None,
         coalesce_ms: float = 0.0,
         think_tags: Iterable[str] | None = DEFAULT_THINK_TAGS,
+        format: str = "chat",
         max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
     ) -> None:
         self.decoder = SSEDecoder(max_event_bytes)
-        self.normalizer = ChunkNormalizer(think_tags)
+        self.format = format  # "auto" until the first event decides
+        self.normalizer: Normalizer | AutoNormalizer
+        if format == "chat":
+            self.normalizer = ChunkNormalizer(think_tags)
+        elif format == "auto":
+            self.normalizer = AutoNormalizer(think_tags, self._detected)
+        else:
+            self.normalizer = make_normalizer(format, think_tags)
+        self._chat = format == "chat"
         self.assembler = Assembler(stream_id, model=model, coalesce_ms=coalesce_ms)
         # Index of choice 0's open text block while the per-token fast path may be taken.
         self._fast_index: int | None = None
@@ -56,7 +74,7 @@ class Pipeline:
         return self.assembler.done
 
     def feed(self, data: bytes, now: float = 0.0) -> list[EncodedOp]:
-        index = self._fast_index
+        index = self._fast_index  # (never set for other formats)
         if index is not None and data.endswith(b"\n\n"):
             lines = data.splitlines()
             if len(lines) == 2 and lines[0].startswith(b"data: {"):
@@ -69,9 +87,42 @@ class Pipeline:
                     ops = self.assembler.feed(self.normalizer.feed_chunk(chunk), now)
                     self._fast_index = self._fast_path_index()
                     return ops
+        if not self._chat:
+            return self._feed_events(data, now)
         ops = self._feed(data, now)
         self._fast_index = self._fast_path_index()
         return ops
+
+    def _feed_events(self, data: bytes, now: float) -> list[EncodedOp]:
+        """Responses / Anthropic events (and "auto" before it decides). The usual read is one
+        whole ``event: …`` + ``data: …`` event: with the SSE decoder between events, its data
+        goes straight to the normalizer (the event name is in the data's ``type`` too), and a
+        text fact for the open block of its kind straight to a delta op."""
+        if data.endswith(b"\n\n") and self.decoder.idle and self.format != "auto":
+            lines = data.splitlines()
+            if (
+                len(lines) == 3
+                and lines[1].startswith(b"data: ")
+                and lines[0].startswith(b"event:")
+            ):
+                facts = self.normalizer.feed_data(lines[1][6:])  # type: ignore[union-attr]
+                assembler = self.assembler
+                if len(facts) == 1 and not assembler.window:
+                    fact = facts[0]
+                    if type(fact) is TextFact:
+                        current = assembler.text_block(0)
+                        if current is not None and current[0] == fact.kind and not fact.choice:
+                            return [assembler.text_delta(current[1], fact.text)]
+                return assembler.feed(facts, now)
+        ops = self._feed(data, now)
+        if self._chat:  # "auto" just decided on chat
+            self._fast_index = self._fast_path_index()
+        return ops
+
+    def _detected(self, fmt: str, normalizer: Normalizer) -> None:
+        self.format = fmt
+        self.normalizer = normalizer
+        self._chat = fmt == "chat"
 
     def _feed(self, data: bytes, now: float) -> list[EncodedOp]:
         if self._head is None:
@@ -88,7 +139,7 @@ class Pipeline:
 
     def _events(self, events: list, now: float) -> list[EncodedOp]:
         normalizer = self.normalizer
-        replaced = normalizer.replaced
+        replaced = getattr(normalizer, "replaced", 0)  # (only the chat normalizer repairs)
         normalize = normalizer.feed_event
         if len(events) == 1:
             facts = normalize(events[0])
@@ -96,9 +147,10 @@ class Pipeline:
             facts = []
             for event in events:
                 facts.extend(normalize(event))
-        if normalizer.replaced != replaced:
+        now_replaced = getattr(normalizer, "replaced", 0)
+        if now_replaced != replaced:
             self.assembler.warning = {
-                "message": f"{normalizer.replaced} upstream chunk(s) held invalid UTF-8; "
+                "message": f"{now_replaced} upstream chunk(s) held invalid UTF-8; "
                 "the undecodable bytes were replaced with U+FFFD",
                 "type": "invalid_utf8",
                 "code": None,
