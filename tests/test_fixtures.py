@@ -191,18 +191,20 @@ EXPECTED: dict[str, tuple] = {
         [
             (
                 "reasoning",
-                "**Finding the height**\n\nThe user asks how tall the tower is."
-                "\n\n**Citing a source**",
-                {},
+                (
+                    "**Finding the height**\n\nThe user asks how tall the tower is.\n\n**Ci"
+                    "ting a source**"
+                ),
+                {"encrypted": "gAAAAABor0A1Zr3Jc2m8y2kX0VJb3Yl1e8w=="},
             ),
             ("text", "The Eiffel Tower is 330 m tall (toureiffel.paris) — café ✓.", {}),
             (
                 "source",
                 None,
                 {
-                    "url": "https://www.toureiffel.paris/en/the-monument/key-figures"
-                    "?utm_source=openai",
+                    "url": "https://www.toureiffel.paris/en/the-monument/key-figures?utm_source=openai",
                     "title": "The Eiffel Tower in figures",
+                    "span": {"block": 1, "start": 32, "end": 48},
                 },
             ),
         ],
@@ -230,11 +232,45 @@ EXPECTED: dict[str, tuple] = {
         "completed",
         "stop",
         [
+            (
+                "data",
+                None,
+                {
+                    "name": "web_search_call",
+                    "id": "ws_67c9fa0502748190b7dd390736892e100be649c1a5ff9609",
+                    "value": {
+                        "id": "ws_67c9fa0502748190b7dd390736892e100be649c1a5ff9609",
+                        "type": "web_search_call",
+                        "status": "completed",
+                        "action": {"type": "search", "query": "positive news today"},
+                    },
+                },
+            ),
             ("text", "A new sea turtle sanctuary opened.", {}),
             (
                 "source",
                 None,
-                {"url": "https://www.example.com/turtles", "title": "Turtle sanctuary"},
+                {
+                    "url": "https://www.example.com/turtles",
+                    "title": "Turtle sanctuary",
+                    "span": {"block": 1, "start": 2, "end": 26},
+                },
+            ),
+            (
+                "data",
+                None,
+                {
+                    "name": "code_interpreter_call",
+                    "id": "ci_1",
+                    "value": {
+                        "id": "ci_1",
+                        "type": "code_interpreter_call",
+                        "status": "completed",
+                        "code": "print(1+1)",
+                        "container_id": "cntr_1",
+                        "outputs": [{"type": "logs", "logs": "2\n"}],
+                    },
+                },
             ),
         ],
     ),
@@ -242,7 +278,7 @@ EXPECTED: dict[str, tuple] = {
         "completed",
         "tool_calls",
         [
-            ("reasoning", "Describing the picture.", {}),
+            ("reasoning", "Describing the picture.", {"encrypted": "gAAAAABoIPOD"}),
             ("text", "The image depicts a scenic landscape with a wooden boardwalk.", {}),
             ("tool_call", '{"caption":"boardwalk"}', {"id": "call_1", "name": "save_caption"}),
         ],
@@ -266,13 +302,48 @@ EXPECTED: dict[str, tuple] = {
         [
             ("tool_call", "{}", {"id": "svu_web_001", "name": "web_search"}),
             ("tool_call", '{"query":"test"}', {"id": "tu_client_001", "name": "ask_internal_tool"}),
+            (
+                "tool_result",
+                None,
+                {
+                    "call_id": "svu_web_001",
+                    "name": "web_search",
+                    "output": (
+                        '[{"type":"web_search_result","url":"https://example.com","title":"Exam'
+                        'ple Result","encrypted_content":"enc_abc123","page_age":null}]'
+                    ),
+                },
+            ),
+            (
+                "tool_result",
+                None,
+                {
+                    "call_id": "svu_code_001",
+                    "name": None,
+                    "output": (
+                        '{"type":"code_execution_result","return_code":0,"stdout":"hello","stde'
+                        'rr":"","content":[]}'
+                    ),
+                },
+            ),
         ],
     ),
     "anthropic_thinking.sse": (
         "completed",
         "stop",
         [
-            ("reasoning", 'The user has simply said "hey" as a greeting.', {}),
+            (
+                "reasoning",
+                'The user has simply said "hey" as a greeting.',
+                {
+                    "signature": (
+                        "ErUBCkYIARgCIkACJWxzySUOJzOlZ8WFdgQSbeQA3H1i5rfkKLV9eC4HN6Jcnrlw1NcnPR"
+                        "IPaTs9jLF3rllsfoidjZapJ+5MLwjVEgzTfQ6r9tDZvyBP0nEaDHWRqRWP7CoPOc+ksSIw"
+                        "SlxHzaMbnyXGoiNmCj9thC3N6EDMpemJPx3UZqDtrgmKZgQMMzNzNsh9IxgvtuYKKh1PxX"
+                        "UmWexqlckSVETQj3LbHLK/nwEK+bz0+2b/pA=="
+                    )
+                },
+            ),
             ("text", "Hello! How can I help you today?", {}),
         ],
     ),
@@ -281,8 +352,26 @@ EXPECTED: dict[str, tuple] = {
         "stop",
         [
             ("text", "According to the documents:\nThe grass is green and the sky is blue.", {}),
-            ("source", None, {"url": "document:0", "title": "All aboout the grass and the sky"}),
-            ("source", None, {"url": "https://example.org/sky", "title": "Why is the sky blue?"}),
+            (
+                "source",
+                None,
+                {
+                    "url": "document:0",
+                    "title": "All aboout the grass and the sky",
+                    "span": {"block": 0, "start": 28, "end": 46},
+                    "cited_text": "The grass is green. ",
+                },
+            ),
+            (
+                "source",
+                None,
+                {
+                    "url": "https://example.org/sky",
+                    "title": "Why is the sky blue?",
+                    "span": {"block": 0, "start": 51, "end": 66},
+                    "cited_text": "The sky is blue.",
+                },
+            ),
         ],
     ),
     "anthropic_message.json": (
@@ -290,15 +379,43 @@ EXPECTED: dict[str, tuple] = {
         "stop",
         [
             ("text", "According to the documents:\nThe grass is green and the sky is blue.", {}),
-            ("source", None, {"url": "document:0", "title": "All aboout the grass and the sky"}),
-            ("source", None, {"url": "document:0", "title": "All aboout the grass and the sky"}),
+            (
+                "source",
+                None,
+                {
+                    "url": "document:0",
+                    "title": "All aboout the grass and the sky",
+                    "span": {"block": 0, "start": 28, "end": 46},
+                    "cited_text": "The grass is green. ",
+                },
+            ),
+            (
+                "source",
+                None,
+                {
+                    "url": "document:0",
+                    "title": "All aboout the grass and the sky",
+                    "span": {"block": 0, "start": 51, "end": 66},
+                    "cited_text": "The sky is blue.",
+                },
+            ),
         ],
     ),
     "anthropic_error_mid_stream.sse": ("failed", None, [("text", "Partial answer", {})]),
     "anthropic_redacted_max_tokens.sse": (
         "completed",
         "length",
-        [("text", "The answer starts here but", {})],
+        [
+            (
+                "reasoning",
+                "",
+                {
+                    "encrypted": "EmwKAhgBEgy3va3pzix/LafPsn4aDFIT2Xlxh0L5L8rLVyIwxtE3rAFBa8cr3qpP",
+                    "redacted": True,
+                },
+            ),
+            ("text", "The answer starts here but", {}),
+        ],
     ),
 }
 
