@@ -16,6 +16,7 @@ from conftest import free_port, serve_asgi
 
 from tokenwire.cli import main as cli_main
 from tokenwire.mock import SCENARIOS, create_mock_app, tool_calls
+from tokenwire.mock.scenarios import agent_call
 from tokenwire.protocol import assemble_response
 
 MESSAGES = [{"role": "user", "content": "hi"}]
@@ -61,6 +62,7 @@ def test_models_lists_every_scenario(mock_url: str):
         "mock-error",
         "mock-truncated",
         "mock-html",
+        "mock-agent",
     } <= (set(ids))
 
 
@@ -274,6 +276,7 @@ EXPECTED_STATUS = {
     "mock-error": ("failed", None),
     "mock-truncated": ("failed", None),
     "mock-html": ("completed", "stop"),
+    "mock-agent": ("completed", "tool_calls"),  # (its first call: no tool result yet)
 }
 
 
@@ -302,6 +305,10 @@ def test_recorded_output_decodes_into_the_expected_message(mock_url: str, model:
         assert [(b["type"], b["id"], b["name"], b["arguments"]) for b in blocks] == [
             ("tool_call", *call) for call in tool_calls(0)
         ]
+        return
+    if model == "mock-agent":
+        assert [b["type"] for b in blocks] == ["reasoning", "tool_call"]
+        assert (blocks[1]["id"], blocks[1]["name"], blocks[1]["arguments"]) == agent_call(0)
         return
     whole = post(mock_url, model=model, max_tokens=limit)
     if model == "mock-error":

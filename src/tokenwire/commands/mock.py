@@ -1,7 +1,9 @@
 """Run the deterministic mock model server: OpenAI chat completions (/v1/chat/completions),
 the OpenAI Responses API (/v1/responses) and the Anthropic Messages API (/v1/messages), whose
 answers are picked by the request's model name (mock, mock-reasoning, mock-tools, mock-error,
-mock-truncated, mock-html), streamed or whole, each in that API's wire format."""
+mock-truncated, mock-html, mock-agent), streamed or whole, each in that API's wire format.
+Chat completions also continue a partial assistant message (vLLM's continue_final_message or
+DeepSeek/Mistral's prefix: true) unless --no-continuation."""
 
 from __future__ import annotations
 
@@ -30,6 +32,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default="openai",
         help="which server's tool-call chunks mock-tools imitates",
     )
+    parser.add_argument(
+        "--no-continuation",
+        dest="continuation",
+        action="store_false",
+        help="refuse continuation requests with a 400 (an upstream that cannot continue)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -49,6 +57,7 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed,
         reasoning_style=args.reasoning_style,
         tool_style=args.tool_style,
+        continuation=args.continuation,
     )
     require_free_port(args.host, args.port)
     print(f"tokenwire mock: http://{args.host}:{args.port}/v1 (models: GET /v1/models)")

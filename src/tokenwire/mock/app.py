@@ -12,7 +12,15 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
 from tokenwire.mock.apis import AnthropicEncoder, ResponsesEncoder, steps
-from tokenwire.mock.scenarios import SCENARIOS, ReasoningStyle, Settings, ToolStyle
+from tokenwire.mock.scenarios import (
+    SCENARIOS,
+    NotAPrefix,
+    ReasoningStyle,
+    Settings,
+    ToolStyle,
+    answer_parts,
+    continue_from,
+)
 from tokenwire.producer import ChatRequest, Outcome, Part, RequestError, create_app
 
 
@@ -59,11 +67,14 @@ def create_mock_app(
     seed: int = 0,
     reasoning_style: ReasoningStyle = "reasoning_content",
     tool_style: ToolStyle = "openai",
+    continuation: bool = True,
 ) -> Starlette:
     """The mock model server as an ASGI app (see docs/producer.md for the scenarios).
 
     ``tps`` paces tokens per second per stream (0: as fast as the client reads), ``ttft_ms``
     delays the first token. ``app.state.mock_stats`` holds the ``MockStats``.
+    ``continuation=False`` refuses continuation requests (see ``_partial``) with a 400, like
+    an upstream that cannot continue an answer.
     """
     stats = MockStats()
     reasoning_field = "reasoning" if reasoning_style == "reasoning" else "reasoning_content"
@@ -74,14 +85,35 @@ def create_mock_app(
             over = msgspec.convert(extra or {}, Overrides)
         except msgspec.ValidationError as exc:
             raise RequestError(f"Invalid value for 'mock': {exc}.", param="mock") from None
+        partial = _partial(request, reasoning_field)
+        if partial is not None and not continuation:
+            raise RequestError(
+                "This server cannot continue an assistant message.",
+                param="continue_final_message" if partial[2] == "vllm" else "messages",
+                code="unsupported_parameter",
+            )
+        # The answer depends on the conversation without the partial assistant message, so
+        # a continued request maps to the same answer as the one it continues.
+        history = request.messages[:-1] if partial is not None else request.messages
         settings = Settings(
             seed=seed if over.seed is None else over.seed,
             limit=request.token_limit,
             stream=request.stream,
             reasoning_style=reasoning_style,
             tool_style=tool_style if over.tool_style is None else over.tool_style,
+            tool_results=sum(1 for m in history if m.role == "tool"),
         )
         parts = SCENARIOS[request.model](settings)
+        if partial is not None:
+            answer = answer_parts(parts, settings.limit)
+            try:
+                parts = iter(continue_from(answer, partial[0], partial[1]))
+            except NotAPrefix as exc:
+                raise RequestError(
+                    f"The partial assistant message is not a prefix of this model's answer: {exc}.",
+                    param="messages",
+                    code="continuation_mismatch",
+                ) from None
         return _paced(
             parts,
             tps if over.tps is None else over.tps,
@@ -118,6 +150,7 @@ def create_mock_app(
             stream=stream,
             reasoning_style="reasoning_content",  # (think tags are a chat-content quirk)
             tool_style="openai",  # (the other styles are chat-completions quirks)
+            tool_results=_tool_results(body, anthropic),
         )
         answer = steps(SCENARIOS[model](settings), limit)
         encoder = (AnthropicEncoder if anthropic else ResponsesEncoder)(model, settings.seed)
@@ -148,6 +181,58 @@ def create_mock_app(
     )
     app.state.mock_stats = stats
     return app
+
+
+def _tool_results(body: dict, anthropic: bool) -> int:
+    """Tool results in a Responses ``input`` (``function_call_output`` items) or in Anthropic
+    ``messages`` (``tool_result`` content blocks)."""
+    if anthropic:
+        messages = body.get("messages")
+        items = [
+            block
+            for m in (messages if isinstance(messages, list) else ())
+            if isinstance(m, dict) and isinstance(m.get("content"), list)
+            for block in m["content"]
+        ]
+        kind = "tool_result"
+    else:
+        given = body.get("input")
+        items = given if isinstance(given, list) else []
+        kind = "function_call_output"
+    return sum(1 for item in items if isinstance(item, dict) and item.get("type") == kind)
+
+
+def _partial(request: ChatRequest, reasoning_field: str) -> tuple[str, str, str] | None:
+    """``(reasoning, content, style)`` of the partial assistant message a request asks to
+    continue, or None. Styles: vLLM's ``continue_final_message: true`` (with
+    ``add_generation_prompt: false``), or DeepSeek/Mistral's ``prefix: true`` on the last
+    message. The partial reasoning is the message's ``reasoning_content`` (DeepSeek's name)
+    or ``reasoning`` member; with think tags it is part of ``content``."""
+    body = request.body
+    raw = body.get("messages")
+    last = raw[-1] if isinstance(raw, list) and raw and isinstance(raw[-1], dict) else {}
+    vllm = body.get("continue_final_message") is True
+    if not vllm and last.get("prefix") is not True:
+        return None
+    if vllm and body.get("add_generation_prompt") is not False:
+        # (vLLM's own rule: its default add_generation_prompt is true.)
+        raise RequestError(
+            "continue_final_message needs add_generation_prompt: false.",
+            param="add_generation_prompt",
+        )
+    message = request.messages[-1]
+    if message.role != "assistant":
+        raise RequestError(
+            "Only an assistant message can be continued: the last message must have role "
+            "'assistant'.",
+            param="messages",
+        )
+    reasoning = last.get(reasoning_field)
+    if reasoning is None:
+        reasoning = last.get("reasoning_content", last.get("reasoning"))
+    if reasoning is not None and not isinstance(reasoning, str):
+        raise RequestError("The partial reasoning must be a string.", param="messages")
+    return reasoning or "", message.text(), "vllm" if vllm else "prefix"
 
 
 def _api_error(anthropic: bool, status: int, kind: str, message: str) -> Response:

@@ -24,6 +24,7 @@ from tokenwire.producer.parts import (
     ToolCallDelta,
     ToolCallStart,
     Truncate,
+    Usage,
 )
 
 ReasoningStyle = Literal["reasoning_content", "reasoning", "think-tags"]
@@ -44,6 +45,7 @@ class Settings(msgspec.Struct, kw_only=True):
     stream: bool = True
     reasoning_style: ReasoningStyle = "reasoning_content"
     tool_style: ToolStyle = "openai"
+    tool_results: int = 0  # tool results in the conversation (mock-agent's second call: >= 1)
 
 
 # Word-ish pieces: a word or a run of punctuation with its leading blanks, or newlines.
@@ -146,10 +148,9 @@ def plain(s: Settings) -> Iterator[Part]:
     yield from _text(s.seed, s.limit or DEFAULT_TOKENS)
 
 
-def reasoning(s: Settings) -> Iterator[Part]:
-    thoughts = reasoning_tokens(s.seed)
-    answer = max(1, (s.limit or DEFAULT_TOKENS) - len(thoughts))
-    if s.reasoning_style == "think-tags":
+def _thinking(thoughts: list[str], style: ReasoningStyle) -> Iterator[Part]:
+    """Reasoning tokens in the app's style: a reasoning field, or ``<think>`` in the content."""
+    if style == "think-tags":
         yield Text("<think>")
         yield Text("\n")
         for token in thoughts:
@@ -160,6 +161,12 @@ def reasoning(s: Settings) -> Iterator[Part]:
     else:
         for token in thoughts:
             yield Reasoning(token)
+
+
+def reasoning(s: Settings) -> Iterator[Part]:
+    thoughts = reasoning_tokens(s.seed)
+    answer = max(1, (s.limit or DEFAULT_TOKENS) - len(thoughts))
+    yield from _thinking(thoughts, s.reasoning_style)
     yield from _text(s.seed, answer)
 
 
@@ -226,6 +233,109 @@ def html(s: Settings) -> Iterator[Part]:
     yield from tokenize(HTML_ANSWER)
 
 
+# -- mock-agent: a tool round, then an answer citing its sources ------------------------------
+_AGENT_PLACES = (
+    ("Zürich", "zurich"),
+    ("Kraków", "krakow"),
+    ("São Paulo", "sao-paulo"),
+    ("Reykjavík", "reykjavik"),
+    ("Malmö", "malmo"),
+    ("Besançon", "besancon"),
+)
+_SKIES = ("sunny ☀️", "cloudy ☁️", "windy 🌬️", "clear 🌙")
+
+
+class Citation(msgspec.Struct, frozen=True):
+    """A cited span of mock-agent's answer: code-point offsets into the message content."""
+
+    start: int
+    end: int
+    url: str
+    title: str
+
+
+def _agent_place(seed: int) -> tuple[str, str]:
+    return random.Random(seed ^ 0xA6E7).choice(_AGENT_PLACES)
+
+
+def agent_call(seed: int) -> tuple[str, str, str]:
+    """mock-agent's tool call for a seed: (id, name, arguments JSON)."""
+    rng = random.Random(seed ^ 0xCA11)
+    city, _ = _agent_place(seed)
+    arguments = {"city": city, "unit": "celsius", "days": 2}
+    return (
+        f"call_{rng.getrandbits(40):010x}",
+        "get_weather",
+        msgspec.json.encode(arguments).decode(),
+    )
+
+
+def agent_answer(seed: int) -> tuple[str, list[Citation]]:
+    """mock-agent's final answer for a seed: the text, and the spans it cites."""
+    rng = random.Random(seed ^ 0xC17E)
+    city, slug = _agent_place(seed)
+    now = f"Right now it is {rng.randint(-5, 31)} °C and {rng.choice(_SKIES)} in {city}."
+    rain, low = rng.randint(1, 19), rng.randint(-9, 9)
+    later = f"Tomorrow brings {rain} mm of rain 🌧️ and a low of {low} °C."
+    text = f"{now} {later} Pack an umbrella — «better safe than sorry»."
+    citations = [
+        Citation(0, len(now), f"https://weather.example/{slug}/now", f"{city}: current weather"),
+        Citation(
+            len(now) + 1,
+            len(now) + 1 + len(later),
+            f"https://forecast.example/{slug}/tomorrow",
+            f"{city}: tomorrow's forecast",
+        ),
+    ]
+    return text, citations
+
+
+def agent_thoughts(seed: int) -> list[str]:
+    city, _ = _agent_place(seed)
+    return tokenize(
+        "The user asks about the weather. I should call get_weather with "
+        f"{city} and cite the forecast sources in my answer."
+    )
+
+
+def agent(s: Settings) -> Iterator[Part]:
+    if s.tool_results == 0:
+        # First call: think, then ask the host to run the tool.
+        yield from _thinking(agent_thoughts(s.seed), s.reasoning_style)
+        call_id, name, arguments = agent_call(s.seed)
+        yield ToolCallStart(call_id, name)
+        for fragment in _fragments(arguments, random.Random(s.seed ^ 0xF4A9)):
+            yield ToolCallDelta(fragment)
+        yield Finish("tool_calls")
+        return
+    # Second call (the tool's result is in the conversation): the answer, each citation sent
+    # with the token that completes its span (as OpenAI's `annotations` in a delta).
+    text, citations = agent_answer(s.seed)
+    position = 0
+    pending = list(citations)
+    for token in tokenize(text):
+        position += len(token)
+        done = [c for c in pending if c.end <= position]
+        if not done:
+            yield Text(token)
+            continue
+        pending = [c for c in pending if c.end > position]
+        notes = [
+            {
+                "type": "url_citation",
+                "url_citation": {
+                    "start_index": c.start,
+                    "end_index": c.end,
+                    "url": c.url,
+                    "title": c.title,
+                },
+            }
+            for c in done
+        ]
+        yield RawDelta({"content": token, "annotations": notes})
+    yield Finish("stop")
+
+
 SCENARIOS: dict[str, Callable[[Settings], Iterator[Part]]] = {
     "mock": plain,
     "mock-reasoning": reasoning,
@@ -233,4 +343,106 @@ SCENARIOS: dict[str, Callable[[Settings], Iterator[Part]]] = {
     "mock-error": error,
     "mock-truncated": truncated,
     "mock-html": html,
+    "mock-agent": agent,
 }
+
+
+# -- Continuation ----------------------------------------------------------------------------
+class NotAPrefix(ValueError):
+    """The partial assistant message is not a prefix of the answer the mock would give."""
+
+
+def answer_parts(parts: Iterator[Part], limit: int | None) -> list[Part]:
+    """The whole answer as the producer would send it: cut after ``limit`` tokens (counted as
+    the producer counts them), then ``Finish("length")``, so a continuation reports the
+    uninterrupted answer's finish reason."""
+    out: list[Part] = []
+    tokens = 0
+    for part in parts:
+        out.append(part)
+        if isinstance(part, str | Text | Reasoning | ToolCallDelta | RawDelta):
+            tokens += 1
+            if limit is not None and tokens >= limit:
+                out.append(Finish("length"))
+                break
+        elif isinstance(part, StreamError | Truncate):
+            break
+    return out
+
+
+def _streamed_text(part: Part) -> tuple[str, str] | None:
+    """(``"reasoning"`` or ``"content"``, the text) of a part that streams text, else None."""
+    if isinstance(part, str):
+        return "content", str(part)
+    if isinstance(part, Text):
+        return "content", part.text
+    if isinstance(part, Reasoning):
+        return "reasoning", part.text
+    if isinstance(part, RawDelta):
+        content = part.delta.get("content")
+        if isinstance(content, str) and content and "tool_calls" not in part.delta:
+            return "content", content
+    return None
+
+
+def _rest_of(part: Part, rest: str) -> Part:
+    """``part`` with only its last ``rest`` characters (the cut fell inside it)."""
+    if isinstance(part, Reasoning):
+        return Reasoning(rest)
+    if isinstance(part, RawDelta):
+        return RawDelta({**part.delta, "content": rest}, part.finish_reason)
+    return Text(rest)
+
+
+def continue_from(answer: list[Part], reasoning: str, content: str) -> list[Part]:
+    """The parts that follow a partial assistant message (its ``reasoning`` and ``content``
+    so far) in ``answer``, so that partial + continuation == the uninterrupted answer.
+
+    The cut is in characters (code points) and may fall inside a token, a multi-byte
+    character's token or a ``<think>`` tag; it may not fall inside a tool call. Raises
+    ``NotAPrefix`` (with where the texts part ways) when the partial is no such prefix.
+    """
+    have = {"reasoning": reasoning, "content": content}
+    used = {"reasoning": 0, "content": 0}
+
+    def consumed() -> bool:
+        return used["reasoning"] == len(reasoning) and used["content"] == len(content)
+
+    for i, part in enumerate(answer):
+        if consumed():
+            return answer[i:]
+        streamed = _streamed_text(part)
+        if streamed is None:
+            if isinstance(part, Finish | Usage):
+                continue
+            raise NotAPrefix(
+                "the answer has a tool call, an error or its end where the partial message "
+                f"still has text (reasoning from character {used['reasoning']}, content from "
+                f"character {used['content']})"
+            )
+        field, text = streamed
+        wanted, at = have[field], used[field]
+        if wanted.startswith(text, at):
+            used[field] = at + len(text)
+            continue
+        other = "content" if field == "reasoning" else "reasoning"
+        tail = wanted[at:]
+        if text.startswith(tail) and used[other] == len(have[other]):
+            return [_rest_of(part, text[len(tail) :]), *answer[i + 1 :]]
+        differs = at + _common(tail, text)
+        raise NotAPrefix(f"its {field} differs from the answer at character {differs}")
+    if consumed():
+        return []
+    raise NotAPrefix(
+        f"it is longer than the answer (reasoning: {len(reasoning)} characters, "
+        f"content: {len(content)})"
+    )
+
+
+def _common(a: str, b: str) -> int:
+    n = 0
+    for x, y in zip(a, b, strict=False):
+        if x != y:
+            break
+        n += 1
+    return n

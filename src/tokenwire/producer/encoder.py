@@ -211,6 +211,7 @@ class CompletionBuilder:
         self.text: list[str] = []
         self.reasoning: list[str] = []
         self.calls: dict[int, _Call] = {}
+        self.annotations: list[Any] = []  # OpenAI `annotations` (url_citation) of raw deltas
         self.error: StreamError | None = None
         self.truncated = False
 
@@ -252,6 +253,9 @@ class CompletionBuilder:
             reasoning = part.delta.get(self.reasoning_field)
             if isinstance(reasoning, str):
                 self.reasoning.append(reasoning)
+            notes = part.delta.get("annotations")
+            if isinstance(notes, list):
+                self.annotations.extend(notes)
             for index, fragment in acct.raw_tool_calls(part.delta):
                 self._raw_tool_call(index, fragment)
         elif isinstance(part, StreamError):
@@ -287,6 +291,8 @@ class CompletionBuilder:
         }
         if self.reasoning:
             message[self.reasoning_field] = "".join(self.reasoning)
+        if self.annotations:
+            message["annotations"] = self.annotations
         if self.calls:
             message["tool_calls"] = [
                 {

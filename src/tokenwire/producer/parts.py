@@ -56,9 +56,9 @@ class Finish(msgspec.Struct, frozen=True):
 class RawDelta(msgspec.Struct, frozen=True):
     """Escape hatch: a ``delta`` object sent verbatim (e.g. to imitate another server's quirks).
 
-    In a non-streamed response its ``content`` and reasoning members are appended to the
-    message and its ``tool_calls`` fragments merged into the message's tool calls (so both
-    modes report the same answer and finish reason); other members are ignored.
+    In a non-streamed response its ``content``, reasoning and ``annotations`` members are
+    appended to the message and its ``tool_calls`` fragments merged into the message's tool
+    calls (so both modes report the same answer and finish reason); other members are ignored.
     """
 
     delta: dict[str, Any]
