@@ -11,6 +11,7 @@ Anthropic events (``message_start``, ``content_block_*``, ``message_delta``, ``m
 from __future__ import annotations
 
 import hashlib
+import itertools
 from collections.abc import Iterable, Iterator
 from typing import Any
 
@@ -34,12 +35,14 @@ _encode = msgspec.json.Encoder().encode
 
 class Step(msgspec.Struct, frozen=True):
     """One normalized step of an answer: ``kind`` is text, reasoning, call (``text``: the
-    name, ``ident``: the call id), arguments, end (``text``: the finish reason: stop,
-    length, tool_calls), error (``text``: the message, ``ident``: the code) or truncate."""
+    name, ``ident``: the call id), arguments, cite (``note``: an OpenAI chat ``url_citation``
+    object, sent after the text it cites), end (``text``: the finish reason: stop, length,
+    tool_calls), error (``text``: the message, ``ident``: the code) or truncate."""
 
     kind: str
     text: str = ""
     ident: str = ""
+    note: dict[str, Any] | None = None
 
 
 def steps(parts: Iterable[Part], limit: int | None) -> Iterator[Step]:
@@ -64,7 +67,15 @@ def steps(parts: Iterable[Part], limit: int | None) -> Iterator[Step]:
         elif isinstance(part, RawDelta):  # (only the chat-specific tool styles use it)
             content = part.delta.get("content")
             if isinstance(content, str) and content:
+                tokens += 1
                 yield Step("text", content)
+            for note in part.delta.get("annotations") or ():
+                cite = note.get("url_citation") if isinstance(note, dict) else None
+                if isinstance(cite, dict):
+                    yield Step("cite", note=cite)
+            if limit is not None and tokens >= limit:
+                yield Step("end", "length")
+                return
         elif isinstance(part, Finish):
             finish = part.reason
         elif isinstance(part, StreamError):
@@ -97,6 +108,7 @@ class ResponsesEncoder:
         self.seq = 0
         self._open: dict[str, Any] | None = None  # the output item being streamed
         self._parts: list[str] = []
+        self._notes: list[dict[str, Any]] = []  # the open message's annotations
 
     def _response(self, status: str, **extra: Any) -> dict[str, Any]:
         return {
@@ -169,6 +181,18 @@ class ResponsesEncoder:
                 self._open = item
                 yield self._event(
                     "response.output_item.added", output_index=len(self.output), item=item
+                )
+            elif kind == "cite" and self._open is not None and step.note is not None:
+                # Responses' url_citation is flat; offsets are into the output_text part.
+                note = {"type": "url_citation", **step.note}
+                self._notes.append(note)
+                yield self._event(
+                    "response.output_text.annotation.added",
+                    item_id=self._open["id"],
+                    output_index=len(self.output),
+                    content_index=0,
+                    annotation_index=len(self._notes) - 1,
+                    annotation=note,
                 )
             elif kind == "arguments" and self._open is not None:
                 self._parts.append(step.text)
@@ -243,6 +267,7 @@ class ResponsesEncoder:
         self._open = None
         text = "".join(self._parts)
         self._parts = []
+        notes, self._notes = self._notes, []
         index = len(self.output)
         ident = item["id"]
         if item["type"] == "message":
@@ -254,7 +279,7 @@ class ResponsesEncoder:
                 text=text,
                 logprobs=[],
             )
-            part = {"type": "output_text", "annotations": [], "logprobs": [], "text": text}
+            part = {"type": "output_text", "annotations": notes, "logprobs": [], "text": text}
             yield self._event(
                 "response.content_part.done",
                 item_id=ident,
@@ -343,29 +368,31 @@ class AnthropicEncoder:
         start = self._message(None, [])
         start["usage"] = {"input_tokens": self.prompt_tokens, "output_tokens": 1}
         yield self._event("message_start", message=start)
+        answer = list(answer)
+        cites = _anthropic_citations(answer)
+        position = 0  # code points of text so far: where a cited span starts or ends
         for step in answer:
             kind = step.kind
             if kind in ("text", "reasoning"):
                 self.tokens += 1
                 block_type = "text" if kind == "text" else "thinking"
-                if self._open is None or self._open["type"] != block_type:
-                    yield from self._close_block()
-                    block = (
-                        {"type": "text", "text": ""}
+                pieces = _split(step.text, position, cites) if kind == "text" else [step.text]
+                for piece in pieces:
+                    # Anthropic cites whole text blocks: a cited span is a block of its own.
+                    if kind == "text" and position in cites and self._parts:
+                        yield from self._close_block()
+                    if self._open is None or self._open["type"] != block_type:
+                        yield from self._close_block()
+                        yield from self._open_block(block_type, cites.get(position))
+                    self._parts.append(piece)
+                    delta = (
+                        {"type": "text_delta", "text": piece}
                         if block_type == "text"
-                        else {"type": "thinking", "thinking": "", "signature": ""}
+                        else {"type": "thinking_delta", "thinking": piece}
                     )
-                    self._open = block
-                    yield self._event(
-                        "content_block_start", index=len(self.content), content_block=block
-                    )
-                self._parts.append(step.text)
-                delta = (
-                    {"type": "text_delta", "text": step.text}
-                    if block_type == "text"
-                    else {"type": "thinking_delta", "thinking": step.text}
-                )
-                yield self._event("content_block_delta", index=len(self.content), delta=delta)
+                    yield self._event("content_block_delta", index=len(self.content), delta=delta)
+                    if kind == "text":
+                        position += len(piece)
             elif kind == "call":
                 yield from self._close_block()
                 block = {"type": "tool_use", "id": step.ident, "name": step.text, "input": {}}
@@ -396,6 +423,20 @@ class AnthropicEncoder:
             elif kind == "truncate":
                 return
 
+    def _open_block(self, block_type: str, cite: dict[str, Any] | None) -> Iterator[bytes]:
+        block: dict[str, Any] = (
+            {"type": "text", "text": ""}
+            if block_type == "text"
+            else {"type": "thinking", "thinking": "", "signature": ""}
+        )
+        self._open = block
+        index = len(self.content)
+        yield self._event("content_block_start", index=index, content_block=block)
+        if cite is not None:
+            self._open = {**block, "citations": [cite]}
+            delta = {"type": "citations_delta", "citation": cite}
+            yield self._event("content_block_delta", index=index, delta=delta)
+
     def _close_block(self) -> Iterator[bytes]:
         block = self._open
         if block is None:
@@ -411,7 +452,8 @@ class AnthropicEncoder:
             yield self._event("content_block_delta", index=index, delta=delta)
             block = {"type": "thinking", "thinking": text, "signature": signature}
         elif block["type"] == "text":
-            block = {"type": "text", "text": text}
+            cites = block.get("citations")
+            block = {"type": "text", "text": text, **({"citations": cites} if cites else {})}
         else:
             block = {**block, "input": msgspec.json.decode(text or "{}")}
         self.content.append(block)
@@ -426,3 +468,35 @@ class AnthropicEncoder:
             error = msgspec.json.decode(last.split(b"data: ", 1)[1])
             return 500, error
         return 200, self._message(self.stop_reason, self.content)
+
+
+def _anthropic_citations(answer: list[Step]) -> dict[int, dict[str, Any] | None]:
+    """The text offsets where a cited span starts (-> its Anthropic web search citation) or
+    ends (-> None), from the answer's ``cite`` steps."""
+    text = "".join(step.text for step in answer if step.kind == "text")
+    cuts: dict[int, dict[str, Any] | None] = {}
+    for step in answer:
+        note = step.note
+        if step.kind != "cite" or note is None:
+            continue
+        start, end = note.get("start_index"), note.get("end_index")
+        if type(start) is not int or type(end) is not int or not 0 <= start < end <= len(text):
+            continue
+        cuts.setdefault(end, None)
+        cuts[start] = {
+            "type": "web_search_result_location",
+            "url": note.get("url"),
+            "title": note.get("title"),
+            "encrypted_index": _ident("idx", note.get("url"), start, end),
+            "cited_text": text[start:end],
+        }
+    return cuts
+
+
+def _split(text: str, position: int, cuts: dict[int, Any]) -> list[str]:
+    """``text`` (starting at ``position``) split at the offsets in ``cuts``."""
+    inside = sorted(c - position for c in cuts if position < c < position + len(text))
+    if not inside:
+        return [text]
+    bounds = [0, *inside, len(text)]
+    return [text[a:b] for a, b in itertools.pairwise(bounds)]
