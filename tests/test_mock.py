@@ -16,7 +16,7 @@ from conftest import free_port, serve_asgi
 
 from tokenwire.cli import main as cli_main
 from tokenwire.mock import SCENARIOS, create_mock_app, tool_calls
-from tokenwire.mock.scenarios import agent_call
+from tokenwire.mock.scenarios import agent_answer, agent_call
 from tokenwire.protocol import assemble_response
 
 MESSAGES = [{"role": "user", "content": "hi"}]
@@ -369,3 +369,88 @@ def test_cli_serves_the_mock(tmp_path):
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+# -- mock-agent: a tool round, then an answer citing its sources ----------------------------
+def test_mock_agent_two_calls_with_the_openai_sdk(mock_url: str):
+    client = sdk(mock_url)
+    call_id, name, arguments = agent_call(0)
+    # First call: reasoning, then one tool call whose arguments arrive in several deltas.
+    reasoning, fragments, finish, order = [], [], None, []
+    stream = client.chat.completions.create(model="mock-agent", messages=MESSAGES, stream=True)
+    for chunk in stream:
+        choice = chunk.choices[0]
+        finish = choice.finish_reason or finish
+        thought = (choice.delta.model_extra or {}).get("reasoning_content")
+        if thought:
+            reasoning.append(thought)
+            order.append("reasoning")
+        for call in choice.delta.tool_calls or []:
+            assert call.index == 0
+            if call.id:
+                assert (call.id, call.function.name) == (call_id, name)
+                order.append("call")
+            fragments.append(call.function.arguments or "")
+    assert order.index("call") == len(reasoning) and "get_weather" in "".join(reasoning)
+    assert len([f for f in fragments if f]) >= 3 and "".join(fragments) == arguments
+    assert json.loads(arguments) == {"city": "Malmö", "unit": "celsius", "days": 2}
+    assert finish == "tool_calls"
+    whole = client.chat.completions.create(model="mock-agent", messages=MESSAGES)
+    assert whole.choices[0].message.tool_calls[0].function.arguments == arguments
+    assert whole.choices[0].message.model_extra["reasoning_content"] == "".join(reasoning)
+
+    # Second call: the host ran the tool; the answer cites its sources by span.
+    call = {"id": call_id, "type": "function", "function": {"name": name, "arguments": arguments}}
+    conversation = [
+        *MESSAGES,
+        {"role": "assistant", "content": None, "tool_calls": [call]},
+        {"role": "tool", "tool_call_id": call_id, "content": '{"temperature": 9}'},
+    ]
+    text, citations = agent_answer(0)
+    answer = client.chat.completions.create(model="mock-agent", messages=conversation)
+    message = answer.choices[0].message
+    assert message.content == text and answer.choices[0].finish_reason == "stop"
+    notes = [
+        (n.type, n.url_citation.start_index, n.url_citation.end_index, n.url_citation.url)
+        for n in message.annotations
+    ]
+    assert notes == [("url_citation", c.start, c.end, c.url) for c in citations]
+    spans = [text[c.start : c.end] for c in citations]
+    assert spans[0].startswith("Right now") and spans[0].endswith("Malmö.")
+    assert spans[1].startswith("Tomorrow") and "🌧️" in spans[1]
+    pieces, streamed_notes, finish = [], [], None
+    for chunk in client.chat.completions.create(
+        model="mock-agent", messages=conversation, stream=True
+    ):
+        choice = chunk.choices[0]
+        finish = choice.finish_reason or finish
+        pieces.append(choice.delta.content or "")
+        for note in (choice.delta.model_extra or {}).get("annotations") or []:
+            # Sent with the token that completes the cited span.
+            assert note["url_citation"]["end_index"] == len("".join(pieces))
+            streamed_notes.append(note)
+    assert "".join(pieces) == text and finish == "stop"
+    assert [n["url_citation"]["url"] for n in streamed_notes] == [c.url for c in citations]
+    # Our decoder makes them sources with spans into the text block.
+    _, decoded = assemble_response(
+        post(mock_url, model="mock-agent", messages=conversation, stream=True).content
+    )
+    blocks = decoded.to_dict()["blocks"]
+    assert blocks[0] == {"type": "text", "text": text}
+    assert [(b["url"], b["span"]) for b in blocks[1:]] == [
+        (c.url, {"block": 0, "start": c.start, "end": c.end}) for c in citations
+    ]
+
+
+def test_mock_agent_is_paced_and_deterministic(asgi_server):
+    with asgi_server(create_mock_app(tps=200, seed=5)) as url:
+        started = time.monotonic()
+        first = chunks_of(post(url, model="mock-agent", stream=True))[0]
+        elapsed = time.monotonic() - started
+        again = chunks_of(post(url, model="mock-agent", stream=True))[0]
+    deltas = [c["choices"][0]["delta"] for c in first]
+    # Reasoning and argument fragments are tokens: at 200/s they take their time.
+    assert elapsed >= (len(deltas) - 3) / 200
+    assert deltas == [c["choices"][0]["delta"] for c in again]
+    call = next(d["tool_calls"][0] for d in deltas if d.get("tool_calls"))
+    assert call["id"] == agent_call(5)[0]

@@ -14,7 +14,7 @@ import pytest
 from conftest import serve_asgi
 
 from tokenwire.mock import create_mock_app, tool_calls
-from tokenwire.mock.scenarios import PREFIX_TOKENS
+from tokenwire.mock.scenarios import PREFIX_TOKENS, agent_answer, agent_call
 from tokenwire.protocol import assemble_response
 
 MESSAGES = [{"role": "user", "content": "hi"}]
@@ -155,3 +155,75 @@ def test_limits_become_length_in_every_api(mock_url: str) -> None:
             message = decoded(mock_url, api, "mock-reasoning", stream, limit=10)
             assert message["finish_reason"] == "length", (api, stream)
             assert message["status"] == "completed"
+
+
+def test_mock_agent_in_the_responses_and_messages_apis(mock_url: str) -> None:
+    call_id, name, arguments = agent_call(0)
+    text, citations = agent_answer(0)
+    client = oa(mock_url)
+    with client.responses.stream(model="mock-agent", input="weather?") as stream:
+        first = stream.get_final_response()
+    assert [o.type for o in first.output] == ["reasoning", "function_call"]
+    assert (first.output[1].call_id, first.output[1].name) == (call_id, name)
+    assert first.output[1].arguments == arguments
+    conversation = [
+        {"role": "user", "content": "weather?"},
+        {"type": "function_call", "call_id": call_id, "name": name, "arguments": arguments},
+        {"type": "function_call_output", "call_id": call_id, "output": '{"temperature": 9}'},
+    ]
+    added = []
+    with client.responses.stream(model="mock-agent", input=conversation) as stream:
+        for event in stream:
+            if event.type == "response.output_text.annotation.added":
+                added.append(event.annotation)
+        second = stream.get_final_response()
+    assert second.output_text == text
+    notes = second.output[0].content[0].annotations
+    expected = [("url_citation", c.start, c.end, c.url, c.title) for c in citations]
+    assert [(n.type, n.start_index, n.end_index, n.url, n.title) for n in notes] == expected
+    assert len(added) == len(citations)
+
+    claude = an(mock_url)
+    with claude.messages.stream(model="mock-agent", max_tokens=500, messages=MESSAGES) as stream:
+        first = stream.get_final_message()
+    assert [b.type for b in first.content] == ["thinking", "tool_use"]
+    assert (first.content[1].id, first.content[1].name) == (call_id, name)
+    assert first.content[1].input == json.loads(arguments)
+    history = [
+        *MESSAGES,
+        {"role": "assistant", "content": [b.model_dump() for b in first.content]},
+        {
+            "role": "user",
+            "content": [{"type": "tool_result", "tool_use_id": call_id, "content": "9 °C"}],
+        },
+    ]
+    for streamed in (True, False):
+        if streamed:
+            with claude.messages.stream(model="mock-agent", max_tokens=500, messages=history) as s:
+                second = s.get_final_message()
+        else:
+            second = claude.messages.create(model="mock-agent", max_tokens=500, messages=history)
+        assert "".join(b.text for b in second.content) == text
+        # Anthropic cites whole text blocks: each cited span is a block of its own.
+        cited = [(b.text, b.citations[0].url) for b in second.content if b.citations]
+        assert cited == [(text[c.start : c.end], c.url) for c in citations]
+        assert second.stop_reason == "end_turn"
+
+
+@pytest.mark.parametrize("api", ["chat", "responses", "anthropic"])
+@pytest.mark.parametrize("stream", [True, False])
+def test_mock_agent_sources_decode_alike_in_every_api(mock_url: str, api: str, stream: bool):
+    if api == "chat":
+        body: dict[str, Any] = {"messages": [*MESSAGES, {"role": "tool", "content": "9"}]}
+    elif api == "responses":
+        body = {"input": [{"type": "function_call_output", "call_id": "c", "output": "9"}]}
+    else:
+        result = {"type": "tool_result", "tool_use_id": "c", "content": "9"}
+        body = {"messages": [*MESSAGES, {"role": "user", "content": [result]}]}
+    response = post(mock_url, api, model="mock-agent", stream=stream, **body)
+    blocks = assemble_response(response.content)[1].to_dict()["blocks"]
+    text, citations = agent_answer(0)
+    assert blocks[0] == {"type": "text", "text": text}
+    assert [(b["url"], b["span"]) for b in blocks[1:]] == [
+        (c.url, {"block": 0, "start": c.start, "end": c.end}) for c in citations
+    ]
