@@ -5,6 +5,7 @@ continuation is the uninterrupted answer, streamed and not."""
 
 from __future__ import annotations
 
+import argparse
 import json
 import time
 from collections.abc import Iterator
@@ -16,6 +17,7 @@ from conftest import serve_asgi
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tokenwire.commands.mock import add_arguments
 from tokenwire.mock import create_mock_app
 from tokenwire.mock.scenarios import agent_answer, agent_call
 
@@ -263,6 +265,18 @@ def test_a_mock_that_cannot_continue_says_so(http, servers, kind: str) -> None:
     # Other requests are served as usual.
     plain = {"model": "mock", "messages": USER, "max_tokens": 5}
     assert http.post(f"{servers['no']}/v1/chat/completions", json=plain).status_code == 200
+    # The per-request override, both ways.
+    error = refused(http, servers["reasoning_content"], {**body, "mock": {"continuation": False}})
+    assert error["code"] == "unsupported_parameter"
+    allowed = {**body, "mock": {"continuation": True}}
+    assert http.post(f"{servers['no']}/v1/chat/completions", json=allowed).status_code == 200
+
+
+def test_cli_flag() -> None:
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    assert parser.parse_args([]).continuation is True
+    assert parser.parse_args(["--no-continuation"]).continuation is False
 
 
 def test_pacing_applies_to_the_continuation(http, servers) -> None:

@@ -59,6 +59,7 @@ class Overrides(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     ttft_ms: float | None = None
     seed: int | None = None
     tool_style: ToolStyle | None = None
+    continuation: bool | None = None  # False: refuse continuation requests (--no-continuation)
 
 
 def create_mock_app(
@@ -86,7 +87,8 @@ def create_mock_app(
         except msgspec.ValidationError as exc:
             raise RequestError(f"Invalid value for 'mock': {exc}.", param="mock") from None
         partial = _partial(request, reasoning_field)
-        if partial is not None and not continuation:
+        can_continue = continuation if over.continuation is None else over.continuation
+        if partial is not None and not can_continue:
             raise RequestError(
                 "This server cannot continue an assistant message.",
                 param="continue_final_message" if partial[2] == "vllm" else "messages",
