@@ -1,7 +1,8 @@
 """The mock model's answers: deterministic part sequences per scenario (no I/O, no clock).
 
 Each scenario is a function of the settings and returns an iterator of producer parts.
-The same seed, model and token limit always give the same parts.
+The same seed, model and token limit always give the same parts. ``continue_from`` gives the
+rest of an answer after a partial assistant message (the mock's continuation support).
 """
 
 from __future__ import annotations
