@@ -30,7 +30,8 @@ export class GatewayError extends Error {
  * fetch (never in the URL, so it stays out of access logs). `token`: a signed read token from the
  * host backend (`streams.read_token(id)`), sent as `?token=` (the gateway reads it only from the
  * query); a function is called for every request, so a long subscription can fetch a fresh one.
- * @typedef {{apiKey?: string | null, token?: string | null | (() => string | null | Promise<string | null>)}} Auth
+ * @typedef {string | null | (() => string | null | Promise<string | null>)} TokenOption
+ * @typedef {{apiKey?: string | null, token?: TokenOption}} Auth
  */
 
 /**

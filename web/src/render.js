@@ -67,6 +67,23 @@ function el(doc, tag, className, text) {
 }
 
 /**
+ * A link that opens in a new tab without opener for an http(s) URL, else plain text: model
+ * output never becomes a `javascript:` or `data:` link.
+ * @param {Document} doc
+ * @param {string} url
+ * @param {string} text
+ * @param {string} [className]
+ */
+function safeLink(doc, url, text, className) {
+  if (!SAFE_LINK.test(url)) return el(doc, "span", className, text);
+  const link = /** @type {HTMLAnchorElement} */ (el(doc, "a", className, text));
+  link.href = url;
+  link.target = "_blank";
+  link.rel = "noopener noreferrer nofollow";
+  return link;
+}
+
+/**
  * A citation shown on a text block: numbered link `n` to `url` after the cited span's end.
  * `end`/`start` are code-point offsets (as on the wire); `at` caches the UTF-16 offset of the
  * mark once the text reaches it (text before it never changes).
@@ -119,16 +136,9 @@ function markAt(c, text) {
 function citationNode(doc, c) {
   const sup = el(doc, "sup", "cite");
   sup.dataset.source = String(c.source);
-  if (SAFE_LINK.test(c.url)) {
-    const link = /** @type {HTMLAnchorElement} */ (el(doc, "a", "", `[${c.n}]`));
-    link.href = c.url;
-    link.target = "_blank";
-    link.rel = "noopener noreferrer nofollow";
-    if (c.title) link.title = c.title;
-    sup.append(link);
-  } else {
-    sup.textContent = `[${c.n}]`;
-  }
+  const link = safeLink(doc, c.url, `[${c.n}]`);
+  if (c.title && link.tagName === "A") link.title = c.title;
+  sup.append(...(link.tagName === "A" ? [link] : link.childNodes));
   return sup;
 }
 
@@ -383,16 +393,7 @@ class BlockView {
     } else if (block.type === "source") {
       if (place.sourceNumber) root.append(el(doc, "span", "cite-number", `[${place.sourceNumber}] `));
       root.append(el(doc, "span", "block-label", `${LABELS.source} `));
-      const label = block.title || block.url;
-      if (SAFE_LINK.test(block.url)) {
-        const link = /** @type {HTMLAnchorElement} */ (el(doc, "a", "", label));
-        link.href = block.url;
-        link.target = "_blank";
-        link.rel = "noopener noreferrer nofollow";
-        root.append(link);
-      } else {
-        root.append(el(doc, "span", "", label));
-      }
+      root.append(safeLink(doc, block.url, block.title || block.url));
       if (block.cited_text) root.append(el(doc, "q", "cited-text", block.cited_text));
       this.renders = 1;
     } else if (block.type === "data") {
@@ -429,15 +430,8 @@ class BlockView {
     const root = this.root;
     const name = block.name || (block.url.startsWith("data:") ? "embedded file" : block.url);
     root.append(el(doc, "span", "block-label", `${LABELS.file} `));
-    const linked = SAFE_LINK.test(block.url);
-    const caption = linked ? /** @type {HTMLAnchorElement} */ (el(doc, "a", "file-link", name)) : el(doc, "span", "file-name", name);
-    if (linked) {
-      const link = /** @type {HTMLAnchorElement} */ (caption);
-      link.href = block.url;
-      link.target = "_blank";
-      link.rel = "noopener noreferrer nofollow";
-    }
-    root.append(caption, el(doc, "span", "file-type", ` ${block.media_type}`));
+    root.append(safeLink(doc, block.url, name, "file-name"));
+    root.append(el(doc, "span", "file-type", ` ${block.media_type}`));
     if (/^image\//i.test(block.media_type) && SAFE_URL.test(block.url)) {
       const img = /** @type {HTMLImageElement} */ (el(doc, "img", "file-preview"));
       img.alt = name;
