@@ -182,9 +182,11 @@ export function canonicalBlock(raw) {
 }
 
 /**
- * `block.update`: `set` shallow-merged into the block's attributes — never the streamed key, the
- * type, choice or step, and for a known type only its own attributes. Existing keys keep their
- * place; new ones go after them, before the streamed key (the order of Python's `dict.update`).
+ * `block.update`: `set` shallow-merged into the block's attributes — never the streamed key,
+ * `type`, `choice` or `step`. Existing keys keep their place; new ones go after them, before the
+ * streamed key, as Python's `Block.update` (a `dict.update` of the attrs) does. For a known type
+ * only its own attributes, normalized as `canonicalBlock` does, so a snapshot of the block reads
+ * back to the same bytes (Python keeps any key as sent; producers only send these).
  * @param {Block} block
  * @param {Record<string, any>} set
  * @returns {Block} a new block object
@@ -273,13 +275,12 @@ export function applyOp(message, op) {
       break;
     }
     case "step.reset": {
-      // Supersede: every block of that step goes (always the last ones); later block.start
-      // indexes continue from the new length.
+      // Supersede: the blocks of that step go. Only the latest step can be reset, so they are
+      // the last ones (popped from the end, as Python does); later block.start indexes
+      // continue from the new length.
       if (typeof op.step !== "number") break;
       const blocks = message.blocks;
-      let kept = 0;
-      for (const block of blocks) if ((block.step ?? 0) !== op.step) blocks[kept++] = block;
-      blocks.length = kept;
+      while (blocks.length > 0 && (blocks[blocks.length - 1].step ?? 0) === op.step) blocks.pop();
       break;
     }
     case "message.end":

@@ -83,7 +83,7 @@ test("block.update merges attrs in place (dict.update order), never the streamed
     { index: 1, set: { value: { results: 5 } } },
     { index: 1, set: { value: "done", name: "status2" } },
     { index: 2, set: { error: true, output: "no" } },
-    { index: 2, set: { bogus: 1 } }, // not a tool_result attribute
+    { index: 2, set: { bogus: 1 } }, // not a tool_result attribute (dropped, as at block.start)
     { index: 3, set: { depth: 2, colour: "red", text: "no" } }, // unknown type: any attribute
     { index: 9, set: { value: 1 } }, // no such block: ignored
     { index: 1, set: null },
@@ -98,6 +98,8 @@ test("block.update merges attrs in place (dict.update order), never the streamed
       '{"type":"hologram","depth":2,"colour":"red","text":"x"}',
     ],
   );
+  // A snapshot of the updated blocks reads back to the same bytes.
+  assert.equal(JSON.stringify(canonicalMessage(JSON.parse(JSON.stringify(message)))), JSON.stringify(message));
   // Deltas still reach an updated block's streamed key.
   message = applyOp(message, { type: "block.delta", seq: 100, index: 2, text: "out" });
   assert.equal(message.blocks[2].output, "out");
