@@ -370,7 +370,10 @@ class BlockView {
       const head = el(doc, "div", "block-label");
       head.append(`${LABELS.tool_call} `);
       head.append(el(doc, "code", "tool-name", block.name ?? "(unnamed)"));
-      if (block.id) head.append(el(doc, "span", "tool-id", block.id));
+      if (block.id) {
+        head.append(el(doc, "span", "tool-id", block.id));
+        root.dataset.callId = block.id; // pairs it with its tool_result
+      }
       root.append(head, this.preformatted(doc, "tool-args"));
     } else if (block.type === "tool_result") {
       // Collapsible; open when it is an error, which is worth seeing.

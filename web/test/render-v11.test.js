@@ -67,6 +67,7 @@ test("the agent answer: every block shown, once, in order; latest data value; st
     const result = h.el(3);
     assert.equal(result.tagName, "DETAILS");
     assert.equal(result.dataset.callId, "call_1");
+    assert.equal(h.el(2).dataset.callId, "call_1", "the call and its result are paired");
     assert.match(result.querySelector("summary").textContent, /^Result of search/);
     assert.equal(result.querySelector(".tool-output").textContent, "5 results");
     assert.ok(!result.classList.contains("tool-error"));
