@@ -263,8 +263,11 @@ export function applyOp(message, op) {
       // A delta without `index` extends the newest block.
       const block = message.blocks[typeof op.index === "number" ? op.index : message.blocks.length - 1];
       if (!block || typeof op.text !== "string") break;
-      const key = streamKey(block);
-      if (key !== null) /** @type {any} */ (block)[key] += op.text;
+      if (block.type === "text") block.text += op.text; // the hot case, without a lookup
+      else {
+        const key = streamKey(block);
+        if (key !== null) /** @type {any} */ (block)[key] += op.text;
+      }
       break;
     }
     case "block.update": {

@@ -172,9 +172,9 @@ class MarkdownPart {
    * @param {string} text
    * @param {number} start
    * @param {number} end
+   * @param {string} [source] `text.slice(start, end)` when the caller has it already
    */
-  renderRange(target, text, start, end) {
-    const source = text.slice(start, end);
+  renderRange(target, text, start, end, source = text.slice(start, end)) {
     if (this.citations.length === 0) {
       this.md.renderInto(target, source);
       return;
@@ -244,7 +244,7 @@ class MarkdownPart {
         piece.append(...this.tail.childNodes);
         this.tailSource = "";
       } else {
-        this.renderRange(piece, text, this.committed, boundary);
+        this.renderRange(piece, text, this.committed, boundary, source);
       }
       this.stable.append(piece);
       this.pieces.push({ start: this.committed, end: boundary, el: piece });
@@ -260,7 +260,7 @@ class MarkdownPart {
       tail.startsWith(this.tailSource) &&
       !/\S/.test(tail.slice(this.tailSource.length));
     if (tail !== this.tailSource && !onlyWhitespace) {
-      if (tail) this.renderRange(this.tail, text, this.committed, text.length);
+      if (tail) this.renderRange(this.tail, text, this.committed, text.length, tail);
       else this.tail.replaceChildren();
       this.tailSource = tail;
       this.counted();
