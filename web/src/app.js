@@ -160,12 +160,14 @@ function follow(id, after, message) {
     },
     onState(state, detail) {
       if (sub !== current) return;
-      if (state === "error") setConnection("error", `error: ${/** @type {Error} */ (detail).message}`);
-      else if (state === "done") {
+      if (state === "error") {
+        setConnection("error", `error: ${/** @type {Error} */ (detail).message}`);
+      } else if (state === "done") {
         setConnection("done", "complete");
         transient.clear();
+      } else {
+        setConnection(state);
       }
-      else setConnection(state);
       showStats();
     },
   });

@@ -92,7 +92,8 @@ export function eventsUrl(base, id, options = {}) {
  * @param {{apiKey?: string | null, token?: string | null}} [options]
  */
 export function websocketUrl(base, id, options = {}) {
-  const http = url(base || globalThis.location?.origin || "", `/v1/streams/${encodeURIComponent(id)}/ws`, {
+  const origin = base || globalThis.location?.origin || "";
+  const http = url(origin, `/v1/streams/${encodeURIComponent(id)}/ws`, {
     api_key: options.apiKey,
     token: options.token,
   });

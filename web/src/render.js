@@ -238,9 +238,11 @@ class MarkdownPart {
     if (boundary > this.committed) {
       const source = text.slice(this.committed, boundary);
       const piece = el(this.stable.ownerDocument, "div", "md-piece");
-      if (this.citations.length === 0 && this.tailSource && this.tailSource.trimEnd() === source.trimEnd()) {
+      const shown = this.tailSource && this.tailSource.trimEnd() === source.trimEnd();
+      if (shown && this.citations.length === 0) {
         // The tail already shows exactly this piece (short of trailing blank lines, which do
         // not change a piece that ends outside any fence): move its nodes, render nothing.
+        // (With citations the marks may differ: rendered again.)
         piece.append(...this.tail.childNodes);
         this.tailSource = "";
       } else {
