@@ -153,3 +153,10 @@ test("an agent answer resumed from every seq: latest data value, no transient, n
     assert.equal(JSON.stringify(message), AGENT_JSON, `resumed after seq ${cut}`);
   }
 });
+
+test("the package entry point exports the v1.1 helpers", async () => {
+  const tw = await import("../src/index.js");
+  for (const name of ["canonicalBlock", "streamKey", "eventsUrl", "websocketUrl", "TransientStatus", "dataText"]) {
+    assert.equal(typeof tw[name], "function", name);
+  }
+});
