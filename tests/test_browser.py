@@ -1,4 +1,5 @@
-"""The demo page end to end, in real headless Chromium against a real `tokenwire demo`.
+"""The demo page end to end, in real headless Chromium against a real `tokenwire demo`, and the
+JS client against a real `tokenwire serve --api-key` (with `tokenwire mock` as its upstream).
 
 The browser side is web/e2e/demo.mjs (playwright-core driving Debian's /usr/bin/chromium); it
 runs every case once and prints one JSON result per case, which the tests below check.
@@ -13,16 +14,33 @@ import shutil
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
-from conftest import free_port, terminate
+from conftest import free_port, serve_asgi, terminate
+
+from tokenwire.mock import create_mock_app
 
 ROOT = Path(__file__).resolve().parent.parent
 WEB = ROOT / "web"
 CHROMIUM = Path(os.environ.get("TOKENWIRE_CHROMIUM", "/usr/bin/chromium"))
-CASES = ["models", "stream", "reload", "mirror", "drop", "stop", "html", "tools", "error"]
+CASES = [
+    "models",
+    "stream",
+    "reload",
+    "finished",
+    "mirror",
+    "drop",
+    "stop",
+    "html",
+    "tools",
+    "error",
+    "agent",
+]
+API_KEY = "tw-browser-test-key"
 
 
 def _skip_reason() -> str | None:
@@ -77,11 +95,10 @@ def demo_url() -> Iterator[str]:
         terminate(proc)
 
 
-@pytest.fixture(scope="module")
-def results(demo_url: str) -> dict[str, dict[str, object]]:
-    """Runs every browser case once; the result of each, by name."""
+def _run_cases(base: str, cases: list[str], *extra: str) -> dict[str, dict[str, object]]:
+    """Runs web/e2e/demo.mjs for ``cases`` against ``base``; each case's result, by name."""
     proc = subprocess.run(
-        ["node", "e2e/demo.mjs", "--base", demo_url, *(f"--case={c}" for c in CASES)],
+        ["node", "e2e/demo.mjs", "--base", base, *(f"--case={c}" for c in cases), *extra],
         cwd=WEB,
         capture_output=True,
         text=True,
@@ -97,13 +114,59 @@ def results(demo_url: str) -> dict[str, dict[str, object]]:
     return out
 
 
+@pytest.fixture(scope="module")
+def results(demo_url: str) -> dict[str, dict[str, object]]:
+    """Runs every browser case once; the result of each, by name."""
+    return _run_cases(demo_url, CASES)
+
+
+@pytest.fixture(scope="module")
+def keyed_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """`tokenwire serve --api-key KEY` (upstream: the mock model server); yields its URL."""
+    data_dir = tmp_path_factory.mktemp("keyed")
+    with serve_asgi(create_mock_app()) as mock_url:
+        port = free_port()
+        cmd = [sys.executable, "-m", "tokenwire", "serve", "--upstream", f"{mock_url}/v1"]
+        cmd += ["--api-key", API_KEY, "--port", str(port), "--data-dir", str(data_dir)]
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        url = f"http://127.0.0.1:{port}"
+        try:
+            deadline = time.monotonic() + 20
+            while True:
+                try:
+                    if httpx.get(f"{url}/healthz").status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                if time.monotonic() > deadline or proc.poll() is not None:
+                    pytest.fail("tokenwire serve --api-key did not start")
+                time.sleep(0.1)
+            yield url
+        finally:
+            terminate(proc)
+
+
 @pytest.mark.parametrize("case", CASES)
 def test_demo_page_in_chromium(results: dict[str, dict[str, object]], case: str) -> None:
     """models: the select lists every mock scenario. stream: blocks stream, end = server's
     message, a finished block is never re-rendered. reload: mid-answer reload resumes, whole
-    answer exactly once. mirror: a second tab mirrors live. drop: a dropped connection resumes
+    answer exactly once. finished: a reload on a finished stream shows its end (never stuck on
+    "connecting"). mirror: a second tab mirrors live. drop: a dropped connection resumes
     from the last seq. stop: Stop cancels. html: mock-html stays inert. tools/error: tool-call
-    blocks and a failed answer render."""
+    blocks and a failed answer render. agent: a mock-agent answer renders every block and a
+    reload mid-answer ends as a fresh page shows it (skipped while the server has no
+    mock-agent)."""
     result = results.get(case)
     assert result is not None, f"case {case} did not run"
+    assert result["ok"], result.get("error")
+    if "skipped" in result:
+        pytest.skip(str(result["skipped"]))
+
+
+def test_js_client_authenticates_with_an_api_key(keyed_gateway: str) -> None:
+    """Against `tokenwire serve --api-key`, in Chromium: without a key every call of the JS
+    client is a 401; with `apiKey` it creates, follows (fetch: Authorization header), snapshots,
+    and an EventSource on `eventsUrl` (key in the query) reads the whole stream."""
+    result = _run_cases(keyed_gateway, ["auth"], "--api-key", API_KEY).get("auth")
+    assert result is not None, "the auth case did not run"
     assert result["ok"], result.get("error")

@@ -1,7 +1,9 @@
 // End-to-end checks of the demo page in real headless Chromium, against a running gateway.
 //
-//   node e2e/demo.mjs --base http://127.0.0.1:8787 [--case NAME ...]
+//   node e2e/demo.mjs --base http://127.0.0.1:8787 [--case NAME ...] [--api-key KEY]
 //
+// The `auth` case needs a gateway started with `--api-key KEY` (and the same --api-key here);
+// the `agent` case needs the `mock-agent` model (it reports {"skipped": ...} without it).
 // Prints one JSON line per case ({"case", "ok", "error"?, ...details}) and exits 1 if any failed.
 // The page is used as a person would: type, pick a model, press Send / Stop, reload, open tabs.
 // Only the request body is adjusted (mock pacing via the mock's "mock" member), so answers take
@@ -28,6 +30,7 @@ const { values } = parseArgs({
     base: { type: "string" },
     case: { type: "string", multiple: true },
     timeout: { type: "string", default: "20000" },
+    "api-key": { type: "string" },
   },
 });
 if (!values.base) {
@@ -110,7 +113,8 @@ function blocksShown(page) {
       type: e.dataset.blockType,
       index: Number(e.dataset.blockIndex),
       // The content only, without labels such as "Reasoning".
-      text: (e.querySelector(":scope > .block-body, :scope > .tool-args") ?? e).textContent,
+      text: (e.querySelector(":scope > .block-body, :scope > .tool-args, :scope > .tool-output") ?? e).textContent,
+      className: e.className,
     })),
   );
 }
@@ -134,8 +138,19 @@ async function assertShowsMessage(page, messageJson) {
         return;
       }
       if (block.type === "text" || block.type === "reasoning") {
-        const html = [...e.querySelectorAll(".md-piece, .md-tail")].map((p) => p.innerHTML).join("");
+        // Citation links aside (added on the cited spans), the same HTML as a one-shot render.
+        const html = [...e.querySelectorAll(".md-piece, .md-tail")]
+          .map((p) => p.innerHTML)
+          .join("")
+          .replace(/<sup class="cite"[^>]*>.*?<\/sup>/g, "")
+          .replace(/<div class="cite-group">.*?<\/div>/g, "");
         if (html !== window.__tokenwire.renderMarkdown(block.text)) out.push(`block ${i}: HTML differs`);
+      } else if (block.type === "tool_result") {
+        if (e.querySelector(".tool-output").textContent !== block.output) out.push(`block ${i}: output`);
+        if (e.classList.contains("tool-error") !== Boolean(block.error)) out.push(`block ${i}: error flag`);
+      } else if (block.type === "data") {
+        const value = e.querySelector(".data-value").textContent;
+        if (!value || e.dataset.name !== block.name) out.push(`block ${i}: data line`);
       } else if (block.type === "tool_call") {
         if (e.querySelector(".tool-args").textContent !== block.arguments) out.push(`block ${i}: arguments`);
       } else if (block.type === "refusal") {
@@ -237,6 +252,148 @@ const CASES = {
     await waitStatus(fresh, "completed");
     assert.deepEqual(await blocksShown(fresh), shown);
     return { resumedFrom: state.resumedFrom, last: server.snapshot.seq };
+  },
+
+  /** Reloading on a finished stream: the badge shows the end, never stays on "connecting". */
+  async finished(browser) {
+    const page = await browser.newPage();
+    await pace(page, { tps: 400, max_tokens: 40 });
+    const id = await ask(page, "mock");
+    await waitStatus(page, "completed");
+    await page.reload();
+    await page.waitForFunction(() => window.__tokenwire?.streamId, null, { timeout: TIMEOUT });
+    await page.waitForFunction(() => document.querySelector("#connection").dataset.state !== "connecting", null, {
+      timeout: 5000,
+    });
+    await waitStatus(page, "completed");
+    const badge = await page.$eval("#connection", (e) => ({ state: e.dataset.state, text: e.textContent }));
+    assert.deepEqual(badge, { state: "done", text: "complete" });
+    assert.match(await page.textContent("#status"), /completed/);
+    assert.equal(await page.isEnabled("#stop"), false);
+    const server = await serverMessage(id);
+    const state = await hookState(page);
+    assert.equal(state.json, server.json);
+    assert.equal(state.resumedFrom, server.snapshot.seq);
+    assert.deepEqual(state.seqs, [], "nothing to follow after the end");
+    await assertShowsMessage(page, server.json);
+    return { badge };
+  },
+
+  /**
+   * The JS client against a gateway started with --api-key: every call is a 401 without the key,
+   * and works with `apiKey` (fetch: Authorization header; EventSource: ?api_key=).
+   */
+  async auth(browser) {
+    const key = values["api-key"];
+    assert.ok(key, "the auth case needs --api-key KEY (and a gateway started with it)");
+    const { build } = await import("esbuild");
+    const bundle = await build({
+      entryPoints: [new URL("../src/client.js", import.meta.url).pathname],
+      bundle: true,
+      write: false,
+      format: "esm",
+      logLevel: "warning",
+    });
+    const page = await browser.newPage();
+    // The client module, served from the gateway's origin (the test's own path).
+    await page.route(`${BASE}/__e2e/client.js`, (route) =>
+      route.fulfill({ contentType: "text/javascript", body: bundle.outputFiles[0].text }),
+    );
+    await page.goto(`${BASE}/healthz`);
+    const result = await page.evaluate(async (apiKey) => {
+      const c = await import("/__e2e/client.js");
+      const status = (promise) => promise.then(() => 200, (e) => e.status ?? String(e));
+      const body = { model: "mock", messages: [{ role: "user", content: "hi" }], max_tokens: 30 };
+      const before = {
+        models: await status(c.listModels("")),
+        create: await status(c.createStream("", body)),
+        wrong: await status(c.createStream("", body, { apiKey: `${apiKey}-wrong` })),
+      };
+      const auth = { apiKey };
+      const models = await c.listModels("", auth);
+      const created = await c.createStream("", body, auth);
+      const noKey = await status(c.subscribe("", created.id, { retryMs: 10 }).done);
+      const message = await c.subscribe("", created.id, auth).done;
+      const snapshot = await c.getSnapshot("", created.id, auth);
+      const snapshotNoKey = await status(c.getSnapshot("", created.id));
+      // EventSource cannot send headers: the key goes in the query.
+      const viaEventSource = await new Promise((resolve) => {
+        const source = new EventSource(c.eventsUrl("", created.id, auth));
+        const types = [];
+        source.onmessage = (event) => {
+          const op = JSON.parse(event.data);
+          types.push(op.type);
+          if (op.type === "message.end") {
+            source.close();
+            resolve(types);
+          }
+        };
+        source.onerror = () => {
+          source.close();
+          resolve(["error", ...types]);
+        };
+      });
+      const rejected = await new Promise((resolve) => {
+        const source = new EventSource(c.eventsUrl("", created.id));
+        source.onmessage = () => resolve("message");
+        source.onerror = () => {
+          source.close();
+          resolve("error");
+        };
+      });
+      return {
+        before,
+        models,
+        noKey,
+        message: JSON.stringify(message),
+        snapshot: JSON.stringify(snapshot.message),
+        snapshotNoKey,
+        viaEventSource,
+        rejected,
+        id: created.id,
+      };
+    }, key);
+    assert.deepEqual(result.before, { models: 401, create: 401, wrong: 401 });
+    assert.ok(result.models.includes("mock"), result.models.join());
+    assert.equal(result.noKey, 401);
+    assert.equal(result.snapshotNoKey, 401);
+    assert.equal(result.message, result.snapshot);
+    assert.equal(JSON.parse(result.message).status, "completed");
+    assert.equal(result.viaEventSource[0], "message.start");
+    assert.equal(result.viaEventSource.at(-1), "message.end");
+    assert.equal(result.rejected, "error");
+    return { id: result.id, ops: result.viaEventSource.length };
+  },
+
+  /**
+   * An agent answer (mock-agent): every block it sends is rendered, and a reload mid-answer
+   * ends with the same rendering as a page opened after the end.
+   */
+  async agent(browser) {
+    const models = await (await fetch(`${BASE}/v1/models`)).json();
+    if (!models.data?.some((m) => m.id === "mock-agent")) return { skipped: "no mock-agent model on this server" };
+    const page = await browser.newPage();
+    await pace(page, { tps: 25 });
+    const id = await ask(page, "mock-agent");
+    await page.waitForFunction(() => window.__tokenwire.message?.blocks.length >= 2, null, { timeout: TIMEOUT });
+    const reloadedAt = await page.evaluate(() => window.__tokenwire.seq);
+    await page.reload();
+    await page.waitForFunction(() => window.__tokenwire?.streamId, null, { timeout: TIMEOUT });
+    await waitStatus(page, "completed");
+    const server = await serverMessage(id);
+    const state = await hookState(page);
+    assert.ok(state.seqs.length > 0, "the answer finished before the reload: slow the mock down");
+    assert.equal(state.json, server.json);
+    assertContiguous(state.seqs, state.resumedFrom, server.snapshot.seq);
+    await assertShowsMessage(page, server.json);
+    const shown = await blocksShown(page);
+    const fresh = await browser.newPage();
+    await fresh.goto(`${BASE}/?stream=${id}`);
+    await waitStatus(fresh, "completed");
+    assert.deepEqual(await blocksShown(fresh), shown);
+    const types = JSON.parse(server.json).blocks.map((b) => b.type);
+    const transients = await page.evaluate(() => window.__tokenwire.transients.length);
+    return { reloadedAt, resumedFrom: state.resumedFrom, last: server.snapshot.seq, types, transients };
   },
 
   /** The network drops mid-answer: the client reconnects and resumes from its last seq. */

@@ -6,11 +6,16 @@
 import { cancelStream, createStream, getSnapshot, listModels, subscribe } from "./client.js";
 import { createMarkdown } from "./markdown.js";
 import { canonicalMessage } from "./model.js";
-import { MessageView } from "./render.js";
+import { MessageView, TransientStatus } from "./render.js";
 
 /** @typedef {import("./client.js").Subscription} Subscription */
 
 const BASE = ""; // same origin as the page
+/**
+ * A read token in the page's URL (`?token=`, handed out by a host backend) is sent on every call.
+ * @type {import("./client.js").Auth}
+ */
+const AUTH = { token: new URL(location.href).searchParams.get("token") };
 
 /** @param {string} id */
 function $(id) {
@@ -25,6 +30,8 @@ const statusEl = $("status");
 
 const markdown = createMarkdown(window);
 const view = new MessageView($("answer"), { markdown, onFlush: showStats });
+/** Transient app data ("searching…"): shown for a moment, never part of the answer. */
+const transient = new TransientStatus($("transient"));
 
 /** Live numbers for the stats panel. */
 const stats = { bytes: 0, ops: 0, chars: 0, firstDeltaAt: 0, lastDeltaAt: 0 };
@@ -73,6 +80,8 @@ const hook = {
   dropConnection: () => current?.reconnect(),
   /** seq the page resumed from (a snapshot), 0 when it followed the stream from the start */
   resumedFrom: 0,
+  /** every transient op received, in order ({name, value}) */
+  transients: /** @type {{name: unknown, value: unknown}[]} */ ([]),
 };
 Object.defineProperty(window, "__tokenwire", { value: hook });
 
@@ -120,10 +129,13 @@ function follow(id, after, message) {
   view.reset();
   Object.assign(stats, { bytes: 0, ops: 0, chars: 0, firstDeltaAt: 0, lastDeltaAt: 0 });
   hook.seqs = [];
+  hook.transients = [];
   hook.resumedFrom = after;
+  transient.clear();
   $("answer-meta").hidden = false;
   $("stream-id").textContent = id;
   const sub = subscribe(BASE, id, {
+    ...AUTH,
     after,
     message,
     onOp(op, msg) {
@@ -138,14 +150,24 @@ function follow(id, after, message) {
       }
       view.update(op, msg);
     },
+    onTransient(op) {
+      if (sub !== current) return;
+      hook.transients.push({ name: op.name, value: op.value });
+      transient.show(op);
+    },
     onBytes(n) {
       stats.bytes += n;
     },
     onState(state, detail) {
       if (sub !== current) return;
-      if (state === "error") setConnection("error", `error: ${/** @type {Error} */ (detail).message}`);
-      else if (state === "done") setConnection("done", "complete");
-      else setConnection(state);
+      if (state === "error") {
+        setConnection("error", `error: ${/** @type {Error} */ (detail).message}`);
+      } else if (state === "done") {
+        setConnection("done", "complete");
+        transient.clear();
+      } else {
+        setConnection(state);
+      }
       showStats();
     },
   });
@@ -164,7 +186,7 @@ function follow(id, after, message) {
 async function resume(id) {
   setConnection("connecting");
   try {
-    const snap = await getSnapshot(BASE, id);
+    const snap = await getSnapshot(BASE, id, AUTH);
     follow(id, snap.seq, canonicalMessage(snap.message));
   } catch (error) {
     const status = /** @type {any} */ (error).status;
@@ -183,11 +205,15 @@ form.addEventListener("submit", async (event) => {
   if (!prompt) return;
   setConnection("connecting");
   try {
-    const created = await createStream(BASE, {
-      model: String(data.get("model")),
-      messages: [{ role: "user", content: prompt }],
-      stream: true,
-    });
+    const created = await createStream(
+      BASE,
+      {
+        model: String(data.get("model")),
+        messages: [{ role: "user", content: prompt }],
+        stream: true,
+      },
+      AUTH,
+    );
     const url = new URL(location.href);
     url.searchParams.set("stream", created.id);
     history.pushState({ stream: created.id }, "", url);
@@ -201,7 +227,7 @@ stopButton.addEventListener("click", async () => {
   if (!current) return;
   stopButton.disabled = true;
   try {
-    await cancelStream(BASE, current.id);
+    await cancelStream(BASE, current.id, AUTH);
   } catch (error) {
     setConnection("error", `cancel failed: ${/** @type {Error} */ (error).message}`);
   }
@@ -218,7 +244,7 @@ window.addEventListener("popstate", () => {
 /** Fills the model select from the gateway, keeping the built-in list if that fails. */
 async function loadModels() {
   try {
-    const ids = await listModels(BASE);
+    const ids = await listModels(BASE, AUTH);
     if (ids.length === 0) return;
     const chosen = select.value;
     select.replaceChildren(

@@ -26,11 +26,78 @@ export class GatewayError extends Error {
 }
 
 /**
+ * Credentials for one call. `apiKey`: a gateway API key, sent as `Authorization: Bearer` on
+ * fetch (never in the URL, so it stays out of access logs). `token`: a signed read token from the
+ * host backend (`streams.read_token(id)`), sent as `?token=` (the gateway reads it only from the
+ * query); a function is called for every request, so a long subscription can fetch a fresh one.
+ * @typedef {string | null | (() => string | null | Promise<string | null>)} TokenOption
+ * @typedef {{apiKey?: string | null, token?: TokenOption}} Auth
+ */
+
+/**
  * @param {string} base
  * @param {string} path
+ * @param {Record<string, string | number | null | undefined>} [query]
  */
-function url(base, path) {
-  return base.replace(/\/+$/, "") + path;
+function url(base, path, query = {}) {
+  const params = new URLSearchParams();
+  for (const [key, value] of Object.entries(query)) {
+    if (value !== null && value !== undefined && value !== "") params.set(key, String(value));
+  }
+  const search = params.toString();
+  return base.replace(/\/+$/, "") + path + (search ? `?${search}` : "");
+}
+
+/**
+ * @param {Auth} [auth]
+ * @returns {Promise<string | null>}
+ */
+async function readToken(auth) {
+  const token = typeof auth?.token === "function" ? await auth.token() : auth?.token;
+  return token || null;
+}
+
+/**
+ * Headers for a fetch with `auth`.
+ * @param {Auth | undefined} auth
+ * @param {Record<string, string>} [headers]
+ * @returns {Record<string, string>}
+ */
+function authHeaders(auth, headers = {}) {
+  if (auth?.apiKey) headers.authorization = `Bearer ${auth.apiKey}`;
+  return headers;
+}
+
+/**
+ * A URL for `EventSource` (which cannot send headers): the stream's SSE events after seq `after`,
+ * with the API key as `?api_key=` and the read token as `?token=`. Prefer `subscribe`, which
+ * sends the key as a header and resumes by itself.
+ * @param {string} base
+ * @param {string} id
+ * @param {{after?: number, apiKey?: string | null, token?: string | null}} [options]
+ */
+export function eventsUrl(base, id, options = {}) {
+  return url(base, `/v1/streams/${encodeURIComponent(id)}/events`, {
+    after: options.after || null,
+    api_key: options.apiKey,
+    token: options.token,
+  });
+}
+
+/**
+ * A URL for `WebSocket` (browsers cannot set its headers): `ws(s)://` for the stream's op socket,
+ * credentials in the query as for `eventsUrl`. `base` "" means the page's own origin.
+ * @param {string} base
+ * @param {string} id
+ * @param {{apiKey?: string | null, token?: string | null}} [options]
+ */
+export function websocketUrl(base, id, options = {}) {
+  const origin = base || globalThis.location?.origin || "";
+  const http = url(origin, `/v1/streams/${encodeURIComponent(id)}/ws`, {
+    api_key: options.apiKey,
+    token: options.token,
+  });
+  return http.replace(/^http/, "ws");
 }
 
 /**
@@ -52,12 +119,13 @@ async function fail(response) {
  * Starts a generation. `body` is an OpenAI chat-completions request.
  * @param {string} base gateway base URL ("" for same origin)
  * @param {Record<string, unknown>} body
+ * @param {Auth} [auth]
  * @returns {Promise<{id: string, status: string, events_url: string}>}
  */
-export async function createStream(base, body) {
-  const response = await fetch(url(base, "/v1/streams"), {
+export async function createStream(base, body, auth) {
+  const response = await fetch(url(base, "/v1/streams", { token: await readToken(auth) }), {
     method: "POST",
-    headers: { "content-type": "application/json" },
+    headers: authHeaders(auth, { "content-type": "application/json" }),
     body: JSON.stringify(body),
   });
   if (!response.ok) return fail(response);
@@ -68,24 +136,31 @@ export async function createStream(base, body) {
  * The stream's current state.
  * @param {string} base
  * @param {string} id
+ * @param {Auth} [auth]
  * @returns {Promise<{id: string, status: string, seq: number, message: Message}>}
  */
-export async function getSnapshot(base, id) {
-  const response = await fetch(url(base, `/v1/streams/${encodeURIComponent(id)}`));
+export async function getSnapshot(base, id, auth) {
+  const response = await fetch(
+    url(base, `/v1/streams/${encodeURIComponent(id)}`, { token: await readToken(auth) }),
+    { headers: authHeaders(auth) },
+  );
   if (!response.ok) return fail(response);
   return response.json();
 }
 
 /**
  * Asks the gateway to cancel the generation; the stream then ends with status "cancelled".
+ * (A read token cannot cancel: that needs the owner's credentials.)
  * @param {string} base
  * @param {string} id
+ * @param {Auth} [auth]
  * @returns {Promise<unknown>}
  */
-export async function cancelStream(base, id) {
-  const response = await fetch(url(base, `/v1/streams/${encodeURIComponent(id)}/cancel`), {
-    method: "POST",
-  });
+export async function cancelStream(base, id, auth) {
+  const response = await fetch(
+    url(base, `/v1/streams/${encodeURIComponent(id)}/cancel`, { token: await readToken(auth) }),
+    { method: "POST", headers: authHeaders(auth) },
+  );
   if (!response.ok) return fail(response);
   return response.json().catch(() => null);
 }
@@ -93,10 +168,13 @@ export async function cancelStream(base, id) {
 /**
  * Model ids the gateway relays from its upstream (OpenAI list format).
  * @param {string} base
+ * @param {Auth} [auth]
  * @returns {Promise<string[]>}
  */
-export async function listModels(base) {
-  const response = await fetch(url(base, "/v1/models"));
+export async function listModels(base, auth) {
+  const response = await fetch(url(base, "/v1/models", { token: await readToken(auth) }), {
+    headers: authHeaders(auth),
+  });
   if (!response.ok) return fail(response);
   const body = await response.json();
   return (Array.isArray(body?.data) ? body.data : []).map((/** @type {any} */ m) => String(m.id));
@@ -128,10 +206,11 @@ export class Cursor {
 }
 
 /**
- * @typedef {{
+ * @typedef {Auth & {
  *   after?: number,
  *   message?: Message,
  *   onOp?: (op: Op, message: Message) => void,
+ *   onTransient?: (op: Op, message: Message) => void,
  *   onState?: (state: ConnectionState, detail?: unknown) => void,
  *   onBytes?: (n: number) => void,
  *   retryMs?: number,
@@ -166,8 +245,13 @@ export class Subscription {
     /** Aborts only the current connection (see `reconnect`). */
     this.connection = new AbortController();
     this.closed = false;
-    /** @type {Promise<Message>} resolves with the final message, rejects on a fatal error */
-    this.done = this.run();
+    /**
+     * Resolves with the final message, rejects on a fatal error. No callback ever runs inside
+     * this constructor (`run` starts on a microtask): the caller has the Subscription in hand
+     * before its first `onState`, even for a stream that has already ended.
+     * @type {Promise<Message>}
+     */
+    this.done = Promise.resolve().then(() => this.run());
     // A caller that only uses callbacks should not see an unhandled rejection.
     this.done.catch(() => {});
   }
@@ -205,6 +289,7 @@ export class Subscription {
 
   /** @returns {Promise<Message>} */
   async run() {
+    if (this.closed) return this.message;
     if (this.message.status !== "in_progress") {
       // Resumed from a snapshot of a stream that has already ended: nothing to follow.
       this.setState("done");
@@ -246,9 +331,8 @@ export class Subscription {
    */
   async connect(doFetch) {
     const after = this.seq;
-    const query = after > 0 ? `?after=${after}` : "";
-    /** @type {Record<string, string>} */
-    const headers = { accept: "text/event-stream" };
+    const token = await readToken(this.options);
+    const headers = authHeaders(this.options, { accept: "text/event-stream" });
     if (after > 0) headers["last-event-id"] = String(after);
     this.setState(this.connections === 0 ? "connecting" : "reconnecting");
     this.connection = new AbortController();
@@ -256,7 +340,10 @@ export class Subscription {
       ? AbortSignal.any([this.controller.signal, this.connection.signal])
       : this.controller.signal;
     const response = await doFetch(
-      url(this.base, `/v1/streams/${encodeURIComponent(this.id)}/events${query}`),
+      url(this.base, `/v1/streams/${encodeURIComponent(this.id)}/events`, {
+        after: after > 0 ? after : null,
+        token,
+      }),
       { headers, signal, cache: "no-store" },
     );
     if (!response.ok) {
@@ -284,6 +371,12 @@ export class Subscription {
             op = JSON.parse(event.data);
           } catch {
             return false; // a corrupt event: resume from the last good seq
+          }
+          // Transient app data: live only, never part of the message or the seq order (its
+          // seq repeats the last real op's, and its event has no id).
+          if (op.type === "transient") {
+            this.options.onTransient?.(op, this.message);
+            continue;
           }
           // The event id is the op's seq; deltas carry none of their own.
           if (typeof op.seq !== "number" && event.id !== null && /^\d+$/.test(event.id)) {
