@@ -15,7 +15,10 @@ if ! command -v npm >/dev/null 2>&1; then
 fi
 stamp=node_modules/.tokenwire-installed
 if [ ! -f "$stamp" ] || [ package.json -nt "$stamp" ] || [ package-lock.json -nt "$stamp" ]; then
-  npm ci --no-audit --no-fund --loglevel=error
+  # npm ci refuses a lock that lacks the other platforms' entries of an optional peer
+  # (cbor-extract, under @ai-sdk/workflow): npm install then installs from the same lock.
+  npm ci --no-audit --no-fund --loglevel=silent \
+    || npm install --no-audit --no-fund --no-save --loglevel=error
   touch "$stamp"
 fi
 npm run --silent build

@@ -1,6 +1,6 @@
 // Shared vectors: op logs produced by the Python implementation, applied here, must give
-// byte-identical canonical message JSON. Every `*.ops.jsonl` under tests/vectors/ (subfolders
-// too) is checked, so vectors added on the Python side are picked up without touching this file:
+// byte-identical canonical message JSON. Every `*.ops.jsonl` in tests/vectors/ is checked (its
+// views/ subfolder holds the views' inputs and frames, checked by tests/test_views.py), so vectors added on the Python side are picked up without touching this file:
 // the final message byte for byte, resuming from a snapshot after every seq, and rendering.
 import assert from "node:assert/strict";
 import { existsSync, readFileSync, readdirSync } from "node:fs";
@@ -17,7 +17,7 @@ const dir = join(dirname(fileURLToPath(import.meta.url)), "..", "..", "tests", "
 /** @param {string} root */
 function findVectors(root) {
   if (!existsSync(root)) return [];
-  return readdirSync(root, { withFileTypes: true, recursive: true })
+  return readdirSync(root, { withFileTypes: true })
     .filter((e) => e.isFile() && e.name.endsWith(".ops.jsonl"))
     .map((e) => join(e.parentPath ?? e.path, e.name))
     .sort();
