@@ -7,10 +7,11 @@ from typing import Any
 import httpx
 import msgspec
 
+from tokenwire.errors import TokenwireError
 from tokenwire.protocol import Message, MessageEnd, Op, SSEDecoder, apply_op, decode_op
 
 
-class GatewayError(Exception):
+class GatewayError(TokenwireError):
     """The gateway answered with an error (``status`` plus its ``{"error": …}`` body)."""
 
     def __init__(self, status: int, message: str, type: str | None, code: Any) -> None:

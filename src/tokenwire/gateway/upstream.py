@@ -27,6 +27,7 @@ from urllib.parse import urlsplit
 import httptools
 
 from tokenwire import __version__, timeouts
+from tokenwire.errors import UpstreamBroken, UpstreamUnavailable
 
 _RETRY_STATUSES = frozenset({502, 503, 504})
 # Pause reading a response once this much body is buffered and unread (the consumer is slow).
@@ -34,14 +35,6 @@ _HIGH_WATER = 256 * 1024
 # A response head larger than this is refused (a broken or hostile upstream could send
 # header lines forever, each one refreshing the read timeout).
 _MAX_HEAD = 64 * 1024
-
-
-class UpstreamUnavailable(Exception):
-    """The upstream could not be reached (after retries)."""
-
-
-class UpstreamBroken(Exception):
-    """The upstream connection failed, timed out or spoke invalid HTTP after it answered."""
 
 
 class _NoResponse(Exception):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import msgspec
 
+from tokenwire.errors import TokenwireError
 from tokenwire.protocol.chunks import decode_chunk
 from tokenwire.protocol.facts import Done
 from tokenwire.protocol.message import Message
@@ -11,7 +12,7 @@ from tokenwire.protocol.ops import EncodedOp
 from tokenwire.protocol.pipeline import Pipeline
 
 
-class NotAChatCompletion(ValueError):
+class NotAChatCompletion(TokenwireError, ValueError):
     """The input holds no chat-completion chunk or body."""
 
 
