@@ -1,12 +1,16 @@
-"""SQLite store of finished streams' final messages (outlives the hub's retention)."""
+"""SQLite store of finished streams' final messages (outlives the hub's retention).
+
+Implements the store protocol of ``tokenwire.streams.store`` (``metadata`` is not kept).
+"""
 
 from __future__ import annotations
 
 import asyncio
 import sqlite3
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
+
+from tokenwire.streams.store import StoredStream
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS streams (
@@ -21,16 +25,8 @@ CREATE TABLE IF NOT EXISTS streams (
 """
 
 
-@dataclass(slots=True, frozen=True)
-class StoredStream:
-    id: str
-    owner: str | None
-    status: str
-    seq: int
-    message: bytes
-    """The canonical message JSON (``Message.to_json()``)."""
-    created_at: float
-    finished_at: float
+def _executor() -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(max_workers=1, thread_name_prefix="tokenwire-store")
 
 
 class Store:
@@ -39,10 +35,12 @@ class Store:
     def __init__(self, data_dir: str | Path | None) -> None:
         self.path = ":memory:" if data_dir is None else str(Path(data_dir) / "tokenwire.sqlite3")
         self._data_dir = data_dir
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tokenwire-store")
+        self._executor = _executor()
         self._db: sqlite3.Connection | None = None
 
     async def open(self) -> None:
+        if self._executor._shutdown:  # type: ignore[attr-defined]  # reopened after close
+            self._executor = _executor()
         await self._run(self._open)
 
     def _open(self) -> None:
