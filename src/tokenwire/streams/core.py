@@ -361,6 +361,15 @@ class Streams:
         finally:
             await cursor.aclose()
 
+    # -- serving ---------------------------------------------------------------------------
+    def asgi(self, authorize: Any = None, **options: Any) -> Any:
+        """A mountable ASGI app (Starlette) serving these streams: snapshot, SSE, WebSocket,
+        cancel. ``authorize(request) -> owner``, sync or async; see ``tokenwire.streams.asgi``.
+        ``options``: ``keepalive_s``, ``cancel_wait_s``, ``ws_hello_timeout_s``, ``metrics``."""
+        from tokenwire.streams.asgi import build_app  # (the HTTP stack only when serving)
+
+        return build_app(self, authorize, **options)
+
     # -- read tokens -----------------------------------------------------------------------
     def read_token(self, stream_id: str, ttl_s: float = 3600) -> str:
         """A signed token that lets its bearer read (only read) ``stream_id`` for ``ttl_s``
