@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 from pathlib import Path
 
 
@@ -61,6 +62,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "TOKENWIRE_WORKERS)",
     )
     parser.add_argument(
+        "--cors-origin",
+        action="append",
+        metavar="ORIGIN",
+        help="allow browser pages from ORIGIN (e.g. https://app.example) to call the gateway; "
+        "repeatable; '*' allows any origin, without credentials (TOKENWIRE_CORS_ORIGINS, "
+        "comma-separated)",
+    )
+    parser.add_argument(
         "--log-level",
         default=os.environ.get("TOKENWIRE_LOG_LEVEL", "info"),
         choices=("critical", "error", "warning", "info", "debug"),
@@ -92,6 +101,7 @@ def build_settings(args: argparse.Namespace):  # type: ignore[no-untyped-def]
             retention_s=args.retention_s,
             redis_url=args.redis,
             workers=args.workers,
+            cors_origins=tuple(args.cors_origin) if args.cors_origin else None,
         )
     except ValueError as exc:
         raise CommandError(str(exc)) from None
@@ -121,6 +131,11 @@ def build_settings(args: argparse.Namespace):  # type: ignore[no-untyped-def]
         raise CommandError(
             "TOKENWIRE_REDIS_LEASE_S must be positive, TOKENWIRE_REDIS_GRACE_S not negative"
         )
+    for origin in settings.cors_origins:
+        if origin != "*" and not re.fullmatch(r"https?://[^/\s]+", origin):
+            raise CommandError(
+                f"--cors-origin must be '*' or scheme://host[:port] (no path), got {origin!r}"
+            )
     if settings.data_dir is None:
         settings.data_dir = default_data_dir()
     return settings

@@ -64,11 +64,11 @@ async def chat_completions(request: Request) -> Response:
         "Content-Type": request.headers.get("content-type", "application/json"),
         "Accept": request.headers.get("accept", "*/*"),
     }
-    assert gw.upstream is not None
+    upstream_client = gw.require_started()
     stack = contextlib.AsyncExitStack()
     try:
         upstream = await stack.enter_async_context(
-            gw.upstream.request("POST", "chat/completions", content=body, headers=headers)
+            upstream_client.request("POST", "chat/completions", content=body, headers=headers)
         )
     except UpstreamUnavailable as exc:
         await stack.aclose()
@@ -96,9 +96,9 @@ async def chat_completions(request: Request) -> Response:
 async def list_models(request: Request) -> Response:
     gw = _gw(request)
     gw.auth.owner(request.headers, request.query_params)
-    assert gw.upstream is not None
+    upstream_client = gw.require_started()
     try:
-        async with gw.upstream.request("GET", "models") as upstream:
+        async with upstream_client.request("GET", "models") as upstream:
             content = await upstream.aread()
             headers = _relay_headers(upstream.headers.raw)
             status = upstream.status_code

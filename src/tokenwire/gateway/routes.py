@@ -69,6 +69,7 @@ def _with_usage(data: dict[str, Any]) -> None:
 async def create_stream(request: Request) -> Response:
     gw = _gw(request)
     owner = gw.auth.owner(request.headers, request.query_params)
+    upstream = gw.require_started()
     body = await read_body(request, gw.settings.max_body_bytes)
     try:
         data = msgspec.json.decode(body)
@@ -98,9 +99,8 @@ async def create_stream(request: Request) -> Response:
     data["stream"] = True
     _with_usage(data)
     model = data.get("model")
-    assert gw.upstream is not None
     handle = await gw.streams.start(
-        Generation(gw.upstream, gw.metrics, _json.encode(data)),
+        Generation(upstream, gw.metrics, _json.encode(data)),
         owner=owner,
         model=model if isinstance(model, str) else None,
         coalesce_ms=coalesce_ms,

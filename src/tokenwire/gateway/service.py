@@ -7,7 +7,7 @@ import gc
 import re
 
 from tokenwire.gateway.auth import Auth
-from tokenwire.gateway.errors import not_found
+from tokenwire.gateway.errors import ApiError, not_found
 from tokenwire.gateway.metrics import Metrics
 from tokenwire.gateway.settings import Settings
 from tokenwire.gateway.store import Store, StoredStream
@@ -86,6 +86,20 @@ class Gateway:
         await self.streams.close()
         if self.upstream is not None:
             await self.upstream.aclose()
+
+    def require_started(self) -> UpstreamClient:
+        """The upstream client, or a 503 saying how to start the gateway (its lifespan did
+        not run: e.g. mounted in another app)."""
+        if self.upstream is None or not self.streams.started:
+            raise ApiError(
+                503,
+                "the tokenwire gateway is not started: run it with its lifespan (when mounting "
+                "it, enter `app.router.lifespan_context(app)` in the host's lifespan), or embed "
+                "tokenwire.Streams instead",
+                "service_unavailable",
+                "not_started",
+            )
+        return self.upstream
 
     async def lookup(
         self, stream_id: str, owner: str | None
