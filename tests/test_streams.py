@@ -261,3 +261,30 @@ async def test_lifespan_nests_and_restarts() -> None:
     async with streams:  # a second start works
         handle = await streams.start(lambda w: w.text("x"))
         assert await streams.wait(handle.id, 5) == "completed"
+
+
+async def test_cancel_lands_after_an_append_in_flight_and_ends_cleanly() -> None:
+    from tokenwire.hub import MemoryHub
+
+    class SlowHub(MemoryHub):
+        async def append(self, stream_id, ops):  # type: ignore[no-untyped-def]
+            await asyncio.sleep(0.05)  # an append in flight when the cancel arrives
+            await super().append(stream_id, ops)
+
+    async with Streams(SlowHub(), coalesce_ms=0) as streams:
+
+        async def produce(w: StreamWriter) -> None:
+            for i in range(1000):
+                await w.text(f"{i} ")
+
+        handle = await streams.start(produce)
+        await asyncio.sleep(0.12)
+        await streams.cancel(handle.id)
+        assert await streams.wait(handle.id, 5) == "cancelled"
+        task = handle.writer._task
+        assert task is not None
+        await asyncio.wait_for(asyncio.shield(task), 5)  # ended normally: not re-cancelled
+        assert not task.cancelled() and streams.active == 0
+        ops = [op async for op in streams.follow(handle.id)]
+        assert [op.seq for op in ops] == list(range(1, len(ops) + 1))
+        assert apply_ops(ops).to_dict() == (await streams.message(handle.id)).to_dict()

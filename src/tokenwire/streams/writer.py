@@ -101,13 +101,9 @@ class PipeResult:
     model: str | None = None
 
 
-_CANCEL_STATES = {
-    State.OPEN: False,
-    State.CANCEL_PENDING: True,
-    State.CANCELLING: True,
-    State.HUB_LOST: False,
-    State.ENDED: False,
-}
+_OPEN = State.OPEN  # (module constants: the per-append checks are identity tests)
+_ENDED = State.ENDED
+_CANCEL_PENDING = State.CANCEL_PENDING
 _PIPE_SPECIAL = frozenset({Done, UpstreamError, Started, Finished, UsageFact})
 _TOOL_FACTS = (ToolCallStarted, ToolCallArguments)
 
@@ -514,12 +510,18 @@ class StreamWriter:
     async def _append(self, ops: Sequence[EncodedOp]) -> None:
         """Hand ops to the hub (caller holds the lock). Stores the final message first."""
         state = self._state
-        if state is State.ENDED:
+        if state is _ENDED:
             raise StreamEnded(f"stream {self.stream_id!r} has ended: nothing more can be written")
         if self._unsent:  # ops the hub has not taken yet go first, so the seqs stay dense
             ops = [*self._unsent, *ops]
             self._unsent = []
-        if _CANCEL_STATES[state] and asyncio.current_task() is self._task:
+        ending = ops[-1].type == "message.end"
+        if (
+            state is not _OPEN
+            and not ending
+            and state is not State.HUB_LOST
+            and asyncio.current_task() is self._task
+        ):
             # Cancelled, but the cancel has not landed (nothing suspended since): now, with
             # these ops kept for the cancel's ending.
             self._unsent = list(ops)
@@ -531,7 +533,7 @@ class StreamWriter:
                     self._streams._first_token(time.monotonic() - self._first_token_at)
                     self._first_token_at = None
                     break
-        if ops[-1].type == "message.end":
+        if ending:
             self._state = State.ENDED
             await self._store_final()
         self._appending = asyncio.current_task()
@@ -542,7 +544,7 @@ class StreamWriter:
             raise
         finally:
             self._appending = None
-        if self._state is State.CANCEL_PENDING:
+        if self._state is _CANCEL_PENDING:
             # The cancel arrived while the producer's own append was in flight: now.
             self._state = State.CANCELLING
             raise asyncio.CancelledError
