@@ -210,3 +210,54 @@ def test_gateway_cors_preflight_and_headers(mock_url: str) -> None:
         response = http.get("/healthz", headers={"Origin": "https://x.example"})
         assert response.headers["access-control-allow-origin"] == "*"
         assert "access-control-allow-credentials" not in response.headers
+
+
+def test_pipe_takes_httpx_and_openai_sdk_responses(mock_url: str) -> None:
+    import openai
+
+    body = {"model": "mock-tools", "messages": [{"role": "user", "content": "hi"}]}
+
+    async def main() -> None:
+        client = openai.AsyncOpenAI(base_url=f"{mock_url}/v1", api_key="x", max_retries=0)
+        async with Streams(coalesce_ms=0) as streams, httpx.AsyncClient() as http:
+
+            async def produce(w: StreamWriter) -> None:
+                raw = await client.chat.completions.with_raw_response.create(
+                    **body, stream=True, stream_options={"include_usage": True}
+                )
+                first = await w.pipe(raw)
+                assert first.finish_reason == "tool_calls" and first.tool_calls
+                assert first.usage is not None and first.model
+                for call in first.tool_calls:
+                    await w.tool_result(call.id or "", "42")
+                async with client.chat.completions.with_streaming_response.create(
+                    model="mock", messages=body["messages"], stream=True
+                ) as streaming:
+                    second = await w.pipe(streaming)
+                assert second.finish_reason == "stop"
+                request = http.build_request(
+                    "POST", f"{mock_url}/v1/chat/completions", json={**body, "stream": True}
+                )
+                third = await w.pipe(await http.send(request, stream=True))
+                assert third.tool_calls
+
+            handle = await streams.start(produce)
+            assert await streams.wait(handle.id, 10) == "completed"
+            message = (await streams.message(handle.id)).to_dict()
+            kinds = [b["type"] for b in message["blocks"]]
+            assert "text" in kinds and kinds.count("tool_call") >= 2
+            assert message["usage"] is not None
+
+            async def refused(w: StreamWriter) -> None:
+                request = http.build_request(
+                    "POST", f"{mock_url}/v1/chat/completions", json={"model": "nope"}
+                )
+                await w.pipe(await http.send(request, stream=True))
+
+            bad = await streams.start(refused)
+            assert await streams.wait(bad.id, 10) == "failed"
+            error = (await streams.message(bad.id)).error
+            assert error is not None and error["message"].startswith("upstream returned HTTP 4")
+        await client.close()
+
+    asyncio.run(main())

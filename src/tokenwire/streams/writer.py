@@ -621,9 +621,9 @@ async def _chunks(source: Any) -> AsyncIterable[bytes]:
     if isinstance(source, bytes | bytearray | memoryview):
         yield bytes(source)
         return
-    aiter_raw = getattr(source, "aiter_raw", None)
-    if aiter_raw is not None:  # httpx.Response (content untouched: gzip is not asked for)
-        async for chunk in aiter_raw():
+    reader = getattr(source, "aiter_bytes", None) or getattr(source, "aiter_raw", None)
+    if reader is not None:  # httpx.Response: aiter_bytes undoes a gzip content coding
+        async for chunk in reader():
             yield chunk
         return
     if hasattr(source, "__aiter__"):
@@ -654,7 +654,7 @@ def _unwrap(source: Any) -> Any:
 async def _upstream_error(response: Any) -> tuple[str, str, str | int | None]:
     """Turn an upstream error response into (message, type, code) for ``message.end``."""
     body = b""
-    reader = getattr(response, "aiter_raw", None)
+    reader = getattr(response, "aiter_bytes", None) or getattr(response, "aiter_raw", None)
     if reader is not None:
         async for chunk in reader():
             body += chunk
