@@ -261,3 +261,28 @@ def test_pipe_takes_httpx_and_openai_sdk_responses(mock_url: str) -> None:
         await client.close()
 
     asyncio.run(main())
+
+
+def test_gateway_read_tokens_with_api_keys(mock_url: str) -> None:
+    settings = Settings(upstream=f"{mock_url}/v1", api_keys=("k1", "k2"), secret="shh")
+    with serve_asgi(create_app(settings)) as url, httpx.Client(base_url=url, timeout=20) as http:
+        body = {"model": "mock", "messages": [{"role": "user", "content": "hi"}]}
+        k1 = {"Authorization": "Bearer k1"}
+        sid = http.post("/v1/streams", json=body, headers=k1).json()["id"]
+        assert (
+            http.post(
+                f"/v1/streams/{sid}/token", headers={"Authorization": "Bearer k2"}
+            ).status_code
+            == 404
+        )
+        token = http.post(f"/v1/streams/{sid}/token", json={"ttl_s": 60}, headers=k1).json()[
+            "token"
+        ]
+        with http.stream("GET", f"/v1/streams/{sid}/events", params={"token": token}) as response:
+            assert response.status_code == 200
+            assert rebuild(parse(b"".join(response.iter_raw()))).status == "completed"
+        assert http.get(f"/v1/streams/{sid}", params={"token": token}).status_code == 200
+        assert http.get(f"/v1/streams/{sid}").status_code == 401
+        assert http.get(f"/v1/streams/{sid}", params={"token": "x" + token}).status_code == 401
+        cancel = http.post(f"/v1/streams/{sid}/cancel", params={"token": token})
+        assert cancel.status_code == 401

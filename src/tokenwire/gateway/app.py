@@ -24,7 +24,7 @@ from starlette.types import Receive, Scope, Send
 
 from tokenwire.gateway.errors import ApiError, handle_api_error
 from tokenwire.gateway.passthrough import chat_completions, list_models
-from tokenwire.gateway.routes import create_stream, healthz, index, metrics
+from tokenwire.gateway.routes import create_stream, healthz, index, metrics, read_token
 from tokenwire.gateway.service import STREAM_ID, Gateway, default_hub
 from tokenwire.gateway.settings import Settings
 from tokenwire.hub import Hub, HubUnavailable
@@ -107,6 +107,7 @@ def create_app(settings: Settings | None = None, hub: Hub | None = None) -> Gate
         Route("/metrics", metrics),
         Route("/v1/streams", create_stream, methods=["POST"]),
         *stream_routes.routes("/v1/streams"),
+        Route("/v1/streams/{stream_id}/token", read_token, methods=["POST"]),
         Route("/v1/chat/completions", chat_completions, methods=["POST"]),
         Route("/v1/models", list_models),
     ]

@@ -121,4 +121,35 @@ async def create_stream(request: Request) -> Response:
     )
 
 
-__all__ = ["create_stream", "healthz", "index", "metrics"]
+_MAX_TOKEN_TTL_S = 7 * 24 * 3600
+
+
+async def read_token(request: Request) -> Response:
+    """``POST /v1/streams/{id}/token``: a signed read token for one stream (its owner only),
+    for a backend to hand a browser instead of its API key."""
+    gw = _gw(request)
+    stream_id = request.path_params["stream_id"]
+    owner = gw.auth.owner(request.headers, request.query_params)
+    gw.require_started()
+    await gw.lookup(stream_id, owner)  # 404 unless it exists and is the caller's
+    ttl_s: Any = 3600
+    body = await read_body(request, 4096)
+    if body.strip():
+        try:
+            data = msgspec.json.decode(body)
+        except msgspec.DecodeError:
+            raise bad_request("request body is not valid JSON", "invalid_json") from None
+        ttl_s = data.get("ttl_s", ttl_s) if isinstance(data, dict) else None
+    if (
+        isinstance(ttl_s, bool)
+        or not isinstance(ttl_s, int | float)
+        or not 0 < ttl_s <= _MAX_TOKEN_TTL_S
+    ):
+        raise bad_request(
+            f"'ttl_s' must be a number of seconds from 1 to {_MAX_TOKEN_TTL_S}", "invalid_ttl"
+        )
+    token = gw.streams.read_token(stream_id, ttl_s=ttl_s)
+    return json_response({"token": token, "expires_in": ttl_s})
+
+
+__all__ = ["create_stream", "healthz", "index", "metrics", "read_token"]
