@@ -11,6 +11,7 @@ the gateway's hot path.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
 import logging
 import time
@@ -202,12 +203,14 @@ class StreamWriter:
         "_flush_handle",
         "_flush_task",
         "_lock",
+        "_piped_in_step",
         "_pipes",
         "_state",
         "_step",
         "_streams",
         "_task",
         "_tool_key",
+        "_transient",
         "_unsent",
         "_usage",
         "created_at",
@@ -245,7 +248,9 @@ class StreamWriter:
         self._tool_key = 0  # the next free tool-call key (the assembler's per-call identity)
         self._step = 0
         self._pipes = 0
+        self._piped_in_step = False  # a pipe wrote into the current step
         self._usage: dict[str, Any] | None = None
+        self._transient = False  # transient data was written: batches are filtered
 
     # -- state -----------------------------------------------------------------------------
     @property
@@ -328,6 +333,8 @@ class StreamWriter:
     ) -> None:
         """App data (protocol v1.1): a block; with an ``id`` already written, updated in place;
         ``transient`` goes to live readers only."""
+        if transient:
+            self._transient = True
         await self._write([DataFact(choice, name, value, id, transient)])
 
     async def tool_result(
@@ -352,6 +359,7 @@ class StreamWriter:
     async def step(self) -> int:
         """Start a new step (a model call or tool round); returns its number."""
         self._step += 1
+        self._piped_in_step = False
         await self._write([StepStarted(self._step)])
         return self._step
 
@@ -391,12 +399,14 @@ class StreamWriter:
         if isinstance(status, int) and status >= 400:
             raise StreamFailed(*await _upstream_error(source))
         asm = self._asm
-        if self._pipes:
-            # A later model call: its own step, its own finish reason.
+        if self._piped_in_step:
+            # A later model call: its own step (unless ``step()`` started one since).
             self._step += 1
             await self._write([StepStarted(self._step)])
-            asm._finish.clear()  # (the assembler keeps the first reason per choice)
+        if self._pipes:
+            asm._finish.clear()  # its own finish reason (the assembler keeps the first one)
         self._pipes += 1
+        self._piped_in_step = True
         pipeline = Pipeline(self.stream_id, coalesce_ms=0.0)
         pipeline.assembler = asm  # the pipe's decoder + normalizer feed the message's assembler
         facts = _PipeFacts(pipeline.normalizer, self._tool_key)
@@ -515,6 +525,10 @@ class StreamWriter:
         if self._unsent:  # ops the hub has not taken yet go first, so the seqs stay dense
             ops = [*self._unsent, *ops]
             self._unsent = []
+        if self._transient:
+            ops = await self._send_transient(ops)
+            if not ops:
+                return
         ending = ops[-1].type == "message.end"
         if (
             state is not _OPEN
@@ -548,6 +562,19 @@ class StreamWriter:
             # The cancel arrived while the producer's own append was in flight: now.
             self._state = State.CANCELLING
             raise asyncio.CancelledError
+
+    async def _send_transient(self, ops: Sequence[EncodedOp]) -> list[EncodedOp]:
+        """Take ``transient`` ops out of the batch (never in the log: they would break its
+        dense seqs) and hand them to the hub's live delivery, where the hub has one."""
+        kept = [op for op in ops if op.type != "transient"]
+        if len(kept) != len(ops):
+            publish = getattr(self._streams.hub, "publish_transient", None)
+            if publish is not None:
+                for op in ops:
+                    if op.type == "transient":
+                        with contextlib.suppress(HubUnavailable):
+                            await publish(self.stream_id, op)
+        return kept
 
     async def _hub_append(self, ops: Sequence[EncodedOp], lost: bool) -> None:
         """``hub.append``, retried while the hub is unreachable (up to its grace time)."""
