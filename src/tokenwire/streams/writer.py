@@ -197,11 +197,11 @@ class StreamWriter:
     """
 
     __slots__ = (
-        "_appending",
         "_asm",
         "_first_token_at",
         "_flush_handle",
         "_flush_task",
+        "_flushing",
         "_lock",
         "_piped_in_step",
         "_pipes",
@@ -242,7 +242,7 @@ class StreamWriter:
         self._flush_task: asyncio.Task[None] | None = None
         self._unsent: list[EncodedOp] = []  # ops produced but not in the hub yet
         self._state = State.OPEN
-        self._appending: asyncio.Task[Any] | None = None  # the task inside hub.append, if any
+        self._flushing = False  # the flush timer's task holds the lock (not the producer)
         self._first_token_at: float | None = time.monotonic()  # None once the first token left
         self._task: asyncio.Task[Any] | None = None
         self._tool_key = 0  # the next free tool-call key (the assembler's per-call identity)
@@ -509,7 +509,11 @@ class StreamWriter:
                     return
                 ops = self._asm.poll(time.monotonic())
                 if ops:
-                    await self._append(ops)
+                    self._flushing = True
+                    try:
+                        await self._append(ops)
+                    finally:
+                        self._flushing = False
         except HubLost as exc:
             # (the producer's next write or its ending sees the hub's state again)
             log.warning("stream %s: a coalesced flush failed: %s", self.stream_id, exc)
@@ -550,15 +554,12 @@ class StreamWriter:
         if ending:
             self._state = State.ENDED
             await self._store_final()
-        self._appending = asyncio.current_task()
         try:
             await self._hub_append(ops, state is State.HUB_LOST)
         except HubLost:
             self._unsent = list(ops)  # for the one last attempt to end the stream
             raise
-        finally:
-            self._appending = None
-        if self._state is _CANCEL_PENDING:
+        if self._state is _CANCEL_PENDING and asyncio.current_task() is self._task:
             # The cancel arrived while the producer's own append was in flight: now.
             self._state = State.CANCELLING
             raise asyncio.CancelledError
@@ -631,7 +632,9 @@ class StreamWriter:
         task = self._task
         if task is None or task.done():
             return
-        if self._appending is task:
+        if self._lock.locked() and not self._flushing:
+            # The producer holds the lock, so it is suspended inside its hub append (or the
+            # store / on_end before the end): the cancel waits for it.
             self._state = State.CANCEL_PENDING
             return
         self._state = State.CANCELLING
