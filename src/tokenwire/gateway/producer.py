@@ -1,64 +1,49 @@
 """The gateway's generation: one upstream chat completion piped into a ``StreamWriter``.
 
-``generate`` is what ``POST /v1/streams`` starts with ``Streams.start``: it posts the request
-upstream and pipes the response (the writer's per-token hot path). Upstream failures become
-``StreamFailed`` with the same error objects as before the library existed.
+``Generation`` is what ``POST /v1/streams`` starts with ``Streams.start``: the upstream
+request's ``async with`` handed to ``writer.pipe``, which enters it and reads the response with
+its ``poll()`` (the per-token hot path). ``Streams`` turns the upstream client's errors
+(``UpstreamUnavailable``, ``UpstreamBroken``) and error answers into the stream's ``failed``
+ending, with the same error objects as before the library existed.
 """
 
 from __future__ import annotations
 
 import asyncio
-import logging
-from typing import TYPE_CHECKING
+from collections.abc import Coroutine
+from typing import TYPE_CHECKING, Any
 
-from tokenwire.errors import StreamFailed
-from tokenwire.gateway.metrics import Metrics
-from tokenwire.gateway.upstream import UpstreamBroken, UpstreamClient, UpstreamUnavailable
-from tokenwire.streams import StreamWriter
+from tokenwire.gateway.upstream import UpstreamClient
+from tokenwire.streams import PipeResult, StreamWriter
 
 if TYPE_CHECKING:
     from tokenwire.gateway.service import Gateway
-
-log = logging.getLogger("tokenwire.gateway")
 
 _UPSTREAM_HEADERS = {"Content-Type": "application/json", "Accept": "text/event-stream"}
 
 
 class Generation:
-    """``produce`` for one upstream request (a callable object rather than a closure: it
-    holds exactly what it needs, and drops the request body once the upstream answered)."""
+    """``produce`` for one upstream request. Not a coroutine function: it returns
+    ``writer.pipe(...)``'s coroutine itself, so an open stream holds no frame of its own here
+    (per idle stream memory, docs/benchmarks.md). The request body is held by the upstream
+    exchange only until the upstream answered (no retries after that)."""
 
-    __slots__ = ("body", "metrics", "upstream")
+    __slots__ = ("body", "upstream")
 
-    def __init__(self, upstream: UpstreamClient, metrics: Metrics, body: bytes) -> None:
+    def __init__(self, upstream: UpstreamClient, body: bytes) -> None:
         self.upstream = upstream
-        self.metrics = metrics
         self.body = body
 
-    async def __call__(self, w: StreamWriter) -> None:
-        metrics = self.metrics
-        try:
-            async with self.upstream.request(
-                "POST",
-                "chat/completions",
-                content=self.body,
-                headers=_UPSTREAM_HEADERS,
-                keep_headers=False,
-            ) as response:
-                self.body = b""  # no retries from here on: don't hold the prompt for hours
-                if response.status_code >= 400:
-                    metrics.upstream_errors.labels("http_status").inc()
-                await w.pipe(response)
-        except UpstreamUnavailable as exc:
-            metrics.upstream_errors.labels("unreachable").inc()
-            log.warning("stream %s: %s", w.stream_id, exc)
-            raise StreamFailed(str(exc), "upstream_error") from None
-        except UpstreamBroken as exc:
-            metrics.upstream_errors.labels("broken_stream").inc()
-            log.warning("stream %s: upstream failed mid-stream: %s", w.stream_id, exc)
-            raise StreamFailed(
-                f"upstream failed after output started: {exc}", "upstream_error"
-            ) from None
+    def __call__(self, w: StreamWriter) -> Coroutine[Any, Any, PipeResult]:
+        exchange = self.upstream.request(
+            "POST",
+            "chat/completions",
+            content=self.body,
+            headers=_UPSTREAM_HEADERS,
+            keep_headers=False,
+        )
+        self.body = b""
+        return w.pipe(exchange)
 
 
 class Producer:
@@ -81,7 +66,7 @@ class Producer:
         self.writer = StreamWriter(
             gw.streams, stream_id, owner, None, model=model, coalesce_ms=coalesce_ms
         )
-        self.produce = Generation(gw.upstream, gw.metrics, body)
+        self.produce = Generation(gw.upstream, body)
 
     async def run(self) -> None:
         streams = self.gw.streams

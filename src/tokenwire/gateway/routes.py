@@ -100,7 +100,7 @@ async def create_stream(request: Request) -> Response:
     _with_usage(data)
     model = data.get("model")
     handle = await gw.streams.start(
-        Generation(upstream, gw.metrics, _json.encode(data)),
+        Generation(upstream, _json.encode(data)),
         owner=owner,
         model=model if isinstance(model, str) else None,
         coalesce_ms=coalesce_ms,

@@ -39,6 +39,9 @@ class MetricsObserver:
     def stream_closed(self) -> None:
         self.metrics.active_streams.dec()
 
+    def upstream_error(self, kind: str) -> None:
+        self.metrics.upstream_errors.labels(kind).inc()
+
 
 class Gateway:
     """Everything a request handler needs, shared by the app's routes."""

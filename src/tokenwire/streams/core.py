@@ -30,6 +30,8 @@ from tokenwire.errors import (
     StreamFailed,
     StreamNotFound,
     Unauthorized,
+    UpstreamBroken,
+    UpstreamUnavailable,
 )
 from tokenwire.hub import Hub, MemoryHub, StreamInfo
 from tokenwire.protocol import EncodedOp, Message, snapshot_op
@@ -57,6 +59,8 @@ class Observer(Protocol):
     def first_token(self, seconds: float) -> None: ...
     def stream_ended(self, status: str) -> None: ...
     def stream_closed(self) -> None: ...
+    def upstream_error(self, kind: str) -> None:
+        """``unreachable``, ``http_status`` or ``broken_stream``."""
 
 
 @dataclass(slots=True, frozen=True)
@@ -212,7 +216,9 @@ class Streams:
         try:
             unwatch = self.hub.watch_cancel(writer.stream_id, writer._on_cancel)
             try:
-                await produce(writer)
+                step = produce(writer)
+                del produce  # (a produce object need not live as long as its stream)
+                await step
                 if not writer.ended:
                     await writer.end()
             except asyncio.CancelledError:
@@ -227,6 +233,16 @@ class Streams:
                 await writer._end_failed(f"lost the hub: {exc}", "hub_unavailable", None)
             except StreamFailed as exc:
                 await writer._end_failed(exc.message, exc.type, exc.code)
+            except UpstreamUnavailable as exc:  # (tokenwire's own upstream client)
+                self._upstream_error("unreachable")
+                log.warning("stream %s: %s", writer.stream_id, exc)
+                await writer._end_failed(str(exc), "upstream_error", None)
+            except UpstreamBroken as exc:
+                self._upstream_error("broken_stream")
+                log.warning("stream %s: upstream failed mid-stream: %s", writer.stream_id, exc)
+                await writer._end_failed(
+                    f"upstream failed after output started: {exc}", "upstream_error", None
+                )
             except Exception as exc:
                 log.exception("stream %s: producer error", writer.stream_id)
                 await writer._end_failed(
@@ -275,6 +291,10 @@ class Streams:
                     await result
             except Exception:
                 log.exception("stream %s: on_end failed (the stream ends anyway)", row.id)
+
+    def _upstream_error(self, kind: str) -> None:
+        if self._observer is not None:
+            self._observer.upstream_error(kind)
 
     def _first_token(self, seconds: float) -> None:
         if self._observer is not None:

@@ -114,15 +114,23 @@ class _PipeFacts:
     the whole message (``[DONE]``, an error event) from reaching the shared assembler; tool-call
     keys are shifted so each response's calls stay distinct in the message."""
 
-    __slots__ = ("_calls", "_inner", "error", "key_base", "result", "stop")
+    # (Lives as long as the pipe, for every open stream: what it learned is kept in slots and
+    # becomes a ``PipeResult`` only at the end.)
+    __slots__ = ("_calls", "_inner", "error", "finish_reason", "key_base", "model", "stop", "usage")
 
     def __init__(self, inner: Any, key_base: int) -> None:
         self._inner = inner
         self.key_base = key_base
-        self.result = PipeResult()
-        self._calls: dict[int, ToolCall] = {}
+        self._calls: dict[int, ToolCall] | None = None  # by key, in order of appearance
         self.stop = False
         self.error: UpstreamError | None = None
+        self.finish_reason: str | None = None
+        self.usage: dict[str, Any] | None = None
+        self.model: str | None = None
+
+    def result(self) -> PipeResult:
+        calls = list(self._calls.values()) if self._calls else []
+        return PipeResult(self.finish_reason, calls, self.usage, self.model)
 
     def __getattr__(self, name: str) -> Any:  # (saw_chunk, last_skip_reason, ...)
         return getattr(self._inner, name)
@@ -152,12 +160,12 @@ class _PipeFacts:
                         self.error = fact  # type: ignore[assignment]
                     return out[:i] if out is facts else out
                 if kind is Started:
-                    self.result.model = self.result.model or fact.model  # type: ignore[union-attr]
+                    self.model = self.model or fact.model  # type: ignore[union-attr]
                 elif kind is Finished:
-                    if fact.choice == 0 or self.result.finish_reason is None:  # type: ignore[union-attr]
-                        self.result.finish_reason = fact.reason  # type: ignore[union-attr]
+                    if fact.choice == 0 or self.finish_reason is None:  # type: ignore[union-attr]
+                        self.finish_reason = fact.reason  # type: ignore[union-attr]
                 elif kind is UsageFact:
-                    self.result.usage = fact.usage  # type: ignore[union-attr]
+                    self.usage = fact.usage  # type: ignore[union-attr]
             elif kind is ToolCallStarted or kind is ToolCallArguments:
                 if out is facts and self.key_base:
                     out = list(facts)
@@ -168,24 +176,24 @@ class _PipeFacts:
 
     def _tool(self, fact: ToolCallStarted | ToolCallArguments) -> Fact:
         key = fact.key + self.key_base
+        calls = self._calls
+        if calls is None:
+            calls = self._calls = {}
         if type(fact) is ToolCallStarted:
-            call = ToolCall(fact.id, fact.name)
-            self._calls[key] = call
-            self.result.tool_calls.append(call)
+            calls[key] = ToolCall(fact.id, fact.name)
             if self.key_base:
                 return ToolCallStarted(fact.choice, key, fact.id, fact.name)
             return fact
-        call = self._calls.get(key)
+        call = calls.get(key)
         if call is None:  # (fragments of a call whose start we never saw)
-            call = self._calls[key] = ToolCall(None, None)
-            self.result.tool_calls.append(call)
+            call = calls[key] = ToolCall(None, None)
         call.arguments += fact.text
         if self.key_base:
             return ToolCallArguments(fact.choice, key, fact.text)
         return fact
 
     def next_key(self) -> int:
-        return max(self._calls, default=self.key_base - 1) + 1
+        return max(self._calls or (), default=self.key_base - 1) + 1
 
 
 class StreamWriter:
@@ -384,8 +392,10 @@ class StreamWriter:
         """Pipe an upstream chat completions stream into the message; returns what it learned.
 
         ``source``: an async iterable of bytes (raw SSE body), an ``httpx.Response`` opened with
-        ``stream=True``, the OpenAI SDK's raw response (``with_raw_response`` /
-        ``with_streaming_response``, or an ``AsyncStream`` not iterated yet), or the gateway's
+        ``stream=True``, the OpenAI SDK's raw response (``with_raw_response``, or the object of
+        ``with_streaming_response``), an ``AsyncStream`` not iterated yet, an async context
+        manager giving one of these (``httpx.AsyncClient.stream(...)``,
+        ``with_streaming_response.create(...)``: entered and exited here), or the gateway's
         ``UpstreamResponse``. A second pipe continues the same message in a new step.
 
         Raises ``StreamFailed`` for an upstream error (HTTP status >= 400, an error event, a
@@ -394,80 +404,91 @@ class StreamWriter:
         if format not in ("auto", "chat_completions", "chat.completions"):
             raise ValueError(f"unsupported pipe format {format!r} (known: chat_completions)")
         self._check_open()
-        source = _unwrap(source)
+        # One coroutine frame for the whole pipe, the context manager included, with as few
+        # locals as it takes: this frame lives as long as the upstream answers, for every open
+        # stream (docs/benchmarks.md: memory per idle stream).
+        manager = source if hasattr(source, "__aenter__") and not hasattr(source, "poll") else None
+        if manager is not None:
+            source = await manager.__aenter__()
+        try:
+            source = _unwrap(source)
+            pipeline, facts = await self._pipe_start(source)
+            poll = getattr(source, "poll", None)
+            if poll is not None:
+                # The hot path (the gateway's ``UpstreamResponse``): no coroutine per read.
+                while (chunk := poll()) is not None:
+                    if isinstance(chunk, asyncio.Future):
+                        await chunk
+                        continue
+                    async with self._lock:
+                        ops = pipeline.feed(chunk, time.monotonic())
+                        if ops:
+                            await self._append(ops)
+                    if self._flush_handle is None and (
+                        self._flush_task is None or self._flush_task.done()
+                    ):
+                        self._arm_flush()  # (a running flush re-arms by itself)
+                    if facts.stop:
+                        break
+            else:
+                async for chunk in _chunks(source):
+                    if not chunk:
+                        continue
+                    async with self._lock:
+                        ops = pipeline.feed(bytes(chunk), time.monotonic())
+                        if ops:
+                            await self._append(ops)
+                    if self._flush_handle is None and (
+                        self._flush_task is None or self._flush_task.done()
+                    ):
+                        self._arm_flush()
+                    if facts.stop:
+                        break
+            if not facts.stop:  # EOF without [DONE]: release held text, as the pipeline would
+                pipeline.decoder.close()
+                await self._feed(facts.close())
+        except BaseException as exc:
+            if manager is not None and await manager.__aexit__(type(exc), exc, exc.__traceback__):
+                return PipeResult()  # (the context manager swallowed the error)
+            raise
+        if manager is not None:
+            await manager.__aexit__(None, None, None)
+        return await self._pipe_result(facts)
+
+    async def _pipe_start(self, source: Any) -> tuple[Pipeline, _PipeFacts]:
+        """Refuse an error response; open a step for a later model call; the pipe's decoder."""
         status = getattr(source, "status_code", None)
         if isinstance(status, int) and status >= 400:
+            self._streams._upstream_error("http_status")
             raise StreamFailed(*await _upstream_error(source))
-        asm = self._asm
         if self._piped_in_step:
             # A later model call: its own step (unless ``step()`` started one since).
             self._step += 1
             await self._write([StepStarted(self._step)])
         if self._pipes:
-            asm._finish.clear()  # its own finish reason (the assembler keeps the first one)
+            self._asm._finish.clear()  # its own finish reason (the assembler keeps the first)
         self._pipes += 1
         self._piped_in_step = True
         pipeline = Pipeline(self.stream_id, coalesce_ms=0.0)
-        pipeline.assembler = asm  # the pipe's decoder + normalizer feed the message's assembler
+        pipeline.assembler = self._asm  # the pipe's decoder + normalizer feed the writer's
         facts = _PipeFacts(pipeline.normalizer, self._tool_key)
         pipeline.normalizer = facts  # type: ignore[assignment]
-        poll = getattr(source, "poll", None)
-        if poll is not None:
-            await self._pipe_poll(pipeline, facts, poll)
-        else:
-            await self._pipe_iter(pipeline, facts, _chunks(source))
+        return pipeline, facts
+
+    async def _pipe_result(self, facts: _PipeFacts) -> PipeResult:
         self._tool_key = facts.next_key()
-        if not facts.stop:  # EOF without [DONE]: held text and tags out, as the pipeline would
-            pipeline.decoder.close()
-            await self._feed(facts.close())
         if facts.error is not None:
-            err = facts.error
-            raise StreamFailed(err.message, err.type, err.code)
-        result = facts.result
+            raise StreamFailed(facts.error.message, facts.error.type, facts.error.code)
+        result = facts.result()
         if not facts.stop and result.finish_reason is None:
             raise StreamFailed(TRUNCATED_MESSAGE, "truncated")
         if result.usage is not None:
-            self._usage = _add_usage(self._usage, result.usage) if self._pipes > 1 else result.usage
-            if self._pipes > 1:
+            if self._pipes > 1:  # the message's usage: over all its model calls
+                self._usage = _add_usage(self._usage, result.usage)
                 await self._write([UsageFact(self._usage)])
+            else:
+                self._usage = result.usage
         return result
-
-    async def _pipe_poll(self, pipeline: Pipeline, facts: _PipeFacts, poll: Callable) -> None:
-        """The hot path (the gateway's ``UpstreamResponse``): no coroutine per read."""
-        lock = self._lock
-        feed = pipeline.feed
-        monotonic = time.monotonic
-        while (chunk := poll()) is not None:
-            if isinstance(chunk, asyncio.Future):
-                await chunk
-                continue
-            async with lock:
-                ops = feed(chunk, monotonic())
-                if ops:
-                    await self._append(ops)
-            if self._flush_handle is None and (self._flush_task is None or self._flush_task.done()):
-                self._arm_flush()  # (a running flush re-arms by itself)
-            if facts.stop:
-                break
-
-    async def _pipe_iter(
-        self, pipeline: Pipeline, facts: _PipeFacts, chunks: AsyncIterable[bytes]
-    ) -> None:
-        lock = self._lock
-        feed = pipeline.feed
-        monotonic = time.monotonic
-        async for chunk in chunks:
-            if not chunk:
-                continue
-            async with lock:
-                self._check_open()
-                ops = feed(bytes(chunk), monotonic())
-                if ops:
-                    await self._append(ops)
-            if self._flush_handle is None and (self._flush_task is None or self._flush_task.done()):
-                self._arm_flush()
-            if facts.stop:
-                break
 
     # -- internals -------------------------------------------------------------------------
     def _check_open(self) -> None:
