@@ -240,6 +240,19 @@ def test_pipe_takes_httpx_and_openai_sdk_responses(mock_url: str) -> None:
                 )
                 third = await w.pipe(await http.send(request, stream=True))
                 assert third.tool_calls
+                # async context managers are entered (and exited) by pipe itself
+                fourth = await w.pipe(
+                    http.stream(
+                        "POST", f"{mock_url}/v1/chat/completions", json={**body, "stream": True}
+                    )
+                )
+                assert fourth.tool_calls
+                fifth = await w.pipe(
+                    client.chat.completions.with_streaming_response.create(
+                        model="mock", messages=body["messages"], stream=True
+                    )
+                )
+                assert fifth.finish_reason == "stop"
 
             handle = await streams.start(produce)
             assert await streams.wait(handle.id, 10) == "completed"
@@ -286,3 +299,36 @@ def test_gateway_read_tokens_with_api_keys(mock_url: str) -> None:
         assert http.get(f"/v1/streams/{sid}", params={"token": "x" + token}).status_code == 401
         cancel = http.post(f"/v1/streams/{sid}/cancel", params={"token": token})
         assert cancel.status_code == 401
+
+
+def test_authorize_may_be_async_or_answer_itself() -> None:
+    from starlette.responses import JSONResponse
+
+    async def async_user(request) -> str:  # type: ignore[no-untyped-def]
+        await asyncio.sleep(0)
+        if request.headers.get("x-user") == "teapot":
+            return JSONResponse({"refused": "by the host"}, 418)  # type: ignore[return-value]
+        if "x-user" not in request.headers:
+            from tokenwire.errors import Unauthorized
+
+            raise Unauthorized("who are you?")
+        return request.headers["x-user"]
+
+    streams = Streams(coalesce_ms=0)
+    app = FastAPI(lifespan=streams.lifespan)
+    app.mount("/tw", streams.asgi(authorize=async_user))
+
+    @app.post("/start")
+    async def start(request: Request) -> dict:
+        handle = await streams.start(lambda w: w.text("hi"), owner=request.headers["x-user"])
+        return {"id": handle.id}
+
+    with serve_asgi(app) as url, httpx.Client(base_url=url, timeout=10) as http:
+        sid = http.post("/start", headers={"x-user": "carol"}).json()["id"]
+        assert http.get(f"/tw/{sid}", headers={"x-user": "carol"}).status_code == 200
+        assert http.get(f"/tw/{sid}", headers={"x-user": "dave"}).status_code == 404
+        refused = http.get(f"/tw/{sid}/events", headers={"x-user": "teapot"})
+        assert refused.status_code == 418 and refused.json() == {"refused": "by the host"}
+        anonymous = http.get(f"/tw/{sid}/events")
+        assert anonymous.status_code == 401
+        assert anonymous.json()["error"]["message"] == "who are you?"
