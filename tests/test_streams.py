@@ -288,3 +288,29 @@ async def test_cancel_lands_after_an_append_in_flight_and_ends_cleanly() -> None
         ops = [op async for op in streams.follow(handle.id)]
         assert [op.seq for op in ops] == list(range(1, len(ops) + 1))
         assert apply_ops(ops).to_dict() == (await streams.message(handle.id)).to_dict()
+
+
+async def test_a_cancelled_producer_that_swallows_the_cancel_still_ends_cancelled() -> None:
+    async with Streams(coalesce_ms=0) as streams:
+
+        async def stubborn(w: StreamWriter) -> None:
+            await w.text("partial")
+            try:
+                await asyncio.sleep(30)
+            except asyncio.CancelledError:
+                pass  # returns normally
+
+        async def failing(w: StreamWriter) -> None:
+            await w.text("partial")
+            try:
+                await asyncio.sleep(30)
+            except asyncio.CancelledError:
+                raise RuntimeError("cleanup failed") from None
+
+        a = await streams.start(stubborn)
+        b = await streams.start(failing)
+        await asyncio.sleep(0.05)
+        await streams.cancel(a.id)
+        await streams.cancel(b.id)
+        assert await streams.wait(a.id, 5) == "cancelled"
+        assert await streams.wait(b.id, 5) == "cancelled"

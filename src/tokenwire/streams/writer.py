@@ -637,10 +637,15 @@ class StreamWriter:
         await self._finish(lambda now: self._asm.fail(message, error_type=type, code=code, now=now))
 
     async def _finish(self, end: Callable[[float], list[EncodedOp]]) -> None:
-        """Run an ending step (end / cancel / fail) unless the message already ended."""
+        """Run an ending step (end / cancel / fail) unless the message already ended.
+
+        After a cancel request every ending is a cancel (a producer that caught the
+        ``CancelledError`` and returned, or failed on its way out, was still cancelled)."""
         async with self._lock:
             if self._state is State.ENDED:
                 return
+            if self._state is State.CANCELLING or self._state is State.CANCEL_PENDING:
+                end = self._asm.cancel
             ops = end(time.monotonic())
             if ops or self._unsent:
                 await self._append(ops)
