@@ -15,7 +15,6 @@ as is). A stream is only visible to its owner. ``?token=`` with a read token fro
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import inspect
 import re
@@ -30,7 +29,7 @@ from starlette.requests import HTTPConnection, Request
 from starlette.responses import Response
 from starlette.routing import Route, WebSocketRoute
 from starlette.types import Receive, Scope, Send
-from starlette.websockets import WebSocket, WebSocketState
+from starlette.websockets import WebSocket
 
 from tokenwire.errors import BadCursor, HubUnavailable, StreamNotFound, Unauthorized
 from tokenwire.gateway.errors import (
@@ -219,69 +218,9 @@ class StreamRoutes:
 
     async def stream_ws(self, websocket: WebSocket) -> None:
         """One text frame per op. First message (optional): ``{"after": N}``; or ``?after=N``."""
-        stream_id = websocket.path_params["stream_id"]
-        await websocket.accept()
-        try:
-            info, row = await self.reader(websocket, stream_id)
-            after = requested_after(websocket.headers, websocket.query_params)
-            if after is None:
-                after = await _ws_hello(websocket, self.ws_hello_timeout_s)
-                if after is None:
-                    return  # client left
-            seq = row.seq if row is not None else info.seq  # type: ignore[union-attr]
-            check_after(after, seq)
-        except ApiError as exc:
-            await _ws_fail(websocket, exc)
-            return
-        except HubUnavailable as exc:
-            await _ws_fail(websocket, hub_unavailable(exc))
-            return
-        except _Refused as exc:
-            await _ws_fail(
-                websocket, ApiError(exc.response.status_code, "refused", "authentication_error")
-            )
-            return
-        if row is not None:
-            if after < row.seq:
-                message = Message.from_dict(msgspec.json.decode(row.message))
-                await websocket.send_text(snapshot_op(message, row.seq).json.decode())
-            await websocket.close(1000)
-            return
-        try:
-            cursor = await self.streams.hub.subscribe(stream_id, after)
-        except StreamNotFound:
-            await _ws_fail(websocket, not_found(stream_id))
-            return
-        except HubUnavailable as exc:
-            await _ws_fail(websocket, hub_unavailable(exc))
-            return
-        gauge = self.metrics.subscribers.labels("ws")
-        gauge.inc()
-        writer = asyncio.ensure_future(self._ws_write(websocket, cursor))
-        reader = asyncio.ensure_future(_ws_drain(websocket))
-        try:
-            await asyncio.wait({writer, reader}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            gauge.dec()
-            for task in (writer, reader):
-                task.cancel()
-            await asyncio.gather(writer, reader, return_exceptions=True)
-            await cursor.aclose()
-        if writer.done() and not writer.cancelled() and writer.exception() is None:
-            with contextlib.suppress(Exception):
-                await websocket.close(1000)
+        from tokenwire.streams.websocket import serve_websocket  # (it imports this module)
 
-    async def _ws_write(self, websocket: WebSocket, cursor: Any) -> None:
-        keepalive = self.keepalive_s
-        ops_out = self.metrics.ops_out
-        bytes_out = self.metrics.bytes_out
-        send = websocket.send
-        while not cursor.done:
-            ops = await cursor.read(keepalive)
-            for op in ops:
-                await send({"type": "websocket.send", "text": op.json.decode()})
-                bytes_out.inc(len(op.json))
-            ops_out.inc(len(ops))
+        await serve_websocket(self, websocket)
 
 
 class _Any:
@@ -413,44 +352,6 @@ async def http_error(request: Request, exc: Exception) -> Response:
 async def _refused(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, _Refused)
     return exc.response
-
-
-async def _ws_hello(websocket: WebSocket, timeout: float) -> int | None:
-    """Wait briefly for ``{"after": N}``; no message in time means "from the start"."""
-    try:
-        async with asyncio.timeout(timeout):
-            message = await websocket.receive()
-    except TimeoutError:
-        return 0
-    if message["type"] == "websocket.disconnect":
-        return None
-    raw = message.get("text") or message.get("bytes") or b""
-    try:
-        hello = msgspec.json.decode(raw)
-    except msgspec.DecodeError:
-        raise bad_request('first message must be JSON like {"after": N}', "invalid_after") from None
-    after = hello.get("after", 0) if isinstance(hello, dict) else None
-    if isinstance(after, str):
-        return parse_seq(after, "after")
-    if isinstance(after, bool) or not isinstance(after, int) or after < 0:
-        raise bad_request("'after' must be a non-negative integer", "invalid_after")
-    return after
-
-
-async def _ws_drain(websocket: WebSocket) -> None:
-    """Ignore further client messages; return when the client goes away."""
-    while True:
-        message = await websocket.receive()
-        if message["type"] == "websocket.disconnect":
-            return
-
-
-async def _ws_fail(websocket: WebSocket, exc: ApiError) -> None:
-    if websocket.client_state != WebSocketState.CONNECTED:
-        return
-    with contextlib.suppress(Exception):
-        await websocket.send_text(exc.body().decode())
-        await websocket.close(4000 + exc.status)  # 4400, 4401, 4404
 
 
 __all__ = [
