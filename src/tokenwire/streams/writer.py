@@ -372,7 +372,9 @@ class StreamWriter:
         return self._step
 
     async def supersede(self) -> None:
-        """Drop every block of the current step (a failed attempt); its retry reuses it."""
+        """Drop every block of the current step (a failed attempt); its retry reuses it (the
+        next ``pipe`` writes into this step again)."""
+        self._piped_in_step = False
         await self._write([StepReset(self._step)])
 
     async def end(self) -> None:
