@@ -38,9 +38,10 @@ format: $(STAMP)
 	$(VENV)/bin/ruff format src tests bench
 	$(VENV)/bin/ruff check --fix src tests bench
 
+# Results go to bench/results/local/ (untracked); UPDATE=1 rewrites the published bench/results/.
 bench: $(STAMP) web
 	@bash scripts/system-deps.sh
-	$(PY) -m bench $(if $(FULL),--full,)
+	$(PY) -m bench $(if $(FULL),--full,) $(if $(UPDATE),--publish,)
 
 clean:
 	rm -rf $(VENV) web/node_modules src/tokenwire/static .pytest_cache .ruff_cache

@@ -2,9 +2,11 @@
 
 Starts the mock model, the relays, the gateway and (if it can be installed) LiteLLM's proxy as
 separate processes on 127.0.0.1, measures throughput, CPU, latency, wire bytes, memory and
-capacity, and writes ``bench/results/latest.json``, ``latest.md`` and PNG charts.
+capacity, and writes ``latest.json``, ``latest.md`` and PNG charts to ``bench/results/local/``
+(not tracked), or with ``--publish`` to ``bench/results/`` (the published, tracked results).
 
-Run: ``.venv/bin/python -m bench [--full]`` (``make bench`` / ``make bench FULL=1``).
+Run: ``.venv/bin/python -m bench [--full] [--publish]`` (``make bench`` / ``make bench FULL=1``
+/ ``make bench UPDATE=1``).
 """
 
 from __future__ import annotations
@@ -29,6 +31,9 @@ from bench.e2e import Subject
 from bench.procs import Server
 
 RESULTS = procs.ROOT / "bench" / "results"
+"""The published results (tracked in git): written only with ``--publish``."""
+LOCAL_RESULTS = RESULTS / "local"
+"""Where a run writes by default (ignored by git): a run never dirties the tree."""
 
 
 @dataclass(frozen=True)
@@ -358,6 +363,13 @@ def _meta(full: bool) -> dict[str, Any]:
     }
 
 
+def results_dir(out: Path | None, publish: bool) -> Path:
+    """``--out`` if given, else the published directory with ``--publish``, else the local one."""
+    if out is not None:
+        return out
+    return RESULTS if publish else LOCAL_RESULTS
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n")[0])
     parser.add_argument("--full", action="store_true", help="larger sizes (takes much longer)")
@@ -365,8 +377,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--skip-micro", action="store_true", help="skip bench.core and bench.producer"
     )
-    parser.add_argument("--out", type=Path, default=RESULTS, help="results directory")
+    parser.add_argument(
+        "--publish",
+        action="store_true",
+        help=f"update the published results in {RESULTS.relative_to(procs.ROOT)}",
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help=f"results directory (default {LOCAL_RESULTS.relative_to(procs.ROOT)})",
+    )
     args = parser.parse_args(argv)
+    args.out = results_dir(args.out, args.publish)
     sizes = FULL if args.full else DEFAULT
     progress = Progress()
     result: dict[str, Any] = {"meta": _meta(args.full)}

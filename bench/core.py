@@ -1,5 +1,7 @@
 """Per-chunk CPU cost of the core (SSE decode -> normalize -> assemble -> encode), side by side
 with the official openai SDK's parse path and with json.loads + dict walking, in one run.
+The same is measured for the other upstream APIs' decoders (OpenAI Responses events,
+Anthropic Messages events) against their official SDKs' own stream parsing of the same events.
 
 Run: .venv/bin/python -m bench.core [--chunks N] [--rounds R]
 """
@@ -46,8 +48,118 @@ def make_stream(chunks: int) -> list[bytes]:
     return out
 
 
-def run_tokenwire(pieces: list[bytes]) -> int:
-    pipe = Pipeline("st_bench")
+_WORDS = ["The", " quick", " brown", " fox", " jumps", " over", " the", " lazy", " dog", "."]
+
+
+def _named(event: dict) -> bytes:
+    return b"event: %s\ndata: %s\n\n" % (
+        event["type"].encode(),
+        json.dumps(event, separators=(",", ":")).encode(),
+    )
+
+
+def make_responses_stream(chunks: int) -> list[bytes]:
+    """The same text as OpenAI Responses events: one ``response.output_text.delta`` per read."""
+    response = {
+        "id": "resp_67ccd2bed1ec8190b14f964abc054267",
+        "object": "response",
+        "created_at": 1741476542,
+        "model": "gpt-4.1-mini-2025-04-14",
+        "status": "in_progress",
+        "output": [],
+        "parallel_tool_calls": True,
+        "tool_choice": "auto",
+        "tools": [],
+    }
+    item = "msg_67ccd2bf17f0819081ff3bb2cf6508e60bb6a6b452d3795b"
+    seq = 0
+    out = [
+        _named({"type": "response.created", "sequence_number": 0, "response": response}),
+        _named(
+            {
+                "type": "response.output_item.added",
+                "sequence_number": 1,
+                "output_index": 0,
+                "item": {
+                    "id": item,
+                    "type": "message",
+                    "status": "in_progress",
+                    "role": "assistant",
+                    "content": [],
+                },
+            }
+        ),
+        _named(
+            {
+                "type": "response.content_part.added",
+                "sequence_number": 2,
+                "item_id": item,
+                "output_index": 0,
+                "content_index": 0,
+                "part": {"type": "output_text", "text": "", "annotations": []},
+            }
+        ),
+    ]
+    seq = 3
+    for i in range(chunks - 4):
+        delta = {
+            "type": "response.output_text.delta",
+            "sequence_number": seq,
+            "item_id": item,
+            "output_index": 0,
+            "content_index": 0,
+            "delta": _WORDS[i % len(_WORDS)],
+            "logprobs": [],
+        }
+        out.append(_named(delta))
+        seq += 1
+    usage = {"input_tokens": 12, "output_tokens": chunks, "total_tokens": chunks + 12}
+    done = {**response, "status": "completed", "usage": usage}
+    out.append(_named({"type": "response.completed", "sequence_number": seq, "response": done}))
+    return out
+
+
+def make_anthropic_stream(chunks: int) -> list[bytes]:
+    """The same text as Anthropic Messages events: one ``text_delta`` per read."""
+    message = {
+        "id": "msg_019Q1hrJbZG26Fb9BQhrkHEr",
+        "type": "message",
+        "role": "assistant",
+        "model": "claude-sonnet-4-20250514",
+        "content": [],
+        "stop_reason": None,
+        "stop_sequence": None,
+        "usage": {"input_tokens": 12, "output_tokens": 1},
+    }
+    out = [
+        _named({"type": "message_start", "message": message}),
+        _named(
+            {
+                "type": "content_block_start",
+                "index": 0,
+                "content_block": {"type": "text", "text": ""},
+            }
+        ),
+    ]
+    for i in range(chunks - 5):
+        delta = {"type": "text_delta", "text": _WORDS[i % len(_WORDS)]}
+        out.append(_named({"type": "content_block_delta", "index": 0, "delta": delta}))
+    out.append(_named({"type": "content_block_stop", "index": 0}))
+    out.append(
+        _named(
+            {
+                "type": "message_delta",
+                "delta": {"stop_reason": "end_turn", "stop_sequence": None},
+                "usage": {"output_tokens": chunks},
+            }
+        )
+    )
+    out.append(_named({"type": "message_stop"}))
+    return out
+
+
+def run_tokenwire(pieces: list[bytes], fmt: str = "chat") -> int:
+    pipe = Pipeline("st_bench", format=fmt)
     sent = 0
     for piece in pieces:
         for op in pipe.feed(piece):
@@ -75,13 +187,81 @@ def run_openai_sdk(pieces: list[bytes]) -> int:
     return text
 
 
+def run_tokenwire_responses(pieces: list[bytes]) -> int:
+    return run_tokenwire(pieces, "responses")
+
+
+def run_tokenwire_anthropic(pieces: list[bytes]) -> int:
+    return run_tokenwire(pieces, "anthropic")
+
+
+def run_openai_sdk_responses(pieces: list[bytes]) -> int:
+    """openai's own parsing of a ``client.responses.create(stream=True)`` stream."""
+    import httpx2
+    from openai import OpenAI, Stream
+    from openai.types.responses import ResponseStreamEvent
+
+    client = _sdk_client(OpenAI)
+    request = httpx2.Request("POST", "http://127.0.0.1:9/v1/responses")
+    response = httpx2.Response(
+        200, headers={"content-type": "text/event-stream"}, content=iter(pieces), request=request
+    )
+    text = 0
+    for event in Stream(cast_to=ResponseStreamEvent, response=response, client=client):
+        if event.type == "response.output_text.delta":
+            text += len(event.delta)
+    return text
+
+
+def run_anthropic_sdk(pieces: list[bytes]) -> int:
+    """anthropic's own parsing of a ``client.messages.create(stream=True)`` stream."""
+    import anthropic
+    import httpx
+    from anthropic._streaming import Stream
+    from anthropic.types import RawMessageStreamEvent
+
+    client = _sdk_client(anthropic.Anthropic, "anthropic")
+    request = httpx.Request("POST", "http://127.0.0.1:9/v1/messages")
+    response = httpx.Response(
+        200, headers={"content-type": "text/event-stream"}, content=iter(pieces), request=request
+    )
+    text = 0
+    for event in Stream(cast_to=RawMessageStreamEvent, response=response, client=client):
+        if event.type == "content_block_delta" and event.delta.type == "text_delta":
+            text += len(event.delta.text)
+    return text
+
+
+def run_anthropic_sdk_message_stream(pieces: list[bytes]) -> int:
+    """anthropic's ``client.messages.stream()`` helper: the same events, accumulated into the
+    message snapshot and ``text`` events (what most Anthropic streaming code reads)."""
+    import anthropic
+    import httpx
+    from anthropic._streaming import Stream
+    from anthropic.lib.streaming import MessageStream
+    from anthropic.types import RawMessageStreamEvent
+
+    client = _sdk_client(anthropic.Anthropic, "anthropic")
+    request = httpx.Request("POST", "http://127.0.0.1:9/v1/messages")
+    response = httpx.Response(
+        200, headers={"content-type": "text/event-stream"}, content=iter(pieces), request=request
+    )
+    raw = Stream(cast_to=RawMessageStreamEvent, response=response, client=client)
+    text = 0
+    for event in MessageStream(raw, output_format=anthropic.NOT_GIVEN):
+        if event.type == "text":
+            text += len(event.text)
+    return text
+
+
 _client_cache: dict[str, object] = {}
 
 
-def _sdk_client(factory):
-    if "c" not in _client_cache:  # building the client is setup, not per-chunk cost
-        _client_cache["c"] = factory(api_key="bench", base_url="http://127.0.0.1:9/v1")
-    return _client_cache["c"]
+def _sdk_client(factory, name: str = "openai"):
+    if name not in _client_cache:  # building the client is setup, not per-chunk cost
+        base = "http://127.0.0.1:9/v1" if name == "openai" else "http://127.0.0.1:9"
+        _client_cache[name] = factory(api_key="bench", base_url=base)
+    return _client_cache[name]
 
 
 def run_json_loads(pieces: list[bytes]) -> int:
@@ -126,39 +306,73 @@ def run_msgspec_decode_only(pieces: list[bytes]) -> int:
     return n
 
 
-SUBJECTS: dict[str, Callable[[list[bytes]], int]] = {
-    "tokenwire (decode+normalize+assemble+encode)": run_tokenwire,
-    "openai SDK Stream -> ChatCompletionChunk": run_openai_sdk,
-    "json.loads + dict walking": run_json_loads,
-    "msgspec typed decode only (floor)": run_msgspec_decode_only,
+CHAT = "tokenwire (decode+normalize+assemble+encode)"
+RESPONSES = "tokenwire, OpenAI Responses events"
+ANTHROPIC = "tokenwire, Anthropic Messages events"
+OPENAI_RESPONSES_SDK = "openai SDK Stream -> ResponseStreamEvent"
+ANTHROPIC_SDK = "anthropic SDK Stream -> RawMessageStreamEvent"
+ANTHROPIC_SDK_HELPER = "anthropic SDK messages.stream() (MessageStream)"
+
+# name -> (function, which stream it reads)
+SUBJECTS: dict[str, tuple[Callable[[list[bytes]], int], str]] = {
+    CHAT: (run_tokenwire, "chat"),
+    "openai SDK Stream -> ChatCompletionChunk": (run_openai_sdk, "chat"),
+    "json.loads + dict walking": (run_json_loads, "chat"),
+    "msgspec typed decode only (floor)": (run_msgspec_decode_only, "chat"),
+    RESPONSES: (run_tokenwire_responses, "responses"),
+    OPENAI_RESPONSES_SDK: (run_openai_sdk_responses, "responses"),
+    ANTHROPIC: (run_tokenwire_anthropic, "anthropic"),
+    ANTHROPIC_SDK: (run_anthropic_sdk, "anthropic"),
+    ANTHROPIC_SDK_HELPER: (run_anthropic_sdk_message_stream, "anthropic"),
+}
+STREAMS = {
+    "chat": make_stream,
+    "responses": make_responses_stream,
+    "anthropic": make_anthropic_stream,
 }
 
 
 def run(chunks: int = 2000, rounds: int = 7, quiet: bool = False) -> dict:
-    pieces = make_stream(chunks)
-    n = len(pieces)
-    for fn in SUBJECTS.values():  # warm-up: imports, caches
-        fn(pieces[:50])
+    streams = {name: make(chunks) for name, make in STREAMS.items()}
+    for fn, stream in SUBJECTS.values():  # warm-up: imports, caches
+        fn(streams[stream][:50])
     samples: dict[str, list[float]] = {name: [] for name in SUBJECTS}
     for _ in range(rounds):  # alternate subjects every round so noise hits all alike
-        for name, fn in SUBJECTS.items():
+        for name, (fn, stream) in SUBJECTS.items():
+            pieces = streams[stream]
             start = time.process_time()
             fn(pieces)
-            samples[name].append((time.process_time() - start) / n * 1e6)
+            samples[name].append((time.process_time() - start) / len(pieces) * 1e6)
     us = {name: statistics.median(v) for name, v in samples.items()}
-    ours = us["tokenwire (decode+normalize+assemble+encode)"]
+    ours = us[CHAT]
+    n = len(streams["chat"])
     result = {
         "chunks": n,
         "rounds": rounds,
         "us_per_chunk": us,
         "sdk_over_tokenwire": us["openai SDK Stream -> ChatCompletionChunk"] / ours,
         "json_loads_over_tokenwire": us["json.loads + dict walking"] / ours,
+        "responses_over_chat": us[RESPONSES] / ours,
+        "anthropic_over_chat": us[ANTHROPIC] / ours,
+        "responses_sdk_over_tokenwire": us[OPENAI_RESPONSES_SDK] / us[RESPONSES],
+        "anthropic_sdk_over_tokenwire": us[ANTHROPIC_SDK] / us[ANTHROPIC],
+        "anthropic_sdk_helper_over_tokenwire": us[ANTHROPIC_SDK_HELPER] / us[ANTHROPIC],
     }
     if not quiet:
-        print(f"per-chunk CPU, {n} chunks, median of {rounds} alternating rounds")
+        print(f"per-chunk CPU, {n} chunks per stream, median of {rounds} alternating rounds")
         for name, value in us.items():
-            print(f"  {name:48s} {value:8.2f} us/chunk  ({value / ours:5.2f}x tokenwire)")
+            print(f"  {name:48s} {value:8.2f} us/chunk  ({value / ours:5.2f}x tokenwire chat)")
         print(f"  openai SDK / tokenwire = {result['sdk_over_tokenwire']:.1f}x (goal >= 50x)")
+        print(
+            f"  Responses decoder / chat = {result['responses_over_chat']:.2f}x (goal <= 1.5x); "
+            f"openai SDK / it = {result['responses_sdk_over_tokenwire']:.1f}x (goal >= 30x)"
+        )
+        print(
+            f"  Anthropic decoder / chat = {result['anthropic_over_chat']:.2f}x (goal <= 1.5x); "
+            f"anthropic SDK / it = {result['anthropic_sdk_over_tokenwire']:.1f}x raw events, "
+            f"{result['anthropic_sdk_helper_over_tokenwire']:.1f}x messages.stream() "
+            "(goal >= 30x)"
+        )
     return result
 
 

@@ -28,6 +28,10 @@ def _ratio(a: float | None, b: float | None) -> float | None:
     return round(a / b, 2) if a and b else None
 
 
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 2)
+
+
 def goals(result: dict[str, Any]) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
 
@@ -134,6 +138,41 @@ def goals(result: dict[str, Any]) -> list[dict[str, Any]]:
         2000,
         True,
         "",
+        context=True,
+    )
+    core = result.get("core") or {}
+    # Issue 16: each new decoder within 1.5x of the chat-completions path per chunk, and
+    # >= 30x faster than its official SDK's own stream parsing of the same events.
+    for label, key in (("OpenAI Responses", "responses"), ("Anthropic Messages", "anthropic")):
+        goal(
+            f"{label} decoder / chat completions, core CPU per chunk",
+            _round(core.get(f"{key}_over_chat")),
+            1.5,
+            False,
+            "x",
+        )
+    goal(
+        "openai SDK Responses Stream / tokenwire Responses decoder, CPU per chunk",
+        _round(core.get("responses_sdk_over_tokenwire")),
+        30,
+        True,
+        "x",
+    )
+    goal(
+        "anthropic SDK Stream / tokenwire Anthropic decoder, CPU per chunk",
+        _round(core.get("anthropic_sdk_over_tokenwire")),
+        30,
+        True,
+        "x",
+        "raw event parsing, no accumulation",
+    )
+    goal(
+        "anthropic SDK messages.stream() / tokenwire Anthropic decoder, CPU per chunk",
+        _round(core.get("anthropic_sdk_helper_over_tokenwire")),
+        30,
+        True,
+        "x",
+        "the SDK's accumulating helper",
         context=True,
     )
     return out
@@ -289,6 +328,12 @@ def markdown(result: dict[str, Any], charts: list[str]) -> str:
         for name, us in core["us_per_chunk"].items():
             lines.append(f"| {name} | {us:.2f} |")
         lines += ["", f"openai SDK / tokenwire: {core['sdk_over_tokenwire']:.1f}x", ""]
+        if "responses_over_chat" in core:
+            lines += [
+                f"Responses decoder / chat: {core['responses_over_chat']:.2f}x; "
+                f"Anthropic decoder / chat: {core['anthropic_over_chat']:.2f}x",
+                "",
+            ]
     prod = result.get("producer")
     if prod:
         e2e, fr = prod["end_to_end"], prod["framing"]

@@ -1,9 +1,13 @@
 #!/usr/bin/env bash
-# Installs the system programs the test suite drives for real (redis-server, Chromium),
+# Installs the system programs the test suite drives for real (redis-server, PostgreSQL's
+# initdb/pg_ctl for a throwaway server when none answers on 127.0.0.1:5432, Chromium),
 # when they are missing and we may install them (root + apt). Never starts anything.
 set -euo pipefail
 need=()
 command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
+if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && ! command -v initdb >/dev/null 2>&1; then
+  need+=(postgresql)
+fi
 if [ "${TOKENWIRE_SKIP_BROWSER:-0}" != "1" ]; then
   [ -x /usr/bin/chromium ] || need+=(chromium)
 fi

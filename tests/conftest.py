@@ -68,3 +68,7 @@ def redis_server():
         pytest.skip("redis-server is not installed (`make test` installs it)")
     with RedisServer() as server:
         yield server
+
+
+from conftest_cluster import redis_cluster  # noqa: E402, F401  (fixtures kept in their own files)
+from conftest_pg import pg_server  # noqa: E402, F401

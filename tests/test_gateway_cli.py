@@ -61,6 +61,39 @@ def test_serve_flags_and_errors(monkeypatch: pytest.MonkeyPatch) -> None:
     assert settings.resolved_upstream_key() == "sk-1" and settings.data_dir == "/tmp/d"
 
 
+def test_upstream_api_setting_flag_and_endpoint(monkeypatch: pytest.MonkeyPatch) -> None:
+    from tokenwire.gateway.upstream_api import stream_format, upstream_endpoint
+
+    assert Settings.from_env({}).upstream_api == "chat"
+    assert Settings.from_env({"TOKENWIRE_UPSTREAM_API": "anthropic"}).upstream_api == "anthropic"
+    monkeypatch.setenv("TOKENWIRE_UPSTREAM_API", "responses")
+    settings = serve.build_settings(parse("serve", "--upstream", "http://u/v1"))
+    assert settings.upstream_api == "responses"
+    assert settings.to_env()["TOKENWIRE_UPSTREAM_API"] == "responses"  # (for the workers)
+    args = parse("serve", "--upstream", "http://u/v1", "--upstream-api", "anthropic")
+    assert serve.build_settings(args).upstream_api == "anthropic"
+    monkeypatch.setenv("TOKENWIRE_UPSTREAM_API", "gemini")
+    with pytest.raises(CommandError, match="TOKENWIRE_UPSTREAM_API"):
+        serve.build_settings(parse("serve", "--upstream", "http://u/v1"))
+    with pytest.raises(SystemExit):
+        parse("serve", "--upstream-api", "gemini")
+
+    path, headers = upstream_endpoint("chat", "sk-1")
+    assert path == "chat/completions" and headers["Authorization"] == "Bearer sk-1"
+    path, headers = upstream_endpoint("responses", None)
+    assert path == "responses" and "Authorization" not in headers
+    path, headers = upstream_endpoint("anthropic", "sk-ant\n")
+    assert path == "messages" and headers["x-api-key"] == "sk-ant"
+    assert headers["anthropic-version"] == "2023-06-01" and "Authorization" not in headers
+    assert [stream_format(api) for api in ("chat", "responses", "anthropic")] == [
+        "chat",
+        "responses",
+        "anthropic",
+    ]
+    with pytest.raises(ValueError, match="unknown upstream API"):
+        upstream_endpoint("gemini")
+
+
 def test_serve_command_runs(tmp_path) -> None:  # type: ignore[no-untyped-def]
     with serve_asgi(create_mock_app()) as mock_url:
         port = free_port()

@@ -35,6 +35,12 @@ words = st.sampled_from(
         "think>",
         "</th",
         "a<b",
+        # gpt-oss harmony markup (split by the chunking like any other text)
+        "<|channel|>analysis<|message|>",
+        "<|end|><|start|>assistant<|channel|>final<|message|>",
+        "<|chan",
+        "<|channel|>commentary to=functions.f<|message|>",
+        "<|call|>",
     ]
 )
 snippet = st.lists(words, min_size=1, max_size=4).map("".join)
@@ -58,6 +64,9 @@ def upstream_streams(draw) -> bytes:
                     "refusal",
                     "tool",
                     "gemini",
+                    "signature",
+                    "encrypted",
+                    "annotation",
                 ]
             )
         )
@@ -70,6 +79,20 @@ def upstream_streams(draw) -> bytes:
             delta["reasoning_details"] = [{"type": "reasoning.text", "text": draw(snippet)}]
         elif kind == "refusal":
             delta["refusal"] = draw(snippet)
+        elif kind == "signature":  # v1.1: opaque reasoning parts (OpenRouter)
+            detail = {"type": "reasoning.text", "signature": draw(snippet)}
+            delta["reasoning_details"] = [detail]
+        elif kind == "encrypted":
+            fmt = draw(st.sampled_from(["anthropic-claude-v1", "openai-responses-v1"]))
+            delta["reasoning_details"] = [
+                {"type": "reasoning.encrypted", "data": draw(snippet), "format": fmt}
+            ]
+        elif kind == "annotation":  # v1.1: a url_citation, with or without its span
+            cite: dict = {"url": f"https://x.example/{draw(st.integers(0, 3))}", "title": "t"}
+            if draw(st.booleans()):
+                start = draw(st.integers(0, 6))
+                cite |= {"start_index": start, "end_index": start + 2}
+            delta["annotations"] = [{"type": "url_citation", "url_citation": cite}]
         elif kind == "tool":
             index = draw(st.integers(min_value=0, max_value=2))
             call: dict = {"index": index, "function": {"arguments": json.dumps(draw(snippet))}}

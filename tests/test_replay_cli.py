@@ -73,3 +73,23 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path: Path) -> None:
         assert result.returncode == 2, (path, err)
         assert needle in err and err.count("\n") == 1 and "Traceback" not in err
         assert result.stdout == b""
+
+
+def test_each_upstream_api_is_detected_and_can_be_forced() -> None:
+    cases = {
+        "responses_function_calls.sse": "responses",
+        "responses_body.json": "responses",
+        "anthropic_thinking.sse": "anthropic",
+        "anthropic_message.json": "anthropic",
+        "harmony_llamacpp_final.sse": "chat",
+    }
+    for name, fmt in cases.items():
+        detected = replay(str(FIXTURES / name))
+        forced = replay(str(FIXTURES / name), "--format-in", fmt)
+        assert detected.returncode == forced.returncode == 0, detected.stderr
+        assert detected.stdout == forced.stdout
+        assert json.loads(detected.stdout)["status"] == "completed"
+    # Forcing the wrong format finds nothing of it: one line, exit 2.
+    wrong = replay(str(FIXTURES / "openai_text.sse"), "--format-in", "anthropic")
+    assert wrong.returncode == 2
+    assert b"no Anthropic Messages events found" in wrong.stderr

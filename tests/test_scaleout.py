@@ -202,7 +202,10 @@ async def events(
             for frame in frames:
                 fields = _fields(frame)
                 if fields:
-                    out.append((int(fields[b"id"]), fields[b"data"]))
+                    # No id: line (a reader-only end): the last id stays, as in EventSource.
+                    last = out[-1][0] if out else (last_event_id or 0)
+                    ident = int(fields[b"id"]) if b"id" in fields else last
+                    out.append((ident, fields[b"data"]))
             if stop_at_seq is not None and out and out[-1][0] >= stop_at_seq:
                 break
     return out
@@ -344,6 +347,9 @@ async def test_redis_down_gives_503_and_fails_active_streams(redis_server, pair,
     end = op(tail[-1])
     assert end["type"] == "message.end" and end["status"] == "failed"
     assert end["error"]["type"] == "hub_unavailable" and "Redis" in end["error"]["message"]
+    # That end is this reader's only: it claims no seq of the stream (issue 12).
+    last_real = tail[-2][0] if len(tail) > 1 else head[-1][0]
+    assert end["seq"] == last_real == tail[-1][0]
     response = await http.post(f"{a.url}/v1/streams", json=body(5))
     assert response.status_code == 503
     assert response.json()["error"]["code"] == "hub_unavailable"

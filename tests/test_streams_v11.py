@@ -29,6 +29,7 @@ async def test_v11_blocks_written_by_the_host_rebuild_exactly() -> None:
 
         async def produce(w: StreamWriter) -> None:
             await w.data("status", "searching", id="s1")
+            await w.data("progress", 0.5, transient=True)  # live readers only
             await w.tool_call("c1", "search", {"q": "x"})
             await w.tool_result("c1", {"hits": 5}, name="search")
             await w.data("status", "5 results", id="s1")  # updated in place
@@ -41,11 +42,13 @@ async def test_v11_blocks_written_by_the_host_rebuild_exactly() -> None:
         handle = await streams.start(produce)
         assert await streams.wait(handle.id, 5) == "completed"
         ops = [op async for op in streams.follow(handle.id)]
+        real = [op for op in ops if op.type != "transient"]
+        assert [op.seq for op in real] == list(range(1, len(real) + 1))  # (none in the log)
         final = (await streams.message(handle.id)).to_dict()
         assert apply_ops(ops).to_dict() == final == handle.writer.message.to_dict()
         blocks = final["blocks"]
         data = [b for b in blocks if b["type"] == "data"]
-        assert len(data) == 1 and data[0]["value"] == "5 results"
+        assert len(data) == 1 and data[0]["value"] == "5 results"  # (no transient kept)
         result = next(b for b in blocks if b["type"] == "tool_result")
         assert result["call_id"] == "c1" and result["output"] == '{"hits":5}'
         assert any(b["type"] == "file" and b["media_type"] == "application/pdf" for b in blocks)

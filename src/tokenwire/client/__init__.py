@@ -7,8 +7,8 @@
 ...     print(stream.message.text)
 """
 
-from tokenwire.client._state import GatewayError
+from tokenwire.client._state import GatewayError, GatewayUnreachable
 from tokenwire.client.aio import AsyncClient, AsyncStream
 from tokenwire.client.sync import Client, Stream
 
-__all__ = ["AsyncClient", "AsyncStream", "Client", "GatewayError", "Stream"]
+__all__ = ["AsyncClient", "AsyncStream", "Client", "GatewayError", "GatewayUnreachable", "Stream"]

@@ -2,13 +2,25 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
 import msgspec
 
 from tokenwire.errors import TokenwireError
-from tokenwire.protocol import Message, MessageEnd, Op, SSEDecoder, apply_op, decode_op
+from tokenwire.protocol import (
+    Message,
+    MessageEnd,
+    Op,
+    SSEDecoder,
+    Transient,
+    apply_op,
+    decode_op,
+)
+
+TransientCallback = Callable[[Transient], None]
 
 
 class GatewayError(TokenwireError):
@@ -31,14 +43,35 @@ class GatewayError(TokenwireError):
             return cls(status, text, None, None)
 
 
-class StreamState:
-    """The client side of one stream: applied message, last seq, and an SSE decoder."""
+class GatewayUnreachable(ConnectionError):
+    """The gateway could not be reached (refused, unknown host, timed out, cut off). Its
+    message is one line: ``cannot reach the gateway at URL: reason``."""
 
-    def __init__(self, stream_id: str) -> None:
+
+@contextlib.contextmanager
+def reaching(base_url: object) -> Iterator[None]:
+    """httpx's transport errors (with their long chains) as one :class:`GatewayUnreachable`."""
+    try:
+        yield
+    except httpx.TransportError as exc:
+        reason = str(exc) or type(exc).__name__
+        raise GatewayUnreachable(f"cannot reach the gateway at {base_url}: {reason}") from None
+
+
+class StreamState:
+    """The client side of one stream: applied message, last seq, and an SSE decoder.
+
+    Transient ops (v1.1) are never applied to the message: they are handed to
+    ``on_transient`` (if set), their latest value per name is kept in ``transients``, and
+    ``feed`` returns them with the other ops so an iterating caller sees them too."""
+
+    def __init__(self, stream_id: str, on_transient: TransientCallback | None = None) -> None:
         self.id = stream_id
         self.message = Message.empty(stream_id)
         self.seq = 0
         self.done = False
+        self.on_transient = on_transient
+        self.transients: dict[str, Any] = {}  # live only: the latest value of each name
         self._decoder = SSEDecoder()
 
     def reset_connection(self) -> None:
@@ -53,10 +86,23 @@ class StreamState:
             op = decode_op(event.raw)
             if op is None:
                 continue  # an unknown op type (forward compatibility)
+            if type(op) is Transient:
+                # No event id and no seq of its own: it does not move the resume position.
+                self.transients[op.name] = op.value
+                out.append(op)
+                if self.on_transient is not None:
+                    self.on_transient(op)
+                continue
             # The event id is the op's seq (deltas carry none of their own).
             if event.id is not None and event.id.isdigit():
                 op.seq = int(event.id)
             if op.seq <= self.seq:
+                if isinstance(op, MessageEnd) and op.seq == self.seq:
+                    # A reader-only end (the gateway gave up reading for us; the stream may
+                    # go on): it ends this follow without claiming a seq of the stream.
+                    apply_op(self.message, op)
+                    out.append(op)
+                    self.done = True
                 continue  # one we already have
             apply_op(self.message, op)
             self.seq = op.seq
@@ -93,10 +139,27 @@ def checked(response: httpx.Response) -> httpx.Response:
 class StreamView:
     """What both stream flavours expose: the message as of ``seq``, and whether it ended."""
 
-    def __init__(self, client: Any, stream_id: str) -> None:
+    def __init__(
+        self, client: Any, stream_id: str, on_transient: TransientCallback | None = None
+    ) -> None:
         self.client = client
         self.id = stream_id
-        self._state = StreamState(stream_id)
+        self._state = StreamState(stream_id, on_transient)
+
+    @property
+    def on_transient(self) -> TransientCallback | None:
+        """Called with each ``Transient`` op as it arrives (live readers only; never part of
+        the message). Iterating the stream yields them too."""
+        return self._state.on_transient
+
+    @on_transient.setter
+    def on_transient(self, callback: TransientCallback | None) -> None:
+        self._state.on_transient = callback
+
+    @property
+    def transients(self) -> dict[str, Any]:
+        """The latest value of each transient name received on this connection's life."""
+        return self._state.transients
 
     @property
     def message(self) -> Message:

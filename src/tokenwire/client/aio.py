@@ -11,12 +11,15 @@ import httpx
 from tokenwire.client._state import (
     RETRYABLE_STATUS,
     GatewayError,
+    GatewayUnreachable,
     StreamState,
     StreamView,
+    TransientCallback,
     backoff,
     checked,
     create_body,
     http_options,
+    reaching,
 )
 from tokenwire.protocol import Message, Op
 
@@ -51,24 +54,34 @@ class AsyncClient:
         *,
         model: str | None = None,
         coalesce_ms: float | None = None,
+        on_transient: TransientCallback | None = None,
         **params: Any,
     ) -> AsyncStream:
         body = create_body(messages, model, coalesce_ms, params)
-        data = checked(await self._http.post("/v1/streams", json=body)).json()
-        return AsyncStream(self, data["id"])
+        with reaching(self._http.base_url):
+            response = await self._http.post("/v1/streams", json=body)
+        data = checked(response).json()
+        return AsyncStream(self, data["id"], on_transient)
 
-    def stream(self, stream_id: str) -> AsyncStream:
-        return AsyncStream(self, stream_id)
+    def stream(
+        self, stream_id: str, *, on_transient: TransientCallback | None = None
+    ) -> AsyncStream:
+        """Follow an existing stream (``on_transient``: called with each transient op)."""
+        return AsyncStream(self, stream_id, on_transient)
 
     async def get(self, stream_id: str) -> dict[str, Any]:
-        return checked(await self._http.get(f"/v1/streams/{stream_id}")).json()
+        with reaching(self._http.base_url):
+            response = await self._http.get(f"/v1/streams/{stream_id}")
+        return checked(response).json()
 
     async def cancel(self, stream_id: str) -> str:
-        response = await self._http.post(f"/v1/streams/{stream_id}/cancel")
+        with reaching(self._http.base_url):
+            response = await self._http.post(f"/v1/streams/{stream_id}/cancel")
         return checked(response).json()["status"]
 
     async def _ops(self, state: StreamState) -> AsyncIterator[Op]:
         failures = 0
+        last: Exception | None = None
         while not state.done:
             progressed = False
             try:
@@ -92,12 +105,13 @@ class AsyncClient:
                                 yield op
                         if state.done:
                             return
-            except httpx.TransportError:
-                pass
+            except httpx.TransportError as exc:
+                last = exc
             failures = 0 if progressed else failures + 1
             if failures > self.max_retries:
-                raise ConnectionError(
-                    f"stream {state.id}: gave up after {self.max_retries} reconnects"
+                raise GatewayUnreachable(
+                    f"cannot reach the gateway at {self._http.base_url}: stream {state.id}: "
+                    f"gave up after {self.max_retries} reconnects ({last or 'no answer'})"
                 )
             if not progressed:
                 await asyncio.sleep(backoff(failures - 1))

@@ -11,12 +11,15 @@ import httpx
 from tokenwire.client._state import (
     RETRYABLE_STATUS,
     GatewayError,
+    GatewayUnreachable,
     StreamState,
     StreamView,
+    TransientCallback,
     backoff,
     checked,
     create_body,
     http_options,
+    reaching,
 )
 from tokenwire.protocol import Message, Op
 
@@ -51,27 +54,33 @@ class Client:
         *,
         model: str | None = None,
         coalesce_ms: float | None = None,
+        on_transient: TransientCallback | None = None,
         **params: Any,
     ) -> Stream:
         """Start a detached generation (``params`` go to the model: ``max_tokens``, …)."""
         body = create_body(messages, model, coalesce_ms, params)
-        data = checked(self._http.post("/v1/streams", json=body)).json()
-        return Stream(self, data["id"])
+        with reaching(self._http.base_url):
+            data = checked(self._http.post("/v1/streams", json=body)).json()
+        return Stream(self, data["id"], on_transient)
 
-    def stream(self, stream_id: str) -> Stream:
-        """Follow an existing stream."""
-        return Stream(self, stream_id)
+    def stream(self, stream_id: str, *, on_transient: TransientCallback | None = None) -> Stream:
+        """Follow an existing stream (``on_transient``: called with each transient op)."""
+        return Stream(self, stream_id, on_transient)
 
     def get(self, stream_id: str) -> dict[str, Any]:
         """``{"id", "status", "seq", "message"}`` as the gateway has it now."""
-        return checked(self._http.get(f"/v1/streams/{stream_id}")).json()
+        with reaching(self._http.base_url):
+            return checked(self._http.get(f"/v1/streams/{stream_id}")).json()
 
     def cancel(self, stream_id: str) -> str:
         """Stop the generation; returns the stream's status."""
-        return checked(self._http.post(f"/v1/streams/{stream_id}/cancel")).json()["status"]
+        with reaching(self._http.base_url):
+            response = self._http.post(f"/v1/streams/{stream_id}/cancel")
+        return checked(response).json()["status"]
 
     def _ops(self, state: StreamState) -> Iterator[Op]:
         failures = 0
+        last: Exception | None = None
         while not state.done:
             progressed = False
             try:
@@ -93,12 +102,13 @@ class Client:
                             yield from ops
                         if state.done:
                             return
-            except httpx.TransportError:
-                pass  # reconnect below, resuming after the last seq we applied
+            except httpx.TransportError as exc:
+                last = exc  # reconnect below, resuming after the last seq we applied
             failures = 0 if progressed else failures + 1
             if failures > self.max_retries:
-                raise ConnectionError(
-                    f"stream {state.id}: gave up after {self.max_retries} reconnects"
+                raise GatewayUnreachable(
+                    f"cannot reach the gateway at {self._http.base_url}: stream {state.id}: "
+                    f"gave up after {self.max_retries} reconnects ({last or 'no answer'})"
                 )
             if not progressed:
                 time.sleep(backoff(failures - 1))

@@ -1,6 +1,7 @@
-"""Run the deterministic mock model server: an OpenAI-compatible endpoint whose answers are
-picked by the request's model name (mock, mock-reasoning, mock-tools, mock-error,
-mock-truncated, mock-html)."""
+"""Run the deterministic mock model server: OpenAI chat completions (/v1/chat/completions),
+the OpenAI Responses API (/v1/responses) and the Anthropic Messages API (/v1/messages), whose
+answers are picked by the request's model name (mock, mock-reasoning, mock-tools, mock-error,
+mock-truncated, mock-html), streamed or whole, each in that API's wire format."""
 
 from __future__ import annotations
 

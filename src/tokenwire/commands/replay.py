@@ -1,9 +1,11 @@
-"""Decode a recorded upstream response (an OpenAI chat-completions SSE stream or a
-non-streamed chat.completion JSON body) and print the canonical message, its ops, or Markdown.
+"""Decode a recorded upstream response and print the canonical message, its ops, or Markdown.
+The recording may be an SSE stream or a whole non-streamed JSON body of OpenAI chat
+completions, the OpenAI Responses API or the Anthropic Messages API; its format is detected
+(--format-in forces it).
 
 Exits 0 whenever the input decoded, even if the upstream reported an error (the message then
-has "status": "failed"); exits 2 with a one-line error if the input is not a chat-completions
-response at all."""
+has "status": "failed"); exits 2 with a one-line error if the input is not a response of the
+format at all."""
 
 from __future__ import annotations
 
@@ -20,6 +22,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         choices=("message", "ops", "markdown"),
         default="message",
         help="message: canonical JSON (default); ops: one op JSON per line; markdown",
+    )
+    parser.add_argument(
+        "--format-in",
+        choices=("auto", "chat", "responses", "anthropic"),
+        default="auto",
+        help="the recording's upstream API (default auto: detected from the first event or "
+        "the body's shape)",
     )
     parser.add_argument(
         "--coalesce-ms",
@@ -48,7 +57,9 @@ def run(args: argparse.Namespace) -> int:
     if args.think_tags is not None:
         tags = tuple(t.strip() for t in args.think_tags.split(",") if t.strip())
     try:
-        ops, message = assemble_response(data, coalesce_ms=args.coalesce_ms, think_tags=tags)
+        ops, message = assemble_response(
+            data, coalesce_ms=args.coalesce_ms, think_tags=tags, format=args.format_in
+        )
     except NotAChatCompletion as exc:
         raise CommandError(f"{_label(args.path)}: {exc}") from None
     out = sys.stdout.buffer

@@ -2,8 +2,9 @@
 snapshot, cancel, and an OpenAI-compatible passthrough. Every flag can also be set with a
 TOKENWIRE_* environment variable (e.g. TOKENWIRE_UPSTREAM, TOKENWIRE_PORT, TOKENWIRE_API_KEYS
 comma-separated, TOKENWIRE_COALESCE_MS, TOKENWIRE_DATA_DIR, TOKENWIRE_RETENTION_S,
-TOKENWIRE_REDIS_URL, TOKENWIRE_WORKERS). With --redis, several processes (--workers N, or
-separate machines) share streams: create on one, read, resume or cancel on any."""
+TOKENWIRE_REDIS_URL, TOKENWIRE_STORE_URL, TOKENWIRE_WORKERS). With --redis, several processes
+(--workers N, or separate machines) share streams: create on one, read, resume or cancel on
+any; with --store-url postgresql://… every machine also reads every finished message."""
 
 from __future__ import annotations
 
@@ -18,6 +19,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--upstream",
         metavar="URL",
         help="base URL of the OpenAI-compatible model server, with /v1 (TOKENWIRE_UPSTREAM)",
+    )
+    parser.add_argument(
+        "--upstream-api",
+        choices=("chat", "responses", "anthropic"),
+        help="the upstream's API: chat (/chat/completions, default), responses (/responses) or "
+        "anthropic (/messages, x-api-key auth); request bodies are forwarded as they are "
+        "(TOKENWIRE_UPSTREAM_API)",
     )
     parser.add_argument(
         "--upstream-api-key-env",
@@ -44,9 +52,35 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "(default $XDG_DATA_HOME/tokenwire; TOKENWIRE_DATA_DIR)",
     )
     parser.add_argument(
+        "--store-url",
+        metavar="URL",
+        help="where final messages are kept: sqlite:///DIR, or postgresql://… to share them "
+        "between machines (default: SQLite in --data-dir; TOKENWIRE_STORE_URL)",
+    )
+    parser.add_argument(
         "--retention-s",
         type=float,
         help="how long finished streams stay resumable (default 600; TOKENWIRE_RETENTION_S)",
+    )
+    parser.add_argument(
+        "--store-retention-s",
+        type=float,
+        metavar="S",
+        help="delete stored final messages this long after they finished (default: keep; "
+        "TOKENWIRE_STORE_RETENTION_S)",
+    )
+    parser.add_argument(
+        "--upstream-ca-file",
+        metavar="PEM",
+        help="CA certificates to trust for an https upstream, besides the system's "
+        "(TOKENWIRE_UPSTREAM_CA_FILE)",
+    )
+    parser.add_argument(
+        "--upstream-head-timeout-s",
+        type=float,
+        metavar="S",
+        help="longest wait for a streamed request's response head (default 60; "
+        "TOKENWIRE_UPSTREAM_HEAD_TIMEOUT_S)",
     )
     parser.add_argument(
         "--redis",
@@ -92,21 +126,31 @@ def build_settings(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     try:
         settings = Settings.from_env(
             upstream=args.upstream,
+            upstream_api=getattr(args, "upstream_api", None),
             upstream_api_key_env=args.upstream_api_key_env,
             host=args.host,
             port=args.port,
             api_keys=tuple(args.api_key) if args.api_key else None,
             coalesce_ms=args.coalesce_ms,
             data_dir=args.data_dir,
+            store_url=args.store_url,
             retention_s=args.retention_s,
             redis_url=args.redis,
             workers=args.workers,
             cors_origins=tuple(args.cors_origin) if args.cors_origin else None,
+            upstream_ca_file=getattr(args, "upstream_ca_file", None),
+            store_retention_s=getattr(args, "store_retention_s", None),
+            upstream_head_timeout_s=getattr(args, "upstream_head_timeout_s", None),
         )
     except ValueError as exc:
         raise CommandError(str(exc)) from None
     if not settings.upstream.startswith(("http://", "https://")):
         raise CommandError(f"--upstream must be an http(s) URL, got {settings.upstream!r}")
+    if settings.upstream_api not in ("chat", "responses", "anthropic"):
+        raise CommandError(
+            f"TOKENWIRE_UPSTREAM_API must be chat, responses or anthropic, "
+            f"got {settings.upstream_api!r}"
+        )
     if settings.upstream_api_key_env and not os.environ.get(settings.upstream_api_key_env):
         raise CommandError(f"environment variable {settings.upstream_api_key_env} is not set")
     if not 0 <= settings.port < 65536:
@@ -136,9 +180,46 @@ def build_settings(args: argparse.Namespace):  # type: ignore[no-untyped-def]
             raise CommandError(
                 f"--cors-origin must be '*' or scheme://host[:port] (no path), got {origin!r}"
             )
+    if settings.store_url:
+        check_store_url(settings.store_url)
+    if settings.max_request_head_bytes < 1024 or settings.request_head_timeout_s <= 0:
+        raise CommandError(
+            "TOKENWIRE_MAX_REQUEST_HEAD_BYTES must be at least 1024 and "
+            "TOKENWIRE_REQUEST_HEAD_TIMEOUT_S positive"
+        )
+    if settings.store_retention_s is not None and settings.store_retention_s < 0:
+        raise CommandError("--store-retention-s must not be negative")
+    if settings.upstream_ca_file and not Path(settings.upstream_ca_file).is_file():
+        raise CommandError(f"--upstream-ca-file {settings.upstream_ca_file}: no such file")
+    if settings.upstream_head_timeout_s <= 0 or settings.max_event_bytes <= 0:
+        raise CommandError(
+            "--upstream-head-timeout-s and TOKENWIRE_MAX_EVENT_BYTES must be positive"
+        )
     if settings.data_dir is None:
         settings.data_dir = default_data_dir()
     return settings
+
+
+def check_store_url(url: str) -> None:
+    """A usable ``--store-url``, or ``CommandError`` (checked before any worker starts)."""
+    import importlib.util
+
+    from tokenwire.cli import CommandError
+    from tokenwire.stores import sqlite_dir
+
+    scheme = url.split(":", 1)[0].lower()
+    if scheme == "sqlite":
+        try:
+            sqlite_dir(url)
+        except ValueError as exc:
+            raise CommandError(f"--store-url: {exc}") from None
+    elif scheme in ("postgresql", "postgres"):
+        if importlib.util.find_spec("asyncpg") is None:
+            raise CommandError(
+                "--store-url postgresql://… needs asyncpg: pip install 'tokenwire[postgres]'"
+            )
+    else:
+        raise CommandError(f"--store-url must be a sqlite:/// or postgresql:// URL, got {scheme!r}")
 
 
 def check_redis(url: str) -> None:
@@ -164,6 +245,8 @@ def run(args: argparse.Namespace) -> int:
 
     from tokenwire.commands._ports import require_free_port
     from tokenwire.gateway import create_app
+    from tokenwire.gateway.limits import configure
+    from tokenwire.logredact import uvicorn_log_config
 
     settings = build_settings(args)
     hub = "in-process hub"
@@ -174,10 +257,16 @@ def run(args: argparse.Namespace) -> int:
         hub = f"Redis hub at {redact(settings.redis_url)}"
     require_free_port(settings.host, settings.port)
     auth = f"{len(settings.api_keys)} API key(s)" if settings.api_keys else "no auth"
+    data = f"data in {settings.data_dir}"
+    if settings.store_url:
+        from tokenwire.stores import redact_store_url
+
+        data = f"messages in {redact_store_url(settings.store_url)}"
     workers = f", {settings.workers} workers" if settings.workers > 1 else ""
     print(
         f"tokenwire serve: http://{settings.host}:{settings.port} -> {settings.upstream} "
-        f"({auth}, {hub}{workers}, data in {settings.data_dir})",
+        f"[{settings.upstream_api}] "
+        f"({auth}, {hub}{workers}, {data})",
         flush=True,
     )
     options = {
@@ -187,6 +276,11 @@ def run(args: argparse.Namespace) -> int:
         # The gateway never uses the client's address; without uvicorn's proxy-headers
         # wrapper each open stream holds one coroutine frame less.
         "proxy_headers": False,
+        # Credentials never reach a log line (access log query strings, debug headers).
+        "log_config": uvicorn_log_config(args.log_level),
+        # uvicorn's httptools protocol plus a size and time bound on request heads (workers
+        # read the same bounds from the TOKENWIRE_* variables exported below).
+        "http": configure(settings.max_request_head_bytes, settings.request_head_timeout_s),
     }
     if settings.workers == 1:
         uvicorn.run(create_app(settings), lifespan="on", **options)

@@ -1,5 +1,6 @@
 """Render a live stream in the terminal: follow an existing stream by ID, or start one with
---prompt. Blocks are styled by type (reasoning, text, tool calls, refusals, sources). The
+--prompt. Blocks are styled by type (reasoning, text, tool calls and results, refusals, files,
+sources, app data; steps separated; live transient data below them). The
 stream is resumed automatically if the connection drops; Ctrl-C stops following (it does not
 cancel the generation)."""
 
@@ -29,28 +30,66 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def render(message: Any) -> Any:
-    """A rich renderable of the message so far: one part per block, then a status line."""
+def render(message: Any, transients: dict[str, Any] | None = None) -> Any:
+    """A rich renderable of the message so far: one part per block (steps separated by a
+    rule), then the live transient values (not part of the message) and a status line."""
     from rich.console import Group
     from rich.markdown import Markdown
     from rich.panel import Panel
+    from rich.rule import Rule
     from rich.text import Text
 
+    from tokenwire.protocol.render import Citations, data_text
+
     parts: list[Any] = []
-    for block in message.blocks:
+    cites = Citations(message.blocks)
+    definitions = cites.definitions()
+    step = message.blocks[0].step if message.blocks else 0
+    for index, block in enumerate(message.blocks):
+        if block.step > step:
+            parts.append(Rule(f"step {block.step}", style="dim"))
+        step = block.step
         label = f" (choice {block.choice})" if block.choice else ""
         kind = block.type
         if kind == "reasoning":
+            note = ""
+            if block.attrs.get("redacted"):
+                note = " (redacted)"
+            elif block.attrs.get("encrypted") and not block.text:
+                note = " (encrypted)"
             parts.append(
                 Panel(
                     Text(block.text, style="italic dim"),
-                    title=f"reasoning{label}",
+                    title=f"reasoning{label}{note}",
                     title_align="left",
                     border_style="dim",
                 )
             )
         elif kind == "text":
-            parts.append(Markdown(block.text) if block.text else Text(""))
+            text = cites.mark(index, block.text)
+            if text != block.text:  # cited spans are reference links: add their targets
+                text += "\n\n" + definitions
+            parts.append(Markdown(text) if text else Text(""))
+        elif kind == "tool_result":
+            error = bool(block.attrs.get("error"))
+            name = block.attrs.get("name") or "?"
+            parts.append(
+                Panel(
+                    Text(block.text, style="red" if error else "green"),
+                    title=f"{'tool error' if error else 'tool result'} {name}{label}",
+                    subtitle=block.attrs.get("call_id") or None,
+                    title_align="left",
+                    border_style="red" if error else "green",
+                )
+            )
+        elif kind == "file":
+            url = str(block.attrs.get("url") or "")
+            name = block.attrs.get("name") or "file"
+            media = block.attrs.get("media_type") or ""
+            parts.append(Text(f"[file] {name} ({media}) {url[:80]}", style="magenta"))
+        elif kind == "data":
+            value = data_text(block.attrs.get("value"))
+            parts.append(Text(f"● {block.attrs.get('name')}: {value}", style="yellow"))
         elif kind == "tool_call":
             name = block.attrs.get("name") or "?"
             parts.append(
@@ -69,9 +108,15 @@ def render(message: Any) -> Any:
             parts.append(Text(f"[image] {url[:80]}", style="magenta"))
         elif kind == "source":
             title = block.attrs.get("title") or block.attrs.get("url")
-            parts.append(Text(f"[source] {title} <{block.attrs.get('url')}>", style="blue"))
+            number = cites.numbers.get(index)
+            mark = f"[{number}] " if number is not None else ""
+            line = f"[source] {mark}{title} <{block.attrs.get('url')}>"
+            parts.append(Text(line, style="blue"))
         else:
             parts.append(Text(f"[{kind}] {block.text}"))
+    for name, value in (transients or {}).items():
+        if not message.done:  # live data: only while the answer is being written
+            parts.append(Text(f"… {name}: {data_text(value)}", style="dim yellow"))
     parts.append(_status_line(message))
     return Group(*parts)
 
@@ -98,7 +143,7 @@ def run(args: argparse.Namespace) -> int:
     from rich.live import Live
 
     from tokenwire.cli import CommandError
-    from tokenwire.client import Client, GatewayError
+    from tokenwire.client import Client, GatewayError, GatewayUnreachable
 
     if bool(args.stream_id) == bool(args.prompt):
         raise CommandError("give either a stream ID or --prompt TEXT")
@@ -118,14 +163,16 @@ def run(args: argparse.Namespace) -> int:
             with Live(render(stream.message), console=console, refresh_per_second=12) as live:
                 try:
                     for _ in stream:
-                        live.update(render(stream.message))
+                        live.update(render(stream.message, stream.transients))
                 except KeyboardInterrupt:
-                    live.update(render(stream.message))
+                    live.update(render(stream.message, stream.transients))
                     live.stop()
                     console.print(f"[yellow]stopped following; stream {stream.id} goes on[/]")
                     return 130
                 live.update(render(stream.message))
         except GatewayError as exc:
+            raise CommandError(str(exc)) from None
+        except GatewayUnreachable as exc:
             raise CommandError(str(exc)) from None
         except ConnectionError as exc:
             raise CommandError(f"cannot reach the gateway at {args.url}: {exc}") from None

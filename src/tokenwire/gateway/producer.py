@@ -28,11 +28,12 @@ class Generation:
     (per idle stream memory, docs/benchmarks.md). The request body is held by the upstream
     exchange only until the upstream answered (no retries after that)."""
 
-    __slots__ = ("body", "upstream")
+    __slots__ = ("body", "format", "upstream")
 
-    def __init__(self, upstream: UpstreamClient, body: bytes) -> None:
+    def __init__(self, upstream: UpstreamClient, body: bytes, format: str = "chat") -> None:
         self.upstream = upstream
         self.body = body
+        self.format = format  # (explicit: "auto" would miss the fast path until it decides)
 
     def __call__(self, w: StreamWriter) -> Coroutine[Any, Any, PipeResult]:
         exchange = self.upstream.request(
@@ -43,7 +44,7 @@ class Generation:
             keep_headers=False,
         )
         self.body = b""
-        return w.pipe(exchange)
+        return w.pipe(exchange, self.format)
 
 
 class Producer:

@@ -6,14 +6,14 @@ from __future__ import annotations
 import gc
 import re
 
-from tokenwire.gateway.auth import Auth
+from tokenwire.gateway.auth import Auth, owner_tag
 from tokenwire.gateway.errors import ApiError, not_found
 from tokenwire.gateway.metrics import Metrics
 from tokenwire.gateway.settings import Settings
 from tokenwire.gateway.store import Store, StoredStream
 from tokenwire.gateway.upstream import UpstreamClient
 from tokenwire.hub import Hub, MemoryHub, StreamInfo
-from tokenwire.streams import Streams
+from tokenwire.streams import Streams, StreamStore
 
 STREAM_ID = re.compile(r"st_[A-Za-z0-9_-]{16,64}")
 """The ids the gateway hands out (``st_`` + 144 random bits)."""
@@ -49,18 +49,32 @@ class Gateway:
     def __init__(self, settings: Settings, hub: Hub) -> None:
         self.settings = settings
         self.hub = hub
-        self.store = Store(settings.data_dir)
         self.metrics = Metrics()
         secret = settings.resolved_secret()
         self.streams = Streams(
             hub,
-            self.store,
+            Store(settings.data_dir),
             coalesce_ms=settings.coalesce_ms,
             secret=secret,
             observer=MetricsObserver(self.metrics),
         )
-        self.auth = Auth(settings.api_keys, self.streams.owner_tag)
+        # Owner tags are keyed with the secret when one is configured (every machine of a
+        # deployment then shares it); otherwise they stay the unkeyed hash, which any machine
+        # computes alike and which matches the streams stored by earlier versions.
+        self.auth = Auth(
+            settings.api_keys, self.streams.owner_tag if settings.secret else owner_tag
+        )
         self.upstream: UpstreamClient | None = None  # set in startup
+
+    @property
+    def store(self) -> StreamStore:
+        """The store of final messages (the one ``streams`` uses; may be swapped before
+        startup, e.g. for a ``PostgresStore``)."""
+        return self.streams.store
+
+    @store.setter
+    def store(self, store: StreamStore) -> None:
+        self.streams.store = store
 
     @property
     def tasks(self) -> set:

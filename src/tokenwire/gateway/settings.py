@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import secrets
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +18,9 @@ class Settings:
 
     upstream: str = "http://127.0.0.1:8000/v1"
     """Base URL of the OpenAI-compatible model server, including ``/v1``."""
+    upstream_api: str = "chat"
+    """The upstream's API: ``chat`` (``/chat/completions``), ``responses`` (``/responses``) or
+    ``anthropic`` (``/messages``, ``x-api-key`` auth). See gateway/upstream_api.py."""
     upstream_api_key: str | None = field(default=None, repr=False)
     """Sent upstream as ``Authorization: Bearer``; never logged or returned."""
     upstream_api_key_env: str | None = None
@@ -29,12 +33,23 @@ class Settings:
     """Default delta coalescing window; a request may override it (``tokenwire.coalesce_ms``)."""
     data_dir: str | None = None
     """Where the SQLite store lives. ``None``: an in-memory store (lost on exit)."""
+    store_url: str | None = field(default=None, repr=False)
+    """Where final messages are kept: ``sqlite:///DIR`` or ``postgresql://…`` (shared by every
+    machine). ``None``: the SQLite store in ``data_dir``. (Not in repr: it may hold a password.)"""
     retention_s: float = 600.0
     """How long a finished stream's op log stays resumable."""
+    store_retention_s: float | None = None
+    """How long finished messages stay in the SQLite store. ``None``: kept forever."""
+    store_cleanup_interval_s: float = 3600.0
+    """How often rows past ``store_retention_s`` are deleted."""
     max_log_ops: int | None = None
     """Keep at most about this many ops of a live stream (older readers get a snapshot)."""
     max_body_bytes: int = 1 << 20
     """Largest accepted request body (413 above)."""
+    max_request_head_bytes: int = 64 * 1024
+    """Largest request head (request line + headers) ``tokenwire serve`` reads (431 above)."""
+    request_head_timeout_s: float = 10.0
+    """Time a client has to send a whole request head (408 and closed after)."""
     keepalive_s: float = 15.0
     """Idle time before an SSE ``: ping`` comment / WebSocket ping."""
     ws_hello_timeout_s: float = 1.0
@@ -44,6 +59,17 @@ class Settings:
     upstream_connect_timeout_s: float = 10.0
     upstream_read_timeout_s: float = 300.0
     """Longest silence tolerated between upstream bytes."""
+    upstream_head_timeout_s: float = 60.0
+    """Longest wait for the response head of a streamed request (a non-streamed passthrough
+    request waits up to the read timeout: its answer only comes once it is whole)."""
+    upstream_idle_timeout_s: float = 30.0
+    """A pooled upstream connection unused this long is closed."""
+    upstream_ca_file: str | None = None
+    """PEM file of CA certificates trusted for an ``https`` upstream, besides the system's."""
+    upstream_max_body_bytes: int = 32 * 1024 * 1024
+    """Largest non-streamed upstream body read whole (``/v1/models``, non-streamed relays)."""
+    max_event_bytes: int = 16 * 1024 * 1024
+    """Largest upstream SSE event; a bigger one ends the stream ``failed`` (``event_too_large``)."""
     upstream_retries: int = 2
     """Retries of a request that failed before any response byte (connect errors, 502-504)."""
     upstream_backoff_s: float = 0.25
@@ -121,6 +147,61 @@ class Settings:
                 value = ",".join(value) or None
             env[f"TOKENWIRE_{f.name.upper()}"] = None if value is None else str(value)
         return env
+
+
+class WorkerSetupError(ValueError):
+    """Several gateway processes were asked for without a shared (Redis) hub."""
+
+
+def declared_workers(argv: list[str] | None = None, env: Mapping[str, str] | None = None) -> int:
+    """How many processes the server running us was told to start: uvicorn's and gunicorn's
+    ``--workers N`` / ``-w N`` on their command line (a spawned worker sees its supervisor's
+    ``sys.argv``), else ``WEB_CONCURRENCY`` (both servers' default), else 1."""
+    argv = sys.argv if argv is None else argv
+    env = os.environ if env is None else env
+    program = os.path.basename(argv[0]) if argv else ""
+    if program == "__main__.py":  # ``python -m uvicorn``: .../uvicorn/__main__.py
+        program = os.path.basename(os.path.dirname(argv[0]))
+    if program.startswith(("uvicorn", "gunicorn")):
+        for i, arg in enumerate(argv):
+            value = None
+            if arg in ("--workers", "-w") and i + 1 < len(argv):
+                value = argv[i + 1]
+            elif arg.startswith("--workers="):
+                value = arg.partition("=")[2]
+            if value is not None and value.isdigit():
+                return int(value)
+    raw = env.get("WEB_CONCURRENCY", "")
+    return int(raw) if raw.isdigit() else 1
+
+
+def check_worker_setup(
+    settings: Settings, argv: list[str] | None = None, env: Mapping[str, str] | None = None
+) -> None:
+    """Refuse several processes without Redis: each would only know its own streams (a reader
+    landing on another process gets 404). Raises :class:`WorkerSetupError`."""
+    workers = max(settings.workers, declared_workers(argv, env))
+    if workers > 1 and not settings.redis_url:
+        raise WorkerSetupError(
+            f"{workers} gateway worker processes need a shared hub: set TOKENWIRE_REDIS_URL "
+            "(or run `tokenwire serve --workers N --redis URL`); without Redis each process "
+            "only knows its own streams"
+        )
+
+
+WORKER_BOOT_FAILURE = 3
+"""Exit status of a worker that refuses to start: uvicorn's and gunicorn's supervisors both stop
+(rather than restart it forever) when a worker exits with 3."""
+
+
+def enforce_worker_setup(settings: Settings) -> None:
+    """``check_worker_setup`` for an app factory: on a refusal, print the reason as one line on
+    stderr and exit with :data:`WORKER_BOOT_FAILURE`, which stops the whole server."""
+    try:
+        check_worker_setup(settings)
+    except WorkerSetupError as exc:
+        print(f"tokenwire: error: {exc}", file=sys.stderr, flush=True)
+        raise SystemExit(WORKER_BOOT_FAILURE) from None
 
 
 def _parse(name: str, raw: str, type_: Any) -> Any:

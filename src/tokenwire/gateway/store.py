@@ -1,12 +1,19 @@
 """SQLite store of finished streams' final messages (outlives the hub's retention).
 
+Rows are kept forever by default. With ``retention_s`` set, ``open()`` starts a background
+task owned by the store that deletes rows finished more than ``retention_s`` ago, once at
+start and then every ``cleanup_interval_s`` (``cleanup()`` does one pass on demand).
+
 Implements the store protocol of ``tokenwire.streams.store`` (``metadata`` is not kept).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import sqlite3
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -21,8 +28,10 @@ CREATE TABLE IF NOT EXISTS streams (
     message BLOB NOT NULL,
     created_at REAL NOT NULL,
     finished_at REAL NOT NULL
-)
+);
+CREATE INDEX IF NOT EXISTS streams_finished_at ON streams (finished_at);
 """
+log = logging.getLogger("tokenwire")
 
 
 def _executor() -> ThreadPoolExecutor:
@@ -32,16 +41,55 @@ def _executor() -> ThreadPoolExecutor:
 class Store:
     """Final messages by stream id. All SQLite work runs on one private thread."""
 
-    def __init__(self, data_dir: str | Path | None) -> None:
+    def __init__(
+        self,
+        data_dir: str | Path | None,
+        *,
+        retention_s: float | None = None,
+        cleanup_interval_s: float = 3600.0,
+    ) -> None:
+        if retention_s is not None and not retention_s >= 0:
+            raise ValueError(f"retention_s must be a non-negative number, got {retention_s!r}")
+        if not cleanup_interval_s > 0:
+            raise ValueError(f"cleanup_interval_s must be positive, got {cleanup_interval_s!r}")
         self.path = ":memory:" if data_dir is None else str(Path(data_dir) / "tokenwire.sqlite3")
+        self.retention_s = retention_s
+        self.cleanup_interval_s = cleanup_interval_s
         self._data_dir = data_dir
         self._executor = _executor()
         self._db: sqlite3.Connection | None = None
+        self._cleaner: asyncio.Task[None] | None = None
 
     async def open(self) -> None:
         if self._executor._shutdown:  # type: ignore[attr-defined]  # reopened after close
             self._executor = _executor()
         await self._run(self._open)
+        if self.retention_s is not None:
+            self._cleaner = asyncio.create_task(self._clean_forever(), name="tokenwire-store-gc")
+
+    async def cleanup(self, now: float | None = None) -> int:
+        """Delete rows finished more than ``retention_s`` before ``now``; how many went.
+        Without ``retention_s`` nothing is deleted."""
+        if self.retention_s is None:
+            return 0
+        cutoff = (time.time() if now is None else now) - self.retention_s
+        return await self._run(self._delete_before, cutoff)
+
+    def _delete_before(self, cutoff: float) -> int:
+        assert self._db is not None
+        deleted = self._db.execute("DELETE FROM streams WHERE finished_at < ?", (cutoff,))
+        self._db.commit()
+        return deleted.rowcount
+
+    async def _clean_forever(self) -> None:
+        while True:
+            try:
+                deleted = await self.cleanup()
+                if deleted:
+                    log.info("store: deleted %d message(s) past retention", deleted)
+            except sqlite3.Error as exc:  # (a busy or full disk: try again next time)
+                log.warning("store: cleanup failed: %s", exc)
+            await asyncio.sleep(self.cleanup_interval_s)
 
     def _open(self) -> None:
         if self._data_dir is not None:
@@ -50,11 +98,16 @@ class Store:
         if self.path != ":memory:":
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=NORMAL")
-        db.execute(_SCHEMA)
+        db.executescript(_SCHEMA)
         db.commit()
         self._db = db
 
     async def close(self) -> None:
+        if self._cleaner is not None:
+            self._cleaner.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._cleaner
+            self._cleaner = None
         if self._db is not None:
             await self._run(self._db.close)
             self._db = None
@@ -95,3 +148,13 @@ class Store:
         if row is None:
             return None
         return StoredStream(row[0], row[1], row[2], row[3], bytes(row[4]), row[5], row[6])
+
+    async def delete_finished_before(self, ts: float) -> int:
+        """Delete the rows finished before ``ts`` (epoch seconds); returns how many."""
+        return await self._run(self._delete_finished_before, ts)
+
+    def _delete_finished_before(self, ts: float) -> int:
+        assert self._db is not None
+        deleted = self._db.execute("DELETE FROM streams WHERE finished_at < ?", (ts,)).rowcount
+        self._db.commit()
+        return deleted

@@ -10,6 +10,7 @@ from __future__ import annotations
 import abc
 import asyncio
 import contextlib
+import logging
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
@@ -25,6 +26,16 @@ SSE_HEADERS: list[tuple[bytes, bytes]] = [
     (b"x-accel-buffering", b"no"),
 ]
 _PING = b": ping\n\n"
+log = logging.getLogger("tokenwire.gateway")
+
+
+class RelayAborted(Exception):
+    """A passthrough relay's upstream broke off after the response had started. Raised so the
+    server drops the client connection (the client sees a truncated body, as it should); it
+    was already logged in one line, so ``logged`` tells log filters to drop the server's
+    "Exception in ASGI application" traceback (``tokenwire.logredact.RedactingFilter`` does)."""
+
+    logged = True
 
 
 class _StreamingResponse(abc.ABC):
@@ -240,7 +251,15 @@ class RelayResponse(_StreamingResponse):
 
     async def _write(self, send: Send) -> None:
         poll = self.poll
-        while (chunk := poll()) is not None:
+        while True:
+            try:
+                chunk = poll()
+            except Exception as exc:  # reset, stall, bad chunk size, short content-length
+                log.warning("passthrough: the upstream response broke off, relayed cut: %s", exc)
+                # Not finishing the body is how the client learns it is truncated.
+                raise RelayAborted(str(exc)) from None
+            if chunk is None:
+                break
             if isinstance(chunk, asyncio.Future):
                 await chunk
             elif chunk:

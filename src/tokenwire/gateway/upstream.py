@@ -22,7 +22,7 @@ import ssl
 import time
 from collections.abc import AsyncIterator, Mapping
 from types import TracebackType
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 import httptools
 
@@ -35,6 +35,12 @@ _HIGH_WATER = 256 * 1024
 # A response head larger than this is refused (a broken or hostile upstream could send
 # header lines forever, each one refreshing the read timeout).
 _MAX_HEAD = 64 * 1024
+DEFAULT_MAX_BODY_BYTES = 32 * 1024 * 1024
+"""Largest non-streamed body ``aread`` collects (a whole chat.completion is far smaller)."""
+
+
+class UpstreamTooLarge(UpstreamBroken):
+    """A non-streamed response body is larger than the client's ``max_body_bytes``."""
 
 
 class _NoResponse(Exception):
@@ -71,8 +77,11 @@ class _Connection(asyncio.Protocol):
         "complete",
         "error",
         "head_bytes",
+        "head_only",
+        "head_timeout_s",
         "headers",
         "headers_done",
+        "idle_since",
         "keep_alive",
         "keep_headers",
         "last_activity",
@@ -87,9 +96,13 @@ class _Connection(asyncio.Protocol):
         "waiter",
     )
 
-    def __init__(self, read_timeout_s: float) -> None:
+    def __init__(self, read_timeout_s: float, head_timeout_s: float | None = None) -> None:
         self.transport: asyncio.Transport | None = None
         self.read_timeout_s = read_timeout_s
+        # Longest silence while waiting for the response head (None: the read timeout).
+        self.head_timeout_s = read_timeout_s if head_timeout_s is None else head_timeout_s
+        self.head_only = False  # the request was HEAD: the response has no body
+        self.idle_since = 0.0
         self.closed = False
         self.timer: timeouts.Timeout | None = None
         self.keep_headers = True
@@ -149,7 +162,7 @@ class _Connection(asyncio.Protocol):
 
     # -- httptools callbacks -------------------------------------------------------------
     def on_message_begin(self) -> None:
-        if self.complete:
+        if self.complete and not self.head_only:
             # Bytes after the response: the connection is out of step, never reuse it.
             self._fail(UpstreamBroken("the upstream sent data after its response"))
             self.close()
@@ -185,9 +198,18 @@ class _Connection(asyncio.Protocol):
         self.status = status
         self.keep_alive = self.parser.should_keep_alive()  # (llhttp forgets it at the end)
         self.headers_done = True
+        if self.timer is not None and self.head_timeout_s > self.read_timeout_s:
+            # The armed timer counts the longer head limit: re-arm at the read timeout.
+            timeouts.cancel(self.timer, self)
+            self.timer = None
+        if self.head_only:
+            # A HEAD answer has no body whatever its Content-Length says; httptools cannot be
+            # told so (it would wait for that body until the read timeout). The parser is
+            # replaced before the connection's next request.
+            self.complete = True
 
     def on_body(self, body: bytes) -> None:
-        if self.complete or self.error is not None:
+        if self.complete or self.error is not None or self.head_only:
             return  # (after the response, or after we gave up on it)
         self.body.append(body)
         self.buffered += len(body)
@@ -197,9 +219,18 @@ class _Connection(asyncio.Protocol):
             self.complete = True
 
     # -- used by the client ----------------------------------------------------------------
-    def send(self, head: bytes, content: bytes | None, keep_headers: bool) -> None:
+    def send(
+        self,
+        head: bytes,
+        content: bytes | None,
+        keep_headers: bool,
+        head_timeout_s: float | None = None,
+    ) -> None:
         self._reset()
         self.keep_headers = keep_headers
+        self.head_only = head.startswith(b"HEAD ")
+        if head_timeout_s is not None:
+            self.head_timeout_s = head_timeout_s
         assert self.transport is not None
         self.transport.write(head + content if content else head)
 
@@ -237,15 +268,16 @@ class _Connection(asyncio.Protocol):
         if self.waiter is None or self.waiter.done():
             return
         idle = time.monotonic() - self.last_activity
-        if idle >= self.read_timeout_s:
-            what = "the response" if self.headers_done else "an answer"
+        limit = self.read_timeout_s if self.headers_done else self.head_timeout_s
+        if idle >= limit:
+            what = "the response" if self.headers_done else "the response head"
             self._fail(
-                UpstreamBroken(f"no data from the upstream for {idle:.0f}s waiting for {what}")
+                UpstreamBroken(f"no data from the upstream for {idle:.1f}s waiting for {what}")
             )
             self.close()
             self._wake()
         else:
-            self._arm_timer(self.read_timeout_s - idle)
+            self._arm_timer(limit - idle)
 
     def _arm_timer(self, delay: float) -> None:
         self.timer = timeouts.call_later(delay, _Connection._on_timer, self)
@@ -255,7 +287,8 @@ class _Connection(asyncio.Protocol):
         timeout). Awaited by the caller itself: one coroutine frame less per open stream."""
         waiter = self.waiter = asyncio.get_running_loop().create_future()
         if self.timer is None:
-            self._arm_timer(max(0.0, self.last_activity + self.read_timeout_s - time.monotonic()))
+            limit = self.read_timeout_s if self.headers_done else self.head_timeout_s
+            self._arm_timer(max(0.0, self.last_activity + limit - time.monotonic()))
         return waiter
 
     async def wait_headers(self) -> None:
@@ -293,10 +326,19 @@ class _Connection(asyncio.Protocol):
 class UpstreamResponse:
     """A response whose body has not been read yet."""
 
-    __slots__ = ("_conn", "headers", "poll", "read", "reason_phrase", "status_code")
+    __slots__ = (
+        "_conn",
+        "headers",
+        "max_body_bytes",
+        "poll",
+        "read",
+        "reason_phrase",
+        "status_code",
+    )
 
-    def __init__(self, conn: _Connection) -> None:
+    def __init__(self, conn: _Connection, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES) -> None:
         self._conn = conn
+        self.max_body_bytes = max_body_bytes
         self.read = conn.next_body
         """``await response.read()``: the next piece of the body; ``None`` at its end."""
         self.poll = conn.poll
@@ -313,7 +355,20 @@ class UpstreamResponse:
             yield data
 
     async def aread(self) -> bytes:
-        return b"".join([chunk async for chunk in self.aiter_raw()])
+        """The whole body; :class:`UpstreamTooLarge` (and the connection closed) once it
+        grows past ``max_body_bytes``."""
+        pieces: list[bytes] = []
+        size = 0
+        read = self.read
+        while (data := await read()) is not None:
+            size += len(data)
+            if size > self.max_body_bytes:
+                self._conn.close()
+                raise UpstreamTooLarge(
+                    f"the upstream's response body is over {self.max_body_bytes} bytes"
+                )
+            pieces.append(data)
+        return b"".join(pieces)
 
     def abort(self) -> None:
         """Close the connection now (the upstream stops generating); reads end or fail."""
@@ -331,22 +386,38 @@ class UpstreamClient:
         retries: int = 2,
         backoff_s: float = 0.25,
         max_idle_connections: int = 20,
+        head_timeout_s: float | None = None,
+        idle_timeout_s: float = 30.0,
+        ssl_context: ssl.SSLContext | None = None,
+        ca_file: str | None = None,
+        max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     ) -> None:
-        url = urlsplit(base_url.rstrip("/"))
+        """``head_timeout_s``: longest wait for a response head (``None``: the read
+        timeout). ``idle_timeout_s``: a pooled connection unused this long is closed (servers
+        and load balancers drop idle ones silently). TLS: ``ssl_context`` as given, else the
+        system's trust store plus ``ca_file`` if set. ``max_body_bytes`` bounds ``aread``."""
+        url = urlsplit(base_url.strip())
         if url.scheme not in ("http", "https") or not url.hostname or not base_url.isprintable():
             raise ValueError(f"upstream must be an http:// or https:// URL, got {base_url!r}")
-        self.base_url = base_url.rstrip("/")
+        # (for messages: without the query, which may carry a key)
+        self.base_url = urlunsplit((url.scheme, url.netloc, url.path.rstrip("/"), "", ""))
         self.retries = retries
         self.backoff_s = backoff_s
         self.connect_timeout_s = connect_timeout_s
         self.read_timeout_s = read_timeout_s
         self.max_idle_connections = max_idle_connections
+        self.head_timeout_s = head_timeout_s
+        self.idle_timeout_s = idle_timeout_s
+        self.max_body_bytes = max_body_bytes
         self._host = url.hostname
         self._port = url.port or (443 if url.scheme == "https" else 80)
-        self._ssl: ssl.SSLContext | None = (
-            ssl.create_default_context() if url.scheme == "https" else None
-        )
-        self._prefix = url.path
+        self._ssl: ssl.SSLContext | None = None
+        if url.scheme == "https":
+            self._ssl = ssl_context or ssl.create_default_context(cafile=ca_file)
+        self._prefix = url.path.rstrip("/")
+        # Kept on every request (Azure OpenAI's ``?api-version=`` lives there).
+        self._query = url.query
+        self._prune_handle: asyncio.TimerHandle | None = None
         host = url.netloc.rpartition("@")[2]
         common = [
             f"Host: {host}",
@@ -362,6 +433,9 @@ class UpstreamClient:
         self._idle: list[_Connection] = []  # LIFO: the most recently used is likeliest alive
 
     async def aclose(self) -> None:
+        if self._prune_handle is not None:
+            self._prune_handle.cancel()
+            self._prune_handle = None
         while self._idle:
             self._idle.pop().close()
 
@@ -373,6 +447,7 @@ class UpstreamClient:
         content: bytes | None = None,
         headers: Mapping[str, str] | None = None,
         keep_headers: bool = True,
+        head_timeout_s: float | None = None,
     ) -> _Exchange:
         """``async with client.request(...) as response``: the response with its body unread.
 
@@ -380,14 +455,23 @@ class UpstreamClient:
         the body was read to the end, and is closed otherwise (which aborts the upstream).
         ``keep_headers=False``: the response's headers are not kept (a caller that only reads
         the status and body saves their memory for the life of the response).
+        ``head_timeout_s`` overrides the client's for this request (a non-streamed completion
+        only answers once it is whole: give it the read timeout).
         """
         head = self._head(method, path, content, headers)
-        return _Exchange(self, head, content, keep_headers)
+        if head_timeout_s is None:
+            head_timeout_s = self.head_timeout_s
+        if head_timeout_s is None:
+            head_timeout_s = self.read_timeout_s
+        return _Exchange(self, head, content, keep_headers, head_timeout_s)
 
     def _head(
         self, method: str, path: str, content: bytes | None, headers: Mapping[str, str] | None
     ) -> bytes:
-        lines = [f"{method} {self._prefix}/{path.lstrip('/')} HTTP/1.1"]
+        target = f"{self._prefix}/{path.lstrip('/')}"
+        if self._query:
+            target += ("&" if "?" in target else "?") + self._query
+        lines = [f"{method} {target} HTTP/1.1"]
         for name, value in (headers or {}).items():
             if "\r" in value or "\n" in value or "\r" in name or "\n" in name or ":" in name:
                 raise ValueError(f"invalid header for the upstream request: {name!r}")
@@ -400,20 +484,25 @@ class UpstreamClient:
         loop = asyncio.get_running_loop()
         async with asyncio.timeout(self.connect_timeout_s):
             _, conn = await loop.create_connection(
-                lambda: _Connection(self.read_timeout_s),
+                lambda: _Connection(self.read_timeout_s, self.head_timeout_s),
                 self._host,
                 self._port,
                 ssl=self._ssl,
             )
         return conn
 
-    async def _open(self, head: bytes, content: bytes | None, keep_headers: bool) -> _Connection:
+    async def _open(
+        self, head: bytes, content: bytes | None, keep_headers: bool, head_timeout_s: float
+    ) -> _Connection:
         """Send the request and wait for the response head, on a pooled or new connection."""
         while self._idle:
             conn = self._idle.pop()
             if conn.closed or conn.transport is None or conn.transport.is_closing():
                 continue
-            conn.send(head, content, keep_headers)
+            if time.monotonic() - conn.idle_since >= self.idle_timeout_s:
+                conn.close()  # expired (the pruning timer had not come round yet)
+                continue
+            conn.send(head, content, keep_headers, head_timeout_s)
             try:
                 await conn.wait_headers()
                 return conn
@@ -427,7 +516,7 @@ class UpstreamClient:
                 conn.close()
                 raise
         conn = await self._connect()
-        conn.send(head, content, keep_headers)
+        conn.send(head, content, keep_headers, head_timeout_s)
         try:
             await conn.wait_headers()
         except BaseException:
@@ -437,9 +526,31 @@ class UpstreamClient:
 
     def _release(self, conn: _Connection) -> None:
         if conn.reusable() and len(self._idle) < self.max_idle_connections:
+            conn.idle_since = time.monotonic()
             self._idle.append(conn)
+            if self._prune_handle is None:
+                self._schedule_prune(self.idle_timeout_s)
         else:
             conn.close()
+
+    def _schedule_prune(self, delay: float) -> None:
+        loop = asyncio.get_running_loop()
+        self._prune_handle = loop.call_later(max(delay, 0.01), self._prune)
+
+    def _prune(self) -> None:
+        """Close pooled connections idle for ``idle_timeout_s``; re-arm for the rest."""
+        self._prune_handle = None
+        now = time.monotonic()
+        keep = []
+        for conn in self._idle:
+            if now - conn.idle_since >= self.idle_timeout_s or conn.closed:
+                conn.close()
+            else:
+                keep.append(conn)
+        self._idle = keep
+        if keep:
+            oldest = min(conn.idle_since for conn in keep)
+            self._schedule_prune(oldest + self.idle_timeout_s - now)
 
     def _unreachable(self, exc: BaseException) -> UpstreamUnavailable:
         kind = type(exc).__name__
@@ -450,15 +561,21 @@ class UpstreamClient:
 class _Exchange:
     """The ``async with`` around one request: retries, then hands over the response."""
 
-    __slots__ = ("_client", "_conn", "_content", "_head", "_keep_headers")
+    __slots__ = ("_client", "_conn", "_content", "_head", "_head_timeout_s", "_keep_headers")
 
     def __init__(
-        self, client: UpstreamClient, head: bytes, content: bytes | None, keep_headers: bool
+        self,
+        client: UpstreamClient,
+        head: bytes,
+        content: bytes | None,
+        keep_headers: bool,
+        head_timeout_s: float,
     ) -> None:
         self._client = client
         self._head = head
         self._content = content
         self._keep_headers = keep_headers
+        self._head_timeout_s = head_timeout_s
         self._conn: _Connection | None = None
 
     async def __aenter__(self) -> UpstreamResponse:
@@ -466,7 +583,9 @@ class _Exchange:
         attempt = 0
         while True:
             try:
-                conn = await client._open(self._head, self._content, self._keep_headers)
+                conn = await client._open(
+                    self._head, self._content, self._keep_headers, self._head_timeout_s
+                )
             except (OSError, TimeoutError, UpstreamBroken, _NoResponse) as exc:
                 if attempt >= client.retries:
                     raise client._unreachable(exc) from exc
@@ -476,7 +595,7 @@ class _Exchange:
                     # No retries from here on: don't hold the request for the response's life.
                     self._head = b""
                     self._content = None
-                    return UpstreamResponse(conn)
+                    return UpstreamResponse(conn, client.max_body_bytes)
                 conn.close()  # its body is discarded with the connection
             await asyncio.sleep(client.backoff_s * (2**attempt))
             attempt += 1

@@ -20,6 +20,11 @@ Contract for implementations:
   ``watch_cancel`` calls back) on the process that runs the producer.
 - A shared hub raises ``HubUnavailable`` from any call while its backend is unreachable; the
   in-process hub never does.
+- ``publish_transient`` (protocol v1.1) hands a ``transient`` op to the cursors open at that
+  moment, never to the log: a cursor yields it after the op whose seq it carries. It is
+  best-effort live data: a reader subscribing later, or one so far behind that the recent
+  transients were dropped, never sees it. ``publish`` appends a batch that may hold transient
+  ops (an ``Assembler``'s output) in order.
 """
 
 from __future__ import annotations
@@ -28,12 +33,13 @@ import abc
 import asyncio
 import contextlib
 import logging
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from tokenwire import timeouts
 from tokenwire.errors import HubUnavailable, StreamNotFound
-from tokenwire.protocol import EncodedOp, Message
+from tokenwire.protocol import EncodedOp, Message, Transient
 
 log = logging.getLogger("tokenwire.hub")
 
@@ -93,14 +99,60 @@ class Cursor(abc.ABC):
 MAX_BATCH = 1024  # ops handed to one reader per read(), so one write never grows unbounded
 
 
+class TransientBuffer:
+    """The recent transient ops of one stream (protocol v1.1), numbered as published, so each
+    cursor can tell which ones it has not handed out: those published after it opened."""
+
+    __slots__ = ("count", "ops")
+    SIZE = 256  # a reader further behind than this many transients misses the oldest
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.ops: deque[tuple[int, EncodedOp]] = deque(maxlen=self.SIZE)
+
+    def add(self, op: EncodedOp) -> None:
+        self.count += 1
+        self.ops.append((self.count, op))
+
+    def merge(self, seen: int, batch: list[EncodedOp], pos: int) -> tuple[list[EncodedOp], int]:
+        """``batch`` (the real ops after ``pos``) with the transients after number ``seen``
+        placed after the op whose seq they carry; and the new ``seen``. Transients for ops not
+        in the batch yet stay for a later read."""
+        hi = batch[-1].seq if batch else pos
+        # Published in seq order, so the ones due now are a prefix of the unseen ones.
+        due = [item for item in self.ops if item[0] > seen and item[1].seq <= hi]
+        if not due:
+            return batch, seen
+        out: list[EncodedOp] = []
+        i = 0
+        for _, op in due:
+            while i < len(batch) and batch[i].seq <= op.seq:
+                out.append(batch[i])
+                i += 1
+            out.append(op)
+        out.extend(batch[i:])
+        return out, due[-1][0]
+
+
 class PositionCursor(Cursor):
     """The part every cursor shares: a position, ``done``, delivering a batch, waiting."""
 
-    __slots__ = ("_done", "_pos")
+    __slots__ = ("_done", "_pos", "_tseen")
 
-    def __init__(self, after: int) -> None:
+    def __init__(self, after: int, transients: TransientBuffer | None = None) -> None:
         self._pos = after
         self._done = False
+        # Transients published before this cursor opened are not for it.
+        self._tseen = transients.count if transients is not None else 0
+
+    def _with_transients(
+        self, transients: TransientBuffer | None, batch: list[EncodedOp]
+    ) -> list[EncodedOp]:
+        """``batch`` plus the transients due with it (the common case: none, one compare)."""
+        if transients is None or transients.count <= self._tseen:
+            return batch
+        batch, self._tseen = transients.merge(self._tseen, batch, self._pos)
+        return batch
 
     @property
     def done(self) -> bool:
@@ -236,6 +288,28 @@ class Hub(abc.ABC):
     @abc.abstractmethod
     async def append(self, stream_id: str, ops: Sequence[EncodedOp]) -> None:
         """Append ops (dense seqs continuing the log) and wake the stream's readers."""
+
+    async def publish_transient(self, stream_id: str, op: EncodedOp) -> None:  # noqa: B027
+        """Hand a ``transient`` op to the stream's open cursors, without storing it. (This
+        default drops it: transient data is best-effort and the log needs none of it.)"""
+
+    async def publish(self, stream_id: str, ops: Sequence[EncodedOp]) -> None:
+        """``append`` for a batch that may hold ``transient`` ops (an ``Assembler``'s output):
+        the real ops go to the log and each transient to the live readers, in order."""
+        if not any(type(op.op) is Transient for op in ops):
+            await self.append(stream_id, ops)
+            return
+        run: list[EncodedOp] = []
+        for op in ops:
+            if type(op.op) is Transient:
+                if run:
+                    await self.append(stream_id, run)
+                    run = []
+                await self.publish_transient(stream_id, op)
+            else:
+                run.append(op)
+        if run:
+            await self.append(stream_id, run)
 
     @abc.abstractmethod
     async def info(self, stream_id: str) -> StreamInfo | None:

@@ -17,6 +17,7 @@ from tokenwire.hub.base import (
     Signal,
     StreamInfo,
     StreamNotFound,
+    TransientBuffer,
 )
 from tokenwire.protocol import EncodedOp, Message, apply_op, snapshot_op
 
@@ -36,6 +37,7 @@ class _Log:
         "ops",
         "owner",
         "status",
+        "transients",
         "wake",
     )
 
@@ -53,6 +55,7 @@ class _Log:
         self.finished_at: float | None = None  # monotonic time of message.end
         self.wake = Signal()  # fired on every append
         self.cancel = CancelRequest()
+        self.transients: TransientBuffer | None = None  # made on the first transient op
 
     @property
     def seq(self) -> int:
@@ -89,7 +92,7 @@ class MemoryCursor(PositionCursor):
     __slots__ = ("_log",)
 
     def __init__(self, log: _Log, after: int) -> None:
-        super().__init__(after)
+        super().__init__(after, log.transients)
         self._log = log
 
     async def read(self, timeout: float | None = None) -> list[EncodedOp]:
@@ -101,7 +104,12 @@ class MemoryCursor(PositionCursor):
                 return self._deliver([snapshot_op(log.base_message.copy(), log.base_seq)])
             start = self._pos - log.base_seq
             if start < len(log.ops):
-                return self._deliver(log.ops[start : start + MAX_BATCH])
+                batch = log.ops[start : start + MAX_BATCH]
+                return self._deliver(self._with_transients(log.transients, batch))
+            if log.transients is not None:
+                batch = self._with_transients(log.transients, [])
+                if batch:
+                    return self._deliver(batch)
             if log.finished_at is not None:  # nothing after message.end
                 self._done = True
                 break
@@ -188,6 +196,17 @@ class MemoryHub(Hub):
             log.finished_at = time.monotonic()
         elif self.max_log_ops is not None and len(log.ops) > 2 * self.max_log_ops:
             log.trim(self.max_log_ops)  # amortized: trim in big steps, not per append
+        log.wake.fire()
+
+    async def publish_transient(self, stream_id: str, op: EncodedOp) -> None:
+        log = self._logs.get(stream_id)
+        if log is None:
+            raise StreamNotFound(stream_id)
+        if log.finished_at is not None:
+            return  # nobody is live after the end
+        if log.transients is None:
+            log.transients = TransientBuffer()
+        log.transients.add(op)
         log.wake.fire()
 
     async def info(self, stream_id: str) -> StreamInfo | None:

@@ -57,6 +57,7 @@ from tokenwire.protocol import (
     Message,
     MessageEnd,
     MessageStart,
+    StepReset,
     apply_op,
     encode,
     snapshot_op,
@@ -69,6 +70,9 @@ log = logging.getLogger("tokenwire.hub.redis")
 _CANCEL_SWEEP_S = 2.0
 
 _UNAVAILABLE = (RedisConnectionError, RedisTimeoutError, OSError)
+# Transient ops (v1.1) kept for feeds that are between two XREADs: a few, briefly.
+_TRANSIENT_MAXLEN = 64
+_TRANSIENT_TTL_MS = 60_000
 
 
 def _raise_if_cancelled() -> None:
@@ -280,8 +284,14 @@ class RedisHub(Hub):
             raise HubUnavailable(f"Redis unavailable at {redact(self.url)}: {exc}") from None
 
     # -- writing -------------------------------------------------------------------------
+    def _live_expiry_ms(self) -> int:
+        """TTL of a live stream's keys: renewed with the lease, so they only run out once
+        nobody produces the stream any more (then after a lease plus the retention)."""
+        return int((self.lease_ttl_s + self.retention_s) * 1000)
+
     async def create(self, stream_id: str, *, owner: str | None) -> None:
         keys = self.keys
+        token = secrets.token_hex(8)  # this call's: a retried script recognizes its own work
         async with self._unavailable():
             created = await self._scripts["create"](
                 keys=[keys.meta(stream_id), keys.lease(stream_id)],
@@ -291,6 +301,8 @@ class RedisHub(Hub):
                     repr(time.time()),
                     self.producer_id,
                     int(self.lease_ttl_s * 1000),
+                    token,
+                    self._live_expiry_ms(),
                 ],
             )
             if not created:
@@ -327,6 +339,8 @@ class RedisHub(Hub):
                 own.open.add(op.index)
             elif isinstance(op, BlockEnd):
                 own.open.discard(op.index)
+            elif isinstance(op, StepReset):  # (v1.1) its blocks are gone, open or not
+                own.open = {i for i in own.open if i < len(own.message.blocks)}
         last = ops[-1]
         end_status = own.message.status if last.type == "message.end" else ""
         snap = b""
@@ -436,6 +450,8 @@ class RedisHub(Hub):
                         open_blocks.add(item.op.index)
                     elif isinstance(item.op, BlockEnd):
                         open_blocks.discard(item.op.index)
+                    elif isinstance(item.op, StepReset):
+                        open_blocks = {i for i in open_blocks if i < len(message.blocks)}
             return info, message, open_blocks, snap_seq
         raise HubUnavailable(f"stream {stream_id!r}: log kept changing under the reader")
 
@@ -450,6 +466,8 @@ class RedisHub(Hub):
             ended = info.status != _IN_PROGRESS
             feed = Feed(stream_id, info.seq, ended=ended, window=self.local_window)
             if not ended:
+                async with self._unavailable():  # live from here: later transients (v1.1)
+                    feed.tid = await self._last_transient_id(self.keys.transient(stream_id))
                 self._feeds[stream_id] = feed
         cursor = RedisCursor(feed, after, self._catch_up, grace_s=self.unavailable_grace_s)
         if not feed.ended and feed.task is None:
@@ -474,6 +492,7 @@ class RedisHub(Hub):
     async def _read_feed(self, feed: Feed) -> None:
         """The one blocking reader of a stream in this process: XREAD -> the local window."""
         key = self.keys.log(feed.id)
+        tkey = self.keys.transient(feed.id)
         block_ms = max(1, int(self.block_s * 1000))
         failing_since: float | None = None
         delay = 0.05
@@ -481,8 +500,10 @@ class RedisHub(Hub):
             while feed.cursors > 0 and not feed.ended:
                 _raise_if_cancelled()
                 try:
+                    if feed.tid is None:  # transients from now on (v1.1), not older ones
+                        feed.tid = await self._last_transient_id(tkey)
                     reply = await self._blocking_client().xread(
-                        {key: entry_id(feed.hi)}, count=MAX_BATCH, block=block_ms
+                        {key: entry_id(feed.hi), tkey: feed.tid}, count=MAX_BATCH, block=block_ms
                     )
                     if not reply and await self.r.hget(self.keys.meta(feed.id), "status") is None:
                         feed.fail(f"stream {feed.id} is no longer in Redis", "stream_lost")
@@ -501,9 +522,12 @@ class RedisHub(Hub):
                     continue
                 failing_since = None
                 delay = 0.05
-                if reply:
-                    entries = reply[0][1]
-                    feed.push([_op_from_entry(entry_id, fields) for entry_id, fields in entries])
+                for name, entries in reply or ():
+                    if _text(name) == key:
+                        feed.push([_op_from_entry(eid, fields) for eid, fields in entries])
+                    elif entries:
+                        feed.tid = entries[-1][0]
+                        feed.push_transients([EncodedOp.from_json(f[b"op"]) for _, f in entries])
         except Exception as exc:
             # Anything else (a corrupt entry, a Redis error reply) must still end the readers
             # already waiting on this feed, or they would wait for ever.
@@ -513,6 +537,20 @@ class RedisHub(Hub):
             feed.task = None
             if self._feeds.get(feed.id) is feed:
                 del self._feeds[feed.id]  # later subscribers start a fresh feed
+
+    async def _last_transient_id(self, tkey: str) -> bytes | str:
+        last = await self.r.xrevrange(tkey, "+", "-", count=1)
+        return last[0][0] if last else "0-0"
+
+    async def publish_transient(self, stream_id: str, op: EncodedOp) -> None:
+        """XADD to the stream's capped transient key, which every process's feed of the stream
+        reads along with the log (one blocking XREAD of both): never stored in the log."""
+        key = self.keys.transient(stream_id)
+        async with self._unavailable():
+            pipe = self.r.pipeline(transaction=False)
+            pipe.xadd(key, {"op": op.json}, maxlen=_TRANSIENT_MAXLEN, approximate=True)
+            pipe.pexpire(key, _TRANSIENT_TTL_MS)  # live data only: gone soon after the last
+            await pipe.execute()
 
     def _blocking_client(self) -> Redis:
         if self._blocking is None:
@@ -643,6 +681,10 @@ class RedisHub(Hub):
     async def _renew_leases(self) -> None:
         interval = self.lease_ttl_s / 3
         ttl_ms = int(self.lease_ttl_s * 1000)
+        # The keys' own expiry is far longer than the lease: refreshed a few times per expiry.
+        expiry_ms = self._live_expiry_ms()
+        refresh_s = max(interval, expiry_ms / 4000)
+        refreshed = time.monotonic()
         while True:
             _raise_if_cancelled()
             await asyncio.sleep(interval)
@@ -653,9 +695,16 @@ class RedisHub(Hub):
                 pipe = self.r.pipeline(transaction=False)
                 for stream_id in ids:
                     pipe.set(self.keys.lease(stream_id), self.producer_id, px=ttl_ms)
+                refresh = time.monotonic() - refreshed >= refresh_s
+                if refresh:
+                    for stream_id in ids:
+                        pipe.pexpire(self.keys.meta(stream_id), expiry_ms)
+                        pipe.pexpire(self.keys.log(stream_id), expiry_ms)
                 deadline = self._lease_deadline_ms()
                 pipe.zadd(self.keys.active, dict.fromkeys(ids, deadline))
                 await pipe.execute()
+                if refresh:
+                    refreshed = time.monotonic()
             except _UNAVAILABLE as exc:
                 log.warning("could not renew %d producer leases: %s", len(ids), exc)
 

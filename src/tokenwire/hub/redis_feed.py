@@ -15,14 +15,43 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from tokenwire.hub.base import MAX_BATCH, HubUnavailable, PositionCursor, Signal
-from tokenwire.protocol import EncodedOp, MessageEnd, encode
+import msgspec
+
+from tokenwire.hub.base import MAX_BATCH, HubUnavailable, PositionCursor, Signal, TransientBuffer
+from tokenwire.protocol import EncodedOp, MessageEnd
+
+
+def reader_only_end(last_seq: int, message: str, error_type: str) -> EncodedOp:
+    """A ``message.end`` (``failed``) made for one reader that gives up, not for the stream:
+    it exists only for this reader; the shared log is not touched.
+
+    It must never take a seq a real op will have: its ``seq`` is the last real op's (it does
+    not advance the position) and its SSE frame has no ``id:`` line, so an ``EventSource``
+    that reconnects sends the last real seq as ``Last-Event-ID`` and misses nothing. Clients
+    recognize it as a ``message.end`` whose seq is not above the last one they applied.
+    """
+    error = {"message": message, "type": error_type, "code": None}
+    op = MessageEnd(last_seq, "failed", None, None, error)
+    json = msgspec.json.encode(op)
+    return EncodedOp(op, last_seq, json, b"data:%s\n\n" % json)
 
 
 class Feed:
     """The recent ops of one stream in this process, plus the wake-up signal."""
 
-    __slots__ = ("base", "cursors", "ended", "failure", "id", "ops", "task", "wake", "window")
+    __slots__ = (
+        "base",
+        "cursors",
+        "ended",
+        "failure",
+        "id",
+        "ops",
+        "task",
+        "tid",
+        "transients",
+        "wake",
+        "window",
+    )
 
     def __init__(self, stream_id: str, seq: int, *, ended: bool, window: int) -> None:
         self.id = stream_id
@@ -34,6 +63,10 @@ class Feed:
         self.cursors = 0
         self.task: asyncio.Task[None] | None = None
         self.wake = Signal()  # fired on every push
+        # v1.1 transient ops read from the stream's transient key (made on the first one),
+        # and the entry id read up to (None: not looked up yet).
+        self.transients: TransientBuffer | None = None
+        self.tid: bytes | str | None = None
 
     @property
     def hi(self) -> int:
@@ -52,6 +85,13 @@ class Feed:
             drop = len(self.ops) - self.window
             del self.ops[:drop]
             self.base += drop
+        self._notify()
+
+    def push_transients(self, ops: list[EncodedOp]) -> None:
+        if self.transients is None:
+            self.transients = TransientBuffer()
+        for op in ops:
+            self.transients.add(op)
         self._notify()
 
     def fail(self, message: str, error_type: str) -> None:
@@ -77,7 +117,7 @@ class RedisCursor(PositionCursor):
     __slots__ = ("_catch_up", "_closed", "_failed_at", "_failing_since", "_feed", "_grace_s")
 
     def __init__(self, feed: Feed, after: int, catch_up: CatchUp, *, grace_s: float) -> None:
-        super().__init__(after)
+        super().__init__(after, feed.transients)
         self._feed = feed
         self._closed = False
         self._catch_up = catch_up
@@ -98,7 +138,12 @@ class RedisCursor(PositionCursor):
                 return ops
             if pos < feed.hi:
                 start = pos - feed.base
-                return self._deliver(feed.ops[start : start + MAX_BATCH])
+                batch = feed.ops[start : start + MAX_BATCH]
+                return self._deliver(self._with_transients(feed.transients, batch))
+            if feed.transients is not None:
+                batch = self._with_transients(feed.transients, [])
+                if batch:
+                    return self._deliver(batch)
             if feed.ended:
                 self._done = True
                 break
@@ -145,13 +190,11 @@ class RedisCursor(PositionCursor):
             await asyncio.sleep(pause)
             return None
         self._failing_since = self._failed_at = None
-        return self._deliver(ops)
+        return self._deliver(self._with_transients(feed.transients, ops))
 
     def _end_failed(self, message: str, error_type: str) -> list[EncodedOp]:
         # The log cannot be reached: end this reader with a clear error rather than hang.
-        # The op exists only for this reader; the shared log is not touched.
-        error = {"message": message, "type": error_type, "code": None}
-        return self._deliver([encode(MessageEnd(self._pos + 1, "failed", None, None, error))])
+        return self._deliver([reader_only_end(self._pos, message, error_type)])
 
     async def aclose(self) -> None:
         if not self._closed:

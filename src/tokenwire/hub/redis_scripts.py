@@ -27,6 +27,10 @@ class Keys:
     def lease(self, stream_id: str) -> str:
         return f"{self.prefix}:{{{stream_id}}}:lease"
 
+    def transient(self, stream_id: str) -> str:
+        """Capped stream of recent transient ops (v1.1): read by the feeds, never the log."""
+        return f"{self.prefix}:{{{stream_id}}}:transient"
+
     def stream(self, stream_id: str) -> list[str]:
         """The keys ``APPEND`` works on, in its order."""
         return [self.meta(stream_id), self.log(stream_id), self.lease(stream_id)]
@@ -42,13 +46,21 @@ def after_id(seq: int) -> str:
     return f"({seq}-1" if seq > 0 else "-"
 
 
-# KEYS: meta, lease. ARGV: owner ("" = none), has_owner, created_at, producer id, lease ms.
-# Returns 1, or 0 if the stream id is taken.
+# KEYS: meta, lease. ARGV: owner ("" = none), has_owner, created_at, producer id, lease ms,
+# create token (unique per create call), expiry ms of the meta key.
+# Returns 1, or 0 if the stream id is taken. Idempotent per call: a retry of a script that had
+# already gone through (redis-py retries a command that timed out) finds its own token and
+# answers 1 again. The meta key expires unless renewed (the lease renewer refreshes it, the
+# end sets the retention), so a stream whose creator vanished cannot outlive its retention.
 CREATE = """
-if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  if redis.call('HGET', KEYS[1], 'create_token') == ARGV[6] then return 1 end
+  return 0
+end
 redis.call('HSET', KEYS[1], 'status', 'in_progress', 'seq', 0, 'snap_seq', 0,
-           'created_at', ARGV[3], 'producer', ARGV[4])
+           'created_at', ARGV[3], 'producer', ARGV[4], 'create_token', ARGV[6])
 if ARGV[2] == '1' then redis.call('HSET', KEYS[1], 'owner', ARGV[1]) end
+redis.call('PEXPIRE', KEYS[1], ARGV[7])
 redis.call('SET', KEYS[2], ARGV[4], 'PX', ARGV[5])
 return 1
 """
@@ -70,6 +82,11 @@ for i = 1, n do
   redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], (first + i - 1) .. '-1', 'op', ARGV[7 + i])
 end
 local last = first + n - 1
+if first == 1 and ARGV[3] == '' then
+  -- the log was just created: it expires with the meta key (both renewed while live)
+  local ttl = redis.call('PTTL', KEYS[1])
+  if ttl > 0 then redis.call('PEXPIRE', KEYS[2], ttl) end
+end
 redis.call('HSET', KEYS[1], 'seq', last)
 if ARGV[4] ~= '' then
   redis.call('HSET', KEYS[1], 'snap', ARGV[4], 'snap_seq', last, 'snap_open', ARGV[5])

@@ -8,9 +8,10 @@ from collections.abc import AsyncIterator, Iterator
 import msgspec
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
+from tokenwire.mock.apis import AnthropicEncoder, ResponsesEncoder, steps
 from tokenwire.mock.scenarios import SCENARIOS, ReasoningStyle, Settings, ToolStyle
 from tokenwire.producer import ChatRequest, Outcome, Part, RequestError, create_app
 
@@ -90,16 +91,99 @@ def create_mock_app(
     async def stats_endpoint(request: Request) -> Response:
         return Response(msgspec.json.encode(stats.to_dict()), media_type="application/json")
 
+    async def other_api(request: Request) -> Response:
+        """``POST /v1/responses`` and ``POST /v1/messages``: the same scenarios in those APIs'
+        wire formats (Anthropic's ``x-api-key`` / ``anthropic-version`` are accepted, not
+        required: the mock has no keys)."""
+        anthropic = request.url.path.endswith("/messages")
+        try:
+            body = msgspec.json.decode(await request.body())
+            if not isinstance(body, dict):
+                raise ValueError("the body must be a JSON object")
+            over = msgspec.convert(body.get("mock") or {}, Overrides)
+            model = body.get("model")
+            limit = body.get("max_tokens" if anthropic else "max_output_tokens")
+            if limit is not None and (type(limit) is not int or limit < 1):
+                raise ValueError("the token limit must be a positive integer")
+        except (msgspec.DecodeError, msgspec.ValidationError, ValueError) as exc:
+            return _api_error(anthropic, 400, "invalid_request_error", f"Invalid request: {exc}")
+        if model not in SCENARIOS:
+            return _api_error(
+                anthropic, 404, "not_found_error", f"The model `{model}` does not exist."
+            )
+        stream = body.get("stream") is True
+        settings = Settings(
+            seed=seed if over.seed is None else over.seed,
+            limit=limit,
+            stream=stream,
+            reasoning_style="reasoning_content",  # (think tags are a chat-content quirk)
+            tool_style="openai",  # (the other styles are chat-completions quirks)
+        )
+        answer = steps(SCENARIOS[model](settings), limit)
+        encoder = (AnthropicEncoder if anthropic else ResponsesEncoder)(model, settings.seed)
+        if not stream:
+            status, payload = encoder.body(answer)
+            return Response(msgspec.json.encode(payload), status, media_type="application/json")
+        frames = _paced_frames(
+            encoder.events(answer),
+            tps if over.tps is None else over.tps,
+            ttft_ms if over.ttft_ms is None else over.ttft_ms,
+            stats,
+        )
+        return StreamingResponse(
+            frames, media_type="text/event-stream", headers={"Cache-Control": "no-cache"}
+        )
+
     app = create_app(
         handler,
         models=list(SCENARIOS),
         reasoning_field=reasoning_field,
         on_stream_start=stats.on_start,
         on_stream_end=stats.on_end,
-        routes=[Route("/_mock/stats", stats_endpoint, methods=["GET"])],
+        routes=[
+            Route("/_mock/stats", stats_endpoint, methods=["GET"]),
+            Route("/v1/responses", other_api, methods=["POST"]),
+            Route("/v1/messages", other_api, methods=["POST"]),
+        ],
     )
     app.state.mock_stats = stats
     return app
+
+
+def _api_error(anthropic: bool, status: int, kind: str, message: str) -> Response:
+    if anthropic:
+        body: dict = {"type": "error", "error": {"type": kind, "message": message}}
+    else:
+        body = {"error": {"message": message, "type": kind, "param": None, "code": None}}
+    return Response(msgspec.json.encode(body), status, media_type="application/json")
+
+
+async def _paced_frames(
+    frames: Iterator[bytes], tps: float, ttft_ms: float, stats: MockStats
+) -> AsyncIterator[bytes]:
+    """The SSE frames of one answer, each token's delta event paced at ``tps`` per second."""
+    stats.started += 1
+    stats.active += 1
+    outcome = "disconnected"
+    try:
+        if ttft_ms > 0:
+            await asyncio.sleep(ttft_ms / 1000)
+        loop = asyncio.get_running_loop()
+        interval = 1.0 / tps if tps > 0 else 0.0
+        due = loop.time()
+        failed = False
+        for frame in frames:
+            if interval and b"_delta\n" in frame[:48]:
+                delay = due - loop.time()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                due += interval
+            failed = failed or frame.startswith((b"event: error", b"event: response.failed"))
+            yield frame
+        outcome = "failed" if failed else "completed"
+    finally:
+        stats.active -= 1
+        setattr(stats, outcome, getattr(stats, outcome) + 1)
 
 
 async def _paced(parts: Iterator[Part], tps: float, ttft_ms: float) -> AsyncIterator[Part]:

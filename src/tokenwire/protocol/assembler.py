@@ -14,15 +14,24 @@ from typing import Any
 import msgspec
 
 from tokenwire.protocol.facts import (
+    DataFact,
     Done,
     Fact,
+    FileFact,
     Finished,
     ImageFact,
+    ReasoningEncrypted,
+    ReasoningSignature,
     SourceFact,
     Started,
+    StepReset,
+    StepStarted,
     TextFact,
     ToolCallArguments,
     ToolCallStarted,
+    ToolResultEnd,
+    ToolResultOutput,
+    ToolResultStarted,
     UpstreamError,
     UsageFact,
 )
@@ -31,14 +40,17 @@ from tokenwire.protocol.ops import (
     BlockDelta,
     BlockEnd,
     BlockStart,
+    BlockUpdate,
     EncodedOp,
     MessageEnd,
     MessageStart,
     Op,
+    Transient,
     apply_op,
     encode,
     sse_frame,
 )
+from tokenwire.protocol.ops import StepReset as StepResetOp
 
 TRUNCATED = "truncated"
 _encode = msgspec.json.Encoder().encode
@@ -62,12 +74,16 @@ class Assembler:
     """Turns facts into ops for one stream (one assistant answer)."""
 
     __slots__ = (
+        "_data_ids",
         "_finish",
+        "_finish_step",
         "_last_delta_at",
         "_now",
         "_open",
         "_out",
         "_pending",
+        "_result_block",
+        "_step",
         "_text_block",
         "_tool_block",
         "_tool_meta",
@@ -77,6 +93,7 @@ class Assembler:
         "model",
         "seq",
         "stream_id",
+        "warning",
         "window",
     )
 
@@ -103,6 +120,14 @@ class Assembler:
         self._tool_meta: dict[int, dict[str, Any]] = {}  # key -> {"id", "name"}
         self._finish: dict[int, str] = {}
         self._usage: dict[str, Any] | None = None
+        # v1.1 (all empty for a plain answer, so they cost nothing there):
+        self._step = 0  # the step new blocks belong to
+        self._finish_step: dict[int, int] = {}  # choice -> step its finish reason came in
+        self._result_block: dict[str, int] = {}  # tool_result call id -> open block index
+        self._data_ids: dict[str, int] = {}  # data block id -> block index
+        # Set when the answer is complete but not as sent (e.g. invalid UTF-8 replaced):
+        # a message that does not fail carries it as its ``error`` (docs/protocol.md).
+        self.warning: dict[str, Any] | None = None
 
     # -- public API ------------------------------------------------------------------------
     def feed(self, facts: Iterable[Fact], now: float = 0.0) -> list[EncodedOp]:
@@ -205,7 +230,13 @@ class Assembler:
         elif isinstance(fact, Started):
             self._ensure_started(fact.model)
         elif isinstance(fact, Finished):
-            self._finish.setdefault(fact.choice, fact.reason)
+            # The first finish of a choice counts, unless a later step finishes it again
+            # (a multi-step answer ends with its last model call's reason).
+            choice = fact.choice
+            if choice not in self._finish or self._finish_step.get(choice, 0) < self._step:
+                self._finish[choice] = fact.reason
+                if self._step:
+                    self._finish_step[choice] = self._step
             for index, choice in list(self._open.items()):
                 if choice == fact.choice:
                     self._end_block(index)
@@ -213,10 +244,7 @@ class Assembler:
         elif isinstance(fact, UsageFact):
             self._usage = fact.usage
         elif isinstance(fact, SourceFact):
-            index = self._start_block(
-                fact.choice, {"type": "source", "url": fact.url, "title": fact.title}
-            )
-            self._end_block(index)
+            self._source(fact)
         elif isinstance(fact, ImageFact):
             self._close_text(fact.choice)
             index = self._start_block(fact.choice, {"type": "image", "url": fact.url})
@@ -225,6 +253,177 @@ class Assembler:
             self._end(FAILED, error_info(fact.message, fact.type, fact.code))
         elif isinstance(fact, Done):
             self._end(COMPLETED, None)
+        else:
+            self._fact_v11(fact)
+
+    # -- v1.1 facts (kept out of ``_fact``'s common branches) -------------------------------
+    def _fact_v11(self, fact: Fact) -> None:
+        if isinstance(fact, ToolResultOutput):
+            index = self._result_block.get(fact.call_id)
+            if index is None or index not in self._open:
+                index = self._start_result(fact.choice, fact.call_id, None, False)
+            self._delta(index, fact.text, now=self._now)
+        elif isinstance(fact, ToolResultStarted):
+            self._start_result(fact.choice, fact.call_id, fact.name, fact.error)
+        elif isinstance(fact, ToolResultEnd):
+            index = self._result_block.pop(fact.call_id, None)
+            if index is None or index not in self._open:
+                index = self._start_result(fact.choice, fact.call_id, None, False)
+                del self._result_block[fact.call_id]
+            if fact.error and not self.message.blocks[index].attrs.get("error"):
+                self._flush()
+                self._emit(BlockUpdate(self.seq + 1, index, {"error": True}))
+            self._end_block(index)
+        elif isinstance(fact, DataFact):
+            self._data(fact)
+        elif isinstance(fact, StepStarted):
+            self._step_started(fact.step)
+        elif isinstance(fact, StepReset):
+            self._step_reset(fact.step)
+        elif isinstance(fact, ReasoningSignature):
+            index = self._reasoning_block(fact.choice)
+            if index is None:
+                index = self._start_block(
+                    fact.choice, {"type": "reasoning", "signature": fact.signature, "text": ""}
+                )
+                self._end_block(index)
+            else:
+                self._flush()
+                self._emit(BlockUpdate(self.seq + 1, index, {"signature": fact.signature}))
+        elif isinstance(fact, ReasoningEncrypted):
+            self._encrypted(fact)
+        elif isinstance(fact, FileFact):
+            self._close_text(fact.choice)
+            block = {"type": "file", "url": fact.url, "media_type": fact.media_type}
+            block["name"] = fact.name
+            self._end_block(self._start_block(fact.choice, block))
+
+    def _source(self, fact: SourceFact) -> None:
+        block: dict[str, Any] = {"type": "source", "url": fact.url, "title": fact.title}
+        if fact.start is not None and fact.end is not None:
+            cited = self._cited_block(fact.choice)
+            if cited is not None:
+                block["span"] = {"block": cited, "start": fact.start, "end": fact.end}
+        if fact.cited_text is not None:
+            block["cited_text"] = fact.cited_text
+        self._end_block(self._start_block(fact.choice, block))
+
+    def _cited_block(self, choice: int) -> int | None:
+        """The choice's open text block, else its last one (the text a span points into)."""
+        current = self._text_block.get(choice)
+        if current is not None and current[0] == "text":
+            return current[1]
+        blocks = self.message.blocks
+        for index in range(len(blocks) - 1, -1, -1):
+            block = blocks[index]
+            if block.type == "text" and block.choice == choice:
+                return index
+        return None
+
+    def _reasoning_block(self, choice: int) -> int | None:
+        """The choice's open reasoning block, else its last one in the current step."""
+        current = self._text_block.get(choice)
+        if current is not None and current[0] == "reasoning":
+            return current[1]
+        blocks = self.message.blocks
+        for index in range(len(blocks) - 1, -1, -1):
+            block = blocks[index]
+            if block.step < self._step:
+                break  # an earlier step's thought is not this one's
+            if block.type == "reasoning" and block.choice == choice:
+                return index
+        return None
+
+    def _encrypted(self, fact: ReasoningEncrypted) -> None:
+        attrs: dict[str, Any] = {"encrypted": fact.data}
+        if fact.redacted:
+            attrs["redacted"] = True
+        current = self._text_block.get(fact.choice)
+        # Redacted thinking is a whole block of its own (Anthropic's redacted_thinking), never
+        # merged into the readable thought before it.
+        if current is not None and current[0] == "reasoning" and not fact.redacted:
+            self._flush()
+            self._emit(BlockUpdate(self.seq + 1, current[1], attrs))
+            return
+        self._close_text(fact.choice)
+        self._end_open(fact.choice)
+        index = self._start_block(fact.choice, {"type": "reasoning", **attrs, "text": ""})
+        if fact.redacted:  # redacted thinking is a whole block of its own
+            self._end_block(index)
+        else:  # encrypted reasoning whose readable summary may follow
+            self._text_block[fact.choice] = ("reasoning", index)
+
+    def _start_result(self, choice: int, call_id: str, name: str | None, error: bool) -> int:
+        self._close_text(choice)
+        # Output moved on from this choice's tool calls (results of other calls stay open:
+        # parallel tools may stream their results interleaved).
+        results = set(self._result_block.values())
+        for index, owner in list(self._open.items()):
+            if owner == choice and index not in results:
+                self._end_block(index)
+        block: dict[str, Any] = {"type": "tool_result", "call_id": call_id, "name": name}
+        if error:
+            block["error"] = True
+        block["output"] = ""
+        index = self._start_block(choice, block)
+        self._result_block[call_id] = index
+        return index
+
+    def _data(self, fact: DataFact) -> None:
+        if fact.transient:
+            # Delivered, not kept: not applied to the message and not advancing the seq.
+            self._flush()
+            self._out.append(encode(Transient(self.seq, fact.name, fact.value)))
+            return
+        if fact.id is not None:
+            index = self._data_ids.get(fact.id)
+            if index is not None:
+                self._flush()
+                self._emit(BlockUpdate(self.seq + 1, index, {"value": fact.value}))
+                return
+        self._close_text(fact.choice)
+        block = {"type": "data", "name": fact.name, "id": fact.id, "value": fact.value}
+        index = self._start_block(fact.choice, block)
+        self._end_block(index)
+        if fact.id is not None:
+            self._data_ids[fact.id] = index
+
+    def _step_started(self, step: int) -> None:
+        if step < self._step:
+            raise ValueError(f"step {step} after step {self._step}: steps only go up")
+        if step == self._step:
+            return
+        self._end_open(None)  # the previous step's output is over
+        self._step = step
+
+    def _step_reset(self, step: int) -> None:
+        if step != self._step:
+            raise ValueError(f"only the latest step ({self._step}) can be reset, not {step}")
+        self._ensure_started()
+        self._end_open(None)
+        self._emit(StepResetOp(self.seq + 1, step))
+        # What pointed into the dropped blocks is gone with them; the retry starts clean.
+        size = len(self.message.blocks)
+        for table in (self._tool_block, self._result_block, self._data_ids):
+            for key in [key for key, index in table.items() if index >= size]:
+                del table[key]
+                if table is self._tool_block:
+                    self._tool_meta.pop(key, None)  # (a retried call names itself again)
+        for choice in [c for c, s in self._finish_step.items() if s == step]:
+            del self._finish_step[choice]
+            del self._finish[choice]
+        if not step:  # step 0's finishes are not tracked per step
+            self._finish.clear()
+
+    def _end_open(self, choice: int | None) -> None:
+        """End the open blocks of ``choice`` (of every choice for ``None``)."""
+        for index, owner in sorted(self._open.items()):
+            if choice is None or owner == choice:
+                self._end_block(index)
+        if choice is None:
+            self._text_block.clear()
+        else:
+            self._text_block.pop(choice, None)
 
     def _text(self, fact: TextFact, now: float) -> None:
         current = self._text_block.get(fact.choice)
@@ -259,8 +458,13 @@ class Assembler:
     def _start_block(self, choice: int, block: dict[str, Any]) -> int:
         self._ensure_started()
         self._flush()
-        if choice:
-            block = {"type": block["type"], "choice": choice, **block}
+        if choice or self._step:
+            head: dict[str, Any] = {"type": block["type"]}
+            if choice:
+                head["choice"] = choice
+            if self._step:
+                head["step"] = self._step
+            block = head | block
         index = len(self.message.blocks)
         self._emit(BlockStart(self.seq + 1, index, block))
         self._open[index] = choice
@@ -295,6 +499,8 @@ class Assembler:
         self._emit(BlockEnd(self.seq + 1, index))
 
     def _end(self, status: str, error: dict | None) -> None:
+        if error is None:
+            error = self.warning
         self._ensure_started()
         self._flush()
         for index in sorted(self._open):

@@ -26,11 +26,16 @@ class ToolCallFragment(msgspec.Struct, gc=False):
 
 
 class ReasoningDetail(msgspec.Struct, gc=False):
-    """OpenRouter-style ``reasoning_details`` entry (``reasoning.text`` / ``reasoning.summary``)."""
+    """OpenRouter-style ``reasoning_details`` entry: ``reasoning.text`` (``text``, and an opaque
+    ``signature`` that may come in a later entry), ``reasoning.summary`` (``summary``) or
+    ``reasoning.encrypted`` (opaque ``data``)."""
 
     type: str | None = None
     text: str | None = None
     summary: str | None = None
+    signature: str | None = None
+    data: str | None = None
+    format: str | None = None  # e.g. "anthropic-claude-v1", "openai-responses-v1"
 
 
 class ImageURL(msgspec.Struct, gc=False):
@@ -47,6 +52,8 @@ class ImagePart(msgspec.Struct, gc=False):
 class URLCitation(msgspec.Struct, gc=False):
     url: str | None = None
     title: str | None = None
+    start_index: int | None = None  # the cited span of the message's content
+    end_index: int | None = None
 
 
 class Annotation(msgspec.Struct, gc=False):

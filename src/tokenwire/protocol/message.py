@@ -16,9 +16,15 @@ STREAM_KEYS: dict[str, str | None] = {
     "reasoning": "text",
     "refusal": "text",
     "tool_call": "arguments",
+    "tool_result": "output",
     "image": None,
     "source": None,
+    "file": None,
+    "data": None,
 }
+# Keys that are not attrs: ``block.update`` never changes them (the streamed key is added per
+# block).
+_FIXED_KEYS = frozenset(("type", "choice", "step"))
 
 IN_PROGRESS = "in_progress"
 COMPLETED = "completed"
@@ -30,20 +36,23 @@ _encode = msgspec.json.encode
 
 
 class Block:
-    """One block of a message. ``attrs`` are fixed at start (id, name, url, ...)."""
+    """One block of a message. ``attrs`` are set at start (id, name, url, ...); v1.1's
+    ``block.update`` may merge new values into them later (``update``)."""
 
-    __slots__ = ("_parts", "attrs", "choice", "stream_key", "type")
+    __slots__ = ("_parts", "attrs", "choice", "step", "stream_key", "type")
 
     def __init__(
         self,
         type: str,
         *,
         choice: int = 0,
+        step: int = 0,
         attrs: dict[str, Any] | None = None,
         text: str = "",
     ) -> None:
         self.type = type
         self.choice = choice
+        self.step = step
         self.attrs: dict[str, Any] = attrs or {}
         self.stream_key = STREAM_KEYS.get(type, "text")
         self._parts: list[str] = [text] if text else []
@@ -61,10 +70,21 @@ class Block:
     def append(self, fragment: str) -> None:
         self._parts.append(fragment)
 
+    def update(self, values: dict[str, Any]) -> None:
+        """Shallow-merge ``values`` into the attrs (``block.update``); the streamed key,
+        ``type``, ``choice`` and ``step`` are not attrs and are never changed."""
+        stream_key = self.stream_key
+        attrs = self.attrs
+        for key, value in values.items():
+            if key not in _FIXED_KEYS and key != stream_key:
+                attrs[key] = value
+
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"type": self.type}
         if self.choice:
             out["choice"] = self.choice
+        if self.step:
+            out["step"] = self.step
         out.update(self.attrs)
         if self.stream_key is not None:
             out[self.stream_key] = self.text
@@ -74,8 +94,13 @@ class Block:
     def from_dict(cls, data: dict[str, Any]) -> Block:
         type_ = str(data.get("type", "text"))
         stream_key = STREAM_KEYS.get(type_, "text")
-        attrs = {k: v for k, v in data.items() if k not in ("type", "choice", stream_key)}
-        block = cls(type_, choice=int(data.get("choice") or 0), attrs=attrs)
+        attrs = {k: v for k, v in data.items() if k not in _FIXED_KEYS and k != stream_key}
+        block = cls(
+            type_,
+            choice=int(data.get("choice") or 0),
+            step=int(data.get("step") or 0),
+            attrs=attrs,
+        )
         if stream_key is not None and STREAM_KEYS.get(type_) is None and stream_key not in data:
             block.stream_key = None  # an unknown type that carries no text
         text = data.get(stream_key) if stream_key else None
@@ -84,7 +109,9 @@ class Block:
         return block
 
     def copy(self) -> Block:
-        clone = Block(self.type, choice=self.choice, attrs=dict(self.attrs), text=self.text)
+        clone = Block(
+            self.type, choice=self.choice, step=self.step, attrs=dict(self.attrs), text=self.text
+        )
         clone.stream_key = self.stream_key
         return clone
 

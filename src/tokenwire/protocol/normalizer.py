@@ -2,10 +2,16 @@
 
 Handled here so that nothing downstream needs to know which server spoke:
 - reasoning as ``reasoning_content`` (DeepSeek, vLLM), ``reasoning`` (vLLM, OpenRouter, Ollama)
-  or ``reasoning_details[].text`` (OpenRouter), or wrapped in tags inside ``content``;
+  or ``reasoning_details[].text`` (OpenRouter), or wrapped in tags inside ``content``; the
+  opaque parts of OpenRouter's ``reasoning_details`` (signatures, encrypted reasoning) kept;
+- OpenAI ``annotations`` (``url_citation``, with the cited ``start_index``/``end_index``);
 - tool-call fragments with an ``index`` (OpenAI), without one (Gemini: each entry a whole
   call), or with one ``index`` reused for different ``id``s (Ollama);
-- usage in a chunk with empty ``choices``; ``{"error": …}`` objects mid-stream; ``n > 1``.
+- usage in a chunk with empty ``choices``; ``{"error": …}`` objects mid-stream; ``n > 1``;
+- gpt-oss "harmony" markup in ``content`` (llama.cpp without a reasoning parser): content whose
+  first markup-bearing piece opens with ``<|channel|>`` or ``<|start|>`` is split by channel;
+- Azure: a first chunk with ``model: ""`` and no choices (prompt filter results), so the model
+  name is taken from the first chunk that has one; filter results are never text.
 """
 
 from __future__ import annotations
@@ -20,6 +26,8 @@ from tokenwire.protocol.facts import (
     Fact,
     Finished,
     ImageFact,
+    ReasoningEncrypted,
+    ReasoningSignature,
     SourceFact,
     Started,
     TextFact,
@@ -28,6 +36,8 @@ from tokenwire.protocol.facts import (
     UpstreamError,
     UsageFact,
 )
+from tokenwire.protocol.harmony import HarmonySplitter, starts_harmony
+from tokenwire.protocol.jsonsafe import repair_utf8
 from tokenwire.protocol.sse import SSEEvent
 from tokenwire.protocol.think_tags import DEFAULT_THINK_TAGS, ThinkTagSplitter
 
@@ -36,14 +46,29 @@ _decode = chunk_decoder.decode
 
 
 class _ChoiceState:
-    __slots__ = ("by_index", "call_ids", "last_key", "sources", "splitter")
+    __slots__ = (
+        "by_index",
+        "call_ids",
+        "harmony",
+        "harmony_held",
+        "harmony_key",
+        "last_key",
+        "sources",
+        "splitter",
+    )
 
     def __init__(self, tags: tuple[str, ...]) -> None:
-        self.splitter = ThinkTagSplitter(tags) if tags else None
+        # Always a splitter (even without tags): content with "<" must reach the harmony check.
+        self.splitter: ThinkTagSplitter | HarmonySplitter = ThinkTagSplitter(tags)
+        self.harmony: bool | None = None  # None: undecided until content with "<" is seen
+        self.harmony_held = ""  # the start of content that may still become harmony markup
+        self.harmony_key: int | None = None  # the key of harmony's open tool call
         self.by_index: dict[int, int] = {}  # upstream tool-call index -> our key
         self.call_ids: dict[int, str | None] = {}  # key -> upstream id
         self.last_key: int | None = None
-        self.sources: set[str] | None = None  # (made on the first source: most answers cite none)
+        # URLs (or (url, start, end) cited spans) already listed; made on the first source:
+        # most answers cite none.
+        self.sources: set[str | tuple[str, int, int]] | None = None
 
 
 class ChunkNormalizer:
@@ -52,8 +77,10 @@ class ChunkNormalizer:
     __slots__ = (
         "_choices",
         "_next_key",
+        "_started",
         "_tags",
         "last_skip_reason",
+        "replaced",
         "saw_chunk",
         "saw_done",
         "skipped",
@@ -64,17 +91,20 @@ class ChunkNormalizer:
         self._choices: dict[int, _ChoiceState] = {}
         self._next_key = 0
         self.saw_chunk = False  # a chunk was decoded
+        self._started = False  # Started was emitted
         self.skipped = 0  # data events that were not JSON chunks (ignored, counted)
         self.last_skip_reason: str | None = None
         self.saw_done = False
+        # Chunks decoded only after invalid UTF-8 or lone surrogate escapes in them were
+        # replaced by U+FFFD (the message reports it: see Assembler.warning).
+        self.replaced = 0
 
     def passes_plain_text(self, choice: int) -> bool:
         """True if plain content (no ``<``) for ``choice`` becomes one text fact as it is."""
         state = self._choices.get(choice)
         if state is None:
             return False
-        splitter = state.splitter
-        return splitter is None or splitter.idle
+        return state.splitter.idle
 
     # -- input ---------------------------------------------------------------------------
     def feed_event(self, event: SSEEvent) -> list[Fact]:
@@ -82,8 +112,8 @@ class ChunkNormalizer:
         if data[:1] == b"{":  # a chunk: decode right here, the per-token path
             try:
                 chunk = _decode(data)
-            except (msgspec.DecodeError, msgspec.ValidationError):
-                return self.feed_data(data)  # counts and records the skip
+            except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
+                return self.feed_data(data)  # repairs, or counts and records the skip
             return self.feed_chunk(chunk)
         return self.feed_data(data)
 
@@ -94,17 +124,33 @@ class ChunkNormalizer:
             return [*self._flush_all(), Done()]
         try:
             chunk = decode_chunk(data)
+        except RecursionError:  # msgspec recurses per nesting level
+            return self._skip("JSON nested too deep")
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-            self.skipped += 1
-            self.last_skip_reason = str(exc)
-            return []
+            repaired = repair_utf8(data)
+            if repaired is None:
+                return self._skip(str(exc))
+            try:
+                chunk = decode_chunk(repaired)
+            except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
+                return self._skip(str(exc))
+            self.replaced += 1
         return self.feed_chunk(chunk)
+
+    def _skip(self, reason: str) -> list[Fact]:
+        self.skipped += 1
+        self.last_skip_reason = reason
+        return []
 
     def feed_chunk(self, chunk: Chunk) -> list[Fact]:
         facts: list[Fact] = []
-        if not self.saw_chunk:
+        if not self._started:
             self.saw_chunk = True
-            facts.append(Started(chunk.model))
+            # Azure opens with a chunk holding only prompt filter results and ``model: ""``:
+            # start on the first chunk that names a model or carries anything else.
+            if chunk.model or chunk.choices or chunk.usage is not None or chunk.error is not None:
+                self._started = True
+                facts.append(Started(chunk.model or None))
         for choice in chunk.choices or ():
             delta = choice.delta or choice.message
             state = self._choices.get(choice.index)
@@ -143,8 +189,7 @@ class ChunkNormalizer:
         content = delta.content
         if content:
             if type(content) is str:
-                splitter = state.splitter
-                if splitter is None or (splitter.idle and "<" not in content):
+                if state.splitter.idle and "<" not in content:
                     facts.append(TextFact(index, "text", content))  # the per-token case
                 else:
                     self._content(index, state, content, facts)
@@ -161,12 +206,22 @@ class ChunkNormalizer:
 
     def _reasoning(self, index: int, delta: Delta, facts: list[Fact]) -> None:
         reasoning = delta.reasoning_content or delta.reasoning
-        if not reasoning and delta.reasoning_details:
+        details = delta.reasoning_details
+        if not reasoning and details:
             # One delta may carry the same thought in several fields (OpenRouter sends both
             # `reasoning` and `reasoning_details`): take the first that is present.
-            reasoning = "".join(d.text or d.summary or "" for d in delta.reasoning_details)
+            reasoning = "".join(d.text or d.summary or "" for d in details)
         if reasoning:
             facts.append(TextFact(index, "reasoning", reasoning))
+        for detail in details or ():
+            # Opaque parts a host sends back upstream on the next turn: kept byte-exact.
+            if detail.signature:
+                facts.append(ReasoningSignature(index, detail.signature))
+            if detail.type == "reasoning.encrypted" and detail.data:
+                # From Anthropic it is a redacted_thinking block; from OpenAI, the encrypted
+                # content of the reasoning just streamed.
+                redacted = (detail.format or "").startswith("anthropic")
+                facts.append(ReasoningEncrypted(index, detail.data, redacted))
 
     def _rare_fields(
         self, index: int, state: _ChoiceState, delta: Delta, facts: list[Fact]
@@ -186,15 +241,49 @@ class ChunkNormalizer:
             for note in delta.annotations:
                 cite = note.url_citation
                 if cite is not None and cite.url:
-                    self._source(index, state, cite.url, cite.title, facts)
+                    self._source(
+                        index, state, cite.url, cite.title, facts, cite.start_index, cite.end_index
+                    )
 
     def _content(self, index: int, state: _ChoiceState, text: str, facts: list[Fact]) -> None:
+        if state.harmony is None and not self._harmony_check(state, text):
+            return  # held: it may still become harmony markup
+        if state.harmony_held:
+            text = state.harmony_held + text
+            state.harmony_held = ""
         splitter = state.splitter
-        if splitter is None or (splitter.idle and "<" not in text):
+        if splitter.idle and "<" not in text:
             facts.append(TextFact(index, "text", text))
             return
-        for kind, piece in splitter.feed(text):
-            facts.append(TextFact(index, kind, piece))
+        self._pieces(index, state, splitter.feed(text), facts)
+
+    def _harmony_check(self, state: _ChoiceState, text: str) -> bool:
+        """Decide whether this choice's content is harmony markup; False: wait for more."""
+        start = starts_harmony(state.harmony_held + text)
+        if start is None:
+            state.harmony_held += text
+            state.splitter.idle = False  # plain text must come here too until decided
+            return False
+        state.harmony = start
+        if start:
+            state.splitter = HarmonySplitter()
+        return True
+
+    def _pieces(
+        self, index: int, state: _ChoiceState, pieces: list[tuple[str, str]], facts: list[Fact]
+    ) -> None:
+        for kind, piece in pieces:
+            if kind == "tool_call":  # harmony: a message addressed to a function
+                key = self._next_key
+                self._next_key += 1
+                state.call_ids[key] = None
+                state.harmony_key = key
+                facts.append(ToolCallStarted(index, key, None, piece))
+            elif kind == "arguments":
+                if state.harmony_key is not None:
+                    facts.append(ToolCallArguments(index, state.harmony_key, piece))
+            else:
+                facts.append(TextFact(index, kind, piece))
 
     def _content_parts(
         self, index: int, state: _ChoiceState, parts: list[ContentPart], facts: list[Fact]
@@ -256,24 +345,37 @@ class ChunkNormalizer:
         key = self._next_key
         self._next_key += 1
         state.call_ids[key] = call_id
-        if state.splitter is not None:
-            self._flush(index, state, facts)  # text held before the call comes first
+        self._flush(index, state, facts)  # text held before the call comes first
         facts.append(ToolCallStarted(index, key, call_id, name))
         return key
 
     def _source(
-        self, index: int, state: _ChoiceState, url: str, title: str | None, facts: list[Fact]
+        self,
+        index: int,
+        state: _ChoiceState,
+        url: str,
+        title: str | None,
+        facts: list[Fact],
+        start: int | None = None,
+        end: int | None = None,
     ) -> None:
         if state.sources is None:
             state.sources = set()
-        if url not in state.sources:
-            state.sources.add(url)
-            facts.append(SourceFact(index, url, title))
+        # A URL is listed once; a URL cited at several spans is one source per span.
+        key = url if start is None or end is None else (url, start, end)
+        if key not in state.sources:
+            state.sources.add(key)
+            if start is None or end is None:
+                facts.append(SourceFact(index, url, title))
+            else:
+                facts.append(SourceFact(index, url, title, start, end))
 
     def _flush(self, index: int, state: _ChoiceState, facts: list[Fact]) -> None:
-        if state.splitter is not None:
-            for kind, piece in state.splitter.flush():
-                facts.append(TextFact(index, kind, piece))
+        if state.harmony_held:  # never became markup: it is text
+            held, state.harmony_held = state.harmony_held, ""
+            state.harmony = False
+            self._pieces(index, state, state.splitter.feed(held), facts)
+        self._pieces(index, state, state.splitter.flush(), facts)
 
     def _flush_all(self) -> list[Fact]:
         facts: list[Fact] = []

@@ -53,7 +53,44 @@ class Snapshot(msgspec.Struct, tag="snapshot", tag_field="type", gc=False):
     message: dict[str, Any]
 
 
-Op = MessageStart | BlockStart | BlockDelta | BlockEnd | MessageEnd | Snapshot
+# -- v1.1 -------------------------------------------------------------------------------------
+class BlockUpdate(msgspec.Struct, tag="block.update", tag_field="type", gc=False):
+    """Shallow-merge ``set`` into block ``index``'s attrs (a data block's new ``value``, a tool
+    result's ``error``, a reasoning block's late ``signature``); open or ended blocks alike."""
+
+    seq: int
+    index: int
+    set: dict[str, Any]
+
+
+class StepReset(msgspec.Struct, tag="step.reset", tag_field="type", gc=False):
+    """Supersede: drop every block of ``step``. They are the message's last blocks (only the
+    latest step can be reset); the retry reuses the step number."""
+
+    seq: int
+    step: int
+
+
+class Transient(msgspec.Struct, tag="transient", tag_field="type", gc=False):
+    """App data for live readers only: never stored, never applied to the message. ``seq`` is
+    the last real op's (it does not advance the seq), and its SSE frame has no ``id:``."""
+
+    seq: int
+    name: str
+    value: Any = None
+
+
+Op = (
+    MessageStart
+    | BlockStart
+    | BlockDelta
+    | BlockEnd
+    | MessageEnd
+    | Snapshot
+    | BlockUpdate
+    | StepReset
+    | Transient
+)
 
 _encode = msgspec.json.Encoder().encode
 _decoder = msgspec.json.Decoder(Op)
@@ -83,6 +120,8 @@ class EncodedOp(msgspec.Struct, gc=False):
         op = decode_op(data)
         if op is None:
             raise ProtocolError("unknown op type")
+        if type(op) is Transient:
+            return cls(op, op.seq if seq is None else seq, data, transient_frame(data))
         if seq is None:
             seq = op.seq
             if not seq:
@@ -99,11 +138,24 @@ def sse_frame(seq: int, json: bytes) -> bytes:
     return b"id:%d\ndata:%s\n\n" % (seq, json)
 
 
+def transient_frame(json: bytes) -> bytes:
+    """A transient op's SSE event: no ``id:`` line, so a browser's ``Last-Event-ID`` (and a
+    reconnect's resume position) stays at the last real op."""
+    return b"data:%s\n\n" % json
+
+
 def encode(op: Op, seq: int | None = None) -> EncodedOp:
     """Encode ``op`` once, to JSON and to its SSE frame (``seq`` is required for deltas)."""
     seq = op.seq if seq is None else seq
     json = _encode(op)
+    if type(op) is Transient:
+        return EncodedOp(op, seq, json, transient_frame(json))
     return EncodedOp(op, seq, json, sse_frame(seq, json))
+
+
+def is_transient(op: EncodedOp) -> bool:
+    """True for a transient op: hand it to live readers, never to the log (``Hub.publish``)."""
+    return type(op.op) is Transient
 
 
 def decode_op(data: bytes | str) -> Op | None:
@@ -129,6 +181,9 @@ _KNOWN_TYPES = {
     "block.end",
     "message.end",
     "snapshot",
+    "block.update",
+    "step.reset",
+    "transient",
 }
 
 
@@ -154,10 +209,20 @@ def apply_op(message: Message, op: Op) -> None:
         message.finish_reason = op.finish_reason
         message.usage = op.usage
         message.error = op.error
+    elif isinstance(op, BlockUpdate):
+        if not 0 <= op.index < len(message.blocks):
+            raise ProtocolError(f"block.update for unknown block {op.index}")
+        message.blocks[op.index].update(op.set)
+    elif isinstance(op, StepReset):
+        # Only the latest step can be reset, so its blocks are the tail: pop them.
+        blocks = message.blocks
+        while blocks and blocks[-1].step == op.step:
+            blocks.pop()
     elif isinstance(op, Snapshot):
         fresh = Message.from_dict(op.message)
         for name in Message.__slots__:
             setattr(message, name, getattr(fresh, name))
+    # A Transient is never applied: it is not part of the message.
 
 
 def apply_ops(ops: list[EncodedOp] | list[Op], message: Message | None = None) -> Message:

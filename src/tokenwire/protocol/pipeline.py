@@ -1,4 +1,9 @@
-"""Upstream bytes -> ops in one object: SSE decoder + chunk normalizer + assembler."""
+"""Upstream bytes -> ops in one object: SSE decoder + normalizer + assembler.
+
+``format`` picks the upstream API: ``"chat"`` (chat completions, the default), ``"responses"``
+(OpenAI Responses events), ``"anthropic"`` (Anthropic Messages events) or ``"auto"`` (from
+the first event; see protocol/formats.py). Only chat has the per-token fast path below.
+"""
 
 from __future__ import annotations
 
@@ -8,20 +13,25 @@ import msgspec
 
 from tokenwire.protocol.assembler import Assembler
 from tokenwire.protocol.chunks import Chunk, chunk_decoder
+from tokenwire.protocol.facts import TextFact
+from tokenwire.protocol.formats import AutoNormalizer, Normalizer, make_normalizer
 from tokenwire.protocol.message import Message
 from tokenwire.protocol.normalizer import ChunkNormalizer
 from tokenwire.protocol.ops import EncodedOp
-from tokenwire.protocol.sse import SSEDecoder
+from tokenwire.protocol.sse import DEFAULT_MAX_EVENT_BYTES, SSEDecoder, SSEEventTooLarge
 from tokenwire.protocol.think_tags import DEFAULT_THINK_TAGS
 
 
 class Pipeline:
-    """Feed an OpenAI chat-completions SSE body in any pieces; get sequenced ops."""
+    """Feed an upstream SSE body in any pieces; get sequenced ops."""
 
     __slots__ = (
+        "_chat",
         "_fast_index",
+        "_head",
         "assembler",
         "decoder",
+        "format",
         "normalizer",
     )
 
@@ -32,12 +42,24 @@ class Pipeline:
         model: str | None = None,
         coalesce_ms: float = 0.0,
         think_tags: Iterable[str] | None = DEFAULT_THINK_TAGS,
+        format: str = "chat",
+        max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
     ) -> None:
-        self.decoder = SSEDecoder()
-        self.normalizer = ChunkNormalizer(think_tags)
+        self.decoder = SSEDecoder(max_event_bytes)
+        self.format = format  # "auto" until the first event decides
+        self.normalizer: Normalizer | AutoNormalizer
+        if format == "chat":
+            self.normalizer = ChunkNormalizer(think_tags)
+        elif format == "auto":
+            self.normalizer = AutoNormalizer(think_tags, self._detected)
+        else:
+            self.normalizer = make_normalizer(format, think_tags)
+        self._chat = format == "chat"
         self.assembler = Assembler(stream_id, model=model, coalesce_ms=coalesce_ms)
         # Index of choice 0's open text block while the per-token fast path may be taken.
         self._fast_index: int | None = None
+        # The start of the body, kept to say what a 200 answer was if it held no chunk.
+        self._head: bytes | None = None
 
     @property
     def message(self) -> Message:
@@ -52,7 +74,7 @@ class Pipeline:
         return self.assembler.done
 
     def feed(self, data: bytes, now: float = 0.0) -> list[EncodedOp]:
-        index = self._fast_index
+        index = self._fast_index  # (never set for other formats)
         if index is not None and data.endswith(b"\n\n"):
             lines = data.splitlines()
             if len(lines) == 2 and lines[0].startswith(b"data: {"):
@@ -65,20 +87,74 @@ class Pipeline:
                     ops = self.assembler.feed(self.normalizer.feed_chunk(chunk), now)
                     self._fast_index = self._fast_path_index()
                     return ops
+        if not self._chat:
+            return self._feed_events(data, now)
         ops = self._feed(data, now)
         self._fast_index = self._fast_path_index()
         return ops
 
+    def _feed_events(self, data: bytes, now: float) -> list[EncodedOp]:
+        """Responses / Anthropic events (and "auto" before it decides). The usual read is one
+        whole ``event: …`` + ``data: …`` event: with the SSE decoder between events, its data
+        goes straight to the normalizer (the event name is in the data's ``type`` too), and a
+        text fact for the open block of its kind straight to a delta op."""
+        if data.endswith(b"\n\n") and self.decoder.idle and self.format != "auto":
+            lines = data.splitlines()
+            if (
+                len(lines) == 3
+                and lines[1].startswith(b"data: ")
+                and lines[0].startswith(b"event:")
+            ):
+                facts = self.normalizer.feed_data(lines[1][6:])  # type: ignore[union-attr]
+                assembler = self.assembler
+                if len(facts) == 1 and not assembler.window:
+                    fact = facts[0]
+                    if type(fact) is TextFact:
+                        current = assembler.text_block(0)
+                        if current is not None and current[0] == fact.kind and not fact.choice:
+                            return [assembler.text_delta(current[1], fact.text)]
+                return assembler.feed(facts, now)
+        ops = self._feed(data, now)
+        if self._chat:  # "auto" just decided on chat
+            self._fast_index = self._fast_path_index()
+        return ops
+
+    def _detected(self, fmt: str, normalizer: Normalizer) -> None:
+        self.format = fmt
+        self.normalizer = normalizer
+        self._chat = fmt == "chat"
+
     def _feed(self, data: bytes, now: float) -> list[EncodedOp]:
-        events = self.decoder.feed(data)
+        if self._head is None:
+            self._head = data[:512]
+        try:
+            events = self.decoder.feed(data)
+        except SSEEventTooLarge as exc:
+            # Keep what came before the oversized event, then end the message.
+            ops = self._events(exc.events, now) if exc.events else []
+            return ops + self.fail(str(exc), error_type="event_too_large", now=now)
         if not events:
             return self.assembler.poll(now)
-        normalize = self.normalizer.feed_event
+        return self._events(events, now)
+
+    def _events(self, events: list, now: float) -> list[EncodedOp]:
+        normalizer = self.normalizer
+        replaced = getattr(normalizer, "replaced", 0)  # (only the chat normalizer repairs)
+        normalize = normalizer.feed_event
         if len(events) == 1:
-            return self.assembler.feed(normalize(events[0]), now)
-        facts = []
-        for event in events:
-            facts.extend(normalize(event))
+            facts = normalize(events[0])
+        else:
+            facts = []
+            for event in events:
+                facts.extend(normalize(event))
+        now_replaced = getattr(normalizer, "replaced", 0)
+        if now_replaced != replaced:
+            self.assembler.warning = {
+                "message": f"{now_replaced} upstream chunk(s) held invalid UTF-8; "
+                "the undecodable bytes were replaced with U+FFFD",
+                "type": "invalid_utf8",
+                "code": None,
+            }
         return self.assembler.feed(facts, now)
 
     def _fast_path_index(self) -> int | None:
@@ -110,7 +186,12 @@ class Pipeline:
         """Upstream EOF: release held text, then end the message per the status rules."""
         self.decoder.close()
         self._fast_index = None  # the message ends here: nothing may take the fast path
-        ops = self.assembler.feed(self.normalizer.close(), now)
+        normalizer = self.normalizer
+        ops = self.assembler.feed(normalizer.close(), now)
+        if not self.assembler.done and not normalizer.saw_chunk and not normalizer.saw_done:
+            what = describe_non_stream(self._head or b"")
+            if what is not None:
+                return ops + self.assembler.fail(what, error_type="not_event_stream", now=now)
         return ops + self.assembler.close(now)
 
     def cancel(self, now: float = 0.0) -> list[EncodedOp]:
@@ -137,8 +218,31 @@ _decode_chunk = chunk_decoder.decode
 def _decode_or_none(payload: bytes) -> Chunk | None:
     try:
         return _decode_chunk(payload)
-    except (msgspec.DecodeError, msgspec.ValidationError):
+    except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
         return None  # the general path decodes it again and records the skip
+
+
+def describe_non_stream(head: bytes) -> str | None:
+    """What a body that held no chat-completion chunk was, from its first bytes; ``None`` if
+    it looked like an event stream (or was empty): then it was merely cut short."""
+    body = head.lstrip()
+    if body.startswith(b"\xef\xbb\xbf"):
+        body = body[3:].lstrip()
+    if not body or body.startswith((b"data:", b":", b"event:", b"id:", b"retry:")):
+        return None
+    lower = body[:64].lower()
+    if body.startswith(b"<") or lower.startswith((b"<!doctype", b"<html")):
+        return "upstream answered with an HTML page, not an event stream"
+    if body.startswith(b"{"):
+        if b'"chat.completion"' in head:
+            return (
+                "upstream answered with a whole chat.completion JSON body, not an event stream "
+                "(the request was not streamed)"
+            )
+        if b'"error"' in head:
+            return "upstream answered with a JSON error body, not an event stream"
+        return "upstream answered with a JSON body, not an event stream"
+    return "upstream answered with something that is not an event stream"
 
 
 def _plain_text(chunk: Chunk) -> str | None:

@@ -4,6 +4,10 @@ The decoder follows the WHATWG "event stream interpretation" rules: lines end in
 CR; a blank line dispatches the event; lines starting with ``:`` are comments; the fields are
 ``data`` (joined with LF), ``event``, ``id`` and ``retry``; a leading BOM is dropped. It works on
 bytes and only decodes whole lines, so a UTF-8 sequence split across reads is never broken.
+
+The decoder is linear in its input and bounded: a piece without a line end is only appended to
+a list (never re-joined or re-split per read), and an event larger than ``max_event_bytes``
+raises :class:`SSEEventTooLarge` instead of buffering without limit.
 """
 
 from __future__ import annotations
@@ -11,6 +15,21 @@ from __future__ import annotations
 import msgspec
 
 _BOM = b"\xef\xbb\xbf"
+
+DEFAULT_MAX_EVENT_BYTES = 16 * 1024 * 1024
+"""Largest event (its data lines plus an unfinished line) a decoder buffers by default: far
+above any chat chunk, and even a large inline image, yet a bound on hostile input."""
+
+
+class SSEEventTooLarge(ValueError):
+    """An event grew past ``max_event_bytes``. ``events`` are the complete events the same
+    ``feed`` call dispatched before the oversized one (hand them on, then fail the stream).
+    The decoder drops what it had buffered; it should not be fed again."""
+
+    def __init__(self, limit: int, events: list[SSEEvent]) -> None:
+        super().__init__(f"an upstream SSE event exceeded {limit} bytes (max_event_bytes)")
+        self.limit = limit
+        self.events = events
 
 
 class SSEEvent(msgspec.Struct, gc=False):
@@ -34,24 +53,32 @@ class SSEDecoder:
 
     __slots__ = (
         "_buffer",
+        "_buffered",
         "_data",
+        "_data_bytes",
         "_event",
         "_last_id",
         "_retry",
         "_skip_lf",
         "_started",
         "comments",
+        "max_event_bytes",
     )
 
-    def __init__(self) -> None:
-        self._buffer = b""
+    def __init__(self, max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES) -> None:
+        # The unfinished last line, as the pieces it came in (joined once, when its line end
+        # arrives: joining per read would make a long line quadratic).
+        self._buffer: list[bytes] = []
+        self._buffered = 0
         self._data: list[bytes] = []
+        self._data_bytes = 0  # sum of the current event's data line lengths
         self._event = ""
         self._last_id: str | None = None
         self._retry: int | None = None
         self._skip_lf = False  # the previous piece ended in CR: a leading LF belongs to it
         self._started = False  # past the optional BOM
         self.comments = 0  # count of comment lines (keep-alive pings) seen
+        self.max_event_bytes = max_event_bytes
 
     @property
     def last_event_id(self) -> str | None:
@@ -64,10 +91,26 @@ class SSEDecoder:
             self._skip_lf = False
             if data[:1] == b"\n":
                 data = data[1:]
-        buffer = self._buffer + data if self._buffer else data
+                if not data:
+                    return []
+        if self._buffer:
+            if b"\n" not in data and b"\r" not in data and self._started:
+                # Still inside one line: remember the piece, O(len(data)).
+                self._buffer.append(data)
+                self._buffered += len(data)
+                if self._buffered + self._data_bytes > self.max_event_bytes:
+                    self._overflow([])
+                return []
+            self._buffer.append(data)
+            buffer = b"".join(self._buffer)
+            self._buffer = []
+            self._buffered = 0
+        else:
+            buffer = data
         if not self._started:
             if len(buffer) < 3 and _BOM.startswith(buffer):
-                self._buffer = buffer  # could still be a BOM; wait for more
+                self._buffer = [buffer]  # could still be a BOM; wait for more
+                self._buffered = len(buffer)
                 return []
             self._started = True
             if buffer.startswith(_BOM):
@@ -76,12 +119,15 @@ class SSEDecoder:
         lines = buffer.splitlines()
         last = buffer[-1:]
         if last == b"\n":
-            self._buffer = b""
+            pass
         elif last == b"\r":
-            self._buffer = b""
             self._skip_lf = True  # an LF at the start of the next piece ends the same line
-        else:
-            self._buffer = lines.pop() if lines else b""
+        elif lines:
+            tail = lines.pop()
+            self._buffer = [tail]
+            self._buffered = len(tail)
+        if len(buffer) + self._data_bytes > self.max_event_bytes:
+            return self._feed_bounded(lines)  # rare: count every line against the limit
         if (
             len(lines) == 2
             and not lines[1]
@@ -100,14 +146,44 @@ class SSEDecoder:
                     self._event = ""
             elif line.startswith(b"data: "):  # the common case, without decoding
                 self._data.append(line[6:])
+                self._data_bytes += len(line)
             else:
                 self._field(line)
         return events
 
+    def _feed_bounded(self, lines: list[bytes]) -> list[SSEEvent]:
+        """``feed``'s loop for a read that may hold an oversized event."""
+        limit = self.max_event_bytes
+        events: list[SSEEvent] = []
+        for line in lines:
+            if not line:
+                if self._data:
+                    events.append(self._dispatch())
+                else:
+                    self._event = ""
+                continue
+            if self._data_bytes + len(line) > limit:
+                self._overflow(events)
+            if line.startswith(b"data: "):
+                self._data.append(line[6:])
+                self._data_bytes += len(line)
+            else:
+                self._field(line)
+        if self._buffered + self._data_bytes > limit:
+            self._overflow(events)
+        return events
+
+    def _overflow(self, events: list[SSEEvent]) -> None:
+        limit = self.max_event_bytes
+        self.close()  # free what was buffered at once
+        raise SSEEventTooLarge(limit, events)
+
     def close(self) -> list[SSEEvent]:
         """End of stream. Per the spec an event without its closing blank line is dropped."""
-        self._buffer = b""
+        self._buffer = []
+        self._buffered = 0
         self._data = []
+        self._data_bytes = 0
         self._event = ""
         return []
 
@@ -137,6 +213,7 @@ class SSEDecoder:
             raw_value = raw_value[1:]
         if raw_name == b"data":
             self._data.append(raw_value)
+            self._data_bytes += len(line)
             return
         name = raw_name.decode("utf-8", "replace")
         value = raw_value.decode("utf-8", "replace")
@@ -153,6 +230,7 @@ class SSEDecoder:
         data = self._data[0] if len(self._data) == 1 else b"\n".join(self._data)
         event = SSEEvent(data, self._event or "message", self._last_id, self._retry)
         self._data = []
+        self._data_bytes = 0
         self._event = ""
         self._retry = None
         return event

@@ -30,42 +30,51 @@ class ThinkTagSplitter:
         out: list[tuple[str, str]] = []
         buf = self._held + text
         self._held = ""
-        while buf:
+        # Scan by position (slicing the rest after every "<" would be quadratic on hostile
+        # content such as "<<<<…").
+        pos = 0
+        size = len(buf)
+        while pos < size:
             closing = self._inside
             if closing is None:
-                at = buf.find("<")
+                at = buf.find("<", pos)
                 if at < 0:
-                    self._emit(out, "text", buf)
+                    self._emit(out, "text", buf[pos:])
                     break
-                if at:
-                    self._emit(out, "text", buf[:at])
-                    buf = buf[at:]
+                if at > pos:
+                    self._emit(out, "text", buf[pos:at])
+                    pos = at
                 for opener, closer in self._openers.items():
-                    if buf.startswith(opener):
+                    if buf.startswith(opener, pos):
                         self._inside = closer
                         self._lstrip = True
-                        buf = buf[len(opener) :]
+                        pos += len(opener)
                         break
                 else:
-                    if any(o.startswith(buf) for o in self._openers):
-                        self._held = buf  # maybe the start of a tag: wait for more
+                    if size - pos <= _longest(self._openers) and any(
+                        o.startswith(buf[pos:]) for o in self._openers
+                    ):
+                        self._held = buf[pos:]  # maybe the start of a tag: wait for more
                         break
-                    self._emit(out, "text", "<")
-                    buf = buf[1:]
+                    # Not a tag: the "<" and the text up to the next "<" are text.
+                    nxt = buf.find("<", pos + 1)
+                    end = size if nxt < 0 else nxt
+                    self._emit(out, "text", buf[pos:end])
+                    pos = end
             else:
-                at = buf.find(closing)
+                at = buf.find(closing, pos)
                 if at >= 0:
-                    self._emit(out, "reasoning", buf[:at])
+                    self._emit(out, "reasoning", buf[pos:at])
                     self._inside = None
                     self._lstrip = True
-                    buf = buf[at + len(closing) :]
+                    pos = at + len(closing)
                     continue
-                keep = _partial_suffix(buf, closing)
-                self._emit(out, "reasoning", buf[: len(buf) - keep])
-                self._held = buf[len(buf) - keep :]
+                keep = min(_partial_suffix(buf, closing), size - pos)
+                self._emit(out, "reasoning", buf[pos : size - keep])
+                self._held = buf[size - keep :]
                 break
         self.idle = not self._held and self._inside is None and not self._lstrip
-        return out
+        return _merge(out)
 
     def flush(self) -> list[tuple[str, str]]:
         """End of content: a held fragment was not a tag after all."""
@@ -81,11 +90,35 @@ class ThinkTagSplitter:
                 self._lstrip = False
                 self.idle = not self._held and self._inside is None
         if text:
-            if out and out[-1][0] == kind:
-                out[-1] = (kind, out[-1][1] + text)  # one piece per run, not one per "<"
-            else:
-                out.append((kind, text))
+            out.append((kind, text))
         return out
+
+
+def _merge(out: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """One piece per run of a kind, not one per "<" (joined once: appending piece by piece
+    would be quadratic)."""
+    if len(out) < 2:
+        return out
+    merged: list[tuple[str, str]] = []
+    run: list[str] = []
+    kind = out[0][0]
+    for piece_kind, text in out:
+        if piece_kind != kind:
+            merged.append((kind, "".join(run)))
+            run = []
+            kind = piece_kind
+        run.append(text)
+    merged.append((kind, "".join(run)))
+    return merged
+
+
+@functools.lru_cache(maxsize=64)
+def _longest_cached(openers: tuple[str, ...]) -> int:
+    return max((len(o) for o in openers), default=0)
+
+
+def _longest(openers: dict[str, str]) -> int:
+    return _longest_cached(tuple(openers))
 
 
 def _partial_suffix(text: str, tag: str) -> int:

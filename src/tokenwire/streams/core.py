@@ -26,6 +26,7 @@ import msgspec
 
 from tokenwire.errors import (
     NotStarted,
+    StreamEnded,
     StreamExists,
     StreamFailed,
     StreamNotFound,
@@ -45,6 +46,8 @@ OnEnd = Callable[[StoredStream, Message], Awaitable[Any] | Any]
 
 STREAM_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}")
 """What a caller-chosen stream id may look like (URL-safe, at most 128 characters)."""
+SETTLE_WAIT_S = 600.0
+"""How long a process that lost its hub waits for the hub to end the stream (see ``_settle``)."""
 _NOT_STARTED = (
     "tokenwire Streams is not started: run the app with its lifespan "
     "(FastAPI(lifespan=streams.lifespan) / Starlette(lifespan=streams.lifespan)) or wrap the "
@@ -112,6 +115,7 @@ class Streams:
         self._observer = observer
         self._users = 0  # open() calls not yet closed (lifespans may nest)
         self._tasks: set[asyncio.Task[None]] = set()
+        self._settling: set[asyncio.Task[None]] = set()
         self._closing = False
 
     # -- lifespan --------------------------------------------------------------------------
@@ -140,6 +144,9 @@ class Streams:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        for task in list(self._settling):
+            task.cancel()
+        await asyncio.gather(*self._settling, return_exceptions=True)
         await self.hub.close()
         closer = getattr(self.store, "close", None)
         if closer is not None:
@@ -233,6 +240,10 @@ class Streams:
                 await writer._end_failed(f"lost the hub: {exc}", "hub_unavailable", None)
             except StreamFailed as exc:
                 await writer._end_failed(exc.message, exc.type, exc.code)
+            except StreamEnded:
+                if not writer.ended:  # (another stream's writer: a bug in the producer)
+                    log.exception("stream %s: producer error", writer.stream_id)
+                    await writer._end_failed("producer error: StreamEnded", "internal_error", None)
             except UpstreamUnavailable as exc:  # (tokenwire's own upstream client)
                 self._upstream_error("unreachable")
                 log.warning("stream %s: %s", writer.stream_id, exc)
@@ -271,10 +282,27 @@ class Streams:
                 if writer._state is State.HUB_LOST:
                     writer._state = State.ENDED
                     await self.hub.release(writer.stream_id)
+                    self._settle(writer.stream_id)
                 writer._state = State.ENDED
             finally:
                 # Last, so shutdown waits for all of the above; and however that ended.
                 self._tasks.discard(task)
+
+    def _settle(self, stream_id: str) -> None:
+        """After an end that did not reach the hub: once the hub ends the stream (its watchdog,
+        when Redis is back), store the hub's final message, which readers saw (in the
+        background, for up to ``SETTLE_WAIT_S``)."""
+        from tokenwire.gateway.settle import settle_with_hub  # (no HTTP stack in there)
+
+        async def settle() -> None:
+            try:
+                await settle_with_hub(self.hub, self.store, stream_id, wait_s=SETTLE_WAIT_S)
+            except Exception:
+                log.exception("stream %s: could not settle the stored message", stream_id)
+
+        task = asyncio.get_running_loop().create_task(settle(), name=f"settle-{stream_id}")
+        self._settling.add(task)
+        task.add_done_callback(self._settling.discard)
 
     async def _ended(self, row: StoredStream, message: Message) -> None:
         """A stream is about to end: save it and run the host's hook (errors only logged)."""

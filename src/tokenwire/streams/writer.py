@@ -102,6 +102,14 @@ class PipeResult:
     model: str | None = None
 
 
+_FORMATS = {
+    "auto": "auto",
+    "chat": "chat",
+    "chat_completions": "chat",
+    "chat.completions": "chat",
+    "responses": "responses",
+    "anthropic": "anthropic",
+}
 _OPEN = State.OPEN  # (module constants: the per-append checks are identity tests)
 _ENDED = State.ENDED
 _CANCEL_PENDING = State.CANCEL_PENDING
@@ -143,6 +151,9 @@ class _PipeFacts:
 
     def feed_chunk(self, chunk: Any) -> list[Fact]:
         return self._filter(self._inner.feed_chunk(chunk))
+
+    def feed_data(self, data: Any) -> list[Fact]:
+        return self._filter(self._inner.feed_data(data))
 
     def close(self) -> list[Fact]:
         return self._filter(self._inner.close())
@@ -191,6 +202,11 @@ class _PipeFacts:
         if self.key_base:
             return ToolCallArguments(fact.choice, key, fact.text)
         return fact
+
+    def rewrap(self, pipeline: Pipeline) -> None:
+        """``"auto"`` detected the format and put its own normalizer in: filter that one."""
+        self._inner = pipeline.normalizer
+        pipeline.normalizer = self  # type: ignore[assignment]
 
     def next_key(self) -> int:
         return max(self._calls or (), default=self.key_base - 1) + 1
@@ -403,8 +419,11 @@ class StreamWriter:
         Raises ``StreamFailed`` for an upstream error (HTTP status >= 400, an error event, a
         stream cut short without a finish reason); left uncaught, it fails the stream with it.
         """
-        if format not in ("auto", "chat_completions", "chat.completions"):
-            raise ValueError(f"unsupported pipe format {format!r} (known: chat_completions)")
+        fmt = _FORMATS.get(format)
+        if fmt is None:
+            raise ValueError(
+                f"unsupported pipe format {format!r} (one of: auto, chat, responses, anthropic)"
+            )
         self._check_open()
         # One coroutine frame for the whole pipe, the context manager included, with as few
         # locals as it takes: this frame lives as long as the upstream answers, for every open
@@ -414,7 +433,7 @@ class StreamWriter:
             source = await manager.__aenter__()
         try:
             source = _unwrap(source)
-            pipeline, facts = await self._pipe_start(source)
+            pipeline, facts = await self._pipe_start(source, fmt)
             poll = getattr(source, "poll", None)
             if poll is not None:
                 # The hot path (the gateway's ``UpstreamResponse``): no coroutine per read.
@@ -430,8 +449,10 @@ class StreamWriter:
                         self._flush_task is None or self._flush_task.done()
                     ):
                         self._arm_flush()  # (a running flush re-arms by itself)
-                    if facts.stop:
+                    if facts.stop or pipeline.assembler.done:
                         break
+                    if pipeline.normalizer is not facts:
+                        facts.rewrap(pipeline)  # ("auto" picked its normalizer)
             else:
                 async for chunk in _chunks(source):
                     if not chunk:
@@ -444,9 +465,11 @@ class StreamWriter:
                         self._flush_task is None or self._flush_task.done()
                     ):
                         self._arm_flush()
-                    if facts.stop:
+                    if facts.stop or pipeline.assembler.done:
                         break
-            if not facts.stop:  # EOF without [DONE]: release held text, as the pipeline would
+                    if pipeline.normalizer is not facts:
+                        facts.rewrap(pipeline)
+            if not facts.stop and not self._asm.done:  # EOF without [DONE]: release held text
                 pipeline.decoder.close()
                 await self._feed(facts.close())
         except BaseException as exc:
@@ -457,7 +480,7 @@ class StreamWriter:
             await manager.__aexit__(None, None, None)
         return await self._pipe_result(facts)
 
-    async def _pipe_start(self, source: Any) -> tuple[Pipeline, _PipeFacts]:
+    async def _pipe_start(self, source: Any, fmt: str) -> tuple[Pipeline, _PipeFacts]:
         """Refuse an error response; open a step for a later model call; the pipe's decoder."""
         status = getattr(source, "status_code", None)
         if isinstance(status, int) and status >= 400:
@@ -467,11 +490,9 @@ class StreamWriter:
             # A later model call: its own step (unless ``step()`` started one since).
             self._step += 1
             await self._write([StepStarted(self._step)])
-        if self._pipes:
-            self._asm._finish.clear()  # its own finish reason (the assembler keeps the first)
         self._pipes += 1
         self._piped_in_step = True
-        pipeline = Pipeline(self.stream_id, coalesce_ms=0.0)
+        pipeline = Pipeline(self.stream_id, coalesce_ms=0.0, format=fmt)
         pipeline.assembler = self._asm  # the pipe's decoder + normalizer feed the writer's
         facts = _PipeFacts(pipeline.normalizer, self._tool_key)
         pipeline.normalizer = facts  # type: ignore[assignment]
@@ -479,6 +500,8 @@ class StreamWriter:
 
     async def _pipe_result(self, facts: _PipeFacts) -> PipeResult:
         self._tool_key = facts.next_key()
+        if self._asm.done:  # the pipeline itself ended the message (e.g. an oversized event)
+            raise StreamEnded(f"stream {self.stream_id!r} was ended by its upstream's stream")
         if facts.error is not None:
             raise StreamFailed(facts.error.message, facts.error.type, facts.error.code)
         result = facts.result()
@@ -552,8 +575,8 @@ class StreamWriter:
         if self._unsent:  # ops the hub has not taken yet go first, so the seqs stay dense
             ops = [*self._unsent, *ops]
             self._unsent = []
-        if self._transient:
-            ops = await self._send_transient(ops)
+        if self._transient and any(op.type == "transient" for op in ops):
+            ops = await self._send_transients(ops, state is State.HUB_LOST)
             if not ops:
                 return
         ending = ops[-1].type == "message.end"
@@ -587,18 +610,29 @@ class StreamWriter:
             self._state = State.CANCELLING
             raise asyncio.CancelledError
 
-    async def _send_transient(self, ops: Sequence[EncodedOp]) -> list[EncodedOp]:
-        """Take ``transient`` ops out of the batch (never in the log: they would break its
-        dense seqs) and hand them to the hub's live delivery, where the hub has one."""
-        kept = [op for op in ops if op.type != "transient"]
-        if len(kept) != len(ops):
-            publish = getattr(self._streams.hub, "publish_transient", None)
-            if publish is not None:
-                for op in ops:
-                    if op.type == "transient":
-                        with contextlib.suppress(HubUnavailable):
-                            await publish(self.stream_id, op)
-        return kept
+    async def _send_transients(self, ops: Sequence[EncodedOp], lost: bool) -> list[EncodedOp]:
+        """Hand the batch to the hub in order, each ``transient`` op to its live readers only
+        (never the log: best-effort, a hub outage drops it); returns the real ops after the
+        last transient, for ``_append`` to finish (the end, first-token and cancel rules)."""
+        hub = self._streams.hub
+        run: list[EncodedOp] = []
+        for op in ops:
+            if op.type != "transient":
+                run.append(op)
+                continue
+            if run:
+                try:
+                    await self._hub_append(run, lost)
+                except HubLost:
+                    self._unsent = [
+                        *run,
+                        *(o for o in ops if o.type != "transient" and o.seq > run[-1].seq),
+                    ]
+                    raise
+                run = []
+            with contextlib.suppress(HubUnavailable):
+                await hub.publish_transient(self.stream_id, op)
+        return run
 
     async def _hub_append(self, ops: Sequence[EncodedOp], lost: bool) -> None:
         """``hub.append``, retried while the hub is unreachable (up to its grace time)."""

@@ -1,0 +1,428 @@
+"""The mock's scenarios in the OpenAI Responses and Anthropic Messages wire formats.
+
+``POST /v1/responses`` and ``POST /v1/messages`` serve the same deterministic part sequences
+as ``/v1/chat/completions`` (see scenarios.py), streamed (``"stream": true``) or whole, each in
+that API's own format: Responses events (``event:`` + ``data:`` with ``type`` and
+``sequence_number``, output items, ``response.completed`` / ``incomplete`` / ``failed``) and
+Anthropic events (``message_start``, ``content_block_*``, ``message_delta``, ``message_stop``,
+``error``). The official SDKs parse them (tests/test_mock_apis.py).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+import msgspec
+
+from tokenwire.producer.parts import (
+    Finish,
+    Part,
+    RawDelta,
+    Reasoning,
+    StreamError,
+    Text,
+    ToolCallDelta,
+    ToolCallStart,
+    Truncate,
+    Usage,
+)
+
+_encode = msgspec.json.Encoder().encode
+
+
+class Step(msgspec.Struct, frozen=True):
+    """One normalized step of an answer: ``kind`` is text, reasoning, call (``text``: the
+    name, ``ident``: the call id), arguments, end (``text``: the finish reason: stop,
+    length, tool_calls), error (``text``: the message, ``ident``: the code) or truncate."""
+
+    kind: str
+    text: str = ""
+    ident: str = ""
+
+
+def steps(parts: Iterable[Part], limit: int | None) -> Iterator[Step]:
+    """The parts as steps, ended at ``limit`` tokens (then ``end`` says ``length``), as the
+    chat-completions producer counts them."""
+    tokens = 0
+    finish: str | None = None
+    saw_tools = False
+    for part in parts:
+        if type(part) is str or isinstance(part, Text | Reasoning):
+            text = part if type(part) is str else part.text  # type: ignore[union-attr]
+            tokens += 1
+            yield Step("reasoning" if isinstance(part, Reasoning) else "text", text)
+            if limit is not None and tokens >= limit:  # (as the chat producer counts)
+                yield Step("end", "length")
+                return
+        elif isinstance(part, ToolCallStart):
+            saw_tools = True
+            yield Step("call", part.name, part.id)
+        elif isinstance(part, ToolCallDelta):
+            yield Step("arguments", part.arguments)
+        elif isinstance(part, RawDelta):  # (only the chat-specific tool styles use it)
+            content = part.delta.get("content")
+            if isinstance(content, str) and content:
+                yield Step("text", content)
+        elif isinstance(part, Finish):
+            finish = part.reason
+        elif isinstance(part, StreamError):
+            yield Step("error", part.message, str(part.code or part.type))
+            return
+        elif isinstance(part, Truncate):
+            yield Step("truncate")
+            return
+        elif isinstance(part, Usage):
+            continue
+    yield Step("end", finish or ("tool_calls" if saw_tools else "stop"))
+
+
+def _ident(prefix: str, *seeds: object) -> str:
+    digest = hashlib.sha256(repr(seeds).encode()).hexdigest()[:24]
+    return f"{prefix}_{digest}"
+
+
+# -- OpenAI Responses ------------------------------------------------------------------------
+class ResponsesEncoder:
+    """Steps -> Responses SSE events (``events``) or the whole ``response`` object."""
+
+    def __init__(self, model: str, seed: int, prompt_tokens: int = 12) -> None:
+        self.model = model
+        self.id = _ident("resp", model, seed)
+        self.seed = seed
+        self.prompt_tokens = prompt_tokens
+        self.output: list[dict[str, Any]] = []
+        self.tokens = 0
+        self.seq = 0
+        self._open: dict[str, Any] | None = None  # the output item being streamed
+        self._parts: list[str] = []
+
+    def _response(self, status: str, **extra: Any) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "object": "response",
+            "created_at": 1_700_000_000,
+            "status": status,
+            "error": None,
+            "incomplete_details": None,
+            "model": self.model,
+            "output": self.output if status != "in_progress" else [],
+            "parallel_tool_calls": True,
+            "tool_choice": "auto",
+            "tools": [],
+            "usage": None,
+            **extra,
+        }
+
+    def _event(self, kind: str, **fields: Any) -> bytes:
+        body = {"type": kind, "sequence_number": self.seq, **fields}
+        self.seq += 1
+        return b"event: %s\ndata: %s\n\n" % (kind.encode(), _encode(body))
+
+    def _usage(self) -> dict[str, Any]:
+        return {
+            "input_tokens": self.prompt_tokens,
+            "input_tokens_details": {"cached_tokens": 0},
+            "output_tokens": self.tokens,
+            "output_tokens_details": {"reasoning_tokens": 0},
+            "total_tokens": self.prompt_tokens + self.tokens,
+        }
+
+    def events(self, answer: Iterable[Step]) -> Iterator[bytes]:
+        yield self._event("response.created", response=self._response("in_progress"))
+        yield self._event("response.in_progress", response=self._response("in_progress"))
+        for step in answer:
+            kind = step.kind
+            if kind in ("text", "reasoning"):
+                self.tokens += 1
+                yield from self._open_item(kind)
+                self._parts.append(step.text)
+                index = len(self.output)
+                if kind == "text":
+                    yield self._event(
+                        "response.output_text.delta",
+                        item_id=self._open["id"],  # type: ignore[index]
+                        output_index=index,
+                        content_index=0,
+                        delta=step.text,
+                        logprobs=[],
+                    )
+                else:
+                    yield self._event(
+                        "response.reasoning_summary_text.delta",
+                        item_id=self._open["id"],  # type: ignore[index]
+                        output_index=index,
+                        summary_index=0,
+                        delta=step.text,
+                    )
+            elif kind == "call":
+                yield from self._close_item()
+                item = {
+                    "id": _ident("fc", self.id, len(self.output)),
+                    "type": "function_call",
+                    "status": "in_progress",
+                    "arguments": "",
+                    "call_id": step.ident,
+                    "name": step.text,
+                }
+                self._open = item
+                yield self._event(
+                    "response.output_item.added", output_index=len(self.output), item=item
+                )
+            elif kind == "arguments" and self._open is not None:
+                self._parts.append(step.text)
+                yield self._event(
+                    "response.function_call_arguments.delta",
+                    item_id=self._open["id"],
+                    output_index=len(self.output),
+                    delta=step.text,
+                )
+            elif kind == "end":
+                yield from self._close_item()
+                if step.text == "length":
+                    done = self._response(
+                        "incomplete",
+                        incomplete_details={"reason": "max_output_tokens"},
+                        usage=self._usage(),
+                    )
+                    yield self._event("response.incomplete", response=done)
+                else:
+                    done = self._response("completed", usage=self._usage())
+                    yield self._event("response.completed", response=done)
+                return
+            elif kind == "error":
+                yield from self._close_item()
+                error = {"code": step.ident, "message": step.text}
+                failed = self._response("failed", error=error, usage=self._usage())
+                yield self._event("response.failed", response=failed)
+                return
+            elif kind == "truncate":
+                return
+
+    def _open_item(self, kind: str) -> Iterator[bytes]:
+        item_type = "message" if kind == "text" else "reasoning"
+        if self._open is not None and self._open["type"] == item_type:
+            return
+        yield from self._close_item()
+        index = len(self.output)
+        if item_type == "message":
+            item: dict[str, Any] = {
+                "id": _ident("msg", self.id, index),
+                "type": "message",
+                "status": "in_progress",
+                "content": [],
+                "role": "assistant",
+            }
+            self._open = item
+            yield self._event("response.output_item.added", output_index=index, item=item)
+            part = {"type": "output_text", "annotations": [], "logprobs": [], "text": ""}
+            yield self._event(
+                "response.content_part.added",
+                item_id=item["id"],
+                output_index=index,
+                content_index=0,
+                part=part,
+            )
+        else:
+            item = {"id": _ident("rs", self.id, index), "type": "reasoning", "summary": []}
+            self._open = item
+            yield self._event("response.output_item.added", output_index=index, item=item)
+            yield self._event(
+                "response.reasoning_summary_part.added",
+                item_id=item["id"],
+                output_index=index,
+                summary_index=0,
+                part={"type": "summary_text", "text": ""},
+            )
+
+    def _close_item(self) -> Iterator[bytes]:
+        item = self._open
+        if item is None:
+            return
+        self._open = None
+        text = "".join(self._parts)
+        self._parts = []
+        index = len(self.output)
+        ident = item["id"]
+        if item["type"] == "message":
+            yield self._event(
+                "response.output_text.done",
+                item_id=ident,
+                output_index=index,
+                content_index=0,
+                text=text,
+                logprobs=[],
+            )
+            part = {"type": "output_text", "annotations": [], "logprobs": [], "text": text}
+            yield self._event(
+                "response.content_part.done",
+                item_id=ident,
+                output_index=index,
+                content_index=0,
+                part=part,
+            )
+            item = {**item, "status": "completed", "content": [part]}
+        elif item["type"] == "reasoning":
+            summary = {"type": "summary_text", "text": text}
+            yield self._event(
+                "response.reasoning_summary_text.done",
+                item_id=ident,
+                output_index=index,
+                summary_index=0,
+                text=text,
+            )
+            yield self._event(
+                "response.reasoning_summary_part.done",
+                item_id=ident,
+                output_index=index,
+                summary_index=0,
+                part=summary,
+            )
+            item = {**item, "summary": [summary]}
+        else:
+            yield self._event(
+                "response.function_call_arguments.done",
+                item_id=ident,
+                output_index=index,
+                arguments=text,
+            )
+            item = {**item, "status": "completed", "arguments": text}
+        self.output.append(item)
+        yield self._event("response.output_item.done", output_index=index, item=item)
+
+    def body(self, answer: Iterable[Step]) -> tuple[int, dict[str, Any]]:
+        """``(status, body)`` of the non-streamed answer (an error is an HTTP error)."""
+        last: bytes = b""
+        for last in self.events(answer):  # noqa: B007 (the events build the output)
+            pass
+        if b"response.failed" in last[:40]:
+            event = msgspec.json.decode(last.split(b"data: ", 1)[1])
+            error = event["response"]["error"]
+            body = {"error": {"message": error["message"], "type": "server_error",
+                              "param": None, "code": error["code"]}}  # fmt: skip
+            return 500, body
+        if b"response.completed" in last[:40] or b"response.incomplete" in last[:40]:
+            return 200, msgspec.json.decode(last.split(b"data: ", 1)[1])["response"]
+        return 200, self._response("in_progress")  # truncated: never finished
+
+
+# -- Anthropic Messages ----------------------------------------------------------------------
+STOP_REASONS = {"stop": "end_turn", "length": "max_tokens", "tool_calls": "tool_use"}
+
+
+class AnthropicEncoder:
+    """Steps -> Anthropic Messages SSE events (``events``) or the whole message."""
+
+    def __init__(self, model: str, seed: int, prompt_tokens: int = 12) -> None:
+        self.model = model
+        self.id = _ident("msg", model, seed)
+        self.prompt_tokens = prompt_tokens
+        self.content: list[dict[str, Any]] = []
+        self.tokens = 0
+        self._open: dict[str, Any] | None = None
+        self._parts: list[str] = []
+
+    @staticmethod
+    def _event(kind: str, **fields: Any) -> bytes:
+        return b"event: %s\ndata: %s\n\n" % (kind.encode(), _encode({"type": kind, **fields}))
+
+    def _message(self, stop_reason: str | None, content: list[dict[str, Any]]) -> dict:
+        return {
+            "id": self.id,
+            "type": "message",
+            "role": "assistant",
+            "model": self.model,
+            "content": content,
+            "stop_reason": stop_reason,
+            "stop_sequence": None,
+            "usage": {"input_tokens": self.prompt_tokens, "output_tokens": self.tokens},
+        }
+
+    def events(self, answer: Iterable[Step]) -> Iterator[bytes]:
+        start = self._message(None, [])
+        start["usage"] = {"input_tokens": self.prompt_tokens, "output_tokens": 1}
+        yield self._event("message_start", message=start)
+        for step in answer:
+            kind = step.kind
+            if kind in ("text", "reasoning"):
+                self.tokens += 1
+                block_type = "text" if kind == "text" else "thinking"
+                if self._open is None or self._open["type"] != block_type:
+                    yield from self._close_block()
+                    block = (
+                        {"type": "text", "text": ""}
+                        if block_type == "text"
+                        else {"type": "thinking", "thinking": "", "signature": ""}
+                    )
+                    self._open = block
+                    yield self._event(
+                        "content_block_start", index=len(self.content), content_block=block
+                    )
+                self._parts.append(step.text)
+                delta = (
+                    {"type": "text_delta", "text": step.text}
+                    if block_type == "text"
+                    else {"type": "thinking_delta", "thinking": step.text}
+                )
+                yield self._event("content_block_delta", index=len(self.content), delta=delta)
+            elif kind == "call":
+                yield from self._close_block()
+                block = {"type": "tool_use", "id": step.ident, "name": step.text, "input": {}}
+                self._open = block
+                yield self._event(
+                    "content_block_start", index=len(self.content), content_block=block
+                )
+            elif kind == "arguments" and self._open is not None:
+                self._parts.append(step.text)
+                delta = {"type": "input_json_delta", "partial_json": step.text}
+                yield self._event("content_block_delta", index=len(self.content), delta=delta)
+            elif kind == "end":
+                yield from self._close_block()
+                reason = STOP_REASONS.get(step.text, step.text)
+                yield self._event(
+                    "message_delta",
+                    delta={"stop_reason": reason, "stop_sequence": None},
+                    usage={"output_tokens": self.tokens},
+                )
+                yield self._event("message_stop")
+                self.stop_reason = reason
+                return
+            elif kind == "error":
+                # The Messages API reports a failure mid-stream as an `error` event.
+                error = {"type": "api_error", "message": step.text}
+                yield self._event("error", error=error)
+                return
+            elif kind == "truncate":
+                return
+
+    def _close_block(self) -> Iterator[bytes]:
+        block = self._open
+        if block is None:
+            return
+        self._open = None
+        text = "".join(self._parts)
+        self._parts = []
+        index = len(self.content)
+        if block["type"] == "thinking":
+            # A stable, opaque signature (the real one is Anthropic's; clients keep it as is).
+            signature = _ident("sig", self.id, index, text)
+            delta = {"type": "signature_delta", "signature": signature}
+            yield self._event("content_block_delta", index=index, delta=delta)
+            block = {"type": "thinking", "thinking": text, "signature": signature}
+        elif block["type"] == "text":
+            block = {"type": "text", "text": text}
+        else:
+            block = {**block, "input": msgspec.json.decode(text or "{}")}
+        self.content.append(block)
+        yield self._event("content_block_stop", index=index)
+
+    def body(self, answer: Iterable[Step]) -> tuple[int, dict[str, Any]]:
+        self.stop_reason: str | None = None
+        last = b""
+        for last in self.events(answer):  # noqa: B007 (the events build the content)
+            pass
+        if last.startswith(b"event: error"):
+            error = msgspec.json.decode(last.split(b"data: ", 1)[1])
+            return 500, error
+        return 200, self._message(self.stop_reason, self.content)

@@ -1,0 +1,128 @@
+"""Which upstream API a stream (or a whole body) speaks, and the normalizer for it.
+
+Formats: ``"chat"`` (OpenAI chat completions and the many servers compatible with it),
+``"responses"`` (OpenAI Responses events), ``"anthropic"`` (Anthropic Messages events), and
+``"auto"``: decided by the first SSE event. A Responses event's type starts with ``response.``
+(``error`` events without a nested ``error`` object are Responses' too); Anthropic's are
+``message_start``, ``content_block_*``, ``message_delta``, ``message_stop``, ``ping`` and
+``error`` with a nested ``error`` object; anything else (a chunk has no top-level ``type``)
+is chat completions. The SSE ``event:`` name is checked first, then the data's ``type``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any, Literal
+
+import msgspec
+
+from tokenwire.protocol.anthropic import EVENT_TYPES as ANTHROPIC_EVENTS
+from tokenwire.protocol.anthropic import AnthropicNormalizer
+from tokenwire.protocol.facts import Fact
+from tokenwire.protocol.normalizer import ChunkNormalizer
+from tokenwire.protocol.responses_events import ResponsesNormalizer
+from tokenwire.protocol.sse import SSEEvent
+
+Format = Literal["chat", "responses", "anthropic", "auto"]
+FORMATS: tuple[str, ...] = ("chat", "responses", "anthropic", "auto")
+Normalizer = ChunkNormalizer | ResponsesNormalizer | AnthropicNormalizer
+
+
+class _Probe(msgspec.Struct, gc=False):
+    type: Any = None
+    object: Any = None
+    error: Any = None
+
+
+_probe = msgspec.json.Decoder(_Probe).decode
+
+
+def _from_type(kind: Any, has_error: bool) -> str | None:
+    if not isinstance(kind, str):
+        return None
+    if kind.startswith("response."):
+        return "responses"
+    if kind in ANTHROPIC_EVENTS:
+        return "anthropic"
+    if kind == "error":
+        return "anthropic" if has_error else "responses"
+    return None
+
+
+def detect_event(event: SSEEvent) -> str:
+    """The format of a stream, from its first event."""
+    name = event.event
+    if name != "message" and name != "error":
+        found = _from_type(name, False)
+        if found is not None:
+            return found
+    raw = event.raw
+    if raw[:1] != b"{":
+        return "chat"
+    try:
+        probe = _probe(raw)
+    except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
+        return "chat"
+    return _from_type(probe.type, probe.error is not None) or "chat"
+
+
+def detect_body(data: bytes) -> str:
+    """The format of a whole (non-streamed) JSON body."""
+    try:
+        probe = _probe(data)
+    except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
+        return "chat"
+    if probe.object == "response":
+        return "responses"
+    if probe.type == "message" or (probe.type == "error" and probe.error is not None):
+        return "anthropic"
+    return "chat"
+
+
+def make_normalizer(fmt: str, think_tags: Iterable[str] | None) -> Normalizer:
+    if fmt == "chat":
+        return ChunkNormalizer(think_tags)
+    if fmt == "responses":
+        return ResponsesNormalizer()
+    if fmt == "anthropic":
+        return AnthropicNormalizer()
+    raise ValueError(f"unknown upstream format {fmt!r} (one of {', '.join(FORMATS)})")
+
+
+class AutoNormalizer:
+    """Stands in until the first event names the format, then hands over (``on_detect``)."""
+
+    __slots__ = (
+        "_on_detect",
+        "_target",
+        "_think_tags",
+        "last_skip_reason",
+        "saw_chunk",
+        "saw_done",
+    )
+
+    skipped = 0
+
+    def __init__(
+        self, think_tags: Iterable[str] | None, on_detect: Callable[[str, Normalizer], None]
+    ) -> None:
+        self._think_tags = think_tags
+        self._on_detect = on_detect
+        self._target: Normalizer | None = None
+        self.saw_chunk = False
+        self.saw_done = False
+        self.last_skip_reason: str | None = None
+
+    def passes_plain_text(self, choice: int) -> bool:
+        return False
+
+    def close(self) -> list[Fact]:
+        return []
+
+    def feed_event(self, event: SSEEvent) -> list[Fact]:
+        target = self._target
+        if target is None:  # (later events of the same read still come here)
+            fmt = detect_event(event)
+            target = self._target = make_normalizer(fmt, self._think_tags)
+            self._on_detect(fmt, target)
+        return target.feed_event(event)

@@ -1,0 +1,422 @@
+"""OpenAI Responses API streaming events (and whole ``response`` objects) -> facts.
+
+The Responses API streams typed events (``{"type": "response.output_text.delta", ...}``, the
+SSE ``event:`` line repeats the type) about output items: ``message`` (``output_text`` parts
+with ``url_citation`` annotations, ``refusal`` parts), ``reasoning`` (summary parts, raw
+reasoning text, ``encrypted_content``), ``function_call`` / ``custom_tool_call`` (argument
+deltas), and hosted tool calls (``web_search_call``, ``code_interpreter_call``, …). OpenAI,
+vLLM, Ollama, LM Studio and llama.cpp speak it.
+
+Mapping (see docs/upstreams.md): text, refusal and reasoning deltas -> text facts; function
+calls -> tool-call facts; annotations -> sources with spans; encrypted reasoning -> an opaque
+attribute of the reasoning block; an image generation result -> an image; any other item ->
+a data block named after its type, updated in place by its id. ``response.completed`` ->
+usage + ``stop`` (``tool_calls`` when a function was called); ``response.incomplete`` ->
+``length`` (max_output_tokens) or ``content_filter``; ``response.failed`` and ``error`` ->
+an upstream error. Every event is decoded from the data alone: the ``event:`` line is optional.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+from tokenwire.protocol._textpos import TextPosition
+from tokenwire.protocol.facts import (
+    DataFact,
+    Done,
+    Fact,
+    Finished,
+    ImageFact,
+    ReasoningEncrypted,
+    SourceFact,
+    Started,
+    TextFact,
+    ToolCallArguments,
+    ToolCallStarted,
+    UpstreamError,
+    UsageFact,
+)
+from tokenwire.protocol.sse import SSEEvent
+
+INCOMPLETE_REASONS = {"max_output_tokens": "length", "content_filter": "content_filter"}
+_Key = int | str | None
+
+
+_ABSENT = msgspec.Raw(b"")
+_DECODE_ERRORS = (msgspec.DecodeError, msgspec.ValidationError, RecursionError)  # (deep nesting)
+
+
+class _Part(msgspec.Struct, gc=False):
+    type: str | None = None
+    text: str | None = None
+    refusal: str | None = None
+    annotations: list[dict[str, Any]] | None = None
+
+
+class _Item(msgspec.Struct, gc=False):
+    type: str | None = None
+    id: str | None = None
+    role: str | None = None
+    call_id: str | None = None
+    name: str | None = None
+    arguments: str | None = None
+    input: str | None = None  # custom_tool_call
+    encrypted_content: str | None = None
+    summary: list[_Part] | None = None
+    content: list[_Part] | None = None
+    result: str | None = None  # image_generation_call: base64
+    output_format: str | None = None
+
+
+class _Error(msgspec.Struct, gc=False):
+    message: str | None = None
+    type: str | None = None
+    code: str | int | None = None
+
+
+class _Incomplete(msgspec.Struct, gc=False):
+    reason: str | None = None
+
+
+class _Response(msgspec.Struct, gc=False):
+    object: str | None = None
+    model: str | None = None
+    status: str | None = None
+    usage: dict[str, Any] | None = None
+    error: _Error | None = None
+    incomplete_details: _Incomplete | None = None
+    output: list[msgspec.Raw] | None = None
+
+
+class _Event(msgspec.Struct, gc=False):
+    type: str = ""
+    delta: str | None = None
+    output_index: int | None = None
+    content_index: int | None = None
+    summary_index: int | None = None
+    item_id: str | None = None
+    item: msgspec.Raw = _ABSENT  # (msgspec.Raw cannot be in a union with None)
+    part: _Part | None = None
+    annotation: dict[str, Any] | None = None
+    call_id: str | None = None
+    arguments: str | None = None
+    input: str | None = None
+    text: str | None = None
+    response: _Response | None = None
+    message: str | None = None
+    code: str | int | None = None
+    error: _Error | None = None
+
+
+_decode_event = msgspec.json.Decoder(_Event).decode
+_decode_item = msgspec.json.Decoder(_Item).decode
+_decode_response = msgspec.json.Decoder(_Response).decode
+_decode_any = msgspec.json.Decoder().decode
+_ITEM_KINDS = ("message", "reasoning", "function_call", "custom_tool_call")
+
+
+class ResponsesNormalizer:
+    """Stateful: feed Responses SSE events (or whole response objects) in order, get facts."""
+
+    __slots__ = (
+        "_calls",
+        "_had_calls",
+        "_next_key",
+        "_part_start",
+        "_pos",
+        "_sources",
+        "_streamed",
+        "last_skip_reason",
+        "saw_chunk",
+        "saw_done",
+        "skipped",
+    )
+
+    def __init__(self) -> None:
+        self._pos = TextPosition()
+        self._calls: dict[_Key, int] = {}  # output_index (or item id) -> tool-call key
+        self._next_key = 0
+        self._had_calls = False
+        self._streamed: set[_Key] = set()  # items whose text or arguments came as deltas
+        self._part_start: dict[tuple[_Key, int | None], int] = {}  # text part -> its offset
+        self._sources: set[tuple[str, int | None, int | None]] = set()
+        self.saw_chunk = False
+        self.saw_done = False
+        self.skipped = 0
+        self.last_skip_reason: str | None = None
+
+    def passes_plain_text(self, choice: int) -> bool:
+        return False  # the chat-completions fast path never applies
+
+    def close(self) -> list[Fact]:
+        return []
+
+    # -- input ---------------------------------------------------------------------------
+    def feed_event(self, event: SSEEvent) -> list[Fact]:
+        return self.feed_data(event.raw)
+
+    def feed_data(self, data: bytes | str) -> list[Fact]:
+        try:
+            event = _decode_event(data)
+        except _DECODE_ERRORS as exc:
+            if data == b"[DONE]" or data == "[DONE]":  # some servers end with it anyway
+                return []
+            self.skipped += 1
+            self.last_skip_reason = str(exc)
+            return []
+        kind = event.type
+        if kind == "response.output_text.delta" and self.saw_chunk:  # the per-token case
+            text = event.delta
+            if not text:
+                return []
+            self._streamed.add(event.item_id or event.output_index)
+            pos = self._pos
+            if pos.open:
+                pos.length += len(text)
+            else:
+                pos.text(text)
+            return [TextFact(0, "text", text)]
+        facts: list[Fact] = []
+        if not self.saw_chunk:
+            if not event.type:  # not an event of this API (e.g. a chat chunk)
+                self.skipped += 1
+                self.last_skip_reason = "no 'type' in the event"
+                return []
+            self.saw_chunk = True
+            response = event.response
+            facts.append(Started(response.model if response is not None else None))
+        try:
+            self._event(event, facts)
+        except _DECODE_ERRORS as exc:  # a malformed item inside a valid event
+            self.skipped += 1
+            self.last_skip_reason = str(exc)
+        return facts
+
+    def feed_body(self, data: bytes) -> list[Fact]:
+        """A whole (non-streamed) ``response`` object, or an ``{"error": …}`` body."""
+        response = _decode_response(data)  # errors propagate: the caller reports them
+        facts: list[Fact] = [Started(response.model)]
+        self.saw_chunk = True
+        for raw in response.output or ():
+            try:
+                self._whole_item(_decode_item(raw), raw, facts)
+            except _DECODE_ERRORS:
+                self.skipped += 1
+        self._end(response, facts)
+        return facts
+
+    # -- events --------------------------------------------------------------------------
+    def _event(self, event: _Event, facts: list[Fact]) -> None:
+        kind = event.type
+        key: _Key = event.output_index if event.output_index is not None else event.item_id
+        if kind == "response.output_text.delta":
+            if event.delta:
+                self._streamed.add(event.item_id or event.output_index)
+                self._text("text", event.delta, facts)
+        elif kind == "response.reasoning_summary_text.delta" or kind in (
+            "response.reasoning_text.delta",
+            "response.reasoning.delta",
+        ):
+            if event.delta:
+                self._streamed.add(event.item_id or key)
+                self._text("reasoning", event.delta, facts)
+        elif kind == "response.reasoning_summary_part.added":
+            if event.summary_index and self._was_streamed(key, event.item_id):
+                self._text("reasoning", "\n\n", facts)  # summary parts are paragraphs
+        elif kind == "response.refusal.delta":
+            if event.delta:
+                self._streamed.add(event.item_id or key)
+                self._text("refusal", event.delta, facts)
+        elif kind == "response.content_part.added":
+            part = event.part
+            if part is not None and part.type == "output_text":
+                self._part_start[(key, event.content_index)] = self._pos.next_start()
+        elif kind == "response.output_text.annotation.added":
+            if event.annotation is not None:
+                base = self._part_start.get((key, event.content_index), self._pos.next_start())
+                self._annotation(event.annotation, base, facts)
+        elif kind in (
+            "response.function_call_arguments.delta",
+            "response.custom_tool_call_input.delta",
+        ):
+            if event.delta:
+                self._streamed.add(event.item_id or key)
+                self._arguments(key, event, event.delta, facts)
+        elif kind in (
+            "response.function_call_arguments.done",
+            "response.custom_tool_call_input.done",
+        ):
+            whole = event.arguments if event.arguments is not None else event.input
+            if whole and not self._was_streamed(key, event.item_id):
+                self._streamed.add(event.item_id or key)
+                self._arguments(key, event, whole, facts)
+        elif kind == "response.output_item.added":
+            if event.item:
+                self._item_added(key, _decode_item(event.item), event.item, facts)
+        elif kind == "response.output_item.done":
+            if event.item:
+                self._item_done(key, _decode_item(event.item), event.item, facts)
+        elif kind in ("response.completed", "response.incomplete", "response.failed"):
+            if event.response is not None:
+                self._end(event.response, facts, kind)
+        elif kind == "error":
+            err = event.error
+            if err is not None:
+                facts.append(UpstreamError(err.message or "upstream error", err.type, err.code))
+            else:
+                facts.append(UpstreamError(event.message or "upstream error", None, event.code))
+        # Anything else (response.created, *.in_progress, *.done echoes, hosted tools'
+        # progress events, audio) carries nothing the items and the final event do not.
+
+    def _item_added(self, key: _Key, item: _Item, raw: msgspec.Raw, facts: list[Fact]) -> None:
+        kind = item.type
+        if kind in ("function_call", "custom_tool_call"):
+            self._start_call(key, item, facts)
+            whole = item.arguments if kind == "function_call" else item.input
+            if whole:
+                self._streamed.add(item.id or key)
+                facts.append(ToolCallArguments(0, self._calls[key], whole))
+        elif kind not in _ITEM_KINDS:
+            self._data(item, raw, facts)
+
+    def _item_done(self, key: _Key, item: _Item, raw: msgspec.Raw, facts: list[Fact]) -> None:
+        kind = item.type
+        if kind in ("function_call", "custom_tool_call"):
+            call = self._find_call(key, item.id, item.call_id)
+            if call is None:
+                self._start_call(key, item, facts)
+                call = self._calls[key]
+            whole = item.arguments if kind == "function_call" else item.input
+            if whole and not self._was_streamed(key, item.id):
+                self._streamed.add(item.id or key)
+                facts.append(ToolCallArguments(0, call, whole))
+        elif kind == "message" or kind == "reasoning":
+            if not self._was_streamed(key, item.id):  # a server that sent only the whole item
+                self._whole_item(item, raw, facts)
+            elif kind == "reasoning" and item.encrypted_content:
+                self._pos.other()
+                facts.append(ReasoningEncrypted(0, item.encrypted_content))
+        else:
+            self._whole_item(item, raw, facts)
+
+    # -- whole items (non-streamed bodies, and items sent only when done) ------------------
+    def _whole_item(self, item: _Item, raw: msgspec.Raw, facts: list[Fact]) -> None:
+        kind = item.type
+        if kind == "message":
+            for part in item.content or ():
+                if part.type == "refusal" and part.refusal:
+                    self._text("refusal", part.refusal, facts)
+                elif part.text:
+                    base = self._pos.next_start()
+                    self._text("text", part.text, facts)
+                    for note in part.annotations or ():
+                        self._annotation(note, base, facts)
+        elif kind == "reasoning":
+            texts = [p.text for p in item.content or () if p.text]
+            if not texts:  # the raw reasoning if the server gave it, else the summary
+                texts = [p.text for p in item.summary or () if p.text]
+            if texts:
+                self._text("reasoning", "\n\n".join(texts), facts)
+            if item.encrypted_content:
+                self._pos.other()
+                facts.append(ReasoningEncrypted(0, item.encrypted_content))
+        elif kind in ("function_call", "custom_tool_call"):
+            key = item.id or item.call_id
+            if self._find_call(key, item.id, item.call_id) is None:
+                self._start_call(key, item, facts)
+                whole = item.arguments if kind == "function_call" else item.input
+                if whole:
+                    facts.append(ToolCallArguments(0, self._calls[key], whole))
+        elif kind == "image_generation_call" and item.result:
+            self._pos.other()
+            media = item.output_format or "png"
+            facts.append(ImageFact(0, f"data:image/{media};base64,{item.result}"))
+        else:
+            self._data(item, raw, facts)
+
+    # -- pieces --------------------------------------------------------------------------
+    def _text(self, kind: str, text: str, facts: list[Fact]) -> None:
+        if kind == "text":
+            self._pos.text(text)
+        else:
+            self._pos.other()
+        facts.append(TextFact(0, kind, text))
+
+    def _start_call(self, key: _Key, item: _Item, facts: list[Fact]) -> None:
+        call = self._next_key
+        self._next_key += 1
+        self._calls[key] = call
+        if item.id is not None:
+            self._calls.setdefault(item.id, call)
+        if item.call_id is not None:
+            self._calls.setdefault(item.call_id, call)
+        self._had_calls = True
+        self._pos.other()
+        facts.append(ToolCallStarted(0, call, item.call_id or item.id, item.name))
+
+    def _was_streamed(self, key: _Key, item_id: str | None) -> bool:
+        """Did deltas already carry this item's content? Deltas are marked by item id, else
+        output index; a server whose deltas name neither marks ``None``: all items then."""
+        streamed = self._streamed
+        return (
+            (item_id is not None and item_id in streamed) or key in streamed or (None in streamed)
+        )
+
+    def _find_call(self, key: _Key, item_id: str | None, call_id: str | None) -> int | None:
+        calls = self._calls
+        call = calls.get(key)
+        if call is None and item_id is not None:
+            call = calls.get(item_id)
+        if call is None and call_id is not None:
+            call = calls.get(call_id)
+        return call
+
+    def _arguments(self, key: _Key, event: _Event, text: str, facts: list[Fact]) -> None:
+        item_id = event.item_id
+        call = self._find_call(key, item_id, event.call_id)
+        if call is None and key is None and item_id is None and self._next_key:
+            call = self._next_key - 1  # a delta that names nothing continues the last call
+        if call is None:  # arguments without their item: a call of unknown name
+            self._start_call(key, _Item(id=item_id, call_id=event.call_id), facts)
+            call = self._calls[key]
+        facts.append(ToolCallArguments(0, call, text))
+
+    def _annotation(self, note: dict[str, Any], base: int, facts: list[Fact]) -> None:
+        url = note.get("url")
+        if note.get("type") == "url_citation" and isinstance(url, str) and url:
+            title = note.get("title")
+            start, end = note.get("start_index"), note.get("end_index")
+            span = type(start) is int and type(end) is int and 0 <= start <= end
+            first, last = (base + start, base + end) if span else (None, None)
+            if (url, first, last) in self._sources:
+                return
+            self._sources.add((url, first, last))
+            title = title if isinstance(title, str) else None
+            facts.append(SourceFact(0, url, title, first, last))
+        else:  # file citations, file paths: kept as data
+            facts.append(DataFact(0, "annotation", note))
+
+    def _data(self, item: _Item, raw: msgspec.Raw, facts: list[Fact]) -> None:
+        self._pos.other()
+        facts.append(DataFact(0, item.type or "item", _decode_any(raw), item.id))
+
+    def _end(self, response: _Response, facts: list[Fact], kind: str | None = None) -> None:
+        if response.usage is not None:
+            facts.append(UsageFact(response.usage))
+        status = response.status
+        if kind == "response.failed" or status == "failed" or response.error is not None:
+            err = response.error or _Error()
+            facts.append(UpstreamError(err.message or "response failed", err.type, err.code))
+        elif kind == "response.incomplete" or status == "incomplete":
+            details = response.incomplete_details
+            reason = details.reason if details is not None else None
+            facts.append(Finished(0, INCOMPLETE_REASONS.get(reason or "", reason or "length")))
+            self.saw_done = True
+            facts.append(Done())
+        elif kind == "response.completed" or status == "completed":
+            facts.append(Finished(0, "tool_calls" if self._had_calls else "stop"))
+            self.saw_done = True
+            facts.append(Done())
+        # queued / in_progress: a body cut off before its end (the assembler reports it)

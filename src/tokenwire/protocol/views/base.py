@@ -1,0 +1,471 @@
+"""What every view shares: the op input it relies on, the frame it emits, the message state it
+keeps, and the log-level functions (replay, resume at a cursor, compacted catch-up).
+
+Input contract. A view reads ops as JSON, never as ``tokenwire.protocol.ops`` classes, so it
+works with the v1 op set and with the v1.1 ops (``block.update``, ``step.reset``,
+``transient``) whether or not the op classes for the latter exist yet. Anything with
+``.seq`` (int) and ``.json`` (the op's JSON bytes) is an op: an ``EncodedOp``, or a ``RawOp``
+built here from a JSON-lines log. Only the decoded JSON is used, following protocol v1.1
+(docs/protocol.md and the shared contract): ``message.start``, ``block.start``,
+``block.delta`` (no seq; no index = the newest block), ``block.end``, ``message.end``,
+``snapshot``, ``block.update`` (shallow-merge ``set`` into a block's attrs), ``step.reset``
+(drop the trailing blocks of step S), ``transient`` (live-only app data; same seq as the op
+before it). Unknown op types are ignored.
+
+Frames. A view turns each op into zero or more ``Frame``s. Every frame that comes from a
+logged op has a dense ``index`` (0, 1, 2, ... over the whole log), so a frame's index is a
+pure function of the log: replaying the log and skipping the first N frames gives exactly the
+frames a live reader got after its N-th. Transient frames have ``index=None`` and never count.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, Protocol
+
+import msgspec
+
+DEFAULT_MAX_FRAME_BYTES = 64 * 1024
+DEFAULT_THRESHOLD = 64  # frames behind before a reader gets a compacted catch-up
+
+_decode_json = msgspec.json.Decoder(dict[str, Any]).decode
+encode_json = msgspec.json.Encoder().encode
+
+# Block type -> the key its streamed text lives under (v1.1; unknown types take deltas in "text").
+STREAM_KEYS: dict[str, str | None] = {
+    "text": "text",
+    "reasoning": "text",
+    "refusal": "text",
+    "tool_call": "arguments",
+    "tool_result": "output",
+    "image": None,
+    "source": None,
+    "file": None,
+    "data": None,
+}
+
+
+class OpLike(Protocol):
+    """What a view needs from an op: its seq and its JSON bytes (an ``EncodedOp`` fits)."""
+
+    @property
+    def seq(self) -> int: ...
+
+    @property
+    def json(self) -> bytes: ...
+
+
+class RawOp(msgspec.Struct, frozen=True, gc=False):
+    """An op as stored: its seq (deltas carry none in their JSON) and its JSON bytes."""
+
+    seq: int
+    json: bytes
+
+
+def ops_from_jsonl(lines: Iterable[bytes | str]) -> list[RawOp]:
+    """Read a JSON-lines op log, counting seqs the protocol's way: a delta is the previous op's
+    seq + 1, and a ``transient`` keeps the seq of the op before it (it never advances it)."""
+    out: list[RawOp] = []
+    seq = 0
+    for line in lines:
+        data = line.encode() if isinstance(line, str) else line
+        data = data.strip()
+        if not data:
+            continue
+        op = _decode_json(data)
+        kind = op.get("type")
+        if kind == "transient":
+            pass
+        elif kind == "block.delta":
+            seq += 1
+        else:
+            seq = int(op.get("seq") or seq + 1)
+        out.append(RawOp(seq, data))
+    return out
+
+
+class Frame(msgspec.Struct, gc=False):
+    """One unit a view sends: ``data`` is its wire bytes (an SSE event, or ``data: [DONE]``).
+
+    ``index`` is the frame's place in the log's full frame sequence (``None`` for transient
+    frames and for frames of a state-based catch-up other than its last); ``seq`` is the seq of
+    the op that produced it. ``merge`` names what consecutive frames may be merged into one
+    (same key: their ``path`` strings concatenate), ``body`` is the JSON payload to re-render.
+    """
+
+    index: int | None
+    seq: int
+    data: bytes
+    body: Any = None
+    merge: tuple[Any, ...] | None = None
+    path: tuple[Any, ...] = ()
+    cursor: bool = True  # openai: only an op's last frame carries its SSE id
+
+
+class BlockState:
+    """One block of the message as a view sees it (type, choice, step, attrs, streamed text)."""
+
+    __slots__ = ("attrs", "choice", "ended", "key", "parts", "step", "type")
+
+    def __init__(self, block: dict[str, Any]) -> None:
+        self.type: str = str(block.get("type", "text"))
+        self.choice: int = int(block.get("choice") or 0)
+        self.step: int = int(block.get("step") or 0)
+        self.key: str | None = STREAM_KEYS.get(self.type, "text")
+        if self.type not in STREAM_KEYS and "text" not in block:
+            self.key = None
+        self.attrs = {
+            k: v for k, v in block.items() if k not in ("type", "choice", "step", self.key)
+        }
+        text = block.get(self.key) if self.key else None
+        self.parts: list[str] = [str(text)] if text else []
+        self.ended = False
+
+    @property
+    def text(self) -> str:
+        if len(self.parts) > 1:
+            self.parts = ["".join(self.parts)]
+        return self.parts[0] if self.parts else ""
+
+
+class MessageState:
+    """The message as rebuilt from op JSON (the v1.1 rules), for views and catch-up."""
+
+    def __init__(self) -> None:
+        self.id: str | None = None
+        self.model: str | None = None
+        self.status = "in_progress"
+        self.finish_reason: str | None = None
+        self.usage: dict[str, Any] | None = None
+        self.error: dict[str, Any] | None = None
+        self.blocks: list[BlockState] = []
+        self.seq = 0
+        self.started = False
+
+    def apply(self, op: dict[str, Any], seq: int) -> None:
+        kind = op.get("type")
+        if kind == "transient":
+            return
+        self.seq = seq
+        if kind == "block.delta":
+            self.blocks[int(op.get("index", -1))].parts.append(op.get("text", ""))
+        elif kind == "block.start":
+            self.blocks.append(BlockState(op["block"]))
+        elif kind == "block.end":
+            self.blocks[int(op["index"])].ended = True
+        elif kind == "block.update":
+            block = self.blocks[int(op["index"])]
+            for k, v in (op.get("set") or {}).items():
+                if k not in ("type", "choice", "step", block.key):
+                    block.attrs[k] = v
+        elif kind == "step.reset":
+            step = int(op.get("step") or 0)
+            while self.blocks and self.blocks[-1].step == step:
+                self.blocks.pop()
+        elif kind == "message.start":
+            self.started = True
+            self.id, self.model = op.get("id"), op.get("model")
+        elif kind == "message.end":
+            self.status = op.get("status", "completed")
+            self.finish_reason = op.get("finish_reason")
+            self.usage, self.error = op.get("usage"), op.get("error")
+        elif kind == "snapshot":
+            self.load(op["message"])
+
+    def load(self, message: dict[str, Any]) -> None:
+        """Replace the state with a canonical message (a ``snapshot`` op's payload)."""
+        self.started = True
+        self.id, self.model = message.get("id"), message.get("model")
+        self.status = message.get("status", "in_progress")
+        self.finish_reason = message.get("finish_reason")
+        self.usage, self.error = message.get("usage"), message.get("error")
+        self.blocks = [BlockState(b) for b in message.get("blocks", [])]
+        ended = self.status != "in_progress"
+        for block in self.blocks:
+            # A snapshot does not say which blocks are still open: all but a streamed last
+            # block are complete (blocks end in order except parallel tool calls / choices).
+            block.ended = ended
+        if not ended:
+            for block in self.blocks[:-1]:
+                block.ended = True
+
+    @property
+    def ended(self) -> bool:
+        return self.status != "in_progress"
+
+
+def decode(op: OpLike) -> dict[str, Any]:
+    """The op's JSON as a dict (the only form views read)."""
+    return _decode_json(op.json)
+
+
+class View:
+    """A state machine from ops to frames of another wire format.
+
+    ``feed(op)`` returns the frames for one op (in order, indexed densely over the log);
+    ``close()`` returns what is owed when the op stream ends without ``message.end`` (nothing,
+    for most views). Subclasses implement ``_on(op, seq)`` calling ``_emit`` per frame and
+    ``render(frame)`` (its wire bytes), and may override ``compacted`` to rebuild a catch-up
+    from state instead of merging the log's frames.
+    """
+
+    media_type = "text/event-stream"
+
+    def __init__(self, max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES) -> None:
+        self.max_frame_bytes = max_frame_bytes
+        self.state = MessageState()
+        self.next_index = 0
+        self._out: list[Frame] = []
+        self.done = False
+
+    # -- feeding -------------------------------------------------------------------------
+    def feed(self, op: OpLike) -> list[Frame]:
+        return self.feed_json(decode(op), op.seq)
+
+    def feed_json(self, op: dict[str, Any], seq: int) -> list[Frame]:
+        self._out = []
+        self._transient = op.get("type") == "transient"
+        self._seq = seq
+        if op.get("type") == "snapshot":
+            self._on_snapshot(op, seq)
+        else:
+            self._on(op, seq)  # views see the state before the op (e.g. a reset's blocks)
+            self.state.apply(op, seq)
+        out, self._out = self._out, []
+        if out:
+            # Only an op's last frame carries its cursor (its SSE id), so a reconnect after
+            # any earlier frame of the same op replays the op's remaining frames.
+            for frame in out[:-1]:
+                if frame.cursor and frame.index is not None and self._cursor_per_op:
+                    frame.cursor = False
+                    frame.data = self.render(frame)
+        return out
+
+    _cursor_per_op = False
+
+    def fork(self) -> View:
+        """A fresh view with the same settings."""
+        raise NotImplementedError
+
+    def _on_snapshot(self, op: dict[str, Any], seq: int) -> None:
+        """A snapshot (a reader fallen out of the retained log) replaces everything: this view
+        becomes a fresh one fed the ops that rebuild the snapshot's message, and its frames
+        continue this view's numbering (so, after a snapshot, indexes are this connection's
+        own, not the log's)."""
+        from tokenwire.protocol.views.synth import state_ops  # synth builds on this module
+
+        state = MessageState()
+        state.apply(op, seq)
+        fresh = self.fork()
+        frames = [
+            f for o in state_ops(state, self.max_frame_bytes) for f in fresh.feed_json(o, seq)
+        ]
+        start = self.next_index
+        self.__dict__.update(fresh.__dict__)
+        self.next_index = start
+        for frame in frames:
+            if frame.index is not None:
+                frame.index = self.next_index
+                self.next_index += 1
+                frame.data = self.render(frame)
+        self._out = frames
+        self._seq = seq
+
+    def state_frames(self, max_frame_bytes: int) -> list[Frame]:
+        """The compacted frames of this view's current state (one start per block, its text
+        in as few deltas as ``max_frame_bytes`` allows). Only the last frame carries a cursor:
+        the index of this view's last frame, so a reader cut inside a catch-up replays it."""
+        from tokenwire.protocol.views.synth import state_ops  # synth builds on this module
+
+        fresh = self.fork()
+        seq = self.state.seq
+        frames = [
+            f
+            for o in state_ops(self.state, max_frame_bytes)
+            for f in fresh.feed_json(o, seq)
+            if _kept(f)
+        ]
+        for frame in frames:
+            frame.index, frame.cursor = None, False
+        last = [f for f in frames if f.body is not None]
+        if last and self.next_index:
+            last[-1].index, last[-1].cursor = self.next_index - 1, True
+        for frame in frames:
+            frame.data = self.render(frame)
+        return frames
+
+    def close(self) -> list[Frame]:
+        return []
+
+    def _on(self, op: dict[str, Any], seq: int) -> None:
+        raise NotImplementedError
+
+    def render(self, frame: Frame) -> bytes:
+        """The wire bytes of ``frame`` (from its body, index, seq and cursor)."""
+        raise NotImplementedError
+
+    def _emit(
+        self,
+        body: Any,
+        merge: tuple[Any, ...] | None = None,
+        path: tuple[Any, ...] = (),
+    ) -> None:
+        if self._transient:
+            index = None
+        else:
+            index = self.next_index
+            self.next_index += 1
+        frame = Frame(index, self._seq, b"", body, merge, path)
+        frame.data = self.render(frame)
+        self._out.append(frame)
+
+    def _emit_done(self, indexed: bool = True) -> None:
+        """The ``data: [DONE]`` frame (body ``None``). Unindexed for clients that do not
+        count it as a chunk (the AI SDK's parser drops it): it then always closes a stream's
+        frames without taking an index."""
+        if indexed:
+            self._emit(None)
+            return
+        frame = Frame(None, self._seq, b"", None)
+        frame.data = self.render(frame)
+        self._out.append(frame)
+
+    # -- catch-up ------------------------------------------------------------------------
+    def catch_up(
+        self,
+        ops: Iterable[OpLike],
+        *,
+        after: int = -1,
+        after_seq: int | None = None,
+        max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES,
+    ) -> list[Frame]:
+        """Feed ``ops`` (the log so far) and return the compacted frames after frame index
+        ``after``: runs of consecutive deltas of one part merged into one frame each (never
+        past ``max_frame_bytes``), every other frame as is. Each merged frame carries the
+        index of the last frame it covers, so its cursor stays exact. The view is left ready
+        to ``feed`` the next live op. ``after_seq`` instead resumes after an op seq (the
+        cursor of views whose SSE ids are op seqs)."""
+        frames = [f for op in ops for f in self.feed(op) if _kept(f)]
+        return self.compacted(_after(frames, after, after_seq), after, after_seq, max_frame_bytes)
+
+    def compacted(
+        self, frames: list[Frame], after: int, after_seq: int | None, max_frame_bytes: int
+    ) -> list[Frame]:
+        """The catch-up for a view already fed the log: ``frames`` are the log's frames after
+        the reader's cursor. By default, runs of deltas merged (``compact``)."""
+        return self.compact(frames, max_frame_bytes)
+
+    def compact(self, frames: Sequence[Frame], max_frame_bytes: int) -> list[Frame]:
+        out: list[Frame] = []
+        run: list[Frame] = []
+        size = 0
+        for frame in frames:
+            # A merged frame's size: its envelope plus every piece's JSON-escaped text.
+            grow = _text_bytes(frame) if frame.merge is not None else 0
+            mergeable = run and frame.merge is not None and frame.merge == run[0].merge
+            if mergeable and size + grow <= max_frame_bytes:
+                run.append(frame)
+                size += grow
+                continue
+            if run:
+                out.append(self._merge(run))
+            # (rendered: a merged frame may spell its envelope out more than a live one)
+            run, size = [frame], len(self.render(frame)) if frame.merge else len(frame.data)
+            if frame.merge is None:
+                out.append(frame)
+                run = []
+        if run:
+            out.append(self._merge(run))
+        return out
+
+    def _merge(self, run: list[Frame]) -> Frame:
+        if len(run) == 1:
+            return run[0]
+        last = run[-1]
+        text = "".join(_get(f.body, f.path) for f in run)
+        body = _set(last.body, last.path, text)
+        frame = Frame(last.index, last.seq, b"", body, last.merge, last.path, last.cursor)
+        frame.data = self.render(frame)
+        return frame
+
+
+def _text_bytes(frame: Frame) -> int:
+    return len(encode_json(_get(frame.body, frame.path))) - 2  # without the quotes
+
+
+def _get(body: Any, path: tuple[Any, ...]) -> str:
+    for key in path:
+        body = body[key]
+    return body  # type: ignore[no-any-return]
+
+
+def _set(body: Any, path: tuple[Any, ...], value: str) -> Any:
+    """A copy of ``body`` with the string at ``path`` replaced (copies only along the path)."""
+    if not path:
+        return value
+    head, rest = path[0], path[1:]
+    clone = list(body) if isinstance(body, list) else dict(body)
+    clone[head] = _set(body[head], rest, value)
+    return clone
+
+
+# -- log-level functions (what routes call) ------------------------------------------------
+def replay(view: View, ops: Iterable[OpLike]) -> list[Frame]:
+    """Every frame ``view`` produces for ``ops`` (transient frames included), plus ``close()``
+    when the log has no ``message.end``."""
+    out = [f for op in ops for f in view.feed(op)]
+    if not view.done:
+        out.extend(view.close())
+    return out
+
+
+def frames_after(
+    make_view: Callable[[], View], ops: Iterable[OpLike], start_index: int
+) -> tuple[list[Frame], View]:
+    """The log's frames from index ``start_index`` on (a negative index counts from the tail,
+    as the Workflow transport's ``startIndex``), and the view, ready for the next live op.
+    Transient frames are not in the log, so none is returned; an unindexed ``[DONE]`` closes
+    the frames of an ended stream."""
+    view = make_view()
+    frames = [f for op in ops for f in view.feed(op) if _kept(f)]
+    indexed = [f for f in frames if f.index is not None]
+    if start_index < 0:
+        start_index = max(0, len(indexed) + start_index)
+    return [f for f in frames if f.index is None or f.index >= start_index], view
+
+
+def tail_index(frames_total: int) -> int:
+    """The index of the last frame so far (``x-workflow-stream-tail-index``); -1 when none."""
+    return frames_total - 1
+
+
+def catch_up(
+    make_view: Callable[[], View],
+    ops: Iterable[OpLike],
+    *,
+    after: int = -1,
+    after_seq: int | None = None,
+    threshold: int = DEFAULT_THRESHOLD,
+    max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES,
+) -> tuple[list[Frame], View]:
+    """The frames a reader resuming after frame index ``after`` gets, and the view to feed
+    the live ops with: exact frames when it is at most ``threshold`` frames behind, the
+    view's compacted catch-up otherwise. ``after_seq`` resumes after an op seq instead (a
+    ``Last-Event-ID`` of the openai and ops views)."""
+    view = make_view()
+    logged = [f for op in ops for f in view.feed(op) if _kept(f)]
+    exact = _after(logged, after, after_seq)
+    if len(exact) <= threshold:
+        return exact, view
+    return view.compacted(exact, after, after_seq, max_frame_bytes), view
+
+
+def _kept(frame: Frame) -> bool:
+    """Frames a resumed reader gets: logged ones and an unindexed ``[DONE]`` (not transient)."""
+    return frame.index is not None or frame.body is None
+
+
+def _after(frames: list[Frame], after: int, after_seq: int | None) -> list[Frame]:
+    if after_seq is not None:
+        return [f for f in frames if f.seq > after_seq]
+    return [f for f in frames if f.index is None or f.index > after]

@@ -1,0 +1,96 @@
+"""The op stream itself as a view, for its compacted catch-up.
+
+Live, each op is its own SSE event (``id:<seq>`` / ``data:<op>``, as docs/protocol.md says; a
+``transient`` op has no id line). Catching up, a reader gets one ``snapshot`` op (the message
+as of the newest seq) when it fits in ``max_frame_bytes``, else the log with runs of
+consecutive deltas of one block merged into one ``block.delta`` (stating its ``index``; its
+SSE id is the run's last seq, so the reader's next op is that seq + 1).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tokenwire.protocol.views.base import (
+    Frame,
+    MessageState,
+    OpLike,
+    View,
+    encode_json,
+)
+from tokenwire.protocol.views.synth import block_dict
+
+
+def message_dict(state: MessageState) -> dict[str, Any]:
+    """The canonical message JSON of ``state`` (v1.1 key order)."""
+    blocks = []
+    for block in state.blocks:
+        data = block_dict(block)
+        if block.key is not None:
+            data[block.key] = block.text
+        blocks.append(data)
+    return {
+        "id": state.id,
+        "model": state.model,
+        "status": state.status,
+        "finish_reason": state.finish_reason,
+        "usage": state.usage,
+        "error": state.error,
+        "blocks": blocks,
+    }
+
+
+class OpsView(View):
+    """Ops -> op SSE events (the identity view, with merging and snapshots for catch-up)."""
+
+    def fork(self) -> OpsView:
+        return OpsView(self.max_frame_bytes)
+
+    def feed(self, op: OpLike) -> list[Frame]:
+        self._raw = op.json  # the live frame is the op's own bytes, never re-encoded
+        return super().feed(op)
+
+    def feed_json(self, op: dict[str, Any], seq: int) -> list[Frame]:
+        if not hasattr(self, "_raw") or self._raw is None:
+            self._raw = encode_json(op)
+        try:
+            return super().feed_json(op, seq)
+        finally:
+            self._raw = None
+
+    def _on_snapshot(self, op: dict[str, Any], seq: int) -> None:
+        self.state.apply(op, seq)
+        self._on(op, seq)
+
+    def _on(self, op: dict[str, Any], seq: int) -> None:
+        kind = op.get("type")
+        if kind == "block.delta":
+            index = int(op.get("index", -1)) % len(self.state.blocks)
+            body = {"type": "block.delta", "index": index, "text": op.get("text", "")}
+            self._emit(body, ("delta", index), ("text",))
+            self._out[-1].data = self._sse(seq, self._raw or encode_json(op))
+        else:
+            self._emit(op)
+            if self._raw is not None:
+                self._out[-1].data = self._sse(seq, self._raw, op.get("type") != "transient")
+
+    @staticmethod
+    def _sse(seq: int, json: bytes, with_id: bool = True) -> bytes:
+        if with_id:
+            return b"id:%d\ndata:%s\n\n" % (seq, json)
+        return b"data:%s\n\n" % json
+
+    def render(self, frame: Frame) -> bytes:
+        body = frame.body
+        with_id = frame.index is not None and frame.cursor
+        return self._sse(frame.seq, encode_json(body), with_id)
+
+    def compacted(
+        self, frames: list[Frame], after: int, after_seq: int | None, max_frame_bytes: int
+    ) -> list[Frame]:
+        """One snapshot op when the message fits in ``max_frame_bytes``, else merged ops."""
+        snapshot = {"type": "snapshot", "seq": self.state.seq, "message": message_dict(self.state)}
+        data = self._sse(self.state.seq, encode_json(snapshot))
+        if frames and len(data) <= max_frame_bytes:
+            return [Frame(frames[-1].index, self.state.seq, data, snapshot)]
+        return self.compact(frames, max_frame_bytes)

@@ -1,0 +1,388 @@
+"""The Responses, Anthropic and harmony decoders: facts, detection, splits and fuzzing."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tokenwire.protocol import apply_ops, assemble_response, decode_op
+from tokenwire.protocol.anthropic import AnthropicNormalizer
+from tokenwire.protocol.facts import (
+    DataFact,
+    Finished,
+    ImageFact,
+    ReasoningEncrypted,
+    ReasoningSignature,
+    SourceFact,
+    Started,
+    ToolResultEnd,
+    ToolResultOutput,
+    ToolResultStarted,
+    UpstreamError,
+)
+from tokenwire.protocol.formats import detect_body, detect_event
+from tokenwire.protocol.harmony import HarmonySplitter
+from tokenwire.protocol.normalizer import ChunkNormalizer
+from tokenwire.protocol.pipeline import Pipeline
+from tokenwire.protocol.responses_events import ResponsesNormalizer
+from tokenwire.protocol.sse import SSEDecoder, SSEEvent
+
+FIXTURES = Path(__file__).parent / "fixtures"
+FORMAT_OF = {
+    "responses": "responses",
+    "anthropic": "anthropic",
+    "harmony": "chat",
+    "azure": "chat",
+}
+UPSTREAM_FIXTURES = sorted(p.name for p in FIXTURES.iterdir() if p.name.split("_")[0] in FORMAT_OF)
+
+
+def facts_of(name: str, normalizer) -> list:
+    data = (FIXTURES / name).read_bytes()
+    if data.lstrip().startswith(b"{"):
+        return normalizer.feed_body(data)
+    facts = []
+    for event in SSEDecoder().feed(data):
+        facts += normalizer.feed_event(event)
+    return facts + normalizer.close()
+
+
+# -- facts the v1.0 assembler does not show yet (protocol v1.1) -----------------------------
+def test_anthropic_signature_redacted_thinking_and_tool_results() -> None:
+    facts = facts_of("anthropic_thinking.sse", AnthropicNormalizer())
+    assert [f.signature[:12] for f in facts if isinstance(f, ReasoningSignature)] == [
+        "ErUBCkYIARgC"
+    ]
+    facts = facts_of("anthropic_redacted_max_tokens.sse", AnthropicNormalizer())
+    redacted = [f for f in facts if isinstance(f, ReasoningEncrypted)]
+    assert redacted == [ReasoningEncrypted(0, redacted[0].data, redacted=True)]
+    assert redacted[0].data.startswith("EmwKAhgB")
+    assert Finished(0, "length") in facts
+    facts = facts_of("anthropic_server_tool_result.sse", AnthropicNormalizer())
+    result_types = ToolResultStarted | ToolResultOutput | ToolResultEnd
+    results = [f for f in facts if isinstance(f, result_types)]
+    assert results[0] == ToolResultStarted(0, "svu_web_001", "web_search", False)
+    assert json.loads(results[1].text)[0]["url"] == "https://example.com"
+    assert results[2] == ToolResultEnd(0, "svu_web_001")
+    assert results[3] == ToolResultStarted(0, "svu_code_001", None, False)
+    assert json.loads(results[4].text)["stdout"] == "hello"
+
+
+def test_anthropic_citations_span_their_text_block() -> None:
+    for name in ("anthropic_citations.sse", "anthropic_message.json"):
+        facts = facts_of(name, AnthropicNormalizer())
+        sources = [f for f in facts if isinstance(f, SourceFact)]
+        text = "According to the documents:\nThe grass is green and the sky is blue."
+        first, second = sources
+        assert text[first.start : first.end] == "The grass is green"
+        assert first.cited_text == "The grass is green. "
+        cited = "the sky is blue"
+        assert text[second.start : second.end] == cited
+
+
+def test_responses_encrypted_reasoning_spans_and_hosted_tools() -> None:
+    facts = facts_of("responses_reasoning_citation.sse", ResponsesNormalizer())
+    assert ReasoningEncrypted(0, "gAAAAABor0A1Zr3Jc2m8y2kX0VJb3Yl1e8w==") in facts
+    (source,) = [f for f in facts if isinstance(f, SourceFact)]
+    text = "The Eiffel Tower is 330 m tall (toureiffel.paris) — café ✓."
+    assert text[source.start : source.end] == "toureiffel.paris"
+    facts = facts_of("responses_hosted_tools.sse", ResponsesNormalizer())
+    data = [f for f in facts if isinstance(f, DataFact)]
+    assert [(d.name, d.id, d.value["status"]) for d in data] == [
+        ("web_search_call", "ws_67c9fa0502748190b7dd390736892e100be649c1a5ff9609", "in_progress"),
+        ("web_search_call", "ws_67c9fa0502748190b7dd390736892e100be649c1a5ff9609", "completed"),
+        ("code_interpreter_call", "ci_1", "in_progress"),
+        ("code_interpreter_call", "ci_1", "completed"),
+    ]
+    (source,) = [f for f in facts if isinstance(f, SourceFact)]
+    cited = "A new sea turtle sanctuary opened."[source.start : source.end]
+    assert cited == "new sea turtle sanctuary"
+    facts = facts_of("responses_body.json", ResponsesNormalizer())
+    assert ReasoningEncrypted(0, "gAAAAABoIPOD") in facts
+
+
+def test_responses_image_generation_and_content_filter() -> None:
+    events = [
+        {"type": "response.created", "response": {"model": "gpt-image"}},
+        {
+            "type": "response.output_item.done",
+            "output_index": 0,
+            "item": {"type": "image_generation_call", "id": "ig_1", "result": "iVBORw0KGgo="},
+        },
+        {
+            "type": "response.incomplete",
+            "response": {
+                "status": "incomplete",
+                "incomplete_details": {"reason": "content_filter"},
+            },
+        },
+    ]
+    normalizer = ResponsesNormalizer()
+    facts = []
+    for event in events:
+        facts += normalizer.feed_data(json.dumps(event).encode())
+    assert ImageFact(0, "data:image/png;base64,iVBORw0KGgo=") in facts
+    assert Finished(0, "content_filter") in facts
+
+
+@pytest.mark.parametrize(
+    ("reason", "finish"),
+    [
+        ("end_turn", "stop"),
+        ("stop_sequence", "stop"),
+        ("max_tokens", "length"),
+        ("tool_use", "tool_calls"),
+        ("refusal", "content_filter"),
+        ("pause_turn", "pause_turn"),
+    ],
+)
+def test_anthropic_stop_reasons(reason: str, finish: str) -> None:
+    normalizer = AnthropicNormalizer()
+    event = {"type": "message_delta", "delta": {"stop_reason": reason}, "usage": {"x": 3}}
+    assert Finished(0, finish) in normalizer.feed_data(json.dumps(event).encode())
+
+
+def test_anthropic_error_body_and_azure_model() -> None:
+    body = b'{"type":"error","error":{"type":"not_found_error","message":"model: nope"}}'
+    assert detect_body(body) == "anthropic"
+    _, message = assemble_response(body)
+    assert message.status == "failed"
+    assert message.error == {"message": "model: nope", "type": "not_found_error", "code": None}
+    facts = facts_of("azure_content_filter.sse", ChunkNormalizer())
+    assert facts[0] == Started("gpt-4o-2024-05-13")
+
+
+# -- detection -------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("event", "data", "fmt"),
+    [
+        ("response.created", b"{}", "responses"),
+        ("message", b'{"type":"response.output_text.delta","delta":"x"}', "responses"),
+        ("message", b'{"type":"error","code":"x","message":"y"}', "responses"),
+        ("message_start", b"{}", "anthropic"),
+        ("message", b'{"type": "content_block_delta"}', "anthropic"),
+        ("error", b'{"type":"error","error":{"type":"overloaded_error"}}', "anthropic"),
+        ("message", b'{"id":"chatcmpl-1","choices":[]}', "chat"),
+        ("message", b"[DONE]", "chat"),
+        ("message", b"not json", "chat"),
+    ],
+)
+def test_detect_event(event: str, data: bytes, fmt: str) -> None:
+    assert detect_event(SSEEvent(data, event)) == fmt
+
+
+@pytest.mark.parametrize("name", UPSTREAM_FIXTURES)
+def test_auto_detection_matches_the_forced_format(name: str) -> None:
+    data = (FIXTURES / name).read_bytes()
+    fmt = FORMAT_OF[name.split("_")[0]]
+    _, auto = assemble_response(data, stream_id="s")
+    _, forced = assemble_response(data, stream_id="s", format=fmt)
+    assert auto.to_json() == forced.to_json()
+    if not data.startswith(b"{"):
+        pipe = Pipeline("s", format="auto")
+        pipe.feed(data)
+        assert pipe.format == fmt
+
+
+# -- splits, rebuilds, fuzz -------------------------------------------------------------------
+def run(data: bytes, cuts: list[int], fmt: str = "auto"):
+    pipe = Pipeline("st", format=fmt)
+    ops = []
+    bounds = sorted({c % (len(data) + 1) for c in cuts})
+    for a, b in zip([0, *bounds], [*bounds, len(data)], strict=True):
+        ops += pipe.feed(data[a:b])
+    ops += pipe.close()
+    return ops, pipe.message
+
+
+@pytest.mark.parametrize("name", [n for n in UPSTREAM_FIXTURES if n.endswith(".sse")])
+def test_every_byte_boundary_gives_the_same_ops(name: str) -> None:
+    data = (FIXTURES / name).read_bytes()
+    whole_ops, whole = run(data, [])
+    for cut in range(1, len(data)):
+        ops, _ = run(data, [cut])
+        assert [o.json for o in ops] == [o.json for o in whole_ops], cut
+    rebuilt = apply_ops([decode_op(op.json) for op in whole_ops])
+    assert rebuilt.to_json() == whole.to_json()
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.sampled_from([n for n in UPSTREAM_FIXTURES if n.endswith(".sse")]),
+    st.lists(st.integers(min_value=0, max_value=10**6), max_size=30),
+)
+def test_any_split_gives_the_same_message(name: str, cuts: list[int]) -> None:
+    data = (FIXTURES / name).read_bytes()
+    whole_ops, _ = run(data, [])
+    ops, message = run(data, cuts)
+    assert [o.json for o in ops] == [o.json for o in whole_ops]
+    assert apply_ops([decode_op(op.json) for op in ops]).to_json() == message.to_json()
+
+
+@st.composite
+def mangled(draw) -> tuple[str, bytes]:
+    """A fixture with bit flips, a truncation and a splice of another fixture."""
+    name = draw(st.sampled_from(UPSTREAM_FIXTURES))
+    data = bytearray((FIXTURES / name).read_bytes())
+    for _ in range(draw(st.integers(0, 8))):
+        at = draw(st.integers(0, len(data) - 1))
+        data[at] ^= 1 << draw(st.integers(0, 7))
+    data = data[: draw(st.integers(0, len(data)))]
+    if draw(st.booleans()):
+        other = (FIXTURES / draw(st.sampled_from(UPSTREAM_FIXTURES))).read_bytes()
+        a = draw(st.integers(0, len(other)))
+        b = draw(st.integers(a, len(other)))
+        at = draw(st.integers(0, len(data)))
+        data = data[:at] + other[a:b] + data[at:]
+    return name, bytes(data)
+
+
+@settings(max_examples=300, deadline=None)
+@given(mangled(), st.sampled_from(["auto", "chat", "responses", "anthropic"]))
+def test_no_exception_escapes_on_mangled_input(case, fmt: str) -> None:
+    _, data = case
+    ops, message = run(data, [len(data) // 3, len(data) // 2], fmt)
+    assert ops[-1].type == "message.end"
+    assert apply_ops([decode_op(op.json) for op in ops]).to_json() == message.to_json()
+    for normalizer in (ResponsesNormalizer(), AnthropicNormalizer()):
+        try:
+            normalizer.feed_body(data)
+        except ValueError:
+            pass  # msgspec's decode errors: assemble_response reports them
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.sampled_from(
+            [
+                "<|channel|>",
+                "analysis",
+                "final",
+                "commentary to=functions.f",
+                " <|constrain|>json",
+                "<|message|>",
+                "<|end|>",
+                "<|start|>assistant",
+                "<|call|>",
+                "<|return|>",
+                "Hi",
+                "<",
+                "|",
+                ">",
+                "<|x|>",
+                " ",
+                "é",
+            ]
+        ),
+        max_size=30,
+    ).map("".join),
+    st.lists(st.integers(min_value=0, max_value=400), max_size=10),
+)
+def test_harmony_splits_the_same_at_any_point(text: str, cuts: list[int]) -> None:
+    def pieces_of(parts: list[str]) -> list[tuple[str, str]]:
+        splitter = HarmonySplitter()
+        out = []
+        for part in parts:
+            out += splitter.feed(part)
+        out += splitter.flush()
+        merged: list[tuple[str, str]] = []
+        for kind, piece in out:
+            if merged and merged[-1][0] == kind and kind != "tool_call":
+                merged[-1] = (kind, merged[-1][1] + piece)
+            else:
+                merged.append((kind, piece))
+        return merged
+
+    bounds = sorted({c % (len(text) + 1) for c in cuts})
+    parts = [text[a:b] for a, b in zip([0, *bounds], [*bounds, len(text)], strict=True)]
+    assert pieces_of(parts) == pieces_of([text])
+
+
+def test_harmony_is_bounded_on_hostile_content() -> None:
+    splitter = HarmonySplitter()
+    splitter.feed("<|channel|>final<|message|>")
+    out = splitter.feed("<|" * 200_000)  # no token ends: all text, in linear time
+    assert "".join(t for _, t in out) + "".join(t for _, t in splitter.flush()) == "<|" * 200_000
+    splitter = HarmonySplitter()
+    out = splitter.feed("<|start|>" + "a" * 10_000)  # a header that never ends is text
+    assert out == [("text", "a" * 10_000)]
+
+
+def test_upstream_error_mid_stream_is_reported() -> None:
+    facts = facts_of("anthropic_error_mid_stream.sse", AnthropicNormalizer())
+    assert facts[-1] == UpstreamError("Overloaded", "overloaded_error", None)
+
+
+@pytest.mark.parametrize("name", [n for n in UPSTREAM_FIXTURES if n.endswith(".sse")])
+@pytest.mark.parametrize("fmt", ["auto", "forced"])
+def test_one_event_per_read_gives_the_same_ops_as_one_read(name: str, fmt: str) -> None:
+    # Reads of exactly one event are what the events fast path takes.
+    data = (FIXTURES / name).read_bytes()
+    forced = FORMAT_OF[name.split("_")[0]] if fmt == "forced" else "auto"
+    events = [e + b"\n\n" for e in data.split(b"\n\n") if e]
+    whole_ops, whole = run(data, [], forced)
+    pipe = Pipeline("st", format=forced)
+    ops = []
+    for event in events:
+        ops += pipe.feed(event)
+    ops += pipe.close()
+    assert [o.json for o in ops] == [o.json for o in whole_ops]
+    assert [o.sse for o in ops] == [o.sse for o in whole_ops]
+    assert pipe.message.to_json() == whole.to_json()
+
+
+def test_responses_events_that_name_their_item_differently_never_duplicate() -> None:
+    # Minimal servers: deltas name only the item id (or nothing), the done items repeat
+    # the whole content, argument deltas name only the call id.
+    events = [
+        {"type": "response.created", "response": {"model": "m"}},
+        {"type": "response.output_text.delta", "item_id": "msg_1", "delta": "Hel"},
+        {"type": "response.output_text.delta", "delta": "lo"},
+        {
+            "type": "response.output_item.done",
+            "output_index": 0,
+            "item": {
+                "type": "message",
+                "id": "msg_1",
+                "content": [{"type": "output_text", "text": "Hello"}],
+            },
+        },
+        {
+            "type": "response.output_item.added",
+            "output_index": 1,
+            "item": {"type": "function_call", "id": "fc_1", "call_id": "call_1", "name": "f"},
+        },
+        {"type": "response.function_call_arguments.delta", "call_id": "call_1", "delta": "{}"},
+        {
+            "type": "response.output_item.done",
+            "item": {"type": "function_call", "id": "fc_1", "call_id": "call_1", "arguments": "{}"},
+        },
+        {"type": "response.completed", "response": {"status": "completed"}},
+    ]
+    body = b"".join(b"data: " + json.dumps(e).encode() + b"\n\n" for e in events)
+    _, message = assemble_response(body)
+    blocks = [(b.type, b.text) for b in message.blocks]
+    assert blocks == [("text", "Hello"), ("tool_call", "{}")]
+    assert message.finish_reason == "tool_calls"
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in FIXTURES.glob("*.sse")))
+def test_auto_gives_the_same_ops_as_the_right_format_for_every_recording(name: str) -> None:
+    data = (FIXTURES / name).read_bytes()
+    fmt = FORMAT_OF.get(name.split("_")[0], "chat")
+    events = [e + b"\n\n" for e in data.replace(b"\r\n", b"\n").split(b"\n\n") if e]
+    for pieces in ([data], events):
+        got = []
+        for chosen in ("auto", fmt):
+            pipe = Pipeline("st", format=chosen)
+            ops = []
+            for piece in pieces:
+                ops += pipe.feed(piece)
+            ops += pipe.close()
+            got.append([o.sse for o in ops])
+        assert got[0] == got[1]

@@ -1,0 +1,278 @@
+"""The OpenAI views read by the official `openai` SDK over real HTTP on 127.0.0.1: the chunk
+view by ``chat.completions.create(stream=True)`` and the SDK's ``Stream`` class, the Responses
+view by ``responses.create(stream=True)``; cut mid-answer, resumed at the documented cursor,
+with no lost or repeated text.
+
+The tiny Starlette app here stands in for the gateway routes (wired by the lead) and answers
+only from the views' log-level functions (``frames_after``, ``catch_up``)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import openai
+import pytest
+from openai.types.chat import ChatCompletionChunk
+from openai.types.responses import ResponseStreamEvent
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import StreamingResponse
+from starlette.routing import Route
+
+from bench.catchup import long_answer
+from tokenwire.protocol.views import (
+    VIEWS,
+    Frame,
+    OpenAIChunksView,
+    ResponsesView,
+    catch_up,
+    frames_after,
+    ops_from_jsonl,
+    replay,
+)
+from tokenwire.protocol.views.base import MessageState, RawOp
+
+VECTORS = Path(__file__).parent / "vectors"
+
+
+def _ops(name: str) -> list[RawOp]:
+    path = VECTORS / f"{name}.ops.jsonl"
+    if not path.exists():
+        path = VECTORS / "views" / f"{name}.ops.jsonl"
+    return ops_from_jsonl(path.read_bytes().splitlines())
+
+
+class Cut(Exception):
+    """Raised inside a response body: uvicorn drops the connection mid-stream."""
+
+
+def _body(frames: list[Frame], cut: int | None) -> Iterator[bytes]:
+    for i, frame in enumerate(frames):
+        if cut is not None and i == cut:
+            raise Cut
+        yield frame.data
+
+
+def make_app(ops: list[RawOp]) -> Starlette:
+    """POST /v1/chat/completions and /v1/responses answer the whole view, dropped after
+    ``?cut=N`` frames; GET /v1/streams/{id}/events?format=... resumes it."""
+
+    def _cut(request: Request) -> int | None:
+        return int(request.query_params["cut"]) if "cut" in request.query_params else None
+
+    async def chat(request: Request) -> StreamingResponse:
+        frames = replay(OpenAIChunksView(), ops)
+        headers = {"X-Tokenwire-Stream": "st_test"}
+        body = _body(frames, _cut(request))
+        return StreamingResponse(body, media_type="text/event-stream", headers=headers)
+
+    async def responses(request: Request) -> StreamingResponse:
+        frames = replay(ResponsesView(), ops)
+        return StreamingResponse(_body(frames, _cut(request)), media_type="text/event-stream")
+
+    async def events(request: Request) -> StreamingResponse:
+        fmt = request.query_params.get("format", "ops")
+        view = VIEWS[fmt]
+        q = request.query_params
+        last_id = request.headers.get("last-event-id")
+        if fmt == "responses" and ("starting_after" in q or last_id):
+            after = int(q.get("starting_after", last_id or -1))
+            frames, _ = catch_up(view, ops, after=after, threshold=int(q.get("threshold", 64)))
+        elif "startIndex" in q:
+            frames, _ = frames_after(view, ops, int(q["startIndex"]))
+        else:
+            after_seq = int(last_id) if last_id else 0
+            frames, _ = catch_up(
+                view, ops, after_seq=after_seq, threshold=int(q.get("threshold", 64))
+            )
+        return StreamingResponse(_body(frames, None), media_type="text/event-stream")
+
+    return Starlette(
+        routes=[
+            Route("/v1/chat/completions", chat, methods=["POST"]),
+            Route("/v1/responses", responses, methods=["POST"]),
+            Route("/v1/streams/{stream_id}/events", events),
+        ]
+    )
+
+
+def _client(base: str) -> openai.OpenAI:
+    return openai.OpenAI(base_url=f"{base}/v1", api_key="test", max_retries=0)
+
+
+def _resume(client: openai.OpenAI, cast: Any, query: str, headers: dict[str, str]) -> Any:
+    """The resumed events, parsed by the SDK's own Stream class (no hand-written parser)."""
+    return client.get(
+        f"/streams/st_test/events?{query}",
+        cast_to=cast,
+        stream=True,
+        stream_cls=openai.Stream[cast],
+        options={"headers": headers},
+    )
+
+
+def _chunk_text(chunks: list[ChatCompletionChunk]) -> dict[str, str]:
+    out = {"content": "", "reasoning": "", "arguments": ""}
+    for chunk in chunks:
+        for choice in chunk.choices:
+            if choice.index:
+                continue
+            delta = choice.delta
+            out["content"] += delta.content or ""
+            out["reasoning"] += (delta.model_extra or {}).get("reasoning_content") or ""
+            for call in delta.tool_calls or []:
+                out["arguments"] += (call.function.arguments or "") if call.function else ""
+    return out
+
+
+def _message_text(ops: list[RawOp]) -> dict[str, str]:
+    state = MessageState()
+    for op in ops:
+        state.apply(json.loads(op.json), op.seq)
+    out = {"content": "", "reasoning": "", "arguments": ""}
+    for block in state.blocks:
+        if block.choice:
+            continue
+        key = {"text": "content", "reasoning": "reasoning", "tool_call": "arguments"}.get(
+            block.type
+        )
+        if key:
+            out[key] += block.text
+    return out
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["openai_text", "deepseek_reasoning_content", "openai_parallel_tools", "v11_agent_steps"],
+)
+def test_openai_sdk_reads_cut_chunks_and_resumes(name: str, asgi_server: Any) -> None:
+    ops = _ops(name)
+    frames = replay(OpenAIChunksView(), ops)
+    want = _message_text(ops)
+    with asgi_server(make_app(ops)) as base:
+        client = _client(base)
+        for cut in range(1, len(frames)):
+            got: list[ChatCompletionChunk] = []
+            stream = client.chat.completions.create(
+                model="m", messages=[], stream=True, extra_query={"cut": cut}
+            )
+            with pytest.raises(openai.APIConnectionError):
+                for chunk in stream:
+                    got.append(chunk)
+            assert len(got) == cut  # every complete event before the drop, nothing after
+            # An SDK user resumes by the count of chunks it has (the chunk index) ...
+            query = f"format=openai&startIndex={cut}"
+            rest = list(_resume(client, ChatCompletionChunk, query, {}))
+            assert _chunk_text(got + rest) == want
+            assert any(c.choices and c.choices[0].finish_reason for c in got + rest)
+            # ... an SSE client by Last-Event-ID: the op seq of the last event with an id.
+            ids = [f.seq for f in frames[:cut] if f.data.startswith(b"id:")]
+            seen = [c for f in frames[: _last_id_frame(frames, cut)] for c in _parse(client, f)]
+            headers = {"Last-Event-ID": str(ids[-1])} if ids else {}
+            rest = list(_resume(client, ChatCompletionChunk, "format=openai", headers))
+            assert _chunk_text(seen + rest) == want
+
+
+def _last_id_frame(frames: list[Frame], cut: int) -> int:
+    """How many frames a reader that got ``cut`` frames has applied up to its last SSE id."""
+    last = 0
+    for i, frame in enumerate(frames[:cut]):
+        if frame.data.startswith(b"id:"):
+            last = i + 1
+    return last
+
+
+def _parse(client: openai.OpenAI, frame: Frame) -> list[ChatCompletionChunk]:
+    """One frame through the SDK's Stream class (a response holding just its bytes)."""
+    response = httpx.Response(200, content=frame.data, request=httpx.Request("GET", "http://x"))
+    return list(openai.Stream(cast_to=ChatCompletionChunk, response=response, client=client))
+
+
+def test_openai_sdk_reads_a_compacted_catch_up(asgi_server: Any) -> None:
+    ops = long_answer(2_000)
+    with asgi_server(make_app(ops)) as base:
+        client = _client(base)
+        chunks = list(_resume(client, ChatCompletionChunk, "format=openai&threshold=10", {}))
+    assert len(chunks) <= 5
+    assert _chunk_text(chunks) == _message_text(ops)
+    assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens == 2000
+
+
+def test_openai_sdk_raises_the_failed_stream(asgi_server: Any) -> None:
+    ops = _ops("error_mid_stream")
+    with asgi_server(make_app(ops)) as base:
+        client = _client(base)
+        got = []
+        with pytest.raises(openai.APIError):
+            for chunk in client.chat.completions.create(model="m", messages=[], stream=True):
+                got.append(chunk)
+    assert _chunk_text(got)["content"] == _message_text(ops)["content"]
+
+
+def _responses_text(events: list[Any]) -> dict[str, str]:
+    out = {"content": "", "reasoning": "", "arguments": ""}
+    for event in events:
+        if event.type == "response.output_text.delta":
+            out["content"] += event.delta
+        elif event.type == "response.reasoning_summary_text.delta":
+            out["reasoning"] += event.delta
+        elif event.type == "response.function_call_arguments.delta":
+            out["arguments"] += event.delta
+    return out
+
+
+@pytest.mark.parametrize("name", ["openai_text", "deepseek_reasoning_content", "v11_agent_steps"])
+def test_openai_sdk_reads_the_responses_view_and_resumes(name: str, asgi_server: Any) -> None:
+    ops = _ops(name)
+    frames = replay(ResponsesView(), ops)
+    want = _message_text(ops)
+    with asgi_server(make_app(ops)) as base:
+        client = _client(base)
+        for cut in range(1, len(frames)):
+            got: list[Any] = []
+            stream = client.responses.create(
+                model="m", input="hi", stream=True, extra_query={"cut": cut}
+            )
+            with pytest.raises(openai.APIConnectionError):
+                for event in stream:
+                    got.append(event)
+            assert [e.sequence_number for e in got] == list(range(cut))
+            query = f"format=responses&starting_after={got[-1].sequence_number}"
+            rest = list(_resume(client, ResponseStreamEvent, query, {}))
+            assert [e.sequence_number for e in rest] == list(range(cut, len(frames)))
+            events = got + rest
+            assert _responses_text(events) == want
+            final = events[-1]
+            assert final.type == "response.completed"
+            text = "".join(
+                part.text
+                for item in final.response.output
+                if item.type == "message"
+                for part in item.content
+                if part.type == "output_text"
+            )
+            assert text == want["content"]
+            assert final.response.output_text == text  # the SDK's own accessor agrees
+
+
+def test_responses_view_compacted_resume_keeps_sequence_numbers(asgi_server: Any) -> None:
+    ops = long_answer(2_000)
+    full = replay(ResponsesView(), ops)
+    with asgi_server(make_app(ops)) as base:
+        client = _client(base)
+        query = "format=responses&starting_after=5&threshold=10"
+        events = list(_resume(client, ResponseStreamEvent, query, {}))
+    numbers = [e.sequence_number for e in events]
+    assert numbers == sorted(set(numbers)) and numbers[-1] == len(full) - 1
+    head = replay(ResponsesView(), ops)[:6]
+    assert _responses_text([*_events(client, head), *events]) == _message_text(ops)
+
+
+def _events(client: openai.OpenAI, frames: list[Frame]) -> list[Any]:
+    data = b"".join(f.data for f in frames)
+    response = httpx.Response(200, content=data, request=httpx.Request("GET", "http://x"))
+    return list(openai.Stream(cast_to=ResponseStreamEvent, response=response, client=client))
