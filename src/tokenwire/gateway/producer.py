@@ -28,19 +28,29 @@ class Generation:
     (per idle stream memory, docs/benchmarks.md). The request body is held by the upstream
     exchange only until the upstream answered (no retries after that)."""
 
-    __slots__ = ("body", "format", "upstream")
+    __slots__ = ("body", "format", "headers", "path", "upstream")
 
-    def __init__(self, upstream: UpstreamClient, body: bytes, format: str = "chat") -> None:
+    def __init__(
+        self,
+        upstream: UpstreamClient,
+        body: bytes,
+        format: str = "chat",
+        *,
+        path: str = "chat/completions",
+        headers: dict[str, str] | None = None,
+    ) -> None:
         self.upstream = upstream
         self.body = body
         self.format = format  # (explicit: "auto" would miss the fast path until it decides)
+        self.path = path
+        self.headers = headers if headers is not None else _UPSTREAM_HEADERS
 
     def __call__(self, w: StreamWriter) -> Coroutine[Any, Any, PipeResult]:
         exchange = self.upstream.request(
             "POST",
-            "chat/completions",
+            self.path,
             content=self.body,
-            headers=_UPSTREAM_HEADERS,
+            headers=self.headers,
             keep_headers=False,
         )
         self.body = b""
@@ -67,7 +77,8 @@ class Producer:
         self.writer = StreamWriter(
             gw.streams, stream_id, owner, None, model=model, coalesce_ms=coalesce_ms
         )
-        self.produce = Generation(gw.upstream, body)
+        path, headers, fmt = gw.stream_request
+        self.produce = Generation(gw.upstream, body, fmt, path=path, headers=headers)
 
     async def run(self) -> None:
         streams = self.gw.streams

@@ -77,9 +77,14 @@ async def create_stream(request: Request) -> Response:
         raise bad_request("request body is not valid JSON", "invalid_json") from None
     if not isinstance(data, dict):
         raise bad_request("request body must be a JSON object", "invalid_json")
-    messages = data.get("messages")
-    if not isinstance(messages, list) or not messages:
-        raise bad_request("'messages' must be a non-empty array", "missing_messages")
+    api = gw.settings.upstream_api
+    if api == "responses":  # (the Responses API takes ``input``: a string or items)
+        if not data.get("input"):
+            raise bad_request("'input' must be a non-empty string or array", "missing_input")
+    else:
+        messages = data.get("messages")
+        if not isinstance(messages, list) or not messages:
+            raise bad_request("'messages' must be a non-empty array", "missing_messages")
     coalesce_ms = gw.settings.coalesce_ms
     options = data.pop("tokenwire", None)
     if options is not None:
@@ -97,10 +102,12 @@ async def create_stream(request: Request) -> Response:
             )
         coalesce_ms = float(value)
     data["stream"] = True
-    _with_usage(data)
+    if api == "chat":  # (the other APIs report usage in their stream anyway)
+        _with_usage(data)
     model = data.get("model")
+    path, headers, fmt = gw.stream_request
     handle = await gw.streams.start(
-        Generation(upstream, _json.encode(data)),
+        Generation(upstream, _json.encode(data), fmt, path=path, headers=headers),
         owner=owner,
         model=model if isinstance(model, str) else None,
         coalesce_ms=coalesce_ms,

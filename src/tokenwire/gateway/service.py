@@ -12,6 +12,7 @@ from tokenwire.gateway.metrics import Metrics
 from tokenwire.gateway.settings import Settings
 from tokenwire.gateway.store import Store, StoredStream
 from tokenwire.gateway.upstream import UpstreamClient
+from tokenwire.gateway.upstream_api import stream_format, upstream_endpoint
 from tokenwire.hub import Hub, MemoryHub, StreamInfo
 from tokenwire.streams import Streams, StreamStore
 
@@ -53,7 +54,7 @@ class Gateway:
         secret = settings.resolved_secret()
         self.streams = Streams(
             hub,
-            Store(settings.data_dir),
+            make_store(settings),
             coalesce_ms=settings.coalesce_ms,
             secret=secret,
             observer=MetricsObserver(self.metrics),
@@ -65,6 +66,7 @@ class Gateway:
             settings.api_keys, self.streams.owner_tag if settings.secret else owner_tag
         )
         self.upstream: UpstreamClient | None = None  # set in startup
+        self.stream_request: tuple[str, dict[str, str], str] = ("", {}, "chat")  # (startup)
 
     @property
     def store(self) -> StreamStore:
@@ -83,14 +85,21 @@ class Gateway:
 
     async def startup(self) -> None:
         s = self.settings
+        key = s.resolved_upstream_key()
+        anthropic = s.upstream_api == "anthropic"  # (its key goes in x-api-key, per request)
         self.upstream = UpstreamClient(
             s.upstream,
-            api_key=s.resolved_upstream_key(),
+            api_key=None if anthropic else key,
             connect_timeout_s=s.upstream_connect_timeout_s,
             read_timeout_s=s.upstream_read_timeout_s,
             retries=s.upstream_retries,
             backoff_s=s.upstream_backoff_s,
+            head_timeout_s=s.upstream_head_timeout_s,
+            ca_file=s.upstream_ca_file,
         )
+        # ``POST /v1/streams`` goes to the configured API's endpoint, decoded by its format.
+        path, headers = upstream_endpoint(s.upstream_api, key if anthropic else None)
+        self.stream_request = (path, headers, stream_format(s.upstream_api))
         await self.streams.open()
         # Everything alive now (modules, classes, the app) lives as long as the process:
         # moving it out of the collector's generations keeps full collections from walking
@@ -139,6 +148,20 @@ class Gateway:
             raise not_found(stream_id)  # (not 403: another key's streams do not exist for you)
 
 
+def make_store(settings: Settings) -> StreamStore:
+    """``store_url`` (``sqlite:…`` / ``postgres://…``) if set, else SQLite in ``data_dir``;
+    rows older than ``store_retention_s`` are deleted (never, by default)."""
+    if settings.store_url:
+        from tokenwire.stores import store_from_url  # (asyncpg only when asked for)
+
+        return store_from_url(settings.store_url)
+    return Store(
+        settings.data_dir,
+        retention_s=settings.store_retention_s,
+        cleanup_interval_s=settings.store_cleanup_interval_s,
+    )
+
+
 def default_hub(settings: Settings) -> Hub:
     """``RedisHub`` when ``settings.redis_url`` is set, else an in-process ``MemoryHub``."""
     if not settings.redis_url:
@@ -157,4 +180,4 @@ def default_hub(settings: Settings) -> Hub:
     )
 
 
-__all__ = ["STREAM_ID", "Gateway", "MetricsObserver", "default_hub"]
+__all__ = ["STREAM_ID", "Gateway", "MetricsObserver", "default_hub", "make_store"]
