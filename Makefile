@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint format bench web venv clean
+.PHONY: demo example test lint format bench web venv clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -20,6 +20,10 @@ web:
 
 demo: $(STAMP) web
 	$(VENV)/bin/tokenwire demo
+
+# The FastAPI chat backend that embeds tokenwire (examples/fastapi_chat), with the mock model.
+example: $(STAMP)
+	$(PY) -m examples.fastapi_chat
 
 test: $(STAMP) web
 	@bash scripts/system-deps.sh

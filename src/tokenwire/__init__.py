@@ -24,6 +24,10 @@ _EXPORTS: dict[str, str] = {
     "apply_op": "tokenwire.protocol",
     "assemble_response": "tokenwire.protocol",
     "decode_op": "tokenwire.protocol",
+    "Streams": "tokenwire.streams",
+    "StreamWriter": "tokenwire.streams",
+    "PipeResult": "tokenwire.streams",
+    "TokenwireError": "tokenwire.errors",
 }
 
 __all__ = [
@@ -32,8 +36,12 @@ __all__ = [
     "EncodedOp",
     "GatewayError",
     "Message",
+    "PipeResult",
     "Pipeline",
     "Settings",
+    "StreamWriter",
+    "Streams",
+    "TokenwireError",
     "__version__",
     "apply_op",
     "assemble_response",
@@ -43,6 +51,7 @@ __all__ = [
 
 if TYPE_CHECKING:
     from tokenwire.client import AsyncClient, Client, GatewayError
+    from tokenwire.errors import TokenwireError
     from tokenwire.gateway import Settings, create_app
     from tokenwire.protocol import (
         EncodedOp,
@@ -52,6 +61,7 @@ if TYPE_CHECKING:
         assemble_response,
         decode_op,
     )
+    from tokenwire.streams import PipeResult, Streams, StreamWriter
 
 
 def __getattr__(name: str) -> Any:

@@ -9,6 +9,7 @@ from typing import Any
 import httpx
 import msgspec
 
+from tokenwire.errors import TokenwireError
 from tokenwire.protocol import (
     Message,
     MessageEnd,
@@ -22,7 +23,7 @@ from tokenwire.protocol import (
 TransientCallback = Callable[[Transient], None]
 
 
-class GatewayError(Exception):
+class GatewayError(TokenwireError):
     """The gateway answered with an error (``status`` plus its ``{"error": …}`` body)."""
 
     def __init__(self, status: int, message: str, type: str | None, code: Any) -> None:

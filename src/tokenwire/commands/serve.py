@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 from pathlib import Path
 
 
@@ -95,6 +96,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "TOKENWIRE_WORKERS)",
     )
     parser.add_argument(
+        "--cors-origin",
+        action="append",
+        metavar="ORIGIN",
+        help="allow browser pages from ORIGIN (e.g. https://app.example) to call the gateway; "
+        "repeatable; '*' allows any origin, without credentials (TOKENWIRE_CORS_ORIGINS, "
+        "comma-separated)",
+    )
+    parser.add_argument(
         "--log-level",
         default=os.environ.get("TOKENWIRE_LOG_LEVEL", "info"),
         choices=("critical", "error", "warning", "info", "debug"),
@@ -128,6 +137,7 @@ def build_settings(args: argparse.Namespace):  # type: ignore[no-untyped-def]
             retention_s=args.retention_s,
             redis_url=args.redis,
             workers=args.workers,
+            cors_origins=tuple(args.cors_origin) if args.cors_origin else None,
             upstream_ca_file=getattr(args, "upstream_ca_file", None),
             store_retention_s=getattr(args, "store_retention_s", None),
             upstream_head_timeout_s=getattr(args, "upstream_head_timeout_s", None),
@@ -165,6 +175,11 @@ def build_settings(args: argparse.Namespace):  # type: ignore[no-untyped-def]
         raise CommandError(
             "TOKENWIRE_REDIS_LEASE_S must be positive, TOKENWIRE_REDIS_GRACE_S not negative"
         )
+    for origin in settings.cors_origins:
+        if origin != "*" and not re.fullmatch(r"https?://[^/\s]+", origin):
+            raise CommandError(
+                f"--cors-origin must be '*' or scheme://host[:port] (no path), got {origin!r}"
+            )
     if settings.store_url:
         check_store_url(settings.store_url)
     if settings.max_request_head_bytes < 1024 or settings.request_head_timeout_s <= 0:

@@ -1,26 +1,30 @@
-"""Client API keys. Streams are tagged with a hash of the key that created them."""
+"""Client API keys: one ``authorize`` for the stream routes. Streams are tagged with a keyed
+hash of the key that created them (HMAC with the server's secret)."""
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from starlette.datastructures import Headers, QueryParams
+from starlette.requests import HTTPConnection
 
 from tokenwire.gateway.errors import ApiError
 
 
 def owner_tag(key: str) -> str:
-    """A stable, non-reversible tag for a key (stored with streams instead of the key)."""
+    """A stable, non-reversible tag for a key, unkeyed (``Streams.owner_tag`` is the keyed one
+    the gateway uses)."""
     return hashlib.sha256(key.encode()).hexdigest()[:32]
 
 
 class Auth:
     """``Authorization: Bearer KEY`` (or ``?api_key=KEY``, for EventSource and WebSocket)."""
 
-    def __init__(self, keys: Iterable[str]) -> None:
+    def __init__(self, keys: Iterable[str], tag: Callable[[str], str] = owner_tag) -> None:
         # Look keys up by hash so comparison time says nothing about the key itself.
-        self._tags = frozenset(owner_tag(k) for k in keys if k)
+        self._tag = tag
+        self._tags = frozenset(tag(k) for k in keys if k)
 
     @property
     def enabled(self) -> bool:
@@ -45,7 +49,11 @@ class Auth:
                 "authentication_error",
                 "missing_api_key",
             )
-        tag = owner_tag(key)
+        tag = self._tag(key)
         if tag not in self._tags:
             raise ApiError(401, "invalid API key", "authentication_error", "invalid_api_key")
         return tag
+
+    def authorize(self, conn: HTTPConnection) -> str | None:
+        """``authorize`` for ``StreamRoutes``: the caller's owner tag, or a 401 ``ApiError``."""
+        return self.owner(conn.headers, conn.query_params)

@@ -6,10 +6,12 @@ import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
 
+from tokenwire.errors import TokenwireError
+
 _encode = msgspec.json.Encoder().encode
 
 
-class ApiError(Exception):
+class ApiError(TokenwireError):
     """Raised anywhere in a handler; rendered as a JSON error response."""
 
     def __init__(self, status: int, message: str, type: str, code: str | None = None) -> None:

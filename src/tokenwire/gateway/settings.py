@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import secrets
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 
@@ -84,6 +86,12 @@ class Settings:
     """How long producers and readers wait for a lost Redis before giving up on a stream."""
     workers: int = 1
     """Gateway processes ``tokenwire serve`` runs on one port (more than one needs Redis)."""
+    secret: str | None = field(default=None, repr=False)
+    """Signs read tokens and keys the owner tags of API keys. Every process of a deployment
+    needs the same one. ``None``: kept in ``data_dir/secret`` (made on first start), else
+    random per process (``tokenwire serve --workers N`` hands its workers one)."""
+    cors_origins: tuple[str, ...] = ()
+    """Origins allowed by CORS (``*``: any, without credentials). Empty: no CORS headers."""
 
     def resolved_upstream_key(self) -> str | None:
         if self.upstream_api_key:
@@ -91,6 +99,27 @@ class Settings:
         if self.upstream_api_key_env:
             return os.environ.get(self.upstream_api_key_env) or None
         return None
+
+    def resolved_secret(self) -> str | None:
+        """``secret``, else the one kept in ``data_dir`` (created there on first use)."""
+        if self.secret:
+            return self.secret
+        if self.data_dir is None:
+            return None
+        path = Path(self.data_dir) / "secret"
+        try:
+            return path.read_text().strip() or None
+        except FileNotFoundError:
+            pass
+        path.parent.mkdir(parents=True, exist_ok=True)
+        value = secrets.token_urlsafe(32)
+        try:  # (exclusive create: concurrent workers agree on the first one written)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            return path.read_text().strip() or None
+        with os.fdopen(fd, "w") as f:
+            f.write(value)
+        return value
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:

@@ -3,6 +3,8 @@
 Rows are kept forever by default. With ``retention_s`` set, ``open()`` starts a background
 task owned by the store that deletes rows finished more than ``retention_s`` ago, once at
 start and then every ``cleanup_interval_s`` (``cleanup()`` does one pass on demand).
+
+Implements the store protocol of ``tokenwire.streams.store`` (``metadata`` is not kept).
 """
 
 from __future__ import annotations
@@ -13,8 +15,9 @@ import logging
 import sqlite3
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
+
+from tokenwire.streams.store import StoredStream
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS streams (
@@ -31,16 +34,8 @@ CREATE INDEX IF NOT EXISTS streams_finished_at ON streams (finished_at);
 log = logging.getLogger("tokenwire")
 
 
-@dataclass(slots=True, frozen=True)
-class StoredStream:
-    id: str
-    owner: str | None
-    status: str
-    seq: int
-    message: bytes
-    """The canonical message JSON (``Message.to_json()``)."""
-    created_at: float
-    finished_at: float
+def _executor() -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(max_workers=1, thread_name_prefix="tokenwire-store")
 
 
 class Store:
@@ -61,11 +56,13 @@ class Store:
         self.retention_s = retention_s
         self.cleanup_interval_s = cleanup_interval_s
         self._data_dir = data_dir
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tokenwire-store")
+        self._executor = _executor()
         self._db: sqlite3.Connection | None = None
         self._cleaner: asyncio.Task[None] | None = None
 
     async def open(self) -> None:
+        if self._executor._shutdown:  # type: ignore[attr-defined]  # reopened after close
+            self._executor = _executor()
         await self._run(self._open)
         if self.retention_s is not None:
             self._cleaner = asyncio.create_task(self._clean_forever(), name="tokenwire-store-gc")

@@ -27,6 +27,7 @@ from urllib.parse import urlsplit, urlunsplit
 import httptools
 
 from tokenwire import __version__, timeouts
+from tokenwire.errors import UpstreamBroken, UpstreamUnavailable
 
 _RETRY_STATUSES = frozenset({502, 503, 504})
 # Pause reading a response once this much body is buffered and unread (the consumer is slow).
@@ -36,14 +37,6 @@ _HIGH_WATER = 256 * 1024
 _MAX_HEAD = 64 * 1024
 DEFAULT_MAX_BODY_BYTES = 32 * 1024 * 1024
 """Largest non-streamed body ``aread`` collects (a whole chat.completion is far smaller)."""
-
-
-class UpstreamUnavailable(Exception):
-    """The upstream could not be reached (after retries)."""
-
-
-class UpstreamBroken(Exception):
-    """The upstream connection failed, timed out or spoke invalid HTTP after it answered."""
 
 
 class UpstreamTooLarge(UpstreamBroken):

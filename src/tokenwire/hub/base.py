@@ -38,17 +38,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from tokenwire import timeouts
+from tokenwire.errors import HubUnavailable, StreamNotFound
 from tokenwire.protocol import EncodedOp, Message, Transient
 
 log = logging.getLogger("tokenwire.hub")
-
-
-class StreamNotFound(LookupError):
-    """The hub does not know the stream (never created, or forgotten after retention)."""
-
-
-class HubUnavailable(RuntimeError):
-    """The hub's backing service (Redis) cannot be reached right now. The gateway answers 503."""
 
 
 @dataclass(slots=True, frozen=True)
@@ -290,7 +283,7 @@ class Hub(abc.ABC):
 
     @abc.abstractmethod
     async def create(self, stream_id: str, *, owner: str | None) -> None:
-        """Register a new, empty stream. Raises ``ValueError`` if the id already exists."""
+        """Register a new, empty stream. Raises ``StreamExists`` if the id already exists."""
 
     @abc.abstractmethod
     async def append(self, stream_id: str, ops: Sequence[EncodedOp]) -> None:

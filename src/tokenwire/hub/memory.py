@@ -7,6 +7,7 @@ import contextlib
 import time
 from collections.abc import Callable, Sequence
 
+from tokenwire.errors import BadCursor, OutOfOrder, StreamEnded, StreamExists
 from tokenwire.hub.base import (
     MAX_BATCH,
     CancelRequest,
@@ -174,7 +175,7 @@ class MemoryHub(Hub):
 
     async def create(self, stream_id: str, *, owner: str | None) -> None:
         if stream_id in self._logs:
-            raise ValueError(f"stream {stream_id!r} already exists")
+            raise StreamExists(f"stream {stream_id!r} already exists")
         self._logs[stream_id] = _Log(stream_id, owner)
 
     async def append(self, stream_id: str, ops: Sequence[EncodedOp]) -> None:
@@ -184,10 +185,10 @@ class MemoryHub(Hub):
         if log is None:
             raise StreamNotFound(stream_id)
         if log.finished_at is not None:
-            raise ValueError(f"stream {stream_id!r} already ended")
+            raise StreamEnded(f"stream {stream_id!r} already ended")
         expected = log.seq + 1
         if ops[0].seq != expected:
-            raise ValueError(f"stream {stream_id!r}: expected seq {expected}, got {ops[0].seq}")
+            raise OutOfOrder(f"stream {stream_id!r}: expected seq {expected}, got {ops[0].seq}")
         log.ops.extend(ops)
         last = ops[-1]
         if last.type == "message.end":
@@ -224,7 +225,7 @@ class MemoryHub(Hub):
     async def subscribe(self, stream_id: str, after: int) -> Cursor:
         log = self._require(stream_id)
         if after < 0 or after > log.seq:
-            raise ValueError(f"after={after} is outside 0..{log.seq}")
+            raise BadCursor(f"after={after} is outside 0..{log.seq}")
         return MemoryCursor(log, after)
 
     async def request_cancel(self, stream_id: str) -> None:

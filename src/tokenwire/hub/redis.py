@@ -39,6 +39,7 @@ from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from tokenwire.errors import BadCursor, OutOfOrder, StreamEnded, StreamExists
 from tokenwire.hub.base import (
     CancelRequest,
     Cursor,
@@ -305,7 +306,7 @@ class RedisHub(Hub):
                 ],
             )
             if not created:
-                raise ValueError(f"stream {stream_id!r} already exists")
+                raise StreamExists(f"stream {stream_id!r} already exists")
             # Registered as active before this process counts it as its own: if this fails,
             # no lease renewer keeps a stream alive that no producer will ever write to.
             await self.r.zadd(keys.active, {stream_id: self._lease_deadline_ms()})
@@ -325,10 +326,10 @@ class RedisHub(Hub):
                 raise StreamNotFound(stream_id)
             info, message, open_blocks, snap_seq = loaded
             if info.status != _IN_PROGRESS:
-                raise ValueError(f"stream {stream_id!r} already ended")
+                raise StreamEnded(f"stream {stream_id!r} already ended")
             own = _Owned(message, open_blocks, info.seq, snap_seq)
         if ops[0].seq != own.seq + 1:
-            raise ValueError(f"stream {stream_id!r}: expected seq {own.seq + 1}, got {ops[0].seq}")
+            raise OutOfOrder(f"stream {stream_id!r}: expected seq {own.seq + 1}, got {ops[0].seq}")
         # Local state first (for the snapshot); on any failure it is dropped and reloaded.
         self._owned.pop(stream_id, None)
         for item in ops:
@@ -365,8 +366,8 @@ class RedisHub(Hub):
             raise StreamNotFound(stream_id)
         if status != _IN_PROGRESS:
             self._leased.discard(stream_id)  # e.g. the watchdog ended it while we stalled
-            raise ValueError(f"stream {stream_id!r} already ended ({status})")
-        raise ValueError(f"stream {stream_id!r}: expected seq {seq + 1}, got {ops[0].seq}")
+            raise StreamEnded(f"stream {stream_id!r} already ended ({status})")
+        raise OutOfOrder(f"stream {stream_id!r}: expected seq {seq + 1}, got {ops[0].seq}")
 
     async def _run_append(
         self,
@@ -459,7 +460,7 @@ class RedisHub(Hub):
         if info is None:
             raise StreamNotFound(stream_id)
         if after < 0 or after > info.seq:
-            raise ValueError(f"after={after} is outside 0..{info.seq}")
+            raise BadCursor(f"after={after} is outside 0..{info.seq}")
         feed = self._feeds.get(stream_id)
         if feed is None or feed.failure is not None:
             ended = info.status != _IN_PROGRESS

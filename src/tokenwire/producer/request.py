@@ -7,8 +7,10 @@ from typing import Annotated, Any
 
 import msgspec
 
+from tokenwire.errors import TokenwireError
 
-class RequestError(Exception):
+
+class RequestError(TokenwireError):
     """A request the server refuses; rendered as ``{"error": {...}}`` with ``status``.
 
     Handlers may raise it (before returning their generator) to refuse a request.

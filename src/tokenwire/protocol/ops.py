@@ -6,11 +6,8 @@ from typing import Any
 
 import msgspec
 
+from tokenwire.errors import ProtocolError
 from tokenwire.protocol.message import Block, Message
-
-
-class ProtocolError(ValueError):
-    """An op that cannot be applied (wrong index, op after the end, bad JSON)."""
 
 
 class MessageStart(msgspec.Struct, tag="message.start", tag_field="type", gc=False):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import msgspec
 
+from tokenwire.errors import TokenwireError
 from tokenwire.protocol.chunks import decode_chunk
 from tokenwire.protocol.facts import Done
 from tokenwire.protocol.formats import FORMATS, detect_body
@@ -14,7 +15,7 @@ from tokenwire.protocol.ops import EncodedOp
 from tokenwire.protocol.pipeline import Pipeline
 
 
-class NotAChatCompletion(ValueError):
+class NotAChatCompletion(TokenwireError, ValueError):
     """The input holds no chunk, event or body of the upstream format."""
 
 

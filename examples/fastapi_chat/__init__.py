@@ -1,0 +1,1 @@
+"""A small FastAPI chat backend that embeds tokenwire (see README.md here)."""

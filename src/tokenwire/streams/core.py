@@ -1,0 +1,471 @@
+"""``Streams``: detached generations (one task each), cancellation from any process, reads.
+
+A host starts a stream with ``await streams.start(produce, owner=...)``: ``produce(writer)``
+runs in its own task, independent of the HTTP request that started it, and the stream's ops
+go to the hub, where any number of readers (in any process sharing the hub) follow them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import hashlib
+import hmac
+import inspect
+import logging
+import os
+import re
+import secrets
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import msgspec
+
+from tokenwire.errors import (
+    NotStarted,
+    StreamEnded,
+    StreamExists,
+    StreamFailed,
+    StreamNotFound,
+    Unauthorized,
+    UpstreamBroken,
+    UpstreamUnavailable,
+)
+from tokenwire.hub import Hub, MemoryHub, StreamInfo
+from tokenwire.protocol import EncodedOp, Message, snapshot_op
+from tokenwire.streams.store import MemoryStore, StoredStream, StreamStore
+from tokenwire.streams.writer import HubLost, State, StreamWriter
+
+log = logging.getLogger("tokenwire.streams")
+
+Produce = Callable[[StreamWriter], Awaitable[Any]]
+OnEnd = Callable[[StoredStream, Message], Awaitable[Any] | Any]
+
+STREAM_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}")
+"""What a caller-chosen stream id may look like (URL-safe, at most 128 characters)."""
+SETTLE_WAIT_S = 600.0
+"""How long a process that lost its hub waits for the hub to end the stream (see ``_settle``)."""
+_NOT_STARTED = (
+    "tokenwire Streams is not started: run the app with its lifespan "
+    "(FastAPI(lifespan=streams.lifespan) / Starlette(lifespan=streams.lifespan)) or wrap the "
+    "code in `async with streams:`"
+)
+
+
+class Observer(Protocol):
+    """Optional hooks for metrics (the gateway's Prometheus counters implement them)."""
+
+    def stream_started(self) -> None: ...
+    def first_token(self, seconds: float) -> None: ...
+    def stream_ended(self, status: str) -> None: ...
+    def stream_closed(self) -> None: ...
+    def upstream_error(self, kind: str) -> None:
+        """``unreachable``, ``http_status`` or ``broken_stream``."""
+
+
+@dataclass(slots=True, frozen=True)
+class StreamHandle:
+    """A started stream (what ``Streams.start`` returns)."""
+
+    id: str
+    owner: str | None
+    metadata: dict[str, Any] | None
+    created_at: float
+    writer: StreamWriter
+
+    @property
+    def status(self) -> str:
+        return self.writer.message.status
+
+
+class Streams:
+    """Live generations over a hub, final messages in a store. See docs/embedding.md.
+
+    ``hub``: where ops go (default: an in-process ``MemoryHub``; a ``RedisHub`` to share streams
+    between processes). ``store``: final messages (default: ``MemoryStore``; the SQLite
+    ``tokenwire.gateway.store.Store`` or any object with async ``get``/``save``).
+    ``coalesce_ms``: merge text deltas written faster than this into one op. ``on_end(info,
+    message)``: awaited before ``message.end`` is visible to readers. ``secret``: signs read
+    tokens (default: ``TOKENWIRE_SECRET``, else random per process — give every process of a
+    deployment the same secret).
+    """
+
+    def __init__(
+        self,
+        hub: Hub | None = None,
+        store: StreamStore | None = None,
+        coalesce_ms: float = 20,
+        on_end: OnEnd | None = None,
+        secret: str | bytes | None = None,
+        *,
+        observer: Observer | None = None,
+    ) -> None:
+        self.hub: Hub = hub if hub is not None else MemoryHub()
+        self.store: StreamStore = store if store is not None else MemoryStore()
+        self.coalesce_ms = float(coalesce_ms)
+        self.on_end = on_end
+        secret = secret if secret is not None else os.environ.get("TOKENWIRE_SECRET") or None
+        self.secret_generated = secret is None
+        if secret is None:
+            secret = secrets.token_bytes(32)
+        self._secret = secret.encode() if isinstance(secret, str) else bytes(secret)
+        self._observer = observer
+        self._users = 0  # open() calls not yet closed (lifespans may nest)
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._settling: set[asyncio.Task[None]] = set()
+        self._closing = False
+
+    # -- lifespan --------------------------------------------------------------------------
+    @property
+    def started(self) -> bool:
+        return self._users > 0
+
+    async def open(self) -> None:
+        """Start the hub and the store (idempotent: nested opens need as many closes)."""
+        if self._users == 0:
+            self._closing = False
+            opener = getattr(self.store, "open", None)
+            if opener is not None:
+                await opener()
+            await self.hub.start()
+        self._users += 1
+
+    async def close(self) -> None:
+        """End every live generation (``failed``, type ``shutdown``), then stop hub and store."""
+        if self._users == 0:
+            return
+        self._users -= 1
+        if self._users:
+            return
+        self._closing = True
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        for task in list(self._settling):
+            task.cancel()
+        await asyncio.gather(*self._settling, return_exceptions=True)
+        await self.hub.close()
+        closer = getattr(self.store, "close", None)
+        if closer is not None:
+            await closer()
+
+    async def __aenter__(self) -> Streams:
+        await self.open()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(self, app: object = None) -> AsyncIterator[None]:
+        """For ``FastAPI(lifespan=streams.lifespan)`` / ``Starlette(lifespan=...)``."""
+        async with self:
+            yield
+
+    def _check_started(self) -> None:
+        if not self._users:
+            raise NotStarted(_NOT_STARTED)
+
+    # -- generations -----------------------------------------------------------------------
+    async def start(
+        self,
+        produce: Produce,
+        *,
+        owner: str | None = None,
+        stream_id: str | None = None,
+        metadata: dict[str, Any] | None = None,
+        model: str | None = None,
+        coalesce_ms: float | None = None,
+    ) -> StreamHandle:
+        """Run ``produce(writer)`` detached; returns at once with the new stream.
+
+        ``produce`` returning ends the stream ``completed`` (unless it ended it itself); raising
+        ends it ``failed`` (``StreamFailed`` sets the error object; other exceptions are logged
+        and reported by type only); ``cancel(id)`` cancels it (``CancelledError``) and ends it
+        ``cancelled``. What was written is kept in every case. Raises ``StreamExists`` when a
+        caller-chosen ``stream_id`` is taken, ``NotStarted`` before ``open``.
+        """
+        self._check_started()
+        if stream_id is None:
+            stream_id = "st_" + secrets.token_urlsafe(18)  # 144 random bits
+        else:
+            if not isinstance(stream_id, str) or not STREAM_ID.fullmatch(stream_id):
+                raise ValueError(
+                    f"invalid stream id {stream_id!r}: up to 128 of A-Z a-z 0-9 _ . : -"
+                )
+            if await self.store.get(stream_id) is not None:
+                raise StreamExists(f"stream {stream_id!r} already exists")
+        await self.hub.create(stream_id, owner=owner)
+        writer = StreamWriter(
+            self,
+            stream_id,
+            owner,
+            metadata,
+            model=model,
+            coalesce_ms=self.coalesce_ms if coalesce_ms is None else coalesce_ms,
+        )
+        # (``_run`` leaves ``_tasks`` itself: a done callback would cost memory per stream.)
+        task = asyncio.create_task(self._run(writer, produce), name=f"stream-{stream_id}")
+        self._tasks.add(task)
+        return StreamHandle(stream_id, owner, metadata, writer.created_at, writer)
+
+    async def _run(self, writer: StreamWriter, produce: Produce) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        writer._task = task
+        observer = self._observer
+        if observer is not None:
+            observer.stream_started()
+        unwatch: Callable[[], None] | None = None
+        try:
+            unwatch = self.hub.watch_cancel(writer.stream_id, writer._on_cancel)
+            try:
+                step = produce(writer)
+                del produce  # (a produce object need not live as long as its stream)
+                await step
+                if not writer.ended:
+                    await writer.end()
+            except asyncio.CancelledError:
+                if self._closing or writer.state not in (State.CANCELLING, State.CANCEL_PENDING):
+                    raise  # not (only) ours: shutting down
+                while task.uncancel():
+                    pass
+                await writer._finish(writer._asm.cancel)
+            except HubLost as exc:
+                log.error("stream %s: %s", writer.stream_id, exc)
+                writer._state = State.HUB_LOST
+                await writer._end_failed(f"lost the hub: {exc}", "hub_unavailable", None)
+            except StreamFailed as exc:
+                await writer._end_failed(exc.message, exc.type, exc.code)
+            except StreamEnded:
+                if not writer.ended:  # (another stream's writer: a bug in the producer)
+                    log.exception("stream %s: producer error", writer.stream_id)
+                    await writer._end_failed("producer error: StreamEnded", "internal_error", None)
+            except UpstreamUnavailable as exc:  # (tokenwire's own upstream client)
+                self._upstream_error("unreachable")
+                log.warning("stream %s: %s", writer.stream_id, exc)
+                await writer._end_failed(str(exc), "upstream_error", None)
+            except UpstreamBroken as exc:
+                self._upstream_error("broken_stream")
+                log.warning("stream %s: upstream failed mid-stream: %s", writer.stream_id, exc)
+                await writer._end_failed(
+                    f"upstream failed after output started: {exc}", "upstream_error", None
+                )
+            except Exception as exc:
+                log.exception("stream %s: producer error", writer.stream_id)
+                await writer._end_failed(
+                    f"producer error: {type(exc).__name__}", "internal_error", None
+                )
+        except HubLost as exc:
+            # Even the end could not be written: let the hub's other processes end it.
+            log.error("stream %s: could not end it in the hub: %s", writer.stream_id, exc)
+            writer._state = State.HUB_LOST
+        except asyncio.CancelledError:
+            # Shutdown: end the stream so nobody waits for it forever.
+            with contextlib.suppress(BaseException):
+                await asyncio.shield(writer._end_failed("shut down", "shutdown", None))
+            raise
+        finally:
+            try:
+                writer._stop_timers()
+                if unwatch is not None:
+                    unwatch()
+                flush = writer._flush_task
+                if flush is not None:
+                    flush.cancel()
+                    await asyncio.gather(flush, return_exceptions=True)
+                if observer is not None:
+                    observer.stream_closed()
+                if writer._state is State.HUB_LOST:
+                    writer._state = State.ENDED
+                    await self.hub.release(writer.stream_id)
+                    self._settle(writer.stream_id)
+                writer._state = State.ENDED
+            finally:
+                # Last, so shutdown waits for all of the above; and however that ended.
+                self._tasks.discard(task)
+
+    def _settle(self, stream_id: str) -> None:
+        """After an end that did not reach the hub: once the hub ends the stream (its watchdog,
+        when Redis is back), store the hub's final message, which readers saw (in the
+        background, for up to ``SETTLE_WAIT_S``)."""
+        from tokenwire.gateway.settle import settle_with_hub  # (no HTTP stack in there)
+
+        async def settle() -> None:
+            try:
+                await settle_with_hub(self.hub, self.store, stream_id, wait_s=SETTLE_WAIT_S)
+            except Exception:
+                log.exception("stream %s: could not settle the stored message", stream_id)
+
+        task = asyncio.get_running_loop().create_task(settle(), name=f"settle-{stream_id}")
+        self._settling.add(task)
+        task.add_done_callback(self._settling.discard)
+
+    async def _ended(self, row: StoredStream, message: Message) -> None:
+        """A stream is about to end: save it and run the host's hook (errors only logged)."""
+        if self._observer is not None:
+            self._observer.stream_ended(row.status)
+        try:
+            await self.store.save(row)
+        except Exception:
+            log.exception("stream %s: could not store the final message", row.id)
+        if self.on_end is not None:
+            try:
+                result = self.on_end(row, message)
+                if inspect.isawaitable(result):
+                    await result
+            except Exception:
+                log.exception("stream %s: on_end failed (the stream ends anyway)", row.id)
+
+    def _upstream_error(self, kind: str) -> None:
+        if self._observer is not None:
+            self._observer.upstream_error(kind)
+
+    def _first_token(self, seconds: float) -> None:
+        if self._observer is not None:
+            self._observer.first_token(seconds)
+
+    async def cancel(self, stream_id: str) -> str:
+        """Ask the stream's producer (in whichever process) to stop; returns the status now.
+
+        Raises ``StreamNotFound`` for an unknown stream. Idempotent."""
+        self._check_started()
+        info = await self.hub.info(stream_id)
+        if info is None:
+            row = await self.store.get(stream_id)
+            if row is None:
+                raise StreamNotFound(f"no stream {stream_id!r}")
+            return row.status
+        if info.status == "in_progress":
+            with contextlib.suppress(StreamNotFound):
+                await self.hub.request_cancel(stream_id)
+        return info.status
+
+    async def wait(self, stream_id: str, timeout: float | None = None) -> str:
+        """Wait until the stream ended (or ``timeout``); its status then."""
+        self._check_started()
+        info = await self.hub.info(stream_id)
+        if info is not None and info.status == "in_progress":
+            cursor = await self.hub.subscribe(stream_id, info.seq)
+            try:
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(timeout):
+                        while not cursor.done:
+                            await cursor.read(None)
+            finally:
+                await cursor.aclose()
+            info = await self.hub.info(stream_id)
+        if info is not None:
+            return info.status
+        row = await self.store.get(stream_id)
+        if row is None:
+            raise StreamNotFound(f"no stream {stream_id!r}")
+        return row.status
+
+    # -- reading ---------------------------------------------------------------------------
+    async def lookup(self, stream_id: str) -> tuple[StreamInfo | None, StoredStream | None]:
+        """The stream's hub info, or else its stored final row. ``StreamNotFound`` if neither."""
+        self._check_started()
+        info = await self.hub.info(stream_id)
+        if info is not None:
+            return info, None
+        row = await self.store.get(stream_id)
+        if row is None:
+            raise StreamNotFound(f"no stream {stream_id!r}")
+        return None, row
+
+    async def message(self, stream_id: str) -> Message:
+        """The stream's message now (the final one once ended). ``StreamNotFound`` if unknown."""
+        self._check_started()
+        found = await self.hub.message(stream_id)
+        if found is not None:
+            return found[1]
+        row = await self.store.get(stream_id)
+        if row is None:
+            raise StreamNotFound(f"no stream {stream_id!r}")
+        return Message.from_dict(msgspec.json.decode(row.message))
+
+    async def follow(self, stream_id: str, after: int = 0) -> AsyncIterator[EncodedOp]:
+        """The stream's ops after seq ``after``, as they come, until ``message.end``.
+
+        A stream the hub has forgotten yields one ``snapshot`` op of its stored message."""
+        self._check_started()
+        try:
+            cursor = await self.hub.subscribe(stream_id, after)
+        except StreamNotFound:
+            row = await self.store.get(stream_id)
+            if row is None:
+                raise
+            if after < row.seq:
+                yield snapshot_op(Message.from_dict(msgspec.json.decode(row.message)), row.seq)
+            return
+        try:
+            async for ops in cursor:
+                for op in ops:
+                    yield op
+        finally:
+            await cursor.aclose()
+
+    # -- serving ---------------------------------------------------------------------------
+    def asgi(self, authorize: Any = None, **options: Any) -> Any:
+        """A mountable ASGI app (Starlette) serving these streams: snapshot, SSE, WebSocket,
+        cancel. ``authorize(request) -> owner``, sync or async; see ``tokenwire.streams.asgi``.
+        ``options``: ``keepalive_s``, ``cancel_wait_s``, ``ws_hello_timeout_s``, ``metrics``."""
+        from tokenwire.streams.asgi import build_app  # (the HTTP stack only when serving)
+
+        return build_app(self, authorize, **options)
+
+    # -- read tokens -----------------------------------------------------------------------
+    def read_token(self, stream_id: str, ttl_s: float = 3600) -> str:
+        """A signed token that lets its bearer read (only read) ``stream_id`` for ``ttl_s``
+        seconds: ``?token=`` on the SSE, WebSocket and snapshot routes of ``asgi()``."""
+        expires = int(time.time() + ttl_s)
+        payload = f"{expires}:{stream_id}".encode()
+        return _b64(payload) + "." + _b64(self._sign(payload))
+
+    def check_read_token(self, token: str, stream_id: str) -> None:
+        """Raise ``Unauthorized`` unless ``token`` is a valid, unexpired token for the stream."""
+        head, _, sig = token.partition(".")
+        try:
+            payload = _unb64(head)
+            good = hmac.compare_digest(_unb64(sig), self._sign(payload))
+        except ValueError:
+            good = False
+        if not good:
+            raise Unauthorized("invalid read token")
+        expires, _, token_stream = payload.decode("utf-8", "replace").partition(":")
+        if not expires.isdigit() or int(expires) < time.time():
+            raise Unauthorized("expired read token")
+        if token_stream != stream_id:
+            raise StreamNotFound(f"no stream {stream_id!r}")  # (the token is for another one)
+
+    def owner_tag(self, credential: str) -> str:
+        """A keyed, non-reversible tag for a credential (e.g. an API key) to use as owner."""
+        return hmac.new(self._secret, b"owner:" + credential.encode(), hashlib.sha256).hexdigest()[
+            :32
+        ]
+
+    def _sign(self, payload: bytes) -> bytes:
+        return hmac.new(self._secret, b"read:" + payload, hashlib.sha256).digest()[:20]
+
+    @property
+    def active(self) -> int:
+        """Generations running in this process."""
+        return len(self._tasks)
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def _unb64(text: str) -> bytes:
+    try:
+        return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    except (ValueError, TypeError) as exc:
+        raise ValueError("bad base64") from exc
+
+
+__all__ = ["STREAM_ID", "Observer", "StreamHandle", "Streams"]

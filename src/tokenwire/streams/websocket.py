@@ -1,0 +1,128 @@
+"""The op stream over WebSocket: one text frame per op (a concept of its own: its hello,
+its writer/reader pair and its close codes)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+from starlette.websockets import WebSocket, WebSocketState
+
+from tokenwire.errors import HubUnavailable, StreamNotFound
+from tokenwire.gateway.errors import ApiError, bad_request, hub_unavailable, not_found
+from tokenwire.protocol import Message, snapshot_op
+from tokenwire.streams.asgi import _Refused, check_after, parse_seq, requested_after
+
+if TYPE_CHECKING:
+    from tokenwire.streams.asgi import StreamRoutes
+
+
+async def serve_websocket(routes: StreamRoutes, websocket: WebSocket) -> None:
+    """One text frame per op. First message (optional): ``{"after": N}``; or ``?after=N``."""
+    stream_id = websocket.path_params["stream_id"]
+    await websocket.accept()
+    try:
+        info, row = await routes.reader(websocket, stream_id)
+        after = requested_after(websocket.headers, websocket.query_params)
+        if after is None:
+            after = await _ws_hello(websocket, routes.ws_hello_timeout_s)
+            if after is None:
+                return  # client left
+        seq = row.seq if row is not None else info.seq  # type: ignore[union-attr]
+        check_after(after, seq)
+    except ApiError as exc:
+        await _ws_fail(websocket, exc)
+        return
+    except HubUnavailable as exc:
+        await _ws_fail(websocket, hub_unavailable(exc))
+        return
+    except _Refused as exc:
+        await _ws_fail(
+            websocket, ApiError(exc.response.status_code, "refused", "authentication_error")
+        )
+        return
+    if row is not None:
+        if after < row.seq:
+            message = Message.from_dict(msgspec.json.decode(row.message))
+            await websocket.send_text(snapshot_op(message, row.seq).json.decode())
+        await websocket.close(1000)
+        return
+    try:
+        cursor = await routes.streams.hub.subscribe(stream_id, after)
+    except StreamNotFound:
+        await _ws_fail(websocket, not_found(stream_id))
+        return
+    except HubUnavailable as exc:
+        await _ws_fail(websocket, hub_unavailable(exc))
+        return
+    gauge = routes.metrics.subscribers.labels("ws")
+    gauge.inc()
+    writer = asyncio.ensure_future(_ws_write(routes, websocket, cursor))
+    reader = asyncio.ensure_future(_ws_drain(websocket))
+    try:
+        await asyncio.wait({writer, reader}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        gauge.dec()
+        for task in (writer, reader):
+            task.cancel()
+        await asyncio.gather(writer, reader, return_exceptions=True)
+        await cursor.aclose()
+    if writer.done() and not writer.cancelled() and writer.exception() is None:
+        with contextlib.suppress(Exception):
+            await websocket.close(1000)
+
+
+async def _ws_write(routes: StreamRoutes, websocket: WebSocket, cursor: Any) -> None:
+    keepalive = routes.keepalive_s
+    ops_out = routes.metrics.ops_out
+    bytes_out = routes.metrics.bytes_out
+    send = websocket.send
+    while not cursor.done:
+        ops = await cursor.read(keepalive)
+        for op in ops:
+            await send({"type": "websocket.send", "text": op.json.decode()})
+            bytes_out.inc(len(op.json))
+        ops_out.inc(len(ops))
+
+
+async def _ws_hello(websocket: WebSocket, timeout: float) -> int | None:
+    """Wait briefly for ``{"after": N}``; no message in time means "from the start"."""
+    try:
+        async with asyncio.timeout(timeout):
+            message = await websocket.receive()
+    except TimeoutError:
+        return 0
+    if message["type"] == "websocket.disconnect":
+        return None
+    raw = message.get("text") or message.get("bytes") or b""
+    try:
+        hello = msgspec.json.decode(raw)
+    except msgspec.DecodeError:
+        raise bad_request('first message must be JSON like {"after": N}', "invalid_after") from None
+    after = hello.get("after", 0) if isinstance(hello, dict) else None
+    if isinstance(after, str):
+        return parse_seq(after, "after")
+    if isinstance(after, bool) or not isinstance(after, int) or after < 0:
+        raise bad_request("'after' must be a non-negative integer", "invalid_after")
+    return after
+
+
+async def _ws_drain(websocket: WebSocket) -> None:
+    """Ignore further client messages; return when the client goes away."""
+    while True:
+        message = await websocket.receive()
+        if message["type"] == "websocket.disconnect":
+            return
+
+
+async def _ws_fail(websocket: WebSocket, exc: ApiError) -> None:
+    if websocket.client_state != WebSocketState.CONNECTED:
+        return
+    with contextlib.suppress(Exception):
+        await websocket.send_text(exc.body().decode())
+        await websocket.close(4000 + exc.status)  # 4400, 4401, 4404
+
+
+__all__ = ["serve_websocket"]
