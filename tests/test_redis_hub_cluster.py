@@ -14,6 +14,11 @@ import secrets
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from test_hub_transient import (  # noqa: F401  (v1.1 transients and step.reset, too)
+    redis_hubs,
+    test_redis_hub_delivers_transients_across_processes,
+    test_redis_hub_snapshots_and_takeover_across_a_step_reset,
+)
 from test_redis_hub import (  # noqa: F401  (fixtures and tests collected again here)
     drain,
     hubs,
@@ -97,3 +102,14 @@ async def test_unreachable_cluster_at_start_is_a_clear_error() -> None:
     with pytest.raises(HubUnavailable, match="cannot reach Redis at redis://user:\\*\\*\\*@") as e:
         await hub.start()
     assert "hunter2" not in str(e.value)
+
+
+def test_serve_checks_a_cluster_url_before_starting_workers(redis_server) -> None:
+    from conftest import free_port
+
+    from tokenwire.cli import CommandError
+    from tokenwire.commands.serve import check_redis
+
+    check_redis(redis_server.url)  # any listed node answers: fine
+    with pytest.raises(CommandError, match=r"cannot reach Redis at redis://u:\*\*\*@"):
+        check_redis(f"redis://u:pw@127.0.0.1:{free_port()}/?cluster=true")
