@@ -9,6 +9,7 @@ partition test, tests/test_redis_partition.py, covers a lost Redis).
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 
 import pytest
@@ -113,3 +114,29 @@ def test_serve_checks_a_cluster_url_before_starting_workers(redis_server) -> Non
     check_redis(redis_server.url)  # any listed node answers: fine
     with pytest.raises(CommandError, match=r"cannot reach Redis at redis://u:\*\*\*@"):
         check_redis(f"redis://u:pw@127.0.0.1:{free_port()}/?cluster=true")
+
+
+async def test_bursts_wait_for_the_bounded_cluster_connections(redis_server) -> None:
+    """redis-py's cluster client fails at once past ``max_connections``; the hub waits."""
+    hub = new_hub(
+        redis_server.url,
+        "c" + secrets.token_hex(4),
+        max_command_connections=2,
+        max_reader_connections=2,
+        block_s=0.2,
+    )
+    await hub.start()
+    try:
+        ids = [f"st_burst{i}" for i in range(5)]
+        for stream_id in ids:
+            await hub.create(stream_id, owner=None)
+        infos = await asyncio.gather(*(hub.info(ids[i % 5]) for i in range(60)))
+        assert all(info is not None for info in infos)  # no MaxConnectionsError
+        # 5 live feeds share 2 blocking-read connections: they take turns, nothing is lost.
+        readers = [asyncio.create_task(drain(await hub.subscribe(s, 0))) for s in ids]
+        for stream_id in ids:
+            await hub.append(stream_id, make_ops(stream_id, ["a ", "b"]))
+        for stream_id, got in zip(ids, await asyncio.gather(*readers), strict=True):
+            assert [op.json for op in got] == [op.json for op in make_ops(stream_id, ["a ", "b"])]
+    finally:
+        await hub.close()

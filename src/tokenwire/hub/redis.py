@@ -41,7 +41,7 @@ import msgspec
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
-from redis.exceptions import ClusterError, RedisClusterException
+from redis.exceptions import ClusterError, MaxConnectionsError, RedisClusterException
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -331,11 +331,11 @@ class RedisHub(Hub):
         for shard, ids in self.keys.by_shard(deadlines).items():
             pipe.zadd(self.keys.active(shard), {i: deadlines[i] for i in ids})
 
+    def _active_key(self, stream_id: str) -> str:
+        return self.keys.active_of(stream_id) if self.cluster else self.keys.active
+
     async def _forget_active(self, stream_id: str) -> None:
-        if self.cluster:
-            await self.r.zrem(self.keys.active_of(stream_id), stream_id)
-        else:
-            await self.r.zrem(self.keys.active, stream_id)
+        await self.r.zrem(self._active_key(stream_id), stream_id)
 
     @property
     def r(self) -> Redis:
@@ -377,10 +377,7 @@ class RedisHub(Hub):
                 raise ValueError(f"stream {stream_id!r} already exists")
             # Registered as active before this process counts it as its own: if this fails,
             # no lease renewer keeps a stream alive that no producer will ever write to.
-            if self.cluster:
-                await self.r.zadd(keys.active_of(stream_id), {stream_id: self._lease_deadline_ms()})
-            else:
-                await self.r.zadd(keys.active, {stream_id: self._lease_deadline_ms()})
+            await self.r.zadd(self._active_key(stream_id), {stream_id: self._lease_deadline_ms()})
             self._owned[stream_id] = _Owned(Message.empty(stream_id, None), set(), 0, 0)
             self._leased.add(stream_id)
 
@@ -617,8 +614,11 @@ class RedisHub(Hub):
     async def _cluster_xread(self, feed: Feed, key: str, tkey: str, block_ms: int) -> Any:
         """The cluster's blocking read: on the node of the stream's slot, and at most
         ``max_reader_connections`` at once (a full pool fails in redis-py's cluster client)."""
-        async with asyncio.timeout(self.block_s + self.command_timeout_s):
-            await self._read_slots.acquire()
+        try:
+            async with asyncio.timeout(self.block_s + self.command_timeout_s):
+                await self._read_slots.acquire()
+        except TimeoutError:  # (unavailable for now: the reader retries within its grace)
+            raise MaxConnectionsError("no free blocking-read connection") from None
         try:
             streams = {key: entry_id(feed.hi), tkey: feed.tid}
             return await redis_keys.xread_routed(

@@ -26,6 +26,8 @@ global names carry a hash tag), so one Redis should be used in one layout only.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import contextvars
 from collections.abc import AsyncIterator, Iterable, Mapping
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
@@ -159,29 +161,57 @@ def strip_cluster_flag(url: str) -> str:
     return urlunsplit(parts._replace(query=urlencode(query)))
 
 
-class BoundedRedisCluster(RedisCluster):
-    """A ``RedisCluster`` whose commands wait (up to ``wait_s``) for one of ``max_connections``
-    slots instead of failing: redis-py's cluster client has no blocking pool and raises
-    ``MaxConnectionsError`` as soon as a node's pool is full, so a burst of requests (1,000
-    subscribers connecting at once) would turn into errors. The bound is over all nodes, so no
-    node ever has more than ``max_connections`` commands in flight. Pipelines and pub/sub keep
-    redis-py's own per-node pools."""
+# Set while a task holds a slot of a BoundedRedisCluster (a pipeline that re-sends a redirected
+# command through the client must not wait for a second slot).
+_HOLDING: contextvars.ContextVar[bool] = contextvars.ContextVar("tw_holding", default=False)
 
-    def __init__(self, *args: Any, wait_s: float, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._slots = asyncio.Semaphore(kwargs.get("max_connections", 100))
+
+class BoundedRedisCluster(RedisCluster):
+    """A ``RedisCluster`` whose commands and pipelines wait (up to ``wait_s``) for one of
+    ``max_connections`` slots instead of failing: redis-py's cluster client has no blocking pool
+    and raises ``MaxConnectionsError`` as soon as a node's pool is full, so a burst of requests
+    (1,000 subscribers connecting at once) would turn into errors. A command or a pipeline uses
+    at most one connection per node, so no node has more than ``max_connections`` of them in
+    use; each node's pool has ``reserve`` more for the pub/sub connection(s)."""
+
+    def __init__(
+        self, *args: Any, wait_s: float, max_connections: int = 100, reserve: int = 2, **kwargs: Any
+    ) -> None:
+        super().__init__(*args, max_connections=max_connections + reserve, **kwargs)
+        self._slots = asyncio.Semaphore(max_connections)
         self._wait_s = wait_s
 
-    async def execute_command(self, *args: Any, **kwargs: Any) -> Any:
+    @contextlib.asynccontextmanager
+    async def _slot(self) -> AsyncIterator[None]:
+        if _HOLDING.get():
+            yield
+            return
         try:
             async with asyncio.timeout(self._wait_s):
                 await self._slots.acquire()
         except TimeoutError:
             raise MaxConnectionsError("no free Redis Cluster connection") from None
+        token = _HOLDING.set(True)
         try:
-            return await super().execute_command(*args, **kwargs)
+            yield
         finally:
+            _HOLDING.reset(token)
             self._slots.release()
+
+    async def execute_command(self, *args: Any, **kwargs: Any) -> Any:
+        async with self._slot():
+            return await super().execute_command(*args, **kwargs)
+
+    def pipeline(self, transaction: Any = None, shard_hint: Any = None) -> Any:
+        pipe = super().pipeline(transaction, shard_hint)
+        execute = pipe.execute
+
+        async def bounded(*args: Any, **kwargs: Any) -> Any:
+            async with self._slot():
+                return await execute(*args, **kwargs)
+
+        pipe.execute = bounded
+        return pipe
 
 
 def cluster_client(url: str, *, wait_s: float | None = None, **options: Any) -> RedisCluster:
