@@ -63,7 +63,7 @@ def redis_server(redis_cluster):
 
 
 # The single-node property test with fewer examples: each one starts two cluster clients.
-@settings(max_examples=8, deadline=None)
+@settings(max_examples=5, deadline=None)
 @given(
     words=st.lists(st.text(min_size=1, max_size=4), min_size=0, max_size=20),
     data=st.data(),

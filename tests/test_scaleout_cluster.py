@@ -1,7 +1,8 @@
 """Scale-out on a Redis Cluster: real gateway processes (`tokenwire serve --redis
 redis://h1:p1,h2:p2,h3:p3/?cluster=true`) sharing the session's 3-master cluster, running a few
 of tests/test_scaleout.py's tests (create on A / read on B, Last-Event-ID resume across
-processes, cancel across processes, kill -9 of the producer)."""
+processes, cancel across processes). A killed producer on the cluster is covered at the hub
+level (tests/test_redis_hub_cluster.py), which keeps this module short."""
 
 from __future__ import annotations
 
@@ -13,7 +14,6 @@ from test_scaleout import (  # noqa: F401  (fixtures and tests collected again h
     pair,
     test_cancel_on_b_stops_the_upstream_request_held_by_a,
     test_created_on_a_read_on_b,
-    test_kill_9_producer_fails_the_stream_on_b_and_keeps_partial_text,
     test_read_part_on_a_resume_on_b_with_last_event_id,
 )
 
