@@ -2,6 +2,9 @@
 
 Redis runs in a network namespace made by the test (tests/netns.py), reached over a veth pair;
 the partition takes the link down (packets dropped, no RST/FIN: the hub only hears silence).
+The same again with a 3-master Redis Cluster in the namespace (there the partition drops every
+answer towards the hub's side with a blackhole route: the nodes' announced address must stay
+usable inside the namespace).
 The producer runs inside the namespace, next to Redis, so it keeps producing while the readers'
 side is cut off. Namespaces need root; elsewhere this test is skipped with the reason.
 
@@ -66,8 +69,8 @@ _PRODUCER = textwrap.dedent(
 PARTITION_S = 4.5
 
 
-@pytest.fixture(scope="module")
-def partitioned_redis():
+@pytest.fixture(scope="module", params=[1, 3], ids=["single", "cluster"])
+def partitioned_redis(request):
     from netns import PartitionedRedis, netns_unavailable
     from redis_server import redis_server_binary
 
@@ -77,7 +80,7 @@ def partitioned_redis():
     why = netns_unavailable()
     if why is not None:
         pytest.skip(f"no real partition possible here: {why}")
-    with PartitionedRedis(binary) as redis:
+    with PartitionedRedis(binary, masters=request.param) as redis:
         yield redis
 
 
