@@ -6,7 +6,13 @@ The same again with a 3-master Redis Cluster in the namespace (there the partiti
 answer towards the hub's side with a blackhole route: the nodes' announced address must stay
 usable inside the namespace).
 The producer runs inside the namespace, next to Redis, so it keeps producing while the readers'
-side is cut off. Namespaces need root; elsewhere this test is skipped with the reason.
+side is cut off.
+
+Namespaces need root (CAP_NET_ADMIN). Without them the single-Redis case falls back to a
+blackholing TCP proxy on 127.0.0.1 (tests/tcp_blackhole.py: it stops forwarding without closing
+anything) between the readers and a throwaway Redis, and the cluster case is skipped, saying
+why (a proxy per node would also have to rewrite the addresses the nodes announce).
+``TOKENWIRE_TEST_PARTITION=proxy`` forces the fallback.
 
 Checked (docs/redis.md, "When Redis is in trouble"): a reader whose grace
 (``unavailable_grace_s``) outlasts the partition just keeps waiting (its keep-alive timeouts
@@ -69,19 +75,42 @@ _PRODUCER = textwrap.dedent(
 PARTITION_S = 4.5
 
 
+class _ProxiedRedis:
+    """The fallback: a throwaway Redis, the readers behind a blackholing proxy."""
+
+    def __init__(self, server, proxy) -> None:
+        self.inner_url = server.url
+        self.url = f"redis://127.0.0.1:{proxy.port}/0"
+        self.partition, self.heal = proxy.partition, proxy.heal
+
+    def ns_command(self, *args: str) -> list[str]:
+        return list(args)
+
+
 @pytest.fixture(scope="module", params=[1, 3], ids=["single", "cluster"])
 def partitioned_redis(request):
     from netns import PartitionedRedis, netns_unavailable
-    from redis_server import redis_server_binary
+    from redis_server import RedisServer, redis_server_binary
+    from tcp_blackhole import BlackholeProxy
 
     binary = redis_server_binary()
     if binary is None:
         pytest.skip("redis-server is not installed (`make test` installs it)")
     why = netns_unavailable()
-    if why is not None:
-        pytest.skip(f"no real partition possible here: {why}")
-    with PartitionedRedis(binary, masters=request.param) as redis:
-        yield redis
+    if os.environ.get("TOKENWIRE_TEST_PARTITION") == "proxy":
+        why = "TOKENWIRE_TEST_PARTITION=proxy"
+    if why is None:
+        with PartitionedRedis(binary, masters=request.param) as redis:
+            yield redis
+    elif request.param == 1:
+        with RedisServer(binary) as server:
+            proxy = BlackholeProxy("127.0.0.1", server.port)
+            try:
+                yield _ProxiedRedis(server, proxy)
+            finally:
+                proxy.close()
+    else:
+        pytest.skip(f"no network namespace for a partitioned cluster: {why}")
 
 
 async def _read_all(cursor, log: list[tuple[float, list[EncodedOp]]]) -> None:
