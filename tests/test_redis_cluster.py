@@ -66,7 +66,7 @@ async def test_every_key_of_a_stream_shares_a_slot_and_scripts_run(client: Redis
         stream_keys = keys.stream(stream_id)
         assert len({client.keyslot(k) for k in stream_keys}) == 1
         assert await create(
-            keys=[stream_keys[0], stream_keys[2]], args=["o", "1", "1.5", "p", 5000]
+            keys=[stream_keys[0], stream_keys[2]], args=["o", "1", "1.5", "p", 5000, "tok", 60000]
         )
         ops = [b'{"type":"message.start","seq":1}', b'{"type":"block.start","seq":2}']
         reply = await append(keys=stream_keys, args=[1, 100, "", "", "", 60000, "0", *ops])
