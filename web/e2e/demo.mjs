@@ -56,6 +56,41 @@ async function pace(page, { tps, max_tokens: maxTokens }) {
   });
 }
 
+/**
+ * Like `pace`, plus the demo agent's options (`"agent": {"flaky", "pause_ms"}`).
+ * @param {import("playwright-core").Page} page
+ * @param {{tps?: number, agent?: object}} options
+ */
+async function agentOptions(page, { tps, agent }) {
+  await page.route("**/v1/streams", async (route) => {
+    const request = route.request();
+    if (request.method() !== "POST") return route.continue();
+    const body = JSON.parse(request.postData() ?? "{}");
+    if (tps !== undefined) body.mock = { ...(body.mock ?? {}), tps };
+    if (agent !== undefined) body.agent = agent;
+    await route.continue({ postData: JSON.stringify(body) });
+  });
+}
+
+/**
+ * The agent answer as a reader sees it: the status line shows the latest value, the tool result
+ * sits with its call, the cited spans are numbered links, and the steps are marked.
+ * @param {import("playwright-core").Page} page
+ */
+async function assertAgentShown(page, message) {
+  const shown = await page.evaluate(() => ({
+    status: document.querySelector('#answer [data-block-type="data"] .data-value')?.textContent,
+    output: document.querySelector('#answer [data-block-type="tool_result"] .tool-output')?.textContent,
+    cites: [...document.querySelectorAll("#answer sup.cite")].map((e) => e.textContent),
+    steps: [...document.querySelectorAll("#answer .step-start")].map((e) => e.dataset.blockType),
+  }));
+  const data = message.blocks.find((b) => b.type === "data");
+  assert.ok(shown.status?.includes(data.value), `status line: ${shown.status}`);
+  assert.equal(shown.output, message.blocks.find((b) => b.type === "tool_result").output);
+  assert.deepEqual(shown.cites.map((c) => c.replace(/\D/g, "")), ["1", "2"]);
+  assert.deepEqual(shown.steps, ["reasoning", "text"]);
+}
+
 /** @param {import("playwright-core").Page} page */
 async function ask(page, model, prompt = "Tell me about streaming.") {
   await page.goto(`${BASE}/`);
@@ -391,9 +426,76 @@ const CASES = {
     await fresh.goto(`${BASE}/?stream=${id}`);
     await waitStatus(fresh, "completed");
     assert.deepEqual(await blocksShown(fresh), shown);
-    const types = JSON.parse(server.json).blocks.map((b) => b.type);
+    const message = JSON.parse(server.json);
+    const types = message.blocks.map((b) => b.type);
+    // The demo's agent: its status line, the model's reasoning and tool call, the tool's
+    // result, then (a new step) the text citing its sources.
+    assert.deepEqual(types, ["data", "reasoning", "tool_call", "tool_result", "text", "source", "source"]);
+    assert.deepEqual(
+      message.blocks.map((b) => b.step ?? 0),
+      [0, 1, 1, 1, 2, 2, 2],
+    );
+    assert.equal(message.blocks[3].call_id, message.blocks[2].id);
+    await assertAgentShown(page, message);
     const transients = await page.evaluate(() => window.__tokenwire.transients.length);
     return { reloadedAt, resumedFrom: state.resumedFrom, last: server.snapshot.seq, types, transients };
+  },
+
+  /**
+   * The held-out check in the browser: an agent answer whose first model call breaks off and is
+   * superseded by a retry, with a status line updated 5 times and 3 transient progress events.
+   * Reloaded at several points (during the search, after the tool call, mid-answer), the page
+   * ends with exactly the server's message (the latest status, no transient data, no block of
+   * the superseded attempt) and the same rendering as a page opened after the end; a tab that
+   * watched from the start saw the transient events but never put them in the message.
+   */
+  async "agent-supersede"(browser) {
+    const page = await browser.newPage();
+    await agentOptions(page, { tps: 25, agent: { flaky: true, pause_ms: 400 } });
+    const id = await ask(page, "mock-agent");
+    const watcher = await browser.newPage();
+    await watcher.goto(`${BASE}/?stream=${id}`);
+    const points = [
+      ["search", () => window.__tokenwire.message?.blocks[0]?.type === "data"],
+      ["tool call", () => window.__tokenwire.message?.blocks.some((b) => b.type === "tool_call")],
+      ["answer", () => window.__tokenwire.message?.blocks.some((b) => b.type === "text" && b.text)],
+    ];
+    const reloads = [];
+    for (const [name, ready] of points) {
+      await page.waitForFunction(ready, null, { timeout: TIMEOUT });
+      const at = await page.evaluate(() => [window.__tokenwire.seq, window.__tokenwire.message.status]);
+      if (at[1] !== "in_progress") break;
+      await page.reload();
+      await page.waitForFunction(() => window.__tokenwire?.streamId, null, { timeout: TIMEOUT });
+      reloads.push([name, at[0]]);
+    }
+    assert.ok(reloads.length >= 2, `the answer ended too soon to reload: ${JSON.stringify(reloads)}`);
+    await waitStatus(page, "completed");
+    await waitStatus(watcher, "completed");
+    const server = await serverMessage(id);
+    const message = JSON.parse(server.json);
+    const ops = await (await fetch(`${BASE}/v1/streams/${id}/events`, { headers: { "Last-Event-ID": "0" } })).text();
+    assert.match(ops, /"type":"step\.reset","seq":\d+,"step":1/, "the first attempt was superseded");
+    assert.doesNotMatch(ops, /"type":"transient"/, "a replay holds no transient data");
+    for (const p of [page, watcher]) {
+      const state = await hookState(p);
+      assert.equal(state.json, server.json);
+      assertContiguous(state.seqs, state.resumedFrom, server.snapshot.seq);
+      await assertShowsMessage(p, server.json);
+    }
+    assert.equal(message.blocks[0].value, "done: 2 sources cited");
+    assert.equal(message.blocks.filter((b) => b.type === "reasoning").length, 1, "a superseded block is left");
+    assert.equal(message.blocks.filter((b) => b.type === "data").length, 1);
+    await assertAgentShown(page, message);
+    const fresh = await browser.newPage();
+    await fresh.goto(`${BASE}/?stream=${id}`);
+    await waitStatus(fresh, "completed");
+    assert.deepEqual(await blocksShown(fresh), await blocksShown(page));
+    assert.deepEqual(await blocksShown(watcher), await blocksShown(page));
+    const seen = await watcher.evaluate(() => window.__tokenwire.transients);
+    assert.ok(seen.length >= 1 && seen.length <= 3, JSON.stringify(seen));
+    assert.ok(seen.every((t) => t.name === "progress"), JSON.stringify(seen));
+    return { reloads, last: server.snapshot.seq, transientsSeen: seen.length };
   },
 
   /** The network drops mid-answer: the client reconnects and resumes from its last seq. */
