@@ -7,8 +7,12 @@ result, a status line updated 5 times and 3 transient events; resumed from every
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -31,7 +35,8 @@ from tokenwire.protocol import (
     render_markdown,
 )
 
-BODY = {"model": "mock-agent", "messages": [{"role": "user", "content": "Weather?"}]}
+RECORDINGS = Path(__file__).parent / "recordings"
+BODY = {"model": "mock-agent", "messages": [{"role": "user", "content": "What's the weather?"}]}
 
 
 @pytest.fixture(scope="module")
@@ -134,6 +139,10 @@ def test_the_held_out_agent_answer_resumes_from_every_seq(gateway: str) -> None:
         assert state.message == final, f"resumed after seq {after}"
         assert state.message.to_json() == final.to_json()
 
+    # The recording (tests/recordings/demo_agent.*) is this very answer, under another id.
+    recorded = json.loads((RECORDINGS / "demo_agent.message.json").read_bytes())
+    assert {**recorded, "id": stream_id} == final.to_dict()
+
 
 def test_without_the_retry_the_answer_has_no_reset_and_renders_readably(gateway: str) -> None:
     stream_id = _start(gateway, pause_ms=0)
@@ -197,3 +206,46 @@ def test_live_reader_sees_the_status_update_in_place(gateway: str) -> None:
     assert done.wait(20)
     assert seen[:3] == ["searching… 1 of 3", "searching… 2 of 3", "searching… 3 of 3"]
     assert seen[-1] == "done: 2 sources cited"
+
+
+def _replay(*args: str, stdin: bytes | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "tokenwire", "replay", *args],
+        input=stdin,
+        capture_output=True,
+        timeout=60,
+    )
+
+
+def test_replay_reads_a_recorded_agent_stream() -> None:
+    """``tokenwire replay`` on the SSE a live reader recorded (transient events included): the
+    gateway's message byte for byte; its ops round-trip as JSON lines; Markdown is readable."""
+    recording = str(RECORDINGS / "demo_agent.events.sse")
+    expected = (RECORDINGS / "demo_agent.message.json").read_bytes()
+    result = _replay(recording)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == expected + b"\n"
+    ops = _replay(recording, "--format", "ops")
+    lines = [json.loads(line) for line in ops.stdout.splitlines()]
+    assert "transient" not in {op["type"] for op in lines}
+    assert [op["type"] for op in lines].count("step.reset") == 1
+    again = _replay("-", "--format-in", "ops", stdin=ops.stdout)
+    assert again.returncode == 0, again.stderr
+    assert again.stdout == expected + b"\n"
+    md = _replay(recording, "--format", "markdown").stdout.decode()
+    assert md.startswith("*status:* done: 2 sources cited\n\n---\n\n*Step 1*\n\n> **Reasoning**")
+    assert md.count("> **Reasoning**") == 1  # the superseded attempt's is gone
+    assert "**Tool result** `get_weather` (call_110d53b460)\n\n```json\n{" in md
+    assert "[Tomorrow brings 4 mm of rain 🌧️ and a low of 1 °C.][2]" in md
+    assert md.rstrip().endswith(
+        '[2]: <https://forecast.example/malmo/tomorrow> "Malmö: tomorrow\'s forecast"'
+    )
+
+
+def test_replay_refuses_what_is_not_an_op_log(tmp_path: Path) -> None:
+    fixture = Path(__file__).parent / "fixtures" / "openai_text.sse"
+    result = _replay(str(fixture), "--format-in", "ops")
+    assert result.returncode == 2
+    assert b"not a tokenwire op log" in result.stderr
+    # Auto-detection still takes an upstream recording for what it is.
+    assert json.loads(_replay(str(fixture)).stdout)["status"] == "completed"
