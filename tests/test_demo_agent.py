@@ -8,6 +8,7 @@ result, a status line updated 5 times and 3 transient events; resumed from every
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import threading
@@ -168,6 +169,34 @@ def test_without_the_retry_the_answer_has_no_reset_and_renders_readably(gateway:
     for needle in ("● status: done: 2 sources cited", "tool call get_weather", "step 2"):
         assert needle in shown, needle
     assert "tool result get_weather" in shown and "[source] [2]" in shown
+    assert "in Malmö. [1] Tomorrow" in shown  # the cited spans, numbered as their sources
+
+
+def test_tail_follows_the_agent_answer(gateway: str) -> None:
+    """``tokenwire tail --model mock-agent --prompt ...`` against the gateway: the final screen
+    shows the status line's latest value, the tool round, numbered citations and the steps."""
+    args = ["--url", gateway, "--model", "mock-agent", "--prompt", "What's the weather?"]
+    result = subprocess.run(
+        [sys.executable, "-m", "tokenwire", "tail", *args],
+        capture_output=True,
+        timeout=60,
+        env={**os.environ, "COLUMNS": "120"},
+    )
+    assert result.returncode == 0, result.stderr
+    out = result.stdout.decode()
+    final = out[out.rindex("status: done") - 2 :]  # (the live display's last frame)
+    for needle in (
+        "● status: done: 2 sources cited",
+        "step 1",
+        "tool call get_weather",
+        '"forecast":[{"day":0',
+        "step 2",
+        "Right now it is 9 °C and cloudy ☁️ in Malmö. [1]",
+        "[source] [2] Malmö: tomorrow's forecast",
+        "● completed  finish_reason=stop",
+    ):
+        assert needle in final, needle
+    assert "searching" not in final and "progress" not in final
 
 
 def test_get_weather_is_a_deterministic_toy() -> None:
