@@ -50,6 +50,20 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             yield url
 
 
+@pytest.fixture(scope="module")
+def redis_gateway(redis_server, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The same gateway on a Redis hub (a throwaway redis-server)."""
+    from tokenwire.hub.redis import RedisHub
+
+    data_dir = tmp_path_factory.mktemp("agent-redis")
+    with serve_asgi(create_mock_app(tps=0, ttft_ms=0)) as mock:
+        settings = Settings(upstream=f"{mock}/v1", data_dir=str(data_dir))
+        hub = RedisHub(redis_server.url, key_prefix="tw-agent-test")
+        app = create_app(settings, hub, producers={"mock-agent": agent_producer(pause_s=0.2)})
+        with serve_asgi(app) as url:
+            yield url
+
+
 def _read(url: str, stream_id: str, state: StreamState, after: int) -> tuple[list, bytes]:
     """Feeds ``/events`` (``Last-Event-ID: after``) into ``state`` until the end; the ops it
     applied or passed on (transients), and the raw body."""
@@ -72,8 +86,18 @@ def _start(url: str, **agent: object) -> str:
     return r.json()["id"]
 
 
-def test_the_held_out_agent_answer_resumes_from_every_seq(gateway: str) -> None:
-    stream_id = _start(gateway, flaky=True)
+@pytest.mark.parametrize("hub", ["memory", "redis"])
+def test_the_held_out_agent_answer_resumes_from_every_seq(
+    hub: str, request: pytest.FixtureRequest
+) -> None:
+    gateway = request.getfixturevalue("gateway" if hub == "memory" else "redis_gateway")
+    warm = StreamState(
+        httpx.post(f"{gateway}/v1/streams", json={**BODY, "model": "mock"}).json()["id"]
+    )
+    _read(gateway, warm.id, warm, 0)  # (the hub's connections are up: a reader subscribes fast)
+    # Transient events go to the readers connected at that moment: the first comes after a
+    # pause long enough for this reader to be connected.
+    stream_id = _start(gateway, flaky=True, pause_ms=400)
     live = StreamState(stream_id)
     live_ops, body = _read(gateway, stream_id, live, 0)  # connected before the first transient
     snapshot = httpx.get(f"{gateway}/v1/streams/{stream_id}").json()
