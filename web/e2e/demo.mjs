@@ -444,23 +444,26 @@ const CASES = {
    * superseded by a retry, with a status line updated 5 times and 3 transient progress events.
    * Reloaded at several points (during the search, after the tool call, mid-answer), the page
    * ends with exactly the server's message (the latest status, no transient data, no block of
-   * the superseded attempt) and the same rendering as a page opened after the end; a tab that
-   * watched from the start saw the transient events but never put them in the message.
+   * the superseded attempt) and the same rendering as a page opened after the end; the page saw
+   * transient events live but never put them in the message.
    */
   async "agent-supersede"(browser) {
     const page = await browser.newPage();
-    await agentOptions(page, { tps: 25, agent: { flaky: true, pause_ms: 400 } });
+    await agentOptions(page, { tps: 25, agent: { flaky: true, pause_ms: 500 } });
     const id = await ask(page, "mock-agent");
     const watcher = await browser.newPage();
     await watcher.goto(`${BASE}/?stream=${id}`);
     const points = [
-      ["search", () => window.__tokenwire.message?.blocks[0]?.type === "data"],
+      // (the page that asked is connected from the start: it gets the first transient event)
+      ["search", () => window.__tokenwire.transients.length >= 1],
       ["tool call", () => window.__tokenwire.message?.blocks.some((b) => b.type === "tool_call")],
       ["answer", () => window.__tokenwire.message?.blocks.some((b) => b.type === "text" && b.text)],
     ];
     const reloads = [];
+    const seen = [];
     for (const [name, ready] of points) {
       await page.waitForFunction(ready, null, { timeout: TIMEOUT });
+      seen.push(...(await page.evaluate(() => window.__tokenwire.transients)));
       const at = await page.evaluate(() => [window.__tokenwire.seq, window.__tokenwire.message.status]);
       if (at[1] !== "in_progress") break;
       await page.reload();
@@ -490,10 +493,12 @@ const CASES = {
     await waitStatus(fresh, "completed");
     assert.deepEqual(await blocksShown(fresh), await blocksShown(page));
     assert.deepEqual(await blocksShown(watcher), await blocksShown(page));
-    const seen = await watcher.evaluate(() => window.__tokenwire.transients);
+    // Transient events reach the pages connected at that moment (the watcher may have been late).
+    const watched = await watcher.evaluate(() => window.__tokenwire.transients);
     assert.ok(seen.length >= 1 && seen.length <= 3, JSON.stringify(seen));
-    assert.ok(seen.every((t) => t.name === "progress"), JSON.stringify(seen));
-    return { reloads, last: server.snapshot.seq, transientsSeen: seen.length };
+    assert.ok(watched.length <= 3, JSON.stringify(watched));
+    assert.ok([...seen, ...watched].every((t) => t.name === "progress"), JSON.stringify(seen));
+    return { reloads, last: server.snapshot.seq, transientsSeen: seen.length, watcherSaw: watched.length };
   },
 
   /** The network drops mid-answer: the client reconnects and resumes from its last seq. */
