@@ -19,7 +19,7 @@ from typing import Any
 import msgspec
 
 from tokenwire.errors import StreamFailed
-from tokenwire.gateway.producer import Produce, StreamRequest
+from tokenwire.gateway.producer import Produce, ProducerFactory, StreamRequest
 from tokenwire.streams import StreamWriter
 
 SEARCHED = ("weather.example", "forecast.example", "almanac.example")
@@ -52,7 +52,7 @@ def get_weather(arguments: str) -> dict[str, Any]:
     return {"city": city, "unit": args.get("unit", "celsius"), "forecast": forecast}
 
 
-def agent_producer(pause_s: float = DEFAULT_PAUSE_S) -> Any:
+def agent_producer(pause_s: float = DEFAULT_PAUSE_S) -> ProducerFactory:
     """``create_app(producers={"mock-agent": agent_producer()})``: a factory giving each
     ``POST /v1/streams`` its produce function."""
 
