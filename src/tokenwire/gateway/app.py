@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +24,7 @@ from starlette.types import Receive, Scope, Send
 
 from tokenwire.gateway.errors import ApiError, handle_api_error
 from tokenwire.gateway.passthrough import chat_completions, list_models
+from tokenwire.gateway.producer import ProducerFactory, StreamRequest
 from tokenwire.gateway.routes import create_stream, healthz, index, metrics, read_token
 from tokenwire.gateway.service import STREAM_ID, Gateway, default_hub
 from tokenwire.gateway.settings import Settings
@@ -77,11 +78,22 @@ def cors_middleware(origins: tuple[str, ...]) -> list[Middleware]:
     ]
 
 
-def create_app(settings: Settings | None = None, hub: Hub | None = None) -> GatewayApp:
-    """The gateway app. ``hub`` defaults to ``default_hub(settings)``."""
+def create_app(
+    settings: Settings | None = None,
+    hub: Hub | None = None,
+    *,
+    producers: Mapping[str, ProducerFactory] | None = None,
+) -> GatewayApp:
+    """The gateway app. ``hub`` defaults to ``default_hub(settings)``.
+
+    ``producers`` maps a model name to the host's own ``factory(StreamRequest) -> produce``:
+    ``POST /v1/streams`` with that model runs it (e.g. a tool round between two model calls,
+    app data, retries) instead of piping the one upstream call. Other models: the plain pipe.
+    """
     settings = settings or Settings()
     hub = hub if hub is not None else default_hub(settings)  # (an empty hub is falsy)
     gateway = Gateway(settings, hub)
+    gateway.producers = dict(producers or {})
     static_dir = Path(settings.static_dir) if settings.static_dir else DEFAULT_STATIC_DIR
     stream_routes = StreamRoutes(
         gateway.streams,
@@ -129,4 +141,12 @@ def create_app(settings: Settings | None = None, hub: Hub | None = None) -> Gate
     return app
 
 
-__all__ = ["Gateway", "GatewayApp", "app_from_env", "create_app", "default_hub"]
+__all__ = [
+    "Gateway",
+    "GatewayApp",
+    "ProducerFactory",
+    "StreamRequest",
+    "app_from_env",
+    "create_app",
+    "default_hub",
+]

@@ -16,7 +16,7 @@ from starlette.responses import FileResponse, Response
 
 from tokenwire.gateway.errors import bad_request
 from tokenwire.gateway.passthrough import read_body
-from tokenwire.gateway.producer import Generation
+from tokenwire.gateway.producer import Generation, Produce, StreamRequest
 from tokenwire.gateway.service import Gateway
 from tokenwire.hub import HubUnavailable
 from tokenwire.streams.asgi import json_response
@@ -106,8 +106,15 @@ async def create_stream(request: Request) -> Response:
         _with_usage(data)
     model = data.get("model")
     path, headers, fmt = gw.stream_request
+    factory = gw.producers.get(model) if isinstance(model, str) else None
+    produce: Produce
+    if factory is not None:  # the host's own produce function for this model
+        request_ = StreamRequest(data, model, owner, fmt, upstream, path, headers)
+        produce = factory(request_)
+    else:
+        produce = Generation(upstream, _json.encode(data), fmt, path=path, headers=headers)
     handle = await gw.streams.start(
-        Generation(upstream, _json.encode(data), fmt, path=path, headers=headers),
+        produce,
         owner=owner,
         model=model if isinstance(model, str) else None,
         coalesce_ms=coalesce_ms,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gc
 import re
+from typing import Any
 
 from tokenwire.gateway.auth import Auth, owner_tag
 from tokenwire.gateway.errors import ApiError, not_found
@@ -67,6 +68,8 @@ class Gateway:
         )
         self.upstream: UpstreamClient | None = None  # set in startup
         self.stream_request: tuple[str, dict[str, str], str] = ("", {}, "chat")  # (startup)
+        # ``create_app(producers=...)``: model name -> the host's produce factory
+        self.producers: dict[str, Any] = {}
 
     @property
     def store(self) -> StreamStore:
