@@ -151,7 +151,8 @@ def chat_messages(ui_messages: list[Any]) -> list[dict[str, Any]]:
 async def aisdk_chat(request: Request) -> Response:
     """``POST /v1/aisdk/chat``: the ``DefaultChatTransport`` body (``id``, ``messages``,
     ``trigger``, ``messageId``, plus the request's own fields such as ``model``, sent to the
-    upstream as they are); answers with the AI SDK view and ``x-workflow-run-id``."""
+    upstream as they are); answers with the AI SDK view and ``x-workflow-run-id``. Without
+    ``id`` (the Workflow transport's default body) no chat is recorded: the run id resumes."""
     gw = _gw(request)
     owner = gw.auth.owner(request.headers, request.query_params)
     upstream = gw.require_started()
@@ -162,7 +163,7 @@ async def aisdk_chat(request: Request) -> Response:
         )
     data = _json_object(await read_body(request, gw.settings.max_body_bytes))
     chat_id, ui_messages = data.get("id"), data.get("messages")
-    if not isinstance(chat_id, str) or not CHAT_ID.fullmatch(chat_id):
+    if chat_id is not None and (not isinstance(chat_id, str) or not CHAT_ID.fullmatch(chat_id)):
         raise bad_request(
             "'id' (the chat id) must be 1 to 128 of A-Z a-z 0-9 _ . : -", "invalid_id"
         )
