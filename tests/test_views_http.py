@@ -267,3 +267,32 @@ def test_aisdk_chat_http_rules(mock_url: str) -> None:
         assert kinds[-2:] == ["abort", "finish"]
         a.close()
         b.close()
+
+
+def test_client_openai_chunks_resume_after_cuts(gateway: str, http: httpx.Client) -> None:
+    """A read timeout shorter than the token interval cuts the connection again and again;
+    ``openai_chunks`` (sync and async) resumes each time: the same chunks, once each."""
+    import asyncio
+
+    from tokenwire.client import AsyncClient
+
+    stream_id = _create(http, "mock", max_tokens=8, mock={"tps": 6})
+    requests: list[str] = []
+    with Client(gateway, max_retries=50) as client:
+        client._http.timeout = httpx.Timeout(0.08)  # (shorter than the token interval)
+        client._http.event_hooks["request"].append(lambda r: requests.append(str(r.url)))
+        chunks = list(client.openai_chunks(stream_id))
+    assert len(requests) > 2  # (it was cut and resumed)
+    assert any("startIndex=0" not in url for url in requests)  # resumed past chunk 0
+
+    async def read() -> list[dict[str, Any]]:
+        async with AsyncClient(gateway, timeout=20) as client:
+            return [c async for c in client.openai_chunks(stream_id)]
+
+    again = asyncio.run(read())
+    exact = http.get(f"/v1/streams/{stream_id}/events?format=openai&startIndex=0").content
+    want = [msgspec.json.decode(e.data) for e in SSEDecoder().feed(exact) if e.data != "[DONE]"]
+    assert chunks == want == again
+    assert _content([ChatCompletionChunk.model_validate(c) for c in chunks]) == _final_text(
+        http, stream_id
+    )
