@@ -205,6 +205,11 @@ def test_bad_format_and_cursors_are_400_json(http: httpx.Client) -> None:
         assert response.status_code == 400, (params, response.text)
         assert response.json()["error"]["code"] == code
     assert http.get("/v1/streams/st_nope_nope_nope_nope/events?format=aisdk").status_code == 404
+    # Nothing after the cursor of an ended stream: 204 (an EventSource stops reconnecting).
+    seq = http.get(f"/v1/streams/{stream_id}").json()["seq"]
+    for fmt in ("ops", "openai"):
+        done = http.get(url, params={"format": fmt}, headers={"Last-Event-ID": str(seq)})
+        assert done.status_code == 204, fmt
 
 
 def test_aisdk_view_start_index_and_ops_snapshot(http: httpx.Client) -> None:
@@ -296,3 +301,20 @@ def test_client_openai_chunks_resume_after_cuts(gateway: str, http: httpx.Client
     assert _content([ChatCompletionChunk.model_validate(c) for c in chunks]) == _final_text(
         http, stream_id
     )
+
+
+def test_resuming_a_10000_token_answer_is_compacted(http: httpx.Client) -> None:
+    """Issue 15's measure over HTTP: a 10,000-token answer (one op per token) resumed from
+    the start costs <= 1.2x the final message's bytes and <= 20 frames (Responses: its format
+    repeats the text in its .done events, so only the frame bound applies)."""
+    stream_id = _create(http, max_tokens=10_000)
+    snap = _wait_done(http, stream_id)
+    assert snap["seq"] > 10_000
+    message = len(msgspec.json.encode(snap["message"]))
+    for fmt in ("aisdk", "openai", "responses", "ops"):
+        body = http.get(f"/v1/streams/{stream_id}/events", params={"format": fmt}).content
+        frames = SSEDecoder().feed(body)
+        assert len(frames) <= 20, fmt
+        assert max(len(e.data) for e in frames) <= 64 * 1024, fmt
+        if fmt != "responses":
+            assert len(body) <= 1.2 * message, (fmt, len(body), message)

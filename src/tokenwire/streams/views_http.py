@@ -310,6 +310,8 @@ async def view_events(
         if cursor is not None:
             await cursor.aclose()
         raise
+    if not frames and cursor is None:
+        return Response(status_code=204)  # an ended stream, nothing after the cursor
     out = aisdk_headers(extra) if fmt == "aisdk" else sse_headers(extra)
     return ViewResponse(  # type: ignore[return-value]
         cursor, view, frames, out, metrics=metrics, keepalive_s=keepalive_s
