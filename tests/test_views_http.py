@@ -267,6 +267,12 @@ def test_aisdk_chat_http_rules(mock_url: str) -> None:
         stopped = a.post("/v1/aisdk/chat/chat1/stop")
         assert stopped.status_code == 202 and stopped.json()["status"] == "cancelled"
         assert a.get("/v1/aisdk/chat/chat1/stream").status_code == 204  # ended: not active
+        # The views follow the op stream's access rules: owner only, or a read token.
+        view = f"/v1/streams/{run_id}/events?format=openai"
+        assert b.get(view).status_code == 404
+        assert httpx.get(f"{base}{view}").status_code == 401
+        token = a.post(f"/v1/streams/{run_id}/token").json()["token"]
+        assert httpx.get(f"{base}{view}&token={token}").status_code == 200
         final = a.get(f"/v1/aisdk/chat/{run_id}/stream?startIndex=0").content
         kinds = [msgspec.json.decode(e.data)["type"] for e in SSEDecoder().feed(final)[:-1]]
         assert kinds[-2:] == ["abort", "finish"]
