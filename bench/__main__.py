@@ -404,6 +404,10 @@ def main(argv: list[str] | None = None) -> int:
         result["core"] = core.run(chunks=2000, rounds=sizes.core_rounds, quiet=True)
         progress("producer: mock vs a pydantic server (bench.producer)")
         result["producer"] = producer.run(quick=not args.full)
+    from bench import catchup  # (pure CPU: about a second)
+
+    progress("catch-up: resuming a 10,000-token answer per view (bench.catchup)")
+    result["catchup"] = catchup.run()
     with tempfile.TemporaryDirectory(prefix="tokenwire-bench-") as tmp:
         try:
             result.update(asyncio.run(_e2e(sizes, progress, Path(tmp), args.no_litellm)))

@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
+import msgspec
 
 from tokenwire.client._state import (
     RETRYABLE_STATUS,
@@ -73,6 +74,47 @@ class AsyncClient:
         with reaching(self._http.base_url):
             response = await self._http.get(f"/v1/streams/{stream_id}")
         return checked(response).json()
+
+    async def openai_chunks(
+        self, stream_id: str, *, start_index: int = 0
+    ) -> AsyncIterator[dict[str, Any]]:
+        """``Client.openai_chunks`` for asyncio: the stream as OpenAI
+        ``chat.completion.chunk`` dicts from chunk ``start_index`` on, resumed by itself
+        after a dropped connection (docs/views.md)."""
+        from tokenwire.protocol import SSEDecoder
+
+        index = start_index
+        attempt = 0
+        url = f"/v1/streams/{stream_id}/events"
+        while True:
+            decoder = SSEDecoder()
+            try:
+                with reaching(self._http.base_url):
+                    async with self._http.stream(
+                        "GET", url, params={"format": "openai", "startIndex": index}
+                    ) as response:
+                        if response.status_code >= 400:
+                            await response.aread()
+                            checked(response)
+                        async for raw in response.aiter_raw():
+                            for event in decoder.feed(raw):
+                                if event.data == "[DONE]":
+                                    return
+                                chunk = msgspec.json.decode(event.data)
+                                if "error" in chunk and "choices" not in chunk:
+                                    error = chunk["error"] or {}
+                                    raise GatewayError(
+                                        200, str(error.get("message")), error.get("type"), None
+                                    )
+                                index += 1
+                                attempt = 0
+                                yield chunk
+                return
+            except (httpx.TransportError, GatewayUnreachable):
+                attempt += 1
+                if attempt > self.max_retries:
+                    raise
+                await asyncio.sleep(backoff(attempt))
 
     async def cancel(self, stream_id: str) -> str:
         with reaching(self._http.base_url):

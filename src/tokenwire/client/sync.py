@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import httpx
+import msgspec
 
 from tokenwire.client._state import (
     RETRYABLE_STATUS,
@@ -71,6 +72,54 @@ class Client:
         """``{"id", "status", "seq", "message"}`` as the gateway has it now."""
         with reaching(self._http.base_url):
             return checked(self._http.get(f"/v1/streams/{stream_id}")).json()
+
+    def openai_chunks(self, stream_id: str, *, start_index: int = 0) -> Iterator[dict[str, Any]]:
+        """The stream as OpenAI ``chat.completion.chunk`` dicts (the gateway's openai view,
+        ``GET /v1/streams/{id}/events?format=openai``), from chunk ``start_index`` on, until the
+        end; a dropped connection is resumed by itself at the chunks received so far, so no
+        chunk is lost or repeated. For OpenAI SDK objects:
+        ``ChatCompletionChunk.model_validate(chunk)``. A failed or cancelled stream raises
+        ``GatewayError`` after its last chunk (as the OpenAI SDK raises ``APIError``).
+
+        The usual way in: ``POST /v1/chat/completions`` with ``X-Tokenwire-Detach: 1`` via the
+        OpenAI SDK; its response header ``X-Tokenwire-Stream`` names the stream to resume here
+        with ``start_index=<chunks the SDK yielded>`` (see docs/views.md)."""
+        from tokenwire.protocol import SSEDecoder
+
+        index = start_index
+        attempt = 0
+        url = f"/v1/streams/{stream_id}/events"
+        while True:
+            decoder = SSEDecoder()
+            try:
+                with (
+                    reaching(self._http.base_url),
+                    self._http.stream(
+                        "GET", url, params={"format": "openai", "startIndex": index}
+                    ) as response,
+                ):
+                    if response.status_code >= 400:
+                        response.read()
+                        checked(response)
+                    for raw in response.iter_raw():
+                        for event in decoder.feed(raw):
+                            if event.data == "[DONE]":
+                                return
+                            chunk = msgspec.json.decode(event.data)
+                            if "error" in chunk and "choices" not in chunk:
+                                error = chunk["error"] or {}
+                                raise GatewayError(
+                                    200, str(error.get("message")), error.get("type"), None
+                                )
+                            index += 1
+                            attempt = 0
+                            yield chunk
+                return  # (an end without [DONE]: nothing more will come)
+            except (httpx.TransportError, GatewayUnreachable):
+                attempt += 1
+                if attempt > self.max_retries:
+                    raise
+                time.sleep(backoff(attempt))
 
     def cancel(self, stream_id: str) -> str:
         """Stop the generation; returns the stream's status."""

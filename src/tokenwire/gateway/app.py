@@ -22,6 +22,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import Receive, Scope, Send
 
+from tokenwire.gateway.aisdk import aisdk_chat
 from tokenwire.gateway.errors import ApiError, handle_api_error
 from tokenwire.gateway.passthrough import chat_completions, list_models
 from tokenwire.gateway.producer import ProducerFactory, StreamRequest
@@ -71,8 +72,15 @@ def cors_middleware(origins: tuple[str, ...]) -> list[Middleware]:
             allow_origins=["*"] if any_origin else list(origins),
             allow_credentials=not any_origin,
             allow_methods=["GET", "HEAD", "POST", "OPTIONS"],
-            allow_headers=["Authorization", "Content-Type", "Last-Event-ID"],
-            expose_headers=["Location", "Retry-After"],
+            allow_headers=["Authorization", "Content-Type", "Last-Event-ID", "X-Tokenwire-Detach"],
+            expose_headers=[
+                "Location",
+                "Retry-After",
+                "X-Tokenwire-Stream",
+                "X-Workflow-Run-Id",
+                "X-Workflow-Stream-Tail-Index",
+                "X-Vercel-AI-UI-Message-Stream",
+            ],
             max_age=600,
         )
     ]
@@ -103,6 +111,9 @@ def create_app(
         cancel_wait_s=settings.cancel_wait_s,
         ws_hello_timeout_s=settings.ws_hello_timeout_s,
         stream_id_pattern=STREAM_ID,
+        catchup_threshold=settings.catchup_threshold,
+        max_frame_bytes=settings.max_frame_bytes,
+        chat_ttl_s=settings.chat_ttl_s,
     )
 
     @contextlib.asynccontextmanager
@@ -118,7 +129,9 @@ def create_app(
         Route("/healthz", healthz),
         Route("/metrics", metrics),
         Route("/v1/streams", create_stream, methods=["POST"]),
-        *stream_routes.routes("/v1/streams"),
+        *stream_routes.routes("/v1/streams", chats=False),
+        Route("/v1/aisdk/chat", aisdk_chat, methods=["POST"]),
+        *stream_routes.chat_routes("/v1/aisdk/chat"),
         Route("/v1/streams/{stream_id}/token", read_token, methods=["POST"]),
         Route("/v1/chat/completions", chat_completions, methods=["POST"]),
         Route("/v1/models", list_models),

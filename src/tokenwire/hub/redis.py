@@ -647,6 +647,23 @@ class RedisHub(Hub):
             raise HubUnavailable("the Redis hub is not started")
         return self._blocking
 
+    # -- active streams of chats ---------------------------------------------------------
+    def _chat_key(self, chat_key: str) -> str:
+        return f"{self.keys.prefix}:chat:{chat_key}"
+
+    async def set_active(self, chat_key: str, stream_id: str, ttl_s: float) -> None:
+        async with self._unavailable():
+            await self.r.set(self._chat_key(chat_key), stream_id, px=max(1, int(ttl_s * 1000)))
+
+    async def get_active(self, chat_key: str) -> str | None:
+        async with self._unavailable():
+            found = await self.r.get(self._chat_key(chat_key))
+        return None if found is None else _text(found)
+
+    async def clear_active(self, chat_key: str, stream_id: str) -> None:
+        async with self._unavailable():  # (compare-and-delete: a newer stream stays)
+            await self.r.eval(_CLEAR_ACTIVE, 1, self._chat_key(chat_key), stream_id)
+
     # -- cancel --------------------------------------------------------------------------
     async def request_cancel(self, stream_id: str) -> None:
         async with self._unavailable():
@@ -886,6 +903,12 @@ class RedisHub(Hub):
         if code == 1:
             log.warning("stream %s: producer lost, ended it as failed at seq %d", stream_id, seq)
         return code == 1
+
+
+_CLEAR_ACTIVE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
 
 
 def _text(value: bytes | str) -> str:

@@ -411,12 +411,53 @@ class Streams:
 
     # -- serving ---------------------------------------------------------------------------
     def asgi(self, authorize: Any = None, **options: Any) -> Any:
-        """A mountable ASGI app (Starlette) serving these streams: snapshot, SSE, WebSocket,
-        cancel. ``authorize(request) -> owner``, sync or async; see ``tokenwire.streams.asgi``.
-        ``options``: ``keepalive_s``, ``cancel_wait_s``, ``ws_hello_timeout_s``, ``metrics``."""
+        """A mountable ASGI app (Starlette) serving these streams: snapshot, SSE (and its
+        views, ``?format=``), WebSocket, cancel, and the AI SDK chat resume / stop routes.
+        ``authorize(request) -> owner``, sync or async; see ``tokenwire.streams.asgi``.
+        ``options``: ``keepalive_s``, ``cancel_wait_s``, ``ws_hello_timeout_s``, ``metrics``,
+        ``catchup_threshold``, ``max_frame_bytes``, ``chat_ttl_s``."""
         from tokenwire.streams.asgi import build_app  # (the HTTP stack only when serving)
 
         return build_app(self, authorize, **options)
+
+    def aisdk_response(
+        self,
+        stream_id: str,
+        *,
+        chat_id: str | None = None,
+        message_id: str | None = None,
+        headers: dict[str, str] | None = None,
+        keepalive_s: float = 15.0,
+        max_frame_bytes: int | None = None,
+        chat_ttl_s: float | None = None,
+    ) -> Any:
+        """A Starlette ``Response`` streaming the AI SDK UI message stream of ``stream_id``
+        (one started with ``start``): what a host's own ``POST {api}`` handler returns to
+        ``useChat``. ``chat_id`` records the stream as the chat's active one (in the hub, so
+        ``GET {api}/{chatId}/stream`` and ``POST {api}/{chatId}/stop`` of ``asgi()`` find it
+        from any process); ``message_id`` is the UI message id (default: the stream id).
+        Sends ``x-workflow-run-id: <stream id>`` too. See docs/views.md."""
+        from tokenwire.streams.views_http import (  # (the HTTP stack only when serving)
+            AISDKStartResponse,
+            ViewOptions,
+        )
+
+        defaults = ViewOptions()
+        options = ViewOptions(
+            defaults.threshold,
+            defaults.max_frame_bytes if max_frame_bytes is None else max_frame_bytes,
+            defaults.chat_ttl_s if chat_ttl_s is None else chat_ttl_s,
+        )
+        return AISDKStartResponse(
+            self,
+            stream_id,
+            chat_id=chat_id,
+            message_id=message_id,
+            options=options,
+            keepalive_s=keepalive_s,
+            metrics=None,
+            headers=headers,
+        )
 
     # -- read tokens -----------------------------------------------------------------------
     def read_token(self, stream_id: str, ttl_s: float = 3600) -> str:
