@@ -59,6 +59,7 @@ class Gateway:
             coalesce_ms=settings.coalesce_ms,
             secret=secret,
             observer=MetricsObserver(self.metrics),
+            max_event_bytes=settings.max_event_bytes,
         )
         # Owner tags are keyed with the secret when one is configured (every machine of a
         # deployment then shares it); otherwise they stay the unkeyed hash, which any machine

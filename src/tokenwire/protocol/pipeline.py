@@ -29,6 +29,7 @@ class Pipeline:
         "_chat",
         "_fast_index",
         "_head",
+        "_max_event_bytes",
         "assembler",
         "decoder",
         "format",
@@ -46,6 +47,8 @@ class Pipeline:
         max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
     ) -> None:
         self.decoder = SSEDecoder(max_event_bytes)
+        # A read bigger than this skips the fast paths: the decoder enforces the limit.
+        self._max_event_bytes = max_event_bytes
         self.format = format  # "auto" until the first event decides
         self.normalizer: Normalizer | AutoNormalizer
         if format == "chat":
@@ -75,7 +78,7 @@ class Pipeline:
 
     def feed(self, data: bytes, now: float = 0.0) -> list[EncodedOp]:
         index = self._fast_index  # (never set for other formats)
-        if index is not None and data.endswith(b"\n\n"):
+        if index is not None and data.endswith(b"\n\n") and len(data) <= self._max_event_bytes:
             lines = data.splitlines()
             if len(lines) == 2 and lines[0].startswith(b"data: {"):
                 chunk = _decode_or_none(lines[0][6:])
@@ -98,7 +101,12 @@ class Pipeline:
         whole ``event: …`` + ``data: …`` event: with the SSE decoder between events, its data
         goes straight to the normalizer (the event name is in the data's ``type`` too), and a
         text fact for the open block of its kind straight to a delta op."""
-        if data.endswith(b"\n\n") and self.decoder.idle and self.format != "auto":
+        if (
+            data.endswith(b"\n\n")
+            and self.decoder.idle
+            and self.format != "auto"
+            and len(data) <= self._max_event_bytes
+        ):
             lines = data.splitlines()
             if (
                 len(lines) == 3

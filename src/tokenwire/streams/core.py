@@ -36,6 +36,7 @@ from tokenwire.errors import (
 )
 from tokenwire.hub import Hub, MemoryHub, StreamInfo
 from tokenwire.protocol import EncodedOp, Message, snapshot_op
+from tokenwire.protocol.sse import DEFAULT_MAX_EVENT_BYTES
 from tokenwire.streams.store import MemoryStore, StoredStream, StreamStore
 from tokenwire.streams.writer import HubLost, State, StreamWriter
 
@@ -90,7 +91,8 @@ class Streams:
     ``coalesce_ms``: merge text deltas written faster than this into one op. ``on_end(info,
     message)``: awaited before ``message.end`` is visible to readers. ``secret``: signs read
     tokens (default: ``TOKENWIRE_SECRET``, else random per process — give every process of a
-    deployment the same secret).
+    deployment the same secret). ``max_event_bytes``: the largest upstream SSE event a
+    ``writer.pipe`` accepts; a bigger one ends the stream ``failed`` (``event_too_large``).
     """
 
     def __init__(
@@ -102,7 +104,11 @@ class Streams:
         secret: str | bytes | None = None,
         *,
         observer: Observer | None = None,
+        max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
     ) -> None:
+        if max_event_bytes <= 0:
+            raise ValueError(f"max_event_bytes must be positive, got {max_event_bytes!r}")
+        self.max_event_bytes = max_event_bytes
         self.hub: Hub = hub if hub is not None else MemoryHub()
         self.store: StreamStore = store if store is not None else MemoryStore()
         self.coalesce_ms = float(coalesce_ms)

@@ -406,7 +406,9 @@ class StreamWriter:
         await self._end_failed(message, type, code)
 
     # -- piping ----------------------------------------------------------------------------
-    async def pipe(self, source: Any, format: str = "auto") -> PipeResult:
+    async def pipe(
+        self, source: Any, format: str = "auto", *, max_event_bytes: int | None = None
+    ) -> PipeResult:
         """Pipe an upstream chat completions stream into the message; returns what it learned.
 
         ``source``: an async iterable of bytes (raw SSE body), an ``httpx.Response`` opened with
@@ -415,6 +417,9 @@ class StreamWriter:
         manager giving one of these (``httpx.AsyncClient.stream(...)``,
         ``with_streaming_response.create(...)``: entered and exited here), or the gateway's
         ``UpstreamResponse``. A second pipe continues the same message in a new step.
+        ``max_event_bytes`` (default: the ``Streams``' own) caps one upstream SSE event: a bigger
+        one ends the stream ``failed`` (error type ``event_too_large``, what came before kept)
+        and the pipe raises ``StreamEnded``.
 
         Raises ``StreamFailed`` for an upstream error (HTTP status >= 400, an error event, a
         stream cut short without a finish reason); left uncaught, it fails the stream with it.
@@ -433,7 +438,7 @@ class StreamWriter:
             source = await manager.__aenter__()
         try:
             source = _unwrap(source)
-            pipeline, facts = await self._pipe_start(source, fmt)
+            pipeline, facts = await self._pipe_start(source, fmt, max_event_bytes)
             poll = getattr(source, "poll", None)
             if poll is not None:
                 # The hot path (the gateway's ``UpstreamResponse``): no coroutine per read.
@@ -480,7 +485,9 @@ class StreamWriter:
             await manager.__aexit__(None, None, None)
         return await self._pipe_result(facts)
 
-    async def _pipe_start(self, source: Any, fmt: str) -> tuple[Pipeline, _PipeFacts]:
+    async def _pipe_start(
+        self, source: Any, fmt: str, max_event_bytes: int | None
+    ) -> tuple[Pipeline, _PipeFacts]:
         """Refuse an error response; open a step for a later model call; the pipe's decoder."""
         status = getattr(source, "status_code", None)
         if isinstance(status, int) and status >= 400:
@@ -492,7 +499,11 @@ class StreamWriter:
             await self._write([StepStarted(self._step)])
         self._pipes += 1
         self._piped_in_step = True
-        pipeline = Pipeline(self.stream_id, coalesce_ms=0.0, format=fmt)
+        if max_event_bytes is None:
+            max_event_bytes = self._streams.max_event_bytes
+        pipeline = Pipeline(
+            self.stream_id, coalesce_ms=0.0, format=fmt, max_event_bytes=max_event_bytes
+        )
         pipeline.assembler = self._asm  # the pipe's decoder + normalizer feed the writer's
         facts = _PipeFacts(pipeline.normalizer, self._tool_key)
         pipeline.normalizer = facts  # type: ignore[assignment]
