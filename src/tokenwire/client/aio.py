@@ -21,22 +21,25 @@ from tokenwire.client._state import (
     create_body,
     http_options,
     reaching,
+    read_params,
 )
 from tokenwire.protocol import Message, Op
 
 
 class AsyncClient:
-    """The async twin of ``Client``."""
+    """The async twin of ``Client`` (same ``api_key`` / ``token`` options)."""
 
     def __init__(
         self,
         base_url: str = "http://127.0.0.1:8787",
         *,
         api_key: str | None = None,
+        token: str | None = None,
         timeout: float = 30.0,
         max_retries: int = 5,
     ) -> None:
         self.api_key = api_key
+        self.token = token
         self.max_retries = max_retries
         self._http = httpx.AsyncClient(**http_options(base_url, api_key, timeout))
 
@@ -72,7 +75,9 @@ class AsyncClient:
 
     async def get(self, stream_id: str) -> dict[str, Any]:
         with reaching(self._http.base_url):
-            response = await self._http.get(f"/v1/streams/{stream_id}")
+            response = await self._http.get(
+                f"/v1/streams/{stream_id}", params=read_params(self.token)
+            )
         return checked(response).json()
 
     async def openai_chunks(
@@ -91,7 +96,9 @@ class AsyncClient:
             try:
                 with reaching(self._http.base_url):
                     async with self._http.stream(
-                        "GET", url, params={"format": "openai", "startIndex": index}
+                        "GET",
+                        url,
+                        params=read_params(self.token, format="openai", startIndex=index),
                     ) as response:
                         if response.status_code >= 400:
                             await response.aread()
@@ -129,7 +136,10 @@ class AsyncClient:
             try:
                 state.reset_connection()
                 async with self._http.stream(
-                    "GET", f"/v1/streams/{state.id}/events", headers=state.headers()
+                    "GET",
+                    f"/v1/streams/{state.id}/events",
+                    headers=state.headers(),
+                    params=read_params(self.token),
                 ) as response:
                     if response.status_code == 204:
                         state.done = True

@@ -21,22 +21,29 @@ from tokenwire.client._state import (
     create_body,
     http_options,
     reaching,
+    read_params,
 )
 from tokenwire.protocol import Message, Op
 
 
 class Client:
-    """Talk to a tokenwire gateway: create streams, follow them with resume, cancel them."""
+    """Talk to a tokenwire gateway: create streams, follow them with resume, cancel them.
+
+    ``api_key``: sent as a bearer header on every call. ``token``: a read token for one stream
+    (``POST /v1/streams/{id}/token``), sent as ``?token=`` on reads (events, snapshot, the
+    openai view): enough to follow that stream, never to create or cancel one."""
 
     def __init__(
         self,
         base_url: str = "http://127.0.0.1:8787",
         *,
         api_key: str | None = None,
+        token: str | None = None,
         timeout: float = 30.0,
         max_retries: int = 5,
     ) -> None:
         self.api_key = api_key
+        self.token = token
         self.max_retries = max_retries
         self._http = httpx.Client(**http_options(base_url, api_key, timeout))
 
@@ -71,7 +78,9 @@ class Client:
     def get(self, stream_id: str) -> dict[str, Any]:
         """``{"id", "status", "seq", "message"}`` as the gateway has it now."""
         with reaching(self._http.base_url):
-            return checked(self._http.get(f"/v1/streams/{stream_id}")).json()
+            return checked(
+                self._http.get(f"/v1/streams/{stream_id}", params=read_params(self.token))
+            ).json()
 
     def openai_chunks(self, stream_id: str, *, start_index: int = 0) -> Iterator[dict[str, Any]]:
         """The stream as OpenAI ``chat.completion.chunk`` dicts (the gateway's openai view,
@@ -95,7 +104,9 @@ class Client:
                 with (
                     reaching(self._http.base_url),
                     self._http.stream(
-                        "GET", url, params={"format": "openai", "startIndex": index}
+                        "GET",
+                        url,
+                        params=read_params(self.token, format="openai", startIndex=index),
                     ) as response,
                 ):
                     if response.status_code >= 400:
@@ -135,7 +146,10 @@ class Client:
             try:
                 state.reset_connection()
                 with self._http.stream(
-                    "GET", f"/v1/streams/{state.id}/events", headers=state.headers()
+                    "GET",
+                    f"/v1/streams/{state.id}/events",
+                    headers=state.headers(),
+                    params=read_params(self.token),
                 ) as response:
                     if response.status_code == 204:  # nothing after our position
                         state.done = True
