@@ -12,7 +12,7 @@ import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
 
-from tokenwire.gateway.errors import bad_request
+from tokenwire.gateway.errors import bad_request, json_object
 from tokenwire.gateway.passthrough import read_body
 from tokenwire.gateway.producer import Generation
 from tokenwire.gateway.service import Gateway
@@ -31,16 +31,6 @@ _BODY_KEYS = ("id", "messages", "trigger", "messageId")  # DefaultChatTransport'
 
 def _gw(request: Request) -> Gateway:
     return request.app.state.gateway
-
-
-def _json_object(body: bytes) -> dict[str, Any]:
-    try:
-        data = msgspec.json.decode(body)
-    except msgspec.DecodeError:
-        raise bad_request("request body is not valid JSON", "invalid_json") from None
-    if not isinstance(data, dict):
-        raise bad_request("request body must be a JSON object", "invalid_json")
-    return data
 
 
 # -- UI messages -> chat messages ------------------------------------------------------------
@@ -161,7 +151,7 @@ async def aisdk_chat(request: Request) -> Response:
             "/v1/aisdk/chat needs a chat-completions upstream (upstream_api = chat)",
             "unsupported_upstream_api",
         )
-    data = _json_object(await read_body(request, gw.settings.max_body_bytes))
+    data = json_object(await read_body(request, gw.settings.max_body_bytes))
     chat_id, ui_messages = data.get("id"), data.get("messages")
     if chat_id is not None and (not isinstance(chat_id, str) or not CHAT_ID.fullmatch(chat_id)):
         raise bad_request(
@@ -207,7 +197,7 @@ async def detached_chat_completions(request: Request, body: bytes) -> Response:
     gw = _gw(request)
     owner = gw.auth.owner(request.headers, request.query_params)
     upstream = gw.require_started()
-    data = _json_object(body)
+    data = json_object(body)
     if data.get("stream") is not True:
         raise bad_request('X-Tokenwire-Detach needs "stream": true', "detach_needs_stream")
     messages = data.get("messages")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
@@ -39,6 +41,17 @@ def hub_unavailable(exc: Exception) -> ApiError:
 
 def bad_request(message: str, code: str) -> ApiError:
     return ApiError(400, message, "invalid_request_error", code)
+
+
+def json_object(body: bytes) -> dict[str, Any]:
+    """A request body that must be one JSON object; else the 400 (``invalid_json``)."""
+    try:
+        data = msgspec.json.decode(body)
+    except msgspec.DecodeError:
+        raise bad_request("request body is not valid JSON", "invalid_json") from None
+    if not isinstance(data, dict):
+        raise bad_request("request body must be a JSON object", "invalid_json")
+    return data
 
 
 async def handle_api_error(request: Request, exc: Exception) -> Response:

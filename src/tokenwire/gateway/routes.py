@@ -14,7 +14,7 @@ import msgspec
 from starlette.requests import Request
 from starlette.responses import FileResponse, Response
 
-from tokenwire.gateway.errors import bad_request
+from tokenwire.gateway.errors import bad_request, json_object
 from tokenwire.gateway.passthrough import read_body
 from tokenwire.gateway.producer import Generation, Produce, StreamRequest
 from tokenwire.gateway.service import Gateway
@@ -70,13 +70,7 @@ async def create_stream(request: Request) -> Response:
     gw = _gw(request)
     owner = gw.auth.owner(request.headers, request.query_params)
     upstream = gw.require_started()
-    body = await read_body(request, gw.settings.max_body_bytes)
-    try:
-        data = msgspec.json.decode(body)
-    except msgspec.DecodeError:
-        raise bad_request("request body is not valid JSON", "invalid_json") from None
-    if not isinstance(data, dict):
-        raise bad_request("request body must be a JSON object", "invalid_json")
+    data = json_object(await read_body(request, gw.settings.max_body_bytes))
     api = gw.settings.upstream_api
     if api == "responses":  # (the Responses API takes ``input``: a string or items)
         if not data.get("input"):
