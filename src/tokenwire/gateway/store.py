@@ -92,13 +92,7 @@ class Store:
         if self.retention_s is None:
             return 0
         cutoff = (time.time() if now is None else now) - self.retention_s
-        return await self._run(self._delete_before, cutoff)
-
-    def _delete_before(self, cutoff: float) -> int:
-        assert self._db is not None
-        deleted = self._db.execute("DELETE FROM streams WHERE finished_at < ?", (cutoff,))
-        self._db.commit()
-        return deleted.rowcount
+        return await self.delete_finished_before(cutoff)
 
     async def _clean_forever(self) -> None:
         while True:
