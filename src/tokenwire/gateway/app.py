@@ -28,7 +28,7 @@ from tokenwire.gateway.passthrough import chat_completions, list_models
 from tokenwire.gateway.producer import ProducerFactory, StreamRequest
 from tokenwire.gateway.routes import create_stream, healthz, index, metrics, read_token
 from tokenwire.gateway.service import STREAM_ID, Gateway, default_hub
-from tokenwire.gateway.settings import Settings
+from tokenwire.gateway.settings import Settings, enforce_worker_setup
 from tokenwire.hub import Hub, HubUnavailable
 from tokenwire.streams.asgi import StreamRoutes, http_error, hub_error
 
@@ -42,7 +42,9 @@ def app_from_env() -> GatewayApp:
     ``tokenwire serve --workers N`` runs ``uvicorn --factory`` on this; it works the same with
     ``uvicorn tokenwire.gateway.app:app_from_env --factory --workers N`` or gunicorn.
     """
-    return create_app(Settings.from_env())
+    settings = Settings.from_env()
+    enforce_worker_setup(settings)  # several workers need a shared hub: refuse, one line
+    return create_app(settings)
 
 
 class GatewayApp(Starlette):
@@ -72,7 +74,8 @@ def cors_middleware(origins: tuple[str, ...]) -> list[Middleware]:
             allow_origins=["*"] if any_origin else list(origins),
             allow_credentials=not any_origin,
             allow_methods=["GET", "HEAD", "POST", "OPTIONS"],
-            allow_headers=["Authorization", "Content-Type", "Last-Event-ID", "X-Tokenwire-Detach"],
+            # Any request header: browser SDKs (OpenAI's, Anthropic's) send their own x-* ones.
+            allow_headers=["*"],
             expose_headers=[
                 "Location",
                 "Retry-After",

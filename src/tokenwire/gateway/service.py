@@ -99,7 +99,9 @@ class Gateway:
             retries=s.upstream_retries,
             backoff_s=s.upstream_backoff_s,
             head_timeout_s=s.upstream_head_timeout_s,
+            idle_timeout_s=s.upstream_idle_timeout_s,
             ca_file=s.upstream_ca_file,
+            max_body_bytes=s.upstream_max_body_bytes,
         )
         # ``POST /v1/streams`` goes to the configured API's endpoint, decoded by its format.
         path, headers = upstream_endpoint(s.upstream_api, key if anthropic else None)

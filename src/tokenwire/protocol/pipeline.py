@@ -65,6 +65,11 @@ class Pipeline:
         self._head: bytes | None = None
 
     @property
+    def head(self) -> bytes:
+        """The first bytes of the body (to say what a 200 answer without chunks was)."""
+        return self._head or b""
+
+    @property
     def message(self) -> Message:
         return self.assembler.message
 
@@ -197,7 +202,7 @@ class Pipeline:
         normalizer = self.normalizer
         ops = self.assembler.feed(normalizer.close(), now)
         if not self.assembler.done and not normalizer.saw_chunk and not normalizer.saw_done:
-            what = describe_non_stream(self._head or b"")
+            what = describe_non_stream(self.head)
             if what is not None:
                 return ops + self.assembler.fail(what, error_type="not_event_stream", now=now)
         return ops + self.assembler.close(now)

@@ -25,6 +25,7 @@ from typing import Any, Protocol
 import msgspec
 
 from tokenwire.errors import (
+    InvalidArgument,
     NotStarted,
     StreamEnded,
     StreamExists,
@@ -199,7 +200,7 @@ class Streams:
             stream_id = "st_" + secrets.token_urlsafe(18)  # 144 random bits
         else:
             if not isinstance(stream_id, str) or not STREAM_ID.fullmatch(stream_id):
-                raise ValueError(
+                raise InvalidArgument(
                     f"invalid stream id {stream_id!r}: up to 128 of A-Z a-z 0-9 _ . : -"
                 )
             if await self.store.get(stream_id) is not None:
