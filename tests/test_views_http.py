@@ -204,6 +204,11 @@ def test_bad_format_and_cursors_are_400_json(http: httpx.Client) -> None:
         response = http.get(url, params=params, headers=headers)
         assert response.status_code == 400, (params, response.text)
         assert response.json()["error"]["code"] == code
+    # The error names the cursor actually given (header or query parameter).
+    named = http.get(url, params={"format": "openai", "after": "abc"})
+    assert named.status_code == 400 and "after must be" in named.json()["error"]["message"]
+    named = http.get(url, params={"format": "ops"}, headers={"Last-Event-ID": "abc"})
+    assert named.status_code == 400 and "Last-Event-ID must" in named.json()["error"]["message"]
     assert http.get("/v1/streams/st_nope_nope_nope_nope/events?format=aisdk").status_code == 404
     # Nothing after the cursor of an ended stream: 204 (an EventSource stops reconnecting).
     seq = http.get(f"/v1/streams/{stream_id}").json()["seq"]

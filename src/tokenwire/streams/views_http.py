@@ -255,7 +255,11 @@ async def view_events(
     after = -1
     start_index: int | None = None
     if fmt in ("ops", "openai"):
-        after_seq = _seq_param(headers.get("last-event-id") or query.get("after"), "Last-Event-ID")
+        # (the error names the cursor actually given: the header wins over ``?after=``)
+        if headers.get("last-event-id"):
+            after_seq = _seq_param(headers.get("last-event-id"), "Last-Event-ID")
+        else:
+            after_seq = _seq_param(query.get("after"), "after")
         if fmt == "openai":
             start_index = _seq_param(query.get("startIndex"), "startIndex")
         if after_seq is not None and after_seq > seq:
