@@ -278,7 +278,18 @@ def test_aisdk_chat_http_rules(mock_url: str) -> None:
         assert httpx.get(f"{base}{view}").status_code == 401
         token = a.post(f"/v1/streams/{run_id}/token").json()["token"]
         assert httpx.get(f"{base}{view}&token={token}").status_code == 200
+        # A read token works for the Workflow resume of its own run, and only there.
+        resume = f"{base}/v1/aisdk/chat/{run_id}/stream?startIndex=0"
+        by_token = httpx.get(f"{resume}&token={token}")
+        assert by_token.status_code == 200, by_token.text
+        other = a.post("/v1/streams", json={"model": "mock", "messages": PROMPT}).json()["id"]
+        # (another run does not exist for this token: 404, as on the op stream)
+        elsewhere = f"{base}/v1/aisdk/chat/{other}/stream?startIndex=0&token={token}"
+        assert httpx.get(elsewhere).status_code == 404
+        assert httpx.get(f"{resume}&token=bogus.token").status_code == 401
+        assert httpx.post(f"{base}/v1/aisdk/chat/{run_id}/stop?token={token}").status_code == 401
         final = a.get(f"/v1/aisdk/chat/{run_id}/stream?startIndex=0").content
+        assert by_token.content == final
         kinds = [msgspec.json.decode(e.data)["type"] for e in SSEDecoder().feed(final)[:-1]]
         assert kinds[-2:] == ["abort", "finish"]
         a.close()
