@@ -204,6 +204,11 @@ def test_bad_format_and_cursors_are_400_json(http: httpx.Client) -> None:
         response = http.get(url, params=params, headers=headers)
         assert response.status_code == 400, (params, response.text)
         assert response.json()["error"]["code"] == code
+    # The error names the cursor actually given (header or query parameter).
+    named = http.get(url, params={"format": "openai", "after": "abc"})
+    assert named.status_code == 400 and "after must be" in named.json()["error"]["message"]
+    named = http.get(url, params={"format": "ops"}, headers={"Last-Event-ID": "abc"})
+    assert named.status_code == 400 and "Last-Event-ID must" in named.json()["error"]["message"]
     assert http.get("/v1/streams/st_nope_nope_nope_nope/events?format=aisdk").status_code == 404
     # Nothing after the cursor of an ended stream: 204 (an EventSource stops reconnecting).
     seq = http.get(f"/v1/streams/{stream_id}").json()["seq"]
@@ -273,7 +278,18 @@ def test_aisdk_chat_http_rules(mock_url: str) -> None:
         assert httpx.get(f"{base}{view}").status_code == 401
         token = a.post(f"/v1/streams/{run_id}/token").json()["token"]
         assert httpx.get(f"{base}{view}&token={token}").status_code == 200
+        # A read token works for the Workflow resume of its own run, and only there.
+        resume = f"{base}/v1/aisdk/chat/{run_id}/stream?startIndex=0"
+        by_token = httpx.get(f"{resume}&token={token}")
+        assert by_token.status_code == 200, by_token.text
+        other = a.post("/v1/streams", json={"model": "mock", "messages": PROMPT}).json()["id"]
+        # (another run does not exist for this token: 404, as on the op stream)
+        elsewhere = f"{base}/v1/aisdk/chat/{other}/stream?startIndex=0&token={token}"
+        assert httpx.get(elsewhere).status_code == 404
+        assert httpx.get(f"{resume}&token=bogus.token").status_code == 401
+        assert httpx.post(f"{base}/v1/aisdk/chat/{run_id}/stop?token={token}").status_code == 401
         final = a.get(f"/v1/aisdk/chat/{run_id}/stream?startIndex=0").content
+        assert by_token.content == final
         kinds = [msgspec.json.decode(e.data)["type"] for e in SSEDecoder().feed(final)[:-1]]
         assert kinds[-2:] == ["abort", "finish"]
         a.close()

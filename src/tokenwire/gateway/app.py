@@ -24,7 +24,7 @@ from starlette.types import Receive, Scope, Send
 
 from tokenwire.gateway.aisdk import aisdk_chat
 from tokenwire.gateway.errors import ApiError, handle_api_error
-from tokenwire.gateway.passthrough import chat_completions, list_models
+from tokenwire.gateway.passthrough import chat_completions, list_models, messages, responses
 from tokenwire.gateway.producer import ProducerFactory, StreamRequest
 from tokenwire.gateway.routes import create_stream, healthz, index, metrics, read_token
 from tokenwire.gateway.service import STREAM_ID, Gateway, default_hub
@@ -137,6 +137,8 @@ def create_app(
         *stream_routes.chat_routes("/v1/aisdk/chat"),
         Route("/v1/streams/{stream_id}/token", read_token, methods=["POST"]),
         Route("/v1/chat/completions", chat_completions, methods=["POST"]),
+        Route("/v1/responses", responses, methods=["POST"]),
+        Route("/v1/messages", messages, methods=["POST"]),
         Route("/v1/models", list_models),
     ]
     if static_dir.is_dir():

@@ -1,9 +1,11 @@
-"""Raw passthrough: ``POST /v1/chat/completions`` and ``GET /v1/models`` relayed untouched."""
+"""Raw passthrough: ``POST /v1/chat/completions``, ``POST /v1/responses``, ``POST /v1/messages``
+and ``GET /v1/models`` relayed untouched (bodies byte for byte, streamed as they arrive)."""
 
 from __future__ import annotations
 
 import contextlib
 
+from starlette.datastructures import Headers
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -11,6 +13,7 @@ from tokenwire.gateway.errors import ApiError
 from tokenwire.gateway.service import Gateway
 from tokenwire.gateway.streaming import RelayResponse
 from tokenwire.gateway.upstream import UpstreamBroken, UpstreamUnavailable
+from tokenwire.gateway.upstream_api import upstream_endpoint
 from tokenwire.streams.asgi import raw_response
 
 # Upstream response headers that describe the hop, not the content; never relayed.
@@ -64,16 +67,61 @@ async def chat_completions(request: Request) -> Response:
 
         if wants_detach(request):
             return await detached_chat_completions(request, body)
+    return await _relay(request, body, "chat/completions", {})
+
+
+async def responses(request: Request) -> Response:
+    """``POST /v1/responses`` relayed to the upstream's ``responses`` endpoint."""
+    gw = _gw(request)
+    gw.auth.owner(request.headers, request.query_params)
+    body = await read_body(request, gw.settings.max_body_bytes)
+    return await _relay(request, body, *_endpoint(gw, "responses"))
+
+
+async def messages(request: Request) -> Response:
+    """``POST /v1/messages`` (Anthropic) relayed to the upstream's ``messages`` endpoint, with
+    its ``x-api-key`` auth and the client's ``anthropic-version`` (else the default) and
+    ``anthropic-beta``. The gateway key may come as ``x-api-key`` too (the Anthropic SDKs'
+    default), not only as ``Authorization: Bearer``."""
+    gw = _gw(request)
+    auth_headers = request.headers
+    key = request.headers.get("x-api-key")
+    if key and "authorization" not in request.headers:
+        auth_headers = Headers({"authorization": f"Bearer {key}"})
+    gw.auth.owner(auth_headers, request.query_params)
+    body = await read_body(request, gw.settings.max_body_bytes)
+    path, headers = _endpoint(gw, "anthropic")
+    for name in ("anthropic-version", "anthropic-beta"):
+        value = request.headers.get(name)
+        if value:
+            headers[name] = value
+    return await _relay(request, body, path, headers)
+
+
+def _endpoint(gw: Gateway, api: str) -> tuple[str, dict[str, str]]:
+    """The upstream path of ``api`` and the auth headers it wants that the upstream client
+    does not already send (it sends ``Authorization: Bearer`` unless the gateway's own
+    upstream API is Anthropic's)."""
+    path, headers = upstream_endpoint(api, gw.settings.resolved_upstream_key())
+    del headers["Content-Type"], headers["Accept"]  # (the client's own are relayed)
+    if gw.settings.upstream_api != "anthropic":
+        headers.pop("Authorization", None)  # (already on every request of the client)
+    return path, headers
+
+
+async def _relay(request: Request, body: bytes, path: str, extra: dict[str, str]) -> Response:
+    gw = _gw(request)
     gw.metrics.passthrough.inc()
     headers = {
         "Content-Type": request.headers.get("content-type", "application/json"),
         "Accept": request.headers.get("accept", "*/*"),
+        **extra,
     }
     upstream_client = gw.require_started()
     stack = contextlib.AsyncExitStack()
     try:
         upstream = await stack.enter_async_context(
-            upstream_client.request("POST", "chat/completions", content=body, headers=headers)
+            upstream_client.request("POST", path, content=body, headers=headers)
         )
     except UpstreamUnavailable as exc:
         await stack.aclose()
@@ -116,4 +164,4 @@ async def list_models(request: Request) -> Response:
     return raw_response(status, headers, content)
 
 
-__all__ = ["HOP_HEADERS", "chat_completions", "list_models", "read_body"]
+__all__ = ["HOP_HEADERS", "chat_completions", "list_models", "messages", "read_body", "responses"]

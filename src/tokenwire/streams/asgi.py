@@ -17,7 +17,8 @@ lands here, and answer your own ``POST {api}`` with ``streams.aisdk_response(...
 ``authorize(request) -> owner`` (sync or async) runs on every route; it refuses by raising
 (``Unauthorized``, an ``HTTPException``, an ``ApiError``) or by returning a ``Response`` (sent
 as is). A stream is only visible to its owner. ``?token=`` with a read token from
-``streams.read_token(id)`` replaces ``authorize`` for reading that one stream (not cancel).
+``streams.read_token(id)`` replaces ``authorize`` for reading that one stream (not cancel,
+not stop), including its Workflow resume ``/{id}/stream?startIndex=N``.
 """
 
 from __future__ import annotations
@@ -289,8 +290,25 @@ class StreamRoutes:
         (compacted), then live; 204 when none. With ``?startIndex=N`` the chat id may be a
         run id (a stream id, ``x-workflow-run-id``): exactly the chunks from N."""
         chat_id = request.path_params["chat_id"]
+        query = request.query_params
+        if "startIndex" in query and "token" in query:
+            # A Workflow resume with a read token: the chat id is the run id (the stream id)
+            # and the token, checked against it, stands in for ``authorize`` (chats are
+            # per owner, and a token names no owner, only its one stream).
+            info, row = await self.reader(request, chat_id)
+            return await view_events(
+                self.streams,
+                request,
+                chat_id,
+                "aisdk",
+                info,
+                row,
+                self.view_options,
+                metrics=self.metrics,
+                keepalive_s=self.keepalive_s,
+            )
         active = await self.active_stream(request, chat_id)
-        if "startIndex" in request.query_params:
+        if "startIndex" in query:
             stream_id = active[0] if active is not None else chat_id
             message_id = active[1] if active is not None else None
             info, row = await self.reader(request, stream_id)

@@ -20,7 +20,7 @@ from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from tokenwire.errors import BadCursor, StreamNotFound
-from tokenwire.gateway.errors import bad_request, not_found
+from tokenwire.gateway.errors import ApiError, bad_request, not_found
 from tokenwire.gateway.metrics import Metrics
 from tokenwire.gateway.streaming import _PING, _StreamingResponse
 from tokenwire.hub import Cursor, StreamInfo
@@ -255,7 +255,11 @@ async def view_events(
     after = -1
     start_index: int | None = None
     if fmt in ("ops", "openai"):
-        after_seq = _seq_param(headers.get("last-event-id") or query.get("after"), "Last-Event-ID")
+        # (the error names the cursor actually given: the header wins over ``?after=``)
+        if headers.get("last-event-id"):
+            after_seq = _seq_param(headers.get("last-event-id"), "Last-Event-ID")
+        else:
+            after_seq = _seq_param(query.get("after"), "after")
         if fmt == "openai":
             start_index = _seq_param(query.get("startIndex"), "startIndex")
         if after_seq is not None and after_seq > seq:
@@ -281,6 +285,7 @@ async def view_events(
         return response
     ops, cursor = await read_log(streams, stream_id, info, row)
     try:
+        _check_cursor(fmt, ops, after_seq=after_seq, start_index=start_index, after=after)
         if start_index is not None:
             frames, view = frames_after(factory, ops, start_index)
             if start_index > view.next_index:
@@ -315,6 +320,40 @@ async def view_events(
     out = aisdk_headers(extra) if fmt == "aisdk" else sse_headers(extra)
     return ViewResponse(  # type: ignore[return-value]
         cursor, view, frames, out, metrics=metrics, keepalive_s=keepalive_s
+    )
+
+
+def _check_cursor(
+    fmt: str, ops: list[EncodedOp], *, after_seq: int | None, start_index: int | None, after: int
+) -> None:
+    """Refuse (410 ``cursor_expired``) a cursor the log no longer answers exactly.
+
+    When the log starts with a ``snapshot`` (the hub trimmed it, or forgot the stream and only
+    the stored final message is left), the frames before the snapshot's seq are gone: a view's
+    frame indexes are then this connection's own (rebuilt from the message), and an op seq
+    before the snapshot names text the message no longer tells apart. Rather than replay the
+    whole text after the client's cursor (duplicating what it has), say so: the client
+    restarts from the beginning (no cursor, or ``startIndex=0``) and replaces its copy. The
+    ``ops`` view is exempt: a snapshot op is the op stream's own way to resume (it replaces
+    the client's message). An op-seq cursor at or after the snapshot is still exact."""
+    if fmt == "ops" or not ops or ops[0].type != "snapshot":
+        return
+    base = ops[0].seq
+    if after_seq is not None and 0 < after_seq < base:
+        given = f"Last-Event-ID {after_seq}"
+    elif start_index is not None and start_index != 0:
+        given = f"startIndex {start_index}"
+    elif fmt == "responses" and after >= 0:
+        given = f"starting_after {after}"
+    else:
+        return
+    restart = "startIndex=0" if start_index is not None else "no cursor"
+    raise ApiError(
+        410,
+        f"cannot resume at {given}: the stream's log before seq {base} is gone (only its "
+        f"message is kept); restart from the beginning ({restart}) and replace what you have",
+        "invalid_request_error",
+        "cursor_expired",
     )
 
 

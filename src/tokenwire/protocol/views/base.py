@@ -306,12 +306,41 @@ class View(abc.ABC):
     def render(self, frame: Frame) -> bytes:
         """The wire bytes of ``frame`` (from its body, index, seq and cursor)."""
 
+    _split_deltas = True
+    """Split a text delta whose frame would pass ``max_frame_bytes`` into several frames (each
+    with its own index). Off for the ops view: a frame there is one op, which has one seq."""
+
     def _emit(
         self,
         body: Any,
         merge: tuple[Any, ...] | None = None,
         path: tuple[Any, ...] = (),
     ) -> None:
+        # (a cheap length test first: the per-token path never measures)
+        if merge is not None and self._split_deltas and len(_get(body, path)) * 6 > self._room:
+            self._emit_split(body, merge, path)
+            return
+        self._emit_one(body, merge, path)
+
+    @property
+    def _room(self) -> int:
+        return self.max_frame_bytes - _ENVELOPE_SLACK
+
+    def _emit_split(self, body: Any, merge: tuple[Any, ...], path: tuple[Any, ...]) -> None:
+        """A delta frame too big for the bound, as several frames with consecutive indexes
+        (a deterministic function of the op and the bound), each at most the bound (as long
+        as the bound leaves room for one character past the frame's envelope)."""
+        text = _get(body, path)
+        probe = Frame(self.next_index, self._seq, b"", body, merge, path)
+        if len(self.render(probe)) <= self.max_frame_bytes:
+            self._emit_one(body, merge, path)
+            return
+        probe.body = _set(body, path, "")
+        budget = self.max_frame_bytes - len(self.render(probe)) - _ID_SLACK
+        for piece in split_escaped(text, max(1, budget)):
+            self._emit_one(_set(body, path, piece), merge, path)
+
+    def _emit_one(self, body: Any, merge: tuple[Any, ...] | None, path: tuple[Any, ...]) -> None:
         if self._transient:
             index = None
         else:
@@ -370,15 +399,25 @@ class View(abc.ABC):
                 size += grow
                 continue
             if run:
-                out.append(self._merge(run))
-            # (rendered: a merged frame may spell its envelope out more than a live one)
-            run, size = [frame], len(self.render(frame)) if frame.merge else len(frame.data)
+                out.extend(self._merged(run, max_frame_bytes))
+            # The envelope as rendered, plus room for the merged frame's own id line (it
+            # takes the run's last index / seq / cursor, longer than the first frame's).
+            run, size = [frame], len(self.render(frame)) + _ID_SLACK
             if frame.merge is None:
                 out.append(frame)
                 run = []
         if run:
-            out.append(self._merge(run))
+            out.extend(self._merged(run, max_frame_bytes))
         return out
+
+    def _merged(self, run: list[Frame], max_frame_bytes: int) -> list[Frame]:
+        """``run`` merged into one frame, or into halves until each fits the bound (the
+        running estimate above is close, not exact: the wire bytes decide)."""
+        merged = self._merge(run)
+        if len(merged.data) <= max_frame_bytes or len(run) == 1:
+            return [merged]
+        half = len(run) // 2
+        return self._merged(run[:half], max_frame_bytes) + self._merged(run[half:], max_frame_bytes)
 
     def _merge(self, run: list[Frame]) -> Frame:
         if len(run) == 1:
@@ -389,6 +428,34 @@ class View(abc.ABC):
         frame = Frame(last.index, last.seq, b"", body, last.merge, last.path, last.cursor)
         frame.data = self.render(frame)
         return frame
+
+
+_ID_SLACK = 32
+"""Room for an SSE id line (``id: <up to 20 digits>\\n``) a frame may gain or grow."""
+_ENVELOPE_SLACK = 1024
+"""Below this many bytes under the bound, a delta's frame is measured (``View._emit``)."""
+
+
+def split_escaped(text: str, budget: int) -> list[str]:
+    """``text`` in pieces whose JSON-escaped size (without quotes) is at most ``budget``
+    bytes (at least one character each, so a budget under one character's size still ends)."""
+    pieces: list[str] = []
+    start = 0
+    guess = max(1, budget // 6)  # (every character escapes to at most 6 bytes)
+    while start < len(text):
+        # The largest piece that fits: at least the guess; grow by binary search.
+        low = min(guess, len(text) - start)
+        high = min(len(text) - start, budget)
+        while low < high:
+            mid = (low + high + 1) // 2
+            if len(encode_json(text[start : start + mid])) - 2 <= budget:
+                low = mid
+            else:
+                high = mid - 1
+        low = max(1, low)
+        pieces.append(text[start : start + low])
+        start += low
+    return pieces
 
 
 def _text_bytes(frame: Frame) -> int:

@@ -43,6 +43,8 @@ def message_dict(state: MessageState) -> dict[str, Any]:
 class OpsView(View):
     """Ops -> op SSE events (the identity view, with merging and snapshots for catch-up)."""
 
+    _split_deltas = False  # (one frame is one op, with one seq: an op is never split)
+
     def fork(self) -> OpsView:
         return OpsView(self.max_frame_bytes)
 
