@@ -9,6 +9,7 @@ in it yet), because every op is applied to it the moment it is emitted.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from types import MappingProxyType
 from typing import Any
 
 import msgspec
@@ -53,6 +54,7 @@ from tokenwire.protocol.ops import (
 from tokenwire.protocol.ops import StepReset as StepResetOp
 
 TRUNCATED = "truncated"
+_EMPTY: Any = MappingProxyType({})  # stands in for a table nothing was written to yet
 _encode = msgspec.json.Encoder().encode
 
 
@@ -122,9 +124,11 @@ class Assembler:
         self._usage: dict[str, Any] | None = None
         # v1.1 (all empty for a plain answer, so they cost nothing there):
         self._step = 0  # the step new blocks belong to
-        self._finish_step: dict[int, int] = {}  # choice -> step its finish reason came in
-        self._result_block: dict[str, int] = {}  # tool_result call id -> open block index
-        self._data_ids: dict[str, int] = {}  # data block id -> block index
+        # (Shared and read-only until first written: a plain answer allocates none of them,
+        # and every open stream holds an assembler.)
+        self._finish_step: dict[int, int] = _EMPTY  # choice -> step its finish reason came in
+        self._result_block: dict[str, int] = _EMPTY  # tool_result call id -> open block index
+        self._data_ids: dict[str, int] = _EMPTY  # data block id -> block index
         # Set when the answer is complete but not as sent (e.g. invalid UTF-8 replaced):
         # a message that does not fail carries it as its ``error`` (docs/protocol.md).
         self.warning: dict[str, Any] | None = None
@@ -236,6 +240,8 @@ class Assembler:
             if choice not in self._finish or self._finish_step.get(choice, 0) < self._step:
                 self._finish[choice] = fact.reason
                 if self._step:
+                    if self._finish_step is _EMPTY:
+                        self._finish_step = {}
                     self._finish_step[choice] = self._step
             for index, choice in list(self._open.items()):
                 if choice == fact.choice:
@@ -258,6 +264,10 @@ class Assembler:
 
     # -- v1.1 facts (kept out of ``_fact``'s common branches) -------------------------------
     def _fact_v11(self, fact: Fact) -> None:
+        if self._result_block is _EMPTY and isinstance(
+            fact, ToolResultOutput | ToolResultStarted | ToolResultEnd
+        ):
+            self._result_block = {}
         if isinstance(fact, ToolResultOutput):
             index = self._result_block.get(fact.call_id)
             if index is None or index not in self._open:
@@ -386,6 +396,8 @@ class Assembler:
         index = self._start_block(fact.choice, block)
         self._end_block(index)
         if fact.id is not None:
+            if self._data_ids is _EMPTY:
+                self._data_ids = {}
             self._data_ids[fact.id] = index
 
     def _step_started(self, step: int) -> None:
