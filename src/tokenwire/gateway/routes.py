@@ -16,7 +16,7 @@ from starlette.responses import FileResponse, Response
 
 from tokenwire.gateway.errors import bad_request
 from tokenwire.gateway.passthrough import read_body
-from tokenwire.gateway.producer import Generation
+from tokenwire.gateway.producer import RESUME, Generation, resume_args
 from tokenwire.gateway.service import Gateway
 from tokenwire.hub import HubUnavailable
 from tokenwire.streams.asgi import json_response
@@ -101,16 +101,25 @@ async def create_stream(request: Request) -> Response:
                 "invalid_options",
             )
         coalesce_ms = float(value)
+        supersede = options.get("supersede", True)
+        if not isinstance(supersede, bool):
+            raise bad_request("'tokenwire.supersede' must be true or false", "invalid_options")
+    else:
+        supersede = True
     data["stream"] = True
     if api == "chat":  # (the other APIs report usage in their stream anyway)
         _with_usage(data)
     model = data.get("model")
     path, headers, fmt = gw.stream_request
+    request_body = _json.encode(data)
     handle = await gw.streams.start(
-        Generation(upstream, _json.encode(data), fmt, path=path, headers=headers),
+        Generation(upstream, request_body, fmt, path=path, headers=headers),
         owner=owner,
         model=model if isinstance(model, str) else None,
         coalesce_ms=coalesce_ms,
+        # (kept only by a shared hub: what another process needs to continue the stream)
+        resume=RESUME,
+        resume_args=resume_args(request_body, api, supersede) if gw.streams.can_resume else None,
     )
     stream_id = handle.id
     # (URLs under the app's mount point, if it is mounted)

@@ -28,7 +28,8 @@ import os
 import secrets
 import socket
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -49,7 +50,15 @@ from tokenwire.hub.base import (
     StreamNotFound,
 )
 from tokenwire.hub.redis_feed import MAX_BATCH, Feed, RedisCursor
-from tokenwire.hub.redis_scripts import APPEND, CANCEL, CREATE, Keys, after_id, entry_id
+from tokenwire.hub.redis_scripts import (
+    APPEND,
+    CANCEL,
+    CREATE,
+    TAKEOVER,
+    Keys,
+    after_id,
+    entry_id,
+)
 from tokenwire.protocol import (
     BlockEnd,
     BlockStart,
@@ -63,7 +72,7 @@ from tokenwire.protocol import (
     snapshot_op,
 )
 
-__all__ = ["HubUnavailable", "RedisHub"]
+__all__ = ["HubUnavailable", "RedisHub", "TakenOver"]
 
 log = logging.getLogger("tokenwire.hub.redis")
 # How often the cancel listener re-reads the cancel flags of the streams it watches.
@@ -108,6 +117,24 @@ class _Owned:
         self.open = open_blocks
         self.seq = seq
         self.snap_seq = snap_seq
+
+
+@dataclass(slots=True, frozen=True)
+class TakenOver:
+    """A stream this process just took over from a producer that lost its lease: the
+    message as of its last seq (``info.seq``), its open blocks, and the resume record the
+    original producer stored with it (``set_resume``). See docs/redis.md, "Takeover"."""
+
+    info: StreamInfo
+    message: Message
+    open_blocks: frozenset[int]
+    record: bytes
+    epoch: int
+    lease_lost_at: float
+    """Wall-clock time the lost lease was noticed (the stream's deadline in the active index)."""
+
+
+OnTakeover = Callable[[TakenOver], Awaitable[bool]]
 
 
 class _CancelWait(CancelRequest):
@@ -172,6 +199,12 @@ class RedisHub(Hub):
         self._feeds: dict[str, Feed] = {}
         self._owned: dict[str, _Owned] = {}  # state of streams produced here (for snapshots)
         self._leased: set[str] = set()  # streams whose lease this process renews
+        # Producer epoch of each stream produced here ("0" when created here): appends carry
+        # it, and APPEND refuses them once another process took the stream over (fencing).
+        self._epochs: dict[str, str] = {}
+        # Set by ``Streams``: continues a stream whose producer died (None: no takeover, the
+        # watchdog ends such streams ``failed``). Returns False when it cannot.
+        self.on_takeover: OnTakeover | None = None
         self._cancels: dict[str, _CancelWait] = {}
         self._checks: set[asyncio.Task[None]] = set()  # watch_cancel's one-shot flag checks
         self._tasks: list[asyncio.Task[None]] = []
@@ -209,7 +242,12 @@ class RedisHub(Hub):
         except _UNAVAILABLE as exc:
             await self._close_clients()
             raise HubUnavailable(f"cannot reach Redis at {redact(self.url)}: {exc}") from None
-        for name, source in (("create", CREATE), ("append", APPEND), ("cancel", CANCEL)):
+        for name, source in (
+            ("create", CREATE),
+            ("append", APPEND),
+            ("cancel", CANCEL),
+            ("takeover", TAKEOVER),
+        ):
             self._scripts[name] = self._redis.register_script(source)
         self._tasks = [
             asyncio.create_task(self._cancel_listener(), name="redis-hub-cancel"),
@@ -239,6 +277,7 @@ class RedisHub(Hub):
                     await pipe.execute()
         self._owned.clear()
         self._leased.clear()
+        self._epochs.clear()
         await self._close_clients()
 
     async def _close_clients(self) -> None:
@@ -312,6 +351,13 @@ class RedisHub(Hub):
             await self.r.zadd(keys.active, {stream_id: self._lease_deadline_ms()})
             self._owned[stream_id] = _Owned(Message.empty(stream_id, None), set(), 0, 0)
             self._leased.add(stream_id)
+            self._epochs[stream_id] = "0"
+
+    async def set_resume(self, stream_id: str, record: bytes) -> None:
+        """Keep what another process needs to continue the stream (its request, never the
+        caller's credentials) in the stream's meta hash: it expires with the stream."""
+        async with self._unavailable():
+            await self.r.hset(self.keys.meta(stream_id), "resume", record)
 
     def _lease_deadline_ms(self) -> int:
         return int((time.time() + self.lease_ttl_s) * 1000)
@@ -346,7 +392,8 @@ class RedisHub(Hub):
         snap = b""
         if end_status or last.seq - own.snap_seq >= self.snapshot_every:
             snap = own.message.to_json()
-        result = await self._run_append(stream_id, ops, end_status, snap, own.open, False)
+        epoch = self._epochs.get(stream_id, "")
+        result = await self._run_append(stream_id, ops, end_status, snap, own.open, False, epoch)
         code, status, seq = result
         if code == 1 or (code == 0 and status == (end_status or _IN_PROGRESS) and seq == last.seq):
             # (the second case: a retried script whose first run had gone through)
@@ -355,12 +402,17 @@ class RedisHub(Hub):
                 own.snap_seq = last.seq
             if end_status:
                 self._leased.discard(stream_id)
+                self._epochs.pop(stream_id, None)
                 with contextlib.suppress(HubUnavailable, *_UNAVAILABLE):
                     await self.r.zrem(self.keys.active, stream_id)
             else:
                 self._owned[stream_id] = own
                 self._leased.add(stream_id)  # (already there unless we loaded the state)
             return
+        if code == 3:  # another process took it over: this producer is fenced off
+            self._leased.discard(stream_id)
+            self._epochs.pop(stream_id, None)
+            raise StreamEnded(f"stream {stream_id!r} was taken over by another process")
         if code == -1:
             self._leased.discard(stream_id)
             raise StreamNotFound(stream_id)
@@ -377,6 +429,7 @@ class RedisHub(Hub):
         snap: bytes,
         open_blocks: set[int],
         unless_leased: bool,
+        epoch: str = "",
     ) -> tuple[int, str, int]:
         args: list[Any] = [
             ops[0].seq,
@@ -386,6 +439,7 @@ class RedisHub(Hub):
             ",".join(map(str, sorted(open_blocks))) if snap else "",  # read only with a snap
             int(self.retention_s * 1000),
             "1" if unless_leased else "0",
+            epoch,
         ]
         args.extend(op.json for op in ops)
         async with self._unavailable():
@@ -715,16 +769,73 @@ class RedisHub(Hub):
             await asyncio.sleep(self.watchdog_interval_s)
             try:
                 due = await self.r.zrangebyscore(
-                    self.keys.active, "-inf", int(time.time() * 1000), start=0, num=100
+                    self.keys.active,
+                    "-inf",
+                    int(time.time() * 1000),
+                    start=0,
+                    num=100,
+                    withscores=True,
                 )
-                for raw in due:
+                for raw, deadline in due:
                     stream_id = _text(raw)
                     if stream_id not in self._leased:
+                        if self.on_takeover is not None and await self.take_over(
+                            stream_id, deadline / 1000
+                        ):
+                            continue
                         await self.fail_if_producer_lost(stream_id)
             except (HubUnavailable, *_UNAVAILABLE) as exc:
                 log.debug("watchdog: %s", exc)
             except Exception:
                 log.exception("watchdog failed")
+
+    async def take_over(self, stream_id: str, lost_at: float | None = None) -> bool:
+        """Take over a stream whose lease expired and hand it to ``on_takeover``; True if this
+        process now produces it. Of several processes trying at once exactly one wins (the
+        ``TAKEOVER`` script takes the lease and bumps the epoch atomically)."""
+        callback = self.on_takeover
+        if callback is None:
+            return False
+        reply = await self._scripts["takeover"](
+            keys=[self.keys.meta(stream_id), self.keys.lease(stream_id)],
+            args=[self.producer_id, int(self.lease_ttl_s * 1000)],
+        )
+        if int(reply[0]) != 1:
+            return False
+        epoch = int(reply[1])
+        self._leased.add(stream_id)  # renewed from now on
+        self._epochs[stream_id] = str(epoch)
+        started = False
+        try:
+            await self.r.zadd(self.keys.active, {stream_id: self._lease_deadline_ms()})
+            loaded = await self._load(stream_id)
+            record = await self.r.hget(self.keys.meta(stream_id), "resume")
+            if loaded is not None and loaded[0].status == _IN_PROGRESS and record is not None:
+                info, message, open_blocks, snap_seq = loaded
+                self._owned[stream_id] = _Owned(
+                    message.copy(), set(open_blocks), info.seq, snap_seq
+                )
+                taken = TakenOver(
+                    info,
+                    message,
+                    frozenset(open_blocks),
+                    record,
+                    epoch,
+                    lost_at if lost_at is not None else time.time(),
+                )
+                started = await callback(taken)
+        except Exception:
+            log.exception("stream %s: takeover failed", stream_id)
+        if started:
+            log.warning("stream %s: producer lost, taken over (epoch %d)", stream_id, epoch)
+            return True
+        # Nobody here can continue it: give the lease up, and end it as before.
+        self._leased.discard(stream_id)
+        self._epochs.pop(stream_id, None)
+        self._owned.pop(stream_id, None)
+        with contextlib.suppress(HubUnavailable, *_UNAVAILABLE):
+            await self.r.delete(self.keys.lease(stream_id))
+        return False
 
     async def fail_if_producer_lost(self, stream_id: str) -> bool:
         """End the stream ``failed`` ("producer lost") if its lease is gone. True if we did."""

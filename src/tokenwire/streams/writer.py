@@ -276,6 +276,13 @@ class StreamWriter:
         self._usage: dict[str, Any] | None = None
         self._transient = False  # transient data was written: batches are filtered
 
+    def _resume_at(self, message: Message, seq: int, open_blocks: Iterable[int]) -> None:
+        """A takeover: continue ``message`` (as of ``seq``) written by a process that died."""
+        self._asm.resume(message, seq, open_blocks)
+        self._step = max((block.step for block in message.blocks), default=0)
+        self._tool_key = sum(1 for block in message.blocks if block.type == "tool_call")
+        self._first_token_at = None  # (its first token was the dead process's)
+
     # -- state -----------------------------------------------------------------------------
     @property
     def id(self) -> str:
