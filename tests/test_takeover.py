@@ -212,7 +212,9 @@ async def test_kill_9_of_the_producing_gateway_process(redis_server) -> None:
     assert sum(o.cut_in != "ended" for o in report.outcomes) >= trials
     times = report.takeovers
     assert times, "no stream was in progress at a kill"
-    bound = bench_takeover.LEASE_S + bench_takeover.WATCHDOG_S + 1.0  # slack: upstream TTFT
+    # Slack: the mock's 150 ms TTFT, the requests, and a loaded machine (the replacement
+    # process boots while the survivors take over, on shared cores).
+    bound = bench_takeover.LEASE_S + bench_takeover.WATCHDOG_S + 1.5
     print(
         f"takeover: min {min(times):.3f} s, median {statistics.median(times):.3f} s, "
         f"max {max(times):.3f} s (bound {bound:.2f} s)"

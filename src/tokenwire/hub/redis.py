@@ -54,6 +54,7 @@ from tokenwire.hub.redis_scripts import (
     APPEND,
     CANCEL,
     CREATE,
+    RENEW,
     TAKEOVER,
     Keys,
     after_id,
@@ -247,6 +248,7 @@ class RedisHub(Hub):
             ("append", APPEND),
             ("cancel", CANCEL),
             ("takeover", TAKEOVER),
+            ("renew", RENEW),
         ):
             self._scripts[name] = self._redis.register_script(source)
         self._tasks = [
@@ -748,7 +750,15 @@ class RedisHub(Hub):
             try:
                 pipe = self.r.pipeline(transaction=False)
                 for stream_id in ids:
-                    pipe.set(self.keys.lease(stream_id), self.producer_id, px=ttl_ms)
+                    epoch = self._epochs.get(stream_id)
+                    if epoch is None:
+                        pipe.set(self.keys.lease(stream_id), self.producer_id, px=ttl_ms)
+                    else:  # (fenced: not once another process took the stream over)
+                        await self._scripts["renew"](
+                            keys=[self.keys.meta(stream_id), self.keys.lease(stream_id)],
+                            args=[self.producer_id, ttl_ms, epoch],
+                            client=pipe,
+                        )
                 refresh = time.monotonic() - refreshed >= refresh_s
                 if refresh:
                     for stream_id in ids:

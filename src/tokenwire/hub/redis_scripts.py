@@ -126,3 +126,12 @@ redis.call('HSET', KEYS[1], 'producer', ARGV[1])
 redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[2])
 return {1, epoch, tonumber(cur[2])}
 """
+
+# KEYS: meta, lease. ARGV: producer id, lease ms, the producer's epoch.
+# The lease renewal of a stream produced here: only while no other process took it over, so a
+# producer that was frozen (not dead) past its lease cannot keep the taker's stream leased.
+RENEW = """
+if (redis.call('HGET', KEYS[1], 'epoch') or '0') ~= ARGV[3] then return 0 end
+redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[2])
+return 1
+"""
