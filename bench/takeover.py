@@ -420,6 +420,7 @@ def _frame(frame: bytes) -> tuple[int | None, bytes | None]:
 class Report:
     outcomes: list[Outcome]
     elapsed_s: float
+    logs: str = ""  # the processes' log lines, kept when a trial went wrong
 
     @property
     def takeovers(self) -> list[float]:
@@ -477,7 +478,12 @@ async def run(redis_url: str, trials: int = 100, concurrency: int = 10, seed: in
                     victim = (victim + 1) % harness.size
         finally:
             harness.stop()
-    return Report(outcomes, time.monotonic() - started)
+        logs = ""
+        if any(o.problems for o in outcomes):
+            for log in sorted(Path(tmp).glob("*.log")):
+                lines = log.read_text(errors="replace").splitlines()
+                logs += f"--- {log.name}\n" + "\n".join(lines[-40:]) + "\n"
+    return Report(outcomes, time.monotonic() - started, logs)
 
 
 @contextlib.contextmanager
@@ -498,6 +504,29 @@ def _throwaway_redis():  # type: ignore[no-untyped-def]
             proc.wait(timeout=10)
 
 
+def measure(trials: int = 30, concurrency: int = 10) -> dict[str, Any]:
+    """For ``python -m bench``: the run on a throwaway Redis, as a JSON-able summary."""
+    if shutil.which("redis-server") is None:
+        return {"unavailable": "redis-server is not installed"}
+    with _throwaway_redis() as url:
+        time.sleep(0.3)
+        report = asyncio.run(run(url, trials, concurrency))
+    times = report.takeovers
+    return {
+        "lease_s": LEASE_S,
+        "watchdog_s": WATCHDOG_S,
+        "cut_streams": sum(o.cut_in != "ended" for o in report.outcomes),
+        "takeover_s": {
+            "n": len(times),
+            "min": round(min(times), 3) if times else None,
+            "median": round(statistics.median(times), 3) if times else None,
+            "max": round(max(times), 3) if times else None,
+        },
+        "problems": report.problems[:20],
+        "summary": report.summary(),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--trials", type=int, default=100)
@@ -512,6 +541,7 @@ def main() -> None:
     print(report.summary())
     for problem in report.problems[:20]:
         print("  ", problem[:600])
+    print(report.logs, end="")
     sys.exit(1 if report.problems else 0)
 
 

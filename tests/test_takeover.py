@@ -208,7 +208,7 @@ async def test_kill_9_of_the_producing_gateway_process(redis_server) -> None:
     trials = int(os.environ.get("TOKENWIRE_TAKEOVER_TRIALS", "20"))
     report = await bench_takeover.run(redis_server.url, trials=trials, concurrency=10, seed=3)
     print("\n" + report.summary())
-    assert not report.problems, report.problems[:5]
+    assert not report.problems, "\n".join(report.problems[:5]) + "\n" + report.logs
     assert sum(o.cut_in != "ended" for o in report.outcomes) >= trials
     times = report.takeovers
     assert times, "no stream was in progress at a kill"
