@@ -14,6 +14,7 @@ import os
 import secrets
 import statistics
 
+import msgspec
 import pytest
 
 from bench import takeover as bench_takeover
@@ -220,3 +221,76 @@ async def test_kill_9_of_the_producing_gateway_process(redis_server) -> None:
         f"max {max(times):.3f} s (bound {bound:.2f} s)"
     )
     assert max(times) <= bound
+
+
+async def test_think_tag_reasoning_is_not_continued_but_regenerated(redis_server, caplog) -> None:
+    """With ``<think>`` tags the raw content is not rebuildable from the blocks (tags and the
+    whitespace after them are dropped): the producer marks the stream inexact, and the taker
+    supersedes the step even with ``continuation = vllm``; the final message is the
+    uninterrupted answer."""
+    from conftest import serve_asgi
+
+    from tokenwire.gateway import Settings
+    from tokenwire.gateway.producer import RESUME, Generation, resume_args
+    from tokenwire.gateway.service import Gateway
+    from tokenwire.mock import create_mock_app
+    from tokenwire.protocol import Message, apply_op
+
+    prefix = "tk" + secrets.token_hex(4)
+    body = {
+        "model": "mock-reasoning",
+        "messages": [{"role": "user", "content": "hi"}],
+        "max_tokens": 60,
+        "stream": True,
+        "mock": {"tps": 40},
+    }
+    with serve_asgi(create_mock_app(reasoning_style="think-tags")) as mock_url:
+        gateways = []
+        for _ in range(2):
+            settings = Settings(
+                upstream=f"{mock_url}/v1", continuation="vllm", coalesce_ms=0, redis_url="x"
+            )
+            gw = Gateway(settings, _hub(redis_server.url, prefix))
+            await gw.startup()
+            gateways.append(gw)
+        a, b = gateways
+        try:
+
+            async def start(gw: Gateway, data: dict) -> str:
+                raw = msgspec.json.encode(data)
+                path, headers, fmt = gw.stream_request
+                assert gw.upstream is not None
+                handle = await gw.streams.start(
+                    Generation(gw.upstream, raw, fmt, path=path, headers=headers),
+                    resume=RESUME,
+                    resume_args=resume_args(raw, "chat", True),
+                    coalesce_ms=0,
+                )
+                return handle.id
+
+            reference = await start(b, {**body, "mock": {"tps": 0}})
+            assert await _wait_status(b.streams, reference) == "completed"
+            _, want = await b.hub.message(reference)  # type: ignore[misc]
+
+            stream_id = await start(a, body)
+            async with asyncio.timeout(5):  # some reasoning out, from inside <think>
+                while (info := await b.hub.info(stream_id)) is None or info.seq < 6:
+                    await asyncio.sleep(0.02)
+            await _die(a.streams)
+            assert await _wait_status(b.streams, stream_id, 15) == "completed"
+            cursor = await b.hub.subscribe(stream_id, 0)
+            ops = []
+            while not cursor.done:
+                ops += await cursor.read(1)
+            assert [op.seq for op in ops] == list(range(1, len(ops) + 1))
+            assert any(op.type == "step.reset" for op in ops)
+            got = Message.empty()
+            for op in ops:
+                apply_op(got, op.op)
+            assert [blk.to_dict() for blk in got.blocks] == [blk.to_dict() for blk in want.blocks]
+            assert got.blocks[0].type == "reasoning" and got.finish_reason == want.finish_reason
+            # Superseded without asking the upstream to continue (which could not be exact).
+            assert not [r for r in caplog.records if "did not continue" in r.getMessage()]
+        finally:
+            for gw in gateways:
+                await gw.shutdown()

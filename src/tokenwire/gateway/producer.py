@@ -126,7 +126,10 @@ class Continue:
         if not blocks:
             return await Generation(upstream, body, fmt, path=path, headers=headers)(w)
         style = gw.settings.continuation
-        partial = partial_message(blocks) if args.get("api") == "chat" else None
+        # (only when the blocks' text is exactly what the upstream sent: not after reasoning
+        # was split out of its content, e.g. ``<think>`` tags, whose raw form is lost)
+        exact = resumed.exact and args.get("api") == "chat"
+        partial = partial_message(blocks) if exact else None
         if partial is not None and style in ("vllm", "prefix"):
             data = msgspec.json.decode(body)
             if style == "vllm":

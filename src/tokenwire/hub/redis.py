@@ -133,6 +133,8 @@ class TakenOver:
     epoch: int
     lease_lost_at: float
     """Wall-clock time the lost lease was noticed (the stream's deadline in the active index)."""
+    exact: bool = True
+    """False if the producer marked its text as not the upstream's raw text (``mark_inexact``)."""
 
 
 OnTakeover = Callable[[TakenOver], Awaitable[bool]]
@@ -360,6 +362,12 @@ class RedisHub(Hub):
         caller's credentials) in the stream's meta hash: it expires with the stream."""
         async with self._unavailable():
             await self.r.hset(self.keys.meta(stream_id), "resume", record)
+
+    async def mark_inexact(self, stream_id: str) -> None:
+        """The stream's text stopped being the upstream's raw text (reasoning split out of its
+        content): a process that takes it over must not ask the upstream to continue it."""
+        async with self._unavailable():
+            await self.r.hset(self.keys.meta(stream_id), "inexact", 1)
 
     def _lease_deadline_ms(self) -> int:
         return int((time.time() + self.lease_ttl_s) * 1000)
@@ -819,7 +827,7 @@ class RedisHub(Hub):
         try:
             await self.r.zadd(self.keys.active, {stream_id: self._lease_deadline_ms()})
             loaded = await self._load(stream_id)
-            record = await self.r.hget(self.keys.meta(stream_id), "resume")
+            record, inexact = await self.r.hmget(self.keys.meta(stream_id), ["resume", "inexact"])
             if loaded is not None and loaded[0].status == _IN_PROGRESS and record is not None:
                 info, message, open_blocks, snap_seq = loaded
                 self._owned[stream_id] = _Owned(
@@ -832,6 +840,7 @@ class RedisHub(Hub):
                     record,
                     epoch,
                     lost_at if lost_at is not None else time.time(),
+                    inexact is None,
                 )
                 started = await callback(taken)
         except Exception:

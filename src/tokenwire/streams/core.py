@@ -57,6 +57,10 @@ class Resumed:
     """The last seq written before the takeover; the writer continues after it."""
     epoch: int
     """How many times this stream was taken over (1 for the first takeover)."""
+    exact: bool
+    """False when a ``pipe`` of the stream had split reasoning out of the upstream's content
+    (``<think>`` tags, harmony): the blocks' text is then not the raw text the upstream sent,
+    so an upstream cannot be asked to continue from it."""
     lease_lost_at: float
     """Wall-clock time (``time.time()``) the dead producer's lease ran out."""
 
@@ -249,6 +253,7 @@ class Streams:
                 await self.hub.set_resume(stream_id, record)  # type: ignore[attr-defined]
             except Exception as exc:  # (the stream runs; it just cannot be taken over)
                 log.warning("stream %s: could not store its resume record: %s", stream_id, exc)
+                record = None
         writer = StreamWriter(
             self,
             stream_id,
@@ -257,6 +262,7 @@ class Streams:
             model=model,
             coalesce_ms=self.coalesce_ms if coalesce_ms is None else coalesce_ms,
         )
+        writer._mark_inexact = record is not None
         # (``_run`` leaves ``_tasks`` itself: a done callback would cost memory per stream.)
         task = asyncio.create_task(self._run(writer, produce), name=f"stream-{stream_id}")
         self._tasks.add(task)
@@ -301,6 +307,7 @@ class Streams:
             taken.message.copy(),
             taken.info.seq,
             taken.epoch,
+            taken.exact,
             taken.lease_lost_at,
         )
         writer._resume_at(taken.message, taken.info.seq, taken.open_blocks)
