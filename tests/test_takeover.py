@@ -294,3 +294,25 @@ async def test_think_tag_reasoning_is_not_continued_but_regenerated(redis_server
         finally:
             for gw in gateways:
                 await gw.shutdown()
+
+
+async def test_a_live_producer_keeps_its_stream_and_a_fenced_one_stops_renewing(
+    redis_server,
+) -> None:
+    prefix = "tk" + secrets.token_hex(4)
+    hub = RedisHub(redis_server.url, key_prefix=prefix, lease_ttl_s=0.3, watchdog_interval_s=0.05)
+    await hub.start()
+    try:
+        await hub.create("st_live", owner=None)
+        await hub.set_resume("st_live", b'{"v":1,"name":"x","args":null}')
+        await asyncio.sleep(1.0)  # > 3 leases: renewed (epoch-checked) all along
+        assert await hub.r.pttl(hub.keys.lease("st_live")) > 0
+        assert "st_live" in hub._leased
+        # Another process takes it over (bumps the epoch): our renewals no longer hold it.
+        await hub.r.hincrby(hub.keys.meta("st_live"), "epoch", 1)
+        await hub.r.set(hub.keys.lease("st_live"), "other", px=300)
+        await asyncio.sleep(0.6)
+        assert await hub.r.get(hub.keys.lease("st_live")) is None
+        assert "st_live" not in hub._leased  # (so close() leaves the taker's lease alone)
+    finally:
+        await hub.close()

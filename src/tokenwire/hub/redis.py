@@ -774,7 +774,14 @@ class RedisHub(Hub):
                         pipe.pexpire(self.keys.log(stream_id), expiry_ms)
                 deadline = self._lease_deadline_ms()
                 pipe.zadd(self.keys.active, dict.fromkeys(ids, deadline))
-                await pipe.execute()
+                renewed = await pipe.execute()
+                for stream_id, ok in zip(ids, renewed, strict=False):
+                    if not ok and stream_id in self._epochs:
+                        # Taken over elsewhere while we stalled: not ours any more (and not
+                        # for ``close`` to drop the taker's lease).
+                        self._leased.discard(stream_id)
+                        self._epochs.pop(stream_id, None)
+                        self._owned.pop(stream_id, None)
                 if refresh:
                     refreshed = time.monotonic()
             except _UNAVAILABLE as exc:
