@@ -804,20 +804,24 @@ class RedisHub(Hub):
                 for raw, deadline in due:
                     stream_id = _text(raw)
                     if stream_id not in self._leased:
-                        if self.on_takeover is not None and await self.take_over(
-                            stream_id, deadline / 1000
-                        ):
-                            continue
+                        if self.on_takeover is not None:
+                            taken = await self.take_over(stream_id, deadline / 1000)
+                            # (None: its lease is still there, e.g. for the last few ms of
+                            # a TTL that started after the index's deadline: next tick)
+                            if taken or taken is None:
+                                continue
                         await self.fail_if_producer_lost(stream_id)
             except (HubUnavailable, *_UNAVAILABLE) as exc:
                 log.debug("watchdog: %s", exc)
             except Exception:
                 log.exception("watchdog failed")
 
-    async def take_over(self, stream_id: str, lost_at: float | None = None) -> bool:
+    async def take_over(self, stream_id: str, lost_at: float | None = None) -> bool | None:
         """Take over a stream whose lease expired and hand it to ``on_takeover``; True if this
-        process now produces it. Of several processes trying at once exactly one wins (the
-        ``TAKEOVER`` script takes the lease and bumps the epoch atomically)."""
+        process now produces it, None if its lease is held (by its producer, or by the process
+        that won), False if it cannot be taken over (no resume record, not live, or no
+        continuation here: the caller ends it as lost). Of several processes trying at once
+        exactly one wins (the ``TAKEOVER`` script takes the lease and bumps the epoch)."""
         callback = self.on_takeover
         if callback is None:
             return False
@@ -826,7 +830,7 @@ class RedisHub(Hub):
             args=[self.producer_id, int(self.lease_ttl_s * 1000)],
         )
         if int(reply[0]) != 1:
-            return False
+            return None if int(reply[0]) == 0 else False
         epoch = int(reply[1])
         self._leased.add(stream_id)  # renewed from now on
         self._epochs[stream_id] = str(epoch)

@@ -311,6 +311,7 @@ class Streams:
             taken.lease_lost_at,
         )
         writer._resume_at(taken.message, taken.info.seq, taken.open_blocks)
+        writer._mark_inexact = taken.exact  # (it may be taken over again)
 
         def produce(w: StreamWriter) -> Awaitable[Any]:
             return fn(w, resumed)
