@@ -418,6 +418,10 @@ def main(argv: list[str] | None = None) -> int:
             .get("summary", result["takeover"].get("unavailable", ""))
             .replace("\n", "\n     ")
         )
+    from bench import catchup  # (pure CPU: about a second)
+
+    progress("catch-up: resuming a 10,000-token answer per view (bench.catchup)")
+    result["catchup"] = catchup.run()
     with tempfile.TemporaryDirectory(prefix="tokenwire-bench-") as tmp:
         try:
             result.update(asyncio.run(_e2e(sizes, progress, Path(tmp), args.no_litellm)))

@@ -120,6 +120,12 @@ def table(rows: list[CatchUpRow]) -> str:
     return "\n".join(lines)
 
 
+def run(tokens: int = 10_000) -> dict[str, object]:
+    """What ``python -m bench`` records: one row per view (``make bench``'s catch-up rows)."""
+    rows = measure(tokens)
+    return {"tokens": tokens, "rows": [asdict(r) | {"ratio": round(r.ratio, 3)} for r in rows]}
+
+
 def main() -> None:
     rows = measure()
     print(table(rows))

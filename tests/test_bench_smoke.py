@@ -138,3 +138,15 @@ def test_measurements_report_sane_structure(stack: dict[str, procs.Server], tmp_
     assert all((tmp_path / name).stat().st_size > 1000 for name in made)
     text = report.markdown(result, made)
     assert "## Throughput" in text and "## Goals" in text
+
+
+def test_catchup_rows_in_the_report() -> None:
+    """``make bench`` records bench.catchup's rows and turns them into goals."""
+    from bench import catchup
+
+    result = {"catchup": catchup.run(tokens=500)}
+    rows = result["catchup"]["rows"]
+    assert [r["view"] for r in rows] == ["aisdk", "openai", "responses", "ops"]
+    assert all(r["compacted_frames"] < r["replay_frames"] for r in rows)
+    goals = [g for g in report.goals(result) if "catch-up" in g["goal"]]
+    assert len(goals) == 8 and all(g["measured"] is not None for g in goals)

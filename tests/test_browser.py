@@ -39,6 +39,7 @@ CASES = [
     "tools",
     "error",
     "agent",
+    "agent-supersede",
 ]
 API_KEY = "tw-browser-test-key"
 
@@ -153,9 +154,11 @@ def test_demo_page_in_chromium(results: dict[str, dict[str, object]], case: str)
     answer exactly once. finished: a reload on a finished stream shows its end (never stuck on
     "connecting"). mirror: a second tab mirrors live. drop: a dropped connection resumes
     from the last seq. stop: Stop cancels. html: mock-html stays inert. tools/error: tool-call
-    blocks and a failed answer render. agent: a mock-agent answer renders every block and a
-    reload mid-answer ends as a fresh page shows it (skipped while the server has no
-    mock-agent)."""
+    blocks and a failed answer render. agent: the demo's mock-agent answer (status line, reasoning,
+    tool call + result, cited text in a new step) renders every block, and a reload mid-answer
+    ends as a fresh page shows it. agent-supersede: the held-out check in the browser (a first
+    attempt superseded, the status updated 5 times, 3 transient events), reloaded at several
+    points: exactly the server's message and rendering."""
     result = results.get(case)
     assert result is not None, f"case {case} did not run"
     assert result["ok"], result.get("error")

@@ -87,6 +87,47 @@ def test_pipeline_fails_an_oversized_event_with_the_partial_kept() -> None:
     assert pipe.feed(chunk("more")) == []  # nothing after the end
 
 
+def test_a_whole_oversized_event_in_one_read_does_not_take_the_fast_path() -> None:
+    # One read holding exactly one event is decoded without the SSE decoder (per-token fast
+    # path): the limit still applies to it.
+    pipe = Pipeline("st_1", max_event_bytes=4096)
+    pipe.feed(chunk("Hel"))
+    pipe.feed(chunk("lo"))
+    pipe.feed(chunk("a" * 5000))
+    message = final(pipe)
+    assert message["error"]["type"] == "event_too_large"
+    assert message["blocks"] == [{"type": "text", "text": "Hello"}]
+
+
+def responses_delta(text: str, n: int) -> bytes:
+    data = {
+        "type": "response.output_text.delta",
+        "sequence_number": n,
+        "output_index": 0,
+        "content_index": 0,
+        "item_id": "msg_1",
+        "delta": text,
+    }
+    return b"event: response.output_text.delta\ndata: " + msgspec.json.encode(data) + b"\n\n"
+
+
+def test_an_oversized_responses_event_in_one_read_fails_too() -> None:
+    pipe = Pipeline("st_1", format="responses", max_event_bytes=4096)
+    added = {
+        "type": "response.output_item.added",
+        "sequence_number": 0,
+        "output_index": 0,
+        "item": {"id": "msg_1", "type": "message", "role": "assistant", "content": []},
+    }
+    pipe.feed(b"event: response.output_item.added\ndata: " + msgspec.json.encode(added) + b"\n\n")
+    pipe.feed(responses_delta("Hel", 1))
+    pipe.feed(responses_delta("lo", 2))
+    pipe.feed(responses_delta("a" * 5000, 3))
+    message = final(pipe)
+    assert message["error"]["type"] == "event_too_large"
+    assert message["blocks"] == [{"type": "text", "text": "Hello"}]
+
+
 @given(st.lists(st.binary(max_size=40), max_size=30))
 def test_bounded_decoder_agrees_with_an_unbounded_one(pieces: list[bytes]) -> None:
     # The limit never changes what a decoder yields for events within it.

@@ -1,7 +1,9 @@
 """The Redis hub against a real throwaway redis-server: two hubs stand for two processes.
 
 Each test uses its own key prefix, so tests sharing the session's server never see each
-other's streams.
+other's streams. tests/test_redis_hub_cluster.py runs the same contract tests on a real
+3-master Redis Cluster (there ``redis_server.url`` is a cluster URL; ``admin`` and
+``command_calls`` below work on both).
 """
 
 from __future__ import annotations
@@ -18,9 +20,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from redis.asyncio import Redis
+from redis.asyncio.cluster import RedisCluster
 
 from tokenwire.hub import StreamNotFound
 from tokenwire.hub.redis import HubUnavailable, RedisHub
+from tokenwire.hub.redis_keys import cluster_client, is_cluster_url
 from tokenwire.protocol import EncodedOp, Message, Pipeline, apply_op
 
 
@@ -54,6 +58,26 @@ async def drain(cursor, timeout: float = 10.0) -> list[EncodedOp]:
             out += batch
     await cursor.aclose()
     return out
+
+
+def admin(url: str):
+    """A client for the test's own checks (cluster-aware for a cluster URL)."""
+    return cluster_client(url) if is_cluster_url(url) else Redis.from_url(url)
+
+
+async def command_calls(r, name: str) -> int:
+    """``cmdstat_<name>`` calls so far, summed over every master of a cluster."""
+    if isinstance(r, RedisCluster):
+        per_node = await r.info("commandstats", target_nodes=r.PRIMARIES)
+        stats = list(per_node.values())
+    else:
+        stats = [await r.info("commandstats")]
+    return sum(s.get(f"cmdstat_{name}", {}).get("calls", 0) for s in stats)
+
+
+def active_key(hub: RedisHub, stream_id: str) -> str:
+    """The lease-index zset that holds ``stream_id`` (one per shard on a cluster)."""
+    return hub.keys.active_of(stream_id) if hub.cluster else hub.keys.active
 
 
 def new_hub(url: str, prefix: str, **options) -> RedisHub:
@@ -145,7 +169,7 @@ async def test_resume_older_than_the_retained_log_starts_with_a_snapshot(
         await a.create("st_trim", owner=None)
         for i in range(0, len(ops), 7):
             await a.append("st_trim", ops[i : i + 7])
-        async with Redis.from_url(redis_server.url) as r:
+        async with admin(redis_server.url) as r:
             retained = await r.xlen(f"{prefix}:{{st_trim}}:log")
         assert retained < len(ops) // 2  # MAXLEN trimming happened
         for after in (0, 1, 50, len(ops) - retained - 1):
@@ -234,11 +258,14 @@ async def test_cancel_published_while_pubsub_reconnects_is_not_lost(hubs, redis_
     called = asyncio.Event()
     a.watch_cancel("st_gap", called.set)
     await asyncio.sleep(0.1)  # the watch's own flag check has run (nothing set yet)
-    admin = Redis.from_url(redis_server.url)
+    r = admin(redis_server.url)
     try:
-        await admin.execute_command("CLIENT", "KILL", "TYPE", "pubsub")
+        if is_cluster_url(redis_server.url):  # every node's (sharded) pub/sub connections
+            await r.execute_command("CLIENT", "KILL", "TYPE", "pubsub", target_nodes=r.PRIMARIES)
+        else:
+            await r.execute_command("CLIENT", "KILL", "TYPE", "pubsub")
     finally:
-        await admin.aclose()
+        await r.aclose()
     await b.request_cancel("st_gap")
     await asyncio.wait_for(called.wait(), 10)
 
@@ -345,8 +372,8 @@ async def test_many_local_cursors_share_one_xread_per_batch(hubs, redis_server) 
             assert batch, "cursor starved"
             positions[i] = batch[-1].seq
 
-    async with Redis.from_url(redis_server.url) as r:
-        before = await r.info("commandstats")
+    async with admin(redis_server.url) as r:
+        before = {name: await command_calls(r, name) for name in ("xread", "xrange")}
         batches = 0
         for i in range(0, len(ops), 4):
             await a.append("st_fan", ops[i : i + 4])
@@ -354,13 +381,10 @@ async def test_many_local_cursors_share_one_xread_per_batch(hubs, redis_server) 
             await asyncio.gather(
                 *(catch_up(j, ops[min(i + 3, len(ops) - 1)].seq) for j in range(200))
             )
-        after = await r.info("commandstats")
+        after = {name: await command_calls(r, name) for name in ("xread", "xrange")}
 
-    def calls(stats: dict, name: str) -> int:
-        return stats.get(f"cmdstat_{name}", {}).get("calls", 0)
-
-    xreads = calls(after, "xread") - calls(before, "xread")
-    xranges = calls(after, "xrange") - calls(before, "xrange")
+    xreads = after["xread"] - before["xread"]
+    xranges = after["xrange"] - before["xrange"]
     assert 1 <= xreads <= batches + 1  # one per batch (at most), not one per subscriber
     assert xranges == 0
     assert all(c.done for c in cursors)
@@ -371,7 +395,7 @@ async def test_many_local_cursors_share_one_xread_per_batch(hubs, redis_server) 
 async def test_finished_stream_keys_expire_and_lease_is_released(hubs, redis_server, prefix):
     a, _ = hubs
     await a.create("st_ttl", owner=None)
-    async with Redis.from_url(redis_server.url) as r:
+    async with admin(redis_server.url) as r:
         assert await r.pttl(f"{prefix}:{{st_ttl}}:lease") > 0
         # Live: kept while the lease is renewed, yet never without an expiry (issue 12).
         live_ttl = await r.pttl(f"{prefix}:{{st_ttl}}:meta")
@@ -380,7 +404,7 @@ async def test_finished_stream_keys_expire_and_lease_is_released(hubs, redis_ser
         for key in ("meta", "log"):
             assert 0 < await r.pttl(f"{prefix}:{{st_ttl}}:{key}") <= a.retention_s * 1000
         assert not await r.exists(f"{prefix}:{{st_ttl}}:lease")
-        assert await r.zscore(f"{prefix}:active", "st_ttl") is None
+        assert await r.zscore(active_key(a, "st_ttl"), "st_ttl") is None
 
 
 async def test_misuse_is_refused(hubs) -> None:
@@ -510,10 +534,16 @@ async def test_a_reader_behind_the_window_waits_out_a_redis_stall(prefix) -> Non
     data=st.data(),
 )
 def test_resume_from_any_seq_yields_exactly_the_ops_after_it(redis_server, words, data) -> None:
+    resume_from_any_seq(redis_server.url, words, data)
+
+
+def resume_from_any_seq(url: str, words: list[str], data) -> None:
+    """The property above, one example (the cluster module runs it with fewer examples)."""
+
     async def scenario() -> None:
         prefix = "p" + secrets.token_hex(4)
-        a = new_hub(redis_server.url, prefix)
-        b = new_hub(redis_server.url, prefix)
+        a = new_hub(url, prefix)
+        b = new_hub(url, prefix)
         await a.start()
         await b.start()
         try:
@@ -546,7 +576,7 @@ async def test_a_reader_that_fails_ends_its_waiting_cursors(hubs, redis_server) 
     reader = asyncio.create_task(drain(await b.subscribe("st_corrupt", len(ops))))
     await asyncio.sleep(0.2)  # b's feed reader now blocks in XREAD
     # An entry that is not an op (nothing of ours writes one): b's reader cannot decode it.
-    raw = Redis.from_url(redis_server.url)
+    raw = admin(redis_server.url)
     await raw.xadd(b.keys.log("st_corrupt"), {"op": b"not json"}, id=f"{len(ops) + 1}-1")
     await raw.aclose()
     got = await reader

@@ -104,7 +104,7 @@ def test_uvicorn_with_workers_and_no_redis_stops_with_one_clear_line(tmp_path: P
         "TOKENWIRE_DATA_DIR": str(tmp_path),
     }
     env.pop("TOKENWIRE_REDIS_URL", None)
-    cmd = [sys.executable, "-m", "uvicorn", "--factory", "worker_factory:app"]
+    cmd = [sys.executable, "-m", "uvicorn", "--factory", "tokenwire.gateway.app:app_from_env"]
     cmd += ["--workers", "2", "--port", str(free_port()), "--host", "127.0.0.1"]
     # (Before: the server started and served, each worker knowing only its own streams.)
     result = subprocess.run(cmd, env=env, capture_output=True, timeout=30, cwd=tmp_path)

@@ -40,9 +40,10 @@ pytestmark = pytest.mark.skipif(_skip_reason() is not None, reason=_skip_reason(
 
 
 def _ops(name: str) -> list[Any]:
-    path = VECTORS / f"{name}.ops.jsonl"
+    # The views' own logs first: tests/vectors/ has a different log of the same name.
+    path = VECTORS / "views" / f"{name}.ops.jsonl"
     if not path.exists():
-        path = VECTORS / "views" / f"{name}.ops.jsonl"
+        path = VECTORS / f"{name}.ops.jsonl"
     return ops_from_jsonl(path.read_bytes().splitlines())
 
 

@@ -26,6 +26,11 @@ class StreamEnded(TokenwireError, ValueError):
     """The stream has already ended: nothing more can be written to it."""
 
 
+class InvalidArgument(TokenwireError, ValueError):
+    """A call's argument cannot be used (a malformed stream id, a value JSON cannot carry, a
+    citation span outside its text). Nothing was written."""
+
+
 class OutOfOrder(TokenwireError, ValueError):
     """Ops appended to a hub did not continue its log's seqs (another producer wrote too)."""
 
@@ -76,6 +81,7 @@ class UpstreamBroken(TokenwireError):
 __all__ = [
     "BadCursor",
     "HubUnavailable",
+    "InvalidArgument",
     "NotStarted",
     "OutOfOrder",
     "ProtocolError",

@@ -10,7 +10,7 @@ Same interface as ``tokenwire.gateway.store.Store``: ``open``, ``close``, ``get`
   number of processes may start at once against an empty database.
 - ``message`` is ``bytea``: the canonical message JSON byte for byte (``jsonb`` would reorder
   keys); ``created_at`` / ``finished_at`` are epoch seconds as ``double precision``, exactly the
-  floats of ``StoredStream``; ``metadata`` (when the row type has it) is ``jsonb``.
+  floats of ``StoredStream``; ``metadata`` is ``jsonb`` (``NULL`` for ``None``).
 - One final message per stream: ``save`` is an upsert that only ever moves a row forward. A save
   with a ``seq`` not above the stored one changes nothing (so a retried save whose first attempt
   did commit is harmless), a higher ``seq`` replaces it, and a row is never taken over by another
@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import logging
 import random
 import re
@@ -58,8 +57,6 @@ _TRANSIENT: tuple[type[BaseException], ...] = (
 )
 _FIRST_DELAY_S = 0.05
 _MAX_DELAY_S = 2.0
-# StoredStream may carry ``metadata`` (library API); rows are built with it only if it does.
-_HAS_METADATA = "metadata" in {f.name for f in dataclasses.fields(StoredStream)}
 
 
 def _transient(exc: BaseException) -> bool:
@@ -183,7 +180,7 @@ RETURNING 1"""
     # -- rows ----------------------------------------------------------------------------
     async def save(self, row: StoredStream) -> None:
         """Store the final message (see the module docstring for the upsert rule)."""
-        metadata = getattr(row, "metadata", None)
+        metadata = row.metadata
         args = (
             row.id,
             row.owner,
@@ -218,19 +215,17 @@ RETURNING 1"""
         record = await self._retry(attempt, self.read_retry_s, f"read stream {stream_id}")
         if record is None:
             return None
-        values: dict[str, Any] = {
-            "id": record["id"],
-            "owner": record["owner"],
-            "status": record["status"],
-            "seq": record["seq"],
-            "message": bytes(record["message"]),
-            "created_at": record["created_at"],
-            "finished_at": record["finished_at"],
-        }
-        if _HAS_METADATA:
-            raw = record["metadata"]
-            values["metadata"] = None if raw is None else msgspec.json.decode(raw)
-        return StoredStream(**values)
+        raw = record["metadata"]
+        return StoredStream(
+            id=record["id"],
+            owner=record["owner"],
+            status=record["status"],
+            seq=record["seq"],
+            message=bytes(record["message"]),
+            created_at=record["created_at"],
+            finished_at=record["finished_at"],
+            metadata=None if raw is None else msgspec.json.decode(raw),
+        )
 
     async def delete_finished_before(self, ts: float, *, batch: int = 10_000) -> int:
         """Delete the rows finished before ``ts`` (epoch seconds); returns how many."""

@@ -3,7 +3,7 @@
 //   node e2e/demo.mjs --base http://127.0.0.1:8787 [--case NAME ...] [--api-key KEY]
 //
 // The `auth` case needs a gateway started with `--api-key KEY` (and the same --api-key here);
-// the `agent` case needs the `mock-agent` model (it reports {"skipped": ...} without it).
+// the `agent` cases need `tokenwire demo` (its mock-agent answer is built by the demo's host code).
 // Prints one JSON line per case ({"case", "ok", "error"?, ...details}) and exits 1 if any failed.
 // The page is used as a person would: type, pick a model, press Send / Stop, reload, open tabs.
 // Only the request body is adjusted (mock pacing via the mock's "mock" member), so answers take
@@ -23,7 +23,7 @@ const ARGS = [
   "--disable-component-update",
   "--disable-sync",
 ];
-const SCENARIOS = ["mock", "mock-reasoning", "mock-tools", "mock-error", "mock-truncated", "mock-html"];
+const SCENARIOS = ["mock", "mock-reasoning", "mock-tools", "mock-error", "mock-truncated", "mock-html", "mock-agent"];
 
 const { values } = parseArgs({
   options: {
@@ -54,6 +54,41 @@ async function pace(page, { tps, max_tokens: maxTokens }) {
     if (maxTokens !== undefined) body.max_tokens = maxTokens;
     await route.continue({ postData: JSON.stringify(body) });
   });
+}
+
+/**
+ * Like `pace`, plus the demo agent's options (`"agent": {"flaky", "pause_ms"}`).
+ * @param {import("playwright-core").Page} page
+ * @param {{tps?: number, agent?: object}} options
+ */
+async function agentOptions(page, { tps, agent }) {
+  await page.route("**/v1/streams", async (route) => {
+    const request = route.request();
+    if (request.method() !== "POST") return route.continue();
+    const body = JSON.parse(request.postData() ?? "{}");
+    if (tps !== undefined) body.mock = { ...(body.mock ?? {}), tps };
+    if (agent !== undefined) body.agent = agent;
+    await route.continue({ postData: JSON.stringify(body) });
+  });
+}
+
+/**
+ * The agent answer as a reader sees it: the status line shows the latest value, the tool result
+ * sits with its call, the cited spans are numbered links, and the steps are marked.
+ * @param {import("playwright-core").Page} page
+ */
+async function assertAgentShown(page, message) {
+  const shown = await page.evaluate(() => ({
+    status: document.querySelector('#answer [data-block-type="data"] .data-value')?.textContent,
+    output: document.querySelector('#answer [data-block-type="tool_result"] .tool-output')?.textContent,
+    cites: [...document.querySelectorAll("#answer sup.cite")].map((e) => e.textContent),
+    steps: [...document.querySelectorAll("#answer .step-start")].map((e) => e.dataset.blockType),
+  }));
+  const data = message.blocks.find((b) => b.type === "data");
+  assert.ok(shown.status?.includes(data.value), `status line: ${shown.status}`);
+  assert.equal(shown.output, message.blocks.find((b) => b.type === "tool_result").output);
+  assert.deepEqual(shown.cites.map((c) => c.replace(/\D/g, "")), ["1", "2"]);
+  assert.deepEqual(shown.steps, ["reasoning", "text"]);
 }
 
 /** @param {import("playwright-core").Page} page */
@@ -370,8 +405,6 @@ const CASES = {
    * ends with the same rendering as a page opened after the end.
    */
   async agent(browser) {
-    const models = await (await fetch(`${BASE}/v1/models`)).json();
-    if (!models.data?.some((m) => m.id === "mock-agent")) return { skipped: "no mock-agent model on this server" };
     const page = await browser.newPage();
     await pace(page, { tps: 25 });
     const id = await ask(page, "mock-agent");
@@ -391,9 +424,81 @@ const CASES = {
     await fresh.goto(`${BASE}/?stream=${id}`);
     await waitStatus(fresh, "completed");
     assert.deepEqual(await blocksShown(fresh), shown);
-    const types = JSON.parse(server.json).blocks.map((b) => b.type);
+    const message = JSON.parse(server.json);
+    const types = message.blocks.map((b) => b.type);
+    // The demo's agent: its status line, the model's reasoning and tool call, the tool's
+    // result, then (a new step) the text citing its sources.
+    assert.deepEqual(types, ["data", "reasoning", "tool_call", "tool_result", "text", "source", "source"]);
+    assert.deepEqual(
+      message.blocks.map((b) => b.step ?? 0),
+      [0, 1, 1, 1, 2, 2, 2],
+    );
+    assert.equal(message.blocks[3].call_id, message.blocks[2].id);
+    await assertAgentShown(page, message);
     const transients = await page.evaluate(() => window.__tokenwire.transients.length);
     return { reloadedAt, resumedFrom: state.resumedFrom, last: server.snapshot.seq, types, transients };
+  },
+
+  /**
+   * The held-out check in the browser: an agent answer whose first model call breaks off and is
+   * superseded by a retry, with a status line updated 5 times and 3 transient progress events.
+   * Reloaded at several points (during the search, after the tool call, mid-answer), the page
+   * ends with exactly the server's message (the latest status, no transient data, no block of
+   * the superseded attempt) and the same rendering as a page opened after the end; the page saw
+   * transient events live but never put them in the message.
+   */
+  async "agent-supersede"(browser) {
+    const page = await browser.newPage();
+    await agentOptions(page, { tps: 25, agent: { flaky: true, pause_ms: 500 } });
+    const id = await ask(page, "mock-agent");
+    const watcher = await browser.newPage();
+    await watcher.goto(`${BASE}/?stream=${id}`);
+    const points = [
+      // (the page that asked is connected from the start: it gets the first transient event)
+      ["search", () => window.__tokenwire.transients.length >= 1],
+      ["tool call", () => window.__tokenwire.message?.blocks.some((b) => b.type === "tool_call")],
+      ["answer", () => window.__tokenwire.message?.blocks.some((b) => b.type === "text" && b.text)],
+    ];
+    const reloads = [];
+    const seen = [];
+    for (const [name, ready] of points) {
+      await page.waitForFunction(ready, null, { timeout: TIMEOUT });
+      seen.push(...(await page.evaluate(() => window.__tokenwire.transients)));
+      const at = await page.evaluate(() => [window.__tokenwire.seq, window.__tokenwire.message.status]);
+      if (at[1] !== "in_progress") break;
+      await page.reload();
+      await page.waitForFunction(() => window.__tokenwire?.streamId, null, { timeout: TIMEOUT });
+      reloads.push([name, at[0]]);
+    }
+    assert.ok(reloads.length >= 2, `the answer ended too soon to reload: ${JSON.stringify(reloads)}`);
+    await waitStatus(page, "completed");
+    await waitStatus(watcher, "completed");
+    const server = await serverMessage(id);
+    const message = JSON.parse(server.json);
+    const ops = await (await fetch(`${BASE}/v1/streams/${id}/events`, { headers: { "Last-Event-ID": "0" } })).text();
+    assert.match(ops, /"type":"step\.reset","seq":\d+,"step":1/, "the first attempt was superseded");
+    assert.doesNotMatch(ops, /"type":"transient"/, "a replay holds no transient data");
+    for (const p of [page, watcher]) {
+      const state = await hookState(p);
+      assert.equal(state.json, server.json);
+      assertContiguous(state.seqs, state.resumedFrom, server.snapshot.seq);
+      await assertShowsMessage(p, server.json);
+    }
+    assert.equal(message.blocks[0].value, "done: 2 sources cited");
+    assert.equal(message.blocks.filter((b) => b.type === "reasoning").length, 1, "a superseded block is left");
+    assert.equal(message.blocks.filter((b) => b.type === "data").length, 1);
+    await assertAgentShown(page, message);
+    const fresh = await browser.newPage();
+    await fresh.goto(`${BASE}/?stream=${id}`);
+    await waitStatus(fresh, "completed");
+    assert.deepEqual(await blocksShown(fresh), await blocksShown(page));
+    assert.deepEqual(await blocksShown(watcher), await blocksShown(page));
+    // Transient events reach the pages connected at that moment (the watcher may have been late).
+    const watched = await watcher.evaluate(() => window.__tokenwire.transients);
+    assert.ok(seen.length >= 1 && seen.length <= 3, JSON.stringify(seen));
+    assert.ok(watched.length <= 3, JSON.stringify(watched));
+    assert.ok([...seen, ...watched].every((t) => t.name === "progress"), JSON.stringify(seen));
+    return { reloads, last: server.snapshot.seq, transientsSeen: seen.length, watcherSaw: watched.length };
   },
 
   /** The network drops mid-answer: the client reconnects and resumes from its last seq. */

@@ -129,6 +129,15 @@ def http_options(base_url: str, api_key: str | None, timeout: float) -> dict[str
     }
 
 
+def read_params(token: str | None, **params: Any) -> dict[str, Any]:
+    """Query parameters of a read (snapshot, events): ``params`` plus the read token, if any.
+    A read token goes in the URL (as an ``EventSource`` must send it), only on reads: it never
+    authorizes a create or a cancel."""
+    if token is not None:
+        params["token"] = token
+    return params
+
+
 def checked(response: httpx.Response) -> httpx.Response:
     """``response`` itself, or its error body raised as ``GatewayError``."""
     if response.status_code >= 400:

@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
+import msgspec
 
 from tokenwire.client._state import (
     RETRYABLE_STATUS,
@@ -20,22 +21,25 @@ from tokenwire.client._state import (
     create_body,
     http_options,
     reaching,
+    read_params,
 )
 from tokenwire.protocol import Message, Op
 
 
 class AsyncClient:
-    """The async twin of ``Client``."""
+    """The async twin of ``Client`` (same ``api_key`` / ``token`` options)."""
 
     def __init__(
         self,
         base_url: str = "http://127.0.0.1:8787",
         *,
         api_key: str | None = None,
+        token: str | None = None,
         timeout: float = 30.0,
         max_retries: int = 5,
     ) -> None:
         self.api_key = api_key
+        self.token = token
         self.max_retries = max_retries
         self._http = httpx.AsyncClient(**http_options(base_url, api_key, timeout))
 
@@ -71,8 +75,53 @@ class AsyncClient:
 
     async def get(self, stream_id: str) -> dict[str, Any]:
         with reaching(self._http.base_url):
-            response = await self._http.get(f"/v1/streams/{stream_id}")
+            response = await self._http.get(
+                f"/v1/streams/{stream_id}", params=read_params(self.token)
+            )
         return checked(response).json()
+
+    async def openai_chunks(
+        self, stream_id: str, *, start_index: int = 0
+    ) -> AsyncIterator[dict[str, Any]]:
+        """``Client.openai_chunks`` for asyncio: the stream as OpenAI
+        ``chat.completion.chunk`` dicts from chunk ``start_index`` on, resumed by itself
+        after a dropped connection (docs/views.md)."""
+        from tokenwire.protocol import SSEDecoder
+
+        index = start_index
+        attempt = 0
+        url = f"/v1/streams/{stream_id}/events"
+        while True:
+            decoder = SSEDecoder()
+            try:
+                with reaching(self._http.base_url):
+                    async with self._http.stream(
+                        "GET",
+                        url,
+                        params=read_params(self.token, format="openai", startIndex=index),
+                    ) as response:
+                        if response.status_code >= 400:
+                            await response.aread()
+                            checked(response)
+                        async for raw in response.aiter_raw():
+                            for event in decoder.feed(raw):
+                                if event.data == "[DONE]":
+                                    return
+                                chunk = msgspec.json.decode(event.data)
+                                if "error" in chunk and "choices" not in chunk:
+                                    error = chunk["error"] or {}
+                                    raise GatewayError(
+                                        200, str(error.get("message")), error.get("type"), None
+                                    )
+                                index += 1
+                                attempt = 0
+                                yield chunk
+                return
+            except (httpx.TransportError, GatewayUnreachable):
+                attempt += 1
+                if attempt > self.max_retries:
+                    raise
+                await asyncio.sleep(backoff(attempt))
 
     async def cancel(self, stream_id: str) -> str:
         with reaching(self._http.base_url):
@@ -87,7 +136,10 @@ class AsyncClient:
             try:
                 state.reset_connection()
                 async with self._http.stream(
-                    "GET", f"/v1/streams/{state.id}/events", headers=state.headers()
+                    "GET",
+                    f"/v1/streams/{state.id}/events",
+                    headers=state.headers(),
+                    params=read_params(self.token),
                 ) as response:
                     if response.status_code == 204:
                         state.done = True

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import httpx
+import msgspec
 
 from tokenwire.client._state import (
     RETRYABLE_STATUS,
@@ -20,22 +21,29 @@ from tokenwire.client._state import (
     create_body,
     http_options,
     reaching,
+    read_params,
 )
 from tokenwire.protocol import Message, Op
 
 
 class Client:
-    """Talk to a tokenwire gateway: create streams, follow them with resume, cancel them."""
+    """Talk to a tokenwire gateway: create streams, follow them with resume, cancel them.
+
+    ``api_key``: sent as a bearer header on every call. ``token``: a read token for one stream
+    (``POST /v1/streams/{id}/token``), sent as ``?token=`` on reads (events, snapshot, the
+    openai view): enough to follow that stream, never to create or cancel one."""
 
     def __init__(
         self,
         base_url: str = "http://127.0.0.1:8787",
         *,
         api_key: str | None = None,
+        token: str | None = None,
         timeout: float = 30.0,
         max_retries: int = 5,
     ) -> None:
         self.api_key = api_key
+        self.token = token
         self.max_retries = max_retries
         self._http = httpx.Client(**http_options(base_url, api_key, timeout))
 
@@ -70,7 +78,59 @@ class Client:
     def get(self, stream_id: str) -> dict[str, Any]:
         """``{"id", "status", "seq", "message"}`` as the gateway has it now."""
         with reaching(self._http.base_url):
-            return checked(self._http.get(f"/v1/streams/{stream_id}")).json()
+            return checked(
+                self._http.get(f"/v1/streams/{stream_id}", params=read_params(self.token))
+            ).json()
+
+    def openai_chunks(self, stream_id: str, *, start_index: int = 0) -> Iterator[dict[str, Any]]:
+        """The stream as OpenAI ``chat.completion.chunk`` dicts (the gateway's openai view,
+        ``GET /v1/streams/{id}/events?format=openai``), from chunk ``start_index`` on, until the
+        end; a dropped connection is resumed by itself at the chunks received so far, so no
+        chunk is lost or repeated. For OpenAI SDK objects:
+        ``ChatCompletionChunk.model_validate(chunk)``. A failed or cancelled stream raises
+        ``GatewayError`` after its last chunk (as the OpenAI SDK raises ``APIError``).
+
+        The usual way in: ``POST /v1/chat/completions`` with ``X-Tokenwire-Detach: 1`` via the
+        OpenAI SDK; its response header ``X-Tokenwire-Stream`` names the stream to resume here
+        with ``start_index=<chunks the SDK yielded>`` (see docs/views.md)."""
+        from tokenwire.protocol import SSEDecoder
+
+        index = start_index
+        attempt = 0
+        url = f"/v1/streams/{stream_id}/events"
+        while True:
+            decoder = SSEDecoder()
+            try:
+                with (
+                    reaching(self._http.base_url),
+                    self._http.stream(
+                        "GET",
+                        url,
+                        params=read_params(self.token, format="openai", startIndex=index),
+                    ) as response,
+                ):
+                    if response.status_code >= 400:
+                        response.read()
+                        checked(response)
+                    for raw in response.iter_raw():
+                        for event in decoder.feed(raw):
+                            if event.data == "[DONE]":
+                                return
+                            chunk = msgspec.json.decode(event.data)
+                            if "error" in chunk and "choices" not in chunk:
+                                error = chunk["error"] or {}
+                                raise GatewayError(
+                                    200, str(error.get("message")), error.get("type"), None
+                                )
+                            index += 1
+                            attempt = 0
+                            yield chunk
+                return  # (an end without [DONE]: nothing more will come)
+            except (httpx.TransportError, GatewayUnreachable):
+                attempt += 1
+                if attempt > self.max_retries:
+                    raise
+                time.sleep(backoff(attempt))
 
     def cancel(self, stream_id: str) -> str:
         """Stop the generation; returns the stream's status."""
@@ -86,7 +146,10 @@ class Client:
             try:
                 state.reset_connection()
                 with self._http.stream(
-                    "GET", f"/v1/streams/{state.id}/events", headers=state.headers()
+                    "GET",
+                    f"/v1/streams/{state.id}/events",
+                    headers=state.headers(),
+                    params=read_params(self.token),
                 ) as response:
                     if response.status_code == 204:  # nothing after our position
                         state.done = True

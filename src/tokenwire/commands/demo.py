@@ -39,6 +39,7 @@ def run(args: argparse.Namespace) -> int:
 
     from tokenwire.cli import CommandError
     from tokenwire.commands._ports import free_port, require_free_port
+    from tokenwire.commands.demo_agent import agent_producer
     from tokenwire.gateway import Settings, create_app
     from tokenwire.mock import create_mock_app
 
@@ -66,7 +67,14 @@ def run(args: argparse.Namespace) -> int:
         upstream=f"http://127.0.0.1:{mock_port}/v1", host=args.host, port=port, data_dir=data_dir
     )
     gateway = uvicorn.Server(
-        uvicorn.Config(create_app(settings), host=args.host, port=port, log_level="warning")
+        uvicorn.Config(
+            # mock-agent's answer is built here, by the host: a status line, a tool run
+            # between two model calls (the other models: the upstream call piped as it is)
+            create_app(settings, producers={"mock-agent": agent_producer()}),
+            host=args.host,
+            port=port,
+            log_level="warning",
+        )
     )
     url = f"http://{'127.0.0.1' if args.host in ('0.0.0.0', '::') else args.host}:{port}"
 
@@ -81,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
             f"  open       {url}/\n"
             f"  gateway    {url}  (mock model server at http://127.0.0.1:{mock_port}/v1)\n"
             "  models     mock, mock-reasoning, mock-tools, mock-error, mock-truncated,"
-            " mock-html\n"
+            " mock-html,\n             mock-agent (its tool round is run by the demo)\n"
             f"  try        curl -s {url}/v1/streams -H 'Content-Type: application/json' "
             f"-d '{body}'\n"
             f"             curl -N {url}/v1/streams/<id>/events\n"

@@ -1,7 +1,9 @@
 """Decode a recorded upstream response and print the canonical message, its ops, or Markdown.
 The recording may be an SSE stream or a whole non-streamed JSON body of OpenAI chat
 completions, the OpenAI Responses API or the Anthropic Messages API; its format is detected
-(--format-in forces it).
+(--format-in forces it). It may also be a recorded tokenwire stream (an op log): the SSE body of
+GET /v1/streams/{id}/events, or one op JSON per line as --format ops prints it — e.g. an agent's
+answer built from several model calls, tool results and app data.
 
 Exits 0 whenever the input decoded, even if the upstream reported an error (the message then
 has "status": "failed"); exits 2 with a one-line error if the input is not a response of the
@@ -11,6 +13,9 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import Any
+
+import msgspec
 
 from tokenwire.cli import CommandError
 
@@ -25,10 +30,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--format-in",
-        choices=("auto", "chat", "responses", "anthropic"),
+        choices=("auto", "chat", "responses", "anthropic", "ops"),
         default="auto",
-        help="the recording's upstream API (default auto: detected from the first event or "
-        "the body's shape)",
+        help="the recording's upstream API, or ops for a tokenwire op log (default auto: "
+        "detected from the first event or the body's shape)",
     )
     parser.add_argument(
         "--coalesce-ms",
@@ -56,12 +61,21 @@ def run(args: argparse.Namespace) -> int:
     tags = None
     if args.think_tags is not None:
         tags = tuple(t.strip() for t in args.think_tags.split(",") if t.strip())
-    try:
-        ops, message = assemble_response(
-            data, coalesce_ms=args.coalesce_ms, think_tags=tags, format=args.format_in
+    log = _op_log(data) if args.format_in in ("auto", "ops") else None
+    if log is not None:
+        ops, message = log
+    elif args.format_in == "ops":
+        raise CommandError(
+            f"{_label(args.path)}: not a tokenwire op log (its first op must be message.start "
+            "or snapshot)"
         )
-    except NotAChatCompletion as exc:
-        raise CommandError(f"{_label(args.path)}: {exc}") from None
+    else:
+        try:
+            ops, message = assemble_response(
+                data, coalesce_ms=args.coalesce_ms, think_tags=tags, format=args.format_in
+            )
+        except NotAChatCompletion as exc:
+            raise CommandError(f"{_label(args.path)}: {exc}") from None
     out = sys.stdout.buffer
     if args.format == "ops":
         out.write(b"".join(op.json + b"\n" for op in ops))
@@ -71,6 +85,49 @@ def run(args: argparse.Namespace) -> int:
         out.write(message.to_json() + b"\n")
     out.flush()
     return 0
+
+
+def _op_log(data: bytes) -> tuple[list[Any], Any] | None:
+    """A recorded tokenwire stream: its ops (transient ones dropped: they are never part of
+    the log) and the message they build; ``None`` when ``data`` is not one. Accepts the SSE of
+    ``/events`` (a delta's seq is its event id) and JSON lines (a delta's seq: the previous op's
+    + 1, as ``--format ops`` prints them)."""
+    from tokenwire.errors import ProtocolError
+    from tokenwire.protocol import SSEDecoder, Transient, apply_op, decode_op, encode
+    from tokenwire.protocol.message import Message
+
+    body = data.removeprefix(b"\xef\xbb\xbf").lstrip()
+    events: list[tuple[bytes, str | None]]
+    if body.startswith(b"{"):
+        events = [(line, None) for line in body.splitlines() if line.strip()]
+    else:
+        decoder = SSEDecoder()
+        events = [(e.raw, e.id) for e in [*decoder.feed(body), *decoder.close()] if e.data]
+    if not events:
+        return None
+    try:
+        first = msgspec.json.decode(events[0][0])
+    except msgspec.DecodeError:
+        return None
+    if not isinstance(first, dict) or first.get("type") not in ("message.start", "snapshot"):
+        return None
+    message = Message.empty()
+    ops: list[Any] = []
+    seq = 0
+    try:
+        for raw, event_id in events:
+            op = decode_op(raw)
+            if op is None or type(op) is Transient:
+                continue  # (an unknown op type, or live-only data)
+            if event_id is not None and event_id.isdigit():
+                seq = int(event_id)
+            else:
+                seq = op.seq or seq + 1
+            apply_op(message, op)
+            ops.append(encode(op, seq))
+    except (ProtocolError, msgspec.DecodeError) as exc:
+        raise CommandError(f"op {seq + 1}: {exc}") from None
+    return ops, message
 
 
 def _label(path: str) -> str:

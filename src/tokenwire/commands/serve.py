@@ -238,18 +238,28 @@ def check_store_url(url: str) -> None:
 def check_redis(url: str) -> None:
     """Fail fast, with one line, when Redis cannot be reached (before any worker starts)."""
     import redis
-    from redis.exceptions import RedisError
+    from redis.exceptions import RedisClusterException, RedisError
 
     from tokenwire.cli import CommandError
     from tokenwire.hub.redis import redact
+    from tokenwire.hub.redis_keys import is_cluster_url, parse_cluster_url
 
     try:
-        client = redis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=2)
+        if is_cluster_url(url):  # redis://h1:p1,h2:p2/?cluster=true: any node will do
+            nodes, options = parse_cluster_url(url)
+            client = redis.RedisCluster(
+                startup_nodes=[redis.cluster.ClusterNode(h, p) for h, p in nodes],
+                socket_connect_timeout=2,
+                socket_timeout=2,
+                **options,
+            )
+        else:
+            client = redis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=2)
         try:
             client.ping()
         finally:
             client.close()
-    except (RedisError, OSError, ValueError) as exc:
+    except (RedisError, RedisClusterException, OSError, ValueError) as exc:
         raise CommandError(f"cannot reach Redis at {redact(url)}: {exc}") from None
 
 

@@ -43,7 +43,6 @@ def render(message: Any, transients: dict[str, Any] | None = None) -> Any:
 
     parts: list[Any] = []
     cites = Citations(message.blocks)
-    definitions = cites.definitions()
     step = message.blocks[0].step if message.blocks else 0
     for index, block in enumerate(message.blocks):
         if block.step > step:
@@ -66,9 +65,7 @@ def render(message: Any, transients: dict[str, Any] | None = None) -> Any:
                 )
             )
         elif kind == "text":
-            text = cites.mark(index, block.text)
-            if text != block.text:  # cited spans are reference links: add their targets
-                text += "\n\n" + definitions
+            text = _numbered(cites, index, block.text)
             parts.append(Markdown(text) if text else Text(""))
         elif kind == "tool_result":
             error = bool(block.attrs.get("error"))
@@ -119,6 +116,18 @@ def render(message: Any, transients: dict[str, Any] | None = None) -> Any:
             parts.append(Text(f"… {name}: {data_text(value)}", style="dim yellow"))
     parts.append(_status_line(message))
     return Group(*parts)
+
+
+def _numbered(cites: Any, index: int, text: str) -> str:
+    """``text`` with ``[n]`` after each span that source ``n`` cites (a terminal shows no link
+    targets: the numbers pair the spans with the numbered source lines below)."""
+    spans = sorted(cites.by_block.get(index, ()), key=lambda s: (s[1], s[2]), reverse=True)
+    last = len(text)
+    for start, end, number in spans:
+        if 0 <= start < end <= last:
+            text = f"{text[:end]} \\[{number}\\]{text[end:]}"
+            last = start  # (overlapping spans: only the last one is marked)
+    return text
 
 
 def _status_line(message: Any) -> Any:

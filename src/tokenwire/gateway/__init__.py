@@ -12,14 +12,16 @@ from typing import TYPE_CHECKING, Any
 _EXPORTS = {
     "Gateway": "tokenwire.gateway.service",
     "Settings": "tokenwire.gateway.settings",
+    "StreamRequest": "tokenwire.gateway.producer",
     "app_from_env": "tokenwire.gateway.app",
     "create_app": "tokenwire.gateway.app",
 }
 
-__all__ = ["Gateway", "Settings", "app_from_env", "create_app"]
+__all__ = ["Gateway", "Settings", "StreamRequest", "app_from_env", "create_app"]
 
 if TYPE_CHECKING:
     from tokenwire.gateway.app import app_from_env, create_app
+    from tokenwire.gateway.producer import StreamRequest
     from tokenwire.gateway.service import Gateway
     from tokenwire.gateway.settings import Settings
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -22,11 +22,13 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import Receive, Scope, Send
 
+from tokenwire.gateway.aisdk import aisdk_chat
 from tokenwire.gateway.errors import ApiError, handle_api_error
 from tokenwire.gateway.passthrough import chat_completions, list_models
+from tokenwire.gateway.producer import ProducerFactory, StreamRequest
 from tokenwire.gateway.routes import create_stream, healthz, index, metrics, read_token
 from tokenwire.gateway.service import STREAM_ID, Gateway, default_hub
-from tokenwire.gateway.settings import Settings
+from tokenwire.gateway.settings import Settings, enforce_worker_setup
 from tokenwire.hub import Hub, HubUnavailable
 from tokenwire.streams.asgi import StreamRoutes, http_error, hub_error
 
@@ -40,7 +42,9 @@ def app_from_env() -> GatewayApp:
     ``tokenwire serve --workers N`` runs ``uvicorn --factory`` on this; it works the same with
     ``uvicorn tokenwire.gateway.app:app_from_env --factory --workers N`` or gunicorn.
     """
-    return create_app(Settings.from_env())
+    settings = Settings.from_env()
+    enforce_worker_setup(settings)  # several workers need a shared hub: refuse, one line
+    return create_app(settings)
 
 
 class GatewayApp(Starlette):
@@ -70,18 +74,37 @@ def cors_middleware(origins: tuple[str, ...]) -> list[Middleware]:
             allow_origins=["*"] if any_origin else list(origins),
             allow_credentials=not any_origin,
             allow_methods=["GET", "HEAD", "POST", "OPTIONS"],
-            allow_headers=["Authorization", "Content-Type", "Last-Event-ID"],
-            expose_headers=["Location", "Retry-After"],
+            # Any request header: browser SDKs (OpenAI's, Anthropic's) send their own x-* ones.
+            allow_headers=["*"],
+            expose_headers=[
+                "Location",
+                "Retry-After",
+                "X-Tokenwire-Stream",
+                "X-Workflow-Run-Id",
+                "X-Workflow-Stream-Tail-Index",
+                "X-Vercel-AI-UI-Message-Stream",
+            ],
             max_age=600,
         )
     ]
 
 
-def create_app(settings: Settings | None = None, hub: Hub | None = None) -> GatewayApp:
-    """The gateway app. ``hub`` defaults to ``default_hub(settings)``."""
+def create_app(
+    settings: Settings | None = None,
+    hub: Hub | None = None,
+    *,
+    producers: Mapping[str, ProducerFactory] | None = None,
+) -> GatewayApp:
+    """The gateway app. ``hub`` defaults to ``default_hub(settings)``.
+
+    ``producers`` maps a model name to the host's own ``factory(StreamRequest) -> produce``:
+    ``POST /v1/streams`` with that model runs it (e.g. a tool round between two model calls,
+    app data, retries) instead of piping the one upstream call. Other models: the plain pipe.
+    """
     settings = settings or Settings()
     hub = hub if hub is not None else default_hub(settings)  # (an empty hub is falsy)
     gateway = Gateway(settings, hub)
+    gateway.producers = dict(producers or {})
     static_dir = Path(settings.static_dir) if settings.static_dir else DEFAULT_STATIC_DIR
     stream_routes = StreamRoutes(
         gateway.streams,
@@ -91,6 +114,9 @@ def create_app(settings: Settings | None = None, hub: Hub | None = None) -> Gate
         cancel_wait_s=settings.cancel_wait_s,
         ws_hello_timeout_s=settings.ws_hello_timeout_s,
         stream_id_pattern=STREAM_ID,
+        catchup_threshold=settings.catchup_threshold,
+        max_frame_bytes=settings.max_frame_bytes,
+        chat_ttl_s=settings.chat_ttl_s,
     )
 
     @contextlib.asynccontextmanager
@@ -106,7 +132,9 @@ def create_app(settings: Settings | None = None, hub: Hub | None = None) -> Gate
         Route("/healthz", healthz),
         Route("/metrics", metrics),
         Route("/v1/streams", create_stream, methods=["POST"]),
-        *stream_routes.routes("/v1/streams"),
+        *stream_routes.routes("/v1/streams", chats=False),
+        Route("/v1/aisdk/chat", aisdk_chat, methods=["POST"]),
+        *stream_routes.chat_routes("/v1/aisdk/chat"),
         Route("/v1/streams/{stream_id}/token", read_token, methods=["POST"]),
         Route("/v1/chat/completions", chat_completions, methods=["POST"]),
         Route("/v1/models", list_models),
@@ -129,4 +157,12 @@ def create_app(settings: Settings | None = None, hub: Hub | None = None) -> Gate
     return app
 
 
-__all__ = ["Gateway", "GatewayApp", "app_from_env", "create_app", "default_hub"]
+__all__ = [
+    "Gateway",
+    "GatewayApp",
+    "ProducerFactory",
+    "StreamRequest",
+    "app_from_env",
+    "create_app",
+    "default_hub",
+]

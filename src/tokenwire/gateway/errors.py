@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
 
 from tokenwire.errors import TokenwireError
+from tokenwire.protocol.jsonsafe import InvalidJSON, JSONTooDeep, decode_json_body
 
 _encode = msgspec.json.Encoder().encode
 
@@ -39,6 +42,19 @@ def hub_unavailable(exc: Exception) -> ApiError:
 
 def bad_request(message: str, code: str) -> ApiError:
     return ApiError(400, message, "invalid_request_error", code)
+
+
+def json_object(body: bytes) -> dict[str, Any]:
+    """A request body that must be one JSON object; else the 400 (``invalid_json``)."""
+    try:
+        data = decode_json_body(body)
+    except JSONTooDeep as exc:
+        raise bad_request(f"request body is not valid JSON: {exc}", "invalid_json") from None
+    except InvalidJSON:
+        raise bad_request("request body is not valid JSON", "invalid_json") from None
+    if not isinstance(data, dict):
+        raise bad_request("request body must be a JSON object", "invalid_json")
+    return data
 
 
 async def handle_api_error(request: Request, exc: Exception) -> Response:

@@ -59,6 +59,11 @@ async def chat_completions(request: Request) -> Response:
     gw = _gw(request)
     gw.auth.owner(request.headers, request.query_params)
     body = await read_body(request, gw.settings.max_body_bytes)
+    if request.headers.get("x-tokenwire-detach"):
+        from tokenwire.gateway.aisdk import detached_chat_completions, wants_detach
+
+        if wants_detach(request):
+            return await detached_chat_completions(request, body)
     gw.metrics.passthrough.inc()
     headers = {
         "Content-Type": request.headers.get("content-type", "application/json"),

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -153,6 +154,55 @@ class Continue:
         return await Generation(upstream, body, fmt, path=path, headers=headers)(w)
 
 
+Produce = Callable[[StreamWriter], Awaitable[Any]]
+"""What ``Streams.start`` runs: ``produce(writer)``."""
+
+_json = msgspec.json.Encoder()
+
+
+@dataclass(slots=True)
+class StreamRequest:
+    """One ``POST /v1/streams`` for a model that has a producer of the host's
+    (``create_app(settings, producers={model: factory})``): what ``factory(request)`` gets to
+    build the stream's ``produce(writer)``.
+
+    ``body`` is the request body as the gateway would send it upstream (``stream: true``, usage
+    asked for, the ``tokenwire`` options removed); a factory may read and pop its own members.
+    ``call(body)`` opens one upstream model call, to hand to ``writer.pipe(..., request.format)``
+    (``pipe(writer, body)`` does both). Each call is a new upstream request, so a produce
+    function may call the model several times (a tool round) or retry a failed call."""
+
+    body: dict[str, Any]
+    model: str | None
+    owner: str | None
+    format: str
+    """The upstream API's stream format (``chat``, ``responses``, ``anthropic``)."""
+    upstream: UpstreamClient = field(repr=False)
+    path: str = "chat/completions"
+    headers: dict[str, str] = field(default_factory=lambda: dict(_UPSTREAM_HEADERS))
+
+    def call(self, body: dict[str, Any] | None = None) -> Any:
+        """One upstream model call with ``body`` (default: the request's): an async context
+        manager giving the streamed response (``writer.pipe`` enters it)."""
+        return self.upstream.request(
+            "POST",
+            self.path,
+            content=_json.encode(self.body if body is None else body),
+            headers=self.headers,
+            keep_headers=False,
+        )
+
+    def pipe(
+        self, w: StreamWriter, body: dict[str, Any] | None = None
+    ) -> Coroutine[Any, Any, PipeResult]:
+        """``w.pipe(self.call(body), self.format)``: one model call piped into the answer."""
+        return w.pipe(self.call(body), self.format)
+
+
+ProducerFactory = Callable[[StreamRequest], Produce]
+"""``create_app(producers={model: factory})``: the host's produce function for one request."""
+
+
 class Producer:
     """One gateway generation, run by hand (``await producer.run()``) on a stream that was
     already created in the hub. ``POST /v1/streams`` uses ``Streams.start`` instead."""
@@ -184,4 +234,14 @@ class Producer:
         await streams._run(self.writer, self.produce)
 
 
-__all__ = ["RESUME", "Continue", "Generation", "Producer", "partial_message", "resume_args"]
+__all__ = [
+    "RESUME",
+    "Continue",
+    "Generation",
+    "Produce",
+    "Producer",
+    "ProducerFactory",
+    "StreamRequest",
+    "partial_message",
+    "resume_args",
+]

@@ -14,9 +14,9 @@ import msgspec
 from starlette.requests import Request
 from starlette.responses import FileResponse, Response
 
-from tokenwire.gateway.errors import bad_request
+from tokenwire.gateway.errors import bad_request, json_object
 from tokenwire.gateway.passthrough import read_body
-from tokenwire.gateway.producer import RESUME, Generation, resume_args
+from tokenwire.gateway.producer import RESUME, Generation, Produce, StreamRequest, resume_args
 from tokenwire.gateway.service import Gateway
 from tokenwire.hub import HubUnavailable
 from tokenwire.streams.asgi import json_response
@@ -70,13 +70,7 @@ async def create_stream(request: Request) -> Response:
     gw = _gw(request)
     owner = gw.auth.owner(request.headers, request.query_params)
     upstream = gw.require_started()
-    body = await read_body(request, gw.settings.max_body_bytes)
-    try:
-        data = msgspec.json.decode(body)
-    except msgspec.DecodeError:
-        raise bad_request("request body is not valid JSON", "invalid_json") from None
-    if not isinstance(data, dict):
-        raise bad_request("request body must be a JSON object", "invalid_json")
+    data = json_object(await read_body(request, gw.settings.max_body_bytes))
     api = gw.settings.upstream_api
     if api == "responses":  # (the Responses API takes ``input``: a string or items)
         if not data.get("input"):
@@ -111,15 +105,28 @@ async def create_stream(request: Request) -> Response:
         _with_usage(data)
     model = data.get("model")
     path, headers, fmt = gw.stream_request
-    request_body = _json.encode(data)
+    factory = gw.producers.get(model) if isinstance(model, str) else None
+    produce: Produce
+    # (a plain generation is continued by the gateway's ``Continue`` if this process dies; a
+    # host's produce function is not: the gateway cannot know how to continue it)
+    resume: str | None = None
+    resume_record: dict[str, Any] | None = None
+    if factory is not None:  # the host's own produce function for this model
+        request_ = StreamRequest(data, model, owner, fmt, upstream, path, headers)
+        produce = factory(request_)
+    else:
+        request_body = _json.encode(data)
+        produce = Generation(upstream, request_body, fmt, path=path, headers=headers)
+        if gw.streams.can_resume:  # (kept only by a shared hub)
+            resume = RESUME
+            resume_record = resume_args(request_body, api, supersede)
     handle = await gw.streams.start(
-        Generation(upstream, request_body, fmt, path=path, headers=headers),
+        produce,
         owner=owner,
         model=model if isinstance(model, str) else None,
         coalesce_ms=coalesce_ms,
-        # (kept only by a shared hub: what another process needs to continue the stream)
-        resume=RESUME,
-        resume_args=resume_args(request_body, api, supersede) if gw.streams.can_resume else None,
+        resume=resume,
+        resume_args=resume_record,
     )
     stream_id = handle.id
     # (URLs under the app's mount point, if it is mounted)

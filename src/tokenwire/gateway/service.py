@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gc
 import re
+from typing import Any
 
 from tokenwire.gateway.auth import Auth, owner_tag
 from tokenwire.gateway.errors import ApiError, not_found
@@ -58,6 +59,7 @@ class Gateway:
             coalesce_ms=settings.coalesce_ms,
             secret=secret,
             observer=MetricsObserver(self.metrics),
+            max_event_bytes=settings.max_event_bytes,
         )
         # Owner tags are keyed with the secret when one is configured (every machine of a
         # deployment then shares it); otherwise they stay the unkeyed hash, which any machine
@@ -71,6 +73,8 @@ class Gateway:
         self.streams.register_continuation(RESUME, Continue(self))
         self.upstream: UpstreamClient | None = None  # set in startup
         self.stream_request: tuple[str, dict[str, str], str] = ("", {}, "chat")  # (startup)
+        # ``create_app(producers=...)``: model name -> the host's produce factory
+        self.producers: dict[str, Any] = {}
 
     @property
     def store(self) -> StreamStore:
@@ -99,7 +103,9 @@ class Gateway:
             retries=s.upstream_retries,
             backoff_s=s.upstream_backoff_s,
             head_timeout_s=s.upstream_head_timeout_s,
+            idle_timeout_s=s.upstream_idle_timeout_s,
             ca_file=s.upstream_ca_file,
+            max_body_bytes=s.upstream_max_body_bytes,
         )
         # ``POST /v1/streams`` goes to the configured API's endpoint, decoded by its format.
         path, headers = upstream_endpoint(s.upstream_api, key if anthropic else None)

@@ -56,6 +56,12 @@ class Settings:
     """How long a WebSocket waits for an optional ``{"after": N}`` first message."""
     cancel_wait_s: float = 1.0
     """How long ``POST .../cancel`` waits for the stream to end before answering 202."""
+    catchup_threshold: int = 64
+    """Frames a view reader (``?format=``) may be behind before it gets a compacted catch-up."""
+    max_frame_bytes: int = 64 * 1024
+    """Largest frame of a compacted catch-up (longer texts are split over several)."""
+    chat_ttl_s: float = 3600.0
+    """How long an AI SDK chat remembers its active stream (``/v1/aisdk/chat``)."""
     upstream_connect_timeout_s: float = 10.0
     upstream_read_timeout_s: float = 300.0
     """Longest silence tolerated between upstream bytes."""

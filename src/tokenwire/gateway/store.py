@@ -4,7 +4,8 @@ Rows are kept forever by default. With ``retention_s`` set, ``open()`` starts a 
 task owned by the store that deletes rows finished more than ``retention_s`` ago, once at
 start and then every ``cleanup_interval_s`` (``cleanup()`` does one pass on demand).
 
-Implements the store protocol of ``tokenwire.streams.store`` (``metadata`` is not kept).
+Implements the store protocol of ``tokenwire.streams.store``; ``metadata`` is kept as JSON text
+(a database file made before that column existed gets it on ``open``; its rows read back ``None``).
 """
 
 from __future__ import annotations
@@ -16,6 +17,9 @@ import sqlite3
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
+
+import msgspec
 
 from tokenwire.streams.store import StoredStream
 
@@ -27,11 +31,26 @@ CREATE TABLE IF NOT EXISTS streams (
     seq INTEGER NOT NULL,
     message BLOB NOT NULL,
     created_at REAL NOT NULL,
-    finished_at REAL NOT NULL
+    finished_at REAL NOT NULL,
+    metadata TEXT
 );
 CREATE INDEX IF NOT EXISTS streams_finished_at ON streams (finished_at);
 """
 log = logging.getLogger("tokenwire")
+
+
+def _add_metadata_column(db: sqlite3.Connection) -> None:
+    """Migrate a file made before ``metadata`` was kept (``CREATE TABLE IF NOT EXISTS`` left
+    its table as it was)."""
+    columns = {r[1] for r in db.execute("PRAGMA table_info(streams)")}
+    if "metadata" in columns:
+        return
+    try:
+        db.execute("ALTER TABLE streams ADD COLUMN metadata TEXT")
+    except sqlite3.OperationalError as exc:
+        # Another process sharing the file migrated it between our check and the ALTER.
+        if "duplicate column" not in str(exc):
+            raise
 
 
 def _executor() -> ThreadPoolExecutor:
@@ -73,13 +92,7 @@ class Store:
         if self.retention_s is None:
             return 0
         cutoff = (time.time() if now is None else now) - self.retention_s
-        return await self._run(self._delete_before, cutoff)
-
-    def _delete_before(self, cutoff: float) -> int:
-        assert self._db is not None
-        deleted = self._db.execute("DELETE FROM streams WHERE finished_at < ?", (cutoff,))
-        self._db.commit()
-        return deleted.rowcount
+        return await self.delete_finished_before(cutoff)
 
     async def _clean_forever(self) -> None:
         while True:
@@ -99,6 +112,7 @@ class Store:
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=NORMAL")
         db.executescript(_SCHEMA)
+        _add_metadata_column(db)
         db.commit()
         self._db = db
 
@@ -122,7 +136,9 @@ class Store:
     def _save(self, row: StoredStream) -> None:
         assert self._db is not None
         self._db.execute(
-            "INSERT OR REPLACE INTO streams VALUES (?, ?, ?, ?, ?, ?, ?)",
+            "INSERT OR REPLACE INTO streams"
+            " (id, owner, status, seq, message, created_at, finished_at, metadata)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 row.id,
                 row.owner,
@@ -131,6 +147,7 @@ class Store:
                 row.message,
                 row.created_at,
                 row.finished_at,
+                None if row.metadata is None else msgspec.json.encode(row.metadata).decode(),
             ),
         )
         self._db.commit()
@@ -141,13 +158,14 @@ class Store:
     def _get(self, stream_id: str) -> StoredStream | None:
         assert self._db is not None
         row = self._db.execute(
-            "SELECT id, owner, status, seq, message, created_at, finished_at"
+            "SELECT id, owner, status, seq, message, created_at, finished_at, metadata"
             " FROM streams WHERE id = ?",
             (stream_id,),
         ).fetchone()
         if row is None:
             return None
-        return StoredStream(row[0], row[1], row[2], row[3], bytes(row[4]), row[5], row[6])
+        metadata: dict[str, Any] | None = None if row[7] is None else msgspec.json.decode(row[7])
+        return StoredStream(row[0], row[1], row[2], row[3], bytes(row[4]), row[5], row[6], metadata)
 
     async def delete_finished_before(self, ts: float) -> int:
         """Delete the rows finished before ``ts`` (epoch seconds); returns how many."""

@@ -331,6 +331,22 @@ class Hub(abc.ABC):
     async def wait_cancel(self, stream_id: str) -> None:
         """Return when a cancel was requested for the stream."""
 
+    # -- active streams of chats (the AI SDK routes) -------------------------------------
+    # A chat (``useChat``'s id, scoped by owner) names the stream answering it right now, so
+    # ``GET {api}/{chatId}/stream`` and ``POST {api}/{chatId}/stop`` find it from any process.
+    @abc.abstractmethod
+    async def set_active(self, chat_key: str, stream_id: str, ttl_s: float) -> None:
+        """Record ``stream_id`` as the active stream of ``chat_key`` for ``ttl_s`` seconds."""
+
+    @abc.abstractmethod
+    async def get_active(self, chat_key: str) -> str | None:
+        """The active stream id of ``chat_key``, or ``None``."""
+
+    @abc.abstractmethod
+    async def clear_active(self, chat_key: str, stream_id: str) -> None:
+        """Forget ``chat_key``'s active stream if it is still ``stream_id`` (a newer one
+        recorded meanwhile stays)."""
+
     def watch_cancel(self, stream_id: str, callback: Callable[[], None]) -> Callable[[], None]:
         """Call ``callback`` once when a cancel is requested; returns "stop watching".
 

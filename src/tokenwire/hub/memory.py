@@ -129,6 +129,7 @@ class MemoryHub(Hub):
         self.retention_s = retention_s
         self.max_log_ops = max_log_ops
         self._logs: dict[str, _Log] = {}
+        self._active: dict[str, tuple[str, float]] = {}  # chat key -> (stream id, deadline)
         self._sweeper: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -158,6 +159,8 @@ class MemoryHub(Hub):
         ]
         for sid in expired:
             del self._logs[sid]
+        for key in [k for k, (_, deadline) in self._active.items() if deadline <= now]:
+            del self._active[key]
 
     def _get(self, stream_id: str) -> _Log | None:
         log = self._logs.get(stream_id)
@@ -237,6 +240,20 @@ class MemoryHub(Hub):
     def watch_cancel(self, stream_id: str, callback: Callable[[], None]) -> Callable[[], None]:
         log = self._get(stream_id)
         return _nothing if log is None else log.cancel.watch(callback)
+
+    async def set_active(self, chat_key: str, stream_id: str, ttl_s: float) -> None:
+        self._active[chat_key] = (stream_id, time.monotonic() + ttl_s)
+
+    async def get_active(self, chat_key: str) -> str | None:
+        found = self._active.get(chat_key)
+        if found is None or found[1] <= time.monotonic():
+            return None
+        return found[0]
+
+    async def clear_active(self, chat_key: str, stream_id: str) -> None:
+        found = self._active.get(chat_key)
+        if found is not None and found[0] == stream_id:
+            del self._active[chat_key]
 
     def __len__(self) -> int:
         return len(self._logs)

@@ -17,6 +17,11 @@ the seq, so a revived producer and the watchdog can never both end a stream.
 
 Each process runs one blocking ``XREAD`` task per stream it serves (on its own connection
 pool), one pub/sub connection for cancel requests, one lease renewer and one watchdog.
+
+With a cluster URL (``redis://h1:p1,h2:p2/?cluster=true``) the same hub runs on a Redis Cluster
+(``tokenwire.hub.redis_keys``): per-stream keys and scripts unchanged (one slot per stream), the
+lease index and the cancel channel sharded over the masters (``SPUBLISH``), blocking reads sent
+to the node of the stream's slot.
 """
 
 from __future__ import annotations
@@ -37,10 +42,12 @@ import msgspec
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
+from redis.exceptions import ClusterError, MaxConnectionsError, RedisClusterException
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from tokenwire.errors import BadCursor, OutOfOrder, StreamEnded, StreamExists
+from tokenwire.hub import redis_keys
 from tokenwire.hub.base import (
     CancelRequest,
     Cursor,
@@ -50,6 +57,7 @@ from tokenwire.hub.base import (
     StreamNotFound,
 )
 from tokenwire.hub.redis_feed import MAX_BATCH, Feed, RedisCursor
+from tokenwire.hub.redis_keys import ClusterKeys, cluster_client, is_cluster_url
 from tokenwire.hub.redis_scripts import (
     APPEND,
     CANCEL,
@@ -79,7 +87,15 @@ log = logging.getLogger("tokenwire.hub.redis")
 # How often the cancel listener re-reads the cancel flags of the streams it watches.
 _CANCEL_SWEEP_S = 2.0
 
-_UNAVAILABLE = (RedisConnectionError, RedisTimeoutError, OSError)
+# (Cluster: ClusterDownError / "TTL exhausted" after a MOVED storm are ClusterError; no
+# reachable node is RedisClusterException; MaxConnectionsError is a ConnectionError.)
+_UNAVAILABLE = (
+    RedisConnectionError,
+    RedisTimeoutError,
+    OSError,
+    ClusterError,
+    RedisClusterException,
+)
 # Transient ops (v1.1) kept for feeds that are between two XREADs: a few, briefly.
 _TRANSIENT_MAXLEN = 64
 _TRANSIENT_TTL_MS = 60_000
@@ -103,9 +119,8 @@ def redact(url: str) -> str:
     parts = urlsplit(url)
     if parts.password is None:
         return url
-    host = parts.hostname or ""
-    netloc = f"{parts.username or ''}:***@{host}" + (f":{parts.port}" if parts.port else "")
-    return urlunsplit(parts._replace(netloc=netloc))
+    hosts = parts.netloc.rpartition("@")[2]  # (a cluster URL lists several host:port)
+    return urlunsplit(parts._replace(netloc=f"{parts.username or ''}:***@{hosts}"))
 
 
 class _Owned:
@@ -188,7 +203,8 @@ class RedisHub(Hub):
         self.watchdog_interval_s = watchdog_interval_s
         self.max_log_ops = max_log_ops
         self.snapshot_every = max_log_ops // 4  # < retained ops, so a snapshot is always usable
-        self.keys = Keys(key_prefix)
+        self.cluster = is_cluster_url(url)
+        self.keys: Any = ClusterKeys(key_prefix) if self.cluster else Keys(key_prefix)
         self.block_s = block_s
         self.command_timeout_s = command_timeout_s
         self.connect_timeout_s = connect_timeout_s
@@ -199,6 +215,8 @@ class RedisHub(Hub):
         self.producer_id = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
         self._redis: Redis | None = None
         self._blocking: Redis | None = None  # XREAD BLOCK only: never starves other commands
+        # Cluster: redis-py has no blocking pool there, so the reads wait for a slot here.
+        self._read_slots = asyncio.Semaphore(max_reader_connections)
         self._feeds: dict[str, Feed] = {}
         self._owned: dict[str, _Owned] = {}  # state of streams produced here (for snapshots)
         self._leased: set[str] = set()  # streams whose lease this process renews
@@ -222,6 +240,9 @@ class RedisHub(Hub):
             "retry": Retry(ExponentialBackoff(cap=0.5, base=0.05), 2),
             "health_check_interval": 15,
         }
+        if self.cluster:
+            await self._start_cluster(common)
+            return
         # Bounded pools that make callers wait for a free connection: a burst of requests
         # (e.g. 1,000 subscribers connecting at once) queues instead of failing.
         commands = BlockingConnectionPool.from_url(
@@ -245,6 +266,36 @@ class RedisHub(Hub):
         except _UNAVAILABLE as exc:
             await self._close_clients()
             raise HubUnavailable(f"cannot reach Redis at {redact(self.url)}: {exc}") from None
+        self._start_tasks()
+
+    async def _start_cluster(self, common: dict[str, Any]) -> None:
+        self._redis = cluster_client(
+            self.url,
+            wait_s=self.command_timeout_s,
+            max_connections=self.max_command_connections,
+            socket_timeout=self.command_timeout_s,
+            **common,
+        )
+        self._blocking = cluster_client(
+            self.url,
+            max_connections=self.max_reader_connections,  # (per node; bounded by _read_slots)
+            socket_timeout=self.block_s + self.command_timeout_s,
+            **common,
+        )
+        try:
+            async with asyncio.timeout(self.connect_timeout_s + self.command_timeout_s):
+                await self._redis.initialize()
+                await self._blocking.initialize()
+                await self._redis.ping()
+        except (*_UNAVAILABLE, TimeoutError) as exc:
+            await self._close_clients()
+            raise HubUnavailable(
+                f"cannot reach Redis at {redact(self.url)}: {exc or 'no answer'}"
+            ) from None
+        self._start_tasks()
+
+    def _start_tasks(self) -> None:
+        assert self._redis is not None
         for name, source in (
             ("create", CREATE),
             ("append", APPEND),
@@ -277,7 +328,7 @@ class RedisHub(Hub):
                 async with asyncio.timeout(self.command_timeout_s):
                     pipe = self._redis.pipeline(transaction=False)
                     pipe.delete(*(self.keys.lease(s) for s in self._leased))
-                    pipe.zadd(self.keys.active, dict.fromkeys(self._leased, 0))
+                    self._queue_deadlines(pipe, dict.fromkeys(self._leased, 0))
                     await pipe.execute()
         self._owned.clear()
         self._leased.clear()
@@ -288,7 +339,10 @@ class RedisHub(Hub):
         for client in (self._redis, self._blocking):
             if client is not None:
                 with contextlib.suppress(Exception):
-                    await client.aclose(close_connection_pool=True)
+                    if self.cluster:  # (its aclose closes every node's connections)
+                        await client.aclose()
+                    else:
+                        await client.aclose(close_connection_pool=True)
         self._redis = self._blocking = None
 
     async def ping(self) -> None:
@@ -309,8 +363,23 @@ class RedisHub(Hub):
             async with asyncio.timeout(self.command_timeout_s):
                 pipe = self.r.pipeline(transaction=False)
                 pipe.delete(self.keys.lease(stream_id))
-                pipe.zadd(self.keys.active, {stream_id: 0})
+                self._queue_deadlines(pipe, {stream_id: 0})
                 await pipe.execute()
+
+    # -- the lease index: one zset (single node) or its shards (cluster) -------------------
+    def _queue_deadlines(self, pipe: Any, deadlines: dict[str, int]) -> None:
+        """Add ``ZADD``s of ``deadlines`` to a pipeline: one per index shard touched."""
+        if not self.cluster:
+            pipe.zadd(self.keys.active, deadlines)
+            return
+        for shard, ids in self.keys.by_shard(deadlines).items():
+            pipe.zadd(self.keys.active(shard), {i: deadlines[i] for i in ids})
+
+    def _active_key(self, stream_id: str) -> str:
+        return self.keys.active_of(stream_id) if self.cluster else self.keys.active
+
+    async def _forget_active(self, stream_id: str) -> None:
+        await self.r.zrem(self._active_key(stream_id), stream_id)
 
     @property
     def r(self) -> Redis:
@@ -352,7 +421,7 @@ class RedisHub(Hub):
                 raise StreamExists(f"stream {stream_id!r} already exists")
             # Registered as active before this process counts it as its own: if this fails,
             # no lease renewer keeps a stream alive that no producer will ever write to.
-            await self.r.zadd(keys.active, {stream_id: self._lease_deadline_ms()})
+            await self.r.zadd(self._active_key(stream_id), {stream_id: self._lease_deadline_ms()})
             self._owned[stream_id] = _Owned(Message.empty(stream_id, None), set(), 0, 0)
             self._leased.add(stream_id)
             self._epochs[stream_id] = "0"
@@ -414,7 +483,7 @@ class RedisHub(Hub):
                 self._leased.discard(stream_id)
                 self._epochs.pop(stream_id, None)
                 with contextlib.suppress(HubUnavailable, *_UNAVAILABLE):
-                    await self.r.zrem(self.keys.active, stream_id)
+                    await self._forget_active(stream_id)
             else:
                 self._owned[stream_id] = own
                 self._leased.add(stream_id)  # (already there unless we loaded the state)
@@ -566,9 +635,14 @@ class RedisHub(Hub):
                 try:
                     if feed.tid is None:  # transients from now on (v1.1), not older ones
                         feed.tid = await self._last_transient_id(tkey)
-                    reply = await self._blocking_client().xread(
-                        {key: entry_id(feed.hi), tkey: feed.tid}, count=MAX_BATCH, block=block_ms
-                    )
+                    if self.cluster:
+                        reply = await self._cluster_xread(feed, key, tkey, block_ms)
+                    else:
+                        reply = await self._blocking_client().xread(
+                            {key: entry_id(feed.hi), tkey: feed.tid},
+                            count=MAX_BATCH,
+                            block=block_ms,
+                        )
                     if not reply and await self.r.hget(self.keys.meta(feed.id), "status") is None:
                         feed.fail(f"stream {feed.id} is no longer in Redis", "stream_lost")
                         return
@@ -602,6 +676,22 @@ class RedisHub(Hub):
             if self._feeds.get(feed.id) is feed:
                 del self._feeds[feed.id]  # later subscribers start a fresh feed
 
+    async def _cluster_xread(self, feed: Feed, key: str, tkey: str, block_ms: int) -> Any:
+        """The cluster's blocking read: on the node of the stream's slot, and at most
+        ``max_reader_connections`` at once (a full pool fails in redis-py's cluster client)."""
+        try:
+            async with asyncio.timeout(self.block_s + self.command_timeout_s):
+                await self._read_slots.acquire()
+        except TimeoutError:  # (unavailable for now: the reader retries within its grace)
+            raise MaxConnectionsError("no free blocking-read connection") from None
+        try:
+            streams = {key: entry_id(feed.hi), tkey: feed.tid}
+            return await redis_keys.xread_routed(
+                self._blocking_client(), streams, count=MAX_BATCH, block_ms=block_ms
+            )
+        finally:
+            self._read_slots.release()
+
     async def _last_transient_id(self, tkey: str) -> bytes | str:
         last = await self.r.xrevrange(tkey, "+", "-", count=1)
         return last[0][0] if last else "0-0"
@@ -621,12 +711,32 @@ class RedisHub(Hub):
             raise HubUnavailable("the Redis hub is not started")
         return self._blocking
 
+    # -- active streams of chats ---------------------------------------------------------
+    def _chat_key(self, chat_key: str) -> str:
+        return f"{self.keys.prefix}:chat:{chat_key}"
+
+    async def set_active(self, chat_key: str, stream_id: str, ttl_s: float) -> None:
+        async with self._unavailable():
+            await self.r.set(self._chat_key(chat_key), stream_id, px=max(1, int(ttl_s * 1000)))
+
+    async def get_active(self, chat_key: str) -> str | None:
+        async with self._unavailable():
+            found = await self.r.get(self._chat_key(chat_key))
+        return None if found is None else _text(found)
+
+    async def clear_active(self, chat_key: str, stream_id: str) -> None:
+        async with self._unavailable():  # (compare-and-delete: a newer stream stays)
+            await self.r.eval(_CLEAR_ACTIVE, 1, self._chat_key(chat_key), stream_id)
+
     # -- cancel --------------------------------------------------------------------------
     async def request_cancel(self, stream_id: str) -> None:
         async with self._unavailable():
             if not await self._scripts["cancel"](keys=[self.keys.meta(stream_id)]):
                 raise StreamNotFound(stream_id)
-            await self.r.publish(self.keys.cancel_channel, stream_id)
+            if self.cluster:
+                await redis_keys.request_cancel(self.r, self.keys, stream_id)  # SPUBLISH
+            else:
+                await self.r.publish(self.keys.cancel_channel, stream_id)
         wait = self._cancels.get(stream_id)
         if wait is not None:
             wait.set()
@@ -697,6 +807,9 @@ class RedisHub(Hub):
 
     async def _cancel_listener(self) -> None:
         """One pub/sub connection per process; reconnects, then re-checks the cancel flags."""
+        if self.cluster:
+            await self._cluster_cancel_listener()
+            return
         delay = 0.05
         while True:
             _raise_if_cancelled()
@@ -726,6 +839,38 @@ class RedisHub(Hub):
             finally:
                 with contextlib.suppress(Exception):
                     await pubsub.aclose()
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 1.0)
+
+    async def _cluster_cancel_listener(self) -> None:
+        """The cluster's: ``SSUBSCRIBE`` to every shard's channel (one connection per node),
+        with the same flag re-check after each (re)start and every ``_CANCEL_SWEEP_S``."""
+        delay = 0.05
+        while True:
+            _raise_if_cancelled()
+            messages = redis_keys.cancel_messages(
+                self.r, self.keys, poll_s=min(self.block_s, _CANCEL_SWEEP_S), idle=True
+            )
+            try:
+                await self._check_cancel_flags()
+                _raise_if_cancelled()  # (a cancel redis-py swallowed in that command)
+                swept = time.monotonic()
+                async for stream_id in messages:
+                    _raise_if_cancelled()
+                    delay = 0.05
+                    if time.monotonic() - swept > _CANCEL_SWEEP_S:
+                        await self._check_cancel_flags()
+                        swept = time.monotonic()
+                    wait = self._cancels.get(stream_id) if stream_id is not None else None
+                    if wait is not None:
+                        wait.set()
+            except _UNAVAILABLE as exc:
+                log.debug("cancel listener: %s", exc)
+            except Exception:
+                log.exception("cancel listener failed")
+            finally:
+                with contextlib.suppress(Exception):
+                    await messages.aclose()
             await asyncio.sleep(delay)
             delay = min(delay * 2, 1.0)
 
@@ -761,6 +906,18 @@ class RedisHub(Hub):
                     epoch = self._epochs.get(stream_id)
                     if epoch is None:
                         pipe.set(self.keys.lease(stream_id), self.producer_id, px=ttl_ms)
+                    elif self.cluster:
+                        # (fenced, as below; a cluster pipeline does not load scripts on the
+                        # nodes first, so the source goes along: both keys are in one slot)
+                        pipe.eval(
+                            RENEW,
+                            2,
+                            self.keys.meta(stream_id),
+                            self.keys.lease(stream_id),
+                            self.producer_id,
+                            ttl_ms,
+                            epoch,
+                        )
                     else:  # (fenced: not once another process took the stream over)
                         await self._scripts["renew"](
                             keys=[self.keys.meta(stream_id), self.keys.lease(stream_id)],
@@ -773,7 +930,7 @@ class RedisHub(Hub):
                         pipe.pexpire(self.keys.meta(stream_id), expiry_ms)
                         pipe.pexpire(self.keys.log(stream_id), expiry_ms)
                 deadline = self._lease_deadline_ms()
-                pipe.zadd(self.keys.active, dict.fromkeys(ids, deadline))
+                self._queue_deadlines(pipe, dict.fromkeys(ids, deadline))
                 renewed = await pipe.execute()
                 for stream_id, ok in zip(ids, renewed, strict=False):
                     if not ok and stream_id in self._epochs:
@@ -793,14 +950,13 @@ class RedisHub(Hub):
             _raise_if_cancelled()
             await asyncio.sleep(self.watchdog_interval_s)
             try:
-                due = await self.r.zrangebyscore(
-                    self.keys.active,
-                    "-inf",
-                    int(time.time() * 1000),
-                    start=0,
-                    num=100,
-                    withscores=True,
-                )
+                now_ms = int(time.time() * 1000)
+                if self.cluster:  # every shard, pipelined per node
+                    due = await redis_keys.due_streams(self.r, self.keys, now_ms, withscores=True)
+                else:
+                    due = await self.r.zrangebyscore(
+                        self.keys.active, "-inf", now_ms, start=0, num=100, withscores=True
+                    )
                 for raw, deadline in due:
                     stream_id = _text(raw)
                     if stream_id not in self._leased:
@@ -836,7 +992,7 @@ class RedisHub(Hub):
         self._epochs[stream_id] = str(epoch)
         started = False
         try:
-            await self.r.zadd(self.keys.active, {stream_id: self._lease_deadline_ms()})
+            await self.r.zadd(self._active_key(stream_id), {stream_id: self._lease_deadline_ms()})
             loaded = await self._load(stream_id)
             record, inexact = await self.r.hmget(self.keys.meta(stream_id), ["resume", "inexact"])
             if loaded is not None and loaded[0].status == _IN_PROGRESS and record is not None:
@@ -874,7 +1030,7 @@ class RedisHub(Hub):
             return False
         loaded = await self._load(stream_id)
         if loaded is None or loaded[0].status != _IN_PROGRESS:
-            await r.zrem(self.keys.active, stream_id)
+            await self._forget_active(stream_id)
             return False
         info, message, open_blocks, _ = loaded
         seq = info.seq
@@ -892,10 +1048,16 @@ class RedisHub(Hub):
             stream_id, ops, "failed", message.to_json(), set(), True
         )
         if code in (1, -1):
-            await r.zrem(self.keys.active, stream_id)
+            await self._forget_active(stream_id)
         if code == 1:
             log.warning("stream %s: producer lost, ended it as failed at seq %d", stream_id, seq)
         return code == 1
+
+
+_CLEAR_ACTIVE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
 
 
 def _text(value: bytes | str) -> str:

@@ -3,7 +3,8 @@ and the cluster-aware client.
 
 Per stream, nothing changes from ``redis_scripts.Keys``: ``tw:{st_x}:meta|log|lease`` share the
 hash tag ``{st_x}``, hence one slot, so the Lua scripts (``CREATE``, ``APPEND``, ``CANCEL``)
-touch only keys of one slot and run unchanged on a cluster.
+touch only keys of one slot and run unchanged on a cluster (so do the takeover's ``TAKEOVER`` and
+``RENEW``; index updates are never inside a script).
 
 The two global names of the single-node layout would each live in one slot, i.e. on one node:
 ``tw:active`` (the lease index every process writes on every create/end and scans every
@@ -26,21 +27,26 @@ global names carry a hash tag), so one Redis should be used in one layout only.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import contextvars
 from collections.abc import AsyncIterator, Iterable, Mapping
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
 from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.crc import key_slot
+from redis.exceptions import MaxConnectionsError
 
 __all__ = [
     "ClusterKeys",
     "cancel_messages",
     "cluster_client",
     "due_streams",
+    "forget",
     "is_cluster_url",
     "parse_cluster_url",
     "set_deadlines",
+    "xread_routed",
 ]
 
 DEFAULT_SHARDS = 16
@@ -68,6 +74,10 @@ class ClusterKeys:
 
     def lease(self, stream_id: str) -> str:
         return f"{self.prefix}:{{{stream_id}}}:lease"
+
+    def transient(self, stream_id: str) -> str:
+        """Capped stream of recent transient ops (v1.1), in the stream's slot."""
+        return f"{self.prefix}:{{{stream_id}}}:transient"
 
     def stream(self, stream_id: str) -> list[str]:
         """The keys ``APPEND`` works on, in its order."""
@@ -152,17 +162,86 @@ def strip_cluster_flag(url: str) -> str:
     return urlunsplit(parts._replace(query=urlencode(query)))
 
 
-def cluster_client(url: str, **options: Any) -> RedisCluster:
+# Set while a task holds a slot of a BoundedRedisCluster (a pipeline that re-sends a redirected
+# command through the client must not wait for a second slot).
+_HOLDING: contextvars.ContextVar[bool] = contextvars.ContextVar("tw_holding", default=False)
+
+
+class BoundedRedisCluster(RedisCluster):
+    """A ``RedisCluster`` whose commands and pipelines wait (up to ``wait_s``) for one of
+    ``max_connections`` slots instead of failing: redis-py's cluster client has no blocking pool
+    and raises ``MaxConnectionsError`` as soon as a node's pool is full, so a burst of requests
+    (1,000 subscribers connecting at once) would turn into errors. A command or a pipeline uses
+    at most one connection per node, so no node has more than ``max_connections`` of them in
+    use; each node's pool has ``reserve`` more for the pub/sub connection(s)."""
+
+    def __init__(
+        self, *args: Any, wait_s: float, max_connections: int = 100, reserve: int = 2, **kwargs: Any
+    ) -> None:
+        super().__init__(*args, max_connections=max_connections + reserve, **kwargs)
+        self._slots = asyncio.Semaphore(max_connections)
+        self._wait_s = wait_s
+
+    @contextlib.asynccontextmanager
+    async def _slot(self) -> AsyncIterator[None]:
+        if _HOLDING.get():
+            yield
+            return
+        try:
+            async with asyncio.timeout(self._wait_s):
+                await self._slots.acquire()
+        except TimeoutError:
+            raise MaxConnectionsError("no free Redis Cluster connection") from None
+        token = _HOLDING.set(True)
+        try:
+            yield
+        finally:
+            _HOLDING.reset(token)
+            self._slots.release()
+
+    async def execute_command(self, *args: Any, **kwargs: Any) -> Any:
+        async with self._slot():
+            return await super().execute_command(*args, **kwargs)
+
+    def pipeline(self, transaction: Any = None, shard_hint: Any = None) -> Any:
+        pipe = super().pipeline(transaction, shard_hint)
+        execute = pipe.execute
+
+        async def bounded(*args: Any, **kwargs: Any) -> Any:
+            async with self._slot():
+                return await execute(*args, **kwargs)
+
+        pipe.execute = bounded
+        return pipe
+
+
+def cluster_client(url: str, *, wait_s: float | None = None, **options: Any) -> RedisCluster:
     """A cluster-aware asyncio client: discovers the masters from the startup nodes, routes
     each command (and each script, by its keys) to the slot's owner, follows MOVED/ASK.
 
     ``options`` go to ``RedisCluster`` (e.g. ``socket_timeout``, ``max_connections`` per node,
-    ``retry``)."""
+    ``retry``). With ``wait_s``, commands past ``max_connections`` wait up to that long for a
+    free connection (``BoundedRedisCluster``) rather than fail."""
     nodes, url_options = parse_cluster_url(url)
-    return RedisCluster(
-        startup_nodes=[ClusterNode(host, port) for host, port in nodes],
-        **{**url_options, **options},
-    )
+    startup = [ClusterNode(host, port) for host, port in nodes]
+    if wait_s is not None:
+        return BoundedRedisCluster(
+            startup_nodes=startup, wait_s=wait_s, **{**url_options, **options}
+        )
+    return RedisCluster(startup_nodes=startup, **{**url_options, **options})
+
+
+async def xread_routed(
+    client: RedisCluster, streams: Mapping[str, bytes | str], *, count: int, block_ms: int
+) -> Any:
+    """``XREAD COUNT … BLOCK … STREAMS`` of keys in one slot, sent straight to the slot's node.
+
+    ``client.xread`` would first ask a (fixed) node ``COMMAND GETKEYS`` on every call, because
+    XREAD's keys are "movable": one extra round trip per read, all on one node."""
+    node = client.get_node_from_key(next(iter(streams)))
+    args: list[Any] = ["XREAD", "COUNT", count, "BLOCK", block_ms, "STREAMS"]
+    args += [*streams.keys(), *streams.values()]
+    return await client.execute_command(*args, target_nodes=node)
 
 
 # -- cluster-aware helpers for the hub ----------------------------------------------------
@@ -186,20 +265,32 @@ async def forget(client: RedisCluster, keys: ClusterKeys, stream_ids: Iterable[s
 
 
 async def due_streams(
-    client: RedisCluster, keys: ClusterKeys, now_ms: int, *, per_shard: int = 100
-) -> list[str]:
+    client: RedisCluster,
+    keys: ClusterKeys,
+    now_ms: int,
+    *,
+    per_shard: int = 100,
+    withscores: bool = False,
+) -> list[Any]:
     """Stream ids whose lease deadline passed, from every shard (the watchdog's scan): one
-    ``ZRANGEBYSCORE … LIMIT`` per shard, pipelined per node."""
+    ``ZRANGEBYSCORE … LIMIT`` per shard, pipelined per node. With ``withscores``, pairs of
+    (stream id, deadline in ms) (the takeover reports when the producer was lost)."""
     pipe = client.pipeline()
     for key in keys.all_active():
-        pipe.zrangebyscore(key, "-inf", now_ms, start=0, num=per_shard)
+        pipe.zrangebyscore(key, "-inf", now_ms, start=0, num=per_shard, withscores=withscores)
     replies = await pipe.execute()
-    return [raw.decode() if isinstance(raw, bytes) else raw for due in replies for raw in due]
+    if withscores:
+        return [(_str(raw), score) for due in replies for raw, score in due]
+    return [_str(raw) for due in replies for raw in due]
+
+
+def _str(raw: bytes | str) -> str:
+    return raw.decode() if isinstance(raw, bytes) else raw
 
 
 async def cancel_messages(
-    client: RedisCluster, keys: ClusterKeys, *, poll_s: float = 1.0
-) -> AsyncIterator[str]:
+    client: RedisCluster, keys: ClusterKeys, *, poll_s: float = 1.0, idle: bool = False
+) -> AsyncIterator[str | None]:
     """Stream ids published to any shard's cancel channel (``SPUBLISH``), for as long as the
     caller iterates.
 
@@ -209,6 +300,7 @@ async def cancel_messages(
     connection gets its own blocking reader task instead (re-synced every ``poll_s`` with the
     nodes redis-py currently uses). A request made while this was not listening is only in the
     stream's cancel flag: callers re-check flags after (re)starting this, as with one node.
+    With ``idle``, ``None`` is yielded after each quiet ``poll_s`` (time for such a sweep).
     """
     pubsub = client.pubsub()
     queue: asyncio.Queue[str] = asyncio.Queue()
@@ -224,6 +316,9 @@ async def cancel_messages(
     try:
         await pubsub.ssubscribe(*keys.all_cancel_channels())
         while True:
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():  # (redis-py may swallow a cancel)
+                raise asyncio.CancelledError
             for name, node_pubsub in list(pubsub.node_pubsub_mapping.items()):
                 task = readers.get(name)
                 if task is None or task.done():
@@ -231,9 +326,12 @@ async def cancel_messages(
                         raise task.exception()  # type: ignore[misc]  # (a lost connection)
                     readers[name] = asyncio.create_task(read(node_pubsub))
             try:
-                yield await asyncio.wait_for(queue.get(), poll_s)
+                item = await asyncio.wait_for(queue.get(), poll_s)
             except TimeoutError:
+                if idle:
+                    yield None
                 continue
+            yield item
     finally:
         for task in readers.values():
             task.cancel()

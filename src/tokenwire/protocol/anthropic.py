@@ -22,7 +22,7 @@ from typing import Any
 
 import msgspec
 
-from tokenwire.protocol._textpos import TextPosition
+from tokenwire.protocol._events import ABSENT, DECODE_ERRORS, EventNormalizer
 from tokenwire.protocol.facts import (
     DataFact,
     Done,
@@ -41,7 +41,6 @@ from tokenwire.protocol.facts import (
     UpstreamError,
     UsageFact,
 )
-from tokenwire.protocol.sse import SSEEvent
 
 STOP_REASONS = {
     "end_turn": "stop",
@@ -63,10 +62,6 @@ EVENT_TYPES = frozenset(
     }
 )
 _CALL_TYPES = ("tool_use", "server_tool_use", "mcp_tool_use")
-
-
-_ABSENT = msgspec.Raw(b"")
-_DECODE_ERRORS = (msgspec.DecodeError, msgspec.ValidationError, RecursionError)  # (deep nesting)
 
 
 class _Delta(msgspec.Struct, gc=False):
@@ -111,7 +106,7 @@ class _Event(msgspec.Struct, gc=False):
     type: str = ""
     index: int | None = None
     delta: _Delta | None = None
-    content_block: msgspec.Raw = _ABSENT  # (msgspec.Raw cannot be in a union with None)
+    content_block: msgspec.Raw = ABSENT  # (msgspec.Raw cannot be in a union with None)
     message: _Message | None = None
     usage: dict[str, Any] | None = None
     error: _Error | None = None
@@ -147,49 +142,24 @@ class _Open:
         self.call_id = ""
 
 
-class AnthropicNormalizer:
+class AnthropicNormalizer(EventNormalizer):
     """Stateful: feed Messages SSE events (or whole message objects) in order, get facts."""
 
-    __slots__ = (
-        "_blocks",
-        "_next_key",
-        "_pos",
-        "_tool_names",
-        "_usage",
-        "last_skip_reason",
-        "saw_chunk",
-        "saw_done",
-        "skipped",
-    )
+    __slots__ = ("_blocks", "_next_key", "_tool_names", "_usage")
 
     def __init__(self) -> None:
-        self._pos = TextPosition()
+        super().__init__()
         self._blocks: dict[int | None, _Open] = {}
         self._next_key = 0
         self._tool_names: dict[str, str | None] = {}  # tool-use id -> name
         self._usage: dict[str, Any] | None = None
-        self.saw_chunk = False
-        self.saw_done = False
-        self.skipped = 0
-        self.last_skip_reason: str | None = None
-
-    def passes_plain_text(self, choice: int) -> bool:
-        return False  # the chat-completions fast path never applies
-
-    def close(self) -> list[Fact]:
-        return []
 
     # -- input ---------------------------------------------------------------------------
-    def feed_event(self, event: SSEEvent) -> list[Fact]:
-        return self.feed_data(event.raw)
-
     def feed_data(self, data: bytes | str) -> list[Fact]:
         try:
             event = _decode_event(data)
-        except _DECODE_ERRORS as exc:
-            self.skipped += 1
-            self.last_skip_reason = str(exc)
-            return []
+        except DECODE_ERRORS as exc:
+            return self._skip(str(exc))
         delta = event.delta
         if (
             event.type == "content_block_delta"
@@ -205,21 +175,11 @@ class AnthropicNormalizer:
             else:
                 pos.text(text)
             return [TextFact(0, "text", text)]
-        facts: list[Fact] = []
-        if not self.saw_chunk:
-            if not event.type:  # not an event of this API (e.g. a chat chunk)
-                self.skipped += 1
-                self.last_skip_reason = "no 'type' in the event"
-                return []
-            self.saw_chunk = True
-            message = event.message
-            facts.append(Started(message.model if message is not None else None))
-        try:
-            self._event(event, facts)
-        except _DECODE_ERRORS as exc:  # a malformed block inside a valid event
-            self.skipped += 1
-            self.last_skip_reason = str(exc)
-        return facts
+        return self._structural(event)
+
+    def _model(self, event: _Event) -> str | None:
+        message = event.message
+        return message.model if message is not None else None
 
     def feed_body(self, data: bytes) -> list[Fact]:
         """A whole (non-streamed) ``message`` object, or an ``{"type": "error"}`` body."""
@@ -233,7 +193,7 @@ class AnthropicNormalizer:
         for index, raw in enumerate(body.content or ()):
             try:
                 self._block_start(index, _decode_block(raw), raw, facts, whole=True)
-            except _DECODE_ERRORS:
+            except DECODE_ERRORS:
                 self.skipped += 1
             self._block_stop(index, facts)
         if body.usage is not None:

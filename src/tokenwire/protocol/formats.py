@@ -113,6 +113,12 @@ class AutoNormalizer:
         self.saw_done = False
         self.last_skip_reason: str | None = None
 
+    @property
+    def replaced(self) -> int:
+        """The detected normalizer's count of chunks repaired (invalid UTF-8), so the read that
+        detects the format still reports its repairs."""
+        return getattr(self._target, "replaced", 0)
+
     def passes_plain_text(self, choice: int) -> bool:
         return False
 

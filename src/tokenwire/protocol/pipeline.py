@@ -29,6 +29,7 @@ class Pipeline:
         "_chat",
         "_fast_index",
         "_head",
+        "_max_event_bytes",
         "assembler",
         "decoder",
         "format",
@@ -46,6 +47,8 @@ class Pipeline:
         max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
     ) -> None:
         self.decoder = SSEDecoder(max_event_bytes)
+        # A read bigger than this skips the fast paths: the decoder enforces the limit.
+        self._max_event_bytes = max_event_bytes
         self.format = format  # "auto" until the first event decides
         self.normalizer: Normalizer | AutoNormalizer
         if format == "chat":
@@ -62,6 +65,11 @@ class Pipeline:
         self._head: bytes | None = None
 
     @property
+    def head(self) -> bytes:
+        """The first bytes of the body (to say what a 200 answer without chunks was)."""
+        return self._head or b""
+
+    @property
     def message(self) -> Message:
         return self.assembler.message
 
@@ -75,7 +83,7 @@ class Pipeline:
 
     def feed(self, data: bytes, now: float = 0.0) -> list[EncodedOp]:
         index = self._fast_index  # (never set for other formats)
-        if index is not None and data.endswith(b"\n\n"):
+        if index is not None and data.endswith(b"\n\n") and len(data) <= self._max_event_bytes:
             lines = data.splitlines()
             if len(lines) == 2 and lines[0].startswith(b"data: {"):
                 chunk = _decode_or_none(lines[0][6:])
@@ -98,7 +106,12 @@ class Pipeline:
         whole ``event: …`` + ``data: …`` event: with the SSE decoder between events, its data
         goes straight to the normalizer (the event name is in the data's ``type`` too), and a
         text fact for the open block of its kind straight to a delta op."""
-        if data.endswith(b"\n\n") and self.decoder.idle and self.format != "auto":
+        if (
+            data.endswith(b"\n\n")
+            and self.decoder.idle
+            and self.format != "auto"
+            and len(data) <= self._max_event_bytes
+        ):
             lines = data.splitlines()
             if (
                 len(lines) == 3
@@ -189,7 +202,7 @@ class Pipeline:
         normalizer = self.normalizer
         ops = self.assembler.feed(normalizer.close(), now)
         if not self.assembler.done and not normalizer.saw_chunk and not normalizer.saw_done:
-            what = describe_non_stream(self._head or b"")
+            what = describe_non_stream(self.head)
             if what is not None:
                 return ops + self.assembler.fail(what, error_type="not_event_stream", now=now)
         return ops + self.assembler.close(now)

@@ -22,7 +22,7 @@ from typing import Any
 
 import msgspec
 
-from tokenwire.protocol._textpos import TextPosition
+from tokenwire.protocol._events import ABSENT, DECODE_ERRORS, EventNormalizer
 from tokenwire.protocol.facts import (
     DataFact,
     Done,
@@ -38,14 +38,9 @@ from tokenwire.protocol.facts import (
     UpstreamError,
     UsageFact,
 )
-from tokenwire.protocol.sse import SSEEvent
 
 INCOMPLETE_REASONS = {"max_output_tokens": "length", "content_filter": "content_filter"}
 _Key = int | str | None
-
-
-_ABSENT = msgspec.Raw(b"")
-_DECODE_ERRORS = (msgspec.DecodeError, msgspec.ValidationError, RecursionError)  # (deep nesting)
 
 
 class _Part(msgspec.Struct, gc=False):
@@ -97,7 +92,7 @@ class _Event(msgspec.Struct, gc=False):
     content_index: int | None = None
     summary_index: int | None = None
     item_id: str | None = None
-    item: msgspec.Raw = _ABSENT  # (msgspec.Raw cannot be in a union with None)
+    item: msgspec.Raw = ABSENT  # (msgspec.Raw cannot be in a union with None)
     part: _Part | None = None
     annotation: dict[str, Any] | None = None
     call_id: str | None = None
@@ -117,55 +112,28 @@ _decode_any = msgspec.json.Decoder().decode
 _ITEM_KINDS = ("message", "reasoning", "function_call", "custom_tool_call")
 
 
-class ResponsesNormalizer:
+class ResponsesNormalizer(EventNormalizer):
     """Stateful: feed Responses SSE events (or whole response objects) in order, get facts."""
 
-    __slots__ = (
-        "_calls",
-        "_had_calls",
-        "_next_key",
-        "_part_start",
-        "_pos",
-        "_sources",
-        "_streamed",
-        "last_skip_reason",
-        "saw_chunk",
-        "saw_done",
-        "skipped",
-    )
+    __slots__ = ("_calls", "_had_calls", "_next_key", "_part_start", "_sources", "_streamed")
 
     def __init__(self) -> None:
-        self._pos = TextPosition()
+        super().__init__()
         self._calls: dict[_Key, int] = {}  # output_index (or item id) -> tool-call key
         self._next_key = 0
         self._had_calls = False
         self._streamed: set[_Key] = set()  # items whose text or arguments came as deltas
         self._part_start: dict[tuple[_Key, int | None], int] = {}  # text part -> its offset
         self._sources: set[tuple[str, int | None, int | None]] = set()
-        self.saw_chunk = False
-        self.saw_done = False
-        self.skipped = 0
-        self.last_skip_reason: str | None = None
-
-    def passes_plain_text(self, choice: int) -> bool:
-        return False  # the chat-completions fast path never applies
-
-    def close(self) -> list[Fact]:
-        return []
 
     # -- input ---------------------------------------------------------------------------
-    def feed_event(self, event: SSEEvent) -> list[Fact]:
-        return self.feed_data(event.raw)
-
     def feed_data(self, data: bytes | str) -> list[Fact]:
         try:
             event = _decode_event(data)
-        except _DECODE_ERRORS as exc:
+        except DECODE_ERRORS as exc:
             if data == b"[DONE]" or data == "[DONE]":  # some servers end with it anyway
                 return []
-            self.skipped += 1
-            self.last_skip_reason = str(exc)
-            return []
+            return self._skip(str(exc))
         kind = event.type
         if kind == "response.output_text.delta" and self.saw_chunk:  # the per-token case
             text = event.delta
@@ -178,21 +146,11 @@ class ResponsesNormalizer:
             else:
                 pos.text(text)
             return [TextFact(0, "text", text)]
-        facts: list[Fact] = []
-        if not self.saw_chunk:
-            if not event.type:  # not an event of this API (e.g. a chat chunk)
-                self.skipped += 1
-                self.last_skip_reason = "no 'type' in the event"
-                return []
-            self.saw_chunk = True
-            response = event.response
-            facts.append(Started(response.model if response is not None else None))
-        try:
-            self._event(event, facts)
-        except _DECODE_ERRORS as exc:  # a malformed item inside a valid event
-            self.skipped += 1
-            self.last_skip_reason = str(exc)
-        return facts
+        return self._structural(event)
+
+    def _model(self, event: _Event) -> str | None:
+        response = event.response
+        return response.model if response is not None else None
 
     def feed_body(self, data: bytes) -> list[Fact]:
         """A whole (non-streamed) ``response`` object, or an ``{"error": …}`` body."""
@@ -202,7 +160,7 @@ class ResponsesNormalizer:
         for raw in response.output or ():
             try:
                 self._whole_item(_decode_item(raw), raw, facts)
-            except _DECODE_ERRORS:
+            except DECODE_ERRORS:
                 self.skipped += 1
         self._end(response, facts)
         return facts

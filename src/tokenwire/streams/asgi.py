@@ -3,9 +3,16 @@
 ``streams.asgi(authorize=...)`` builds it. Paths are relative to where it is mounted::
 
     GET  /{id}          snapshot: {"id", "status", "seq", "message"}
-    GET  /{id}/events   the op stream over SSE (``?after=N`` / ``Last-Event-ID`` to resume)
+    GET  /{id}/events   the op stream over SSE (``?after=N`` / ``Last-Event-ID`` to resume);
+                        ``?format=ops|openai|responses|aisdk``: a view of it (docs/views.md)
     WS   /{id}/ws       one text frame per op (``?after=N`` or a first ``{"after": N}``)
     POST /{id}/cancel   cancel the generation (wherever it runs); 202 with the status
+    GET  /{chat}/stream the AI SDK resume of a chat's active stream (204: none), or a run's
+                        chunks from ``?startIndex=N`` (Workflow transport)
+    POST /{chat}/stop   cancel a chat's active stream (204: none)
+
+Mount it at your ``useChat`` ``api`` path (e.g. ``/api/chat``) so ``{api}/{chatId}/stream``
+lands here, and answer your own ``POST {api}`` with ``streams.aisdk_response(...)``.
 
 ``authorize(request) -> owner`` (sync or async) runs on every route; it refuses by raising
 (``Unauthorized``, an ``HTTPException``, an ``ApiError``) or by returning a ``Response`` (sent
@@ -20,6 +27,7 @@ import inspect
 import re
 from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlencode
 
 import msgspec
 from starlette.applications import Starlette
@@ -44,8 +52,17 @@ from tokenwire.gateway.metrics import Metrics
 from tokenwire.gateway.streaming import SSE_HEADERS, OpStreamResponse
 from tokenwire.hub import StreamInfo
 from tokenwire.protocol import Message, snapshot_op
+from tokenwire.protocol.views import DEFAULT_MAX_FRAME_BYTES, DEFAULT_THRESHOLD
 from tokenwire.streams.core import STREAM_ID
 from tokenwire.streams.store import StoredStream
+from tokenwire.streams.views_http import (
+    DEFAULT_CHAT_TTL_S,
+    ViewOptions,
+    chat_key,
+    parse_active,
+    requested_format,
+    view_events,
+)
 
 if TYPE_CHECKING:
     from tokenwire.streams.core import Streams
@@ -70,6 +87,9 @@ class StreamRoutes:
         cancel_wait_s: float = 1.0,
         ws_hello_timeout_s: float = 1.0,
         stream_id_pattern: re.Pattern[str] = STREAM_ID,
+        catchup_threshold: int = DEFAULT_THRESHOLD,
+        max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES,
+        chat_ttl_s: float = DEFAULT_CHAT_TTL_S,
     ) -> None:
         self.streams = streams
         self.authorize = authorize
@@ -78,14 +98,24 @@ class StreamRoutes:
         self.cancel_wait_s = cancel_wait_s
         self.ws_hello_timeout_s = ws_hello_timeout_s
         self.stream_id_pattern = stream_id_pattern
+        self.view_options = ViewOptions(catchup_threshold, max_frame_bytes, chat_ttl_s)
 
-    def routes(self, prefix: str = "") -> list[Any]:
-        """The routes, under ``prefix`` (e.g. ``/v1/streams``) when not mounted."""
+    def routes(self, prefix: str = "", *, chats: bool = True) -> list[Any]:
+        """The routes, under ``prefix`` (e.g. ``/v1/streams``) when not mounted; ``chats``:
+        with the AI SDK chat routes (the gateway puts those under ``/v1/aisdk/chat``)."""
         return [
             Route(prefix + "/{stream_id}", self.get_stream, methods=["GET", "HEAD"]),
             Route(prefix + "/{stream_id}/events", self.stream_events, methods=["GET", "HEAD"]),
             Route(prefix + "/{stream_id}/cancel", self.cancel_stream, methods=["POST"]),
             WebSocketRoute(prefix + "/{stream_id}/ws", self.stream_ws),
+            *(self.chat_routes(prefix) if chats else ()),
+        ]
+
+    def chat_routes(self, prefix: str = "") -> list[Any]:
+        """The AI SDK chat routes (resume, stop), under ``prefix`` (e.g. ``/v1/aisdk/chat``)."""
+        return [
+            Route(prefix + "/{chat_id}/stream", self.chat_stream, methods=["GET"]),
+            Route(prefix + "/{chat_id}/stop", self.chat_stop, methods=["POST"]),
         ]
 
     # -- access ----------------------------------------------------------------------------
@@ -167,6 +197,21 @@ class StreamRoutes:
 
         ``head``: answer a HEAD request; it never subscribes (a subscriber would hold the
         connection until the stream ends, sending nothing)."""
+        fmt = requested_format(conn.query_params)
+        if fmt is not None:
+            info, row = await self.reader(conn, stream_id)
+            return await view_events(
+                self.streams,
+                conn,
+                stream_id,
+                fmt,
+                info,
+                row,
+                self.view_options,
+                metrics=self.metrics,
+                keepalive_s=self.keepalive_s,
+                head=head,
+            )
         after = requested_after(conn.headers, conn.query_params) or 0
         info, row = await self.reader(conn, stream_id)
         if row is not None:
@@ -216,11 +261,85 @@ class StreamRoutes:
                     status = await self.streams.wait(stream_id, self.cancel_wait_s)
         return json_response({"id": stream_id, "status": status}, 202)
 
+    # -- AI SDK chats ----------------------------------------------------------------------
+    async def active_stream(
+        self, request: Request, chat_id: str
+    ) -> tuple[str, str | None, StreamInfo] | None:
+        """The chat's active stream (id, message id, hub info) if it is still in progress
+        and the caller's; ``None`` otherwise (an ended stream is cleared from the chat)."""
+        self.check_started()
+        if not STREAM_ID.fullmatch(chat_id):
+            return None
+        owner = await self.owner(request)
+        key = chat_key(owner, chat_id)
+        value = await self.streams.hub.get_active(key)
+        if value is None:
+            return None
+        stream_id, message_id = parse_active(value)
+        info = await self.streams.hub.info(stream_id)
+        if info is None or info.status != "in_progress":
+            await self.streams.hub.clear_active(key, value)
+            return None
+        if self.authorize is not None and info.owner != owner:
+            return None  # (keys are per owner; a mismatch is never served)
+        return stream_id, message_id, info
+
+    async def chat_stream(self, request: Request) -> Response:
+        """``GET {api}/{chatId}/stream``: the active stream's message from its ``start``
+        (compacted), then live; 204 when none. With ``?startIndex=N`` the chat id may be a
+        run id (a stream id, ``x-workflow-run-id``): exactly the chunks from N."""
+        chat_id = request.path_params["chat_id"]
+        active = await self.active_stream(request, chat_id)
+        if "startIndex" in request.query_params:
+            stream_id = active[0] if active is not None else chat_id
+            message_id = active[1] if active is not None else None
+            info, row = await self.reader(request, stream_id)
+        elif active is None:
+            return Response(status_code=204)
+        else:
+            stream_id, message_id, info = active
+            row = None
+        request.scope["query_string"] = _with_message_id(request, message_id)
+        return await view_events(
+            self.streams,
+            HTTPConnection(request.scope),
+            stream_id,
+            "aisdk",
+            info,
+            row,
+            self.view_options,
+            metrics=self.metrics,
+            keepalive_s=self.keepalive_s,
+        )
+
+    async def chat_stop(self, request: Request) -> Response:
+        """``POST {api}/{chatId}/stop``: cancel the chat's active stream wherever it runs;
+        202 with its status, 204 when nothing is active."""
+        chat_id = request.path_params["chat_id"]
+        active = await self.active_stream(request, chat_id)
+        if active is None:
+            return Response(status_code=204)
+        stream_id = active[0]
+        with contextlib.suppress(StreamNotFound):
+            await self.streams.hub.request_cancel(stream_id)
+        status = await self.streams.wait(stream_id, self.cancel_wait_s)
+        return json_response({"id": stream_id, "status": status}, 202)
+
     async def stream_ws(self, websocket: WebSocket) -> None:
         """One text frame per op. First message (optional): ``{"after": N}``; or ``?after=N``."""
         from tokenwire.streams.websocket import serve_websocket  # (it imports this module)
 
         await serve_websocket(self, websocket)
+
+
+def _with_message_id(request: Request, message_id: str | None) -> bytes:
+    """The query string with the chat's ``messageId`` (the one its POST answered with)."""
+    query: list[tuple[str, str]] = [
+        (k, v) for k, v in request.query_params.multi_items() if k != "messageId"
+    ]
+    if message_id is not None:
+        query.append(("messageId", message_id))
+    return urlencode(query).encode()
 
 
 class _Any:

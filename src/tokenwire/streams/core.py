@@ -25,6 +25,7 @@ from typing import Any, Protocol
 import msgspec
 
 from tokenwire.errors import (
+    InvalidArgument,
     NotStarted,
     StreamEnded,
     StreamExists,
@@ -36,6 +37,7 @@ from tokenwire.errors import (
 )
 from tokenwire.hub import Hub, MemoryHub, StreamInfo
 from tokenwire.protocol import EncodedOp, Message, snapshot_op
+from tokenwire.protocol.sse import DEFAULT_MAX_EVENT_BYTES
 from tokenwire.streams.store import MemoryStore, StoredStream, StreamStore
 from tokenwire.streams.writer import HubLost, State, StreamWriter
 
@@ -114,7 +116,8 @@ class Streams:
     ``coalesce_ms``: merge text deltas written faster than this into one op. ``on_end(info,
     message)``: awaited before ``message.end`` is visible to readers. ``secret``: signs read
     tokens (default: ``TOKENWIRE_SECRET``, else random per process — give every process of a
-    deployment the same secret).
+    deployment the same secret). ``max_event_bytes``: the largest upstream SSE event a
+    ``writer.pipe`` accepts; a bigger one ends the stream ``failed`` (``event_too_large``).
     """
 
     def __init__(
@@ -126,7 +129,11 @@ class Streams:
         secret: str | bytes | None = None,
         *,
         observer: Observer | None = None,
+        max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
     ) -> None:
+        if max_event_bytes <= 0:
+            raise ValueError(f"max_event_bytes must be positive, got {max_event_bytes!r}")
+        self.max_event_bytes = max_event_bytes
         self.hub: Hub = hub if hub is not None else MemoryHub()
         self.store: StreamStore = store if store is not None else MemoryStore()
         self.coalesce_ms = float(coalesce_ms)
@@ -242,7 +249,7 @@ class Streams:
             stream_id = "st_" + secrets.token_urlsafe(18)  # 144 random bits
         else:
             if not isinstance(stream_id, str) or not STREAM_ID.fullmatch(stream_id):
-                raise ValueError(
+                raise InvalidArgument(
                     f"invalid stream id {stream_id!r}: up to 128 of A-Z a-z 0-9 _ . : -"
                 )
             if await self.store.get(stream_id) is not None:
@@ -519,12 +526,53 @@ class Streams:
 
     # -- serving ---------------------------------------------------------------------------
     def asgi(self, authorize: Any = None, **options: Any) -> Any:
-        """A mountable ASGI app (Starlette) serving these streams: snapshot, SSE, WebSocket,
-        cancel. ``authorize(request) -> owner``, sync or async; see ``tokenwire.streams.asgi``.
-        ``options``: ``keepalive_s``, ``cancel_wait_s``, ``ws_hello_timeout_s``, ``metrics``."""
+        """A mountable ASGI app (Starlette) serving these streams: snapshot, SSE (and its
+        views, ``?format=``), WebSocket, cancel, and the AI SDK chat resume / stop routes.
+        ``authorize(request) -> owner``, sync or async; see ``tokenwire.streams.asgi``.
+        ``options``: ``keepalive_s``, ``cancel_wait_s``, ``ws_hello_timeout_s``, ``metrics``,
+        ``catchup_threshold``, ``max_frame_bytes``, ``chat_ttl_s``."""
         from tokenwire.streams.asgi import build_app  # (the HTTP stack only when serving)
 
         return build_app(self, authorize, **options)
+
+    def aisdk_response(
+        self,
+        stream_id: str,
+        *,
+        chat_id: str | None = None,
+        message_id: str | None = None,
+        headers: dict[str, str] | None = None,
+        keepalive_s: float = 15.0,
+        max_frame_bytes: int | None = None,
+        chat_ttl_s: float | None = None,
+    ) -> Any:
+        """A Starlette ``Response`` streaming the AI SDK UI message stream of ``stream_id``
+        (one started with ``start``): what a host's own ``POST {api}`` handler returns to
+        ``useChat``. ``chat_id`` records the stream as the chat's active one (in the hub, so
+        ``GET {api}/{chatId}/stream`` and ``POST {api}/{chatId}/stop`` of ``asgi()`` find it
+        from any process); ``message_id`` is the UI message id (default: the stream id).
+        Sends ``x-workflow-run-id: <stream id>`` too. See docs/views.md."""
+        from tokenwire.streams.views_http import (  # (the HTTP stack only when serving)
+            AISDKStartResponse,
+            ViewOptions,
+        )
+
+        defaults = ViewOptions()
+        options = ViewOptions(
+            defaults.threshold,
+            defaults.max_frame_bytes if max_frame_bytes is None else max_frame_bytes,
+            defaults.chat_ttl_s if chat_ttl_s is None else chat_ttl_s,
+        )
+        return AISDKStartResponse(
+            self,
+            stream_id,
+            chat_id=chat_id,
+            message_id=message_id,
+            options=options,
+            keepalive_s=keepalive_s,
+            metrics=None,
+            headers=headers,
+        )
 
     # -- read tokens -----------------------------------------------------------------------
     def read_token(self, stream_id: str, ttl_s: float = 3600) -> str:

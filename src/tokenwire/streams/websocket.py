@@ -13,6 +13,7 @@ from starlette.websockets import WebSocket, WebSocketState
 from tokenwire.errors import HubUnavailable, StreamNotFound
 from tokenwire.gateway.errors import ApiError, bad_request, hub_unavailable, not_found
 from tokenwire.protocol import Message, snapshot_op
+from tokenwire.protocol.jsonsafe import InvalidJSON, JSONTooDeep, decode_json_body
 from tokenwire.streams.asgi import _Refused, check_after, parse_seq, requested_after
 
 if TYPE_CHECKING:
@@ -98,8 +99,8 @@ async def _ws_hello(websocket: WebSocket, timeout: float) -> int | None:
         return None
     raw = message.get("text") or message.get("bytes") or b""
     try:
-        hello = msgspec.json.decode(raw)
-    except msgspec.DecodeError:
+        hello = decode_json_body(raw)
+    except (InvalidJSON, JSONTooDeep):
         raise bad_request('first message must be JSON like {"after": N}', "invalid_after") from None
     after = hello.get("after", 0) if isinstance(hello, dict) else None
     if isinstance(after, str):

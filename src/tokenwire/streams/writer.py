@@ -23,6 +23,7 @@ import msgspec
 
 from tokenwire.errors import (
     HubUnavailable,
+    InvalidArgument,
     OutOfOrder,
     StreamEnded,
     StreamFailed,
@@ -50,6 +51,7 @@ from tokenwire.protocol.facts import (
     UpstreamError,
     UsageFact,
 )
+from tokenwire.protocol.pipeline import describe_non_stream
 from tokenwire.streams.store import StoredStream
 
 if TYPE_CHECKING:
@@ -351,6 +353,12 @@ class StreamWriter:
     ) -> None:
         """A source (a retrieved document, a citation); with ``start``/``end`` it cites a span
         of the current text block (protocol v1.1)."""
+        if not isinstance(url, str) or not (title is None or isinstance(title, str)):
+            raise InvalidArgument("a source's url and title must be strings")
+        if (start is None) != (end is None) or (
+            start is not None and not (0 <= start <= end)  # type: ignore[operator]
+        ):
+            raise InvalidArgument(f"a cited span needs 0 <= start <= end, got {start}..{end}")
         await self._write([SourceFact(choice, url, title, start, end, cited_text)])
 
     async def image(self, url: str, *, choice: int = 0) -> None:
@@ -373,6 +381,12 @@ class StreamWriter:
     ) -> None:
         """App data (protocol v1.1): a block; with an ``id`` already written, updated in place;
         ``transient`` goes to live readers only."""
+        try:
+            _json.encode(value)  # before the assembler moves: a failed write changes nothing
+        except (TypeError, ValueError, OverflowError) as exc:
+            raise InvalidArgument(
+                f"data {name!r}: the value is not JSON-encodable: {exc}"
+            ) from None
         if transient:
             self._transient = True
         await self._write([DataFact(choice, name, value, id, transient)])
@@ -398,6 +412,7 @@ class StreamWriter:
 
     async def step(self) -> int:
         """Start a new step (a model call or tool round); returns its number."""
+        self._check_open()
         self._step += 1
         self._piped_in_step = False
         await self._write([StepStarted(self._step)])
@@ -422,7 +437,9 @@ class StreamWriter:
         await self._end_failed(message, type, code)
 
     # -- piping ----------------------------------------------------------------------------
-    async def pipe(self, source: Any, format: str = "auto") -> PipeResult:
+    async def pipe(
+        self, source: Any, format: str = "auto", *, max_event_bytes: int | None = None
+    ) -> PipeResult:
         """Pipe an upstream chat completions stream into the message; returns what it learned.
 
         ``source``: an async iterable of bytes (raw SSE body), an ``httpx.Response`` opened with
@@ -431,6 +448,9 @@ class StreamWriter:
         manager giving one of these (``httpx.AsyncClient.stream(...)``,
         ``with_streaming_response.create(...)``: entered and exited here), or the gateway's
         ``UpstreamResponse``. A second pipe continues the same message in a new step.
+        ``max_event_bytes`` (default: the ``Streams``' own) caps one upstream SSE event: a bigger
+        one ends the stream ``failed`` (error type ``event_too_large``, what came before kept)
+        and the pipe raises ``StreamEnded``.
 
         Raises ``StreamFailed`` for an upstream error (HTTP status >= 400, an error event, a
         stream cut short without a finish reason); left uncaught, it fails the stream with it.
@@ -449,7 +469,7 @@ class StreamWriter:
             source = await manager.__aenter__()
         try:
             source = _unwrap(source)
-            pipeline, facts = await self._pipe_start(source, fmt)
+            pipeline, facts = await self._pipe_start(source, fmt, max_event_bytes)
             poll = getattr(source, "poll", None)
             if poll is not None:
                 # The hot path (the gateway's ``UpstreamResponse``): no coroutine per read.
@@ -498,9 +518,11 @@ class StreamWriter:
             raise
         if manager is not None:
             await manager.__aexit__(None, None, None)
-        return await self._pipe_result(facts)
+        return await self._pipe_result(facts, pipeline)
 
-    async def _pipe_start(self, source: Any, fmt: str) -> tuple[Pipeline, _PipeFacts]:
+    async def _pipe_start(
+        self, source: Any, fmt: str, max_event_bytes: int | None
+    ) -> tuple[Pipeline, _PipeFacts]:
         """Refuse an error response; open a step for a later model call; the pipe's decoder."""
         status = getattr(source, "status_code", None)
         if isinstance(status, int) and status >= 400:
@@ -512,13 +534,17 @@ class StreamWriter:
             await self._write([StepStarted(self._step)])
         self._pipes += 1
         self._piped_in_step = True
-        pipeline = Pipeline(self.stream_id, coalesce_ms=0.0, format=fmt)
+        if max_event_bytes is None:
+            max_event_bytes = self._streams.max_event_bytes
+        pipeline = Pipeline(
+            self.stream_id, coalesce_ms=0.0, format=fmt, max_event_bytes=max_event_bytes
+        )
         pipeline.assembler = self._asm  # the pipe's decoder + normalizer feed the writer's
         facts = _PipeFacts(pipeline.normalizer, self._tool_key)
         pipeline.normalizer = facts  # type: ignore[assignment]
         return pipeline, facts
 
-    async def _pipe_result(self, facts: _PipeFacts) -> PipeResult:
+    async def _pipe_result(self, facts: _PipeFacts, pipeline: Pipeline) -> PipeResult:
         self._tool_key = facts.next_key()
         if self._asm.done:  # the pipeline itself ended the message (e.g. an oversized event)
             raise StreamEnded(f"stream {self.stream_id!r} was ended by its upstream's stream")
@@ -526,6 +552,10 @@ class StreamWriter:
             raise StreamFailed(facts.error.message, facts.error.type, facts.error.code)
         result = facts.result()
         if not facts.stop and result.finish_reason is None:
+            if not facts.saw_chunk and not facts.saw_done:  # say what the 200 answer was
+                what = describe_non_stream(pipeline.head)
+                if what is not None:
+                    raise StreamFailed(what, "not_event_stream")
             raise StreamFailed(TRUNCATED_MESSAGE, "truncated")
         if result.usage is not None:
             if self._pipes > 1:  # the message's usage: over all its model calls

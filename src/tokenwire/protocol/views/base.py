@@ -20,6 +20,7 @@ frames a live reader got after its N-th. Transient frames have ``index=None`` an
 
 from __future__ import annotations
 
+import abc
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Protocol
 
@@ -199,7 +200,7 @@ def decode(op: OpLike) -> dict[str, Any]:
     return _decode_json(op.json)
 
 
-class View:
+class View(abc.ABC):
     """A state machine from ops to frames of another wire format.
 
     ``feed(op)`` returns the frames for one op (in order, indexed densely over the log);
@@ -243,9 +244,9 @@ class View:
 
     _cursor_per_op = False
 
+    @abc.abstractmethod
     def fork(self) -> View:
         """A fresh view with the same settings."""
-        raise NotImplementedError
 
     def _on_snapshot(self, op: dict[str, Any], seq: int) -> None:
         """A snapshot (a reader fallen out of the retained log) replaces everything: this view
@@ -297,12 +298,13 @@ class View:
     def close(self) -> list[Frame]:
         return []
 
+    @abc.abstractmethod
     def _on(self, op: dict[str, Any], seq: int) -> None:
-        raise NotImplementedError
+        """Turn one op (decoded JSON, with its seq) into this view's frames."""
 
+    @abc.abstractmethod
     def render(self, frame: Frame) -> bytes:
         """The wire bytes of ``frame`` (from its body, index, seq and cursor)."""
-        raise NotImplementedError
 
     def _emit(
         self,

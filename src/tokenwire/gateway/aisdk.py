@@ -1,0 +1,229 @@
+"""The gateway's view routes that start generations: ``POST /v1/aisdk/chat`` (a backend for
+the Vercel AI SDK's ``useChat``) and the detached ``POST /v1/chat/completions``
+(``X-Tokenwire-Detach: 1``). Both start a generation exactly like ``POST /v1/streams`` (same
+auth, same upstream) and answer with a view of it; the resume and stop routes are the
+library's (``tokenwire.streams.asgi``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+from starlette.requests import Request
+from starlette.responses import Response
+
+from tokenwire.gateway.errors import bad_request, json_object
+from tokenwire.gateway.passthrough import read_body
+from tokenwire.gateway.producer import Generation
+from tokenwire.gateway.service import Gateway
+from tokenwire.gateway.upstream_api import stream_format, upstream_endpoint
+from tokenwire.streams.core import STREAM_ID as CHAT_ID
+from tokenwire.streams.views_http import (
+    ViewResponse,
+    make_view,
+    read_log,
+    sse_headers,
+)
+
+_json = msgspec.json.Encoder()
+_BODY_KEYS = ("id", "messages", "trigger", "messageId")  # DefaultChatTransport's own keys
+
+
+def _gw(request: Request) -> Gateway:
+    return request.app.state.gateway
+
+
+# -- UI messages -> chat messages ------------------------------------------------------------
+def _text_of(parts: list[Any], kind: str = "text") -> str:
+    return "".join(
+        str(p.get("text", "")) for p in parts if isinstance(p, dict) and p.get("type") == kind
+    )
+
+
+def _user_content(parts: list[Any]) -> str | list[dict[str, Any]]:
+    """Text parts as one string; with files, OpenAI's content parts (images by URL)."""
+    files = [p for p in parts if isinstance(p, dict) and p.get("type") == "file"]
+    if not files:
+        return _text_of(parts)
+    content: list[dict[str, Any]] = []
+    for part in parts:
+        if not isinstance(part, dict):
+            continue
+        if part.get("type") == "text":
+            content.append({"type": "text", "text": str(part.get("text", ""))})
+        elif part.get("type") == "file":
+            media = str(part.get("mediaType", ""))
+            if media.startswith("image/"):
+                content.append({"type": "image_url", "image_url": {"url": part.get("url")}})
+            else:
+                content.append({"type": "file", "file": {"file_data": part.get("url")}})
+    return content
+
+
+def _tool_name(part: dict[str, Any]) -> str | None:
+    kind = str(part.get("type", ""))
+    if kind == "dynamic-tool":
+        return str(part.get("toolName") or "")
+    if kind.startswith("tool-"):
+        return kind[5:]
+    return None
+
+
+def _output_text(output: Any) -> str:
+    return output if isinstance(output, str) else _json.encode(output).decode()
+
+
+def _assistant(parts: list[Any]) -> list[dict[str, Any]]:
+    """One assistant message per step (``step-start`` parts separate them): its text, its
+    tool calls that have a result, then one ``tool`` message per result. Reasoning is not
+    sent back (chat-completion APIs take none); calls without a result are left out (the
+    API needs a result for every call it is shown)."""
+    steps: list[list[dict[str, Any]]] = [[]]
+    for part in parts:
+        if isinstance(part, dict):
+            if part.get("type") == "step-start" and steps[-1]:
+                steps.append([])
+            elif part.get("type") != "step-start":
+                steps[-1].append(part)
+    out: list[dict[str, Any]] = []
+    for step in steps:
+        text = _text_of(step)
+        calls: list[dict[str, Any]] = []
+        results: list[dict[str, Any]] = []
+        for part in step:
+            name = _tool_name(part)
+            state = part.get("state")
+            if name is None or state not in ("output-available", "output-error"):
+                continue
+            call_id = str(part.get("toolCallId") or "")
+            calls.append(
+                {
+                    "id": call_id,
+                    "type": "function",
+                    "function": {"name": name, "arguments": _output_text(part.get("input", {}))},
+                }
+            )
+            output = part.get("output") if state == "output-available" else part.get("errorText")
+            results.append(
+                {"role": "tool", "tool_call_id": call_id, "content": _output_text(output)}
+            )
+        if not text and not calls:
+            continue
+        message: dict[str, Any] = {"role": "assistant", "content": text or None}
+        if calls:
+            message["tool_calls"] = calls
+        out.append(message)
+        out.extend(results)
+    return out
+
+
+def chat_messages(ui_messages: list[Any]) -> list[dict[str, Any]]:
+    """The AI SDK's UI messages (``{id, role, parts}``) as chat-completion messages."""
+    out: list[dict[str, Any]] = []
+    for message in ui_messages:
+        if not isinstance(message, dict):
+            raise bad_request("each message must be an object", "invalid_messages")
+        role, parts = message.get("role"), message.get("parts")
+        if not isinstance(parts, list):
+            raise bad_request("each message needs a 'parts' array", "invalid_messages")
+        if role == "system":
+            out.append({"role": "system", "content": _text_of(parts)})
+        elif role == "user":
+            out.append({"role": "user", "content": _user_content(parts)})
+        elif role == "assistant":
+            out.extend(_assistant(parts))
+        else:
+            raise bad_request(f"unknown message role {role!r}", "invalid_messages")
+    return out
+
+
+# -- routes ----------------------------------------------------------------------------------
+async def aisdk_chat(request: Request) -> Response:
+    """``POST /v1/aisdk/chat``: the ``DefaultChatTransport`` body (``id``, ``messages``,
+    ``trigger``, ``messageId``, plus the request's own fields such as ``model``, sent to the
+    upstream as they are); answers with the AI SDK view and ``x-workflow-run-id``. Without
+    ``id`` (the Workflow transport's default body) no chat is recorded: the run id resumes."""
+    gw = _gw(request)
+    owner = gw.auth.owner(request.headers, request.query_params)
+    upstream = gw.require_started()
+    if gw.settings.upstream_api != "chat":
+        raise bad_request(
+            "/v1/aisdk/chat needs a chat-completions upstream (upstream_api = chat)",
+            "unsupported_upstream_api",
+        )
+    data = json_object(await read_body(request, gw.settings.max_body_bytes))
+    chat_id, ui_messages = data.get("id"), data.get("messages")
+    if chat_id is not None and (not isinstance(chat_id, str) or not CHAT_ID.fullmatch(chat_id)):
+        raise bad_request(
+            "'id' (the chat id) must be 1 to 128 of A-Z a-z 0-9 _ . : -", "invalid_id"
+        )
+    if not isinstance(ui_messages, list) or not ui_messages:
+        raise bad_request("'messages' must be a non-empty array", "missing_messages")
+    message_id = data.get("messageId")
+    if message_id is not None and not isinstance(message_id, str):
+        raise bad_request("'messageId' must be a string", "invalid_message_id")
+    body = {k: v for k, v in data.items() if k not in _BODY_KEYS and k != "tokenwire"}
+    body["messages"] = chat_messages(ui_messages)
+    body["stream"] = True
+    body.setdefault("stream_options", {"include_usage": True})
+    model = body.get("model")
+    path, headers, fmt = gw.stream_request
+    handle = await gw.streams.start(
+        Generation(upstream, _json.encode(body), fmt, path=path, headers=headers),
+        owner=owner,
+        model=model if isinstance(model, str) else None,
+    )
+    routes = request.app.state.stream_routes
+    options = routes.view_options
+    return gw.streams.aisdk_response(  # type: ignore[no-any-return]
+        handle.id,
+        chat_id=chat_id,
+        message_id=message_id or None,
+        keepalive_s=gw.settings.keepalive_s,
+        max_frame_bytes=options.max_frame_bytes,
+        chat_ttl_s=options.chat_ttl_s,
+    )
+
+
+def wants_detach(request: Request) -> bool:
+    return request.headers.get("x-tokenwire-detach", "").strip().lower() in ("1", "true")
+
+
+async def detached_chat_completions(request: Request, body: bytes) -> Response:
+    """``POST /v1/chat/completions`` with ``X-Tokenwire-Detach: 1``: a detached generation
+    (as ``POST /v1/streams``) answered in OpenAI's chunk format through the openai view;
+    ``X-Tokenwire-Stream`` names the stream, to resume at
+    ``GET /v1/streams/{id}/events?format=openai`` (``Last-Event-ID`` or ``?startIndex=``)."""
+    gw = _gw(request)
+    owner = gw.auth.owner(request.headers, request.query_params)
+    upstream = gw.require_started()
+    data = json_object(body)
+    if data.get("stream") is not True:
+        raise bad_request('X-Tokenwire-Detach needs "stream": true', "detach_needs_stream")
+    messages = data.get("messages")
+    if not isinstance(messages, list) or not messages:
+        raise bad_request("'messages' must be a non-empty array", "missing_messages")
+    data.setdefault("stream_options", {"include_usage": True})
+    model = data.get("model")
+    path, headers = upstream_endpoint("chat")  # (the body is a chat-completions request)
+    handle = await gw.streams.start(
+        Generation(upstream, _json.encode(data), stream_format("chat"), path=path, headers=headers),
+        owner=owner,
+        model=model if isinstance(model, str) else None,
+    )
+    routes = request.app.state.stream_routes
+    info, row = await gw.streams.lookup(handle.id)
+    ops, cursor = await read_log(gw.streams, handle.id, info, row)
+    view = make_view("openai", handle.id, handle.created_at, routes.view_options)()
+    frames = [f for op in ops for f in view.feed(op)]
+    return ViewResponse(  # type: ignore[return-value]
+        cursor,
+        view,
+        frames,
+        sse_headers({"x-tokenwire-stream": handle.id}),
+        metrics=gw.metrics,
+        keepalive_s=gw.settings.keepalive_s,
+    )
+
+
+__all__ = ["aisdk_chat", "chat_messages", "detached_chat_completions", "wants_detach"]

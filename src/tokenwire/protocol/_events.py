@@ -1,0 +1,73 @@
+"""What the typed-event normalizers (OpenAI Responses, Anthropic Messages) share.
+
+Both decode each event from its data alone, skip and count what does not decode, start the
+message on the first event that has a ``type``, and track the current text block for cited
+spans. Their per-token text case stays inline in each ``feed_data`` (the hot path).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+from tokenwire.protocol._textpos import TextPosition
+from tokenwire.protocol.facts import Fact, Started
+from tokenwire.protocol.sse import SSEEvent
+
+# What a malformed event or block raises while decoding (RecursionError: deep nesting).
+DECODE_ERRORS = (msgspec.DecodeError, msgspec.ValidationError, RecursionError)
+ABSENT = msgspec.Raw(b"")  # (msgspec.Raw cannot be in a union with None)
+
+
+class EventNormalizer:
+    """The base of ``ResponsesNormalizer`` and ``AnthropicNormalizer``. Subclasses implement
+    ``feed_data`` (calling ``_skip`` / ``_structural``), ``_event`` and ``_model``."""
+
+    __slots__ = ("_pos", "last_skip_reason", "saw_chunk", "saw_done", "skipped")
+
+    def __init__(self) -> None:
+        self._pos = TextPosition()
+        self.saw_chunk = False
+        self.saw_done = False
+        self.skipped = 0
+        self.last_skip_reason: str | None = None
+
+    def passes_plain_text(self, choice: int) -> bool:
+        return False  # the chat-completions fast path never applies
+
+    def close(self) -> list[Fact]:
+        return []
+
+    def feed_event(self, event: SSEEvent) -> list[Fact]:
+        return self.feed_data(event.raw)
+
+    def feed_data(self, data: bytes | str) -> list[Fact]:
+        raise NotImplementedError
+
+    def _skip(self, reason: str) -> list[Fact]:
+        """Count an event (or a block inside one) that could not be used."""
+        self.skipped += 1
+        self.last_skip_reason = reason
+        return []
+
+    def _structural(self, event: Any) -> list[Fact]:
+        """Any event but a plain text token: the first one starts the message."""
+        facts: list[Fact] = []
+        if not self.saw_chunk:
+            if not event.type:  # not an event of this API (e.g. a chat chunk)
+                return self._skip("no 'type' in the event")
+            self.saw_chunk = True
+            facts.append(Started(self._model(event)))
+        try:
+            self._event(event, facts)
+        except DECODE_ERRORS as exc:  # a malformed item or block inside a valid event
+            self._skip(str(exc))
+        return facts
+
+    def _model(self, event: Any) -> str | None:
+        """The model named by the stream's first event."""
+        raise NotImplementedError
+
+    def _event(self, event: Any, facts: list[Fact]) -> None:
+        raise NotImplementedError

@@ -1,0 +1,400 @@
+"""The views over HTTP: ``GET .../events?format=…``, the AI SDK chat resume / stop routes,
+and ``Streams.aisdk_response`` (a host's own POST handler answering with the AI SDK view).
+
+A view response reads the stream's log from seq 0 (every view's frame indexes are a function
+of the whole log), sends the catch-up the sans-IO views compute (``catch_up``, ``resume``,
+``frames_after``), then feeds the live ops to the same view. See docs/views.md.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+import msgspec
+from starlette.datastructures import QueryParams
+from starlette.requests import HTTPConnection
+from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
+
+from tokenwire.errors import BadCursor, StreamNotFound
+from tokenwire.gateway.errors import bad_request, not_found
+from tokenwire.gateway.metrics import Metrics
+from tokenwire.gateway.streaming import _PING, _StreamingResponse
+from tokenwire.hub import Cursor, StreamInfo
+from tokenwire.protocol import EncodedOp, Message, snapshot_op
+from tokenwire.protocol.views import (
+    AISDK_HEADERS,
+    DEFAULT_MAX_FRAME_BYTES,
+    DEFAULT_THRESHOLD,
+    AISDKView,
+    Frame,
+    OpenAIChunksView,
+    OpsView,
+    ResponsesView,
+    View,
+    catch_up,
+    frames_after,
+    resume,
+    tail_index,
+)
+from tokenwire.streams.store import StoredStream
+
+if TYPE_CHECKING:
+    from tokenwire.streams.core import Streams
+
+FORMATS = ("ops", "openai", "responses", "aisdk")
+DEFAULT_CHAT_TTL_S = 3600.0
+"""How long a chat names its active stream (renewed by each new POST)."""
+_INT = re.compile(r"-?[0-9]{1,18}")
+_MESSAGE_ID = re.compile(r"[^\s]{1,256}")
+_WRITE_BYTES = 256 * 1024  # a catch-up goes out in sends of about this size
+
+
+class ViewOptions(msgspec.Struct, frozen=True):
+    """Knobs of the view routes (the gateway's ``Settings`` sets them)."""
+
+    threshold: int = DEFAULT_THRESHOLD
+    """Frames behind before a reader gets a compacted catch-up."""
+    max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES
+    """No catch-up frame bigger than this (long texts are split)."""
+    chat_ttl_s: float = DEFAULT_CHAT_TTL_S
+    """How long a chat's active stream is remembered."""
+
+
+def sse_headers(extra: dict[str, str] | None = None) -> list[tuple[bytes, bytes]]:
+    headers = {
+        "content-type": "text/event-stream; charset=utf-8",
+        "cache-control": "no-cache",
+        "x-accel-buffering": "no",
+    }
+    headers.update(extra or {})
+    return [(k.encode(), v.encode()) for k, v in headers.items()]
+
+
+def aisdk_headers(extra: dict[str, str] | None = None) -> list[tuple[bytes, bytes]]:
+    return sse_headers({**AISDK_HEADERS, **(extra or {})})
+
+
+class ViewResponse(_StreamingResponse):
+    """SSE of one view: the catch-up ``first`` (bytes), then the live ops of ``cursor`` fed to
+    ``view``, with ``: ping`` comments while idle (every SSE parser the views target skips
+    comments)."""
+
+    __slots__ = ("cursor", "first", "headers", "keepalive_s", "metrics", "status", "view")
+
+    def __init__(
+        self,
+        cursor: Cursor | None,
+        view: View,
+        first: list[Frame],
+        headers: list[tuple[bytes, bytes]],
+        *,
+        metrics: Metrics,
+        keepalive_s: float,
+    ) -> None:
+        self.status = 200
+        self.cursor = cursor
+        self.view = view
+        self.first = first
+        self.headers = headers
+        self.metrics = metrics
+        self.keepalive_s = keepalive_s
+
+    async def _send(self, send: Send, body: bytes) -> None:
+        await send({"type": "http.response.body", "body": body, "more_body": True})
+        self.metrics.bytes_out.inc(len(body))
+
+    async def _write(self, send: Send) -> None:
+        gauge = self.metrics.subscribers.labels("sse")
+        gauge.inc()
+        try:
+            chunk: list[bytes] = []
+            size = 0
+            for frame in self.first:
+                chunk.append(frame.data)
+                size += len(frame.data)
+                if size >= _WRITE_BYTES:
+                    await self._send(send, b"".join(chunk))
+                    chunk, size = [], 0
+            if chunk:
+                await self._send(send, b"".join(chunk))
+            self.first = []
+            cursor, view = self.cursor, self.view
+            while cursor is not None and not cursor.done and not view.done:
+                ops = await cursor.read(self.keepalive_s)
+                if not ops:
+                    if not cursor.done:
+                        await self._send(send, _PING)
+                    continue
+                self.metrics.ops_out.inc(len(ops))
+                body = b"".join(f.data for op in ops for f in view.feed(op))
+                if body:
+                    await self._send(send, body)
+            if not view.done:
+                rest = b"".join(f.data for f in view.close())
+                if rest:
+                    await self._send(send, rest)
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+        finally:
+            gauge.dec()
+
+    async def _release(self) -> None:
+        if self.cursor is not None:
+            await self.cursor.aclose()
+
+
+async def read_log(
+    streams: Streams, stream_id: str, info: StreamInfo | None, row: StoredStream | None
+) -> tuple[list[EncodedOp], Cursor | None]:
+    """The stream's ops so far (from seq 0; a ``snapshot`` op first if the hub trimmed the
+    log; only a snapshot of the stored message once the hub forgot the stream) and the open
+    cursor to follow the rest with (``None`` when there is no live rest)."""
+    if info is None:
+        assert row is not None
+        message = Message.from_dict(msgspec.json.decode(row.message))
+        return [snapshot_op(message, row.seq)], None
+    try:
+        cursor = await streams.hub.subscribe(stream_id, 0)
+    except (StreamNotFound, BadCursor):
+        raise not_found(stream_id) from None
+    ops: list[EncodedOp] = []
+    try:
+        while cursor.position < info.seq and not cursor.done:
+            ops.extend(await cursor.read(5.0))
+    except BaseException:
+        await cursor.aclose()
+        raise
+    if cursor.done:
+        await cursor.aclose()
+        return ops, None
+    return ops, cursor
+
+
+def _int_param(raw: str | None, what: str) -> int | None:
+    if raw is None:
+        return None
+    raw = raw.strip()
+    if not _INT.fullmatch(raw):
+        raise bad_request(f"{what} must be an integer, got {raw!r}", "invalid_cursor")
+    return int(raw)
+
+
+def _seq_param(raw: str | None, what: str) -> int | None:
+    value = _int_param(raw, what)
+    if value is not None and value < 0:
+        raise bad_request(f"{what} must be a non-negative integer, got {raw!r}", "invalid_cursor")
+    return value
+
+
+def requested_format(query: QueryParams) -> str | None:
+    """``?format=`` (``None`` when absent: the op stream as it always was)."""
+    fmt = query.get("format")
+    if fmt is None:
+        return None
+    if fmt not in FORMATS:
+        raise bad_request(f"unknown format {fmt!r}: one of {', '.join(FORMATS)}", "invalid_format")
+    return fmt
+
+
+def make_view(
+    fmt: str,
+    stream_id: str,
+    created: float,
+    options: ViewOptions,
+    message_id: str | None = None,
+) -> Callable[[], View]:
+    bound = options.max_frame_bytes
+    if fmt == "openai":
+        return lambda: OpenAIChunksView(
+            completion_id=f"chatcmpl-{stream_id}", created=int(created), max_frame_bytes=bound
+        )
+    if fmt == "responses":
+        return lambda: ResponsesView(
+            response_id=f"resp_{stream_id}", created_at=int(created), max_frame_bytes=bound
+        )
+    if fmt == "aisdk":
+        return lambda: AISDKView(message_id, max_frame_bytes=bound)
+    return lambda: OpsView(bound)
+
+
+def _message_id(raw: str | None) -> str | None:
+    if raw is None or raw == "":
+        return None
+    if not _MESSAGE_ID.fullmatch(raw):
+        raise bad_request("messageId must be 1 to 256 non-blank characters", "invalid_message_id")
+    return raw
+
+
+async def view_events(
+    streams: Streams,
+    conn: HTTPConnection,
+    stream_id: str,
+    fmt: str,
+    info: StreamInfo | None,
+    row: StoredStream | None,
+    options: ViewOptions,
+    *,
+    metrics: Metrics,
+    keepalive_s: float,
+    head: bool = False,
+) -> Response:
+    """``GET .../events?format=fmt`` once access was checked. Cursors by format:
+
+    - ops: ``Last-Event-ID`` / ``?after=`` (op seq);
+    - openai: ``Last-Event-ID`` (op seq) or ``?startIndex=N`` (chunks received, exact);
+    - responses: ``?starting_after=N`` or ``Last-Event-ID`` (``sequence_number``);
+    - aisdk: none (the message from its ``start``, compacted) or ``?startIndex=N`` (exact;
+      negative from the tail), with ``?messageId=``.
+    """
+    headers, query = conn.headers, conn.query_params
+    seq = info.seq if info is not None else row.seq  # type: ignore[union-attr]
+    after_seq: int | None = None
+    after = -1
+    start_index: int | None = None
+    if fmt in ("ops", "openai"):
+        after_seq = _seq_param(headers.get("last-event-id") or query.get("after"), "Last-Event-ID")
+        if fmt == "openai":
+            start_index = _seq_param(query.get("startIndex"), "startIndex")
+        if after_seq is not None and after_seq > seq:
+            raise bad_request(
+                f"cannot resume after seq {after_seq}: the stream is at seq {seq}",
+                "after_out_of_range",
+            )
+    elif fmt == "responses":
+        raw = query.get("starting_after")
+        if raw is None:
+            raw = headers.get("last-event-id")
+        value = _seq_param(raw, "starting_after")
+        after = -1 if value is None else value
+    else:
+        start_index = _int_param(query.get("startIndex"), "startIndex")
+    message_id = _message_id(query.get("messageId")) if fmt == "aisdk" else None
+    created = info.created_at if info is not None else row.created_at  # type: ignore[union-attr]
+    factory = make_view(fmt, stream_id, created, options, message_id)
+    extra: dict[str, str] = {}
+    if head:
+        response = Response(status_code=200)
+        response.raw_headers = aisdk_headers() if fmt == "aisdk" else sse_headers()
+        return response
+    ops, cursor = await read_log(streams, stream_id, info, row)
+    try:
+        if start_index is not None:
+            frames, view = frames_after(factory, ops, start_index)
+            if start_index > view.next_index:
+                raise bad_request(
+                    f"startIndex {start_index} is past the last chunk ({view.next_index - 1})",
+                    "start_index_out_of_range",
+                )
+            if fmt == "aisdk":
+                extra["x-workflow-stream-tail-index"] = str(tail_index(view.next_index))
+        elif fmt == "aisdk":
+            frames, view = resume(ops, message_id, max_frame_bytes=options.max_frame_bytes)
+        else:
+            frames, view = catch_up(
+                factory,
+                ops,
+                after=after,
+                after_seq=after_seq,
+                threshold=options.threshold,
+                max_frame_bytes=options.max_frame_bytes,
+            )
+            if after >= view.next_index:
+                raise bad_request(
+                    f"starting_after {after} is past the last event ({view.next_index - 1})",
+                    "starting_after_out_of_range",
+                )
+    except BaseException:
+        if cursor is not None:
+            await cursor.aclose()
+        raise
+    if not frames and cursor is None:
+        return Response(status_code=204)  # an ended stream, nothing after the cursor
+    out = aisdk_headers(extra) if fmt == "aisdk" else sse_headers(extra)
+    return ViewResponse(  # type: ignore[return-value]
+        cursor, view, frames, out, metrics=metrics, keepalive_s=keepalive_s
+    )
+
+
+# -- chats (the AI SDK routes) --------------------------------------------------------------
+def chat_key(owner: str | None, chat_id: str) -> str:
+    """The hub key of a chat: chats are per owner (another owner's chat id is another chat)."""
+    tag = "-" if owner is None else hashlib.sha256(owner.encode()).hexdigest()[:24]
+    return f"{tag}:{chat_id}"
+
+
+def active_value(stream_id: str, message_id: str | None) -> str:
+    """What the hub keeps for a chat: its stream and the UI message id it answers with."""
+    return stream_id if message_id is None else f"{stream_id} {message_id}"
+
+
+def parse_active(value: str) -> tuple[str, str | None]:
+    stream_id, _, message_id = value.partition(" ")
+    return stream_id, message_id or None
+
+
+class AISDKStartResponse(Response):
+    """``streams.aisdk_response(...)``: records the chat's active stream, then streams the AI
+    SDK view of the stream from its start (a Starlette ``Response``; no body until served)."""
+
+    def __init__(
+        self,
+        streams: Streams,
+        stream_id: str,
+        *,
+        chat_id: str | None,
+        message_id: str | None,
+        options: ViewOptions,
+        keepalive_s: float,
+        metrics: Metrics | None,
+        headers: dict[str, str] | None,
+    ) -> None:
+        super().__init__(status_code=200)
+        self.streams = streams
+        self.stream_id = stream_id
+        self.chat_id = chat_id
+        self.message_id = _message_id(message_id)
+        self.options = options
+        self.keepalive_s = keepalive_s
+        self.metrics = metrics if metrics is not None else Metrics()
+        self.extra = {"x-workflow-run-id": stream_id, **(headers or {})}
+        self.raw_headers = aisdk_headers(self.extra)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        streams, stream_id = self.streams, self.stream_id
+        info, row = await streams.lookup(stream_id)
+        if self.chat_id is not None and info is not None and info.status == "in_progress":
+            await streams.hub.set_active(
+                chat_key(info.owner, self.chat_id),
+                active_value(stream_id, self.message_id),
+                self.options.chat_ttl_s,
+            )
+        ops, cursor = await read_log(streams, stream_id, info, row)
+        frames, view = resume(ops, self.message_id, max_frame_bytes=self.options.max_frame_bytes)
+        response = ViewResponse(
+            cursor,
+            view,
+            frames,
+            aisdk_headers(self.extra),
+            metrics=self.metrics,
+            keepalive_s=self.keepalive_s,
+        )
+        await response(scope, receive, send)
+
+
+__all__ = [
+    "DEFAULT_CHAT_TTL_S",
+    "FORMATS",
+    "AISDKStartResponse",
+    "ViewOptions",
+    "ViewResponse",
+    "active_value",
+    "chat_key",
+    "make_view",
+    "parse_active",
+    "read_log",
+    "requested_format",
+    "view_events",
+]

@@ -1,0 +1,197 @@
+"""A real network partition between a process's Redis hub (with its readers) and Redis.
+
+Redis runs in a network namespace made by the test (tests/netns.py), reached over a veth pair;
+the partition takes the link down (packets dropped, no RST/FIN: the hub only hears silence).
+The same again with a 3-master Redis Cluster in the namespace (there the partition drops every
+answer towards the hub's side with a blackhole route: the nodes' announced address must stay
+usable inside the namespace).
+The producer runs inside the namespace, next to Redis, so it keeps producing while the readers'
+side is cut off.
+
+Namespaces need root (CAP_NET_ADMIN). Without them the single-Redis case falls back to a
+blackholing TCP proxy on 127.0.0.1 (tests/tcp_blackhole.py: it stops forwarding without closing
+anything) between the readers and a throwaway Redis, and the cluster case is skipped, saying
+why (a proxy per node would also have to rewrite the addresses the nodes announce).
+``TOKENWIRE_TEST_PARTITION=proxy`` forces the fallback.
+
+Checked (docs/redis.md, "When Redis is in trouble"): a reader whose grace
+(``unavailable_grace_s``) outlasts the partition just keeps waiting (its keep-alive timeouts
+still come on time) and, once healed, gets every op exactly once; a reader whose grace is
+shorter ends with the reader-only ``failed`` / ``hub_unavailable`` end at the last real seq,
+and resuming from that seq (``Last-Event-ID``) after the heal gives exactly the rest. Both end
+with a message equal to the producer's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+from test_redis_hub import replay
+
+from tokenwire.hub.redis import RedisHub
+from tokenwire.protocol import EncodedOp
+
+_PRODUCER = textwrap.dedent(
+    """
+    import asyncio, sys
+    from tokenwire.hub.redis import RedisHub
+    from tokenwire.protocol import Message, Pipeline, apply_op
+
+    async def main(url, prefix, words, pause):
+        hub = RedisHub(url, key_prefix=prefix, lease_ttl_s=3.0)
+        await hub.start()
+        pipe = Pipeline("st_part", model="m")
+        message = Message.empty()
+        await hub.create("st_part", owner=None)
+        print("ready", flush=True)
+
+        async def send(ops):
+            for op in ops:
+                apply_op(message, op.op)
+            if ops:
+                await hub.append("st_part", ops)
+
+        for i in range(words):
+            chunk = '{"choices":[{"index":0,"delta":{"content":"w%d "}}]}' % i
+            await send(pipe.feed(b"data: " + chunk.encode() + b"\\n\\n"))
+            await asyncio.sleep(pause)
+        await send(pipe.feed(b"data: [DONE]\\n\\n") + pipe.close())
+        print(message.to_json().decode(), flush=True)
+        await hub.close()
+
+    asyncio.run(main(sys.argv[1], sys.argv[2], int(sys.argv[3]), float(sys.argv[4])))
+    """
+)
+
+# Long enough for the short grace to run out inside it: a reader notices a silent Redis only
+# when a command times out (its socket timeout, after redis-py's two retries on a fresh
+# connection), and gives up ``unavailable_grace_s`` after that.
+PARTITION_S = 4.5
+
+
+class _ProxiedRedis:
+    """The fallback: a throwaway Redis, the readers behind a blackholing proxy."""
+
+    def __init__(self, server, proxy) -> None:
+        self.inner_url = server.url
+        self.url = f"redis://127.0.0.1:{proxy.port}/0"
+        self.partition, self.heal = proxy.partition, proxy.heal
+
+    def ns_command(self, *args: str) -> list[str]:
+        return list(args)
+
+
+@pytest.fixture(scope="module", params=[1, 3], ids=["single", "cluster"])
+def partitioned_redis(request):
+    from netns import PartitionedRedis, netns_unavailable
+    from redis_server import RedisServer, redis_server_binary
+    from tcp_blackhole import BlackholeProxy
+
+    binary = redis_server_binary()
+    if binary is None:
+        pytest.skip("redis-server is not installed (`make test` installs it)")
+    why = netns_unavailable()
+    if os.environ.get("TOKENWIRE_TEST_PARTITION") == "proxy":
+        why = "TOKENWIRE_TEST_PARTITION=proxy"
+    if why is None:
+        with PartitionedRedis(binary, masters=request.param) as redis:
+            yield redis
+    elif request.param == 1:
+        with RedisServer(binary) as server:
+            proxy = BlackholeProxy("127.0.0.1", server.port)
+            try:
+                yield _ProxiedRedis(server, proxy)
+            finally:
+                proxy.close()
+    else:
+        pytest.skip(f"no network namespace for a partitioned cluster: {why}")
+
+
+async def _read_all(cursor, log: list[tuple[float, list[EncodedOp]]]) -> None:
+    """Read like an SSE writer: short timeouts (its keep-alive pings) until the end."""
+    loop = asyncio.get_running_loop()
+    while not cursor.done:
+        started = loop.time()
+        batch = await cursor.read(0.3)
+        log.append((loop.time() - started, batch))
+    await cursor.aclose()
+
+
+async def test_readers_wait_out_a_partition_and_lose_nothing(partitioned_redis) -> None:
+    redis = partitioned_redis
+    prefix = f"part{os.getpid()}"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    producer = subprocess.Popen(
+        redis.ns_command(sys.executable, "-c", _PRODUCER, redis.inner_url, prefix, "150", "0.03"),
+        stdout=subprocess.PIPE,
+        env=env,
+    )
+    fast = {"block_s": 0.3, "command_timeout_s": 0.3, "connect_timeout_s": 0.3}
+    patient = RedisHub(redis.url, key_prefix=prefix, unavailable_grace_s=8.0, **fast)
+    hasty = RedisHub(redis.url, key_prefix=prefix, unavailable_grace_s=0.5, **fast)
+    await patient.start()
+    await hasty.start()
+    try:
+        assert producer.stdout is not None
+        line = await asyncio.wait_for(asyncio.to_thread(producer.stdout.readline), 30)
+        assert line.strip() == b"ready"
+        patient_log: list[tuple[float, list[EncodedOp]]] = []
+        hasty_log: list[tuple[float, list[EncodedOp]]] = []
+        readers = [
+            asyncio.create_task(_read_all(await patient.subscribe("st_part", 0), patient_log)),
+            asyncio.create_task(_read_all(await hasty.subscribe("st_part", 0), hasty_log)),
+        ]
+        await asyncio.sleep(0.8)  # some ops go through first
+        assert sum(len(b) for _, b in patient_log) > 5
+        cut_at = time.monotonic()
+        await asyncio.to_thread(redis.partition)
+        hasty_ended_at = None
+        while time.monotonic() - cut_at < PARTITION_S:
+            await asyncio.sleep(0.05)
+            if hasty_ended_at is None and readers[1].done():
+                hasty_ended_at = time.monotonic() - cut_at
+            assert not readers[0].done()
+        await asyncio.to_thread(redis.heal)
+        healed_at = time.monotonic()
+        final = await asyncio.wait_for(asyncio.to_thread(producer.stdout.readline), 30)
+        await asyncio.wait_for(asyncio.gather(*readers), 20)
+
+        # The short grace ran out during the partition: a reader-only end at the last seq.
+        assert hasty_ended_at is not None, "the 0.5 s grace did not run out in the partition"
+        assert hasty_ended_at >= 0.5  # (not before its grace)
+        hasty_ops = [op for _, batch in hasty_log for op in batch]
+        end = hasty_ops[-1]
+        assert end.type == "message.end" and end.op.status == "failed"
+        assert end.op.error["type"] == "hub_unavailable"
+        assert end.seq == hasty_ops[-2].seq and not end.sse.startswith(b"id:")
+        # ... and Last-Event-ID (that seq) after the heal gives exactly the rest.
+        resumed = await hasty.subscribe("st_part", end.seq)
+        rest: list[EncodedOp] = []
+        async with asyncio.timeout(10):
+            async for batch in resumed:
+                rest += batch
+        hasty_all = hasty_ops[:-1] + rest
+
+        # The long grace outlasted it: no failure, keep-alive timeouts on time meanwhile.
+        patient_ops = [op for _, batch in patient_log for op in batch]
+        longest = max(elapsed for elapsed, _ in patient_log)
+        assert longest < 1.0, f"a read with a 0.3 s timeout took {longest:.2f} s"
+        assert sum(1 for _, b in patient_log if not b) >= PARTITION_S / 0.3 - 2
+
+        for ops in (patient_ops, hasty_all):
+            assert [op.seq for op in ops] == list(range(1, len(ops) + 1))  # 0 lost, 0 repeated
+            assert ops[-1].type == "message.end" and ops[-1].op.status == "completed"
+            assert replay(ops).to_json() == final.strip()  # the producer's message, exactly
+        assert [op.json for op in patient_ops] == [op.json for op in hasty_all]
+        assert time.monotonic() - healed_at < 15
+    finally:
+        producer.kill()
+        producer.wait()
+        await patient.close()
+        await hasty.close()

@@ -1,0 +1,326 @@
+"""The views over HTTP on the real gateway (uvicorn on 127.0.0.1, the mock model upstream),
+read by the official ``openai`` SDK: ``?format=openai|responses|aisdk|ops``, the detached
+``POST /v1/chat/completions``, the AI SDK chat routes' HTTP rules, ``Client.openai_chunks``."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import msgspec
+import openai
+import pytest
+from conftest import serve_asgi
+from openai.types.chat import ChatCompletionChunk
+from openai.types.responses import ResponseStreamEvent
+
+from tokenwire.client import Client
+from tokenwire.gateway import Settings, create_app
+from tokenwire.mock import create_mock_app
+from tokenwire.protocol import SSEDecoder
+
+PROMPT = [{"role": "user", "content": "hi"}]
+
+
+@pytest.fixture(scope="module")
+def mock_url() -> Iterator[str]:
+    with serve_asgi(create_mock_app()) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def gateway(mock_url: str) -> Iterator[str]:
+    settings = Settings(
+        upstream=f"{mock_url}/v1", coalesce_ms=0, keepalive_s=0.5, catchup_threshold=16
+    )
+    with serve_asgi(create_app(settings)) as url:
+        yield url
+
+
+@pytest.fixture
+def http(gateway: str) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=gateway, timeout=20) as client:
+        yield client
+
+
+def _oai(base: str) -> openai.OpenAI:
+    return openai.OpenAI(base_url=f"{base}/v1", api_key="unused", max_retries=0)
+
+
+def _create(http: httpx.Client, model: str = "mock", **extra: Any) -> str:
+    response = http.post("/v1/streams", json={"model": model, "messages": PROMPT, **extra})
+    assert response.status_code == 201, response.text
+    return response.json()["id"]
+
+
+def _final_text(http: httpx.Client, stream_id: str) -> str:
+    http.post(f"/v1/streams/{stream_id}/cancel")  # (no-op once ended; waits for the end)
+    message = http.get(f"/v1/streams/{stream_id}").json()["message"]
+    return "".join(b.get("text", "") for b in message["blocks"] if b["type"] == "text")
+
+
+def _content(chunks: list[ChatCompletionChunk]) -> str:
+    return "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+
+
+def _wait_done(http: httpx.Client, stream_id: str) -> dict[str, Any]:
+    for _ in range(200):
+        snap = http.get(f"/v1/streams/{stream_id}").json()
+        if snap["status"] != "in_progress":
+            return snap
+        import time
+
+        time.sleep(0.02)
+    raise AssertionError("stream did not end")
+
+
+def test_openai_sdk_detached_cut_and_resume(gateway: str, http: httpx.Client) -> None:
+    """The SDK reads the detached answer, the connection is cut mid-answer, and the rest
+    comes from ``?format=openai&startIndex=<chunks received>``: nothing lost or repeated."""
+    client = _oai(gateway)
+    raw = client.chat.completions.with_raw_response.create(
+        model="mock",
+        messages=PROMPT,  # type: ignore[arg-type]
+        stream=True,
+        extra_headers={"X-Tokenwire-Detach": "1"},
+        extra_body={"mock": {"tps": 400}},
+    )
+    stream_id = raw.headers["x-tokenwire-stream"]
+    assert stream_id.startswith("st_")
+    stream = raw.parse()
+    got: list[ChatCompletionChunk] = []
+    for chunk in stream:
+        got.append(chunk)
+        if len(got) == 12:
+            break
+    stream.response.close()  # the connection is cut (the generation goes on)
+    rest = list(
+        client.get(
+            f"/streams/{stream_id}/events?format=openai&startIndex={len(got)}",
+            cast_to=ChatCompletionChunk,
+            stream=True,
+            stream_cls=openai.Stream[ChatCompletionChunk],
+        )
+    )
+    chunks = got + rest
+    snap = _wait_done(http, stream_id)
+    want = "".join(b["text"] for b in snap["message"]["blocks"] if b["type"] == "text")
+    assert len(want) > 100
+    assert _content(chunks) == want
+    assert chunks[0].choices[0].delta.role == "assistant"
+    assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] == "stop"
+    assert chunks[-1].usage is not None  # (include_usage was asked for the detached stream)
+    assert {c.id for c in chunks} == {f"chatcmpl-{stream_id}"}
+
+
+def test_openai_view_last_event_id_resume(http: httpx.Client) -> None:
+    """``Last-Event-ID`` (an op seq) resumes right after it, parsed by the SDK's chunk model;
+    a reader far behind gets merged deltas (fewer chunks, same text)."""
+    stream_id = _create(http)
+    snap = _wait_done(http, stream_id)
+    want = "".join(b["text"] for b in snap["message"]["blocks"] if b["type"] == "text")
+    full = http.get(f"/v1/streams/{stream_id}/events", params={"format": "openai"}).content
+    events = [e for e in SSEDecoder().feed(full) if e.data != "[DONE]"]
+    # From the start, far more than the threshold behind: compacted (merged deltas).
+    assert len(events) < 20
+    for cut in (3, 10, snap["seq"] - 2):
+        body = http.get(
+            f"/v1/streams/{stream_id}/events?format=openai",
+            headers={"Last-Event-ID": str(cut)},
+        ).content
+        tail = [
+            ChatCompletionChunk.model_validate_json(e.data)
+            for e in SSEDecoder().feed(body)
+            if e.data != "[DONE]"
+        ]
+        head = http.get(
+            f"/v1/streams/{stream_id}/events?format=openai&startIndex=0"
+        ).content  # exact chunks: the prefix up to seq `cut` is a known one
+        exact = [e for e in SSEDecoder().feed(head) if e.data != "[DONE]"]
+        prefix = []
+        for e in exact:
+            prefix.append(ChatCompletionChunk.model_validate_json(e.data))
+            if e.id is not None and int(e.id) == cut:
+                break
+        assert _content(prefix + tail) == want, cut
+
+
+def test_client_openai_chunks(gateway: str, http: httpx.Client) -> None:
+    stream_id = _create(http, "mock-reasoning")
+    with Client(gateway) as client:
+        chunks = list(client.openai_chunks(stream_id))
+        again = list(client.openai_chunks(stream_id, start_index=5))
+    parsed = [ChatCompletionChunk.model_validate(c) for c in chunks]
+    assert parsed[0].choices[0].delta.role == "assistant"
+    assert chunks[5:] == again
+    reasoning = "".join(
+        (c["choices"][0]["delta"].get("reasoning_content") or "") for c in chunks if c["choices"]
+    )
+    assert reasoning and _content(parsed) == _final_text(http, stream_id)
+
+
+def test_openai_sdk_reads_the_responses_view(gateway: str, http: httpx.Client) -> None:
+    stream_id = _create(http, "mock-reasoning")
+    _wait_done(http, stream_id)
+    client = _oai(gateway)
+
+    def read(query: str) -> list[Any]:
+        return list(
+            client.get(
+                f"/streams/{stream_id}/events?format=responses{query}",
+                cast_to=ResponseStreamEvent,
+                stream=True,
+                stream_cls=openai.Stream[ResponseStreamEvent],
+            )
+        )
+
+    events = read("")
+    assert events[0].type == "response.created"
+    assert events[-1].type == "response.completed"
+    text = events[-1].response.output_text
+    assert text == _final_text(http, stream_id)
+    numbers = [e.sequence_number for e in events]
+    assert numbers == sorted(set(numbers))
+    rest = read(f"&starting_after={numbers[2]}")
+    assert [e.sequence_number for e in rest] == numbers[3:]
+    assert rest[-1].response.output_text == text
+
+
+def test_bad_format_and_cursors_are_400_json(http: httpx.Client) -> None:
+    stream_id = _create(http)
+    _wait_done(http, stream_id)
+    url = f"/v1/streams/{stream_id}/events"
+    cases = [
+        ({"format": "xml"}, {}, "invalid_format"),
+        ({"format": "responses", "starting_after": "x"}, {}, "invalid_cursor"),
+        ({"format": "responses", "starting_after": "99999"}, {}, "starting_after_out_of_range"),
+        ({"format": "openai"}, {"Last-Event-ID": "-1"}, "invalid_cursor"),
+        ({"format": "openai"}, {"Last-Event-ID": "99999"}, "after_out_of_range"),
+        ({"format": "aisdk", "startIndex": "1.5"}, {}, "invalid_cursor"),
+        ({"format": "aisdk", "startIndex": "99999"}, {}, "start_index_out_of_range"),
+    ]
+    for params, headers, code in cases:
+        response = http.get(url, params=params, headers=headers)
+        assert response.status_code == 400, (params, response.text)
+        assert response.json()["error"]["code"] == code
+    assert http.get("/v1/streams/st_nope_nope_nope_nope/events?format=aisdk").status_code == 404
+    # Nothing after the cursor of an ended stream: 204 (an EventSource stops reconnecting).
+    seq = http.get(f"/v1/streams/{stream_id}").json()["seq"]
+    for fmt in ("ops", "openai"):
+        done = http.get(url, params={"format": fmt}, headers={"Last-Event-ID": str(seq)})
+        assert done.status_code == 204, fmt
+
+
+def test_aisdk_view_start_index_and_ops_snapshot(http: httpx.Client) -> None:
+    stream_id = _create(http, "mock-tools")
+    _wait_done(http, stream_id)
+    url = f"/v1/streams/{stream_id}/events"
+    full = http.get(url, params={"format": "aisdk", "startIndex": 0})
+    assert full.headers["x-vercel-ai-ui-message-stream"] == "v1"
+    parts = [e.data for e in SSEDecoder().feed(full.content)]
+    assert parts[-1] == "[DONE]"
+    tail = int(full.headers["x-workflow-stream-tail-index"])
+    assert tail == len(parts) - 2
+    last3 = http.get(url, params={"format": "aisdk", "startIndex": -3})
+    assert [e.data for e in SSEDecoder().feed(last3.content)] == parts[-4:]
+    resumed = [e.data for e in SSEDecoder().feed(http.get(url, params={"format": "aisdk"}).content)]
+    assert msgspec.json.decode(resumed[0])["type"] == "start"
+    assert len(resumed) < len(parts)  # (compacted: one delta per block)
+    ops = [e for e in SSEDecoder().feed(http.get(url, params={"format": "ops"}).content)]
+    assert len(ops) == 1 and b'"snapshot"' in ops[0].data.encode()  # far behind: one snapshot
+
+
+def test_aisdk_chat_http_rules(mock_url: str) -> None:
+    """Chats are per owner: another key's chat id is another chat (204), never its stream;
+    stop cancels the upstream; an ended stream is no longer active."""
+    settings = Settings(
+        upstream=f"{mock_url}/v1", coalesce_ms=0, keepalive_s=0.5, api_keys=("ka", "kb")
+    )
+    with serve_asgi(create_app(settings)) as base:
+        a = httpx.Client(base_url=base, headers={"Authorization": "Bearer ka"}, timeout=20)
+        b = httpx.Client(base_url=base, headers={"Authorization": "Bearer kb"}, timeout=20)
+        body = {
+            "id": "chat1",
+            "messages": [{"id": "u1", "role": "user", "parts": [{"type": "text", "text": "hi"}]}],
+            "trigger": "submit-message",
+            "model": "mock",
+            "mock": {"tps": 100},
+        }
+        assert a.get("/v1/aisdk/chat/chat1/stream").status_code == 204
+        with a.stream("POST", "/v1/aisdk/chat", json=body) as response:
+            assert response.status_code == 200
+            assert response.headers["x-vercel-ai-ui-message-stream"] == "v1"
+            run_id = response.headers["x-workflow-run-id"]
+            first = next(response.iter_raw())
+        assert first.startswith(b"data: ")
+        assert b.get("/v1/aisdk/chat/chat1/stream").status_code == 204  # not b's chat
+        assert b.post("/v1/aisdk/chat/chat1/stop").status_code == 204
+        assert b.get(f"/v1/aisdk/chat/{run_id}/stream?startIndex=0").status_code == 404
+        with a.stream("GET", "/v1/aisdk/chat/chat1/stream") as resumed:
+            assert resumed.status_code == 200
+            head = next(resumed.iter_raw())
+        assert msgspec.json.decode(head.split(b"\n")[0][6:]) == {
+            "type": "start",
+            "messageId": run_id,
+        }
+        stopped = a.post("/v1/aisdk/chat/chat1/stop")
+        assert stopped.status_code == 202 and stopped.json()["status"] == "cancelled"
+        assert a.get("/v1/aisdk/chat/chat1/stream").status_code == 204  # ended: not active
+        # The views follow the op stream's access rules: owner only, or a read token.
+        view = f"/v1/streams/{run_id}/events?format=openai"
+        assert b.get(view).status_code == 404
+        assert httpx.get(f"{base}{view}").status_code == 401
+        token = a.post(f"/v1/streams/{run_id}/token").json()["token"]
+        assert httpx.get(f"{base}{view}&token={token}").status_code == 200
+        final = a.get(f"/v1/aisdk/chat/{run_id}/stream?startIndex=0").content
+        kinds = [msgspec.json.decode(e.data)["type"] for e in SSEDecoder().feed(final)[:-1]]
+        assert kinds[-2:] == ["abort", "finish"]
+        a.close()
+        b.close()
+
+
+def test_client_openai_chunks_resume_after_cuts(gateway: str, http: httpx.Client) -> None:
+    """A read timeout shorter than the token interval cuts the connection again and again;
+    ``openai_chunks`` (sync and async) resumes each time: the same chunks, once each."""
+    import asyncio
+
+    from tokenwire.client import AsyncClient
+
+    stream_id = _create(http, "mock", max_tokens=8, mock={"tps": 6})
+    requests: list[str] = []
+    with Client(gateway, max_retries=50) as client:
+        client._http.timeout = httpx.Timeout(0.08)  # (shorter than the token interval)
+        client._http.event_hooks["request"].append(lambda r: requests.append(str(r.url)))
+        chunks = list(client.openai_chunks(stream_id))
+    assert len(requests) > 2  # (it was cut and resumed)
+    assert any("startIndex=0" not in url for url in requests)  # resumed past chunk 0
+
+    async def read() -> list[dict[str, Any]]:
+        async with AsyncClient(gateway, timeout=20) as client:
+            return [c async for c in client.openai_chunks(stream_id)]
+
+    again = asyncio.run(read())
+    exact = http.get(f"/v1/streams/{stream_id}/events?format=openai&startIndex=0").content
+    want = [msgspec.json.decode(e.data) for e in SSEDecoder().feed(exact) if e.data != "[DONE]"]
+    assert chunks == want == again
+    assert _content([ChatCompletionChunk.model_validate(c) for c in chunks]) == _final_text(
+        http, stream_id
+    )
+
+
+def test_resuming_a_10000_token_answer_is_compacted(http: httpx.Client) -> None:
+    """Issue 15's measure over HTTP: a 10,000-token answer (one op per token) resumed from
+    the start costs <= 1.2x the final message's bytes and <= 20 frames (Responses: its format
+    repeats the text in its .done events, so only the frame bound applies)."""
+    stream_id = _create(http, max_tokens=10_000)
+    snap = _wait_done(http, stream_id)
+    assert snap["seq"] > 10_000
+    message = len(msgspec.json.encode(snap["message"]))
+    for fmt in ("aisdk", "openai", "responses", "ops"):
+        body = http.get(f"/v1/streams/{stream_id}/events", params={"format": fmt}).content
+        frames = SSEDecoder().feed(body)
+        assert len(frames) <= 20, fmt
+        assert max(len(e.data) for e in frames) <= 64 * 1024, fmt
+        if fmt != "responses":
+            assert len(body) <= 1.2 * message, (fmt, len(body), message)
