@@ -378,6 +378,9 @@ def main(argv: list[str] | None = None) -> int:
         "--skip-micro", action="store_true", help="skip bench.core and bench.producer"
     )
     parser.add_argument(
+        "--skip-takeover", action="store_true", help="skip bench.takeover (needs redis-server)"
+    )
+    parser.add_argument(
         "--publish",
         action="store_true",
         help=f"update the published results in {RESULTS.relative_to(procs.ROOT)}",
@@ -404,6 +407,17 @@ def main(argv: list[str] | None = None) -> int:
         result["core"] = core.run(chunks=2000, rounds=sizes.core_rounds, quiet=True)
         progress("producer: mock vs a pydantic server (bench.producer)")
         result["producer"] = producer.run(quick=not args.full)
+    if not args.skip_takeover:
+        from bench import takeover
+
+        progress("takeover: kill -9 of the producing gateway process (bench.takeover)")
+        result["takeover"] = takeover.measure(trials=100 if args.full else 30)
+        progress(
+            "  -> "
+            + result["takeover"]
+            .get("summary", result["takeover"].get("unavailable", ""))
+            .replace("\n", "\n     ")
+        )
     from bench import catchup  # (pure CPU: about a second)
 
     progress("catch-up: resuming a 10,000-token answer per view (bench.catchup)")

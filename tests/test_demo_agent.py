@@ -302,3 +302,27 @@ def test_replay_refuses_what_is_not_an_op_log(tmp_path: Path) -> None:
     assert b"not a tokenwire op log" in result.stderr
     # Auto-detection still takes an upstream recording for what it is.
     assert json.loads(_replay(str(fixture)).stdout)["status"] == "completed"
+
+
+def test_only_plain_generations_get_a_resume_record(redis_gateway: str, redis_server) -> None:
+    """A takeover continues a plain ``POST /v1/streams`` (the gateway's ``Continue``), never a
+    host's produce function: the gateway cannot know how to continue it, so a model of
+    ``producers`` gets no resume record (a lost producer ends it ``failed``, as before)."""
+    import redis
+
+    from tokenwire.hub.redis_scripts import Keys
+
+    keys = Keys("tw-agent-test")
+    client = redis.Redis.from_url(redis_server.url)
+    try:
+        plain = StreamState(
+            httpx.post(f"{redis_gateway}/v1/streams", json={**BODY, "model": "mock"}).json()["id"]
+        )
+        agent = _start(redis_gateway, pause_ms=0)
+        record = client.hget(keys.meta(plain.id), "resume")
+        assert record is not None and b'"tokenwire.gateway"' in record
+        assert client.hget(keys.meta(agent), "resume") is None
+        _read(redis_gateway, plain.id, plain, 0)
+        _read(redis_gateway, agent, StreamState(agent), 0)
+    finally:
+        client.close()

@@ -25,7 +25,7 @@ from tokenwire.hub.redis_keys import (
     set_deadlines,
     strip_cluster_flag,
 )
-from tokenwire.hub.redis_scripts import APPEND, CREATE, entry_id
+from tokenwire.hub.redis_scripts import APPEND, CREATE, RENEW, TAKEOVER, entry_id
 
 IDS = [f"st_{i:04x}cafe" for i in range(40)]
 
@@ -62,6 +62,7 @@ async def test_every_key_of_a_stream_shares_a_slot_and_scripts_run(client: Redis
     keys = ClusterKeys("twc")
     assert len({node_of(client, IDS[i]) for i in range(len(IDS))}) == 3  # ids spread out
     create, append = client.register_script(CREATE), client.register_script(APPEND)
+    take, renew = client.register_script(TAKEOVER), client.register_script(RENEW)
     for stream_id in IDS[:6]:
         stream_keys = keys.stream(stream_id)
         assert len({client.keyslot(k) for k in stream_keys}) == 1
@@ -69,8 +70,17 @@ async def test_every_key_of_a_stream_shares_a_slot_and_scripts_run(client: Redis
             keys=[stream_keys[0], stream_keys[2]], args=["o", "1", "1.5", "p", 5000, "tok", 60000]
         )
         ops = [b'{"type":"message.start","seq":1}', b'{"type":"block.start","seq":2}']
-        reply = await append(keys=stream_keys, args=[1, 100, "", "", "", 60000, "0", *ops])
+        reply = await append(keys=stream_keys, args=[1, 100, "", "", "", 60000, "0", "", *ops])
         assert reply == [1, b"in_progress", 2]
+        # The takeover's scripts touch only the stream's own keys: they run on its node too.
+        meta, _, lease = stream_keys
+        await client.hset(meta, "resume", "{}")
+        await client.delete(lease)
+        assert await take(keys=[meta, lease], args=["q", 5000]) == [1, 1, 2]
+        assert await renew(keys=[meta, lease], args=["p", 5000, "0"]) == 0  # (fenced)
+        assert await renew(keys=[meta, lease], args=["q", 5000, "1"]) == 1
+        stale = await append(keys=stream_keys, args=[3, 100, "", "", "", 60000, "0", "0", ops[1]])
+        assert stale == [3, b"in_progress", 2]
         entries = await client.xrange(keys.log(stream_id), "-", "+")
         assert [e[0] for e in entries] == [entry_id(1).encode(), entry_id(2).encode()]
         # A blocking read of a stream's log goes to the node owning its slot.

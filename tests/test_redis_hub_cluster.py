@@ -3,6 +3,9 @@ Cluster (tests/redis_cluster.py, one per session): ``redis_server`` is overridde
 cluster, reached through a cluster URL, so ``RedisHub`` selects the cluster layout (hash-tagged
 stream keys, sharded lease index, ``SPUBLISH`` cancel channels, per-node blocking reads).
 
+Also the in-process takeover tests (tests/test_takeover.py): a host continuation taking over
+a stream whose producer stopped, fencing, one winner among racing watchdogs.
+
 Left out: the tests that stop, restart or freeze their own single ``redis-server`` (the
 partition test, tests/test_redis_partition.py, covers a lost Redis).
 """
@@ -42,6 +45,12 @@ from test_redis_hub import (  # noqa: F401  (fixtures and tests collected again 
     test_producer_killed_ends_the_stream_failed_on_another_process,
     test_resume_older_than_the_retained_log_starts_with_a_snapshot,
     test_watch_cancel_across_processes_without_a_task_per_stream,
+)
+from test_takeover import (  # noqa: F401  (takeover and fencing on the sharded index, too)
+    test_a_live_producer_keeps_its_stream_and_a_fenced_one_stops_renewing,
+    test_exactly_one_process_takes_over,
+    test_host_continuation_takes_over_and_fences_the_old_producer,
+    test_without_a_registered_continuation_the_stream_fails_as_before,
 )
 
 from tokenwire.hub.redis import HubUnavailable, RedisHub

@@ -318,7 +318,10 @@ async def test_kill_9_producer_fails_the_stream_on_b_and_keeps_partial_text(
 ) -> None:
     _, b = pair
     doomed = cluster.start()
-    stream_id = await create(http, doomed, body(2000, tps=40))
+    # (no supersede and continuation none: nobody can continue it; see test_takeover.py)
+    stream_id = await create(
+        http, doomed, {**body(2000, tps=40), "tokenwire": {"supersede": False}}
+    )
     head = await events(http, b, stream_id, stop_at_seq=6)
     reader = asyncio.create_task(events(http, b, stream_id, last_event_id=head[-1][0]))
     await asyncio.sleep(0.2)

@@ -104,6 +104,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "comma-separated)",
     )
     parser.add_argument(
+        "--continuation",
+        choices=("none", "vllm", "prefix"),
+        help="with --redis, how a process that takes over a stream whose producer died asks "
+        "the upstream to continue the partial answer: vllm (continue_final_message), prefix "
+        "(DeepSeek/Mistral assistant prefix: true) or none (regenerate); default none "
+        "(TOKENWIRE_CONTINUATION)",
+    )
+    parser.add_argument(
         "--log-level",
         default=os.environ.get("TOKENWIRE_LOG_LEVEL", "info"),
         choices=("critical", "error", "warning", "info", "debug"),
@@ -141,6 +149,7 @@ def build_settings(args: argparse.Namespace):  # type: ignore[no-untyped-def]
             upstream_ca_file=getattr(args, "upstream_ca_file", None),
             store_retention_s=getattr(args, "store_retention_s", None),
             upstream_head_timeout_s=getattr(args, "upstream_head_timeout_s", None),
+            continuation=getattr(args, "continuation", None),
         )
     except ValueError as exc:
         raise CommandError(str(exc)) from None
@@ -170,6 +179,10 @@ def build_settings(args: argparse.Namespace):  # type: ignore[no-untyped-def]
         raise CommandError(
             "--redis must be a redis://, rediss:// or unix:// URL, got "
             f"{settings.redis_url.split(':', 1)[0]!r}"
+        )
+    if settings.continuation not in ("none", "vllm", "prefix"):
+        raise CommandError(
+            f"TOKENWIRE_CONTINUATION must be none, vllm or prefix, got {settings.continuation!r}"
         )
     if settings.redis_lease_s <= 0 or settings.redis_grace_s < 0:
         raise CommandError(

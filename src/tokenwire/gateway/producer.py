@@ -10,19 +10,26 @@ ending, with the same error objects as before the library existed.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import msgspec
 
+from tokenwire.errors import StreamFailed
 from tokenwire.gateway.upstream import UpstreamClient
-from tokenwire.streams import PipeResult, StreamWriter
+from tokenwire.protocol import Block
+from tokenwire.streams import PipeResult, Resumed, StreamWriter
 
 if TYPE_CHECKING:
     from tokenwire.gateway.service import Gateway
 
 _UPSTREAM_HEADERS = {"Content-Type": "application/json", "Accept": "text/event-stream"}
+log = logging.getLogger("tokenwire.gateway")
+
+RESUME = "tokenwire.gateway"
+"""The continuation name of ``POST /v1/streams`` generations (registered by every gateway)."""
 
 
 class Generation:
@@ -58,6 +65,93 @@ class Generation:
         )
         self.body = b""
         return w.pipe(exchange, self.format)
+
+
+def resume_args(body: bytes, api: str, supersede: bool) -> dict[str, Any]:
+    """What a gateway keeps with a stream so another process can continue it: the upstream
+    request body (the caller's credentials are headers, never in it: the taker uses its own
+    upstream key), the upstream API, and whether the step may be regenerated."""
+    return {"body": body.decode(), "api": api, "supersede": supersede}
+
+
+def partial_message(blocks: list[Block]) -> dict[str, Any] | None:
+    """The partial assistant message whose text is exactly what was emitted, or ``None`` when
+    the blocks cannot be sent back as one: a tool call (cut arguments are never continued),
+    another choice or step, opaque reasoning attrs, or reasoning after text. Citations
+    (``source`` blocks) are skipped: the continuation's own keep their offsets."""
+    reasoning: list[str] = []
+    text: list[str] = []
+    for block in blocks:
+        if block.type == "source" and not block.choice and not block.step:
+            continue  # (a citation: not part of the content; its span keeps pointing right)
+        if block.choice or block.step or block.attrs:
+            return None
+        if block.type == "reasoning" and not text:
+            reasoning.append(block.text)
+        elif block.type == "text":
+            text.append(block.text)
+        else:
+            return None
+    partial: dict[str, Any] = {"role": "assistant", "content": "".join(text)}
+    if reasoning:
+        partial["reasoning_content"] = "".join(reasoning)
+    return partial
+
+
+class Continue:
+    """The gateway's continuation (``Streams.register_continuation(RESUME, Continue(gw))``):
+    runs in the process that took over a ``POST /v1/streams`` stream whose producer died.
+
+    - no output yet: the same request again;
+    - only text/reasoning so far and ``continuation`` is ``vllm`` / ``prefix`` (chat
+      completions): the request plus the partial assistant message, so the upstream continues
+      from exactly the emitted text, into the open blocks;
+    - otherwise, or when the upstream refuses to continue (an error status before any output):
+      the step is superseded (``step.reset``) and regenerated with the same request if the
+      stream allows it (``"tokenwire": {"supersede": false}`` does not), else the stream
+      ends ``failed`` ("producer lost") with the partial kept.
+    """
+
+    __slots__ = ("gw",)
+
+    def __init__(self, gw: Gateway) -> None:
+        self.gw = gw
+
+    async def __call__(self, w: StreamWriter, resumed: Resumed) -> PipeResult:
+        gw = self.gw
+        upstream = gw.require_started()
+        args = resumed.args
+        body: bytes = args["body"].encode()
+        path, headers, fmt = gw.stream_request
+        blocks = resumed.message.blocks
+        if not blocks:
+            return await Generation(upstream, body, fmt, path=path, headers=headers)(w)
+        style = gw.settings.continuation
+        # (only when the blocks' text is exactly what the upstream sent: not after reasoning
+        # was split out of its content, e.g. ``<think>`` tags, whose raw form is lost)
+        exact = resumed.exact and args.get("api") == "chat"
+        partial = partial_message(blocks) if exact else None
+        if partial is not None and style in ("vllm", "prefix"):
+            data = msgspec.json.decode(body)
+            if style == "vllm":
+                data["continue_final_message"] = True
+                data["add_generation_prompt"] = False
+            else:
+                partial["prefix"] = True
+            data["messages"] = [*data["messages"], partial]
+            request = Generation(
+                upstream, msgspec.json.encode(data), fmt, path=path, headers=headers
+            )
+            try:
+                return await request(w)
+            except StreamFailed as exc:
+                if w.seq != resumed.seq:
+                    raise  # failed after continuing: like any upstream failure
+                log.warning("stream %s: the upstream did not continue: %s", w.id, exc.message)
+        if not args.get("supersede", True):
+            raise StreamFailed("producer lost", "producer_lost")
+        await w.supersede()
+        return await Generation(upstream, body, fmt, path=path, headers=headers)(w)
 
 
 Produce = Callable[[StreamWriter], Awaitable[Any]]
@@ -140,4 +234,14 @@ class Producer:
         await streams._run(self.writer, self.produce)
 
 
-__all__ = ["Generation", "Produce", "Producer", "ProducerFactory", "StreamRequest"]
+__all__ = [
+    "RESUME",
+    "Continue",
+    "Generation",
+    "Produce",
+    "Producer",
+    "ProducerFactory",
+    "StreamRequest",
+    "partial_message",
+    "resume_args",
+]

@@ -16,7 +16,7 @@ from starlette.responses import FileResponse, Response
 
 from tokenwire.gateway.errors import bad_request, json_object
 from tokenwire.gateway.passthrough import read_body
-from tokenwire.gateway.producer import Generation, Produce, StreamRequest
+from tokenwire.gateway.producer import RESUME, Generation, Produce, StreamRequest, resume_args
 from tokenwire.gateway.service import Gateway
 from tokenwire.hub import HubUnavailable
 from tokenwire.streams.asgi import json_response
@@ -95,6 +95,11 @@ async def create_stream(request: Request) -> Response:
                 "invalid_options",
             )
         coalesce_ms = float(value)
+        supersede = options.get("supersede", True)
+        if not isinstance(supersede, bool):
+            raise bad_request("'tokenwire.supersede' must be true or false", "invalid_options")
+    else:
+        supersede = True
     data["stream"] = True
     if api == "chat":  # (the other APIs report usage in their stream anyway)
         _with_usage(data)
@@ -102,16 +107,26 @@ async def create_stream(request: Request) -> Response:
     path, headers, fmt = gw.stream_request
     factory = gw.producers.get(model) if isinstance(model, str) else None
     produce: Produce
+    # (a plain generation is continued by the gateway's ``Continue`` if this process dies; a
+    # host's produce function is not: the gateway cannot know how to continue it)
+    resume: str | None = None
+    resume_record: dict[str, Any] | None = None
     if factory is not None:  # the host's own produce function for this model
         request_ = StreamRequest(data, model, owner, fmt, upstream, path, headers)
         produce = factory(request_)
     else:
-        produce = Generation(upstream, _json.encode(data), fmt, path=path, headers=headers)
+        request_body = _json.encode(data)
+        produce = Generation(upstream, request_body, fmt, path=path, headers=headers)
+        if gw.streams.can_resume:  # (kept only by a shared hub)
+            resume = RESUME
+            resume_record = resume_args(request_body, api, supersede)
     handle = await gw.streams.start(
         produce,
         owner=owner,
         model=model if isinstance(model, str) else None,
         coalesce_ms=coalesce_ms,
+        resume=resume,
+        resume_args=resume_record,
     )
     stream_id = handle.id
     # (URLs under the app's mount point, if it is mounted)

@@ -67,6 +67,10 @@ class Gateway:
         self.auth = Auth(
             settings.api_keys, self.streams.owner_tag if settings.secret else owner_tag
         )
+        from tokenwire.gateway.producer import RESUME, Continue
+
+        # Streams of a process that died are continued by whichever process takes them over.
+        self.streams.register_continuation(RESUME, Continue(self))
         self.upstream: UpstreamClient | None = None  # set in startup
         self.stream_request: tuple[str, dict[str, str], str] = ("", {}, "chat")  # (startup)
         # ``create_app(producers=...)``: model name -> the host's produce factory

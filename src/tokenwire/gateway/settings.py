@@ -90,6 +90,10 @@ class Settings:
     """Producer lease: a stream whose process died ends ``failed`` about this long after."""
     redis_grace_s: float = 5.0
     """How long producers and readers wait for a lost Redis before giving up on a stream."""
+    continuation: str = "none"
+    """With Redis: how a process that took over a stream whose producer died continues it:
+    ``vllm`` (``continue_final_message``), ``prefix`` (assistant ``prefix: true``) or ``none``
+    (no output yet: the request again; else the step is regenerated, or the stream fails)."""
     workers: int = 1
     """Gateway processes ``tokenwire serve`` runs on one port (more than one needs Redis)."""
     secret: str | None = field(default=None, repr=False)

@@ -33,7 +33,8 @@ import os
 import secrets
 import socket
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -57,7 +58,16 @@ from tokenwire.hub.base import (
 )
 from tokenwire.hub.redis_feed import MAX_BATCH, Feed, RedisCursor
 from tokenwire.hub.redis_keys import ClusterKeys, cluster_client, is_cluster_url
-from tokenwire.hub.redis_scripts import APPEND, CANCEL, CREATE, Keys, after_id, entry_id
+from tokenwire.hub.redis_scripts import (
+    APPEND,
+    CANCEL,
+    CREATE,
+    RENEW,
+    TAKEOVER,
+    Keys,
+    after_id,
+    entry_id,
+)
 from tokenwire.protocol import (
     BlockEnd,
     BlockStart,
@@ -71,7 +81,7 @@ from tokenwire.protocol import (
     snapshot_op,
 )
 
-__all__ = ["HubUnavailable", "RedisHub"]
+__all__ = ["HubUnavailable", "RedisHub", "TakenOver"]
 
 log = logging.getLogger("tokenwire.hub.redis")
 # How often the cancel listener re-reads the cancel flags of the streams it watches.
@@ -123,6 +133,26 @@ class _Owned:
         self.open = open_blocks
         self.seq = seq
         self.snap_seq = snap_seq
+
+
+@dataclass(slots=True, frozen=True)
+class TakenOver:
+    """A stream this process just took over from a producer that lost its lease: the
+    message as of its last seq (``info.seq``), its open blocks, and the resume record the
+    original producer stored with it (``set_resume``). See docs/redis.md, "Takeover"."""
+
+    info: StreamInfo
+    message: Message
+    open_blocks: frozenset[int]
+    record: bytes
+    epoch: int
+    lease_lost_at: float
+    """Wall-clock time the lost lease was noticed (the stream's deadline in the active index)."""
+    exact: bool = True
+    """False if the producer marked its text as not the upstream's raw text (``mark_inexact``)."""
+
+
+OnTakeover = Callable[[TakenOver], Awaitable[bool]]
 
 
 class _CancelWait(CancelRequest):
@@ -190,6 +220,12 @@ class RedisHub(Hub):
         self._feeds: dict[str, Feed] = {}
         self._owned: dict[str, _Owned] = {}  # state of streams produced here (for snapshots)
         self._leased: set[str] = set()  # streams whose lease this process renews
+        # Producer epoch of each stream produced here ("0" when created here): appends carry
+        # it, and APPEND refuses them once another process took the stream over (fencing).
+        self._epochs: dict[str, str] = {}
+        # Set by ``Streams``: continues a stream whose producer died (None: no takeover, the
+        # watchdog ends such streams ``failed``). Returns False when it cannot.
+        self.on_takeover: OnTakeover | None = None
         self._cancels: dict[str, _CancelWait] = {}
         self._checks: set[asyncio.Task[None]] = set()  # watch_cancel's one-shot flag checks
         self._tasks: list[asyncio.Task[None]] = []
@@ -260,7 +296,13 @@ class RedisHub(Hub):
 
     def _start_tasks(self) -> None:
         assert self._redis is not None
-        for name, source in (("create", CREATE), ("append", APPEND), ("cancel", CANCEL)):
+        for name, source in (
+            ("create", CREATE),
+            ("append", APPEND),
+            ("cancel", CANCEL),
+            ("takeover", TAKEOVER),
+            ("renew", RENEW),
+        ):
             self._scripts[name] = self._redis.register_script(source)
         self._tasks = [
             asyncio.create_task(self._cancel_listener(), name="redis-hub-cancel"),
@@ -290,6 +332,7 @@ class RedisHub(Hub):
                     await pipe.execute()
         self._owned.clear()
         self._leased.clear()
+        self._epochs.clear()
         await self._close_clients()
 
     async def _close_clients(self) -> None:
@@ -381,6 +424,19 @@ class RedisHub(Hub):
             await self.r.zadd(self._active_key(stream_id), {stream_id: self._lease_deadline_ms()})
             self._owned[stream_id] = _Owned(Message.empty(stream_id, None), set(), 0, 0)
             self._leased.add(stream_id)
+            self._epochs[stream_id] = "0"
+
+    async def set_resume(self, stream_id: str, record: bytes) -> None:
+        """Keep what another process needs to continue the stream (its request, never the
+        caller's credentials) in the stream's meta hash: it expires with the stream."""
+        async with self._unavailable():
+            await self.r.hset(self.keys.meta(stream_id), "resume", record)
+
+    async def mark_inexact(self, stream_id: str) -> None:
+        """The stream's text stopped being the upstream's raw text (reasoning split out of its
+        content): a process that takes it over must not ask the upstream to continue it."""
+        async with self._unavailable():
+            await self.r.hset(self.keys.meta(stream_id), "inexact", 1)
 
     def _lease_deadline_ms(self) -> int:
         return int((time.time() + self.lease_ttl_s) * 1000)
@@ -415,7 +471,8 @@ class RedisHub(Hub):
         snap = b""
         if end_status or last.seq - own.snap_seq >= self.snapshot_every:
             snap = own.message.to_json()
-        result = await self._run_append(stream_id, ops, end_status, snap, own.open, False)
+        epoch = self._epochs.get(stream_id, "")
+        result = await self._run_append(stream_id, ops, end_status, snap, own.open, False, epoch)
         code, status, seq = result
         if code == 1 or (code == 0 and status == (end_status or _IN_PROGRESS) and seq == last.seq):
             # (the second case: a retried script whose first run had gone through)
@@ -424,12 +481,17 @@ class RedisHub(Hub):
                 own.snap_seq = last.seq
             if end_status:
                 self._leased.discard(stream_id)
+                self._epochs.pop(stream_id, None)
                 with contextlib.suppress(HubUnavailable, *_UNAVAILABLE):
                     await self._forget_active(stream_id)
             else:
                 self._owned[stream_id] = own
                 self._leased.add(stream_id)  # (already there unless we loaded the state)
             return
+        if code == 3:  # another process took it over: this producer is fenced off
+            self._leased.discard(stream_id)
+            self._epochs.pop(stream_id, None)
+            raise StreamEnded(f"stream {stream_id!r} was taken over by another process")
         if code == -1:
             self._leased.discard(stream_id)
             raise StreamNotFound(stream_id)
@@ -446,6 +508,7 @@ class RedisHub(Hub):
         snap: bytes,
         open_blocks: set[int],
         unless_leased: bool,
+        epoch: str = "",
     ) -> tuple[int, str, int]:
         args: list[Any] = [
             ops[0].seq,
@@ -455,6 +518,7 @@ class RedisHub(Hub):
             ",".join(map(str, sorted(open_blocks))) if snap else "",  # read only with a snap
             int(self.retention_s * 1000),
             "1" if unless_leased else "0",
+            epoch,
         ]
         args.extend(op.json for op in ops)
         async with self._unavailable():
@@ -839,7 +903,27 @@ class RedisHub(Hub):
             try:
                 pipe = self.r.pipeline(transaction=False)
                 for stream_id in ids:
-                    pipe.set(self.keys.lease(stream_id), self.producer_id, px=ttl_ms)
+                    epoch = self._epochs.get(stream_id)
+                    if epoch is None:
+                        pipe.set(self.keys.lease(stream_id), self.producer_id, px=ttl_ms)
+                    elif self.cluster:
+                        # (fenced, as below; a cluster pipeline does not load scripts on the
+                        # nodes first, so the source goes along: both keys are in one slot)
+                        pipe.eval(
+                            RENEW,
+                            2,
+                            self.keys.meta(stream_id),
+                            self.keys.lease(stream_id),
+                            self.producer_id,
+                            ttl_ms,
+                            epoch,
+                        )
+                    else:  # (fenced: not once another process took the stream over)
+                        await self._scripts["renew"](
+                            keys=[self.keys.meta(stream_id), self.keys.lease(stream_id)],
+                            args=[self.producer_id, ttl_ms, epoch],
+                            client=pipe,
+                        )
                 refresh = time.monotonic() - refreshed >= refresh_s
                 if refresh:
                     for stream_id in ids:
@@ -847,7 +931,14 @@ class RedisHub(Hub):
                         pipe.pexpire(self.keys.log(stream_id), expiry_ms)
                 deadline = self._lease_deadline_ms()
                 self._queue_deadlines(pipe, dict.fromkeys(ids, deadline))
-                await pipe.execute()
+                renewed = await pipe.execute()
+                for stream_id, ok in zip(ids, renewed, strict=False):
+                    if not ok and stream_id in self._epochs:
+                        # Taken over elsewhere while we stalled: not ours any more (and not
+                        # for ``close`` to drop the taker's lease).
+                        self._leased.discard(stream_id)
+                        self._epochs.pop(stream_id, None)
+                        self._owned.pop(stream_id, None)
                 if refresh:
                     refreshed = time.monotonic()
             except _UNAVAILABLE as exc:
@@ -859,20 +950,78 @@ class RedisHub(Hub):
             _raise_if_cancelled()
             await asyncio.sleep(self.watchdog_interval_s)
             try:
+                now_ms = int(time.time() * 1000)
                 if self.cluster:  # every shard, pipelined per node
-                    due = await redis_keys.due_streams(self.r, self.keys, int(time.time() * 1000))
+                    due = await redis_keys.due_streams(self.r, self.keys, now_ms, withscores=True)
                 else:
                     due = await self.r.zrangebyscore(
-                        self.keys.active, "-inf", int(time.time() * 1000), start=0, num=100
+                        self.keys.active, "-inf", now_ms, start=0, num=100, withscores=True
                     )
-                for raw in due:
+                for raw, deadline in due:
                     stream_id = _text(raw)
                     if stream_id not in self._leased:
+                        if self.on_takeover is not None:
+                            taken = await self.take_over(stream_id, deadline / 1000)
+                            # (None: its lease is still there, e.g. for the last few ms of
+                            # a TTL that started after the index's deadline: next tick)
+                            if taken or taken is None:
+                                continue
                         await self.fail_if_producer_lost(stream_id)
             except (HubUnavailable, *_UNAVAILABLE) as exc:
                 log.debug("watchdog: %s", exc)
             except Exception:
                 log.exception("watchdog failed")
+
+    async def take_over(self, stream_id: str, lost_at: float | None = None) -> bool | None:
+        """Take over a stream whose lease expired and hand it to ``on_takeover``; True if this
+        process now produces it, None if its lease is held (by its producer, or by the process
+        that won), False if it cannot be taken over (no resume record, not live, or no
+        continuation here: the caller ends it as lost). Of several processes trying at once
+        exactly one wins (the ``TAKEOVER`` script takes the lease and bumps the epoch)."""
+        callback = self.on_takeover
+        if callback is None:
+            return False
+        reply = await self._scripts["takeover"](
+            keys=[self.keys.meta(stream_id), self.keys.lease(stream_id)],
+            args=[self.producer_id, int(self.lease_ttl_s * 1000)],
+        )
+        if int(reply[0]) != 1:
+            return None if int(reply[0]) == 0 else False
+        epoch = int(reply[1])
+        self._leased.add(stream_id)  # renewed from now on
+        self._epochs[stream_id] = str(epoch)
+        started = False
+        try:
+            await self.r.zadd(self._active_key(stream_id), {stream_id: self._lease_deadline_ms()})
+            loaded = await self._load(stream_id)
+            record, inexact = await self.r.hmget(self.keys.meta(stream_id), ["resume", "inexact"])
+            if loaded is not None and loaded[0].status == _IN_PROGRESS and record is not None:
+                info, message, open_blocks, snap_seq = loaded
+                self._owned[stream_id] = _Owned(
+                    message.copy(), set(open_blocks), info.seq, snap_seq
+                )
+                taken = TakenOver(
+                    info,
+                    message,
+                    frozenset(open_blocks),
+                    record,
+                    epoch,
+                    lost_at if lost_at is not None else time.time(),
+                    inexact is None,
+                )
+                started = await callback(taken)
+        except Exception:
+            log.exception("stream %s: takeover failed", stream_id)
+        if started:
+            log.warning("stream %s: producer lost, taken over (epoch %d)", stream_id, epoch)
+            return True
+        # Nobody here can continue it: give the lease up, and end it as before.
+        self._leased.discard(stream_id)
+        self._epochs.pop(stream_id, None)
+        self._owned.pop(stream_id, None)
+        with contextlib.suppress(HubUnavailable, *_UNAVAILABLE):
+            await self.r.delete(self.keys.lease(stream_id))
+        return False
 
     async def fail_if_producer_lost(self, stream_id: str) -> bool:
         """End the stream ``failed`` ("producer lost") if its lease is gone. True if we did."""

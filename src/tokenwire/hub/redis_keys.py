@@ -3,7 +3,8 @@ and the cluster-aware client.
 
 Per stream, nothing changes from ``redis_scripts.Keys``: ``tw:{st_x}:meta|log|lease`` share the
 hash tag ``{st_x}``, hence one slot, so the Lua scripts (``CREATE``, ``APPEND``, ``CANCEL``)
-touch only keys of one slot and run unchanged on a cluster.
+touch only keys of one slot and run unchanged on a cluster (so do the takeover's ``TAKEOVER`` and
+``RENEW``; index updates are never inside a script).
 
 The two global names of the single-node layout would each live in one slot, i.e. on one node:
 ``tw:active`` (the lease index every process writes on every create/end and scans every
@@ -264,15 +265,27 @@ async def forget(client: RedisCluster, keys: ClusterKeys, stream_ids: Iterable[s
 
 
 async def due_streams(
-    client: RedisCluster, keys: ClusterKeys, now_ms: int, *, per_shard: int = 100
-) -> list[str]:
+    client: RedisCluster,
+    keys: ClusterKeys,
+    now_ms: int,
+    *,
+    per_shard: int = 100,
+    withscores: bool = False,
+) -> list[Any]:
     """Stream ids whose lease deadline passed, from every shard (the watchdog's scan): one
-    ``ZRANGEBYSCORE … LIMIT`` per shard, pipelined per node."""
+    ``ZRANGEBYSCORE … LIMIT`` per shard, pipelined per node. With ``withscores``, pairs of
+    (stream id, deadline in ms) (the takeover reports when the producer was lost)."""
     pipe = client.pipeline()
     for key in keys.all_active():
-        pipe.zrangebyscore(key, "-inf", now_ms, start=0, num=per_shard)
+        pipe.zrangebyscore(key, "-inf", now_ms, start=0, num=per_shard, withscores=withscores)
     replies = await pipe.execute()
-    return [raw.decode() if isinstance(raw, bytes) else raw for due in replies for raw in due]
+    if withscores:
+        return [(_str(raw), score) for due in replies for raw, score in due]
+    return [_str(raw) for due in replies for raw in due]
+
+
+def _str(raw: bytes | str) -> str:
+    return raw.decode() if isinstance(raw, bytes) else raw
 
 
 async def cancel_messages(

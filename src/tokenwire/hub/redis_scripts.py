@@ -67,19 +67,22 @@ return 1
 
 # KEYS: meta, log, lease.
 # ARGV: first seq, maxlen, end status ("" while live), snapshot JSON ("" = none), open blocks
-# of the snapshot ("0,2"), retention ms, "1" to refuse while the lease exists, op JSON...
+# of the snapshot ("0,2"), retention ms, "1" to refuse while the lease exists, the writer's
+# producer epoch ("" = not checked), op JSON...
 # Returns {1, status, seq} when appended, {0, status, seq} when the stream is not at
-# first - 1 or already ended, {2, status, seq} when the lease is still held, {-1} if unknown.
+# first - 1 or already ended, {2, status, seq} when the lease is still held, {3, status, seq}
+# when another process took the stream over (the epoch moved on: fencing), {-1} if unknown.
 APPEND = """
-local cur = redis.call('HMGET', KEYS[1], 'status', 'seq')
+local cur = redis.call('HMGET', KEYS[1], 'status', 'seq', 'epoch')
 if not cur[1] then return {-1} end
 local seq = tonumber(cur[2])
 local first = tonumber(ARGV[1])
+if ARGV[8] ~= '' and (cur[3] or '0') ~= ARGV[8] then return {3, cur[1], seq} end
 if cur[1] ~= 'in_progress' or seq ~= first - 1 then return {0, cur[1], seq} end
 if ARGV[7] == '1' and redis.call('EXISTS', KEYS[3]) == 1 then return {2, cur[1], seq} end
-local n = #ARGV - 7
+local n = #ARGV - 8
 for i = 1, n do
-  redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], (first + i - 1) .. '-1', 'op', ARGV[7 + i])
+  redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], (first + i - 1) .. '-1', 'op', ARGV[8 + i])
 end
 local last = first + n - 1
 if first == 1 and ARGV[3] == '' then
@@ -106,5 +109,30 @@ return {1, status, last}
 CANCEL = """
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 redis.call('HSET', KEYS[1], 'cancel', '1')
+return 1
+"""
+
+# KEYS: meta, lease. ARGV: the taker's producer id, lease ms.
+# Takeover of a stream whose producer lost its lease: only a live stream that carries a resume
+# record, only while nobody holds the lease. Atomically bumps the producer epoch (so the old
+# producer's appends are refused by APPEND from now on) and takes the lease: of several
+# watchdogs racing, exactly one gets {1, epoch, seq}; the others get {0} (the lease is held).
+# {2}: the stream is not live or has no resume record (nothing to take over).
+TAKEOVER = """
+if redis.call('EXISTS', KEYS[2]) == 1 then return {0} end
+local cur = redis.call('HMGET', KEYS[1], 'status', 'seq', 'resume')
+if cur[1] ~= 'in_progress' or not cur[3] then return {2} end
+local epoch = redis.call('HINCRBY', KEYS[1], 'epoch', 1)
+redis.call('HSET', KEYS[1], 'producer', ARGV[1])
+redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[2])
+return {1, epoch, tonumber(cur[2])}
+"""
+
+# KEYS: meta, lease. ARGV: producer id, lease ms, the producer's epoch.
+# The lease renewal of a stream produced here: only while no other process took it over, so a
+# producer that was frozen (not dead) past its lease cannot keep the taker's stream leased.
+RENEW = """
+if (redis.call('HGET', KEYS[1], 'epoch') or '0') ~= ARGV[3] then return 0 end
+redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[2])
 return 1
 """

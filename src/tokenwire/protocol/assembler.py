@@ -134,6 +134,20 @@ class Assembler:
         self.warning: dict[str, Any] | None = None
 
     # -- public API ------------------------------------------------------------------------
+    def resume(self, message: Message, seq: int, open_blocks: Iterable[int]) -> None:
+        """Position a fresh assembler at ``message`` as of ``seq`` (a takeover: another process
+        wrote the ops so far). Open text/reasoning/refusal blocks take further text of their
+        kind, as if this assembler had started them; new blocks continue the latest step."""
+        self.message = message
+        self.seq = seq
+        blocks = message.blocks
+        self._open = {i: blocks[i].choice for i in sorted(open_blocks) if i < len(blocks)}
+        for index, choice in self._open.items():
+            kind = blocks[index].type
+            if kind in ("text", "reasoning", "refusal"):
+                self._text_block[choice] = (kind, index)
+        self._step = max((block.step for block in blocks), default=0)
+
     def feed(self, facts: Iterable[Fact], now: float = 0.0) -> list[EncodedOp]:
         self._now = now
         text_block = self._text_block

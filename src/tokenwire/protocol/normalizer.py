@@ -79,6 +79,7 @@ class ChunkNormalizer:
         "_next_key",
         "_started",
         "_tags",
+        "content_reasoning",
         "last_skip_reason",
         "replaced",
         "saw_chunk",
@@ -98,6 +99,9 @@ class ChunkNormalizer:
         # Chunks decoded only after invalid UTF-8 or lone surrogate escapes in them were
         # replaced by U+FFFD (the message reports it: see Assembler.warning).
         self.replaced = 0
+        # Reasoning was split out of ``content`` (``<think>`` tags, harmony, thinking parts):
+        # the upstream's raw text is then not rebuildable from the blocks (tags dropped).
+        self.content_reasoning = False
 
     def passes_plain_text(self, choice: int) -> bool:
         """True if plain content (no ``<``) for ``choice`` becomes one text fact as it is."""
@@ -283,6 +287,8 @@ class ChunkNormalizer:
                 if state.harmony_key is not None:
                     facts.append(ToolCallArguments(index, state.harmony_key, piece))
             else:
+                if kind == "reasoning":
+                    self.content_reasoning = True
                 facts.append(TextFact(index, kind, piece))
 
     def _content_parts(
@@ -294,6 +300,7 @@ class ChunkNormalizer:
                 if not isinstance(thinking, str):
                     thinking = "".join(p.text or "" for p in thinking)
                 if thinking:
+                    self.content_reasoning = True
                     facts.append(TextFact(index, "reasoning", thinking))
             elif part.text:
                 self._content(index, state, part.text, facts)

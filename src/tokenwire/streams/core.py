@@ -44,6 +44,30 @@ from tokenwire.streams.writer import HubLost, State, StreamWriter
 log = logging.getLogger("tokenwire.streams")
 
 Produce = Callable[[StreamWriter], Awaitable[Any]]
+
+
+@dataclass(slots=True, frozen=True)
+class Resumed:
+    """What a continuation gets when its stream is taken over (see ``register_continuation``)."""
+
+    args: Any
+    """``resume_args`` as given to ``start`` (after a JSON round trip)."""
+    message: Message
+    """The message as of ``seq``: everything readers have seen (a copy; held text that never
+    reached the hub is not in it)."""
+    seq: int
+    """The last seq written before the takeover; the writer continues after it."""
+    epoch: int
+    """How many times this stream was taken over (1 for the first takeover)."""
+    exact: bool
+    """False when a ``pipe`` of the stream had split reasoning out of the upstream's content
+    (``<think>`` tags, harmony): the blocks' text is then not the raw text the upstream sent,
+    so an upstream cannot be asked to continue from it."""
+    lease_lost_at: float
+    """Wall-clock time (``time.time()``) the dead producer's lease ran out."""
+
+
+Continuation = Callable[[StreamWriter, Resumed], Awaitable[Any]]
 OnEnd = Callable[[StoredStream, Message], Awaitable[Any] | Any]
 
 STREAM_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}")
@@ -124,6 +148,7 @@ class Streams:
         self._tasks: set[asyncio.Task[None]] = set()
         self._settling: set[asyncio.Task[None]] = set()
         self._closing = False
+        self._continuations: dict[str, Continuation] = {}
 
     # -- lifespan --------------------------------------------------------------------------
     @property
@@ -137,6 +162,8 @@ class Streams:
             opener = getattr(self.store, "open", None)
             if opener is not None:
                 await opener()
+            if hasattr(self.hub, "on_takeover"):  # a shared hub: streams can be taken over
+                self.hub.on_takeover = self._take_over  # type: ignore[attr-defined]
             await self.hub.start()
         self._users += 1
 
@@ -186,6 +213,8 @@ class Streams:
         metadata: dict[str, Any] | None = None,
         model: str | None = None,
         coalesce_ms: float | None = None,
+        resume: str | None = None,
+        resume_args: Any = None,
     ) -> StreamHandle:
         """Run ``produce(writer)`` detached; returns at once with the new stream.
 
@@ -194,8 +223,28 @@ class Streams:
         and reported by type only); ``cancel(id)`` cancels it (``CancelledError``) and ends it
         ``cancelled``. What was written is kept in every case. Raises ``StreamExists`` when a
         caller-chosen ``stream_id`` is taken, ``NotStarted`` before ``open``.
+
+        ``resume``: the name of a continuation (``register_continuation``) that another process
+        sharing the hub runs if this process dies mid-stream, with ``resume_args`` (JSON-able,
+        kept in the hub with the stream: never put credentials in it). Without it, or with the
+        in-process hub, a stream whose process died ends ``failed`` ("producer lost").
         """
         self._check_started()
+        record: bytes | None = None
+        if resume is not None and resume not in self._continuations:
+            raise ValueError(f"no continuation registered as {resume!r}")
+        if resume is not None and self.can_resume:
+            record = msgspec.json.encode(
+                {
+                    "v": 1,
+                    "name": resume,
+                    "args": resume_args,
+                    "metadata": metadata,
+                    "model": model,
+                    "coalesce_ms": coalesce_ms,
+                    "created_at": time.time(),
+                }
+            )
         if stream_id is None:
             stream_id = "st_" + secrets.token_urlsafe(18)  # 144 random bits
         else:
@@ -206,6 +255,12 @@ class Streams:
             if await self.store.get(stream_id) is not None:
                 raise StreamExists(f"stream {stream_id!r} already exists")
         await self.hub.create(stream_id, owner=owner)
+        if record is not None:
+            try:
+                await self.hub.set_resume(stream_id, record)  # type: ignore[attr-defined]
+            except Exception as exc:  # (the stream runs; it just cannot be taken over)
+                log.warning("stream %s: could not store its resume record: %s", stream_id, exc)
+                record = None
         writer = StreamWriter(
             self,
             stream_id,
@@ -214,10 +269,63 @@ class Streams:
             model=model,
             coalesce_ms=self.coalesce_ms if coalesce_ms is None else coalesce_ms,
         )
+        writer._mark_inexact = record is not None
         # (``_run`` leaves ``_tasks`` itself: a done callback would cost memory per stream.)
         task = asyncio.create_task(self._run(writer, produce), name=f"stream-{stream_id}")
         self._tasks.add(task)
         return StreamHandle(stream_id, owner, metadata, writer.created_at, writer)
+
+    @property
+    def can_resume(self) -> bool:
+        """Whether streams can be taken over by another process (a shared hub that keeps
+        resume records: ``RedisHub``). With the in-process hub there is no other process."""
+        return hasattr(self.hub, "set_resume") and hasattr(self.hub, "on_takeover")
+
+    def register_continuation(self, name: str, fn: Continuation) -> None:
+        """Register how to continue streams started with ``start(..., resume=name)`` when
+        their process dies: ``await fn(writer, resumed)`` runs in the process that took the
+        stream over, with a writer positioned after the last seq (see docs/embedding.md,
+        "Continuing after a crash"). Every process of the deployment must register it."""
+        if not callable(fn):
+            raise TypeError("a continuation must be callable")
+        self._continuations[name] = fn
+
+    async def _take_over(self, taken: Any) -> bool:
+        """The hub's ``on_takeover``: run the stream's continuation here. False if none."""
+        if self._closing or not self._users:
+            return False
+        record = msgspec.json.decode(taken.record)
+        fn = self._continuations.get(record.get("name")) if isinstance(record, dict) else None
+        if fn is None:
+            log.warning("stream %s: no continuation registered here", taken.info.id)
+            return False
+        coalesce = record.get("coalesce_ms")
+        writer = StreamWriter(
+            self,
+            taken.info.id,
+            taken.info.owner,
+            record.get("metadata"),
+            model=record.get("model"),
+            coalesce_ms=self.coalesce_ms if coalesce is None else float(coalesce),
+        )
+        writer.created_at = float(record.get("created_at") or taken.info.created_at)
+        resumed = Resumed(
+            record.get("args"),
+            taken.message.copy(),
+            taken.info.seq,
+            taken.epoch,
+            taken.exact,
+            taken.lease_lost_at,
+        )
+        writer._resume_at(taken.message, taken.info.seq, taken.open_blocks)
+        writer._mark_inexact = taken.exact  # (it may be taken over again)
+
+        def produce(w: StreamWriter) -> Awaitable[Any]:
+            return fn(w, resumed)
+
+        task = asyncio.create_task(self._run(writer, produce), name=f"stream-{taken.info.id}")
+        self._tasks.add(task)
+        return True
 
     async def _run(self, writer: StreamWriter, produce: Produce) -> None:
         task = asyncio.current_task()

@@ -205,6 +205,11 @@ class _PipeFacts:
             return ToolCallArguments(fact.choice, key, fact.text)
         return fact
 
+    @property
+    def content_reasoning(self) -> bool:
+        """Reasoning came inside the upstream's content (see ``ChunkNormalizer``)."""
+        return getattr(self._inner, "content_reasoning", False)
+
     def rewrap(self, pipeline: Pipeline) -> None:
         """``"auto"`` detected the format and put its own normalizer in: filter that one."""
         self._inner = pipeline.normalizer
@@ -229,6 +234,7 @@ class StreamWriter:
         "_flush_task",
         "_flushing",
         "_lock",
+        "_mark_inexact",
         "_piped_in_step",
         "_pipes",
         "_state",
@@ -277,6 +283,16 @@ class StreamWriter:
         self._piped_in_step = False  # a pipe wrote into the current step
         self._usage: dict[str, Any] | None = None
         self._transient = False  # transient data was written: batches are filtered
+        # A stream that can be taken over tells the hub once its emitted text stops being the
+        # upstream's raw text (reasoning split out of content): a taker must not continue it.
+        self._mark_inexact = False
+
+    def _resume_at(self, message: Message, seq: int, open_blocks: Iterable[int]) -> None:
+        """A takeover: continue ``message`` (as of ``seq``) written by a process that died."""
+        self._asm.resume(message, seq, open_blocks)
+        self._step = max((block.step for block in message.blocks), default=0)
+        self._tool_key = sum(1 for block in message.blocks if block.type == "tool_call")
+        self._first_token_at = None  # (its first token was the dead process's)
 
     # -- state -----------------------------------------------------------------------------
     @property
@@ -464,6 +480,8 @@ class StreamWriter:
                     async with self._lock:
                         ops = pipeline.feed(chunk, time.monotonic())
                         if ops:
+                            if self._mark_inexact and facts.content_reasoning:
+                                await self._inexact()
                             await self._append(ops)
                     if self._flush_handle is None and (
                         self._flush_task is None or self._flush_task.done()
@@ -480,6 +498,8 @@ class StreamWriter:
                     async with self._lock:
                         ops = pipeline.feed(bytes(chunk), time.monotonic())
                         if ops:
+                            if self._mark_inexact and facts.content_reasoning:
+                                await self._inexact()
                             await self._append(ops)
                     if self._flush_handle is None and (
                         self._flush_task is None or self._flush_task.done()
@@ -546,6 +566,14 @@ class StreamWriter:
         return result
 
     # -- internals -------------------------------------------------------------------------
+    async def _inexact(self) -> None:
+        """Before the first op whose text is not the upstream's raw text: say so in the hub."""
+        self._mark_inexact = False
+        try:
+            await self._streams.hub.mark_inexact(self.stream_id)  # type: ignore[attr-defined]
+        except HubUnavailable as exc:  # (the append that follows meets the outage too)
+            log.warning("stream %s: could not mark it inexact: %s", self.stream_id, exc)
+
     def _check_open(self) -> None:
         if self._state is State.ENDED:
             raise StreamEnded(f"stream {self.stream_id!r} has ended: nothing more can be written")

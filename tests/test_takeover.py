@@ -1,0 +1,319 @@
+"""Takeover: a stream whose producing process died is continued by another process.
+
+In-process tests run two ``Streams`` on two ``RedisHub`` instances (one real, throwaway Redis),
+one of which stops renewing its leases (its process "died"). The end-to-end test runs
+``bench.takeover``: 3 ``tokenwire serve`` processes, the ``tokenwire mock`` upstream, kill -9
+of the producing process at random points (``TOKENWIRE_TAKEOVER_TRIALS``, default 20; the
+full run is 100).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import statistics
+
+import msgspec
+import pytest
+
+from bench import takeover as bench_takeover
+from tokenwire import Streams, StreamWriter
+from tokenwire.errors import HubUnavailable
+from tokenwire.gateway.producer import partial_message
+from tokenwire.hub.redis import RedisHub
+from tokenwire.protocol import Block
+from tokenwire.streams import Resumed
+
+pytestmark = pytest.mark.timeout(120)
+
+LEASE_S = 0.6
+
+
+def _hub(url: str, prefix: str) -> RedisHub:
+    return RedisHub(
+        url, key_prefix=prefix, lease_ttl_s=LEASE_S, watchdog_interval_s=0.1, block_s=1.0
+    )
+
+
+async def _die(streams: Streams) -> None:
+    """The process stops renewing leases and watching (as if frozen or killed)."""
+    hub = streams.hub
+    assert isinstance(hub, RedisHub)
+    for task in hub._tasks:
+        task.cancel()
+    await asyncio.gather(*hub._tasks, return_exceptions=True)
+    hub._tasks = []
+
+
+async def _wait_status(streams: Streams, stream_id: str, timeout: float = 10) -> str:
+    async with asyncio.timeout(timeout):
+        while True:
+            info = await streams.hub.info(stream_id)
+            if info is not None and info.status != "in_progress":
+                return info.status
+            await asyncio.sleep(0.05)
+
+
+TEXT = "Grüße aus Malmö ☁️ — the end."
+
+
+async def _continue_text(w: StreamWriter, resumed: Resumed) -> None:
+    """A host continuation: writes what the message lacks of ``args['text']``."""
+    done = "".join(b.text for b in resumed.message.blocks if b.type == "text")
+    full = resumed.args["text"]
+    assert full.startswith(done)
+    for char in full[len(done) :]:
+        await w.text(char)
+
+
+async def test_host_continuation_takes_over_and_fences_the_old_producer(redis_server) -> None:
+    prefix = "tk" + secrets.token_hex(4)
+    a = Streams(_hub(redis_server.url, prefix), coalesce_ms=0)
+    b = Streams(_hub(redis_server.url, prefix), coalesce_ms=0)
+    for streams in (a, b):
+        streams.register_continuation("text", _continue_text)
+    release = asyncio.Event()
+    outcome: list[BaseException | None] = []
+
+    async def produce(w: StreamWriter) -> None:
+        await w.text(TEXT[:9])  # cut inside "Malmö"'s word, before its multi-byte "ö"
+        await release.wait()
+        try:
+            await w.text("ZOMBIE")
+            outcome.append(None)
+        except BaseException as exc:
+            outcome.append(exc)
+            raise
+
+    async with a, b:
+        handle = await a.start(produce, resume="text", resume_args={"text": TEXT})
+        async with asyncio.timeout(5):
+            while a.hub._owned.get(handle.id) is None or handle.writer.seq < 3:  # type: ignore[attr-defined]
+                await asyncio.sleep(0.01)
+        await _die(a)
+        assert await _wait_status(b, handle.id) == "completed"
+        info, message = await b.hub.message(handle.id)  # type: ignore[misc]
+        assert message.blocks[0].text == TEXT
+        seq = info.seq
+        # The old producer wakes up: its append is refused (fenced), nothing changes.
+        release.set()
+        async with asyncio.timeout(5):
+            while not outcome:
+                await asyncio.sleep(0.01)
+        assert outcome[0] is not None
+        info2, message2 = await b.hub.message(handle.id)  # type: ignore[misc]
+        assert (info2.seq, info2.status) == (seq, "completed")
+        assert message2.blocks[0].text == TEXT
+        # Every op once, in order: the log replays to the same message.
+        cursor = await b.hub.subscribe(handle.id, 0)
+        seqs = []
+        while not cursor.done:
+            seqs += [op.seq for op in await cursor.read(1)]
+        assert seqs == list(range(1, seq + 1))
+
+
+async def test_without_a_registered_continuation_the_stream_fails_as_before(redis_server) -> None:
+    prefix = "tk" + secrets.token_hex(4)
+    a = Streams(_hub(redis_server.url, prefix), coalesce_ms=0)
+    b = Streams(_hub(redis_server.url, prefix), coalesce_ms=0)  # registers nothing
+    a.register_continuation("text", _continue_text)
+    hold = asyncio.Event()
+
+    async def produce(w: StreamWriter) -> None:
+        await w.text("partial")
+        await hold.wait()
+
+    async with a, b:
+        handle = await a.start(produce, resume="text", resume_args={"text": TEXT})
+        await asyncio.sleep(0.1)
+        await _die(a)
+        assert await _wait_status(b, handle.id) == "failed"
+        _, message = await b.hub.message(handle.id)  # type: ignore[misc]
+        assert message.blocks[0].text == "partial"
+        assert message.error is not None and message.error["type"] == "producer_lost"
+        hold.set()
+
+
+async def test_exactly_one_process_takes_over(redis_server) -> None:
+    prefix = "tk" + secrets.token_hex(4)
+    owner = _hub(redis_server.url, prefix)
+    watchers = [_hub(redis_server.url, prefix) for _ in range(6)]
+    await owner.start()
+    won: list[str] = []
+    try:
+        await owner.create("st_race", owner=None)
+        await owner.set_resume("st_race", b'{"v":1,"name":"x","args":null}')
+        for hub in watchers:
+            await hub.start()
+            for task in hub._tasks:  # (only the explicit calls below)
+                task.cancel()
+
+            async def taken(t, hub=hub) -> bool:  # type: ignore[no-untyped-def]
+                won.append(hub.producer_id)
+                return True
+
+            hub.on_takeover = taken
+        for task in owner._tasks:
+            task.cancel()
+        await owner.r.delete(owner.keys.lease("st_race"))
+        results = await asyncio.gather(*(h.take_over("st_race") for h in watchers))
+        assert results.count(True) == 1 and len(won) == 1
+        assert results.count(None) == len(watchers) - 1  # (the lease is the winner's now)
+        # The original producer is fenced: its append is refused.
+        from tokenwire.protocol import MessageStart, encode
+
+        with pytest.raises(Exception) as refused:
+            await owner.append("st_race", [encode(MessageStart(1, "st_race", None))])
+        assert "taken over" in str(refused.value)
+    finally:
+        for hub in [owner, *watchers]:
+            try:
+                await hub.close()
+            except HubUnavailable:
+                pass
+
+
+async def test_memory_hub_has_no_takeover() -> None:
+    streams = Streams(coalesce_ms=0)
+    streams.register_continuation("text", _continue_text)
+    async with streams:
+        assert not streams.can_resume
+        assert not hasattr(streams.hub, "on_takeover")
+        handle = await streams.start(
+            lambda w: w.text("hi"), resume="text", resume_args={"text": "hi"}
+        )
+        assert await streams.wait(handle.id, 5) == "completed"
+        with pytest.raises(ValueError, match="no continuation"):
+            await streams.start(lambda w: w.text("x"), resume="unknown")
+
+
+def test_partial_message_is_exactly_the_emitted_text() -> None:
+    blocks = [
+        Block("reasoning", text="Let me th"),
+        Block("text", text="Grü"),
+        Block("source", attrs={"url": "https://x", "title": None}),
+        Block("text", text="ße"),
+    ]
+    assert partial_message(blocks) == {
+        "role": "assistant",
+        "content": "Grüße",
+        "reasoning_content": "Let me th",
+    }
+    assert partial_message([Block("tool_call", attrs={"id": "c", "name": "f"})]) is None
+    assert partial_message([Block("reasoning", attrs={"signature": "s"}, text="x")]) is None
+    assert partial_message([Block("text", text="a"), Block("reasoning", text="b")]) is None
+
+
+async def test_kill_9_of_the_producing_gateway_process(redis_server) -> None:
+    """3 gateway processes; kill -9 the producer at random points; see bench/takeover.py."""
+    trials = int(os.environ.get("TOKENWIRE_TAKEOVER_TRIALS", "20"))
+    report = await bench_takeover.run(redis_server.url, trials=trials, concurrency=10, seed=3)
+    print("\n" + report.summary())
+    assert not report.problems, "\n".join(report.problems[:5]) + "\n" + report.logs
+    assert sum(o.cut_in != "ended" for o in report.outcomes) >= trials
+    times = report.takeovers
+    assert times, "no stream was in progress at a kill"
+    # Slack: the mock's 150 ms TTFT, the requests, and a loaded machine (the replacement
+    # process boots while the survivors take over, on shared cores).
+    bound = bench_takeover.LEASE_S + bench_takeover.WATCHDOG_S + 1.5
+    print(
+        f"takeover: min {min(times):.3f} s, median {statistics.median(times):.3f} s, "
+        f"max {max(times):.3f} s (bound {bound:.2f} s)"
+    )
+    assert max(times) <= bound
+
+
+async def test_think_tag_reasoning_is_not_continued_but_regenerated(redis_server, caplog) -> None:
+    """With ``<think>`` tags the raw content is not rebuildable from the blocks (tags and the
+    whitespace after them are dropped): the producer marks the stream inexact, and the taker
+    supersedes the step even with ``continuation = vllm``; the final message is the
+    uninterrupted answer."""
+    from conftest import serve_asgi
+
+    from tokenwire.gateway import Settings
+    from tokenwire.gateway.producer import RESUME, Generation, resume_args
+    from tokenwire.gateway.service import Gateway
+    from tokenwire.mock import create_mock_app
+    from tokenwire.protocol import Message, apply_op
+
+    prefix = "tk" + secrets.token_hex(4)
+    body = {
+        "model": "mock-reasoning",
+        "messages": [{"role": "user", "content": "hi"}],
+        "max_tokens": 60,
+        "stream": True,
+        "mock": {"tps": 40},
+    }
+    with serve_asgi(create_mock_app(reasoning_style="think-tags")) as mock_url:
+        gateways = []
+        for _ in range(2):
+            settings = Settings(
+                upstream=f"{mock_url}/v1", continuation="vllm", coalesce_ms=0, redis_url="x"
+            )
+            gw = Gateway(settings, _hub(redis_server.url, prefix))
+            await gw.startup()
+            gateways.append(gw)
+        a, b = gateways
+        try:
+
+            async def start(gw: Gateway, data: dict) -> str:
+                raw = msgspec.json.encode(data)
+                path, headers, fmt = gw.stream_request
+                assert gw.upstream is not None
+                handle = await gw.streams.start(
+                    Generation(gw.upstream, raw, fmt, path=path, headers=headers),
+                    resume=RESUME,
+                    resume_args=resume_args(raw, "chat", True),
+                    coalesce_ms=0,
+                )
+                return handle.id
+
+            reference = await start(b, {**body, "mock": {"tps": 0}})
+            assert await _wait_status(b.streams, reference) == "completed"
+            _, want = await b.hub.message(reference)  # type: ignore[misc]
+
+            stream_id = await start(a, body)
+            async with asyncio.timeout(5):  # some reasoning out, from inside <think>
+                while (info := await b.hub.info(stream_id)) is None or info.seq < 6:
+                    await asyncio.sleep(0.02)
+            await _die(a.streams)
+            assert await _wait_status(b.streams, stream_id, 15) == "completed"
+            cursor = await b.hub.subscribe(stream_id, 0)
+            ops = []
+            while not cursor.done:
+                ops += await cursor.read(1)
+            assert [op.seq for op in ops] == list(range(1, len(ops) + 1))
+            assert any(op.type == "step.reset" for op in ops)
+            got = Message.empty()
+            for op in ops:
+                apply_op(got, op.op)
+            assert [blk.to_dict() for blk in got.blocks] == [blk.to_dict() for blk in want.blocks]
+            assert got.blocks[0].type == "reasoning" and got.finish_reason == want.finish_reason
+            # Superseded without asking the upstream to continue (which could not be exact).
+            assert not [r for r in caplog.records if "did not continue" in r.getMessage()]
+        finally:
+            for gw in gateways:
+                await gw.shutdown()
+
+
+async def test_a_live_producer_keeps_its_stream_and_a_fenced_one_stops_renewing(
+    redis_server,
+) -> None:
+    prefix = "tk" + secrets.token_hex(4)
+    hub = RedisHub(redis_server.url, key_prefix=prefix, lease_ttl_s=0.3, watchdog_interval_s=0.05)
+    await hub.start()
+    try:
+        await hub.create("st_live", owner=None)
+        await hub.set_resume("st_live", b'{"v":1,"name":"x","args":null}')
+        await asyncio.sleep(1.0)  # > 3 leases: renewed (epoch-checked) all along
+        assert await hub.r.pttl(hub.keys.lease("st_live")) > 0
+        assert "st_live" in hub._leased
+        # Another process takes it over (bumps the epoch): our renewals no longer hold it.
+        await hub.r.hincrby(hub.keys.meta("st_live"), "epoch", 1)
+        await hub.r.set(hub.keys.lease("st_live"), "other", px=300)
+        await asyncio.sleep(0.6)
+        assert await hub.r.get(hub.keys.lease("st_live")) is None
+        assert "st_live" not in hub._leased  # (so close() leaves the taker's lease alone)
+    finally:
+        await hub.close()
