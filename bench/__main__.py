@@ -381,6 +381,11 @@ def main(argv: list[str] | None = None) -> int:
         "--skip-takeover", action="store_true", help="skip bench.takeover (needs redis-server)"
     )
     parser.add_argument(
+        "--skip-cluster",
+        action="store_true",
+        help="skip bench.cluster (Redis commands per op: a 3-master cluster vs one Redis)",
+    )
+    parser.add_argument(
         "--publish",
         action="store_true",
         help=f"update the published results in {RESULTS.relative_to(procs.ROOT)}",
@@ -418,6 +423,12 @@ def main(argv: list[str] | None = None) -> int:
             .get("summary", result["takeover"].get("unavailable", ""))
             .replace("\n", "\n     ")
         )
+    if not args.skip_cluster:
+        from bench import cluster
+
+        progress("cluster: Redis commands per op, 3-master cluster vs one Redis (bench.cluster)")
+        result["cluster"] = cluster.run()
+        progress("  -> " + result["cluster"].get("summary", result["cluster"].get("unavailable")))
     from bench import catchup  # (pure CPU: about a second)
 
     progress("catch-up: resuming a 10,000-token answer per view (bench.catchup)")

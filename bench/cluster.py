@@ -247,6 +247,18 @@ def measure(
     )
 
 
+def run() -> dict:
+    """For ``python -m bench``: both backends at the default size, as a JSON-able summary."""
+    if shutil.which("redis-server") is None or shutil.which("redis-cli") is None:
+        return {"unavailable": "redis-server / redis-cli are not installed"}
+    rows = [asdict(measure(backend)) for backend in ("single", "cluster")]
+    single, cluster = (r["calls_per_op"] for r in rows)
+    return {
+        "rows": rows,
+        "summary": f"{single} Redis commands per op on one Redis, {cluster} on the cluster",
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--streams", type=int, default=8)

@@ -374,6 +374,33 @@ def markdown(result: dict[str, Any], charts: list[str]) -> str:
                 f"{r['whole_buffer_bytes']:,} / {r['whole_buffer_frames']} |"
             )
         lines.append("")
+    takeover = result.get("takeover")
+    if takeover and "takeover_s" in takeover:
+        t = takeover["takeover_s"]
+        lines += [
+            "## Takeover (bench.takeover): kill -9 of the producing gateway process",
+            "",
+            f"{takeover['cut_streams']} streams cut (lease {takeover['lease_s']} s, watchdog "
+            f"{takeover['watchdog_s']} s): takeover after min {t['min']} s, median "
+            f"{t['median']} s, max {t['max']} s (n={t['n']}); problems: "
+            f"{len(takeover['problems'])}.",
+            "",
+        ]
+    clus = result.get("cluster")
+    if clus and "rows" in clus:
+        lines += [
+            "## Redis commands per op (bench.cluster): 3-master cluster vs one Redis",
+            "",
+            "| backend | masters | ops | readers | commands per op | top commands per op |",
+            "| --- | ---: | ---: | ---: | ---: | --- |",
+        ]
+        for r in clus["rows"]:
+            top = ", ".join(f"{k} {v}" for k, v in list(r["per_command_per_op"].items())[:5])
+            lines.append(
+                f"| {r['backend']} | {r['masters']} | {r['ops']:,} | {r['readers']} | "
+                f"{r['calls_per_op']} | {top} |"
+            )
+        lines.append("")
     prod = result.get("producer")
     if prod:
         e2e, fr = prod["end_to_end"], prod["framing"]
