@@ -7,6 +7,7 @@ spans. Their per-token text case stays inline in each ``feed_data`` (the hot pat
 
 from __future__ import annotations
 
+import abc
 from typing import Any
 
 import msgspec
@@ -20,7 +21,7 @@ DECODE_ERRORS = (msgspec.DecodeError, msgspec.ValidationError, RecursionError)
 ABSENT = msgspec.Raw(b"")  # (msgspec.Raw cannot be in a union with None)
 
 
-class EventNormalizer:
+class EventNormalizer(abc.ABC):
     """The base of ``ResponsesNormalizer`` and ``AnthropicNormalizer``. Subclasses implement
     ``feed_data`` (calling ``_skip`` / ``_structural``), ``_event`` and ``_model``."""
 
@@ -42,8 +43,9 @@ class EventNormalizer:
     def feed_event(self, event: SSEEvent) -> list[Fact]:
         return self.feed_data(event.raw)
 
+    @abc.abstractmethod
     def feed_data(self, data: bytes | str) -> list[Fact]:
-        raise NotImplementedError
+        """One event's JSON (the per-token path lives here, in each API's own normalizer)."""
 
     def _skip(self, reason: str) -> list[Fact]:
         """Count an event (or a block inside one) that could not be used."""
@@ -65,9 +67,10 @@ class EventNormalizer:
             self._skip(str(exc))
         return facts
 
+    @abc.abstractmethod
     def _model(self, event: Any) -> str | None:
         """The model named by the stream's first event."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def _event(self, event: Any, facts: list[Fact]) -> None:
-        raise NotImplementedError
+        """Turn one structural event into facts."""
