@@ -10,6 +10,7 @@ full run is 100).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import secrets
 import statistics
@@ -317,3 +318,59 @@ async def test_a_live_producer_keeps_its_stream_and_a_fenced_one_stops_renewing(
         assert "st_live" not in hub._leased  # (so close() leaves the taker's lease alone)
     finally:
         await hub.close()
+
+
+@pytest.mark.parametrize("learns", ["append", "renewal"])
+async def test_a_fenced_producer_cannot_end_the_stream_it_lost(redis_server, learns) -> None:
+    """A producer frozen past its lease (not dead: a stall under load) wakes up after another
+    process took its stream over. It learns that from its refused append or its refused lease
+    renewal; the failed end it then writes fits the log (the taker has not written yet) and
+    reloads the stream's state, yet must still be fenced: only the taker ends the stream."""
+    from tokenwire.errors import StreamEnded
+    from tokenwire.protocol import BlockStart, MessageEnd, MessageStart, encode
+
+    prefix = "tk" + secrets.token_hex(4)
+    owner, taker = _hub(redis_server.url, prefix), _hub(redis_server.url, prefix)
+    await owner.start()
+    await taker.start()
+    stopped = [taker] if learns == "renewal" else [owner, taker]
+    for hub in stopped:  # (only the explicit calls below)
+        for task in hub._tasks:
+            task.cancel()
+
+    async def taken(t) -> bool:  # type: ignore[no-untyped-def]
+        return True  # (the taker's producer has not written anything yet)
+
+    taker.on_takeover = taken
+    sid = "st_fenced"
+    try:
+        await owner.create(sid, owner=None)
+        await owner.set_resume(sid, b'{"v":1,"name":"x","args":null}')
+        await owner.append(sid, [encode(MessageStart(1, sid, None))])
+        if learns == "append":
+            await owner.r.delete(owner.keys.lease(sid))
+            assert await taker.take_over(sid) is True
+            with pytest.raises(StreamEnded, match="taken over"):
+                await owner.append(sid, [encode(BlockStart(2, 0, {"type": "text"}))])
+        else:  # the takeover as the TAKEOVER script does it, past the frozen renewer
+            await owner.r.hincrby(owner.keys.meta(sid), "epoch", 1)
+            await owner.r.set(owner.keys.lease(sid), "other", px=int(LEASE_S * 1000))
+            async with asyncio.timeout(5):
+                while sid in owner._leased:
+                    await asyncio.sleep(0.05)
+        failed = MessageEnd(2, "failed", None, None, {"message": "lost the hub"})
+        with pytest.raises(StreamEnded):
+            await owner.append(sid, [encode(failed)])
+        info = await taker.info(sid)
+        assert info is not None and (info.status, info.seq) == ("in_progress", 1)
+        await owner.release(sid)  # (what the fenced writer does last: leaves the taker alone)
+        assert await owner.r.exists(owner.keys.lease(sid))
+        if learns == "append":
+            await taker.append(sid, [encode(MessageEnd(2, "completed", "stop", None, None))])
+            info = await taker.info(sid)
+            assert info is not None and (info.status, info.seq) == ("completed", 2)
+        assert sid not in owner._epochs  # (forgotten once its writer let go)
+    finally:
+        for hub in (owner, taker):
+            with contextlib.suppress(HubUnavailable):
+                await hub.close()

@@ -222,6 +222,8 @@ class RedisHub(Hub):
         self._leased: set[str] = set()  # streams whose lease this process renews
         # Producer epoch of each stream produced here ("0" when created here): appends carry
         # it, and APPEND refuses them once another process took the stream over (fencing).
+        # Kept once fenced, until the stream's writer lets go (``release``): every later append
+        # of that writer, even one that reloads the state, is refused as well.
         self._epochs: dict[str, str] = {}
         # Set by ``Streams``: continues a stream whose producer died (None: no takeover, the
         # watchdog ends such streams ``failed``). Returns False when it cannot.
@@ -355,6 +357,9 @@ class RedisHub(Hub):
 
     async def release(self, stream_id: str) -> None:
         self._owned.pop(stream_id, None)
+        # The writer is done with the stream: its epoch (kept after a fencing, see ``append``)
+        # is not needed any more.
+        self._epochs.pop(stream_id, None)
         if stream_id not in self._leased:
             return
         self._leased.discard(stream_id)
@@ -489,8 +494,10 @@ class RedisHub(Hub):
                 self._leased.add(stream_id)  # (already there unless we loaded the state)
             return
         if code == 3:  # another process took it over: this producer is fenced off
+            # The epoch stays (until ``release``): the failed end the writer writes next
+            # reloads the state and, were it sent without the epoch, APPEND would not check
+            # it, so it could end the taker's stream (its seq fits until the taker writes).
             self._leased.discard(stream_id)
-            self._epochs.pop(stream_id, None)
             raise StreamEnded(f"stream {stream_id!r} was taken over by another process")
         if code == -1:
             self._leased.discard(stream_id)
@@ -935,9 +942,9 @@ class RedisHub(Hub):
                 for stream_id, ok in zip(ids, renewed, strict=False):
                     if not ok and stream_id in self._epochs:
                         # Taken over elsewhere while we stalled: not ours any more (and not
-                        # for ``close`` to drop the taker's lease).
+                        # for ``close`` to drop the taker's lease). The epoch stays, so the
+                        # writer's next append is refused (fenced) too; see ``append``.
                         self._leased.discard(stream_id)
-                        self._epochs.pop(stream_id, None)
                         self._owned.pop(stream_id, None)
                 if refresh:
                     refreshed = time.monotonic()
