@@ -37,6 +37,8 @@ from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.crc import key_slot
 from redis.exceptions import MaxConnectionsError
 
+from tokenwire.hub.redis_scripts import StreamKeys
+
 __all__ = [
     "ClusterKeys",
     "cancel_messages",
@@ -52,36 +54,19 @@ __all__ = [
 DEFAULT_SHARDS = 16
 
 
-class ClusterKeys:
-    """Key names under one prefix, for a Redis Cluster (see the module docstring)."""
+class ClusterKeys(StreamKeys):
+    """Key names under one prefix, for a Redis Cluster (see the module docstring): the
+    per-stream keys of ``StreamKeys``, plus sharded globals."""
 
-    __slots__ = ("prefix", "shards")
+    __slots__ = ("shards",)
 
     def __init__(self, prefix: str, shards: int = DEFAULT_SHARDS) -> None:
         if not 1 <= shards <= 1024:
             raise ValueError(f"shards must be in 1..1024, got {shards}")
         if "{" in prefix or "}" in prefix:
             raise ValueError("the key prefix must not contain braces (they mark hash tags)")
-        self.prefix = prefix
+        super().__init__(prefix)
         self.shards = shards
-
-    # -- per stream (identical to redis_scripts.Keys) -----------------------------------
-    def meta(self, stream_id: str) -> str:
-        return f"{self.prefix}:{{{stream_id}}}:meta"
-
-    def log(self, stream_id: str) -> str:
-        return f"{self.prefix}:{{{stream_id}}}:log"
-
-    def lease(self, stream_id: str) -> str:
-        return f"{self.prefix}:{{{stream_id}}}:lease"
-
-    def transient(self, stream_id: str) -> str:
-        """Capped stream of recent transient ops (v1.1), in the stream's slot."""
-        return f"{self.prefix}:{{{stream_id}}}:transient"
-
-    def stream(self, stream_id: str) -> list[str]:
-        """The keys ``APPEND`` works on, in its order."""
-        return [self.meta(stream_id), self.log(stream_id), self.lease(stream_id)]
 
     # -- sharded globals ----------------------------------------------------------------
     def shard_of(self, stream_id: str) -> int:

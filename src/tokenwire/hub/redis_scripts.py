@@ -8,15 +8,14 @@ keys (the lease index and the cancel channel) are only ever used on their own.
 from __future__ import annotations
 
 
-class Keys:
-    """Key names under one prefix."""
+class StreamKeys:
+    """One stream's key names under a prefix: all in the stream's hash slot (``{id}``), so the
+    scripts run on a single Redis and on a cluster alike. The layouts below add the globals."""
 
-    __slots__ = ("active", "cancel_channel", "prefix")
+    __slots__ = ("prefix",)
 
     def __init__(self, prefix: str) -> None:
         self.prefix = prefix
-        self.active = f"{prefix}:active"  # zset: in-progress stream id -> lease deadline (ms)
-        self.cancel_channel = f"{prefix}:cancel"  # pub/sub: stream ids whose cancel was asked
 
     def meta(self, stream_id: str) -> str:
         return f"{self.prefix}:{{{stream_id}}}:meta"
@@ -34,6 +33,17 @@ class Keys:
     def stream(self, stream_id: str) -> list[str]:
         """The keys ``APPEND`` works on, in its order."""
         return [self.meta(stream_id), self.log(stream_id), self.lease(stream_id)]
+
+
+class Keys(StreamKeys):
+    """Key names under one prefix, for a single Redis."""
+
+    __slots__ = ("active", "cancel_channel")
+
+    def __init__(self, prefix: str) -> None:
+        super().__init__(prefix)
+        self.active = f"{prefix}:active"  # zset: in-progress stream id -> lease deadline (ms)
+        self.cancel_channel = f"{prefix}:cancel"  # pub/sub: stream ids whose cancel was asked
 
 
 def entry_id(seq: int) -> str:

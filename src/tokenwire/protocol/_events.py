@@ -27,6 +27,8 @@ class EventNormalizer(abc.ABC):
 
     __slots__ = ("_pos", "last_skip_reason", "saw_chunk", "saw_done", "skipped")
 
+    replaced = 0  # chunks repaired (invalid UTF-8): only the chat normalizer repairs
+
     def __init__(self) -> None:
         self._pos = TextPosition()
         self.saw_chunk = False

@@ -117,7 +117,7 @@ class AutoNormalizer:
     def replaced(self) -> int:
         """The detected normalizer's count of chunks repaired (invalid UTF-8), so the read that
         detects the format still reports its repairs."""
-        return getattr(self._target, "replaced", 0)
+        return self._target.replaced if self._target is not None else 0
 
     def passes_plain_text(self, choice: int) -> bool:
         return False

@@ -152,7 +152,7 @@ class Pipeline:
 
     def _events(self, events: list, now: float) -> list[EncodedOp]:
         normalizer = self.normalizer
-        replaced = getattr(normalizer, "replaced", 0)  # (only the chat normalizer repairs)
+        replaced = normalizer.replaced
         normalize = normalizer.feed_event
         if len(events) == 1:
             facts = normalize(events[0])
@@ -160,7 +160,7 @@ class Pipeline:
             facts = []
             for event in events:
                 facts.extend(normalize(event))
-        now_replaced = getattr(normalizer, "replaced", 0)
+        now_replaced = normalizer.replaced
         if now_replaced != replaced:
             self.assembler.warning = {
                 "message": f"{now_replaced} upstream chunk(s) held invalid UTF-8; "
