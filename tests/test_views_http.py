@@ -333,10 +333,80 @@ def test_resuming_a_10000_token_answer_is_compacted(http: httpx.Client) -> None:
     snap = _wait_done(http, stream_id)
     assert snap["seq"] > 10_000
     message = len(msgspec.json.encode(snap["message"]))
-    for fmt in ("aisdk", "openai", "responses", "ops"):
-        body = http.get(f"/v1/streams/{stream_id}/events", params={"format": fmt}).content
+    for fmt in ("aisdk", "openai", "responses", "ops", None):  # (None: plain /events)
+        params = {"format": fmt} if fmt else {}
+        body = http.get(f"/v1/streams/{stream_id}/events", params=params).content
         frames = SSEDecoder().feed(body)
         assert len(frames) <= 20, fmt
         assert max(len(e.data) for e in frames) <= 64 * 1024, fmt
         if fmt != "responses":
             assert len(body) <= 1.2 * message, (fmt, len(body), message)
+
+
+def test_plain_op_stream_far_behind_gets_a_snapshot(gateway: str, http: httpx.Client) -> None:
+    """``/events`` without ``format`` is the ops view too: a reader more than
+    ``catchup_threshold`` ops behind gets one snapshot op, then the live ops after it, on SSE
+    and WebSocket; ``?catchup=exact`` replays every op; the Python client reads either."""
+    from websockets.sync.client import connect
+
+    from tokenwire.protocol import Message, apply_op, decode_op
+
+    stream_id = _create(http, max_tokens=2_000)
+    snap = _wait_done(http, stream_id)
+    message = len(msgspec.json.encode(snap["message"]))
+    url = f"/v1/streams/{stream_id}/events"
+    body = http.get(url).content
+    events = SSEDecoder().feed(body)
+    assert len(events) == 1 and int(events[0].id) == snap["seq"]
+    assert msgspec.json.decode(events[0].data)["message"] == snap["message"]
+    assert len(body) <= 1.2 * message
+    # Within the threshold: the exact ops, as always.
+    near = SSEDecoder().feed(http.get(url, headers={"Last-Event-ID": str(snap["seq"] - 5)}).content)
+    assert [int(e.id) for e in near] == list(range(snap["seq"] - 4, snap["seq"] + 1))
+    # catchup=exact: every op of the log, and the same message from them.
+    exact = SSEDecoder().feed(http.get(url, params={"catchup": "exact"}).content)
+    assert [int(e.id) for e in exact] == list(range(1, snap["seq"] + 1))
+    rebuilt = Message.empty()
+    for event in exact:
+        apply_op(rebuilt, decode_op(event.raw))
+    assert rebuilt.to_dict() == snap["message"]
+    bad = http.get(url, params={"catchup": "all"})
+    assert bad.status_code == 400 and bad.json()["error"]["code"] == "invalid_catchup"
+    # WebSocket: the same rule (one text frame per op, the snapshot first).
+    ws_url = gateway.replace("http://", "ws://") + f"/v1/streams/{stream_id}/ws?after=0"
+    with connect(ws_url) as ws:
+        first = msgspec.json.decode(ws.recv(timeout=5))
+    assert first["type"] == "snapshot" and first["seq"] == snap["seq"]
+    # The Python client: a snapshot of an ended stream ends the follow (no extra request).
+    with Client(gateway) as client:
+        compact = list(client.stream(stream_id))
+        every = list(client.stream(stream_id, catchup="exact"))
+    assert [type(op).__name__ for op in compact] == ["Snapshot"]
+    assert len(every) == snap["seq"]
+    with pytest.raises(ValueError):
+        Client(gateway).stream(stream_id, catchup="all")
+
+
+def test_plain_op_stream_late_join_then_live(http: httpx.Client) -> None:
+    """A reader joining a running stream far behind gets the snapshot, then every live op
+    after it, ending with ``message.end`` (nothing lost, nothing repeated)."""
+    from tokenwire.protocol import Message, apply_op, decode_op
+
+    stream_id = _create(http, max_tokens=400, mock={"tps": 400})
+    for _ in range(200):
+        if http.get(f"/v1/streams/{stream_id}").json()["seq"] > 40:
+            break
+        import time
+
+        time.sleep(0.01)
+    with http.stream("GET", f"/v1/streams/{stream_id}/events") as response:
+        events = SSEDecoder().feed(b"".join(response.iter_raw()))
+    first = msgspec.json.decode(events[0].data)
+    assert first["type"] == "snapshot"
+    seqs = [int(e.id) for e in events]
+    assert seqs == list(range(seqs[0], seqs[0] + len(seqs)))
+    assert msgspec.json.decode(events[-1].data)["type"] == "message.end"
+    message = Message.empty()
+    for event in events:
+        apply_op(message, decode_op(event.raw))
+    assert message.to_dict() == http.get(f"/v1/streams/{stream_id}").json()["message"]

@@ -475,7 +475,7 @@ const CASES = {
     await waitStatus(watcher, "completed");
     const server = await serverMessage(id);
     const message = JSON.parse(server.json);
-    const ops = await (await fetch(`${BASE}/v1/streams/${id}/events`, { headers: { "Last-Event-ID": "0" } })).text();
+    const ops = await (await fetch(`${BASE}/v1/streams/${id}/events?catchup=exact`, { headers: { "Last-Event-ID": "0" } })).text();
     assert.match(ops, /"type":"step\.reset","seq":\d+,"step":1/, "the first attempt was superseded");
     assert.doesNotMatch(ops, /"type":"transient"/, "a replay holds no transient data");
     for (const p of [page, watcher]) {

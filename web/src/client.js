@@ -74,13 +74,16 @@ function authHeaders(auth, headers = {}) {
  * sends the key as a header and resumes by itself.
  * @param {string} base
  * @param {string} id
- * @param {{after?: number, apiKey?: string | null, token?: string | null}} [options]
+ * `catchup: "exact"` asks for every op however far behind (the default, "compact", gives a reader
+ * far behind one `snapshot` op for what it missed).
+ * @param {{after?: number, apiKey?: string | null, token?: string | null, catchup?: "compact" | "exact"}} [options]
  */
 export function eventsUrl(base, id, options = {}) {
   return url(base, `/v1/streams/${encodeURIComponent(id)}/events`, {
     after: options.after || null,
     api_key: options.apiKey,
     token: options.token,
+    catchup: options.catchup === "exact" ? "exact" : null,
   });
 }
 
@@ -208,6 +211,7 @@ export class Cursor {
 /**
  * @typedef {Auth & {
  *   after?: number,
+ *   catchup?: "compact" | "exact",
  *   message?: Message,
  *   onOp?: (op: Op, message: Message) => void,
  *   onTransient?: (op: Op, message: Message) => void,
@@ -343,6 +347,7 @@ export class Subscription {
       url(this.base, `/v1/streams/${encodeURIComponent(this.id)}/events`, {
         after: after > 0 ? after : null,
         token,
+        catchup: this.options.catchup === "exact" ? "exact" : null,
       }),
       { headers, signal, cache: "no-store" },
     );

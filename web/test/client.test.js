@@ -3,7 +3,7 @@
 import assert from "node:assert/strict";
 import { createServer } from "node:http";
 import { test } from "node:test";
-import { Cursor, GatewayError, cancelStream, createStream, subscribe } from "../src/client.js";
+import { Cursor, GatewayError, cancelStream, createStream, eventsUrl, subscribe } from "../src/client.js";
 import { applyOps } from "../src/model.js";
 
 function makeOps(n) {
@@ -57,7 +57,11 @@ async function withServer(ops, plan, fn) {
       return;
     }
     const after = Number(url.searchParams.get("after") ?? req.headers["last-event-id"] ?? 0);
-    requests.push({ after, lastEventId: req.headers["last-event-id"] ?? null });
+    requests.push({
+      after,
+      lastEventId: req.headers["last-event-id"] ?? null,
+      catchup: url.searchParams.get("catchup"),
+    });
     const step = plan(requests.length, after);
     if (step.status) {
       res.writeHead(step.status);
@@ -217,5 +221,23 @@ test("a 204 answer (nothing more will come) ends the subscription instead of ret
     await sub.done;
     assert.equal(sub.state, "done");
     assert.equal(sub.seq, ops.length - 1);
+  });
+});
+
+test("catchup: 'exact' asks every connection for the uncompacted log; the default asks nothing", async () => {
+  assert.equal(eventsUrl("http://h", "st_t", { after: 3, catchup: "exact" }), "http://h/v1/streams/st_t/events?after=3&catchup=exact");
+  assert.equal(eventsUrl("http://h", "st_t", { catchup: "compact" }), "http://h/v1/streams/st_t/events");
+  const ops = makeOps(6);
+  let n = 0;
+  await withServer(ops, () => (++n === 1 ? { count: 3, destroy: true } : {}), async (base, requests) => {
+    const sub = subscribe(base, "st_t", { catchup: "exact", retryMs: 5 });
+    await sub.done;
+    assert.ok(requests.length >= 2);
+    assert.ok(requests.every((r) => r.catchup === "exact"), JSON.stringify(requests));
+    assert.deepEqual(sub.message, applyOps(ops));
+  });
+  await withServer(ops, () => ({}), async (base, requests) => {
+    await subscribe(base, "st_t", {}).done;
+    assert.equal(requests[0].catchup, null);
   });
 });

@@ -14,6 +14,7 @@ from tokenwire.protocol import (
     Message,
     MessageEnd,
     Op,
+    Snapshot,
     SSEDecoder,
     Transient,
     apply_op,
@@ -65,8 +66,18 @@ class StreamState:
     ``on_transient`` (if set), their latest value per name is kept in ``transients``, and
     ``feed`` returns them with the other ops so an iterating caller sees them too."""
 
-    def __init__(self, stream_id: str, on_transient: TransientCallback | None = None) -> None:
+    def __init__(
+        self,
+        stream_id: str,
+        on_transient: TransientCallback | None = None,
+        catchup: str = "compact",
+    ) -> None:
+        if catchup not in ("compact", "exact"):
+            raise ValueError(f"catchup must be 'compact' or 'exact', not {catchup!r}")
         self.id = stream_id
+        # "exact": every op of the log however far behind; "compact": a far-behind reader
+        # gets one snapshot op for what it missed (the gateway's default).
+        self.params = {"catchup": catchup} if catchup == "exact" else {}
         self.message = Message.empty(stream_id)
         self.seq = 0
         self.done = False
@@ -107,7 +118,9 @@ class StreamState:
             apply_op(self.message, op)
             self.seq = op.seq
             out.append(op)
-            if isinstance(op, MessageEnd):
+            if isinstance(op, MessageEnd) or (
+                type(op) is Snapshot and self.message.status != "in_progress"
+            ):  # (a far-behind reader of an ended stream gets only its snapshot)
                 self.done = True
         return out
 
@@ -149,11 +162,15 @@ class StreamView:
     """What both stream flavours expose: the message as of ``seq``, and whether it ended."""
 
     def __init__(
-        self, client: Any, stream_id: str, on_transient: TransientCallback | None = None
+        self,
+        client: Any,
+        stream_id: str,
+        on_transient: TransientCallback | None = None,
+        catchup: str = "compact",
     ) -> None:
         self.client = client
         self.id = stream_id
-        self._state = StreamState(stream_id, on_transient)
+        self._state = StreamState(stream_id, on_transient, catchup)
 
     @property
     def on_transient(self) -> TransientCallback | None:

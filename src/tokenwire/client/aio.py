@@ -68,10 +68,15 @@ class AsyncClient:
         return AsyncStream(self, data["id"], on_transient)
 
     def stream(
-        self, stream_id: str, *, on_transient: TransientCallback | None = None
+        self,
+        stream_id: str,
+        *,
+        on_transient: TransientCallback | None = None,
+        catchup: str = "compact",
     ) -> AsyncStream:
-        """Follow an existing stream (``on_transient``: called with each transient op)."""
-        return AsyncStream(self, stream_id, on_transient)
+        """Follow an existing stream (``on_transient``: called with each transient op;
+        ``catchup``: as ``Client.stream``)."""
+        return AsyncStream(self, stream_id, on_transient, catchup)
 
     async def get(self, stream_id: str) -> dict[str, Any]:
         with reaching(self._http.base_url):
@@ -139,7 +144,7 @@ class AsyncClient:
                     "GET",
                     f"/v1/streams/{state.id}/events",
                     headers=state.headers(),
-                    params=read_params(self.token),
+                    params=read_params(self.token, **state.params),
                 ) as response:
                     if response.status_code == 204:
                         state.done = True

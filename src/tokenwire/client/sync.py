@@ -71,9 +71,19 @@ class Client:
             data = checked(self._http.post("/v1/streams", json=body)).json()
         return Stream(self, data["id"], on_transient)
 
-    def stream(self, stream_id: str, *, on_transient: TransientCallback | None = None) -> Stream:
-        """Follow an existing stream (``on_transient``: called with each transient op)."""
-        return Stream(self, stream_id, on_transient)
+    def stream(
+        self,
+        stream_id: str,
+        *,
+        on_transient: TransientCallback | None = None,
+        catchup: str = "compact",
+    ) -> Stream:
+        """Follow an existing stream (``on_transient``: called with each transient op).
+
+        ``catchup="compact"`` (default): when this reader is far behind (a finished stream,
+        a late join), what it missed comes as one ``Snapshot`` op, then the live ops;
+        ``"exact"``: every op of the log, as it was sent."""
+        return Stream(self, stream_id, on_transient, catchup)
 
     def get(self, stream_id: str) -> dict[str, Any]:
         """``{"id", "status", "seq", "message"}`` as the gateway has it now."""
@@ -149,7 +159,7 @@ class Client:
                     "GET",
                     f"/v1/streams/{state.id}/events",
                     headers=state.headers(),
-                    params=read_params(self.token),
+                    params=read_params(self.token, **state.params),
                 ) as response:
                     if response.status_code == 204:  # nothing after our position
                         state.done = True

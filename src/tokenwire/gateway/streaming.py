@@ -182,7 +182,7 @@ def _steppable(receive: Receive) -> bool:
 class OpStreamResponse(_StreamingResponse):
     """SSE: one event per op (the op's pre-encoded ``sse`` bytes), ``: ping`` while idle."""
 
-    __slots__ = ("cursor", "keepalive_s", "metrics")
+    __slots__ = ("cursor", "first", "keepalive_s", "metrics")
 
     def __init__(
         self,
@@ -190,10 +190,12 @@ class OpStreamResponse(_StreamingResponse):
         *,
         metrics: Metrics,
         keepalive_s: float,
+        first: bytes = b"",
     ) -> None:
         self.cursor = cursor
         self.metrics = metrics
         self.keepalive_s = keepalive_s
+        self.first = first  # sent before the cursor's ops (a catch-up snapshot)
 
     async def _write(self, send: Send) -> None:
         cursor = self.cursor
@@ -202,6 +204,10 @@ class OpStreamResponse(_StreamingResponse):
         gauge = self.metrics.subscribers.labels("sse")
         gauge.inc()
         try:
+            if self.first:
+                first, self.first = self.first, b""
+                await send({"type": "http.response.body", "body": first, "more_body": True})
+                bytes_out.inc(len(first))
             pending: list[EncodedOp] = []
             while True:
                 if not pending:

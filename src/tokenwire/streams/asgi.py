@@ -52,7 +52,7 @@ from tokenwire.gateway.errors import (
 from tokenwire.gateway.metrics import Metrics
 from tokenwire.gateway.streaming import SSE_HEADERS, OpStreamResponse
 from tokenwire.hub import StreamInfo
-from tokenwire.protocol import Message, snapshot_op
+from tokenwire.protocol import EncodedOp, Message, snapshot_op
 from tokenwire.protocol.views import DEFAULT_MAX_FRAME_BYTES, DEFAULT_THRESHOLD
 from tokenwire.streams.core import STREAM_ID
 from tokenwire.streams.store import StoredStream
@@ -62,6 +62,7 @@ from tokenwire.streams.views_http import (
     chat_key,
     parse_active,
     requested_format,
+    requested_threshold,
     view_events,
 )
 
@@ -214,6 +215,7 @@ class StreamRoutes:
                 head=head,
             )
         after = requested_after(conn.headers, conn.query_params) or 0
+        threshold = requested_threshold(conn.query_params, self.view_options)
         info, row = await self.reader(conn, stream_id)
         if row is not None:
             # The op log is gone; the stored final message stands in for it.
@@ -230,13 +232,43 @@ class StreamRoutes:
             response = Response(status_code=200)
             response.raw_headers = list(SSE_HEADERS)
             return response
+        first = b""
+        if info.seq - after > threshold:
+            # Far behind: one snapshot op instead of the ops it stands for (docs/views.md,
+            # "catch-up"), then the live ops after it, on the same fast path.
+            caught_up = await self.snapshot_catch_up(stream_id)
+            if caught_up is None:  # bigger than one frame may be: the ops view merges deltas
+                return await view_events(
+                    self.streams,
+                    conn,
+                    stream_id,
+                    "ops",
+                    info,
+                    None,
+                    self.view_options,
+                    metrics=self.metrics,
+                    keepalive_s=self.keepalive_s,
+                )
+            after, first = caught_up[0], caught_up[1].sse
         try:
             cursor = await self.streams.hub.subscribe(stream_id, after)
         except (StreamNotFound, BadCursor):
             raise not_found(stream_id) from None
         return OpStreamResponse(  # type: ignore[return-value]
-            cursor, metrics=self.metrics, keepalive_s=self.keepalive_s
+            cursor, metrics=self.metrics, keepalive_s=self.keepalive_s, first=first
         )
+
+    async def snapshot_catch_up(self, stream_id: str) -> tuple[int, EncodedOp] | None:
+        """``(seq, snapshot op)`` of the stream as it is now, for a reader far behind; ``None``
+        when its SSE frame would pass ``max_frame_bytes``."""
+        found = await self.streams.hub.message(stream_id)
+        if found is None:
+            raise not_found(stream_id)
+        info, message = found
+        snapshot = snapshot_op(message, info.seq)
+        if len(snapshot.sse) > self.view_options.max_frame_bytes:
+            return None
+        return info.seq, snapshot
 
     async def events_direct(self, stream_id: str, scope: Scope) -> Response:
         """``GET .../events`` without Starlette's routing and middleware frames, which would

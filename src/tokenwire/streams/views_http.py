@@ -199,6 +199,21 @@ def requested_format(query: QueryParams) -> str | None:
     return fmt
 
 
+CATCHUPS = ("compact", "exact")
+EXACT = 1 << 62  # a threshold no reader is ever behind by
+
+
+def requested_threshold(query: QueryParams, options: ViewOptions) -> int:
+    """``?catchup=compact`` (the default: far-behind readers get a snapshot or merged deltas)
+    or ``?catchup=exact`` (every op / frame of the log as it was sent, however far behind)."""
+    mode = query.get("catchup", "compact")
+    if mode not in CATCHUPS:
+        raise bad_request(
+            f"unknown catchup {mode!r}: one of {', '.join(CATCHUPS)}", "invalid_catchup"
+        )
+    return EXACT if mode == "exact" else options.threshold
+
+
 def make_view(
     fmt: str,
     stream_id: str,
@@ -303,7 +318,7 @@ async def view_events(
                 ops,
                 after=after,
                 after_seq=after_seq,
-                threshold=options.threshold,
+                threshold=requested_threshold(query, options),
                 max_frame_bytes=options.max_frame_bytes,
             )
             if after >= view.next_index:

@@ -15,6 +15,7 @@ from tokenwire.gateway.errors import ApiError, bad_request, hub_unavailable, not
 from tokenwire.protocol import Message, snapshot_op
 from tokenwire.protocol.jsonsafe import InvalidJSON, JSONTooDeep, decode_json_body
 from tokenwire.streams.asgi import _Refused, check_after, parse_seq, requested_after
+from tokenwire.streams.views_http import requested_threshold
 
 if TYPE_CHECKING:
     from tokenwire.streams.asgi import StreamRoutes
@@ -33,6 +34,7 @@ async def serve_websocket(routes: StreamRoutes, websocket: WebSocket) -> None:
                 return  # client left
         seq = row.seq if row is not None else info.seq  # type: ignore[union-attr]
         check_after(after, seq)
+        threshold = requested_threshold(websocket.query_params, routes.view_options)
     except ApiError as exc:
         await _ws_fail(websocket, exc)
         return
@@ -51,9 +53,18 @@ async def serve_websocket(routes: StreamRoutes, websocket: WebSocket) -> None:
         await websocket.close(1000)
         return
     try:
+        assert info is not None
+        if info.seq - after > threshold:
+            caught_up = await routes.snapshot_catch_up(stream_id)
+            if caught_up is not None:  # (else the exact ops: a WS frame is one op)
+                after = caught_up[0]
+                await websocket.send_text(caught_up[1].json.decode())
         cursor = await routes.streams.hub.subscribe(stream_id, after)
     except StreamNotFound:
         await _ws_fail(websocket, not_found(stream_id))
+        return
+    except ApiError as exc:
+        await _ws_fail(websocket, exc)
         return
     except HubUnavailable as exc:
         await _ws_fail(websocket, hub_unavailable(exc))
