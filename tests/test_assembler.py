@@ -159,3 +159,31 @@ def test_unknown_block_types_are_kept_as_the_web_client_keeps_them() -> None:
         apply_op(message, op)
     blocks = [json.dumps(b, separators=(",", ":")) for b in message.to_dict()["blocks"]]
     assert blocks == ['{"type":"hologram","depth":3,"text":"3d"}', '{"type":"widget","choice":1}']
+
+
+def test_text_delta_bytes_are_the_op_encoders() -> None:
+    """``Assembler.text_delta`` spells the delta's JSON out by hand (the per-token path): its
+    bytes must stay exactly what encoding the ``BlockDelta`` op gives, for any text."""
+    import msgspec
+    from hypothesis import given
+    from hypothesis import strategies as st
+
+    from tokenwire.protocol.facts import Started, TextFact
+    from tokenwire.protocol.ops import BlockDelta, sse_frame
+
+    encode = msgspec.json.Encoder().encode
+
+    @given(st.lists(st.text(), min_size=1, max_size=20))
+    def check(texts: list[str]) -> None:
+        assembler = Assembler("st_x")
+        assembler.feed([Started("m"), TextFact(0, "text", "a")])
+        kind, index = assembler.text_block(0)
+        assert kind == "text"
+        for text in texts:
+            op = assembler.text_delta(index, text)
+            assert op.json == encode(BlockDelta(text=text))
+            assert op.sse == sse_frame(op.seq, op.json)
+            assert op.op == BlockDelta(text=text)
+        assert assembler.message.blocks[index].text == "a" + "".join(texts)
+
+    check()

@@ -314,3 +314,40 @@ async def test_a_cancelled_producer_that_swallows_the_cancel_still_ends_cancelle
         await streams.cancel(b.id)
         assert await streams.wait(a.id, 5) == "cancelled"
         assert await streams.wait(b.id, 5) == "cancelled"
+
+
+async def test_a_whole_tool_call_ends_its_block_at_once() -> None:
+    """``w.tool_call(...)`` writes a complete call: its ``block.end`` follows at once (before
+    the host writes anything else), so an AI SDK reader gets ``tool-input-available`` while
+    the tool runs, not when the next block starts."""
+    from tokenwire.protocol.views import AISDKView
+
+    async with Streams(coalesce_ms=0) as streams:
+        gate = asyncio.Event()
+
+        async def produce(w: StreamWriter) -> None:
+            await w.tool_call("call_1", "search", {"q": "x"})
+            await gate.wait()  # (the tool runs)
+            await w.text("done")
+
+        handle = await streams.start(produce)
+        view = AISDKView()
+        parts: list[str] = []
+
+        async def until_input_available() -> None:
+            async for op in streams.follow(handle.id):
+                parts.extend(f.data.decode() for f in view.feed(op))
+                if any("tool-input-available" in p for p in parts):
+                    return
+
+        try:  # (seen while the tool still runs, or never: the gate opens only after)
+            await asyncio.wait_for(until_input_available(), 5)
+        finally:
+            gate.set()
+        assert await streams.wait(handle.id, 5) == "completed"
+        ops = await ops_of(streams, handle.id)
+        kinds = [op.type for op in ops]
+        assert kinds[kinds.index("block.start") + 1 : kinds.index("block.start") + 3] == [
+            "block.delta",
+            "block.end",
+        ]

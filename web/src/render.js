@@ -335,7 +335,8 @@ class BlockView {
     if (place.stepStart) {
       // Steps are separated visually: the first block of each later step carries the rule.
       root.classList.add("step-start");
-      root.dataset.stepLabel = `Step ${this.step + 1}`;
+      // (numbered as in the message, the way markdown and `tokenwire tail` label it)
+      root.dataset.stepLabel = `Step ${this.step}`;
     }
     this.root = root;
     const counted = () => {

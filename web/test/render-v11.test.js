@@ -74,7 +74,7 @@ test("the agent answer: every block shown, once, in order; latest data value; st
     // Step 1 starts at block 4, with a visible separator; nothing of the superseded attempt.
     assert.deepEqual(
       [...h.container.querySelectorAll(".step-start")].map((e) => [e.dataset.blockIndex, e.dataset.stepLabel]),
-      [["4", "Step 2"]],
+      [["4", "Step 1"]],
     );
     assert.equal(h.el(4).dataset.step, "1");
     assert.equal(h.container.querySelectorAll('[data-block-type="text"]').length, 1);

@@ -13,7 +13,7 @@ from typing import Any
 import msgspec
 
 from tokenwire.protocol._textpos import TextPosition
-from tokenwire.protocol.facts import Fact, Started
+from tokenwire.protocol.facts import Fact, Started, TextFact
 from tokenwire.protocol.sse import SSEEvent
 
 # What a malformed event or block raises while decoding (RecursionError: deep nesting).
@@ -45,9 +45,16 @@ class EventNormalizer(abc.ABC):
     def feed_event(self, event: SSEEvent) -> list[Fact]:
         return self.feed_data(event.raw)
 
-    @abc.abstractmethod
     def feed_data(self, data: bytes | str) -> list[Fact]:
-        """One event's JSON (the per-token path lives here, in each API's own normalizer)."""
+        """One event's JSON -> its facts."""
+        out = self.feed_token(data)
+        return [TextFact(0, "text", out)] if type(out) is str else out  # type: ignore[list-item]
+
+    @abc.abstractmethod
+    def feed_token(self, data: bytes | str) -> str | list[Fact]:
+        """One event's JSON: a plain text token of choice 0 as the ``str`` itself (the
+        per-token path: no fact built, see ``Pipeline``), anything else as its facts. Each
+        API's own normalizer keeps that case inline."""
 
     def _skip(self, reason: str) -> list[Fact]:
         """Count an event (or a block inside one) that could not be used."""

@@ -155,7 +155,7 @@ class AnthropicNormalizer(EventNormalizer):
         self._usage: dict[str, Any] | None = None
 
     # -- input ---------------------------------------------------------------------------
-    def feed_data(self, data: bytes | str) -> list[Fact]:
+    def feed_token(self, data: bytes | str) -> str | list[Fact]:
         try:
             event = _decode_event(data)
         except DECODE_ERRORS as exc:
@@ -174,7 +174,7 @@ class AnthropicNormalizer(EventNormalizer):
                 pos.length += len(text)
             else:
                 pos.text(text)
-            return [TextFact(0, "text", text)]
+            return text
         return self._structural(event)
 
     def _model(self, event: _Event) -> str | None:

@@ -36,6 +36,14 @@ class ToolCallArguments(msgspec.Struct, gc=False):
     text: str
 
 
+class ToolCallEnded(msgspec.Struct, gc=False):
+    """Call ``key``'s arguments are complete: its block ends now rather than at the next
+    block (a whole call written at once; streamed calls end with their choice)."""
+
+    choice: int
+    key: int
+
+
 class ImageFact(msgspec.Struct, gc=False):
     choice: int
     url: str
@@ -147,6 +155,7 @@ Fact = (
     | TextFact
     | ToolCallStarted
     | ToolCallArguments
+    | ToolCallEnded
     | ImageFact
     | SourceFact
     | FileFact

@@ -127,7 +127,7 @@ class ResponsesNormalizer(EventNormalizer):
         self._sources: set[tuple[str, int | None, int | None]] = set()
 
     # -- input ---------------------------------------------------------------------------
-    def feed_data(self, data: bytes | str) -> list[Fact]:
+    def feed_token(self, data: bytes | str) -> str | list[Fact]:
         try:
             event = _decode_event(data)
         except DECODE_ERRORS as exc:
@@ -145,7 +145,7 @@ class ResponsesNormalizer(EventNormalizer):
                 pos.length += len(text)
             else:
                 pos.text(text)
-            return [TextFact(0, "text", text)]
+            return text
         return self._structural(event)
 
     def _model(self, event: _Event) -> str | None:

@@ -44,6 +44,7 @@ from tokenwire.protocol.facts import (
     StepStarted,
     TextFact,
     ToolCallArguments,
+    ToolCallEnded,
     ToolCallStarted,
     ToolResultEnd,
     ToolResultOutput,
@@ -156,6 +157,10 @@ class _PipeFacts:
 
     def feed_data(self, data: Any) -> list[Fact]:
         return self._filter(self._inner.feed_data(data))
+
+    def feed_token(self, data: Any) -> str | list[Fact]:
+        out = self._inner.feed_token(data)  # (a plain text token needs no filtering)
+        return out if type(out) is str else self._filter(out)
 
     def close(self) -> list[Fact]:
         return self._filter(self._inner.close())
@@ -339,6 +344,7 @@ class StreamWriter:
         facts: list[Fact] = [ToolCallStarted(choice, key, id, name)]
         if arguments:
             facts.append(ToolCallArguments(choice, key, arguments))
+        facts.append(ToolCallEnded(choice, key))  # (whole: readers see it complete at once)
         await self._write(facts)
 
     async def source(
