@@ -119,11 +119,13 @@ async def stream_once(
 async def read_events(
     subject: Subject, events_url: str, res: Result, *, record_times: bool = False
 ) -> Result:
-    """Read a typed stream's events to its end, counting into ``res``."""
+    """Read a typed stream's events to its end, counting into ``res``: every op, as sent
+    (``catchup=exact``: a reader of an unpaced stream starts behind it, and would otherwise
+    get a snapshot instead of the ops the measures count)."""
     await request(
         subject.port,
         "GET",
-        events_url,
+        f"{events_url}?catchup=exact",
         counter=subject.counter(),
         result=res,
         record_times=record_times,

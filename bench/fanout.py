@@ -147,7 +147,8 @@ class Subscriber:
     async def run(self, stream_id: str) -> None:
         host, port = self.url.removeprefix("http://").split(":")
         reader, writer = await asyncio.open_connection(host, int(port))
-        request = f"GET /v1/streams/{stream_id}/events HTTP/1.1\r\nHost: {host}\r\n\r\n"
+        path = f"/v1/streams/{stream_id}/events?catchup=exact"  # (every op, as sent)
+        request = f"GET {path} HTTP/1.1\r\nHost: {host}\r\n\r\n"
         writer.write(request.encode())
         try:
             head = await reader.readuntil(b"\r\n\r\n")

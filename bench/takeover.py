@@ -374,7 +374,8 @@ async def read_stream(
     client: httpx.AsyncClient, urls: list[str], stream_id: str, reader: Reader
 ) -> None:
     """Follow a stream over SSE until ``message.end``; on a broken connection resume on the
-    next URL (the last one for good) with ``Last-Event-ID``."""
+    next URL (the last one for good) with ``Last-Event-ID``. Every op (``catchup=exact``):
+    the check is that no op is lost, repeated or reordered."""
     attempt = 0
     while True:
         url = urls[min(attempt, len(urls) - 1)]
@@ -382,7 +383,7 @@ async def read_stream(
         headers = {"Last-Event-ID": str(last)} if last else {}
         try:
             async with client.stream(
-                "GET", f"{url}/v1/streams/{stream_id}/events", headers=headers
+                "GET", f"{url}/v1/streams/{stream_id}/events?catchup=exact", headers=headers
             ) as response:
                 if response.status_code != 200:
                     raise httpx.TransportError(f"status {response.status_code}")

@@ -189,9 +189,10 @@ async def events(
     last_event_id: int | None = None,
     stop_at_seq: int | None = None,
 ) -> list[Event]:
-    """The SSE events of a stream, until the response ends (or ``stop_at_seq`` is reached)."""
+    """The SSE events of a stream, until the response ends (or ``stop_at_seq`` is reached):
+    every op (``catchup=exact``), however far behind the stream the reader starts."""
     headers = {} if last_event_id is None else {"Last-Event-ID": str(last_event_id)}
-    url = f"{gateway.url}/v1/streams/{stream_id}/events"
+    url = f"{gateway.url}/v1/streams/{stream_id}/events?catchup=exact"
     out: list[Event] = []
     buffer = b""
     async with http.stream("GET", url, headers=headers) as response:
