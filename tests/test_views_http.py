@@ -370,8 +370,14 @@ def test_plain_op_stream_far_behind_gets_a_snapshot(gateway: str, http: httpx.Cl
     for event in exact:
         apply_op(rebuilt, decode_op(event.raw))
     assert rebuilt.to_dict() == snap["message"]
-    bad = http.get(url, params={"catchup": "all"})
-    assert bad.status_code == 400 and bad.json()["error"]["code"] == "invalid_catchup"
+    for params in ({"catchup": "all"}, {"catchup": "all", "format": "aisdk"}):
+        bad = http.get(url, params=params)
+        assert bad.status_code == 400 and bad.json()["error"]["code"] == "invalid_catchup"
+    # Every view: compacted by default, every frame with catchup=exact.
+    for fmt in ("ops", "openai", "responses", "aisdk"):
+        compact = SSEDecoder().feed(http.get(url, params={"format": fmt}).content)
+        whole = http.get(url, params={"format": fmt, "catchup": "exact"}).content
+        assert len(compact) <= 20 < len(SSEDecoder().feed(whole)), fmt
     # WebSocket: the same rule (one text frame per op, the snapshot first).
     ws_url = gateway.replace("http://", "ws://") + f"/v1/streams/{stream_id}/ws?after=0"
     with connect(ws_url) as ws:

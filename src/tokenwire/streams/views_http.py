@@ -290,6 +290,9 @@ async def view_events(
         after = -1 if value is None else value
     else:
         start_index = _int_param(query.get("startIndex"), "startIndex")
+    threshold = requested_threshold(query, options)
+    if fmt == "aisdk" and start_index is None and threshold == EXACT:
+        start_index = 0  # (the uncompacted replay: every chunk, from the first)
     message_id = _message_id(query.get("messageId")) if fmt == "aisdk" else None
     created = info.created_at if info is not None else row.created_at  # type: ignore[union-attr]
     factory = make_view(fmt, stream_id, created, options, message_id)
@@ -318,7 +321,7 @@ async def view_events(
                 ops,
                 after=after,
                 after_seq=after_seq,
-                threshold=requested_threshold(query, options),
+                threshold=threshold,
                 max_frame_bytes=options.max_frame_bytes,
             )
             if after >= view.next_index:
