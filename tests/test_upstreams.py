@@ -386,3 +386,66 @@ def test_auto_gives_the_same_ops_as_the_right_format_for_every_recording(name: s
             ops += pipe.close()
             got.append([o.sse for o in ops])
         assert got[0] == got[1]
+
+
+@pytest.mark.parametrize("fmt", ["responses", "anthropic"])
+def test_whole_event_fast_path_agrees_with_the_sse_decoder(fmt: str) -> None:
+    """A read that is one whole ``event:`` + ``data:`` event skips the SSE decoder: every read
+    shaped otherwise (more lines, CR line ends, ``data:`` without its space, JSON over two
+    data lines, two events in one read) must give the ops the decoder gives."""
+    if fmt == "responses":
+        head = [
+            b'event: response.created\ndata: {"type":"response.created","response":'
+            b'{"id":"r","model":"m","output":[]}}\n\n',
+            b'event: response.output_item.added\ndata: {"type":"response.output_item.added",'
+            b'"output_index":0,"item":{"id":"i","type":"message","content":[]}}\n\n',
+        ]
+
+        def delta(text: str) -> bytes:
+            return json.dumps(
+                {
+                    "type": "response.output_text.delta",
+                    "item_id": "i",
+                    "output_index": 0,
+                    "content_index": 0,
+                    "delta": text,
+                },
+                separators=(",", ":"),
+            ).encode()
+    else:
+        head = [
+            b'event: message_start\ndata: {"type":"message_start","message":{"model":"m"}}\n\n',
+            b'event: content_block_start\ndata: {"type":"content_block_start","index":0,'
+            b'"content_block":{"type":"text","text":""}}\n\n',
+        ]
+
+        def delta(text: str) -> bytes:
+            return json.dumps(
+                {
+                    "type": "content_block_delta",
+                    "index": 0,
+                    "delta": {"type": "text_delta", "text": text},
+                },
+                separators=(",", ":"),
+            ).encode()
+
+    a, b, j = delta("A"), delta("B"), delta("J")
+    reads = [
+        b"event: x\rdata: " + a + b"\r\revent: y\ndata: " + b + b"\n\n",  # two events, CR
+        b"event: x\ndata: " + a + b"\rid: 5\n\n",
+        b"event: x\ndata:" + a[:20] + b"\ndata: " + a[20:] + b"\n\n",  # JSON over two lines
+        b"event: x\ndata:junk\ndata: " + j + b"\n\n",
+        b"event: x\nid: 7\ndata: " + a + b"\n\n",
+        b"event: x\ndata:" + b + b"\n\n",  # no space after the colon
+        b"event: x\ndata: " + j + b"\n\n",  # the plain shape: the fast path itself
+    ]
+    for read in reads:
+        fast = Pipeline("st_x", format=fmt)
+        slow = Pipeline("st_x", format=fmt)
+        for piece in head:
+            fast.feed(piece)
+            slow.feed(piece)
+        got = [op.json for op in fast.feed(read)]
+        want = [op.json for i in range(len(read)) for op in slow.feed(read[i : i + 1])]
+        assert got == want, read
+        assert fast.message.to_dict() == slow.message.to_dict()

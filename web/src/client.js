@@ -194,15 +194,19 @@ export class Cursor {
   }
 
   /**
-   * "apply": the next op (or a snapshot that moves us forward); "skip": already applied;
-   * "gap": something is missing, so the caller must reconnect from `seq`.
+   * "apply": the next op (or a snapshot, or a merged delta, that moves us forward); "skip":
+   * already applied; "gap": something is missing, so the caller must reconnect from `seq`.
+   * `stated`: the op's JSON stated its seq. A `block.delta` only does so when a compacted
+   * catch-up merged a run of deltas into it (its seq is the run's last), so it may jump.
    * @param {Op} op
+   * @param {boolean} [stated]
    * @returns {"apply" | "skip" | "gap"}
    */
-  accept(op) {
+  accept(op, stated = false) {
     if (typeof op.seq !== "number") return "gap";
     if (op.seq <= this.seq) return "skip";
-    if (op.type !== "snapshot" && op.seq !== this.seq + 1) return "gap";
+    const jumps = op.type === "snapshot" || (stated && op.type === "block.delta");
+    if (!jumps && op.seq !== this.seq + 1) return "gap";
     this.seq = op.seq;
     return "apply";
   }
@@ -383,11 +387,12 @@ export class Subscription {
             this.options.onTransient?.(op, this.message);
             continue;
           }
-          // The event id is the op's seq; deltas carry none of their own.
-          if (typeof op.seq !== "number" && event.id !== null && /^\d+$/.test(event.id)) {
+          // The event id is the op's seq; live deltas carry none of their own.
+          const stated = typeof op.seq === "number";
+          if (!stated && event.id !== null && /^\d+$/.test(event.id)) {
             op.seq = Number(event.id);
           }
-          const verdict = this.cursor.accept(op);
+          const verdict = this.cursor.accept(op, stated);
           if (verdict === "skip") continue;
           if (verdict === "gap") return false;
           this.message = applyOp(this.message, op);

@@ -24,7 +24,11 @@ function makeOps(n) {
   return ops;
 }
 
-const sse = (op) => `id: ${op.seq}\ndata: ${JSON.stringify(op)}\n\n`;
+// As the gateway sends them: a live delta states no seq of its own (its event id is its seq).
+const sse = (op) => {
+  const { seq, ...rest } = op;
+  return `id: ${seq}\ndata: ${JSON.stringify(op.type === "block.delta" ? rest : op)}\n\n`;
+};
 
 /**
  * Serves `ops` for stream st_t. `plan(connection, after)` returns how to answer the
@@ -240,4 +244,13 @@ test("catchup: 'exact' asks every connection for the uncompacted log; the defaul
     await subscribe(base, "st_t", {}).done;
     assert.equal(requests[0].catchup, null);
   });
+});
+
+test("Cursor lets a merged delta (one that states its seq) jump; a live delta never does", () => {
+  const cursor = new Cursor(2);
+  assert.equal(cursor.accept({ type: "block.delta", seq: 9 }), "gap");
+  assert.equal(cursor.accept({ type: "block.delta", seq: 9, index: 0 }, true), "apply");
+  assert.equal(cursor.seq, 9);
+  assert.equal(cursor.accept({ type: "block.end", seq: 12 }, true), "gap"); // (only deltas merge)
+  assert.equal(cursor.accept({ type: "block.end", seq: 10 }, true), "apply");
 });

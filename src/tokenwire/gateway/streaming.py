@@ -208,6 +208,7 @@ class OpStreamResponse(_StreamingResponse):
                 first, self.first = self.first, b""
                 await send({"type": "http.response.body", "body": first, "more_body": True})
                 bytes_out.inc(len(first))
+                ops_out.inc()  # (one snapshot op)
             pending: list[EncodedOp] = []
             while True:
                 if not pending:

@@ -117,8 +117,14 @@ class Pipeline:
             and data.startswith(b"event:")
             and len(data) <= self._max_event_bytes
         ):
-            start = data.find(b"\ndata: ") + 7
-            if start > 6 and data.find(b"\n", start) == len(data) - 2:
+            # Exactly two lines, ``event:`` then ``data: ``, "\n"-ended: anything else (more
+            # lines, "\r" line ends, a "data:" without its space) goes to the SSE decoder.
+            start = data.find(b"\n") + 7
+            if (
+                data.startswith(b"data: ", start - 6)
+                and data.find(b"\n", start) == len(data) - 2
+                and b"\r" not in data
+            ):
                 out = self.normalizer.feed_token(data[start:-2])  # type: ignore[union-attr]
                 assembler = self.assembler
                 if type(out) is str:

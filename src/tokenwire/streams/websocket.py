@@ -8,7 +8,7 @@ import contextlib
 from typing import TYPE_CHECKING, Any
 
 import msgspec
-from starlette.websockets import WebSocket, WebSocketState
+from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from tokenwire.errors import HubUnavailable, StreamNotFound
 from tokenwire.gateway.errors import ApiError, bad_request, hub_unavailable, not_found
@@ -52,14 +52,23 @@ async def serve_websocket(routes: StreamRoutes, websocket: WebSocket) -> None:
             await websocket.send_text(snapshot_op(message, row.seq).json.decode())
         await websocket.close(1000)
         return
+    cursor = None
     try:
         assert info is not None
         if info.seq - after > threshold:
             caught_up = await routes.snapshot_catch_up(stream_id)
             if caught_up is not None:  # (else the exact ops: a WS frame is one op)
-                after = caught_up[0]
-                await websocket.send_text(caught_up[1].json.decode())
-        cursor = await routes.streams.hub.subscribe(stream_id, after)
+                after, snapshot = caught_up
+                cursor = await routes.streams.hub.subscribe(stream_id, after)
+                try:
+                    await websocket.send_text(snapshot.json.decode())
+                except (WebSocketDisconnect, RuntimeError, OSError):  # the client left
+                    await cursor.aclose()
+                    return
+                routes.metrics.bytes_out.inc(len(snapshot.json))
+                routes.metrics.ops_out.inc()
+        if cursor is None:
+            cursor = await routes.streams.hub.subscribe(stream_id, after)
     except StreamNotFound:
         await _ws_fail(websocket, not_found(stream_id))
         return

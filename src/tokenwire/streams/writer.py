@@ -184,7 +184,7 @@ class _PipeFacts:
                         self.finish_reason = fact.reason  # type: ignore[union-attr]
                 elif kind is UsageFact:
                     self.usage = fact.usage  # type: ignore[union-attr]
-            elif kind is ToolCallStarted or kind is ToolCallArguments:
+            elif kind is ToolCallStarted or kind is ToolCallArguments or kind is ToolCallEnded:
                 if out is facts and self.key_base:
                     out = list(facts)
                 fact = self._tool(fact)  # type: ignore[arg-type]
@@ -192,8 +192,10 @@ class _PipeFacts:
                     out[i] = fact
         return out
 
-    def _tool(self, fact: ToolCallStarted | ToolCallArguments) -> Fact:
+    def _tool(self, fact: ToolCallStarted | ToolCallArguments | ToolCallEnded) -> Fact:
         key = fact.key + self.key_base
+        if type(fact) is ToolCallEnded:
+            return ToolCallEnded(fact.choice, key) if self.key_base else fact
         calls = self._calls
         if calls is None:
             calls = self._calls = {}

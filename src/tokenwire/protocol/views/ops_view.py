@@ -3,8 +3,9 @@
 Live, each op is its own SSE event (``id:<seq>`` / ``data:<op>``, as docs/protocol.md says; a
 ``transient`` op has no id line). Catching up, a reader gets one ``snapshot`` op (the message
 as of the newest seq) when it fits in ``max_frame_bytes``, else the log with runs of
-consecutive deltas of one block merged into one ``block.delta`` (stating its ``index``; its
-SSE id is the run's last seq, so the reader's next op is that seq + 1).
+consecutive deltas of one block merged into one ``block.delta`` (stating its ``index`` and, as
+no live delta does, its ``seq``: the run's last, also its SSE id, so the reader's next op is
+that seq + 1).
 """
 
 from __future__ import annotations
@@ -86,6 +87,15 @@ class OpsView(View):
         body = frame.body
         with_id = frame.index is not None and frame.cursor
         return self._sse(frame.seq, encode_json(body), with_id)
+
+    def _merge(self, run: list[Frame]) -> Frame:
+        frame = super()._merge(run)
+        if len(run) > 1:
+            # A merged delta states the seq it reaches (live deltas never state one), so a
+            # client's gap check can tell it from a lost op (docs/protocol.md, "catch-up").
+            frame.body = {**frame.body, "seq": frame.seq}
+            frame.data = self.render(frame)
+        return frame
 
     def compacted(
         self, frames: list[Frame], after: int, after_seq: int | None, max_frame_bytes: int
