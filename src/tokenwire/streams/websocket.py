@@ -52,23 +52,14 @@ async def serve_websocket(routes: StreamRoutes, websocket: WebSocket) -> None:
             await websocket.send_text(snapshot_op(message, row.seq).json.decode())
         await websocket.close(1000)
         return
-    cursor = None
+    snapshot = None
     try:
         assert info is not None
         if info.seq - after > threshold:
             caught_up = await routes.snapshot_catch_up(stream_id)
             if caught_up is not None:  # (else the exact ops: a WS frame is one op)
                 after, snapshot = caught_up
-                cursor = await routes.streams.hub.subscribe(stream_id, after)
-                try:
-                    await websocket.send_text(snapshot.json.decode())
-                except (WebSocketDisconnect, RuntimeError, OSError):  # the client left
-                    await cursor.aclose()
-                    return
-                routes.metrics.bytes_out.inc(len(snapshot.json))
-                routes.metrics.ops_out.inc()
-        if cursor is None:
-            cursor = await routes.streams.hub.subscribe(stream_id, after)
+        cursor = await routes.streams.hub.subscribe(stream_id, after)
     except StreamNotFound:
         await _ws_fail(websocket, not_found(stream_id))
         return
@@ -78,6 +69,14 @@ async def serve_websocket(routes: StreamRoutes, websocket: WebSocket) -> None:
     except HubUnavailable as exc:
         await _ws_fail(websocket, hub_unavailable(exc))
         return
+    if snapshot is not None:  # (sent once subscribed: nothing after it can be missed)
+        try:
+            await websocket.send_text(snapshot.json.decode())
+        except (WebSocketDisconnect, RuntimeError, OSError):  # the client left
+            await cursor.aclose()
+            return
+        routes.metrics.bytes_out.inc(len(snapshot.json))
+        routes.metrics.ops_out.inc()
     gauge = routes.metrics.subscribers.labels("ws")
     gauge.inc()
     writer = asyncio.ensure_future(_ws_write(routes, websocket, cursor))
