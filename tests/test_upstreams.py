@@ -449,3 +449,42 @@ def test_whole_event_fast_path_agrees_with_the_sse_decoder(fmt: str) -> None:
         want = [op.json for i in range(len(read)) for op in slow.feed(read[i : i + 1])]
         assert got == want, read
         assert fast.message.to_dict() == slow.message.to_dict()
+
+
+@pytest.mark.parametrize("fmt", ["responses", "anthropic"])
+def test_nothing_follows_message_end_on_the_per_token_path(fmt: str) -> None:
+    """An error event ends the message; a text token after it (a misbehaving upstream) must
+    not become an op after ``message.end`` nor change the ended message."""
+    if fmt == "anthropic":
+        reads = [
+            b'event: message_start\ndata: {"type":"message_start","message":{"model":"m"}}\n\n',
+            b'event: content_block_start\ndata: {"type":"content_block_start","index":0,'
+            b'"content_block":{"type":"text","text":""}}\n\n',
+            b'event: content_block_delta\ndata: {"type":"content_block_delta","index":0,'
+            b'"delta":{"type":"text_delta","text":"hi"}}\n\n',
+            b'event: error\ndata: {"type":"error","error":{"type":"overloaded_error",'
+            b'"message":"x"}}\n\n',
+            b'event: content_block_delta\ndata: {"type":"content_block_delta","index":0,'
+            b'"delta":{"type":"text_delta","text":" more"}}\n\n',
+        ]
+    else:
+        delta = (
+            b'event: response.output_text.delta\ndata: {"type":"response.output_text.delta",'
+            b'"item_id":"i","output_index":0,"content_index":0,"delta":"%s"}\n\n'
+        )
+        reads = [
+            b'event: response.created\ndata: {"type":"response.created","response":'
+            b'{"id":"r","model":"m","output":[]}}\n\n',
+            b'event: response.output_item.added\ndata: {"type":"response.output_item.added",'
+            b'"output_index":0,"item":{"id":"i","type":"message","content":[]}}\n\n',
+            delta % b"hi",
+            b'event: error\ndata: {"type":"error","code":"server_error","message":"x"}\n\n',
+            delta % b" more",
+        ]
+    pipeline = Pipeline("st_x", format=fmt)
+    ops = [op for read in reads for op in pipeline.feed(read)]
+    ops += pipeline.close()
+    kinds = [decode_op(op.json).__struct_config__.tag for op in ops]
+    assert kinds[-1] == "message.end" and kinds.count("message.end") == 1
+    assert pipeline.message.status == "failed"
+    assert pipeline.message.to_dict()["blocks"][0]["text"] == "hi"

@@ -542,6 +542,9 @@ class Assembler:
         self._flush()
         for index in sorted(self._open):
             self._end_block(index)
+        # No text block is open any more: ``text_block()`` answers ``None``, so no per-token
+        # shortcut (``Pipeline``) can add to the ended message.
+        self._text_block.clear()
         finish = self._finish.get(0)
         if finish is None and self._finish:
             finish = self._finish[min(self._finish)]
