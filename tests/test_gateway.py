@@ -544,3 +544,46 @@ async def test_cancel_while_a_failed_stream_is_being_ended_still_ends_it(tmp_pat
         assert info is not None and info.status != "in_progress"
     finally:
         await gw.shutdown()
+
+
+def test_owner_tags_are_keyed_and_legacy_rows_stay_readable(mock_url: str, tmp_path: Path) -> None:
+    """The owner tag stored with a stream is an HMAC of the API key with the server's secret
+    (here the one kept in the data directory), never ``sha256(key)``; a row an earlier version
+    stored with ``sha256(key)[:32]`` is still its key's (and no other key's)."""
+    import hashlib
+    import hmac
+    import sqlite3
+
+    settings = Settings(
+        upstream=f"{mock_url}/v1", api_keys=("key-a", "key-b"), data_dir=str(tmp_path)
+    )
+    legacy = hashlib.sha256(b"key-a").hexdigest()[:32]
+    message = Message.empty("st_legacy_row_00000001").to_json()
+    app = create_app(settings)
+    with serve_asgi(app) as url, httpx.Client(base_url=url, timeout=20) as http:
+        a = {"Authorization": "Bearer key-a"}
+        b = {"Authorization": "Bearer key-b"}
+        stream_id = http.post(
+            "/v1/streams", json={"model": "mock", "messages": PROMPT}, headers=a
+        ).json()["id"]
+        assert http.post(f"/v1/streams/{stream_id}/cancel", headers=a).status_code == 202
+        db = sqlite3.connect(tmp_path / "tokenwire.sqlite3")
+        for _ in range(200):  # (the final row is written as the stream settles)
+            row = db.execute("SELECT owner FROM streams WHERE id = ?", (stream_id,)).fetchone()
+            if row:
+                break
+            time.sleep(0.02)
+        secret = (tmp_path / "secret").read_text().strip().encode()
+        keyed = hmac.new(secret, b"owner:key-a", hashlib.sha256).hexdigest()[:32]
+        assert row == (keyed,) and keyed != legacy
+        db.execute(
+            "INSERT INTO streams (id, owner, status, seq, message, created_at, finished_at)"
+            " VALUES (?, ?, 'completed', 2, ?, 0, 0)",
+            ("st_legacy_row_00000001", legacy, message),
+        )
+        db.commit()
+        db.close()
+        assert http.get("/v1/streams/st_legacy_row_00000001", headers=a).status_code == 200
+        assert http.get("/v1/streams/st_legacy_row_00000001", headers=b).status_code == 404
+        events = http.get("/v1/streams/st_legacy_row_00000001/events", headers=a)
+        assert events.status_code == 200 and b'"snapshot"' in events.content

@@ -109,6 +109,7 @@ def create_app(
     stream_routes = StreamRoutes(
         gateway.streams,
         gateway.auth.authorize,
+        owns=gateway.auth.owns,
         metrics=gateway.metrics,
         keepalive_s=settings.keepalive_s,
         cancel_wait_s=settings.cancel_wait_s,

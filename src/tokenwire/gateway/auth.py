@@ -13,18 +13,35 @@ from tokenwire.gateway.errors import ApiError
 
 
 def owner_tag(key: str) -> str:
-    """A stable, non-reversible tag for a key, unkeyed (``Streams.owner_tag`` is the keyed one
-    the gateway uses)."""
+    """The unkeyed tag earlier versions stored for a key (``sha256(key)[:32]``). New streams
+    are tagged with ``Streams.owner_tag`` (an HMAC with the server's secret); this one is only
+    recognized, so streams stored before keep their owner (``Auth.owns``)."""
     return hashlib.sha256(key.encode()).hexdigest()[:32]
 
 
 class Auth:
-    """``Authorization: Bearer KEY`` (or ``?api_key=KEY``, for EventSource and WebSocket)."""
+    """``Authorization: Bearer KEY`` (or ``?api_key=KEY``, for EventSource and WebSocket).
 
-    def __init__(self, keys: Iterable[str], tag: Callable[[str], str] = owner_tag) -> None:
+    ``tag`` makes the owner tag a key's streams are stored with; ``legacy``, when given, the
+    tag an earlier version stored, still recognized as the same owner."""
+
+    def __init__(
+        self,
+        keys: Iterable[str],
+        tag: Callable[[str], str] = owner_tag,
+        legacy: Callable[[str], str] | None = None,
+    ) -> None:
         # Look keys up by hash so comparison time says nothing about the key itself.
         self._tag = tag
         self._tags = frozenset(tag(k) for k in keys if k)
+        self._aliases = {tag(k): legacy(k) for k in keys if k and legacy is not None}
+
+    def owns(self, stream_owner: str | None, owner: str | None) -> bool:
+        """Whether a stream tagged ``stream_owner`` is ``owner``'s (``owner`` as ``owner()``
+        returns it): the same tag, or the legacy tag of the same key."""
+        if stream_owner == owner:
+            return True
+        return owner is not None and stream_owner == self._aliases.get(owner)
 
     @property
     def enabled(self) -> bool:

@@ -4,6 +4,7 @@ the routes (and started / stopped by the app's lifespan)."""
 from __future__ import annotations
 
 import gc
+import logging
 import re
 from typing import Any
 
@@ -17,6 +18,7 @@ from tokenwire.gateway.upstream_api import stream_format, upstream_endpoint
 from tokenwire.hub import Hub, MemoryHub, StreamInfo
 from tokenwire.streams import Streams, StreamStore
 
+log = logging.getLogger("tokenwire.gateway")
 STREAM_ID = re.compile(r"st_[A-Za-z0-9_-]{16,64}")
 """The ids the gateway hands out (``st_`` + 144 random bits)."""
 
@@ -61,11 +63,14 @@ class Gateway:
             observer=MetricsObserver(self.metrics),
             max_event_bytes=settings.max_event_bytes,
         )
-        # Owner tags are keyed with the secret when one is configured (every machine of a
-        # deployment then shares it); otherwise they stay the unkeyed hash, which any machine
-        # computes alike and which matches the streams stored by earlier versions.
-        self.auth = Auth(
-            settings.api_keys, self.streams.owner_tag if settings.secret else owner_tag
+        # Owner tags are keyed with the server's secret (configured, or kept in the data
+        # directory), and the unkeyed tag earlier versions stored still names the same owner.
+        # Without any secret (no data directory) a random one would change per process and
+        # per restart, so the tag stays the unkeyed one there.
+        self.auth = (
+            Auth(settings.api_keys, self.streams.owner_tag, legacy=owner_tag)
+            if secret
+            else Auth(settings.api_keys)
         )
         from tokenwire.gateway.producer import RESUME, Continue
 
@@ -93,6 +98,14 @@ class Gateway:
 
     async def startup(self) -> None:
         s = self.settings
+        if s.api_keys and not s.secret and self.hub.kind != "memory":
+            # A shared hub means several processes; each keys owner tags (and signs read
+            # tokens) with its own data directory's secret unless they are given one.
+            log.warning(
+                "API keys with a shared hub but no TOKENWIRE_SECRET: give every process of "
+                "the deployment the same secret, or streams are only visible to the key on "
+                "the process (data directory) that created them"
+            )
         key = s.resolved_upstream_key()
         anthropic = s.upstream_api == "anthropic"  # (its key goes in x-api-key, per request)
         self.upstream = UpstreamClient(
@@ -154,7 +167,7 @@ class Gateway:
         return None, row
 
     def check_owner(self, stream_id: str, stream_owner: str | None, owner: str | None) -> None:
-        if self.auth.enabled and stream_owner != owner:
+        if self.auth.enabled and not self.auth.owns(stream_owner, owner):
             raise not_found(stream_id)  # (not 403: another key's streams do not exist for you)
 
 
