@@ -582,3 +582,47 @@ async def test_a_reader_that_fails_ends_its_waiting_cursors(hubs, redis_server) 
     got = await reader
     assert got[-1].type == "message.end"
     assert got[-1].op.status == "failed" and got[-1].op.error["type"] == "hub_unavailable"
+
+
+async def test_a_create_whose_reply_is_lost_is_ended_by_the_watchdog(redis_server, prefix) -> None:
+    """A Redis stall can apply ``create`` and lose its reply: the caller sees the hub as
+    unavailable and never produces. The stream is in the lease index before the create runs,
+    so once its lease runs out a watchdog ends it ``failed`` ("producer lost") rather than it
+    staying ``in_progress`` until it expires. A create refused as a duplicate leaves the
+    index entry of the stream that exists alone."""
+    from tokenwire.errors import HubUnavailable, StreamExists
+
+    a = new_hub(redis_server.url, prefix, lease_ttl_s=0.3, watchdog_interval_s=60)
+    watcher = new_hub(redis_server.url, prefix, watchdog_interval_s=0.1)
+    await a.start()
+    await watcher.start()
+    try:
+        real = a._scripts["create"]
+
+        async def applied_then_lost(*args, **kwargs):
+            await real(*args, **kwargs)
+            raise ConnectionError("reply lost")
+
+        a._scripts["create"] = applied_then_lost
+        with pytest.raises(HubUnavailable):
+            await a.create("st_lost_reply", owner=None)
+        a._scripts["create"] = real
+        info = await watcher.info("st_lost_reply")
+        assert info is not None and info.status == "in_progress"
+        for _ in range(50):
+            await asyncio.sleep(0.1)
+            info = await watcher.info("st_lost_reply")
+            if info.status != "in_progress":
+                break
+        assert info.status == "failed"
+        message = (await watcher.message("st_lost_reply"))[1]
+        assert message.error["message"] == "producer lost"
+        # A duplicate create is refused and the existing stream stays in the index.
+        await a.create("st_taken", owner=None)
+        deadline = await a.r.zscore(active_key(a, "st_taken"), "st_taken")
+        with pytest.raises(StreamExists):
+            await watcher.create("st_taken", owner=None)
+        assert await a.r.zscore(active_key(a, "st_taken"), "st_taken") == deadline
+    finally:
+        await a.close()
+        await watcher.close()

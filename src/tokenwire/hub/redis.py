@@ -410,6 +410,11 @@ class RedisHub(Hub):
         keys = self.keys
         token = secrets.token_hex(8)  # this call's: a retried script recognizes its own work
         async with self._unavailable():
+            # In the lease index first: should the create go through but its reply be lost (a
+            # stall), a watchdog still finds the stream once its lease runs out and ends it
+            # "producer lost", instead of it staying in progress with nobody to end it.
+            active = self._active_key(stream_id)
+            indexed = await self.r.zadd(active, {stream_id: self._lease_deadline_ms()}, nx=True)
             created = await self._scripts["create"](
                 keys=[keys.meta(stream_id), keys.lease(stream_id)],
                 args=[
@@ -423,10 +428,9 @@ class RedisHub(Hub):
                 ],
             )
             if not created:
+                if indexed:  # (only the entry this call added: never another stream's)
+                    await self.r.zrem(active, stream_id)
                 raise StreamExists(f"stream {stream_id!r} already exists")
-            # Registered as active before this process counts it as its own: if this fails,
-            # no lease renewer keeps a stream alive that no producer will ever write to.
-            await self.r.zadd(self._active_key(stream_id), {stream_id: self._lease_deadline_ms()})
             self._owned[stream_id] = _Owned(Message.empty(stream_id, None), set(), 0, 0)
             self._leased.add(stream_id)
             self._epochs[stream_id] = "0"
