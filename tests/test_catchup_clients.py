@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,6 +15,7 @@ import httpx
 import msgspec
 import pytest
 from conftest import serve_asgi
+from test_views_http import _create, _wait_done
 
 from tokenwire.client import Client
 from tokenwire.gateway import Settings, create_app
@@ -41,14 +41,7 @@ def gateway() -> Iterator[str]:
 
 
 def _finished_stream(http: httpx.Client, tokens: int) -> dict:
-    body = {"model": "mock", "messages": [{"role": "user", "content": "hi"}]}
-    stream_id = http.post("/v1/streams", json={**body, "max_tokens": tokens}).json()["id"]
-    for _ in range(500):
-        snap = http.get(f"/v1/streams/{stream_id}").json()
-        if snap["status"] != "in_progress":
-            return snap
-        time.sleep(0.02)
-    raise AssertionError("the stream did not end")
+    return _wait_done(http, _create(http, max_tokens=tokens))
 
 
 def test_merged_catch_up_states_its_seqs(gateway: str) -> None:
