@@ -151,6 +151,18 @@ def read_params(token: str | None, **params: Any) -> dict[str, Any]:
     return params
 
 
+def openai_chunk(data: str) -> dict[str, Any] | None:
+    """One event of the OpenAI view: its chunk, ``None`` at ``[DONE]``; an error event (the
+    stream failed) raises ``GatewayError``."""
+    if data == "[DONE]":
+        return None
+    chunk = msgspec.json.decode(data)
+    if "error" in chunk and "choices" not in chunk:
+        error = chunk["error"] or {}
+        raise GatewayError(200, str(error.get("message")), error.get("type"), None)
+    return chunk  # type: ignore[no-any-return]
+
+
 def checked(response: httpx.Response) -> httpx.Response:
     """``response`` itself, or its error body raised as ``GatewayError``."""
     if response.status_code >= 400:

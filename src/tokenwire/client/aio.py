@@ -7,7 +7,6 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
-import msgspec
 
 from tokenwire.client._state import (
     RETRYABLE_STATUS,
@@ -20,6 +19,7 @@ from tokenwire.client._state import (
     checked,
     create_body,
     http_options,
+    openai_chunk,
     reaching,
     read_params,
 )
@@ -110,14 +110,9 @@ class AsyncClient:
                             checked(response)
                         async for raw in response.aiter_raw():
                             for event in decoder.feed(raw):
-                                if event.data == "[DONE]":
+                                chunk = openai_chunk(event.data)
+                                if chunk is None:  # [DONE]
                                     return
-                                chunk = msgspec.json.decode(event.data)
-                                if "error" in chunk and "choices" not in chunk:
-                                    error = chunk["error"] or {}
-                                    raise GatewayError(
-                                        200, str(error.get("message")), error.get("type"), None
-                                    )
                                 index += 1
                                 attempt = 0
                                 yield chunk

@@ -7,7 +7,6 @@ from collections.abc import Iterator
 from typing import Any
 
 import httpx
-import msgspec
 
 from tokenwire.client._state import (
     RETRYABLE_STATUS,
@@ -20,6 +19,7 @@ from tokenwire.client._state import (
     checked,
     create_body,
     http_options,
+    openai_chunk,
     reaching,
     read_params,
 )
@@ -124,14 +124,9 @@ class Client:
                         checked(response)
                     for raw in response.iter_raw():
                         for event in decoder.feed(raw):
-                            if event.data == "[DONE]":
+                            chunk = openai_chunk(event.data)
+                            if chunk is None:  # [DONE]
                                 return
-                            chunk = msgspec.json.decode(event.data)
-                            if "error" in chunk and "choices" not in chunk:
-                                error = chunk["error"] or {}
-                                raise GatewayError(
-                                    200, str(error.get("message")), error.get("type"), None
-                                )
                             index += 1
                             attempt = 0
                             yield chunk
