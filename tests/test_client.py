@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import socket
 import threading
+import time
 from collections.abc import Iterator
 
 import httpx
@@ -12,9 +13,10 @@ import pytest
 from conftest import serve_asgi
 
 from tokenwire.client import AsyncClient, Client, GatewayError
+from tokenwire.errors import InvalidArgument
 from tokenwire.gateway import Settings, create_app
 from tokenwire.mock import create_mock_app
-from tokenwire.protocol import Message
+from tokenwire.protocol import Message, Snapshot
 
 PROMPT = [{"role": "user", "content": "hi"}]
 
@@ -81,6 +83,32 @@ def test_create_iterate_and_message(gateway: str) -> None:
         snapshot = client.get(stream.id)
         assert stream.message.to_dict() == snapshot["message"]
         assert stream.message.status == "completed"
+
+
+def finished(client: Client, stream_id: str) -> None:
+    for _ in range(400):
+        if client.get(stream_id)["status"] != "in_progress":
+            return
+        time.sleep(0.025)
+    raise AssertionError("the stream did not finish")
+
+
+def test_created_stream_read_late_still_yields_every_op(gateway: str) -> None:
+    """The model ran far ahead (here: to its end) before the first read: ``create``'s stream
+    still yields every op from seq 1 (only ``catchup="compact"`` makes that a snapshot)."""
+    with Client(gateway) as client:
+        exact = client.create(PROMPT, model="mock-reasoning", max_tokens=200)
+        compact = client.create(PROMPT, model="mock-reasoning", max_tokens=200, catchup="compact")
+        finished(client, exact.id)
+        finished(client, compact.id)
+        seqs = [op.seq for op in exact]
+        assert seqs == list(range(1, len(seqs) + 1)) and len(seqs) > 200
+        ops = list(compact)
+        assert [type(op) for op in ops] == [Snapshot] and ops[0].seq == len(seqs)
+        assert exact.message.status == compact.message.status == "completed"
+        assert compact.message.to_dict()["blocks"] == exact.message.to_dict()["blocks"]
+        with pytest.raises(InvalidArgument):
+            client.create(PROMPT, model="mock", catchup="all")  # refused before anything starts
 
 
 def test_reconnects_and_resumes_through_cut_connections(gateway: str) -> None:

@@ -80,6 +80,8 @@ const hook = {
   dropConnection: () => current?.reconnect(),
   /** seq the page resumed from (a snapshot), 0 when it followed the stream from the start */
   resumedFrom: 0,
+  /** seqs of the snapshot ops that stood for what a far-behind reconnect missed */
+  snapshots: /** @type {number[]} */ ([]),
   /** every transient op received, in order ({name, value}) */
   transients: /** @type {{name: unknown, value: unknown}[]} */ ([]),
 };
@@ -129,6 +131,7 @@ function follow(id, after, message) {
   view.reset();
   Object.assign(stats, { bytes: 0, ops: 0, chars: 0, firstDeltaAt: 0, lastDeltaAt: 0 });
   hook.seqs = [];
+  hook.snapshots = [];
   hook.transients = [];
   hook.resumedFrom = after;
   transient.clear();
@@ -142,6 +145,7 @@ function follow(id, after, message) {
       if (sub !== current) return;
       stats.ops += 1;
       hook.seqs.push(op.seq ?? 0);
+      if (op.type === "snapshot") hook.snapshots.push(op.seq ?? 0);
       if (op.type === "block.delta") {
         const now = performance.now();
         if (!stats.firstDeltaAt) stats.firstDeltaAt = now;

@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 import msgspec
 
-from tokenwire.errors import TokenwireError
+from tokenwire.errors import InvalidArgument, TokenwireError
 from tokenwire.protocol import (
     Message,
     MessageEnd,
@@ -59,6 +59,13 @@ def reaching(base_url: object) -> Iterator[None]:
         raise GatewayUnreachable(f"cannot reach the gateway at {base_url}: {reason}") from None
 
 
+def checked_catchup(catchup: str) -> str:
+    """``catchup`` if it is a mode the gateway knows, else ``InvalidArgument`` (a ValueError)."""
+    if catchup not in ("compact", "exact"):
+        raise InvalidArgument(f"catchup must be 'compact' or 'exact', not {catchup!r}")
+    return catchup
+
+
 class StreamState:
     """The client side of one stream: applied message, last seq, and an SSE decoder.
 
@@ -72,8 +79,7 @@ class StreamState:
         on_transient: TransientCallback | None = None,
         catchup: str = "compact",
     ) -> None:
-        if catchup not in ("compact", "exact"):
-            raise ValueError(f"catchup must be 'compact' or 'exact', not {catchup!r}")
+        checked_catchup(catchup)
         self.id = stream_id
         # "exact": every op of the log however far behind; "compact": a far-behind reader
         # gets one snapshot op for what it missed (the gateway's default).

@@ -17,6 +17,7 @@ from tokenwire.client._state import (
     TransientCallback,
     backoff,
     checked,
+    checked_catchup,
     create_body,
     http_options,
     openai_chunk,
@@ -59,13 +60,16 @@ class AsyncClient:
         model: str | None = None,
         coalesce_ms: float | None = None,
         on_transient: TransientCallback | None = None,
+        catchup: str = "exact",
         **params: Any,
     ) -> AsyncStream:
+        """As ``Client.create``."""
+        checked_catchup(catchup)  # before anything starts
         body = create_body(messages, model, coalesce_ms, params)
         with reaching(self._http.base_url):
             response = await self._http.post("/v1/streams", json=body)
         data = checked(response).json()
-        return AsyncStream(self, data["id"], on_transient)
+        return AsyncStream(self, data["id"], on_transient, catchup)
 
     def stream(
         self,

@@ -17,6 +17,7 @@ from tokenwire.client._state import (
     TransientCallback,
     backoff,
     checked,
+    checked_catchup,
     create_body,
     http_options,
     openai_chunk,
@@ -63,13 +64,20 @@ class Client:
         model: str | None = None,
         coalesce_ms: float | None = None,
         on_transient: TransientCallback | None = None,
+        catchup: str = "exact",
         **params: Any,
     ) -> Stream:
-        """Start a detached generation (``params`` go to the model: ``max_tokens``, …)."""
+        """Start a detached generation (``params`` go to the model: ``max_tokens``, …).
+
+        The returned stream follows it from its first op. ``catchup="exact"`` (default) gives
+        every op even when this client starts reading after the model has run far ahead (a
+        fast model, a slow client); ``"compact"`` lets the gateway send what was missed as one
+        ``Snapshot`` op, as ``stream()`` does by default."""
+        checked_catchup(catchup)  # before anything starts
         body = create_body(messages, model, coalesce_ms, params)
         with reaching(self._http.base_url):
             data = checked(self._http.post("/v1/streams", json=body)).json()
-        return Stream(self, data["id"], on_transient)
+        return Stream(self, data["id"], on_transient, catchup)
 
     def stream(
         self,
