@@ -117,7 +117,8 @@ def test_serve_command_runs(tmp_path) -> None:  # type: ignore[no-untyped-def]
                 json={"model": "mock", "messages": [{"role": "user", "content": "x"}]},
             )
             stream_id = created.json()["id"]
-            assert b"message.end" in httpx.get(f"{url}/v1/streams/{stream_id}/events?catchup=exact").content
+            events = httpx.get(f"{url}/v1/streams/{stream_id}/events?catchup=exact")
+            assert b"message.end" in events.content
         finally:
             proc.terminate()
             output = proc.communicate(timeout=15)[0].decode()
