@@ -140,19 +140,25 @@ async def test_cleanup_by_age(store: PostgresStore) -> None:
 
 
 async def saves_during(store: PostgresStore, fault, caplog, n: int = 120) -> list[StoredStream]:
-    """Save ``n`` rows, 8 at a time, while ``fault`` (a blocking callable) runs in a thread;
-    checks that the fault did hit some saves (they retried)."""
-    rows = [row(f"st_r{i}", seq=i + 1, message=f"m{i}".encode()) for i in range(n)]
-    queue = list(rows)
+    """Save rows, 8 at a time, for as long as ``fault`` (a blocking callable) runs in a thread
+    and until at least ``n`` are saved; checks that the fault did hit some saves (they retried).
+    The store's 4 connections are always busy meanwhile (8 savers, no pause), so a killed
+    connection is one with a save on it, not an idle one the pool replaces unseen."""
+    rows: list[StoredStream] = []
+    faulting = True
 
     async def worker() -> None:
-        while queue:
-            await store.save(queue.pop())
-            await asyncio.sleep(0.02)
+        while faulting or len(rows) < n:
+            i = len(rows)
+            rows.append(row(f"st_r{i}", seq=i + 1, message=f"m{i}".encode()))
+            await store.save(rows[i])
 
     workers = [asyncio.create_task(worker()) for _ in range(8)]
     await asyncio.sleep(0.05)  # saves are under way
-    await asyncio.to_thread(fault)
+    try:
+        await asyncio.to_thread(fault)
+    finally:
+        faulting = False
     await asyncio.wait_for(asyncio.gather(*workers), 60)
     retried = [r for r in caplog.records if "retrying" in r.getMessage()]
     assert retried, "the fault hit no save: the test proved nothing"
