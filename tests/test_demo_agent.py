@@ -97,7 +97,7 @@ def test_the_held_out_agent_answer_resumes_from_every_seq(
     _read(gateway, warm.id, warm, 0)  # (the hub's connections are up: a reader subscribes fast)
     # Transient events go to the readers connected at that moment: the first comes after a
     # pause long enough for this reader to be connected.
-    stream_id = _start(gateway, flaky=True, pause_ms=400)
+    stream_id = _start(gateway, flaky=True, pause_ms=600)
     live = StreamState(stream_id)
     live_ops, body = _read(gateway, stream_id, live, 0)  # connected before the first transient
     snapshot = httpx.get(f"{gateway}/v1/streams/{stream_id}").json()

@@ -126,7 +126,7 @@ def test_subscriber_cut_mid_stream_resumes_without_loss_or_repeat(http: httpx.Cl
     stream_id = create(http, "mock", mock={"tps": 300}, max_tokens=120)
     first: list[tuple[int, bytes]] = []
     decoder = SSEDecoder()
-    with http.stream("GET", f"/v1/streams/{stream_id}/events") as response:
+    with http.stream("GET", f"/v1/streams/{stream_id}/events?catchup=exact") as response:
         for chunk in response.iter_raw():
             first += [(int(e.id), e.data.encode()) for e in decoder.feed(chunk) if e.id]
             if len(first) >= 10:
@@ -173,7 +173,7 @@ def test_stalled_subscriber_does_not_block_others(http: httpx.Client, gateway: s
     stalled.connect(("127.0.0.1", port))
     stalled.sendall(f"GET /v1/streams/{stream_id}/events HTTP/1.1\r\nHost: x\r\n\r\n".encode())
     try:
-        raw = read_events(http, stream_id)
+        raw = read_events(http, stream_id, "?catchup=exact")  # (every op, however late)
         ops = parse(raw)
         assert len(raw) > 1_000_000
         assert b'"status":"completed"' in ops[-1][1]
@@ -493,8 +493,8 @@ def test_store_answers_after_retention(mock_url: str, tmp_path: Path) -> None:
 def test_coalescing_option_merges_deltas_not_content(http: httpx.Client) -> None:
     plain = create(http, "mock", mock={"tps": 400}, max_tokens=80)
     merged = create(http, "mock", mock={"tps": 400}, max_tokens=80, tokenwire={"coalesce_ms": 100})
-    plain_ops = parse(read_events(http, plain))
-    merged_ops = parse(read_events(http, merged))
+    plain_ops = parse(read_events(http, plain, "?catchup=exact"))
+    merged_ops = parse(read_events(http, merged, "?catchup=exact"))
     assert rebuild(merged_ops).text == rebuild(plain_ops).text
     assert len(merged_ops) < len(plain_ops)
 

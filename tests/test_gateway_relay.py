@@ -210,7 +210,7 @@ def test_websocket_live_resume_loses_nothing(gateway: str) -> None:
         json={"model": "mock", "messages": PROMPT, "max_tokens": 100, "mock": {"tps": 300}},
     )
     stream_id = created.json()["id"]
-    with connect(ws_url(gateway, stream_id)) as ws:
+    with connect(ws_url(gateway, stream_id, "?catchup=exact")) as ws:
         ws.send(json.dumps({"after": 0}))
         first = [json.loads(ws.recv(timeout=10)) for _ in range(8)]
     after = counted(first)[-1]

@@ -182,7 +182,9 @@ async def test_readers_wait_out_a_partition_and_lose_nothing(partitioned_redis) 
         patient_ops = [op for _, batch in patient_log for op in batch]
         longest = max(elapsed for elapsed, _ in patient_log)
         assert longest < 1.0, f"a read with a 0.3 s timeout took {longest:.2f} s"
-        assert sum(1 for _, b in patient_log if not b) >= PARTITION_S / 0.3 - 2
+        # (keep-alive empty reads went on through the partition; most, not all, of the ~15 a
+        # perfectly punctual loop would make: a loaded machine runs some late)
+        assert sum(1 for _, b in patient_log if not b) >= PARTITION_S / 0.3 / 2
 
         for ops in (patient_ops, hasty_all):
             assert [op.seq for op in ops] == list(range(1, len(ops) + 1))  # 0 lost, 0 repeated

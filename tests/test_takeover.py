@@ -302,18 +302,19 @@ async def test_a_live_producer_keeps_its_stream_and_a_fenced_one_stops_renewing(
     redis_server,
 ) -> None:
     prefix = "tk" + secrets.token_hex(4)
-    hub = RedisHub(redis_server.url, key_prefix=prefix, lease_ttl_s=0.3, watchdog_interval_s=0.05)
+    # (a 0.6 s lease renewed every 0.2 s: a stall of the test's loop under load is no expiry)
+    hub = RedisHub(redis_server.url, key_prefix=prefix, lease_ttl_s=0.6, watchdog_interval_s=0.05)
     await hub.start()
     try:
         await hub.create("st_live", owner=None)
         await hub.set_resume("st_live", b'{"v":1,"name":"x","args":null}')
-        await asyncio.sleep(1.0)  # > 3 leases: renewed (epoch-checked) all along
+        await asyncio.sleep(1.5)  # > 2 leases: renewed (epoch-checked) all along
         assert await hub.r.pttl(hub.keys.lease("st_live")) > 0
         assert "st_live" in hub._leased
         # Another process takes it over (bumps the epoch): our renewals no longer hold it.
         await hub.r.hincrby(hub.keys.meta("st_live"), "epoch", 1)
         await hub.r.set(hub.keys.lease("st_live"), "other", px=300)
-        await asyncio.sleep(0.6)
+        await asyncio.sleep(0.9)
         assert await hub.r.get(hub.keys.lease("st_live")) is None
         assert "st_live" not in hub._leased  # (so close() leaves the taker's lease alone)
     finally:

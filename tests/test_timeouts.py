@@ -25,10 +25,14 @@ async def test_waits_fire_after_their_delay_within_one_slot(coarse: float) -> No
     start = loop.time()
     for name, delay in (("a", 0.1), ("b", 0.1), ("c", 0.2)):
         timeouts.call_later(delay, lambda n: fired.setdefault(n, loop.time() - start), name)
-    await asyncio.sleep(0.2 + 2 * coarse + 0.1)
+    for _ in range(100):  # (a loaded machine may run the loop late: wait for them)
+        await asyncio.sleep(0.05)
+        if len(fired) == 3:
+            break
     assert set(fired) == {"a", "b", "c"}
     for name, delay in (("a", 0.1), ("b", 0.1), ("c", 0.2)):
-        assert delay - 0.005 <= fired[name] <= delay + coarse + 0.1, (name, fired[name])
+        # Never early; late by at most a slot, plus slack for a loop stalled by other work.
+        assert delay - 0.005 <= fired[name] <= delay + coarse + 0.4, (name, fired[name])
     assert fired["c"] > fired["a"]
 
 
