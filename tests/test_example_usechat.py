@@ -34,7 +34,7 @@ def _parts(http: httpx.Client, stream_id: str) -> list[dict]:
 
 
 def test_usechat_host_example(tmp_path: Path) -> None:
-    paced = {"options": {"mock": {"tps": 150}, "max_tokens": 120}}
+    paced = {"options": {"mock": {"tps": 150}, "max_tokens": 300}}  # (2 s: resumed mid-answer)
     scenarios = [
         {"name": "plain", "mode": "transport", "body": {}},
         {"name": "cut", "mode": "chat", "body": paced, "cutAfter": 1500},
