@@ -87,7 +87,7 @@ def fixed() -> Iterator[tuple[FixedUpstream, str]]:
 @pytest.fixture(scope="module")
 def gateway() -> Iterator[str]:
     with serve_asgi(create_mock_app()) as mock_url:
-        settings = Settings(upstream=f"{mock_url}/v1", coalesce_ms=0, ws_hello_timeout_s=0.3)
+        settings = Settings(upstream=f"{mock_url}/v1", coalesce_ms=0, ws_hello_timeout_s=1.0)
         with serve_asgi(create_app(settings)) as url:
             yield url
 
