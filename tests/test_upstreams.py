@@ -388,6 +388,23 @@ def test_auto_gives_the_same_ops_as_the_right_format_for_every_recording(name: s
         assert got[0] == got[1]
 
 
+# One text token as each API's delta event.
+TEXT_DELTA = {
+    "responses": lambda text: {
+        "type": "response.output_text.delta",
+        "item_id": "i",
+        "output_index": 0,
+        "content_index": 0,
+        "delta": text,
+    },
+    "anthropic": lambda text: {
+        "type": "content_block_delta",
+        "index": 0,
+        "delta": {"type": "text_delta", "text": text},
+    },
+}
+
+
 @pytest.mark.parametrize("fmt", ["responses", "anthropic"])
 def test_whole_event_fast_path_agrees_with_the_sse_decoder(fmt: str) -> None:
     """A read that is one whole ``event:`` + ``data:`` event skips the SSE decoder: every read
@@ -400,18 +417,6 @@ def test_whole_event_fast_path_agrees_with_the_sse_decoder(fmt: str) -> None:
             b'event: response.output_item.added\ndata: {"type":"response.output_item.added",'
             b'"output_index":0,"item":{"id":"i","type":"message","content":[]}}\n\n',
         ]
-
-        def delta(text: str) -> bytes:
-            return json.dumps(
-                {
-                    "type": "response.output_text.delta",
-                    "item_id": "i",
-                    "output_index": 0,
-                    "content_index": 0,
-                    "delta": text,
-                },
-                separators=(",", ":"),
-            ).encode()
     else:
         head = [
             b'event: message_start\ndata: {"type":"message_start","message":{"model":"m"}}\n\n',
@@ -419,15 +424,8 @@ def test_whole_event_fast_path_agrees_with_the_sse_decoder(fmt: str) -> None:
             b'"content_block":{"type":"text","text":""}}\n\n',
         ]
 
-        def delta(text: str) -> bytes:
-            return json.dumps(
-                {
-                    "type": "content_block_delta",
-                    "index": 0,
-                    "delta": {"type": "text_delta", "text": text},
-                },
-                separators=(",", ":"),
-            ).encode()
+    def delta(text: str) -> bytes:
+        return json.dumps(TEXT_DELTA[fmt](text), separators=(",", ":")).encode()
 
     a, b, j = delta("A"), delta("B"), delta("J")
     reads = [

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import inspect
+import operator
 import re
 from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any
@@ -75,10 +76,6 @@ Authorize = Callable[[HTTPConnection], Any]
 _json = msgspec.json.Encoder()
 
 
-def _same_owner(stream_owner: Any, owner: Any) -> bool:
-    return bool(stream_owner == owner)
-
-
 _SEQ = re.compile(r"[0-9]{1,18}")
 
 
@@ -104,7 +101,7 @@ class StreamRoutes:
         self.authorize = authorize
         # ``owns(stream_owner, owner)``: whether a stream is the caller's (default: equal
         # owners; the gateway also recognizes the owner tags earlier versions stored).
-        self.owns = owns if owns is not None else _same_owner
+        self.owns = owns if owns is not None else operator.eq
         self.metrics = metrics if metrics is not None else Metrics()
         self.keepalive_s = keepalive_s
         self.cancel_wait_s = cancel_wait_s
