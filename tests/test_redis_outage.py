@@ -82,6 +82,43 @@ async def test_create_that_fails_leaves_no_key_without_an_expiry(prefix: str) ->
             await hub.close()
 
 
+async def test_creates_during_a_stall_fail_within_the_call_timeout(prefix: str) -> None:
+    """Several creates at once while Redis stalls each answer ``HubUnavailable`` within
+    ``call_timeout_s`` (before: about 10 socket timeouts, as redis-py's reconnect handshake
+    read with the socket timeout and was retried), and the hub works once Redis is back."""
+    from redis_server import RedisServer
+
+    with RedisServer() as server:
+        hub = new_hub(server.url, prefix, command_timeout_s=0.5, connect_timeout_s=0.2)
+        assert hub.call_timeout_s == pytest.approx(1.9)
+        await hub.start()
+        assert server.proc is not None
+        try:
+            server.proc.send_signal(signal.SIGSTOP)
+
+            async def create(stream_id: str, delay: float) -> float:
+                await asyncio.sleep(delay)
+                started = time.monotonic()
+                with pytest.raises(HubUnavailable, match=r"within 1\.9 s|unavailable"):
+                    await hub.create(stream_id, owner="o")
+                return time.monotonic() - started
+
+            waits = await asyncio.gather(
+                *(create(f"st_stalled{i}", i * 0.3) for i in range(3)), create("st_late", 2.0)
+            )
+            # (the slack is for a loaded machine: without the bound each took about 5 s)
+            assert max(waits) < hub.call_timeout_s + 1.5, waits
+            server.proc.send_signal(signal.SIGCONT)
+            # Cut commands dropped their connections: no stale reply reaches a later call.
+            await hub.create("st_after", owner="o")
+            await hub.append("st_after", make_ops("st_after", ["ok"]))
+            info = await hub.info("st_after")
+            assert info is not None and info.status == "completed" and info.owner == "o"
+        finally:
+            server.proc.send_signal(signal.SIGCONT)
+            await hub.close()
+
+
 async def test_a_dead_producers_live_log_expires_too(redis_server, prefix: str) -> None:
     hub = new_hub(redis_server.url, prefix, retention_s=30.0)
     await hub.start()

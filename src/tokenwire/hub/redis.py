@@ -392,11 +392,25 @@ class RedisHub(Hub):
             raise HubUnavailable("the Redis hub is not started")
         return self._redis
 
+    @property
+    def call_timeout_s(self) -> float:
+        """The longest one hub call waits for Redis before it raises ``HubUnavailable``: a
+        command's socket timeout, retried twice after a reconnect bounded by the connect
+        timeout. Enforced as a whole, because in a stall redis-py's reconnect handshake also
+        reads with the socket timeout and is retried: a create then took 10 socket timeouts."""
+        return 3 * self.command_timeout_s + 2 * self.connect_timeout_s
+
     @contextlib.asynccontextmanager
     async def _unavailable(self) -> AsyncIterator[None]:
-        """Turn connection trouble into ``HubUnavailable`` (503 for the gateway)."""
+        """Turn connection trouble into ``HubUnavailable`` (503 for the gateway), and bound
+        the wait (``call_timeout_s``; redis-py drops a connection whose command is cut)."""
         try:
-            yield
+            async with asyncio.timeout(self.call_timeout_s):
+                yield
+        except TimeoutError:  # (before _UNAVAILABLE: TimeoutError is an OSError)
+            raise HubUnavailable(
+                f"Redis at {redact(self.url)} did not answer within {self.call_timeout_s:g} s"
+            ) from None
         except _UNAVAILABLE as exc:
             raise HubUnavailable(f"Redis unavailable at {redact(self.url)}: {exc}") from None
 
