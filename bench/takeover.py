@@ -1,11 +1,11 @@
 """Takeover: kill -9 the process producing streams; another process continues them.
 
-A pool of 3 ``tokenwire serve`` processes on one Redis, the ``tokenwire mock`` upstream (its own
-process, paced). Each round creates ``concurrency`` paced answers on one process (the victim)
-at random offsets, so the kill -9 that follows cuts each at a random point: before the first
-token, mid-word, in reasoning, in tool-call arguments. Readers follow every stream on both
-survivors and on the victim (that reader resumes on a survivor with ``Last-Event-ID``). The
-victim is replaced by a fresh process for the next round.
+A pool of 3 ``tokenwire serve`` processes on one Redis (or a Redis Cluster URL), the
+``tokenwire mock`` upstream (its own process, paced). Each round creates ``concurrency`` paced
+answers on one process (the victim) at random offsets, so the kill -9 that follows cuts each at
+a random point: before the first token, mid-word, in reasoning, in tool-call arguments.
+Readers follow every stream on both survivors and on the victim (that reader resumes on a
+survivor with ``Last-Event-ID``). The victim is replaced by a fresh process for the next round.
 
 Per trial it checks: every reader's ops are exactly seq 1..N (none lost, repeated or
 reordered), and the message they build equals the uninterrupted answer (or, for a stream that
@@ -276,7 +276,10 @@ class Harness:
     async def _seqs_at_kill(self, trials: list[Trial]) -> None:
         from redis.asyncio import Redis
 
-        redis = Redis.from_url(self.redis_url)
+        from tokenwire.hub.redis_keys import cluster_client, is_cluster_url
+
+        cluster = is_cluster_url(self.redis_url)
+        redis = cluster_client(self.redis_url) if cluster else Redis.from_url(self.redis_url)
         try:
             for t in trials:
                 status, seq = await redis.hmget(

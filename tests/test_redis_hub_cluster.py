@@ -3,8 +3,9 @@ Cluster (tests/redis_cluster.py, one per session): ``redis_server`` is overridde
 cluster, reached through a cluster URL, so ``RedisHub`` selects the cluster layout (hash-tagged
 stream keys, sharded lease index, ``SPUBLISH`` cancel channels, per-node blocking reads).
 
-Also the in-process takeover tests (tests/test_takeover.py): a host continuation taking over
-a stream whose producer stopped, fencing, one winner among racing watchdogs.
+Also the takeover tests (tests/test_takeover.py): a host continuation taking over a stream
+whose producer stopped, fencing, one winner among racing watchdogs, and (fewer trials) the
+kill -9 of a producing ``tokenwire serve`` process among three on the cluster.
 
 Left out: the tests that stop, restart or freeze their own single ``redis-server`` (the
 partition test, tests/test_redis_partition.py, covers a lost Redis).
@@ -47,6 +48,7 @@ from test_redis_hub import (  # noqa: F401  (fixtures and tests collected again 
     test_watch_cancel_across_processes_without_a_task_per_stream,
 )
 from test_takeover import (  # noqa: F401  (takeover and fencing on the sharded index, too)
+    kill_9_trials,
     test_a_live_producer_keeps_its_stream_and_a_fenced_one_stops_renewing,
     test_exactly_one_process_takes_over,
     test_host_continuation_takes_over_and_fences_the_old_producer,
@@ -149,3 +151,9 @@ async def test_bursts_wait_for_the_bounded_cluster_connections(redis_server) -> 
             assert [op.json for op in got] == [op.json for op in make_ops(stream_id, ["a ", "b"])]
     finally:
         await hub.close()
+
+
+async def test_kill_9_of_the_producing_gateway_process_on_a_cluster(redis_server) -> None:
+    """Three ``tokenwire serve`` processes on the cluster; kill -9 the producer mid-answer
+    (fewer trials than on one Redis: the same code, the sharded lease index and fencing)."""
+    await kill_9_trials(redis_server.url, 8)
