@@ -109,6 +109,12 @@ def test_responses_image_generation_and_content_filter() -> None:
     events = [
         {"type": "response.created", "response": {"model": "gpt-image"}},
         {
+            "type": "response.output_item.added",
+            "output_index": 0,
+            "item": {"type": "image_generation_call", "id": "ig_1", "status": "in_progress"},
+        },
+        {"type": "response.image_generation_call.generating", "output_index": 0},
+        {
             "type": "response.output_item.done",
             "output_index": 0,
             "item": {"type": "image_generation_call", "id": "ig_1", "result": "iVBORw0KGgo="},
@@ -127,6 +133,8 @@ def test_responses_image_generation_and_content_filter() -> None:
         facts += normalizer.feed_data(json.dumps(event).encode())
     assert ImageFact(0, "data:image/png;base64,iVBORw0KGgo=") in facts
     assert Finished(0, "content_filter") in facts
+    # The in-progress item leaves no data block behind: the image is the only block.
+    assert not [f for f in facts if isinstance(f, DataFact)]
 
 
 @pytest.mark.parametrize(

@@ -109,7 +109,9 @@ _decode_event = msgspec.json.Decoder(_Event).decode
 _decode_item = msgspec.json.Decoder(_Item).decode
 _decode_response = msgspec.json.Decoder(_Response).decode
 _decode_any = msgspec.json.Decoder().decode
-_ITEM_KINDS = ("message", "reasoning", "function_call", "custom_tool_call")
+# Items whose ``output_item.added`` makes no block: their deltas or their done item do (an
+# image generation's ``added`` has no result yet: a data block for it would stay behind).
+_ITEM_KINDS = ("message", "reasoning", "function_call", "custom_tool_call", "image_generation_call")
 
 
 class ResponsesNormalizer(EventNormalizer):
