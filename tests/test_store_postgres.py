@@ -139,6 +139,30 @@ async def test_cleanup_by_age(store: PostgresStore) -> None:
     assert await store.delete_finished_before(now - 500) == 0
 
 
+async def test_the_postgres_store_cleans_up_by_itself(pg_server) -> None:
+    """With ``retention_s`` the store deletes old rows itself: at open, then every
+    ``cleanup_interval_s`` (before, only the SQLite store did, and only without a store URL)."""
+    store = PostgresStore(
+        pg_server.url, table=table(), max_connections=2, retention_s=0.3, cleanup_interval_s=0.1
+    )
+    await store.open()
+    try:
+        now = time.time()
+        await store.save(row("st_kept", finished_at=now + 3600))
+        await store.save(row("st_gone", finished_at=now))
+        for _ in range(60):
+            if await store.get("st_gone") is None:
+                break
+            await asyncio.sleep(0.05)
+        assert await store.get("st_gone") is None
+        assert await store.get("st_kept") is not None
+        assert await store.cleanup(now + 7200) == 1  # one pass on demand, too
+    finally:
+        await store.close()
+    assert store._retention._task is None
+    assert await PostgresStore(pg_server.url, table=table()).cleanup() == 0  # keeps by default
+
+
 async def saves_during(store: PostgresStore, fault, caplog, n: int = 120) -> list[StoredStream]:
     """Save rows, 8 at a time, for as long as ``fault`` (a blocking callable) runs in a thread
     and until at least ``n`` are saved; checks that the fault did hit some saves (they retried).
@@ -231,6 +255,12 @@ def test_store_from_url(tmp_path) -> None:
         store_from_url("mysql://db/tw")
     with pytest.raises(ValueError):
         store_from_url("sqlite://host/dir")
+    kept = store_from_url("sqlite://", retention_s=60.0, cleanup_interval_s=5.0)
+    assert (kept.retention_s, kept.cleanup_interval_s) == (60.0, 5.0)
+    with pytest.raises(ValueError, match="only retention_s and cleanup_interval_s"):
+        store_from_url("sqlite://", table="t2")
+    with pytest.raises(ValueError, match="retention_s"):
+        store_from_url("postgresql://db/tw", retention_s=-1)
     with pytest.raises(ValueError):
         PostgresStore("postgresql://db/tw", table="x; DROP TABLE y")
 

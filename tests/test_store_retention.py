@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from tokenwire.gateway.service import make_store
 from tokenwire.gateway.settings import (
     Settings,
     WorkerSetupError,
@@ -53,7 +54,19 @@ async def test_the_store_cleans_up_by_itself(tmp_path: Path) -> None:
         await asyncio.sleep(0.05)
     assert await store.get("st_x") is None
     await store.close()  # and the background task is gone
-    assert store._cleaner is None
+    assert store._retention._task is None
+
+
+@pytest.mark.parametrize("store_url", ["sqlite://", "postgresql://tw@127.0.0.1:1/tw"])
+def test_store_retention_applies_with_a_store_url(store_url: str) -> None:
+    """``--store-retention-s`` reaches the store a ``--store-url`` names, too (it used to
+    reach only the default SQLite store in ``--data-dir``)."""
+    pytest.importorskip("asyncpg")
+    settings = Settings(
+        store_url=store_url, store_retention_s=86400.0, store_cleanup_interval_s=60.0
+    )
+    store = make_store(settings)
+    assert (store.retention_s, store.cleanup_interval_s) == (86400.0, 60.0)  # type: ignore[attr-defined]
 
 
 def test_store_retention_setting_from_env() -> None:

@@ -38,7 +38,7 @@ import asyncpg
 import msgspec
 
 from tokenwire.gateway.store import StoredStream
-from tokenwire.stores import StoreConflict, StoreUnavailable, redact_store_url
+from tokenwire.stores import Retention, StoreConflict, StoreUnavailable, redact_store_url
 
 __all__ = ["PostgresStore", "StoreConflict", "StoreUnavailable"]
 
@@ -83,6 +83,8 @@ class PostgresStore:
         save_retry_s: float = 60.0,
         read_retry_s: float = 3.0,
         open_retry_s: float = 30.0,
+        retention_s: float | None = None,
+        cleanup_interval_s: float = 3600.0,
         **connect_options: Any,
     ) -> None:
         if not _TABLE.fullmatch(table):
@@ -98,6 +100,15 @@ class PostgresStore:
         self.save_retry_s = save_retry_s
         self.read_retry_s = read_retry_s
         self.open_retry_s = open_retry_s
+        self.retention_s = retention_s
+        self.cleanup_interval_s = cleanup_interval_s
+        # Every process sharing the table runs it: the batched deletes are idempotent.
+        self._retention = Retention(
+            self.delete_finished_before,
+            retention_s,
+            cleanup_interval_s,
+            (StoreUnavailable, asyncpg.PostgresError, OSError),
+        )
         # e.g. statement_cache_size=0 behind PgBouncer in transaction mode, or ssl=...
         self.connect_options = connect_options
         self._pool: asyncpg.Pool | None = None
@@ -148,6 +159,12 @@ RETURNING 1"""
         except BaseException:
             await self.close()
             raise
+        self._retention.start()
+
+    async def cleanup(self, now: float | None = None) -> int:
+        """Delete rows finished more than ``retention_s`` before ``now``; how many went.
+        Without ``retention_s`` nothing is deleted."""
+        return await self._retention.once(now)
 
     async def _create_pool(self) -> asyncpg.Pool:
         return await asyncpg.create_pool(
@@ -169,6 +186,7 @@ RETURNING 1"""
             await conn.execute(self._sql_schema)
 
     async def close(self) -> None:
+        await self._retention.stop()
         pool, self._pool = self._pool, None
         if pool is None:
             return

@@ -8,6 +8,11 @@ an in-memory SQLite store. ``postgresql://…`` / ``postgres://…``: ``Postgres
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -15,7 +20,15 @@ if TYPE_CHECKING:
     from tokenwire.gateway.store import Store
     from tokenwire.store_postgres import PostgresStore
 
-__all__ = ["StoreConflict", "StoreUnavailable", "redact_store_url", "store_from_url"]
+__all__ = [
+    "Retention",
+    "StoreConflict",
+    "StoreUnavailable",
+    "redact_store_url",
+    "store_from_url",
+]
+
+log = logging.getLogger("tokenwire.store")
 
 SCHEMES = ("sqlite", "postgresql", "postgres")
 
@@ -28,16 +41,70 @@ class StoreConflict(RuntimeError):
     """A final message was saved for a stream id the store already holds for another owner."""
 
 
+class Retention:
+    """Deletes a store's rows that finished more than ``retention_s`` ago: once when the store
+    opens, then every ``interval_s``, in a task the store owns (``start`` / ``stop``). Both the
+    SQLite and the Postgres store use it; ``retention_s=None`` keeps every row."""
+
+    def __init__(
+        self,
+        delete_finished_before: Callable[[float], Awaitable[int]],
+        retention_s: float | None,
+        interval_s: float,
+        errors: tuple[type[BaseException], ...],
+    ) -> None:
+        if retention_s is not None and not retention_s >= 0:
+            raise ValueError(f"retention_s must be a non-negative number, got {retention_s!r}")
+        if not interval_s > 0:
+            raise ValueError(f"cleanup_interval_s must be positive, got {interval_s!r}")
+        self.retention_s = retention_s
+        self.interval_s = interval_s
+        self._delete = delete_finished_before
+        self._errors = errors  # what a pass may fail with and be tried again next time
+        self._task: asyncio.Task[None] | None = None
+
+    async def once(self, now: float | None = None) -> int:
+        """One pass: how many rows went (none without ``retention_s``)."""
+        if self.retention_s is None:
+            return 0
+        return await self._delete((time.time() if now is None else now) - self.retention_s)
+
+    def start(self) -> None:
+        if self.retention_s is not None and self._task is None:
+            self._task = asyncio.create_task(self._forever(), name="tokenwire-store-gc")
+
+    async def stop(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def _forever(self) -> None:
+        while True:
+            try:
+                deleted = await self.once()
+                if deleted:
+                    log.info("store: deleted %d message(s) past retention", deleted)
+            except self._errors as exc:  # (a busy disk, a database away: try again later)
+                log.warning("store: cleanup failed: %s", exc)
+            await asyncio.sleep(self.interval_s)
+
+
 def store_from_url(url: str, **options: Any) -> Store | PostgresStore:
-    """An unopened store for ``url`` (call ``await store.open()``). ``options`` go to
-    ``PostgresStore`` (pool sizes, retry bounds, table name); SQLite takes none."""
+    """An unopened store for ``url`` (call ``await store.open()``). Both stores take
+    ``retention_s`` and ``cleanup_interval_s``; the other ``options`` go to ``PostgresStore``
+    (pool sizes, retry bounds, table name)."""
     scheme = url.split(":", 1)[0].lower() if ":" in url else ""
     if scheme == "sqlite":
         from tokenwire.gateway.store import Store
 
-        if options:
-            raise ValueError(f"the SQLite store takes no options, got {sorted(options)}")
-        return Store(sqlite_dir(url))
+        other = sorted(set(options) - {"retention_s", "cleanup_interval_s"})
+        if other:
+            raise ValueError(
+                f"the SQLite store takes only retention_s and cleanup_interval_s, got {other}"
+            )
+        return Store(sqlite_dir(url), **options)
     if scheme in ("postgresql", "postgres"):
         from tokenwire.store_postgres import PostgresStore
 

@@ -173,11 +173,15 @@ class Gateway:
 
 def make_store(settings: Settings) -> StreamStore:
     """``store_url`` (``sqlite:…`` / ``postgres://…``) if set, else SQLite in ``data_dir``;
-    rows older than ``store_retention_s`` are deleted (never, by default)."""
+    rows older than ``store_retention_s`` are deleted (never, by default), by either store."""
     if settings.store_url:
         from tokenwire.stores import store_from_url  # (asyncpg only when asked for)
 
-        return store_from_url(settings.store_url)
+        return store_from_url(
+            settings.store_url,
+            retention_s=settings.store_retention_s,
+            cleanup_interval_s=settings.store_cleanup_interval_s,
+        )
     return Store(
         settings.data_dir,
         retention_s=settings.store_retention_s,

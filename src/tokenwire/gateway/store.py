@@ -11,16 +11,14 @@ Implements the store protocol of ``tokenwire.streams.store``; ``metadata`` is ke
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import logging
 import sqlite3
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import msgspec
 
+from tokenwire.stores import Retention
 from tokenwire.streams.store import StoredStream
 
 _SCHEMA = """
@@ -36,7 +34,6 @@ CREATE TABLE IF NOT EXISTS streams (
 );
 CREATE INDEX IF NOT EXISTS streams_finished_at ON streams (finished_at);
 """
-log = logging.getLogger("tokenwire")
 
 
 def _add_metadata_column(db: sqlite3.Connection) -> None:
@@ -67,42 +64,26 @@ class Store:
         retention_s: float | None = None,
         cleanup_interval_s: float = 3600.0,
     ) -> None:
-        if retention_s is not None and not retention_s >= 0:
-            raise ValueError(f"retention_s must be a non-negative number, got {retention_s!r}")
-        if not cleanup_interval_s > 0:
-            raise ValueError(f"cleanup_interval_s must be positive, got {cleanup_interval_s!r}")
+        self._retention = Retention(
+            self.delete_finished_before, retention_s, cleanup_interval_s, (sqlite3.Error,)
+        )
         self.path = ":memory:" if data_dir is None else str(Path(data_dir) / "tokenwire.sqlite3")
         self.retention_s = retention_s
         self.cleanup_interval_s = cleanup_interval_s
         self._data_dir = data_dir
         self._executor = _executor()
         self._db: sqlite3.Connection | None = None
-        self._cleaner: asyncio.Task[None] | None = None
 
     async def open(self) -> None:
         if self._executor._shutdown:  # type: ignore[attr-defined]  # reopened after close
             self._executor = _executor()
         await self._run(self._open)
-        if self.retention_s is not None:
-            self._cleaner = asyncio.create_task(self._clean_forever(), name="tokenwire-store-gc")
+        self._retention.start()
 
     async def cleanup(self, now: float | None = None) -> int:
         """Delete rows finished more than ``retention_s`` before ``now``; how many went.
         Without ``retention_s`` nothing is deleted."""
-        if self.retention_s is None:
-            return 0
-        cutoff = (time.time() if now is None else now) - self.retention_s
-        return await self.delete_finished_before(cutoff)
-
-    async def _clean_forever(self) -> None:
-        while True:
-            try:
-                deleted = await self.cleanup()
-                if deleted:
-                    log.info("store: deleted %d message(s) past retention", deleted)
-            except sqlite3.Error as exc:  # (a busy or full disk: try again next time)
-                log.warning("store: cleanup failed: %s", exc)
-            await asyncio.sleep(self.cleanup_interval_s)
+        return await self._retention.once(now)
 
     def _open(self) -> None:
         if self._data_dir is not None:
@@ -117,11 +98,7 @@ class Store:
         self._db = db
 
     async def close(self) -> None:
-        if self._cleaner is not None:
-            self._cleaner.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._cleaner
-            self._cleaner = None
+        await self._retention.stop()
         if self._db is not None:
             await self._run(self._db.close)
             self._db = None
