@@ -14,9 +14,8 @@ from starlette.responses import Response
 
 from tokenwire.gateway.errors import bad_request, json_object
 from tokenwire.gateway.passthrough import read_body
-from tokenwire.gateway.producer import Generation
+from tokenwire.gateway.routes import start_generation
 from tokenwire.gateway.service import Gateway
-from tokenwire.gateway.upstream_api import stream_format, upstream_endpoint
 from tokenwire.streams.core import STREAM_ID as CHAT_ID
 from tokenwire.streams.views_http import (
     ViewResponse,
@@ -145,7 +144,7 @@ async def aisdk_chat(request: Request) -> Response:
     ``id`` (the Workflow transport's default body) no chat is recorded: the run id resumes."""
     gw = _gw(request)
     owner = gw.auth.owner(request.headers, request.query_params)
-    upstream = gw.require_started()
+    gw.require_started()
     if gw.settings.upstream_api != "chat":
         raise bad_request(
             "/v1/aisdk/chat needs a chat-completions upstream (upstream_api = chat)",
@@ -162,17 +161,9 @@ async def aisdk_chat(request: Request) -> Response:
     message_id = data.get("messageId")
     if message_id is not None and not isinstance(message_id, str):
         raise bad_request("'messageId' must be a string", "invalid_message_id")
-    body = {k: v for k, v in data.items() if k not in _BODY_KEYS and k != "tokenwire"}
+    body = {k: v for k, v in data.items() if k not in _BODY_KEYS}
     body["messages"] = chat_messages(ui_messages)
-    body["stream"] = True
-    body.setdefault("stream_options", {"include_usage": True})
-    model = body.get("model")
-    path, headers, fmt = gw.stream_request
-    handle = await gw.streams.start(
-        Generation(upstream, _json.encode(body), fmt, path=path, headers=headers),
-        owner=owner,
-        model=model if isinstance(model, str) else None,
-    )
+    handle = await start_generation(gw, owner, body, "chat")
     routes = request.app.state.stream_routes
     options = routes.view_options
     return gw.streams.aisdk_response(  # type: ignore[no-any-return]
@@ -196,21 +187,14 @@ async def detached_chat_completions(request: Request, body: bytes) -> Response:
     ``GET /v1/streams/{id}/events?format=openai`` (``Last-Event-ID`` or ``?startIndex=``)."""
     gw = _gw(request)
     owner = gw.auth.owner(request.headers, request.query_params)
-    upstream = gw.require_started()
+    gw.require_started()
     data = json_object(body)
     if data.get("stream") is not True:
         raise bad_request('X-Tokenwire-Detach needs "stream": true', "detach_needs_stream")
     messages = data.get("messages")
     if not isinstance(messages, list) or not messages:
         raise bad_request("'messages' must be a non-empty array", "missing_messages")
-    data.setdefault("stream_options", {"include_usage": True})
-    model = data.get("model")
-    path, headers = upstream_endpoint("chat")  # (the body is a chat-completions request)
-    handle = await gw.streams.start(
-        Generation(upstream, _json.encode(data), stream_format("chat"), path=path, headers=headers),
-        owner=owner,
-        model=model if isinstance(model, str) else None,
-    )
+    handle = await start_generation(gw, owner, data, "chat")  # (a chat-completions body)
     routes = request.app.state.stream_routes
     info, row = await gw.streams.lookup(handle.id)
     ops, cursor = await read_log(gw.streams, handle.id, info, row)

@@ -122,7 +122,7 @@ class Continue:
         upstream = gw.require_started()
         args = resumed.args
         body: bytes = args["body"].encode()
-        path, headers, fmt = gw.stream_request
+        path, headers, fmt = gw.request_for(args.get("api") or gw.settings.upstream_api)
         blocks = resumed.message.blocks
         if not blocks:
             return await Generation(upstream, body, fmt, path=path, headers=headers)(w)
@@ -162,9 +162,10 @@ _json = msgspec.json.Encoder()
 
 @dataclass(slots=True)
 class StreamRequest:
-    """One ``POST /v1/streams`` for a model that has a producer of the host's
-    (``create_app(settings, producers={model: factory})``): what ``factory(request)`` gets to
-    build the stream's ``produce(writer)``.
+    """One generation started for a model that has a producer of the host's
+    (``create_app(settings, producers={model: factory})``), by ``POST /v1/streams``,
+    ``POST /v1/aisdk/chat`` or a detached ``POST /v1/chat/completions``: what
+    ``factory(request)`` gets to build the stream's ``produce(writer)``.
 
     ``body`` is the request body as the gateway would send it upstream (``stream: true``, usage
     asked for, the ``tokenwire`` options removed); a factory may read and pop its own members.

@@ -20,6 +20,7 @@ from tokenwire.gateway.producer import RESUME, Generation, Produce, StreamReques
 from tokenwire.gateway.service import Gateway
 from tokenwire.hub import HubUnavailable
 from tokenwire.streams.asgi import json_response
+from tokenwire.streams.core import StreamHandle
 
 _json = msgspec.json.Encoder()
 _MAX_COALESCE_MS = 10_000
@@ -66,10 +67,69 @@ def _with_usage(data: dict[str, Any]) -> None:
         data["stream_options"] = {"include_usage": True}
 
 
+def _options(gw: Gateway, options: Any) -> tuple[float, bool]:
+    """The request's ``tokenwire`` member: ``(coalesce_ms, supersede)``."""
+    coalesce_ms = gw.settings.coalesce_ms
+    if options is None:
+        return coalesce_ms, True
+    if not isinstance(options, dict):
+        raise bad_request("'tokenwire' must be an object", "invalid_options")
+    value = options.get("coalesce_ms", coalesce_ms)
+    number = isinstance(value, int | float) and not isinstance(value, bool)
+    if not number or not 0 <= value <= _MAX_COALESCE_MS:
+        raise bad_request(
+            f"'tokenwire.coalesce_ms' must be a number from 0 to {_MAX_COALESCE_MS}",
+            "invalid_options",
+        )
+    supersede = options.get("supersede", True)
+    if not isinstance(supersede, bool):
+        raise bad_request("'tokenwire.supersede' must be true or false", "invalid_options")
+    return float(value), supersede
+
+
+async def start_generation(
+    gw: Gateway, owner: str | None, data: dict[str, Any], api: str
+) -> StreamHandle:
+    """Start a detached generation for ``data``, a request body in ``api``'s format (already
+    checked by the caller): its ``tokenwire`` member's options, usage asked for (chat), the
+    host's producer for its model if one is registered, else the upstream, continued on
+    another process if this one dies (with a shared hub). ``POST /v1/streams``,
+    ``POST /v1/aisdk/chat`` and the detached ``POST /v1/chat/completions`` all start here."""
+    upstream = gw.require_started()
+    coalesce_ms, supersede = _options(gw, data.pop("tokenwire", None))
+    data["stream"] = True
+    if api == "chat":  # (the other APIs report usage in their stream anyway)
+        _with_usage(data)
+    model = data.get("model")
+    path, headers, fmt = gw.request_for(api)
+    factory = gw.producers.get(model) if isinstance(model, str) else None
+    produce: Produce
+    # (a plain generation is continued by the gateway's ``Continue`` if this process dies; a
+    # host's produce function is not: the gateway cannot know how to continue it)
+    resume: str | None = None
+    resume_record: dict[str, Any] | None = None
+    if factory is not None:  # the host's own produce function for this model
+        produce = factory(StreamRequest(data, model, owner, fmt, upstream, path, headers))
+    else:
+        request_body = _json.encode(data)
+        produce = Generation(upstream, request_body, fmt, path=path, headers=headers)
+        if gw.streams.can_resume:  # (kept only by a shared hub)
+            resume = RESUME
+            resume_record = resume_args(request_body, api, supersede)
+    return await gw.streams.start(
+        produce,
+        owner=owner,
+        model=model if isinstance(model, str) else None,
+        coalesce_ms=coalesce_ms,
+        resume=resume,
+        resume_args=resume_record,
+    )
+
+
 async def create_stream(request: Request) -> Response:
     gw = _gw(request)
     owner = gw.auth.owner(request.headers, request.query_params)
-    upstream = gw.require_started()
+    gw.require_started()
     data = json_object(await read_body(request, gw.settings.max_body_bytes))
     api = gw.settings.upstream_api
     if api == "responses":  # (the Responses API takes ``input``: a string or items)
@@ -79,55 +139,7 @@ async def create_stream(request: Request) -> Response:
         messages = data.get("messages")
         if not isinstance(messages, list) or not messages:
             raise bad_request("'messages' must be a non-empty array", "missing_messages")
-    coalesce_ms = gw.settings.coalesce_ms
-    options = data.pop("tokenwire", None)
-    if options is not None:
-        if not isinstance(options, dict):
-            raise bad_request("'tokenwire' must be an object", "invalid_options")
-        value = options.get("coalesce_ms", coalesce_ms)
-        if (
-            isinstance(value, bool)
-            or not isinstance(value, int | float)
-            or not 0 <= value <= _MAX_COALESCE_MS
-        ):
-            raise bad_request(
-                f"'tokenwire.coalesce_ms' must be a number from 0 to {_MAX_COALESCE_MS}",
-                "invalid_options",
-            )
-        coalesce_ms = float(value)
-        supersede = options.get("supersede", True)
-        if not isinstance(supersede, bool):
-            raise bad_request("'tokenwire.supersede' must be true or false", "invalid_options")
-    else:
-        supersede = True
-    data["stream"] = True
-    if api == "chat":  # (the other APIs report usage in their stream anyway)
-        _with_usage(data)
-    model = data.get("model")
-    path, headers, fmt = gw.stream_request
-    factory = gw.producers.get(model) if isinstance(model, str) else None
-    produce: Produce
-    # (a plain generation is continued by the gateway's ``Continue`` if this process dies; a
-    # host's produce function is not: the gateway cannot know how to continue it)
-    resume: str | None = None
-    resume_record: dict[str, Any] | None = None
-    if factory is not None:  # the host's own produce function for this model
-        request_ = StreamRequest(data, model, owner, fmt, upstream, path, headers)
-        produce = factory(request_)
-    else:
-        request_body = _json.encode(data)
-        produce = Generation(upstream, request_body, fmt, path=path, headers=headers)
-        if gw.streams.can_resume:  # (kept only by a shared hub)
-            resume = RESUME
-            resume_record = resume_args(request_body, api, supersede)
-    handle = await gw.streams.start(
-        produce,
-        owner=owner,
-        model=model if isinstance(model, str) else None,
-        coalesce_ms=coalesce_ms,
-        resume=resume,
-        resume_args=resume_record,
-    )
+    handle = await start_generation(gw, owner, data, api)
     stream_id = handle.id
     # (URLs under the app's mount point, if it is mounted)
     url = f"{request.scope.get('root_path', '')}/v1/streams/{stream_id}"

@@ -81,6 +81,15 @@ class Gateway:
         # ``create_app(producers=...)``: model name -> the host's produce factory
         self.producers: dict[str, Any] = {}
 
+    def request_for(self, api: str) -> tuple[str, dict[str, str], str]:
+        """``(path, headers, format)`` of an upstream request whose body is in ``api``'s
+        format: the configured API's (``stream_request``), or another API's endpoint on the
+        same upstream (a chat-completions body sent to a gateway configured for another API)."""
+        if api == self.settings.upstream_api:
+            return self.stream_request
+        path, headers = upstream_endpoint(api)
+        return path, headers, stream_format(api)
+
     @property
     def store(self) -> StreamStore:
         """The store of final messages (the one ``streams`` uses; may be swapped before
