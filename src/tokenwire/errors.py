@@ -43,6 +43,15 @@ class HubUnavailable(TokenwireError, RuntimeError):
     """The hub's backing service (Redis) cannot be reached right now (HTTP: 503)."""
 
 
+class StoreUnavailable(TokenwireError, RuntimeError):
+    """The store's database cannot be reached, even after the store's bounded retries (HTTP:
+    503)."""
+
+
+class StoreConflict(TokenwireError, RuntimeError):
+    """A final message was saved for a stream id the store already holds for another owner."""
+
+
 class NotStarted(TokenwireError, RuntimeError):
     """``Streams`` was used before it was started (its lifespan did not run) or after it closed."""
 
@@ -85,6 +94,8 @@ __all__ = [
     "NotStarted",
     "OutOfOrder",
     "ProtocolError",
+    "StoreConflict",
+    "StoreUnavailable",
     "StreamEnded",
     "StreamExists",
     "StreamFailed",

@@ -177,6 +177,10 @@ RETURNING 1"""
         )
 
     async def _create_schema(self, conn: asyncpg.Connection) -> None:
+        # A table that exists is used as it is, without DDL: a role that may only read and
+        # write it (the table made by its owner) can start; CREATE is needed only to make it.
+        if await conn.fetchval("SELECT to_regclass($1) IS NOT NULL", f'"{self.table}"'):
+            return
         async with conn.transaction():
             # Concurrent CREATE TABLE IF NOT EXISTS can still fail on the catalog's unique
             # indexes: starters queue on one advisory lock instead (released at commit).

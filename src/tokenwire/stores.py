@@ -16,6 +16,8 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
+from tokenwire.errors import StoreConflict, StoreUnavailable
+
 if TYPE_CHECKING:
     from tokenwire.gateway.store import Store
     from tokenwire.store_postgres import PostgresStore
@@ -31,14 +33,6 @@ __all__ = [
 log = logging.getLogger("tokenwire.store")
 
 SCHEMES = ("sqlite", "postgresql", "postgres")
-
-
-class StoreUnavailable(RuntimeError):
-    """The store's database cannot be reached, even after the store's bounded retries."""
-
-
-class StoreConflict(RuntimeError):
-    """A final message was saved for a stream id the store already holds for another owner."""
 
 
 class Retention:

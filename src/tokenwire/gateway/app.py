@@ -22,6 +22,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import Receive, Scope, Send
 
+from tokenwire.errors import StoreUnavailable
 from tokenwire.gateway.aisdk import aisdk_chat
 from tokenwire.gateway.errors import ApiError, handle_api_error
 from tokenwire.gateway.passthrough import chat_completions, list_models, messages, responses
@@ -152,6 +153,7 @@ def create_app(
             ApiError: handle_api_error,
             HTTPException: http_error,
             HubUnavailable: hub_error,
+            StoreUnavailable: hub_error,
         },
     )
     app.state.gateway = gateway

@@ -8,7 +8,7 @@ import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
 
-from tokenwire.errors import TokenwireError
+from tokenwire.errors import StoreUnavailable, TokenwireError
 from tokenwire.protocol.jsonsafe import InvalidJSON, JSONTooDeep, decode_json_body
 
 _encode = msgspec.json.Encoder().encode
@@ -38,6 +38,15 @@ def not_found(stream_id: str) -> ApiError:
 
 def hub_unavailable(exc: Exception) -> ApiError:
     return ApiError(503, str(exc), "service_unavailable", "hub_unavailable")
+
+
+def store_unavailable(exc: Exception) -> ApiError:
+    return ApiError(503, str(exc), "service_unavailable", "store_unavailable")
+
+
+def unavailable(exc: Exception) -> ApiError:
+    """The 503 for a hub (Redis) or a store (its database) that cannot be reached."""
+    return store_unavailable(exc) if isinstance(exc, StoreUnavailable) else hub_unavailable(exc)
 
 
 def bad_request(message: str, code: str) -> ApiError:

@@ -41,14 +41,20 @@ from starlette.routing import Route, WebSocketRoute
 from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket
 
-from tokenwire.errors import BadCursor, HubUnavailable, StreamNotFound, Unauthorized
+from tokenwire.errors import (
+    BadCursor,
+    HubUnavailable,
+    StoreUnavailable,
+    StreamNotFound,
+    Unauthorized,
+)
 from tokenwire.gateway.errors import (
     ApiError,
     api_error_response,
     bad_request,
     handle_api_error,
-    hub_unavailable,
     not_found,
+    unavailable,
 )
 from tokenwire.gateway.metrics import Metrics
 from tokenwire.gateway.streaming import SSE_HEADERS, OpStreamResponse
@@ -284,7 +290,7 @@ class StreamRoutes:
             return await self.events(HTTPConnection(scope), stream_id)
         except ApiError as exc:
             return api_error_response(exc)
-        except HubUnavailable as exc:
+        except (HubUnavailable, StoreUnavailable) as exc:
             return hub_error_response(exc)
         except _Refused as exc:
             return exc.response
@@ -427,6 +433,7 @@ class StreamsApp(Starlette):
                 ApiError: handle_api_error,
                 HTTPException: http_error,
                 HubUnavailable: hub_error,
+                StoreUnavailable: hub_error,
                 _Refused: _refused,
             },
         )
@@ -506,7 +513,9 @@ def check_after(after: int, seq: int) -> None:
 
 
 def hub_error_response(exc: Exception) -> Response:
-    error = hub_unavailable(exc)
+    """503 with ``Retry-After`` for an unreachable hub or store (``HubUnavailable``,
+    ``StoreUnavailable``)."""
+    error = unavailable(exc)
     return Response(error.body(), 503, headers={"Retry-After": "1"}, media_type="application/json")
 
 
