@@ -127,7 +127,12 @@ function showStats() {
  * @param {import("./model.js").Message} [message]
  */
 function follow(id, after, message) {
-  current?.close();
+  // Detach the old subscription first, so its "closed" does not reach the badge, which shows
+  // the new one connecting (its first state is not reported again).
+  const previous = current;
+  current = null;
+  previous?.close();
+  setConnection("connecting");
   view.reset();
   Object.assign(stats, { bytes: 0, ops: 0, chars: 0, firstDeltaAt: 0, lastDeltaAt: 0 });
   hook.seqs = [];

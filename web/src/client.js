@@ -393,7 +393,18 @@ export class Subscription {
             op.seq = Number(event.id);
           }
           const verdict = this.cursor.accept(op, stated);
-          if (verdict === "skip") continue;
+          if (verdict === "skip") {
+            // A reader-only end: the gateway gave up reading for us (its hub stayed
+            // unavailable past its grace). It states the last real seq, claims none, and ends
+            // this subscription as it does the Python client's; a later subscribe with
+            // `after: sub.seq` resumes the stream, which may well go on.
+            if (op.type === "message.end" && op.seq === this.seq && this.message.status === "in_progress") {
+              this.message = applyOp(this.message, op);
+              this.options.onOp?.(op, this.message);
+              return true;
+            }
+            continue;
+          }
           if (verdict === "gap") return false;
           this.message = applyOp(this.message, op);
           this.opsApplied += 1;

@@ -26,6 +26,11 @@ function makeOps(n) {
 
 // As the gateway sends them: a live delta states no seq of its own (its event id is its seq).
 const sse = (op) => {
+  // The reader-only end a gateway sends when it gives up reading for one reader: no id line.
+  if (op.readerOnly) {
+    const { readerOnly, ...end } = op;
+    return `data: ${JSON.stringify(end)}\n\n`;
+  }
   const { seq, ...rest } = op;
   return `id: ${seq}\ndata: ${JSON.stringify(op.type === "block.delta" ? rest : op)}\n\n`;
 };
@@ -253,4 +258,29 @@ test("Cursor lets a merged delta (one that states its seq) jump; a live delta ne
   assert.equal(cursor.seq, 9);
   assert.equal(cursor.accept({ type: "block.end", seq: 12 }, true), "gap"); // (only deltas merge)
   assert.equal(cursor.accept({ type: "block.end", seq: 10 }, true), "apply");
+});
+
+test("a reader-only end (the gateway's hub stayed away) ends the subscription failed at its seq", async () => {
+  const ops = makeOps(20).slice(0, 12); // seq 1..12, the stream still in progress
+  const error = { message: "lost connection to Redis", type: "hub_unavailable", code: null };
+  ops.push({ type: "message.end", seq: 12, status: "failed", finish_reason: null, usage: null, error, readerOnly: true });
+  await withServer(ops, () => ({}), async (base, requests) => {
+    const seen = [];
+    const sub = subscribe(base, "st_t", { retryMs: 5, onOp: (op) => seen.push([op.type, op.seq]) });
+    const timeout = new Promise((_, reject) => setTimeout(() => reject(new Error("still retrying")), 3000));
+    let message;
+    let state;
+    try {
+      message = await Promise.race([sub.done, timeout]);
+      state = sub.state;
+    } finally {
+      sub.close();
+    }
+    assert.equal(message.status, "failed");
+    assert.deepEqual(message.error, error);
+    assert.equal(sub.seq, 12); // it claims no seq: a resume asks for what follows 12
+    assert.equal(state, "done");
+    assert.deepEqual(seen.at(-1), ["message.end", 12]);
+    assert.equal(requests.length, 1); // ended, not retried
+  });
 });
