@@ -69,6 +69,47 @@ def test_store_retention_applies_with_a_store_url(store_url: str) -> None:
     assert (store.retention_s, store.cleanup_interval_s) == (86400.0, 60.0)  # type: ignore[attr-defined]
 
 
+async def test_the_cleanup_task_outlives_an_unexpected_error(tmp_path: Path, caplog) -> None:
+    """A pass that fails with an error nobody expected is logged and the next pass runs; the
+    store still closes cleanly (the task used to die silently and make ``close()`` raise)."""
+    store = Store(tmp_path, retention_s=0.0, cleanup_interval_s=0.05)
+    calls: list[float] = []
+    delete = store._retention._delete
+
+    async def flaky(cutoff: float) -> int:
+        calls.append(cutoff)
+        if len(calls) == 1:
+            raise ValueError("something unexpected")
+        return await delete(cutoff)
+
+    store._retention._delete = flaky
+    await store.open()
+    await store.save(row("st_x", time.time() - 1))
+    for _ in range(100):
+        if len(calls) >= 3 and await store.get("st_x") is None:
+            break
+        await asyncio.sleep(0.02)
+    assert len(calls) >= 3 and await store.get("st_x") is None
+    assert any("cleanup failed" in r.getMessage() for r in caplog.records)
+    await store.close()
+
+
+async def test_retention_set_after_construction_is_used(tmp_path: Path) -> None:
+    store = Store(tmp_path)
+    store.retention_s = 60.0  # (before open: the task starts with it)
+    assert store._retention.retention_s == 60.0
+    await store.open()
+    try:
+        await store.save(row("st_old", time.time() - 120))
+        await store.save(row("st_new", time.time()))
+        await store.cleanup()  # (the store's own first pass may have been first)
+        assert await store.get("st_old") is None and await store.get("st_new") is not None
+    finally:
+        await store.close()
+    with pytest.raises(ValueError):
+        store.cleanup_interval_s = 0
+
+
 def test_store_retention_setting_from_env() -> None:
     assert Settings.from_env({}).store_retention_s is None
     assert Settings.from_env({"TOKENWIRE_STORE_RETENTION_S": "86400"}).store_retention_s == 86400

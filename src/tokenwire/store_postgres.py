@@ -38,7 +38,13 @@ import asyncpg
 import msgspec
 
 from tokenwire.gateway.store import StoredStream
-from tokenwire.stores import Retention, StoreConflict, StoreUnavailable, redact_store_url
+from tokenwire.stores import (
+    RetainsRows,
+    Retention,
+    StoreConflict,
+    StoreUnavailable,
+    redact_store_url,
+)
 
 __all__ = ["PostgresStore", "StoreConflict", "StoreUnavailable"]
 
@@ -68,7 +74,7 @@ def _transient(exc: BaseException) -> bool:
     return isinstance(exc, asyncpg.InterfaceError) and "connection is closed" in str(exc)
 
 
-class PostgresStore:
+class PostgresStore(RetainsRows):
     """Final messages by stream id in one PostgreSQL table. See the module docstring."""
 
     def __init__(
@@ -100,8 +106,6 @@ class PostgresStore:
         self.save_retry_s = save_retry_s
         self.read_retry_s = read_retry_s
         self.open_retry_s = open_retry_s
-        self.retention_s = retention_s
-        self.cleanup_interval_s = cleanup_interval_s
         # Every process sharing the table runs it: the batched deletes are idempotent.
         self._retention = Retention(
             self.delete_finished_before,
@@ -161,11 +165,6 @@ RETURNING 1"""
             raise
         self._retention.start()
 
-    async def cleanup(self, now: float | None = None) -> int:
-        """Delete rows finished more than ``retention_s`` before ``now``; how many went.
-        Without ``retention_s`` nothing is deleted."""
-        return await self._retention.once(now)
-
     async def _create_pool(self) -> asyncpg.Pool:
         return await asyncpg.create_pool(
             self.url,
@@ -179,7 +178,11 @@ RETURNING 1"""
     async def _create_schema(self, conn: asyncpg.Connection) -> None:
         # A table that exists is used as it is, without DDL: a role that may only read and
         # write it (the table made by its owner) can start; CREATE is needed only to make it.
-        if await conn.fetchval("SELECT to_regclass($1) IS NOT NULL", f'"{self.table}"'):
+        exists = await conn.fetchval(
+            "SELECT EXISTS (SELECT 1 FROM pg_class WHERE oid = to_regclass($1) AND relkind = 'r')",
+            f'"{self.table}"',
+        )
+        if exists:  # (create-only: a table made elsewhere is not altered, nor its index added)
             return
         async with conn.transaction():
             # Concurrent CREATE TABLE IF NOT EXISTS can still fail on the catalog's unique

@@ -9,7 +9,6 @@ an in-memory SQLite store. ``postgresql://…`` / ``postgres://…``: ``Postgres
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -23,7 +22,6 @@ if TYPE_CHECKING:
     from tokenwire.store_postgres import PostgresStore
 
 __all__ = [
-    "Retention",
     "StoreConflict",
     "StoreUnavailable",
     "redact_store_url",
@@ -69,10 +67,15 @@ class Retention:
 
     async def stop(self) -> None:
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        if task is None:
+            return
+        task.cancel()
+        try:
+            await task
+        except asyncio.CancelledError:
+            current = asyncio.current_task()
+            if current is not None and current.cancelling():
+                raise  # (the caller is being cancelled itself: not ours to swallow)
 
     async def _forever(self) -> None:
         while True:
@@ -82,7 +85,43 @@ class Retention:
                     log.info("store: deleted %d message(s) past retention", deleted)
             except self._errors as exc:  # (a busy disk, a database away: try again later)
                 log.warning("store: cleanup failed: %s", exc)
+            except Exception:  # (anything else: logged, and the next pass still runs)
+                log.exception("store: cleanup failed")
             await asyncio.sleep(self.interval_s)
+
+
+class RetainsRows:
+    """A store's retention settings and ``cleanup()``, kept in its ``Retention`` (set them
+    before ``open()``, which starts the task)."""
+
+    _retention: Retention
+
+    @property
+    def retention_s(self) -> float | None:
+        """Rows finished longer ago than this are deleted (``None``: kept forever)."""
+        return self._retention.retention_s
+
+    @retention_s.setter
+    def retention_s(self, value: float | None) -> None:
+        if value is not None and not value >= 0:
+            raise ValueError(f"retention_s must be a non-negative number, got {value!r}")
+        self._retention.retention_s = value
+
+    @property
+    def cleanup_interval_s(self) -> float:
+        """How often the store deletes expired rows."""
+        return self._retention.interval_s
+
+    @cleanup_interval_s.setter
+    def cleanup_interval_s(self, value: float) -> None:
+        if not value > 0:
+            raise ValueError(f"cleanup_interval_s must be positive, got {value!r}")
+        self._retention.interval_s = value
+
+    async def cleanup(self, now: float | None = None) -> int:
+        """Delete rows finished more than ``retention_s`` before ``now``; how many went.
+        Without ``retention_s`` nothing is deleted."""
+        return await self._retention.once(now)
 
 
 def store_from_url(url: str, **options: Any) -> Store | PostgresStore:

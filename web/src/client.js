@@ -394,14 +394,12 @@ export class Subscription {
           }
           const verdict = this.cursor.accept(op, stated);
           if (verdict === "skip") {
-            // A reader-only end: the gateway gave up reading for us (its hub stayed
-            // unavailable past its grace). It states the last real seq, claims none, and ends
-            // this subscription as it does the Python client's; a later subscribe with
-            // `after: sub.seq` resumes the stream, which may well go on.
-            if (op.type === "message.end" && op.seq === this.seq && this.message.status === "in_progress") {
-              this.message = applyOp(this.message, op);
-              this.options.onOp?.(op, this.message);
-              return true;
+            // A reader-only end: the gateway gave up reading for us (its Redis stayed away
+            // past its grace). It states the last real seq and is not the stream's end, which
+            // may well go on: say why, then resume from the last seq as after any drop.
+            if (op.type === "message.end" && op.seq === this.seq) {
+              this.setState("reconnecting", op.error ?? undefined);
+              return false;
             }
             continue;
           }

@@ -100,7 +100,9 @@ def partial_message(blocks: list[Block]) -> dict[str, Any] | None:
 
 class Continue:
     """The gateway's continuation (``Streams.register_continuation(RESUME, Continue(gw))``):
-    runs in the process that took over a ``POST /v1/streams`` stream whose producer died.
+    runs in the process that took over a stream the gateway started (``POST /v1/streams``,
+    ``POST /v1/aisdk/chat``, a detached ``POST /v1/chat/completions``) whose producer died;
+    the request goes to the endpoint of the API it was recorded in.
 
     - no output yet: the same request again;
     - only text/reasoning so far and ``continuation`` is ``vllm`` / ``prefix`` (chat

@@ -18,7 +18,7 @@ from typing import Any
 
 import msgspec
 
-from tokenwire.stores import Retention
+from tokenwire.stores import RetainsRows, Retention
 from tokenwire.streams.store import StoredStream
 
 _SCHEMA = """
@@ -54,7 +54,7 @@ def _executor() -> ThreadPoolExecutor:
     return ThreadPoolExecutor(max_workers=1, thread_name_prefix="tokenwire-store")
 
 
-class Store:
+class Store(RetainsRows):
     """Final messages by stream id. All SQLite work runs on one private thread."""
 
     def __init__(
@@ -68,8 +68,6 @@ class Store:
             self.delete_finished_before, retention_s, cleanup_interval_s, (sqlite3.Error,)
         )
         self.path = ":memory:" if data_dir is None else str(Path(data_dir) / "tokenwire.sqlite3")
-        self.retention_s = retention_s
-        self.cleanup_interval_s = cleanup_interval_s
         self._data_dir = data_dir
         self._executor = _executor()
         self._db: sqlite3.Connection | None = None
@@ -79,11 +77,6 @@ class Store:
             self._executor = _executor()
         await self._run(self._open)
         self._retention.start()
-
-    async def cleanup(self, now: float | None = None) -> int:
-        """Delete rows finished more than ``retention_s`` before ``now``; how many went.
-        Without ``retention_s`` nothing is deleted."""
-        return await self._retention.once(now)
 
     def _open(self) -> None:
         if self._data_dir is not None:
