@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import subprocess
 import sys
+import threading
 import time
 
 import httpx
@@ -124,6 +126,64 @@ def test_serve_command_runs(tmp_path) -> None:  # type: ignore[no-untyped-def]
             output = proc.communicate(timeout=15)[0].decode()
         assert "sk-hidden" not in output
         assert (tmp_path / "tokenwire.sqlite3").exists()
+
+
+def _serve(port: int, data_dir: str, upstream: str) -> subprocess.Popen:
+    cmd = [sys.executable, "-m", "tokenwire", "serve", "--port", str(port), "--data-dir", data_dir]
+    env = {**os.environ, "TOKENWIRE_UPSTREAM": upstream}
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 15
+    while True:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200:
+                return proc
+        except httpx.TransportError:
+            pass
+        assert time.monotonic() < deadline and proc.poll() is None
+        time.sleep(0.1)
+
+
+def test_sigterm_with_an_open_reader_stops_promptly_and_ends_the_stream(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A reader of a long running stream used to keep a stopping ``serve`` alive until the
+    stream ended (minutes); now it is cut after the grace and the stream ends "shut down"."""
+    with serve_asgi(create_mock_app(tps=5, ttft_ms=0)) as mock_url:  # (256 tokens: ~50 s)
+        port = free_port()
+        url = f"http://127.0.0.1:{port}"
+        proc = _serve(port, str(tmp_path), f"{mock_url}/v1")
+        try:
+            body = {"model": "mock", "messages": [{"role": "user", "content": "x"}]}
+            stream_id = httpx.post(f"{url}/v1/streams", json=body).json()["id"]
+            reading = threading.Event()
+
+            def reader() -> None:  # reads until the server ends the connection
+                with contextlib.suppress(httpx.HTTPError):
+                    events = f"{url}/v1/streams/{stream_id}/events"
+                    with httpx.stream("GET", events, timeout=120) as r:
+                        for _ in r.iter_raw():
+                            reading.set()
+
+            thread = threading.Thread(target=reader, daemon=True)
+            thread.start()
+            assert reading.wait(10)
+            stopping = time.monotonic()
+            proc.terminate()
+            proc.wait(timeout=serve.SHUTDOWN_GRACE_S + 10)
+            took = time.monotonic() - stopping
+            thread.join(10)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+            proc.communicate(timeout=15)
+        assert took < serve.SHUTDOWN_GRACE_S + 5, took
+        port = free_port()  # (the old port may linger in TIME_WAIT)
+        again = _serve(port, str(tmp_path), f"{mock_url}/v1")  # the same store
+        try:
+            stored = httpx.get(f"http://127.0.0.1:{port}/v1/streams/{stream_id}").json()
+            assert stored["status"] == "failed", stored
+            assert "shut down" in str(stored), stored
+        finally:
+            again.terminate()
+            again.communicate(timeout=15)
 
 
 def test_tail_renders_every_block_type() -> None:

@@ -144,3 +144,30 @@ async def test_bad_writer_arguments_are_typed_and_change_nothing() -> None:
     assert message["status"] == "completed"
     assert [b["type"] for b in message["blocks"]] == ["text", "data"]
     assert message["blocks"][0]["text"] == "kept"
+
+
+@pytest.mark.parametrize("path", ["/v1/streams", "/v1/aisdk/chat", "/v1/chat/completions"])
+def test_a_client_leaving_mid_upload_logs_no_traceback(gateway: str, path: str) -> None:
+    """A body cut short by the client (``Content-Length`` not reached) used to log a whole
+    ``ClientDisconnect`` traceback; now it is a quiet 400 answered to nobody."""
+    import logging
+    import socket
+    import time
+
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = records.append  # type: ignore[method-assign]
+    logger = logging.getLogger("uvicorn.error")  # (where uvicorn logs an app's exception)
+    logger.addHandler(handler)
+    try:
+        host, port = gateway.removeprefix("http://").split(":")
+        with socket.create_connection((host, int(port))) as sock:
+            head = f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            sock.sendall(f"{head}Content-Length: 100\r\n\r\n".encode() + b'{"messages": [')
+            time.sleep(0.2)
+        time.sleep(0.3)  # (the gateway notices the disconnect)
+        assert httpx.get(f"{gateway}/healthz").status_code == 200
+    finally:
+        logger.removeHandler(handler)
+    errors = [r for r in records if r.levelno >= logging.ERROR]
+    assert not errors, [r.getMessage() for r in errors]

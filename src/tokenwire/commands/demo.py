@@ -40,6 +40,7 @@ def run(args: argparse.Namespace) -> int:
     from tokenwire.cli import CommandError
     from tokenwire.commands._ports import free_port, require_free_port
     from tokenwire.commands.demo_agent import agent_producer
+    from tokenwire.commands.serve import SHUTDOWN_GRACE_S
     from tokenwire.gateway import Settings, create_app
     from tokenwire.mock import create_mock_app
 
@@ -74,6 +75,7 @@ def run(args: argparse.Namespace) -> int:
             host=args.host,
             port=port,
             log_level="warning",
+            timeout_graceful_shutdown=SHUTDOWN_GRACE_S,  # (an open page must not hold Ctrl-C)
         )
     )
     url = f"http://{'127.0.0.1' if args.host in ('0.0.0.0', '::') else args.host}:{port}"

@@ -263,6 +263,10 @@ def check_redis(url: str) -> None:
         raise CommandError(f"cannot reach Redis at {redact(url)}: {exc}") from None
 
 
+SHUTDOWN_GRACE_S = 5.0
+"""How long a stopping ``tokenwire serve`` waits for open connections (docs/operations.md)."""
+
+
 def run(args: argparse.Namespace) -> int:
     import uvicorn
 
@@ -304,6 +308,10 @@ def run(args: argparse.Namespace) -> int:
         # uvicorn's httptools protocol plus a size and time bound on request heads (workers
         # read the same bounds from the TOKENWIRE_* variables exported below).
         "http": configure(settings.max_request_head_bytes, settings.request_head_timeout_s),
+        # On SIGTERM, open readers (SSE, WebSocket) would keep uvicorn waiting until their
+        # streams end: after this long they are cut, and the lifespan's shutdown ends the
+        # streams still running ("shut down"; readers resume elsewhere with Redis).
+        "timeout_graceful_shutdown": SHUTDOWN_GRACE_S,
     }
     if settings.workers == 1:
         uvicorn.run(create_app(settings), lifespan="on", **options)

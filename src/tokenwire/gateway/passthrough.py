@@ -6,7 +6,7 @@ from __future__ import annotations
 import contextlib
 
 from starlette.datastructures import Headers
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
 from tokenwire.gateway.errors import ApiError
@@ -45,11 +45,21 @@ async def read_body(request: Request, limit: int) -> bytes:
         raise too_large
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise too_large
-        chunks.append(chunk)
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise too_large
+            chunks.append(chunk)
+    except ClientDisconnect:
+        # The client left mid-upload: nothing was started. An error answer (to nobody) rather
+        # than a traceback in the log.
+        raise ApiError(
+            400,
+            "the client disconnected before sending the whole body",
+            "invalid_request_error",
+            "client_disconnected",
+        ) from None
     return b"".join(chunks)
 
 
