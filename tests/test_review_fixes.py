@@ -171,3 +171,50 @@ def test_a_client_leaving_mid_upload_logs_no_traceback(gateway: str, path: str) 
         logger.removeHandler(handler)
     errors = [r for r in records if r.levelno >= logging.ERROR]
     assert not errors, [r.getMessage() for r in errors]
+
+
+def test_small_input_checks_from_the_bad_input_probe(gateway: str) -> None:
+    created = httpx.post(f"{gateway}/v1/streams", json={"model": "mock", "messages": PROMPT})
+    stream_id = created.json()["id"]
+    # A read token must live at least a second (1e-9 s made one already expired).
+    for ttl in (1e-9, 0.5, 0):
+        r = httpx.post(f"{gateway}/v1/streams/{stream_id}/token", json={"ttl_s": ttl})
+        assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_ttl", ttl
+    assert httpx.post(f"{gateway}/v1/streams/{stream_id}/token", json={"ttl_s": 1}).is_success
+    # UI messages that convert to no chat message at all: refused before any upstream call.
+    empty = [{"id": "a1", "role": "assistant", "parts": [{"type": "step-start"}]}]
+    r = httpx.post(f"{gateway}/v1/aisdk/chat", json={"id": "c-empty", "messages": empty})
+    assert r.status_code == 400 and r.json()["error"]["code"] == "missing_messages"
+    # An empty Last-Event-ID is no cursor (as in the other formats), not a bad one.
+    r = httpx.get(
+        f"{gateway}/v1/streams/{stream_id}/events?format=responses&catchup=exact",
+        headers={"Last-Event-ID": ""},
+        timeout=10,
+    )
+    assert r.status_code == 200 and b"response.created" in r.content
+
+
+async def test_a_bad_websocket_catchup_is_refused_before_the_hello_wait(gateway: str) -> None:
+    async with httpx.AsyncClient(base_url=gateway) as http:
+        created = await http.post("/v1/streams", json={"model": "mock", "messages": PROMPT})
+    ws_url = gateway.replace("http://", "ws://") + f"/v1/streams/{created.json()['id']}/ws"
+    loop = asyncio.get_running_loop()
+    async with websockets.connect(f"{ws_url}?catchup=bogus") as ws:
+        started = loop.time()
+        with pytest.raises(websockets.ConnectionClosed) as closed:
+            while True:  # (the JSON error, then the close; no hello sent)
+                await asyncio.wait_for(ws.recv(), 5)
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == 4400
+    assert loop.time() - started < 0.9  # (not after the 1 s wait for a hello)
+
+
+def test_a_responses_input_must_be_a_string_or_an_array() -> None:
+    with serve_asgi(create_mock_app()) as mock:
+        settings = Settings(upstream=f"{mock}/v1", upstream_api="responses")
+        with serve_asgi(create_app(settings)) as url:
+            for bad in (1, True, {"a": 1}, "", []):
+                r = httpx.post(f"{url}/v1/streams", json={"model": "mock", "input": bad})
+                assert r.status_code == 400, bad
+                assert r.json()["error"]["code"] == "missing_input"
+            r = httpx.post(f"{url}/v1/streams", json={"model": "mock", "input": "hi"})
+            assert r.status_code == 201, r.text

@@ -163,6 +163,8 @@ async def aisdk_chat(request: Request) -> Response:
         raise bad_request("'messageId' must be a string", "invalid_message_id")
     body = {k: v for k, v in data.items() if k not in _BODY_KEYS}
     body["messages"] = chat_messages(ui_messages)
+    if not body["messages"]:  # (e.g. only empty or step-start parts: nothing to ask)
+        raise bad_request("'messages' hold no text, file or tool part to send", "missing_messages")
     handle = await start_generation(gw, owner, body, "chat")
     routes = request.app.state.stream_routes
     options = routes.view_options

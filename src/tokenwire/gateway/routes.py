@@ -133,7 +133,8 @@ async def create_stream(request: Request) -> Response:
     data = json_object(await read_body(request, gw.settings.max_body_bytes))
     api = gw.settings.upstream_api
     if api == "responses":  # (the Responses API takes ``input``: a string or items)
-        if not data.get("input"):
+        given = data.get("input")
+        if not isinstance(given, str | list) or not given:
             raise bad_request("'input' must be a non-empty string or array", "missing_input")
     else:
         messages = data.get("messages")
@@ -178,7 +179,7 @@ async def read_token(request: Request) -> Response:
     if (
         isinstance(ttl_s, bool)
         or not isinstance(ttl_s, int | float)
-        or not 0 < ttl_s <= _MAX_TOKEN_TTL_S
+        or not 1 <= ttl_s <= _MAX_TOKEN_TTL_S
     ):
         raise bad_request(
             f"'ttl_s' must be a number of seconds from 1 to {_MAX_TOKEN_TTL_S}", "invalid_ttl"

@@ -308,7 +308,7 @@ async def view_events(
     elif fmt == "responses":
         raw = query.get("starting_after")
         if raw is None:
-            raw = headers.get("last-event-id")
+            raw = headers.get("last-event-id") or None  # (an empty header: none)
         value = _seq_param(raw, "starting_after")
         after = -1 if value is None else value
     else:

@@ -28,13 +28,13 @@ async def serve_websocket(routes: StreamRoutes, websocket: WebSocket) -> None:
     try:
         info, row = await routes.reader(websocket, stream_id)
         after = requested_after(websocket.headers, websocket.query_params)
+        threshold = requested_threshold(websocket.query_params, routes.view_options)
         if after is None:
             after = await _ws_hello(websocket, routes.ws_hello_timeout_s)
             if after is None:
                 return  # client left
         seq = row.seq if row is not None else info.seq  # type: ignore[union-attr]
         check_after(after, seq)
-        threshold = requested_threshold(websocket.query_params, routes.view_options)
     except ApiError as exc:
         await _ws_fail(websocket, exc)
         return
