@@ -45,15 +45,31 @@ class Retention:
         interval_s: float,
         errors: tuple[type[BaseException], ...],
     ) -> None:
-        if retention_s is not None and not retention_s >= 0:
-            raise ValueError(f"retention_s must be a non-negative number, got {retention_s!r}")
-        if not interval_s > 0:
-            raise ValueError(f"cleanup_interval_s must be positive, got {interval_s!r}")
         self.retention_s = retention_s
         self.interval_s = interval_s
         self._delete = delete_finished_before
         self._errors = errors  # what a pass may fail with and be tried again next time
         self._task: asyncio.Task[None] | None = None
+
+    @property
+    def retention_s(self) -> float | None:
+        return self._retention_s
+
+    @retention_s.setter
+    def retention_s(self, value: float | None) -> None:
+        if value is not None and not value >= 0:
+            raise ValueError(f"retention_s must be a non-negative number, got {value!r}")
+        self._retention_s = value
+
+    @property
+    def interval_s(self) -> float:
+        return self._interval_s
+
+    @interval_s.setter
+    def interval_s(self, value: float) -> None:
+        if not value > 0:
+            raise ValueError(f"cleanup_interval_s must be positive, got {value!r}")
+        self._interval_s = value
 
     async def once(self, now: float | None = None) -> int:
         """One pass: how many rows went (none without ``retention_s``)."""
@@ -103,8 +119,6 @@ class RetainsRows:
 
     @retention_s.setter
     def retention_s(self, value: float | None) -> None:
-        if value is not None and not value >= 0:
-            raise ValueError(f"retention_s must be a non-negative number, got {value!r}")
         self._retention.retention_s = value
 
     @property
@@ -114,8 +128,6 @@ class RetainsRows:
 
     @cleanup_interval_s.setter
     def cleanup_interval_s(self, value: float) -> None:
-        if not value > 0:
-            raise ValueError(f"cleanup_interval_s must be positive, got {value!r}")
         self._retention.interval_s = value
 
     async def cleanup(self, now: float | None = None) -> int:

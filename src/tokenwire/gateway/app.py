@@ -31,7 +31,7 @@ from tokenwire.gateway.routes import create_stream, healthz, index, metrics, rea
 from tokenwire.gateway.service import STREAM_ID, Gateway, default_hub
 from tokenwire.gateway.settings import Settings, enforce_worker_setup
 from tokenwire.hub import Hub, HubUnavailable
-from tokenwire.streams.asgi import StreamRoutes, http_error, hub_error
+from tokenwire.streams.asgi import StreamRoutes, http_error, unavailable_error
 
 _EVENTS_PATH = re.compile(r"/v1/streams/([^/]+)/events")
 DEFAULT_STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
@@ -152,8 +152,8 @@ def create_app(
         exception_handlers={
             ApiError: handle_api_error,
             HTTPException: http_error,
-            HubUnavailable: hub_error,
-            StoreUnavailable: hub_error,
+            HubUnavailable: unavailable_error,
+            StoreUnavailable: unavailable_error,
         },
     )
     app.state.gateway = gateway

@@ -8,7 +8,7 @@ import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
 
-from tokenwire.errors import StoreUnavailable, TokenwireError
+from tokenwire.errors import HubUnavailable, StoreUnavailable, TokenwireError
 from tokenwire.protocol.jsonsafe import InvalidJSON, JSONTooDeep, decode_json_body
 
 _encode = msgspec.json.Encoder().encode
@@ -42,6 +42,10 @@ def hub_unavailable(exc: Exception) -> ApiError:
 
 def store_unavailable(exc: Exception) -> ApiError:
     return ApiError(503, str(exc), "service_unavailable", "store_unavailable")
+
+
+UNAVAILABLE = (HubUnavailable, StoreUnavailable)
+"""A backing service (the hub's Redis, the store's database) that cannot be reached: 503."""
 
 
 def unavailable(exc: Exception) -> ApiError:

@@ -49,6 +49,7 @@ from tokenwire.errors import (
     Unauthorized,
 )
 from tokenwire.gateway.errors import (
+    UNAVAILABLE,
     ApiError,
     api_error_response,
     bad_request,
@@ -290,8 +291,8 @@ class StreamRoutes:
             return await self.events(HTTPConnection(scope), stream_id)
         except ApiError as exc:
             return api_error_response(exc)
-        except (HubUnavailable, StoreUnavailable) as exc:
-            return hub_error_response(exc)
+        except UNAVAILABLE as exc:
+            return unavailable_response(exc)
         except _Refused as exc:
             return exc.response
 
@@ -432,8 +433,8 @@ class StreamsApp(Starlette):
             exception_handlers={
                 ApiError: handle_api_error,
                 HTTPException: http_error,
-                HubUnavailable: hub_error,
-                StoreUnavailable: hub_error,
+                HubUnavailable: unavailable_error,
+                StoreUnavailable: unavailable_error,
                 _Refused: _refused,
             },
         )
@@ -512,15 +513,15 @@ def check_after(after: int, seq: int) -> None:
         )
 
 
-def hub_error_response(exc: Exception) -> Response:
+def unavailable_response(exc: Exception) -> Response:
     """503 with ``Retry-After`` for an unreachable hub or store (``HubUnavailable``,
     ``StoreUnavailable``)."""
     error = unavailable(exc)
     return Response(error.body(), 503, headers={"Retry-After": "1"}, media_type="application/json")
 
 
-async def hub_error(request: Request, exc: Exception) -> Response:
-    return hub_error_response(exc)
+async def unavailable_error(request: Request, exc: Exception) -> Response:
+    return unavailable_response(exc)
 
 
 async def http_error(request: Request, exc: Exception) -> Response:

@@ -10,8 +10,8 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
-from tokenwire.errors import HubUnavailable, StoreUnavailable, StreamNotFound
-from tokenwire.gateway.errors import ApiError, bad_request, not_found, unavailable
+from tokenwire.errors import StreamNotFound
+from tokenwire.gateway.errors import UNAVAILABLE, ApiError, bad_request, not_found, unavailable
 from tokenwire.protocol import Message, snapshot_op
 from tokenwire.protocol.jsonsafe import InvalidJSON, JSONTooDeep, decode_json_body
 from tokenwire.streams.asgi import _Refused, check_after, parse_seq, requested_after
@@ -38,7 +38,7 @@ async def serve_websocket(routes: StreamRoutes, websocket: WebSocket) -> None:
     except ApiError as exc:
         await _ws_fail(websocket, exc)
         return
-    except (HubUnavailable, StoreUnavailable) as exc:
+    except UNAVAILABLE as exc:
         await _ws_fail(websocket, unavailable(exc))
         return
     except _Refused as exc:
@@ -66,7 +66,7 @@ async def serve_websocket(routes: StreamRoutes, websocket: WebSocket) -> None:
     except ApiError as exc:
         await _ws_fail(websocket, exc)
         return
-    except (HubUnavailable, StoreUnavailable) as exc:
+    except UNAVAILABLE as exc:
         await _ws_fail(websocket, unavailable(exc))
         return
     if snapshot is not None:  # (sent once subscribed: nothing after it can be missed)
