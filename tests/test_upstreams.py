@@ -494,3 +494,86 @@ def test_nothing_follows_message_end_on_the_per_token_path(fmt: str) -> None:
     assert kinds[-1] == "message.end" and kinds.count("message.end") == 1
     assert pipeline.message.status == "failed"
     assert pipeline.message.to_dict()["blocks"][0]["text"] == "hi"
+
+
+# -- the Responses per-token path ---------------------------------------------------------------
+def _reserialized(data: bytes, order: str) -> bytes:
+    """A Responses recording with each event's JSON re-spelled: ``type`` first (OpenAI's order),
+    keys sorted (pydantic's, ``type`` last) or with spaces (neither fast-path spelling)."""
+    out = []
+    for event in SSEDecoder().feed(data):
+        value = json.loads(event.raw)
+        if order == "first":
+            text = json.dumps({"type": value.pop("type"), **value}, separators=(",", ":"))
+        elif order == "sorted":
+            text = json.dumps(value, sort_keys=True, separators=(",", ":"))
+        else:
+            text = json.dumps(value)
+        out.append(f"event: {event.event}\ndata: {text}\n\n".encode())
+    return b"".join(out)
+
+
+def _without_token_path(monkeypatch) -> None:
+    import tokenwire.protocol.responses_events as module
+
+    monkeypatch.setattr(module, "_TEXT_DELTA_FIRST", b"\x00")
+    monkeypatch.setattr(module, "_TEXT_DELTA_LAST", b"\x00")
+
+
+@pytest.mark.parametrize("name", [n for n in UPSTREAM_FIXTURES if n.startswith("responses_")])
+def test_responses_key_order_does_not_change_the_answer(name: str, monkeypatch) -> None:
+    data = (FIXTURES / name).read_bytes()
+    if data.startswith(b"{"):
+        return  # a whole response object: no events
+    spellings = {order: _reserialized(data, order) for order in ("first", "sorted", "spaced")}
+    # (compared as values: a data block keeps its item's key order)
+    answers = {order: json.loads(run(body, [])[1].to_json()) for order, body in spellings.items()}
+    assert answers["first"] == answers["sorted"] == answers["spaced"]
+    _without_token_path(monkeypatch)
+    assert json.loads(run(spellings["first"], [])[1].to_json()) == answers["first"]
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["first", "last", "middle"]),
+            st.sampled_from(['"x"', '""', '"\\u00e9\\n"', '"\\""', "null", "5", '"a\\ud800"']),
+            st.sampled_from(
+                [
+                    "",
+                    ',"type":"response.refusal.delta"',  # a second type: the last one counts
+                    ',"output_index":"0"',
+                    ',"part":5',
+                    ',"item_id":null',
+                    ',"delta":"y"',
+                ]
+            ),
+        ),
+        max_size=6,
+    ),
+    st.lists(st.integers(min_value=0, max_value=10**4), max_size=6),
+)
+def test_the_responses_token_path_gives_what_the_full_decode_gives(events, cuts) -> None:
+    """Odd text-delta events (a repeated key, a wrong type, null fields) decode the same with
+    the per-token path as with the whole ``_Event`` decode, at any split."""
+    body = [
+        b'event: response.created\ndata: {"type":"response.created","response":{"model":"m"}}\n\n'
+    ]
+    for where, delta, extra in events:
+        fields = f'"delta":{delta}'
+        kind = '"type":"response.output_text.delta"'
+        if where == "first":
+            text = "{" + kind + "," + fields + ',"output_index":0' + extra + "}"
+        elif where == "last":
+            text = "{" + fields + ',"output_index":0' + extra + "," + kind + "}"
+        else:
+            text = "{" + fields + "," + kind + ',"output_index":0' + extra + "}"
+        body.append(f"data: {text}\n\n".encode())
+    data = b"".join(body)
+    fast_ops, fast = run(data, cuts, "responses")
+    with pytest.MonkeyPatch.context() as patch:
+        _without_token_path(patch)
+        slow_ops, slow = run(data, cuts, "responses")
+    assert [o.json for o in fast_ops] == [o.json for o in slow_ops]
+    assert fast.to_json() == slow.to_json()

@@ -105,7 +105,33 @@ class _Event(msgspec.Struct, gc=False):
     error: _Error | None = None
 
 
+class _TextDelta(msgspec.Struct, gc=False):
+    """What the per-token path reads of a ``response.output_text.delta`` event: a struct of
+    four fields decodes in about half the time of ``_Event``'s seventeen (bench/core.py)."""
+
+    type: str = ""
+    delta: str | None = None
+    output_index: int | None = None
+    item_id: str | None = None
+
+
 _decode_event = msgspec.json.Decoder(_Event).decode
+_decode_text_delta = msgspec.json.Decoder(_TextDelta).decode
+# A text delta's type, where servers put it: OpenAI first, pydantic-serialized events (vLLM
+# and others built on the openai package's types, whose fields are alphabetical) last.
+_TEXT_DELTA_FIRST = b'{"type":"response.output_text.delta",'
+_TEXT_DELTA_LAST = b',"type":"response.output_text.delta"}'
+
+
+def _text_delta(data: bytes | str) -> _TextDelta | None:
+    """The event as a text delta, if it is one whose own fields decode."""
+    try:
+        token = _decode_text_delta(data)
+    except DECODE_ERRORS:
+        return None
+    return token if token.type == "response.output_text.delta" else None
+
+
 _decode_item = msgspec.json.Decoder(_Item).decode
 _decode_response = msgspec.json.Decoder(_Response).decode
 _decode_any = msgspec.json.Decoder().decode
@@ -130,28 +156,48 @@ class ResponsesNormalizer(EventNormalizer):
 
     # -- input ---------------------------------------------------------------------------
     def feed_token(self, data: bytes | str) -> str | list[Fact]:
-        try:
-            event = _decode_event(data)
-        except DECODE_ERRORS as exc:
-            if data == b"[DONE]" or data == "[DONE]":  # some servers end with it anyway
-                return []
-            return self._skip(str(exc))
-        kind = event.type
-        if kind == "response.output_text.delta" and self.saw_chunk:  # the per-token case
-            text = event.delta
-            if not text:
-                return []
-            self._streamed.add(event.item_id or event.output_index)
-            pos = self._pos
-            if pos.open:
-                pos.length += len(text)
+        # A text delta is used when its own fields (type, delta, output_index, item_id) decode,
+        # whatever the rest holds, and whatever the key order: the per-token path decodes only
+        # those, and the whole-event decode falls back to them when some other field is bad.
+        token: _TextDelta | _Event | None = None
+        if type(data) is bytes and (
+            data.startswith(_TEXT_DELTA_FIRST) or data.endswith(_TEXT_DELTA_LAST)
+        ):  # (``_text_delta`` inline: the per-token path)
+            try:
+                token = _decode_text_delta(data)
+            except DECODE_ERRORS:
+                pass
             else:
-                pos.text(text)
-            return text
-        return self._structural(event)
+                if token.type != "response.output_text.delta":
+                    token = None
+        if token is None:
+            try:
+                event = _decode_event(data)
+            except DECODE_ERRORS as exc:
+                token = _text_delta(data)
+                if token is None:
+                    if data == b"[DONE]" or data == "[DONE]":  # some servers end with it anyway
+                        return []
+                    return self._skip(str(exc))
+            else:
+                if event.type != "response.output_text.delta":
+                    return self._structural(event)
+                token = event
+        if not self.saw_chunk:
+            return self._structural(token)  # the first event: it starts the message
+        text = token.delta
+        if not text:
+            return []
+        self._streamed.add(token.item_id or token.output_index)
+        pos = self._pos
+        if pos.open:
+            pos.length += len(text)
+        else:
+            pos.text(text)
+        return text
 
-    def _model(self, event: _Event) -> str | None:
-        response = event.response
+    def _model(self, event: _Event | _TextDelta) -> str | None:
+        response = getattr(event, "response", None)  # (a _TextDelta has none)
         return response.model if response is not None else None
 
     def feed_body(self, data: bytes) -> list[Fact]:
