@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -577,3 +578,76 @@ def test_the_responses_token_path_gives_what_the_full_decode_gives(events, cuts)
         slow_ops, slow = run(data, cuts, "responses")
     assert [o.json for o in fast_ops] == [o.json for o in slow_ops]
     assert fast.to_json() == slow.to_json()
+
+
+# -- keep-alives first, and a forced format that is not the stream's ---------------------------
+def _events(*events: dict) -> bytes:
+    return b"".join(f"event: {e['type']}\ndata: {json.dumps(e)}\n\n".encode() for e in events)
+
+
+ANTHROPIC_AFTER_PING = _events(
+    {"type": "ping"},
+    {"type": "message_start", "message": {"model": "claude-x", "content": [], "usage": {}}},
+    {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
+    {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "Hi"}},
+    {"type": "content_block_stop", "index": 0},
+    {"type": "message_delta", "delta": {"stop_reason": "end_turn"}},
+    {"type": "message_stop"},
+)
+RESPONSES_AFTER_KEEPALIVE = _events(
+    {"type": "keepalive", "sequence_number": 0},
+    {"type": "response.created", "response": {"object": "response", "model": "gpt-x"}},
+    {"type": "response.output_text.delta", "output_index": 0, "delta": "Hi"},
+    {"type": "response.completed", "response": {"object": "response", "status": "completed"}},
+)
+
+
+@pytest.mark.parametrize(
+    ("data", "fmt", "model"),
+    [
+        (ANTHROPIC_AFTER_PING, "anthropic", "claude-x"),
+        (RESPONSES_AFTER_KEEPALIVE, "responses", "gpt-x"),
+    ],
+)
+def test_a_keep_alive_before_the_first_event_neither_hides_the_model_nor_the_format(
+    data: bytes, fmt: str, model: str
+) -> None:
+    for forced in ("auto", fmt):
+        _, message = assemble_response(data, format=forced)
+        assert (message.model, message.status, message.text) == (model, "completed", "Hi")
+    pipe = Pipeline("s", format="auto")
+    pipe.feed(data)
+    assert pipe.format == fmt
+
+
+@pytest.mark.parametrize(
+    ("name", "forced", "said"),
+    [
+        ("anthropic_thinking.sse", "responses", "no Responses events found"),
+        ("responses_failed.sse", "anthropic", "no Anthropic Messages events found"),
+        ("non_streamed.json", "responses", "not a Responses API response or an error body"),
+        ("responses_body.json", "anthropic", "(it looks like a Responses API response)"),
+        ("anthropic_message.json", "responses", "(it looks like an Anthropic message)"),
+    ],
+)
+def test_a_forced_format_that_is_not_the_recordings_is_an_error(name, forced, said) -> None:
+    from tokenwire.protocol import NotAChatCompletion
+
+    with pytest.raises(NotAChatCompletion, match=re.escape(said)):
+        assemble_response((FIXTURES / name).read_bytes(), format=forced)
+
+
+@pytest.mark.parametrize(
+    ("name", "forced"),
+    [
+        ("anthropic_thinking.sse", "responses"),
+        ("responses_failed.sse", "anthropic"),
+        ("openai_text.sse", "anthropic"),
+    ],
+)
+def test_a_stream_of_another_api_fails_wrong_format_not_truncated(name: str, forced: str) -> None:
+    pipe = Pipeline("s", format=forced)
+    ops = pipe.feed((FIXTURES / name).read_bytes()) + pipe.close()
+    end = decode_op(ops[-1].json)
+    assert (end.status, end.error["type"]) == ("failed", "wrong_format")
+    assert "event stream held no" in end.error["message"]

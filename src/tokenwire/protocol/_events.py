@@ -62,12 +62,22 @@ class EventNormalizer(abc.ABC):
         self.last_skip_reason = reason
         return []
 
+    API = ""  # the API's name, in skip reasons
+    IDLE_TYPES: frozenset[str] = frozenset()  # keep-alive events: they carry nothing
+
     def _structural(self, event: Any) -> list[Fact]:
-        """Any event but a plain text token: the first one starts the message."""
+        """Any event but a plain text token: the first event of the API starts the message
+        (with the model it names); keep-alives before it are passed over, and any other
+        event before it is skipped as not this API's (the stream is of another format)."""
         facts: list[Fact] = []
         if not self.saw_chunk:
-            if not event.type:  # not an event of this API (e.g. a chat chunk)
+            kind = event.type
+            if not kind:  # not an event of this API (e.g. a chat chunk)
                 return self._skip("no 'type' in the event")
+            if not isinstance(kind, str) or not self._is_event_type(kind):
+                if kind in self.IDLE_TYPES:
+                    return facts
+                return self._skip(f"{kind!r} is not an event type of the {self.API} API")
             self.saw_chunk = True
             facts.append(Started(self._model(event)))
         try:
@@ -75,6 +85,11 @@ class EventNormalizer(abc.ABC):
         except DECODE_ERRORS as exc:  # a malformed item or block inside a valid event
             self._skip(str(exc))
         return facts
+
+    @abc.abstractmethod
+    def _is_event_type(self, kind: str) -> bool:
+        """Whether an event of this type may start the message (one of this API's, not a
+        keep-alive)."""
 
     @abc.abstractmethod
     def _model(self, event: Any) -> str | None:

@@ -177,6 +177,12 @@ class AnthropicNormalizer(EventNormalizer):
             return text
         return self._structural(event)
 
+    API = "Anthropic Messages"
+    IDLE_TYPES = frozenset({"ping"})
+
+    def _is_event_type(self, kind: str) -> bool:
+        return (kind in EVENT_TYPES and kind != "ping") or kind == "error"
+
     def _model(self, event: _Event) -> str | None:
         message = event.message
         return message.model if message is not None else None

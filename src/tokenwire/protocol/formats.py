@@ -5,8 +5,9 @@ Formats: ``"chat"`` (OpenAI chat completions and the many servers compatible wit
 ``"auto"``: decided by the first SSE event. A Responses event's type starts with ``response.``
 (``error`` events without a nested ``error`` object are Responses' too); Anthropic's are
 ``message_start``, ``content_block_*``, ``message_delta``, ``message_stop``, ``ping`` and
-``error`` with a nested ``error`` object; anything else (a chunk has no top-level ``type``)
-is chat completions. The SSE ``event:`` name is checked first, then the data's ``type``.
+``error`` with a nested ``error`` object; ``keepalive`` is a Responses keep-alive; anything
+else (a chunk has no top-level ``type``) is chat completions. The SSE ``event:`` name is
+checked first, then the data's ``type``.
 """
 
 from __future__ import annotations
@@ -26,6 +27,12 @@ from tokenwire.protocol.sse import SSEEvent
 Format = Literal["chat", "responses", "anthropic", "auto"]
 FORMATS: tuple[str, ...] = ("chat", "responses", "anthropic", "auto")
 Normalizer = ChunkNormalizer | ResponsesNormalizer | AnthropicNormalizer
+# What a stream of each format is made of (in errors: "no … found").
+FORMAT_ITEMS = {
+    "chat": "chat-completion chunks",
+    "responses": "Responses events",
+    "anthropic": "Anthropic Messages events",
+}
 
 
 class _Probe(msgspec.Struct, gc=False):
@@ -40,7 +47,7 @@ _probe = msgspec.json.Decoder(_Probe).decode
 def _from_type(kind: Any, has_error: bool) -> str | None:
     if not isinstance(kind, str):
         return None
-    if kind.startswith("response."):
+    if kind.startswith("response.") or kind == "keepalive":  # (OpenAI's Responses keep-alive)
         return "responses"
     if kind in ANTHROPIC_EVENTS:
         return "anthropic"
@@ -77,6 +84,21 @@ def detect_body(data: bytes) -> str:
     if probe.type == "message" or (probe.type == "error" and probe.error is not None):
         return "anthropic"
     return "chat"
+
+
+def body_fits(fmt: str, data: bytes) -> bool:
+    """Whether a whole JSON body can be one of ``fmt``'s (``"responses"``: a response object
+    or an error body; ``"anthropic"``: a message or an error body), so forcing a format on
+    another API's body is an error rather than an empty answer."""
+    try:
+        probe = _probe(data)
+    except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
+        return False
+    if fmt == "responses":
+        return probe.object == "response" or probe.error is not None
+    if fmt == "anthropic":
+        return probe.type == "message" or probe.type == "error"
+    return True
 
 
 def make_normalizer(fmt: str, think_tags: Iterable[str] | None) -> Normalizer:

@@ -14,7 +14,7 @@ import msgspec
 from tokenwire.protocol.assembler import Assembler
 from tokenwire.protocol.chunks import Chunk, chunk_decoder
 from tokenwire.protocol.facts import TextFact
-from tokenwire.protocol.formats import AutoNormalizer, Normalizer, make_normalizer
+from tokenwire.protocol.formats import FORMAT_ITEMS, AutoNormalizer, Normalizer, make_normalizer
 from tokenwire.protocol.message import Message
 from tokenwire.protocol.normalizer import ChunkNormalizer
 from tokenwire.protocol.ops import EncodedOp
@@ -196,6 +196,19 @@ class Pipeline:
             return None
         return current[1]
 
+    def why_nothing(self) -> tuple[str, str] | None:
+        """Why a body that gave no chunk or event of the format did so: ``(message, error
+        type)``; ``None`` if it was an event stream merely cut short."""
+        what = describe_non_stream(self.head)
+        if what is not None:
+            return what, "not_event_stream"
+        normalizer = self.normalizer
+        reason = normalizer.last_skip_reason
+        if normalizer.skipped and reason:  # events came, none of them this format's
+            items = FORMAT_ITEMS.get(self.format, FORMAT_ITEMS["chat"])
+            return f"upstream's event stream held no {items} (last event: {reason})", "wrong_format"
+        return None
+
     def poll(self, now: float) -> list[EncodedOp]:
         return self.assembler.poll(now)
 
@@ -209,9 +222,9 @@ class Pipeline:
         normalizer = self.normalizer
         ops = self.assembler.feed(normalizer.close(), now)
         if not self.assembler.done and not normalizer.saw_chunk and not normalizer.saw_done:
-            what = describe_non_stream(self.head)
-            if what is not None:
-                return ops + self.assembler.fail(what, error_type="not_event_stream", now=now)
+            why = self.why_nothing()
+            if why is not None:
+                return ops + self.assembler.fail(why[0], error_type=why[1], now=now)
         return ops + self.assembler.close(now)
 
     def cancel(self, now: float = 0.0) -> list[EncodedOp]:

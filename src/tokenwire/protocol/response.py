@@ -8,7 +8,7 @@ import msgspec
 from tokenwire.errors import TokenwireError
 from tokenwire.protocol.chunks import decode_chunk
 from tokenwire.protocol.facts import Done
-from tokenwire.protocol.formats import FORMATS, detect_body
+from tokenwire.protocol.formats import FORMAT_ITEMS, FORMATS, body_fits, detect_body
 from tokenwire.protocol.jsonsafe import repair_utf8
 from tokenwire.protocol.message import Message
 from tokenwire.protocol.ops import EncodedOp
@@ -52,15 +52,26 @@ def assemble_response(
     if not pipe.normalizer.saw_chunk and not pipe.normalizer.saw_done:
         reason = pipe.normalizer.last_skip_reason
         detail = f" (last data event: {reason})" if reason else ""
-        what = {"responses": "Responses events", "anthropic": "Anthropic Messages events"}
-        raise NotAChatCompletion(
-            f"no {what.get(pipe.format, 'chat-completion chunks')} found{detail}"
-        )
+        what = FORMAT_ITEMS.get(pipe.format, FORMAT_ITEMS["chat"])
+        raise NotAChatCompletion(f"no {what} found{detail}")
     ops += pipe.close()
     return ops, pipe.message
 
 
+_WHOLE = {
+    "chat": "a chat completion",
+    "responses": "a Responses API response",
+    "anthropic": "an Anthropic message",
+}
+
+
 def _whole_event_body(pipe: Pipeline, body: bytes) -> tuple[list[EncodedOp], Message]:
+    if not body_fits(pipe.format, body):
+        detected = detect_body(body)
+        looks = f" (it looks like {_WHOLE[detected]})" if detected != "chat" else ""
+        raise NotAChatCompletion(
+            f"the JSON body is not {_WHOLE[pipe.format]} or an error body{looks}"
+        )
     normalizer = pipe.normalizer
     try:
         facts = normalizer.feed_body(body)  # type: ignore[union-attr]

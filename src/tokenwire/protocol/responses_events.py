@@ -196,6 +196,12 @@ class ResponsesNormalizer(EventNormalizer):
             pos.text(text)
         return text
 
+    API = "Responses"
+    IDLE_TYPES = frozenset({"keepalive"})
+
+    def _is_event_type(self, kind: str) -> bool:
+        return kind.startswith("response.") or kind == "error"
+
     def _model(self, event: _Event | _TextDelta) -> str | None:
         response = getattr(event, "response", None)  # (a _TextDelta has none)
         return response.model if response is not None else None

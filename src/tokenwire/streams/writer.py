@@ -52,7 +52,6 @@ from tokenwire.protocol.facts import (
     UpstreamError,
     UsageFact,
 )
-from tokenwire.protocol.pipeline import describe_non_stream
 from tokenwire.streams.store import StoredStream
 
 if TYPE_CHECKING:
@@ -561,9 +560,9 @@ class StreamWriter:
         result = facts.result()
         if not facts.stop and result.finish_reason is None:
             if not facts.saw_chunk and not facts.saw_done:  # say what the 200 answer was
-                what = describe_non_stream(pipeline.head)
-                if what is not None:
-                    raise StreamFailed(what, "not_event_stream")
+                why = pipeline.why_nothing()
+                if why is not None:
+                    raise StreamFailed(*why)
             raise StreamFailed(TRUNCATED_MESSAGE, "truncated")
         if result.usage is not None:
             if self._pipes > 1:  # the message's usage: over all its model calls
