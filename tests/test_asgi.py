@@ -183,6 +183,8 @@ def test_gateway_mounted_without_its_lifespan_says_what_to_do(mock_url: str) -> 
         assert response.status_code == 503
         assert response.json()["error"]["code"] == "not_started"
         assert http.get("/gw/v1/streams/st_aaaaaaaaaaaaaaaaaaaaaaaa/events").status_code == 503
+        health = http.get("/gw/healthz")  # (a load balancer must not send it traffic)
+        assert health.status_code == 503 and health.json()["status"] == "not_started"
 
 
 def test_gateway_cors_preflight_and_headers(mock_url: str) -> None:

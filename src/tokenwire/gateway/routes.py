@@ -14,7 +14,7 @@ import msgspec
 from starlette.requests import Request
 from starlette.responses import FileResponse, Response
 
-from tokenwire.gateway.errors import bad_request, json_object
+from tokenwire.gateway.errors import ApiError, bad_request, json_object
 from tokenwire.gateway.passthrough import read_body
 from tokenwire.gateway.producer import RESUME, Generation, Produce, StreamRequest, resume_args
 from tokenwire.gateway.service import Gateway
@@ -44,9 +44,17 @@ async def index(request: Request) -> Response:
 
 
 async def healthz(request: Request) -> Response:
-    """Liveness plus the hub's reachability: 503 while the hub (Redis) cannot be reached."""
-    hub = _gw(request).hub
+    """Liveness plus the hub's reachability: 503 while the hub (Redis) cannot be reached, or
+    while the gateway is not started (mounted without its lifespan: it would fail every
+    stream)."""
+    gw = _gw(request)
+    hub = gw.hub
     body: dict[str, Any] = {"status": "ok", "pid": os.getpid(), "hub": hub.kind}
+    try:
+        gw.require_started()
+    except ApiError as exc:
+        body.update(status="not_started", error=exc.message)
+        return json_response(body, 503)
     try:
         await hub.ping()
     except HubUnavailable as exc:

@@ -62,7 +62,7 @@ from tokenwire.gateway.streaming import SSE_HEADERS, OpStreamResponse
 from tokenwire.hub import StreamInfo
 from tokenwire.protocol import EncodedOp, Message, snapshot_op
 from tokenwire.protocol.views import DEFAULT_MAX_FRAME_BYTES, DEFAULT_THRESHOLD
-from tokenwire.streams.core import STREAM_ID
+from tokenwire.streams.core import STREAM_ID, owner_of
 from tokenwire.streams.store import StoredStream
 from tokenwire.streams.views_http import (
     DEFAULT_CHAT_TTL_S,
@@ -160,7 +160,7 @@ class StreamRoutes:
             raise ApiError(exc.status_code, str(exc.detail), "authentication_error", None) from None
         if isinstance(result, Response):
             raise _Refused(result)
-        return result
+        return owner_of(result)  # (an int user id becomes a string, as in ``start``)
 
     async def reader(
         self, conn: HTTPConnection, stream_id: str, *, read_only: bool = True

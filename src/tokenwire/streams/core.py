@@ -70,6 +70,25 @@ class Resumed:
 Continuation = Callable[[StreamWriter, Resumed], Awaitable[Any]]
 OnEnd = Callable[[StoredStream, Message], Awaitable[Any] | Any]
 
+
+def owner_of(value: object) -> str | None:
+    """A stream's owner as stored: a string (an int id, e.g. ``user.id``, becomes its
+    decimal string, so every route and hub compares it alike), or ``None``."""
+    if value is None or type(value) is str:
+        return value  # type: ignore[return-value]
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    if isinstance(value, str):
+        return str(value)
+    raise InvalidArgument(f"an owner must be a string or an int, got {type(value).__name__}")
+
+
+def _coalesce_ms(value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1e6:
+        raise InvalidArgument(f"coalesce_ms must be a number of ms >= 0, got {value!r}")
+    return float(value)
+
+
 STREAM_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}")
 """What a caller-chosen stream id may look like (URL-safe, at most 128 characters)."""
 SETTLE_WAIT_S = 600.0
@@ -131,13 +150,21 @@ class Streams:
         observer: Observer | None = None,
         max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
     ) -> None:
-        if max_event_bytes <= 0:
-            raise ValueError(f"max_event_bytes must be positive, got {max_event_bytes!r}")
+        if type(max_event_bytes) is not int or max_event_bytes <= 0:
+            raise InvalidArgument(
+                f"max_event_bytes must be a positive int, got {max_event_bytes!r}"
+            )
         self.max_event_bytes = max_event_bytes
         self.hub: Hub = hub if hub is not None else MemoryHub()
         self.store: StreamStore = store if store is not None else MemoryStore()
-        self.coalesce_ms = float(coalesce_ms)
+        self.coalesce_ms = _coalesce_ms(coalesce_ms)
+        if on_end is not None and not callable(on_end):
+            raise InvalidArgument(f"on_end must be callable, got {type(on_end).__name__}")
         self.on_end = on_end
+        if secret is not None and not isinstance(secret, (str, bytes)):
+            raise InvalidArgument(f"secret must be str or bytes, got {type(secret).__name__}")
+        if secret is not None and not secret:
+            raise InvalidArgument("secret must not be empty")
         secret = secret if secret is not None else os.environ.get("TOKENWIRE_SECRET") or None
         self.secret_generated = secret is None
         if secret is None:
@@ -230,9 +257,18 @@ class Streams:
         in-process hub, a stream whose process died ends ``failed`` ("producer lost").
         """
         self._check_started()
+        if not callable(produce):
+            raise InvalidArgument(f"produce must be callable, got {type(produce).__name__}")
+        owner = owner_of(owner)
+        if coalesce_ms is not None:
+            coalesce_ms = _coalesce_ms(coalesce_ms)
+        if metadata is not None and not isinstance(metadata, dict):
+            raise InvalidArgument(f"metadata must be a dict, got {type(metadata).__name__}")
+        if model is not None and not isinstance(model, str):
+            raise InvalidArgument(f"model must be a string, got {type(model).__name__}")
         record: bytes | None = None
         if resume is not None and resume not in self._continuations:
-            raise ValueError(f"no continuation registered as {resume!r}")
+            raise InvalidArgument(f"no continuation registered as {resume!r}")
         if resume is not None and self.can_resume:
             record = msgspec.json.encode(
                 {
@@ -287,7 +323,7 @@ class Streams:
         stream over, with a writer positioned after the last seq (see docs/embedding.md,
         "Continuing after a crash"). Every process of the deployment must register it."""
         if not callable(fn):
-            raise TypeError("a continuation must be callable")
+            raise InvalidArgument("a continuation must be callable")
         self._continuations[name] = fn
 
     async def _take_over(self, taken: Any) -> bool:
@@ -578,12 +614,18 @@ class Streams:
     def read_token(self, stream_id: str, ttl_s: float = 3600) -> str:
         """A signed token that lets its bearer read (only read) ``stream_id`` for ``ttl_s``
         seconds: ``?token=`` on the SSE, WebSocket and snapshot routes of ``asgi()``."""
+        if isinstance(ttl_s, bool) or not isinstance(ttl_s, (int, float)) or not -1e9 < ttl_s < 1e9:
+            raise InvalidArgument(f"ttl_s must be a finite number of seconds, got {ttl_s!r}")
+        if not isinstance(stream_id, str):
+            raise InvalidArgument(f"stream_id must be a string, got {type(stream_id).__name__}")
         expires = int(time.time() + ttl_s)
         payload = f"{expires}:{stream_id}".encode()
         return _b64(payload) + "." + _b64(self._sign(payload))
 
     def check_read_token(self, token: str, stream_id: str) -> None:
         """Raise ``Unauthorized`` unless ``token`` is a valid, unexpired token for the stream."""
+        if not isinstance(token, str):
+            raise Unauthorized("invalid read token")
         head, _, sig = token.partition(".")
         try:
             payload = _unb64(head)

@@ -17,7 +17,7 @@ import logging
 import time
 from collections.abc import AsyncIterable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import msgspec
 
@@ -61,6 +61,9 @@ log = logging.getLogger("tokenwire.streams")
 
 _ERROR_BODY_LIMIT = 64 * 1024
 _json = msgspec.json.Encoder()
+ON_END_GRACE_S = 5.0
+"""How long ``Streams.close`` lets an ``on_end`` hook already running finish before it cuts
+the hook off (the stream's end goes to readers after either)."""
 TRUNCATED_MESSAGE = "upstream stream ended without finish_reason or [DONE]"
 
 
@@ -325,21 +328,29 @@ class StreamWriter:
     # -- writing ---------------------------------------------------------------------------
     async def text(self, text: str, *, choice: int = 0) -> None:
         """Append text to the open text block (or start one)."""
+        if not isinstance(text, str) or type(choice) is not int or choice < 0:
+            _bad_text("text", text, choice)
         await self._write([TextFact(choice, "text", text)])
 
     async def reasoning(self, text: str, *, choice: int = 0) -> None:
         """Append to the open reasoning block (or start one)."""
+        if not isinstance(text, str) or type(choice) is not int or choice < 0:
+            _bad_text("reasoning", text, choice)
         await self._write([TextFact(choice, "reasoning", text)])
 
     async def refusal(self, text: str, *, choice: int = 0) -> None:
+        if not isinstance(text, str) or type(choice) is not int or choice < 0:
+            _bad_text("refusal", text, choice)
         await self._write([TextFact(choice, "refusal", text)])
 
     async def tool_call(
         self, id: str | None, name: str | None, arguments: str | Any = "", *, choice: int = 0
     ) -> None:
         """A whole tool call block. ``arguments``: the JSON text, or a value to encode."""
+        _check_optional_str("tool_call", id=id, name=name)
+        _check_choice(choice)
         if not isinstance(arguments, str):
-            arguments = _json.encode(arguments).decode()
+            arguments = _json_text(f"tool call {name!r}: the arguments", arguments)
         key = self._tool_key
         self._tool_key += 1
         facts: list[Fact] = [ToolCallStarted(choice, key, id, name)]
@@ -362,19 +373,27 @@ class StreamWriter:
         of the current text block (protocol v1.1)."""
         if not isinstance(url, str) or not (title is None or isinstance(title, str)):
             raise InvalidArgument("a source's url and title must be strings")
+        _check_optional_str("source", cited_text=cited_text)
+        _check_choice(choice)
         if (start is None) != (end is None) or (
-            start is not None and not (0 <= start <= end)  # type: ignore[operator]
+            start is not None
+            and not (type(start) is int and type(end) is int and 0 <= start <= end)
         ):
             raise InvalidArgument(f"a cited span needs 0 <= start <= end, got {start}..{end}")
         await self._write([SourceFact(choice, url, title, start, end, cited_text)])
 
     async def image(self, url: str, *, choice: int = 0) -> None:
+        _check_str("image", url=url)
+        _check_choice(choice)
         await self._write([ImageFact(choice, url)])
 
     async def file(
         self, url: str, media_type: str, name: str | None = None, *, choice: int = 0
     ) -> None:
         """A file block (protocol v1.1)."""
+        _check_str("file", url=url, media_type=media_type)
+        _check_optional_str("file", name=name)
+        _check_choice(choice)
         await self._write([FileFact(choice, url, media_type, name)])
 
     async def data(
@@ -388,6 +407,9 @@ class StreamWriter:
     ) -> None:
         """App data (protocol v1.1): a block; with an ``id`` already written, updated in place;
         ``transient`` goes to live readers only."""
+        _check_str("data", name=name)
+        _check_optional_str("data", id=id)
+        _check_choice(choice)
         try:
             _json.encode(value)  # before the assembler moves: a failed write changes nothing
         except (TypeError, ValueError, OverflowError) as exc:
@@ -409,8 +431,11 @@ class StreamWriter:
     ) -> None:
         """A tool's result (protocol v1.1) for the call ``call_id``. A non-string ``output``
         is JSON-encoded."""
+        _check_str("tool_result", call_id=call_id)
+        _check_optional_str("tool_result", name=name)
+        _check_choice(choice)
         if not isinstance(output, str):
-            output = _json.encode(output).decode()
+            output = _json_text(f"tool result {call_id!r}: the output", output)
         facts: list[Fact] = [ToolResultStarted(choice, call_id, name, error)]
         if output:
             facts.append(ToolResultOutput(choice, call_id, output))
@@ -440,6 +465,10 @@ class StreamWriter:
         self, message: str, *, type: str | None = "error", code: str | int | None = None
     ) -> None:
         """End the message ``failed`` with this error (what was written stays)."""
+        _check_str("fail", message=message)
+        _check_optional_str("fail", type=type)
+        if code is not None and not isinstance(code, (str, int)):
+            raise InvalidArgument(f"fail: code must be a string or an int, got {code!r}")
         self._check_open()
         await self._end_failed(message, type, code)
 
@@ -464,8 +493,14 @@ class StreamWriter:
         """
         fmt = _FORMATS.get(format)
         if fmt is None:
-            raise ValueError(
+            raise InvalidArgument(
                 f"unsupported pipe format {format!r} (one of: auto, chat, responses, anthropic)"
+            )
+        if max_event_bytes is not None and (
+            type(max_event_bytes) is not int or max_event_bytes <= 0
+        ):
+            raise InvalidArgument(
+                f"max_event_bytes must be a positive int, got {max_event_bytes!r}"
             )
         self._check_open()
         # One coroutine frame for the whole pipe, the context manager included, with as few
@@ -662,14 +697,17 @@ class StreamWriter:
                     self._streams._first_token(time.monotonic() - self._first_token_at)
                     self._first_token_at = None
                     break
+        shutdown = False
         if ending:
             self._state = State.ENDED
-            await self._store_final()
+            shutdown = await self._store_final()
         try:
             await self._hub_append(ops, state is State.HUB_LOST)
         except HubLost:
             self._unsent = list(ops)  # for the one last attempt to end the stream
             raise
+        if shutdown:
+            raise asyncio.CancelledError  # (the cancel that came during the hook: the end is out)
         if self._state is _CANCEL_PENDING and asyncio.current_task() is self._task:
             # The cancel arrived while the producer's own append was in flight: now.
             self._state = State.CANCELLING
@@ -718,21 +756,39 @@ class StreamWriter:
                 # Gone (Redis lost its data) or ended elsewhere (e.g. declared lost meanwhile).
                 raise HubLost(f"the hub refused the ops: {exc}") from None
 
-    async def _store_final(self) -> None:
-        # Stored (and the host's hook run) before the hub sees message.end, so the message is
-        # findable once a reader sees the end, however short the hub's retention.
+    async def _store_final(self) -> bool:
+        """Store the final message and run the host's hook, before the hub sees message.end
+        (so the message is findable once a reader sees the end, however short the hub's
+        retention). Whatever happens here, the end goes out after it: failures are logged
+        (``_ended``), and a cancel (``Streams.close``) lets a hook already running finish for
+        up to ``ON_END_GRACE_S`` first. Returns whether this task was cancelled meanwhile."""
         message = self._asm.message
+        try:
+            encoded = message.to_json()
+        except Exception:  # (the writer's checks keep this from happening: never hang readers)
+            log.exception("stream %s: could not encode the final message", self.stream_id)
+            return False
         row = StoredStream(
             id=self.stream_id,
             owner=self.owner,
             status=message.status,
             seq=self._asm.seq,
-            message=message.to_json(),
+            message=encoded,
             created_at=self.created_at,
             finished_at=time.time(),
             metadata=self.metadata,
         )
-        await self._streams._ended(row, message)
+        settle = asyncio.ensure_future(self._streams._ended(row, message))
+        try:
+            await asyncio.shield(settle)
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if task is None or not task.cancelling():
+                return False  # the hook itself was cancelled (logged), not this task
+            with contextlib.suppress(BaseException):
+                await asyncio.wait_for(settle, ON_END_GRACE_S)
+            return True
+        return False
 
     async def _end_failed(self, message: str, type: str | None, code: str | int | None) -> None:
         await self._finish(lambda now: self._asm.fail(message, error_type=type, code=code, now=now))
@@ -791,7 +847,7 @@ async def _chunks(source: Any) -> AsyncIterable[bytes]:
         for chunk in source:
             yield chunk.encode() if isinstance(chunk, str) else chunk
         return
-    raise TypeError(
+    raise InvalidArgument(
         f"cannot pipe a {type(source).__name__}: pass an async iterable of bytes, an httpx "
         "streaming response or the OpenAI SDK's raw streaming response"
     )
@@ -861,3 +917,37 @@ def _add_usage(total: dict[str, Any] | None, usage: dict[str, Any]) -> dict[str,
 
 
 __all__ = ["HubLost", "PipeResult", "State", "StreamWriter", "ToolCall"]
+
+
+# -- argument checks (a bad argument is an ``InvalidArgument`` and writes nothing) ------------
+def _bad_text(what: str, text: object, choice: object) -> NoReturn:
+    if not isinstance(text, str):
+        raise InvalidArgument(f"{what}: the text must be a string, got {type(text).__name__}")
+    _check_choice(choice)
+    raise AssertionError  # (unreachable: the caller saw a bad text or choice)
+
+
+def _check_choice(choice: object) -> None:
+    if type(choice) is not int or choice < 0:  # type: ignore[operator]
+        raise InvalidArgument(f"choice must be an int >= 0, got {choice!r}")
+
+
+def _check_str(what: str, **values: object) -> None:
+    for name, value in values.items():
+        if not isinstance(value, str):
+            raise InvalidArgument(f"{what}: {name} must be a string, got {type(value).__name__}")
+
+
+def _check_optional_str(what: str, **values: object) -> None:
+    for name, value in values.items():
+        if value is not None and not isinstance(value, str):
+            raise InvalidArgument(
+                f"{what}: {name} must be a string or None, got {type(value).__name__}"
+            )
+
+
+def _json_text(what: str, value: object) -> str:
+    try:
+        return _json.encode(value).decode()
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise InvalidArgument(f"{what} is not JSON-encodable: {exc}") from None

@@ -1,0 +1,176 @@
+"""Bad arguments to ``Streams`` and ``StreamWriter`` are typed errors that write nothing, and
+nothing a host does (a bad value, a close during its ``on_end``) leaves a stream unended."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import httpx
+import pytest
+from conftest import serve_asgi
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Mount, Route
+
+from tokenwire import Streams, StreamWriter
+from tokenwire.errors import InvalidArgument, Unauthorized
+
+BAD_CALLS: dict[str, Any] = {
+    "text(123)": lambda w: w.text(123),
+    "text(None)": lambda w: w.text(None),
+    "text(b'x')": lambda w: w.text(b"x"),
+    "reasoning(1.5)": lambda w: w.reasoning(1.5),
+    "refusal([])": lambda w: w.refusal([]),
+    "text choice='a'": lambda w: w.text("x", choice="a"),
+    "text choice=-1": lambda w: w.text("x", choice=-1),
+    "image(None)": lambda w: w.image(None),
+    "file(url, None)": lambda w: w.file("https://f.example/a", None),
+    "tool_call(1, 'n')": lambda w: w.tool_call(1, "n"),
+    "tool_call args object()": lambda w: w.tool_call("c", "n", object()),
+    "tool_result(None, 'x')": lambda w: w.tool_result(None, "x"),
+    "tool_result output object()": lambda w: w.tool_result("c", object()),
+    "data(123, 1)": lambda w: w.data(123, 1),
+    "data id=5": lambda w: w.data("n", 1, id=5),
+    "source span True..2": lambda w: w.source("https://s.example", start=True, end=2),
+    "source cited_text=5": lambda w: w.source("https://s.example", cited_text=5),
+    "pipe format": lambda w: w.pipe([b""], "bogus"),
+    "pipe max_event_bytes=0": lambda w: w.pipe([b""], max_event_bytes=0),
+    "pipe(object())": lambda w: w.pipe(object()),
+    "fail(None)": lambda w: w.fail(None),
+    "fail code=1.5": lambda w: w.fail("x", code=1.5),
+}
+
+
+@pytest.mark.parametrize("coalesce_ms", [0, 20])
+@pytest.mark.parametrize("name", sorted(BAD_CALLS))
+def test_a_bad_writer_argument_is_invalid_argument_and_loses_nothing(
+    name: str, coalesce_ms: int
+) -> None:
+    caught: list[BaseException] = []
+
+    async def answer(w: StreamWriter) -> None:
+        await w.text("before ")
+        try:
+            await BAD_CALLS[name](w)
+        except Exception as exc:
+            caught.append(exc)
+        await w.text("after")
+
+    async def main() -> Any:
+        async with Streams(coalesce_ms=coalesce_ms) as streams:
+            handle = await streams.start(answer)
+            assert await asyncio.wait_for(streams.wait(handle.id), 10) == "completed"
+            return await streams.message(handle.id)
+
+    message = asyncio.run(main())
+    assert len(caught) == 1 and isinstance(caught[0], InvalidArgument), caught
+    assert [b["text"] for b in message.to_dict()["blocks"]] == ["before after"]
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"coalesce_ms": "abc"},
+        {"coalesce_ms": -1},
+        {"max_event_bytes": 0},
+        {"max_event_bytes": "1"},
+        {"secret": 123},
+        {"secret": ""},
+        {"on_end": 5},
+    ],
+)
+def test_bad_streams_settings_are_invalid_argument(kwargs: dict) -> None:
+    with pytest.raises(InvalidArgument):
+        Streams(**kwargs)
+
+
+def test_bad_start_and_token_arguments() -> None:
+    async def main() -> None:
+        async with Streams(secret="s") as streams:
+            for kwargs in (
+                {"metadata": "x"},
+                {"model": 5},
+                {"owner": ["alice"]},
+                {"coalesce_ms": "soon"},
+                {"resume": "nowhere"},
+            ):
+                with pytest.raises(InvalidArgument):
+                    await streams.start(lambda w: w.text("x"), **kwargs)
+            with pytest.raises(InvalidArgument):
+                await streams.start(None)  # type: ignore[arg-type]
+            for ttl in ("x", None, float("inf"), float("nan"), True):
+                with pytest.raises(InvalidArgument):
+                    streams.read_token("st_a", ttl_s=ttl)  # type: ignore[arg-type]
+            for token in (None, 5, ""):
+                with pytest.raises(Unauthorized):
+                    streams.check_read_token(token, "st_a")  # type: ignore[arg-type]
+            assert streams.active == 0
+
+    asyncio.run(main())
+
+
+def test_an_int_owner_is_the_same_owner_on_every_route() -> None:
+    """``owner=user.id`` with an int id (and ``authorize`` returning it) reads and stops."""
+    streams = Streams(coalesce_ms=0, secret="s")
+
+    async def answer(w: StreamWriter) -> None:
+        await w.text("hi")
+
+    async def chat(request: Request) -> JSONResponse:
+        stream = await streams.start(answer, owner=42)
+        await streams.wait(stream.id, 10)
+        return JSONResponse({"id": stream.id, "owner": stream.owner})
+
+    app = Starlette(
+        routes=[
+            Route("/chat", chat, methods=["POST"]),
+            Mount("/tw", streams.asgi(authorize=lambda c: 42)),
+        ],
+        lifespan=streams.lifespan,
+    )
+    with serve_asgi(app) as url, httpx.Client(base_url=url, timeout=10) as http:
+        started = http.post("/chat").json()
+        assert started["owner"] == "42"
+        sid = started["id"]
+        snapshot = http.get(f"/tw/{sid}")
+        assert snapshot.json()["message"]["blocks"] == [{"type": "text", "text": "hi"}]
+        assert http.get(f"/tw/{sid}/events").status_code == 200
+        assert http.post(f"/tw/{sid}/cancel").status_code == 202
+
+
+def test_close_during_on_end_lets_the_hook_finish_and_ends_the_stream() -> None:
+    hook: list[str] = []
+
+    async def main() -> None:
+        running = asyncio.Event()
+
+        async def on_end(row, message) -> None:  # type: ignore[no-untyped-def]
+            hook.append(f"start {row.status}")
+            running.set()
+            await asyncio.sleep(0.5)
+            hook.append("done")
+
+        streams = Streams(coalesce_ms=0, on_end=on_end)
+        await streams.open()
+        handle = await streams.start(lambda w: w.text("hi"))
+        follower = asyncio.create_task(_follow(streams, handle.id))
+        await running.wait()
+        await streams.close()  # (cancels the stream's task while its hook runs)
+        assert hook == ["start completed", "done"]
+        ops = await asyncio.wait_for(follower, 5)
+        assert ops[-1] == "message.end"
+        info = await streams.hub.info(handle.id)
+        assert info is None or info.status == "completed"
+
+    asyncio.run(main())
+
+
+async def _follow(streams: Streams, stream_id: str) -> list[str]:
+    seen = []
+    async for op in streams.follow(stream_id):
+        seen.append(op.type)
+        if op.type == "message.end":
+            break
+    return seen
