@@ -14,6 +14,7 @@ import pytest
 from conftest import serve_asgi
 from openai.types.chat import ChatCompletionChunk
 from openai.types.responses import ResponseStreamEvent
+from pydantic import TypeAdapter
 
 from tokenwire.client import Client
 from tokenwire.gateway import Settings, create_app
@@ -185,6 +186,14 @@ def test_openai_sdk_reads_the_responses_view(gateway: str, http: httpx.Client) -
     rest = read(f"&starting_after={numbers[2]}")
     assert [e.sequence_number for e in rest] == numbers[3:]
     assert rest[-1].response.output_text == text
+    # Every event also passes the SDK's strict models (the stream parser above does not
+    # validate: a missing required field would only show here).
+    for model in ("mock-reasoning", "mock-tools"):
+        other = _create(http, model, max_tokens=80)
+        _wait_done(http, other)
+        raw = http.get(f"/v1/streams/{other}/events?format=responses&catchup=exact").content
+        for event in SSEDecoder().feed(raw):
+            TypeAdapter(ResponseStreamEvent).validate_json(event.raw)
 
 
 def test_bad_format_and_cursors_are_400_json(http: httpx.Client) -> None:

@@ -76,9 +76,7 @@ def create_app(
                 await w.pipe(response)
 
         handle = await streams.start(produce, owner=user_of(request), model=model)
-        return streams.aisdk_response(
-            handle.id, chat_id=body["id"], message_id=body.get("messageId")
-        )
+        return streams.aisdk_response(handle.id, body=body)  # (its chat id and message id)
 
     # Resume and stop: {api}/{chatId}/stream and {api}/{chatId}/stop.
     app.mount("/api/chat", streams.asgi(authorize=user_of))

@@ -165,7 +165,7 @@ def openai_chunk(data: str) -> dict[str, Any] | None:
     chunk = msgspec.json.decode(data)
     if "error" in chunk and "choices" not in chunk:
         error = chunk["error"] or {}
-        raise GatewayError(200, str(error.get("message")), error.get("type"), None)
+        raise GatewayError(200, str(error.get("message")), error.get("type"), error.get("code"))
     return chunk  # type: ignore[no-any-return]
 
 

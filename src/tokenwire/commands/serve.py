@@ -127,7 +127,9 @@ def default_data_dir() -> str:
 def build_settings(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     """Flags over ``TOKENWIRE_*`` over defaults; user errors as ``CommandError``."""
     from tokenwire.cli import CommandError
+    from tokenwire.errors import InvalidArgument
     from tokenwire.gateway import Settings
+    from tokenwire.streams.views_http import view_options
 
     if not (args.upstream or os.environ.get("TOKENWIRE_UPSTREAM")):
         raise CommandError("no upstream: pass --upstream URL or set TOKENWIRE_UPSTREAM")
@@ -208,6 +210,10 @@ def build_settings(args: argparse.Namespace):  # type: ignore[no-untyped-def]
         raise CommandError(
             "--upstream-head-timeout-s and TOKENWIRE_MAX_EVENT_BYTES must be positive"
         )
+    try:
+        view_options(settings)
+    except InvalidArgument as exc:
+        raise CommandError(str(exc)) from None
     if settings.data_dir is None:
         settings.data_dir = default_data_dir()
     return settings

@@ -22,6 +22,8 @@ from tokenwire.streams.views_http import (
     make_view,
     read_log,
     sse_headers,
+    ui_message_id,
+    workflow_body,
 )
 
 _json = msgspec.json.Encoder()
@@ -158,8 +160,7 @@ async def aisdk_chat(request: Request) -> Response:
         )
     if not isinstance(ui_messages, list) or not ui_messages:
         raise bad_request("'messages' must be a non-empty array", "missing_messages")
-    message_id = data.get("messageId")
-    if message_id is not None and not isinstance(message_id, str):
+    if data.get("messageId") is not None and not isinstance(data["messageId"], str):
         raise bad_request("'messageId' must be a string", "invalid_message_id")
     body = {k: v for k, v in data.items() if k not in _BODY_KEYS}
     body["messages"] = chat_messages(ui_messages)
@@ -171,10 +172,11 @@ async def aisdk_chat(request: Request) -> Response:
     return gw.streams.aisdk_response(  # type: ignore[no-any-return]
         handle.id,
         chat_id=chat_id,
-        message_id=message_id or None,
+        message_id=ui_message_id(data),
         keepalive_s=gw.settings.keepalive_s,
         max_frame_bytes=options.max_frame_bytes,
         chat_ttl_s=options.chat_ttl_s,
+        transient=not workflow_body(data),
     )
 
 

@@ -575,23 +575,44 @@ class Streams:
         self,
         stream_id: str,
         *,
+        body: dict[str, Any] | None = None,
         chat_id: str | None = None,
         message_id: str | None = None,
         headers: dict[str, str] | None = None,
         keepalive_s: float = 15.0,
         max_frame_bytes: int | None = None,
         chat_ttl_s: float | None = None,
+        transient: bool | None = None,
     ) -> Any:
         """A Starlette ``Response`` streaming the AI SDK UI message stream of ``stream_id``
         (one started with ``start``): what a host's own ``POST {api}`` handler returns to
         ``useChat``. ``chat_id`` records the stream as the chat's active one (in the hub, so
         ``GET {api}/{chatId}/stream`` and ``POST {api}/{chatId}/stop`` of ``asgi()`` find it
-        from any process); ``message_id`` is the UI message id (default: the stream id).
-        Sends ``x-workflow-run-id: <stream id>`` too. See docs/views.md."""
+        from any process); ``message_id`` is the UI message id (default: the stream id; see
+        ``ui_message_id``). Sends ``x-workflow-run-id: <stream id>`` too, and every chunk of
+        the log from the first (exact, so the Workflow transport's chunk count is its resume
+        index); ``transient=False`` leaves out transient parts, which the Workflow transport
+        would count. ``body``: the POST's JSON body, from which the chat id (``id``), the
+        message id (``messageId`` only when it names the last, assistant message: the AI SDK
+        also sends the id of a user message it edits) and ``transient`` (not for the Workflow
+        transport's body, which has no ``trigger``) are taken unless given. See
+        docs/views.md."""
         from tokenwire.streams.views_http import (  # (the HTTP stack only when serving)
             AISDKStartResponse,
             ViewOptions,
+            ui_message_id,
+            workflow_body,
         )
+
+        if body is not None:
+            if not isinstance(body, dict):
+                raise InvalidArgument(f"body must be the POST's JSON object, got {body!r:.40}")
+            if chat_id is None and isinstance(body.get("id"), str):
+                chat_id = body["id"]
+            if message_id is None:
+                message_id = ui_message_id(body)
+            if transient is None:
+                transient = not workflow_body(body)
 
         defaults = ViewOptions()
         options = ViewOptions(
@@ -608,6 +629,7 @@ class Streams:
             keepalive_s=keepalive_s,
             metrics=None,
             headers=headers,
+            transient=True if transient is None else transient,
         )
 
     # -- read tokens -----------------------------------------------------------------------

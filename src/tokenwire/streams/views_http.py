@@ -21,7 +21,7 @@ from starlette.requests import HTTPConnection
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from tokenwire.errors import BadCursor, StreamNotFound
+from tokenwire.errors import BadCursor, InvalidArgument, StreamNotFound
 from tokenwire.gateway.errors import ApiError, bad_request, not_found
 from tokenwire.gateway.metrics import Metrics
 from tokenwire.gateway.streaming import _PING, _StreamingResponse
@@ -39,6 +39,7 @@ from tokenwire.protocol.views import (
     View,
     catch_up,
     frames_after,
+    is_logged,
     resume,
     tail_index,
 )
@@ -52,6 +53,8 @@ DEFAULT_CHAT_TTL_S = 3600.0
 """How long a chat names its active stream (renewed by each new POST)."""
 _INT = re.compile(r"-?[0-9]{1,18}")
 _MESSAGE_ID = re.compile(r"[^\s]{1,256}")
+MIN_FRAME_BYTES = 1024
+"""The smallest ``max_frame_bytes`` accepted."""
 _WRITE_BYTES = 256 * 1024  # a catch-up goes out in sends of about this size
 
 
@@ -64,6 +67,24 @@ class ViewOptions(msgspec.Struct, frozen=True):
     """No catch-up frame bigger than this (long texts are split)."""
     chat_ttl_s: float = DEFAULT_CHAT_TTL_S
     """How long a chat's active stream is remembered."""
+
+    def __post_init__(self) -> None:
+        if type(self.threshold) is not int or self.threshold < 0:
+            raise InvalidArgument(f"catchup_threshold must be an int >= 0, got {self.threshold!r}")
+        if type(self.max_frame_bytes) is not int or self.max_frame_bytes < MIN_FRAME_BYTES:
+            raise InvalidArgument(
+                f"max_frame_bytes must be an int >= {MIN_FRAME_BYTES} (a smaller bound splits "
+                f"texts into thousands of tiny frames), got {self.max_frame_bytes!r}"
+            )
+        if isinstance(self.chat_ttl_s, bool) or not (
+            isinstance(self.chat_ttl_s, (int, float)) and self.chat_ttl_s > 0
+        ):
+            raise InvalidArgument(f"chat_ttl_s must be a positive number, got {self.chat_ttl_s!r}")
+
+
+def view_options(settings: Any) -> ViewOptions:
+    """The view knobs of the gateway's ``Settings`` (``InvalidArgument`` if out of range)."""
+    return ViewOptions(settings.catchup_threshold, settings.max_frame_bytes, settings.chat_ttl_s)
 
 
 def sse_headers(extra: dict[str, str] | None = None) -> list[tuple[bytes, bytes]]:
@@ -85,7 +106,16 @@ class ViewResponse(_StreamingResponse):
     ``view``, with ``: ping`` comments while idle (every SSE parser the views target skips
     comments)."""
 
-    __slots__ = ("cursor", "first", "headers", "keepalive_s", "metrics", "status", "view")
+    __slots__ = (
+        "cursor",
+        "first",
+        "headers",
+        "keepalive_s",
+        "logged_only",
+        "metrics",
+        "status",
+        "view",
+    )
 
     def __init__(
         self,
@@ -96,7 +126,11 @@ class ViewResponse(_StreamingResponse):
         *,
         metrics: Metrics,
         keepalive_s: float,
+        logged_only: bool = False,
     ) -> None:
+        # ``logged_only``: no transient frames live either (a reader that counts the chunks
+        # it got, as its resume index, must get only chunks of the log).
+        self.logged_only = logged_only
         self.status = 200
         self.cursor = cursor
         self.view = view
@@ -132,7 +166,10 @@ class ViewResponse(_StreamingResponse):
                         await self._send(send, _PING)
                     continue
                 self.metrics.ops_out.inc(len(ops))
-                body = b"".join(f.data for op in ops for f in view.feed(op))
+                if self.logged_only:
+                    body = b"".join(f.data for op in ops for f in view.feed(op) if is_logged(f))
+                else:
+                    body = b"".join(f.data for op in ops for f in view.feed(op))
                 if body:
                     await self._send(send, body)
             if not view.done:
@@ -364,7 +401,13 @@ async def view_events(
         return Response(status_code=204)  # an ended stream, nothing after the cursor
     out = aisdk_headers(extra) if fmt == "aisdk" else sse_headers(extra)
     return ViewResponse(  # type: ignore[return-value]
-        cursor, view, frames, out, metrics=metrics, keepalive_s=keepalive_s
+        cursor,
+        view,
+        frames,
+        out,
+        metrics=metrics,
+        keepalive_s=keepalive_s,
+        logged_only=start_index is not None,  # (the client counts chunks from its index)
     )
 
 
@@ -403,6 +446,28 @@ def _check_cursor(
 
 
 # -- chats (the AI SDK routes) --------------------------------------------------------------
+def ui_message_id(body: dict[str, Any]) -> str | None:
+    """The UI message id to answer a ``POST {api}`` body with: its ``messageId`` only when
+    that names the last message and it is the assistant's (a tool round continuing it); the
+    AI SDK also sends the id of a *user* message it edits or regenerates from, and an answer
+    under that id would replace the user's message. ``None``: a new id (the stream's)."""
+    message_id = body.get("messageId")
+    messages = body.get("messages")
+    if not isinstance(message_id, str) or not isinstance(messages, list) or not messages:
+        return None
+    last = messages[-1]
+    if isinstance(last, dict) and last.get("role") == "assistant" and last.get("id") == message_id:
+        return message_id
+    return None
+
+
+def workflow_body(body: dict[str, Any]) -> bool:
+    """Whether a ``POST {api}`` body is the Workflow transport's (its default body has no
+    ``trigger``, which ``DefaultChatTransport`` always sends): its answer carries no transient
+    parts, since that transport counts every chunk it gets as its resume index."""
+    return "trigger" not in body
+
+
 def chat_key(owner: str | None, chat_id: str) -> str:
     """The hub key of a chat: chats are per owner (another owner's chat id is another chat)."""
     tag = "-" if owner is None else hashlib.sha256(owner.encode()).hexdigest()[:24]
@@ -434,8 +499,10 @@ class AISDKStartResponse(Response):
         keepalive_s: float,
         metrics: Metrics | None,
         headers: dict[str, str] | None,
+        transient: bool = True,
     ) -> None:
         super().__init__(status_code=200)
+        self.transient = transient
         self.streams = streams
         self.stream_id = stream_id
         self.chat_id = chat_id
@@ -456,9 +523,14 @@ class AISDKStartResponse(Response):
                 self.options.chat_ttl_s,
             )
         ops, cursor = await read_log(streams, stream_id, info, row)
-        frames, view = await computed(
-            ops, resume, ops, self.message_id, max_frame_bytes=self.options.max_frame_bytes
-        )
+        bound = self.options.max_frame_bytes
+
+        def factory() -> AISDKView:
+            return AISDKView(self.message_id, max_frame_bytes=bound)
+
+        # Every chunk from the first, exact (what is in the log already is not compacted):
+        # the Workflow transport resumes at ``?startIndex=`` = the chunks it counted here.
+        frames, view = await computed(ops, frames_after, factory, ops, 0)
         response = ViewResponse(
             cursor,
             view,
@@ -466,6 +538,7 @@ class AISDKStartResponse(Response):
             aisdk_headers(self.extra),
             metrics=self.metrics,
             keepalive_s=self.keepalive_s,
+            logged_only=not self.transient,
         )
         await response(scope, receive, send)
 

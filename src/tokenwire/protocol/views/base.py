@@ -284,7 +284,7 @@ class View(abc.ABC):
             f
             for o in state_ops(self.state, max_frame_bytes)
             for f in fresh.feed_json(o, seq)
-            if _kept(f)
+            if is_logged(f)
         ]
         for frame in frames:
             frame.index, frame.cursor = None, False
@@ -376,7 +376,7 @@ class View(abc.ABC):
         index of the last frame it covers, so its cursor stays exact. The view is left ready
         to ``feed`` the next live op. ``after_seq`` instead resumes after an op seq (the
         cursor of views whose SSE ids are op seqs)."""
-        frames = [f for op in ops for f in self.feed(op) if _kept(f)]
+        frames = [f for op in ops for f in self.feed(op) if is_logged(f)]
         return self.compacted(_after(frames, after, after_seq), after, after_seq, max_frame_bytes)
 
     def compacted(
@@ -496,7 +496,7 @@ def frames_after(
     Transient frames are not in the log, so none is returned; an unindexed ``[DONE]`` closes
     the frames of an ended stream."""
     view = make_view()
-    frames = [f for op in ops for f in view.feed(op) if _kept(f)]
+    frames = [f for op in ops for f in view.feed(op) if is_logged(f)]
     indexed = [f for f in frames if f.index is not None]
     if start_index < 0:
         start_index = max(0, len(indexed) + start_index)
@@ -522,14 +522,14 @@ def catch_up(
     view's compacted catch-up otherwise. ``after_seq`` resumes after an op seq instead (a
     ``Last-Event-ID`` of the openai and ops views)."""
     view = make_view()
-    logged = [f for op in ops for f in view.feed(op) if _kept(f)]
+    logged = [f for op in ops for f in view.feed(op) if is_logged(f)]
     exact = _after(logged, after, after_seq)
     if len(exact) <= threshold:
         return exact, view
     return view.compacted(exact, after, after_seq, max_frame_bytes), view
 
 
-def _kept(frame: Frame) -> bool:
+def is_logged(frame: Frame) -> bool:
     """Frames a resumed reader gets: logged ones and an unindexed ``[DONE]`` (not transient)."""
     return frame.index is not None or frame.body is None
 

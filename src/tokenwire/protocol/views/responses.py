@@ -30,11 +30,15 @@ def _usage(usage: dict[str, Any] | None) -> dict[str, Any] | None:
         return None
     prompt = int(usage.get("prompt_tokens") or usage.get("input_tokens") or 0)
     completion = int(usage.get("completion_tokens") or usage.get("output_tokens") or 0)
-    details = usage.get("completion_tokens_details") or {}
-    cached = (usage.get("prompt_tokens_details") or {}).get("cached_tokens") or 0
+    details = usage.get("completion_tokens_details") or usage.get("output_tokens_details") or {}
+    prompt_details = usage.get("prompt_tokens_details") or usage.get("input_tokens_details") or {}
+    cached = prompt_details.get("cached_tokens") or usage.get("cache_read_input_tokens") or 0
+    written = (
+        prompt_details.get("cache_write_tokens") or usage.get("cache_creation_input_tokens") or 0
+    )
     return {
         "input_tokens": prompt,
-        "input_tokens_details": {"cached_tokens": cached},
+        "input_tokens_details": {"cached_tokens": cached, "cache_write_tokens": written},
         "output_tokens": completion,
         "output_tokens_details": {"reasoning_tokens": details.get("reasoning_tokens") or 0},
         "total_tokens": int(usage.get("total_tokens") or prompt + completion),
@@ -230,7 +234,13 @@ class ResponsesView(View):
             part = self._part(block.type, text)
             if block.type == "text":
                 self._emit(
-                    {"type": "response.output_text.done", **base, "content_index": 0, "text": text}
+                    {
+                        "type": "response.output_text.done",
+                        **base,
+                        "content_index": 0,
+                        "text": text,
+                        "logprobs": [],
+                    }
                 )
                 part["annotations"] = self._cites(index)
             else:

@@ -1,0 +1,99 @@
+"""A host's ``POST {api}`` answered with ``streams.aisdk_response(..., body=body)`` (and the
+gateway's ``POST /v1/aisdk/chat``): the answer's ``messageId``, exact chunks from the first
+(the Workflow transport's count is its resume index), and no transient parts for the
+Workflow transport's body."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import httpx
+import msgspec
+import pytest
+from conftest import serve_asgi
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.routing import Mount, Route
+
+from tokenwire import Streams, StreamWriter
+from tokenwire.protocol import SSEDecoder
+
+USER = {"id": "u1", "role": "user", "parts": [{"type": "text", "text": "hi"}]}
+
+
+def _host() -> Starlette:
+    streams = Streams(coalesce_ms=0, secret="s")
+
+    async def produce(w: StreamWriter) -> None:
+        for i in range(6):
+            await w.text(f"w{i} ")
+            if i == 2:
+                await w.data("progress", {"i": i}, transient=True)
+            await asyncio.sleep(0.01)
+
+    async def chat(request: Request) -> Any:
+        body = await request.json()
+        handle = await streams.start(produce)
+        if request.query_params.get("late"):
+            await streams.wait(handle.id, 10)  # every op is in the log before the answer
+        return streams.aisdk_response(handle.id, body=body)
+
+    return Starlette(
+        routes=[Route("/api/chat", chat, methods=["POST"]), Mount("/api/chat", streams.asgi())],
+        lifespan=streams.lifespan,
+    )
+
+
+def _chunks(raw: bytes) -> list[dict[str, Any]]:
+    return [msgspec.json.decode(e.raw) for e in SSEDecoder().feed(raw) if e.raw != b"[DONE]"]
+
+
+@pytest.fixture(scope="module")
+def base() -> Any:
+    with serve_asgi(_host()) as url:
+        yield url
+
+
+def _post(base: str, body: dict[str, Any], query: str = "") -> tuple[str, list[dict[str, Any]]]:
+    response = httpx.post(f"{base}/api/chat{query}", json=body, timeout=20)
+    assert response.status_code == 200, response.text
+    return response.headers["x-workflow-run-id"], _chunks(response.content)
+
+
+def test_the_answer_never_takes_a_user_messages_id(base: str) -> None:
+    edit = {"id": "c1", "messages": [USER], "trigger": "submit-message", "messageId": "u1"}
+    run_id, chunks = _post(base, edit)
+    assert chunks[0] == {"type": "start", "messageId": run_id}  # (not "u1": it would replace it)
+    regenerate = {**edit, "trigger": "regenerate-message"}
+    run_id, chunks = _post(base, regenerate)
+    assert chunks[0]["messageId"] == run_id
+    assistant = {"id": "a1", "role": "assistant", "parts": [{"type": "text", "text": "so far"}]}
+    tool_round = {
+        "id": "c1",
+        "messages": [USER, assistant],
+        "trigger": "submit-message",
+        "messageId": "a1",
+    }
+    _, chunks = _post(base, tool_round)
+    assert chunks[0]["messageId"] == "a1"  # (continuing the assistant's own message)
+
+
+@pytest.mark.parametrize("late", [False, True])
+def test_the_post_answer_is_every_chunk_of_the_log_exactly(base: str, late: bool) -> None:
+    body = {"messages": [USER]}  # the Workflow transport's default body: no trigger
+    run_id, posted = _post(base, body, "?late=1" if late else "")
+    logged = _chunks(httpx.get(f"{base}/api/chat/{run_id}/stream?startIndex=0").content)
+    assert posted == logged
+    deltas = [c["delta"] for c in posted if c["type"] == "text-delta"]
+    assert deltas == [f"w{i} " for i in range(6)]  # one per write: not compacted
+    assert not any(c["type"].startswith("data-") for c in posted)  # (no transient part)
+
+
+def test_default_chat_transport_bodies_get_transient_parts_live(base: str) -> None:
+    body = {"id": "c2", "messages": [USER], "trigger": "submit-message", "messageId": None}
+    run_id, posted = _post(base, body)
+    transient = [c for c in posted if c["type"] == "data-progress"]
+    assert transient == [{"type": "data-progress", "data": {"i": 2}, "transient": True}]
+    logged = _chunks(httpx.get(f"{base}/api/chat/{run_id}/stream?startIndex=0").content)
+    assert [c for c in posted if c not in transient] == logged
