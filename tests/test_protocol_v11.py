@@ -416,3 +416,31 @@ def test_agent_answer_resumed_from_every_seq_keeps_only_the_final_state() -> Non
     ]
     assert message.status == "completed" and message.finish_reason == "stop"
     resume_from_every_seq(ops, message)
+
+
+def test_a_resumed_assembler_updates_data_and_tool_results_by_id() -> None:
+    """A takeover (``Assembler.resume``) keeps what later facts refer to by id: a data value
+    written again replaces the block's value (not a second block), an open tool result takes
+    more output."""
+    before = [
+        f.Started("m"),
+        f.DataFact(0, "status", "working", id="status"),
+        f.ToolResultStarted(0, "call_1", "search"),
+        f.ToolResultOutput(0, "call_1", '["a",'),
+    ]
+    after = [
+        f.ToolResultOutput(0, "call_1", '"b"]'),
+        f.ToolResultEnd(0, "call_1"),
+        f.DataFact(0, "status", "resumed", id="status"),
+        f.TextFact(0, "text", "done"),
+        f.Done(),
+    ]
+    _, whole = run(before + after)
+    first = Assembler("st_prop")
+    first_ops = first.feed(before)
+    taker = Assembler("st_prop")
+    taker.resume(first.message.copy(), first.seq, list(first._open))
+    ops = first_ops + taker.feed(after) + taker.close()
+    assert taker.message.to_json() == whole.to_json()
+    assert [b.type for b in taker.message.blocks] == ["data", "tool_result", "text"]
+    assert apply_ops([decode_op(op.json) for op in ops]).to_json() == whole.to_json()

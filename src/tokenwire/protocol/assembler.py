@@ -150,6 +150,20 @@ class Assembler:
             if kind in ("text", "reasoning", "refusal"):
                 self._text_block[choice] = (kind, index)
         self._step = max((block.step for block in blocks), default=0)
+        # What later facts refer to by id: data blocks (a later value replaces the block's
+        # value in place) and open tool results (more output for the same call).
+        data_ids = {
+            block.attrs["id"]: i
+            for i, block in enumerate(blocks)
+            if block.type == "data" and isinstance(block.attrs.get("id"), str)
+        }
+        if data_ids:
+            self._data_ids = data_ids
+        results = {
+            blocks[i].attrs.get("call_id"): i for i in self._open if blocks[i].type == "tool_result"
+        }
+        if results:
+            self._result_block = results  # type: ignore[assignment]
 
     def feed(self, facts: Iterable[Fact], now: float = 0.0) -> list[EncodedOp]:
         self._now = now
