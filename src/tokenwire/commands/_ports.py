@@ -18,6 +18,9 @@ def require_free_port(host: str, port: int, hint: str = "pass --port N") -> None
     """Fail with one line before anything is printed or started; uvicorn would otherwise log
     its own bind error and exit with status 3."""
     with socket.socket() as sock:
+        # As uvicorn binds: a port held only by TIME-WAIT sockets (a process just killed, its
+        # readers' connections closing) is free to listen on.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((host, port))
         except OSError as exc:

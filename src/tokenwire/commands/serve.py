@@ -12,6 +12,10 @@ import argparse
 import os
 import re
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from tokenwire.gateway import Settings
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -263,10 +267,50 @@ def check_redis(url: str) -> None:
             client = redis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=2)
         try:
             client.ping()
+            clustered = not is_cluster_url(url) and _cluster_enabled(client)
         finally:
             client.close()
     except (RedisError, RedisClusterException, OSError, ValueError) as exc:
         raise CommandError(f"cannot reach Redis at {redact(url)}: {exc}") from None
+    if clustered:
+        raise CommandError(
+            f"Redis at {redact(url)} is a Redis Cluster node: add ?cluster=true to the URL "
+            "(docs/operations.md, Redis Cluster)"
+        )
+
+
+def _cluster_enabled(client: object) -> bool:
+    from redis.exceptions import RedisError
+
+    try:
+        info = client.info("cluster")  # type: ignore[attr-defined]
+    except RedisError:  # (a server or proxy without INFO cluster: not a cluster node)
+        return False
+    return bool(info.get("cluster_enabled"))
+
+
+def check_store(settings: Settings) -> None:
+    """Open the ``--store-url`` store once (with its own retry budget while the server is
+    unreachable), so a wrong URL, database, role or an unreachable server is one line and exit
+    2 before any worker starts, not a traceback per worker."""
+    import asyncio
+
+    from tokenwire.cli import CommandError
+    from tokenwire.gateway.service import make_store
+    from tokenwire.stores import redact_store_url
+
+    async def probe() -> None:
+        store = make_store(settings)
+        await store.open()  # type: ignore[attr-defined]
+        await store.close()  # type: ignore[attr-defined]
+
+    try:
+        asyncio.run(probe())
+    except Exception as exc:  # (asyncpg's errors, OSError, StoreUnavailable, ...)
+        reason = str(exc).strip() or type(exc).__name__
+        raise CommandError(
+            f"cannot use the store at {redact_store_url(settings.store_url or '')}: {reason}"
+        ) from None
 
 
 SHUTDOWN_GRACE_S = 5.0
@@ -288,6 +332,8 @@ def run(args: argparse.Namespace) -> int:
 
         check_redis(settings.redis_url)
         hub = f"Redis hub at {redact(settings.redis_url)}"
+    if settings.store_url:
+        check_store(settings)
     require_free_port(settings.host, settings.port)
     auth = f"{len(settings.api_keys)} API key(s)" if settings.api_keys else "no auth"
     data = f"data in {settings.data_dir}"

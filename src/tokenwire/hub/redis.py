@@ -42,7 +42,7 @@ import msgspec
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
-from redis.exceptions import ClusterError, MaxConnectionsError, RedisClusterException
+from redis.exceptions import ClusterError, MaxConnectionsError, RedisClusterException, ResponseError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -265,9 +265,20 @@ class RedisHub(Hub):
         self._blocking = Redis(connection_pool=pool)
         try:
             await self._redis.ping()
+            info = await self._redis.info("cluster")
         except _UNAVAILABLE as exc:
             await self._close_clients()
             raise HubUnavailable(f"cannot reach Redis at {redact(self.url)}: {exc}") from None
+        except ResponseError:  # (no INFO cluster: not a cluster node)
+            info = {}
+        if info.get("cluster_enabled"):
+            await self._close_clients()
+            # Keys of one stream live on different nodes: as a single Redis, every command
+            # would meet a MOVED error.
+            raise HubUnavailable(
+                f"Redis at {redact(self.url)} is a Redis Cluster node: add ?cluster=true to "
+                "the URL (docs/operations.md, Redis Cluster)"
+            )
         self._start_tasks()
 
     async def _start_cluster(self, common: dict[str, Any]) -> None:
