@@ -258,6 +258,13 @@ def test_json_depth_matches_the_real_depth(value) -> None:
             "whole chat.completion JSON",
         ),
         (b'{\n  "object": "chat.completion",\n  "choices": []\n}\n', "chat.completion"),
+        (
+            b'{"id":"resp_1","object":"response","status":"completed","error":null,"output":[]}',
+            "whole Responses API response",
+        ),
+        (b'{"id":"msg_1","type":"message","role":"assistant","content":[]}', "Anthropic message"),
+        (b'{"error":{"message":"no","type":"invalid_request_error"}}', "JSON error body"),
+        (b'{"error": null, "data": 1}', "upstream answered with a JSON body"),
     ],
 )
 def test_a_200_answer_that_is_not_an_event_stream_says_what_it_was(

@@ -157,6 +157,36 @@ def test_limits_become_length_in_every_api(mock_url: str) -> None:
             assert message["status"] == "completed"
 
 
+@pytest.mark.parametrize("api", ["chat", "responses", "anthropic"])
+def test_the_token_limit_counts_tool_arguments_alike_in_every_api(mock_url: str, api: str) -> None:
+    for stream in (True, False):
+        tools = decoded(mock_url, api, "mock-tools", stream, limit=3)
+        assert tools["finish_reason"] == "length", (api, stream)
+        usage = tools["usage"]
+        if usage is None and api == "chat" and stream:
+            continue  # (a chat stream reports usage only when asked with stream_options)
+        assert usage.get("completion_tokens", usage.get("output_tokens")) == 3, (api, stream)
+
+
+@pytest.mark.parametrize("api", ["responses", "anthropic"])
+def test_whole_bodies_of_a_truncated_answer_hold_its_text_as_chat_does(mock_url, api) -> None:
+    chat = post(mock_url, "chat", model="mock-truncated").json()
+    text = chat["choices"][0]["message"]["content"]
+    body = post(mock_url, api, model="mock-truncated").json()
+    if api == "responses":
+        assert body["status"] == "in_progress"
+        assert body["output"][0]["content"][0]["text"] == text
+    else:
+        assert body["stop_reason"] is None and body["content"][0]["text"] == text
+
+
+@pytest.mark.parametrize("api", ["responses", "anthropic"])
+def test_a_model_that_is_not_a_string_is_400(mock_url: str, api: str) -> None:
+    response = post(mock_url, api, model=["mock"])
+    assert response.status_code == 400, response.text
+    assert "model must be a string" in response.text
+
+
 def test_mock_agent_in_the_responses_and_messages_apis(mock_url: str) -> None:
     call_id, name, arguments = agent_call(0)
     text, citations = agent_answer(0)

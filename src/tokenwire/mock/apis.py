@@ -63,11 +63,15 @@ def steps(parts: Iterable[Part], limit: int | None) -> Iterator[Step]:
             saw_tools = True
             yield Step("call", part.name, part.id)
         elif isinstance(part, ToolCallDelta):
+            tokens += 1  # (a chunk of arguments is a token, as the chat producer counts)
             yield Step("arguments", part.arguments)
+            if limit is not None and tokens >= limit:
+                yield Step("end", "length")
+                return
         elif isinstance(part, RawDelta):  # (only the chat-specific tool styles use it)
+            tokens += 1
             content = part.delta.get("content")
             if isinstance(content, str) and content:
-                tokens += 1
                 yield Step("text", content)
             for note in part.delta.get("annotations") or ():
                 cite = note.get("url_citation") if isinstance(note, dict) else None
@@ -195,6 +199,7 @@ class ResponsesEncoder:
                     annotation=note,
                 )
             elif kind == "arguments" and self._open is not None:
+                self.tokens += 1
                 self._parts.append(step.text)
                 yield self._event(
                     "response.function_call_arguments.delta",
@@ -329,7 +334,10 @@ class ResponsesEncoder:
             return 500, body
         if b"response.completed" in last[:40] or b"response.incomplete" in last[:40]:
             return 200, msgspec.json.decode(last.split(b"data: ", 1)[1])["response"]
-        return 200, self._response("in_progress")  # truncated: never finished
+        # Truncated: never finished; what was generated so far, as chat's body has it.
+        for _ in self._close_item():
+            pass
+        return 200, self._response("in_progress", output=self.output, usage=self._usage())
 
 
 # -- Anthropic Messages ----------------------------------------------------------------------
@@ -401,6 +409,7 @@ class AnthropicEncoder:
                     "content_block_start", index=len(self.content), content_block=block
                 )
             elif kind == "arguments" and self._open is not None:
+                self.tokens += 1
                 self._parts.append(step.text)
                 delta = {"type": "input_json_delta", "partial_json": step.text}
                 yield self._event("content_block_delta", index=len(self.content), delta=delta)
@@ -455,7 +464,11 @@ class AnthropicEncoder:
             cites = block.get("citations")
             block = {"type": "text", "text": text, **({"citations": cites} if cites else {})}
         else:
-            block = {**block, "input": msgspec.json.decode(text or "{}")}
+            try:
+                arguments = msgspec.json.decode(text or "{}")
+            except msgspec.DecodeError:  # (cut by the token limit mid-JSON)
+                arguments = {}
+            block = {**block, "input": arguments}
         self.content.append(block)
         yield self._event("content_block_stop", index=index)
 
@@ -467,6 +480,8 @@ class AnthropicEncoder:
         if last.startswith(b"event: error"):
             error = msgspec.json.decode(last.split(b"data: ", 1)[1])
             return 500, error
+        for _ in self._close_block():  # (truncated: the block cut short, as generated so far)
+            pass
         return 200, self._message(self.stop_reason, self.content)
 
 

@@ -141,6 +141,10 @@ def create_mock_app(
                 raise ValueError("the token limit must be a positive integer")
         except (msgspec.DecodeError, msgspec.ValidationError, ValueError) as exc:
             return _api_error(anthropic, 400, "invalid_request_error", f"Invalid request: {exc}")
+        if not isinstance(model, str):
+            return _api_error(
+                anthropic, 400, "invalid_request_error", "Invalid request: model must be a string"
+            )
         if model not in SCENARIOS:
             return _api_error(
                 anthropic, 404, "not_found_error", f"The model `{model}` does not exist."

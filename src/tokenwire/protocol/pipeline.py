@@ -7,6 +7,7 @@ the first event; see protocol/formats.py). Only chat has the per-token fast path
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 
 import msgspec
@@ -255,6 +256,16 @@ def _decode_or_none(payload: bytes) -> Chunk | None:
         return None  # the general path decodes it again and records the skip
 
 
+# A whole (non-streamed) answer of each API, told by its first bytes; an error body has an
+# "error" member that is an object or a string (a whole response's "error": null is none).
+_WHOLE_BODIES = (
+    (re.compile(rb'"object"\s*:\s*"chat\.completion"'), "a whole chat.completion"),
+    (re.compile(rb'"object"\s*:\s*"response"'), "a whole Responses API response"),
+    (re.compile(rb'"type"\s*:\s*"message"'), "a whole Anthropic message"),
+)
+_ERROR_MEMBER = re.compile(rb'"error"\s*:\s*[{"]')
+
+
 def describe_non_stream(head: bytes) -> str | None:
     """What a body that held no chat-completion chunk was, from its first bytes; ``None`` if
     it looked like an event stream (or was empty): then it was merely cut short."""
@@ -267,12 +278,13 @@ def describe_non_stream(head: bytes) -> str | None:
     if body.startswith(b"<") or lower.startswith((b"<!doctype", b"<html")):
         return "upstream answered with an HTML page, not an event stream"
     if body.startswith(b"{"):
-        if b'"chat.completion"' in head:
-            return (
-                "upstream answered with a whole chat.completion JSON body, not an event stream "
-                "(the request was not streamed)"
-            )
-        if b'"error"' in head:
+        for pattern, what in _WHOLE_BODIES:
+            if pattern.search(head):
+                return (
+                    f"upstream answered with {what} JSON body, not an event stream "
+                    "(the request was not streamed)"
+                )
+        if _ERROR_MEMBER.search(head):
             return "upstream answered with a JSON error body, not an event stream"
         return "upstream answered with a JSON body, not an event stream"
     return "upstream answered with something that is not an event stream"
