@@ -651,3 +651,42 @@ def test_a_stream_of_another_api_fails_wrong_format_not_truncated(name: str, for
     end = decode_op(ops[-1].json)
     assert (end.status, end.error["type"]) == ("failed", "wrong_format")
     assert "event stream held no" in end.error["message"]
+
+
+@pytest.mark.parametrize("spelling", ["first", "spaced"])
+def test_a_citation_without_content_part_added_spans_its_own_text(spelling: str) -> None:
+    """Servers that send no ``response.content_part.added``: a cited span counts from the
+    start of its item's text (it used to start at the end of the text, outside it)."""
+    data = _events(
+        {"type": "response.created", "response": {"object": "response", "model": "m"}},
+        {"type": "response.output_text.delta", "item_id": "a", "output_index": 0, "delta": "Hi. "},
+        {
+            "type": "response.output_item.done",
+            "output_index": 0,
+            "item": {"type": "message", "id": "a"},
+        },
+        {
+            "type": "response.output_text.delta",
+            "item_id": "b",
+            "output_index": 1,
+            "delta": "Paris is nice.",
+        },
+        {
+            "type": "response.output_text.annotation.added",
+            "item_id": "b",
+            "output_index": 1,
+            "content_index": 0,
+            "annotation": {
+                "type": "url_citation",
+                "start_index": 0,
+                "end_index": 5,
+                "url": "https://p.example",
+            },
+        },
+        {"type": "response.completed", "response": {"object": "response", "status": "completed"}},
+    )
+    _, message = assemble_response(_reserialized(data, spelling), format="responses")
+    text, source = message.to_dict()["blocks"]
+    assert text["text"] == "Hi. Paris is nice."
+    start, end = source["span"]["start"], source["span"]["end"]
+    assert text["text"][start:end] == "Paris"

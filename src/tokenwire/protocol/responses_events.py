@@ -143,7 +143,15 @@ _ITEM_KINDS = ("message", "reasoning", "function_call", "custom_tool_call", "ima
 class ResponsesNormalizer(EventNormalizer):
     """Stateful: feed Responses SSE events (or whole response objects) in order, get facts."""
 
-    __slots__ = ("_calls", "_had_calls", "_next_key", "_part_start", "_sources", "_streamed")
+    __slots__ = (
+        "_calls",
+        "_had_calls",
+        "_next_key",
+        "_part_start",
+        "_sources",
+        "_streamed",
+        "_text_start",
+    )
 
     def __init__(self) -> None:
         super().__init__()
@@ -151,6 +159,9 @@ class ResponsesNormalizer(EventNormalizer):
         self._next_key = 0
         self._had_calls = False
         self._streamed: set[_Key] = set()  # items whose text or arguments came as deltas
+        # Where each message item's text starts in its text block: the base of its cited
+        # spans when the server sent no ``content_part.added`` (which records it per part).
+        self._text_start: dict[_Key, int] = {}
         self._part_start: dict[tuple[_Key, int | None], int] = {}  # text part -> its offset
         self._sources: set[tuple[str, int | None, int | None]] = set()
 
@@ -188,8 +199,11 @@ class ResponsesNormalizer(EventNormalizer):
         text = token.delta
         if not text:
             return []
-        self._streamed.add(token.item_id or token.output_index)
+        item = token.item_id or token.output_index
         pos = self._pos
+        if item not in self._streamed:
+            self._streamed.add(item)
+            self._text_start[item] = pos.next_start()
         if pos.open:
             pos.length += len(text)
         else:
@@ -225,7 +239,10 @@ class ResponsesNormalizer(EventNormalizer):
         key: _Key = event.output_index if event.output_index is not None else event.item_id
         if kind == "response.output_text.delta":
             if event.delta:
-                self._streamed.add(event.item_id or event.output_index)
+                item = event.item_id or event.output_index
+                if item not in self._streamed:
+                    self._streamed.add(item)
+                    self._text_start[item] = self._pos.next_start()
                 self._text("text", event.delta, facts)
         elif kind == "response.reasoning_summary_text.delta" or kind in (
             "response.reasoning_text.delta",
@@ -247,7 +264,10 @@ class ResponsesNormalizer(EventNormalizer):
                 self._part_start[(key, event.content_index)] = self._pos.next_start()
         elif kind == "response.output_text.annotation.added":
             if event.annotation is not None:
-                base = self._part_start.get((key, event.content_index), self._pos.next_start())
+                base = self._part_start.get((key, event.content_index))
+                if base is None:
+                    item = event.item_id or event.output_index
+                    base = self._text_start.get(item, self._pos.next_start())
                 self._annotation(event.annotation, base, facts)
         elif kind in (
             "response.function_call_arguments.delta",
