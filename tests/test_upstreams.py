@@ -690,3 +690,31 @@ def test_a_citation_without_content_part_added_spans_its_own_text(spelling: str)
     assert text["text"] == "Hi. Paris is nice."
     start, end = source["span"]["start"], source["span"]["end"]
     assert text["text"][start:end] == "Paris"
+
+
+def _chat_stream(pieces: list[str]) -> bytes:
+    chunks = [
+        {"model": "gpt-oss", "choices": [{"index": 0, "delta": {"content": p}}]} for p in pieces
+    ]
+    chunks.append({"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
+    return b"".join(b"data: %s\n\n" % json.dumps(c).encode() for c in chunks) + b"data: [DONE]\n\n"
+
+
+@pytest.mark.parametrize("lead", ["", "\n", "  \n "])
+def test_harmony_after_leading_whitespace_splits_alike_at_every_cut(lead: str) -> None:
+    content = (
+        lead + "<|channel|>analysis<|message|>think<|end|>"
+        "<|start|>assistant<|channel|>final<|message|>answer"
+    )
+    _, whole = assemble_response(_chat_stream([content]), format="chat")
+    assert [(b.type, b.text) for b in whole.blocks] == [("reasoning", "think"), ("text", "answer")]
+    for cut in range(1, len(content)):
+        _, message = assemble_response(_chat_stream([content[:cut], content[cut:]]), format="chat")
+        assert message.to_json() == whole.to_json(), cut
+
+
+def test_whitespace_then_plain_text_is_all_text() -> None:
+    _, message = assemble_response(_chat_stream(["\n", " ", "Hello", " world"]), format="chat")
+    assert [(b.type, b.text) for b in message.blocks] == [("text", "\n Hello world")]
+    _, only = assemble_response(_chat_stream(["\n\n"]), format="chat")
+    assert [(b.type, b.text) for b in only.blocks] == [("text", "\n\n")]

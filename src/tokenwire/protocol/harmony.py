@@ -35,7 +35,7 @@ def starts_harmony(text: str) -> bool | None:
     (a prefix of a start token: wait for more), False if it does not."""
     head = text.lstrip()
     if not head:
-        return None if text == "" else False
+        return None  # (only whitespace so far: markup may still follow it)
     for token in OPENERS:
         if head.startswith(token):
             return True

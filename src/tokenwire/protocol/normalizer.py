@@ -193,7 +193,12 @@ class ChunkNormalizer:
         content = delta.content
         if content:
             if type(content) is str:
-                if state.splitter.idle and "<" not in content:
+                if (
+                    state.splitter.idle
+                    and "<" not in content
+                    # (leading whitespace may still open harmony markup: it is held)
+                    and (state.harmony is not None or not content.isspace())
+                ):
                     facts.append(TextFact(index, "text", content))  # the per-token case
                 else:
                     self._content(index, state, content, facts)
