@@ -718,3 +718,20 @@ def test_whitespace_then_plain_text_is_all_text() -> None:
     assert [(b.type, b.text) for b in message.blocks] == [("text", "\n Hello world")]
     _, only = assemble_response(_chat_stream(["\n\n"]), format="chat")
     assert [(b.type, b.text) for b in only.blocks] == [("text", "\n\n")]
+
+
+def test_azure_model_from_the_first_chunk_that_names_one() -> None:
+    """Azure: a prompt-filter chunk and a role chunk, both with ``model: ""``, then the model."""
+    chunks = [
+        {"choices": [], "model": "", "prompt_filter_results": [{"prompt_index": 0}]},
+        {"model": "", "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}}]},
+        {"model": "gpt-4o-2024-08-06", "choices": [{"index": 0, "delta": {"content": "Hi"}}]},
+        {"model": None, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]},
+    ]
+    body = b"".join(b"data: %s\n\n" % json.dumps(c).encode() for c in chunks) + b"data: [DONE]\n\n"
+    for cut in range(1, len(body), 7):  # (and at any split)
+        pipe = Pipeline("s", format="chat")
+        pipe.feed(body[:cut])
+        pipe.feed(body[cut:])
+        pipe.close()
+        assert (pipe.message.model, pipe.message.text) == ("gpt-4o-2024-08-06", "Hi"), cut

@@ -148,13 +148,6 @@ class ChunkNormalizer:
 
     def feed_chunk(self, chunk: Chunk) -> list[Fact]:
         facts: list[Fact] = []
-        if not self._started:
-            self.saw_chunk = True
-            # Azure opens with a chunk holding only prompt filter results and ``model: ""``:
-            # start on the first chunk that names a model or carries anything else.
-            if chunk.model or chunk.choices or chunk.usage is not None or chunk.error is not None:
-                self._started = True
-                facts.append(Started(chunk.model or None))
         for choice in chunk.choices or ():
             delta = choice.delta or choice.message
             state = self._choices.get(choice.index)
@@ -178,6 +171,14 @@ class ChunkNormalizer:
                 facts.append(UpstreamError(err))
             else:
                 facts.append(UpstreamError(err.message or "upstream error", err.type, err.code))
+        if not self._started:
+            self.saw_chunk = True
+            # Azure opens with a chunk holding only prompt filter results and ``model: ""``
+            # (and may send its role chunk without the model too): the message starts on the
+            # first chunk that names a model or carries anything.
+            if chunk.model or facts:
+                self._started = True
+                facts.insert(0, Started(chunk.model or None))
         return facts
 
     def close(self) -> list[Fact]:
@@ -193,13 +194,15 @@ class ChunkNormalizer:
         content = delta.content
         if content:
             if type(content) is str:
-                if (
-                    state.splitter.idle
-                    and "<" not in content
-                    # (leading whitespace may still open harmony markup: it is held)
-                    and (state.harmony is not None or not content.isspace())
-                ):
-                    facts.append(TextFact(index, "text", content))  # the per-token case
+                if state.splitter.idle and "<" not in content:
+                    if state.harmony is None:  # the choice's first content
+                        if content.isspace():  # (harmony markup may still follow: held)
+                            self._content(index, state, content, facts)
+                            content = ""
+                        else:
+                            state.harmony = False  # plain text came first: never markup
+                    if content:
+                        facts.append(TextFact(index, "text", content))  # the per-token case
                 else:
                     self._content(index, state, content, facts)
             else:
