@@ -205,10 +205,9 @@ def test_ai_sdk_step_reset_resume_drops_the_superseded_step(tmp_path: Path) -> N
     assert _essential(assistant["parts"]) == expected_parts(_state(ops))
     texts = [p["text"] for p in assistant["parts"] if p["type"] == "text"]
     assert texts == ["Let me check.", "The answer is 42."]
-    # Live, the UI message stream cannot remove a part: the superseded text stays, which is
-    # why the reset also goes out as a transient data part the app can act on.
+    # Live, ``reset-step`` drops the superseded attempt's parts from the client's message.
     live = [p.get("text") for p in got["reset_live"]["message"]["parts"] if p["type"] == "text"]
-    assert live == ["Let me check.", "The answ", "The answer is 42."]
+    assert live == ["Let me check.", "The answer is 42."]
 
 
 def test_ai_sdk_sees_errors_and_aborts(tmp_path: Path) -> None:

@@ -20,11 +20,11 @@ Mapping (blocks of choice 0 only; other choices have no place in a UI message):
 - data -> ``data-<name>`` with ``id`` (the block's id, else ``d<index>``); a ``block.update``
   of its value sends the part again with the same id, which the client replaces in place.
 - ``transient`` -> ``data-<name>`` with ``transient: true`` (not logged: no index).
-- ``step.reset`` -> the UI message stream has no part that removes parts, so live readers get
-  ``finish-step`` and a transient ``data-step-reset`` part (``{"step": S}``) for the app's
-  ``onData``; a resume (``catch_up``) rebuilds the message from state, without the dropped
-  step, and the client replaces its copy (``DefaultChatTransport`` resets on a replayed
-  ``start``).
+- ``step.reset`` -> ``reset-step`` (``ai`` 7's part: the client drops the parts of its current
+  step, after its ``step-start``; the retry's parts follow in the same step). A resume
+  (``catch_up``) rebuilds the message from state, without the dropped step, and the client
+  replaces its copy (``DefaultChatTransport`` resets on a replayed ``start``). (``ai`` 6's
+  schema has no ``reset-step``: an ``ai`` 6 client meets a validation error at a reset.)
 - ``message.end`` -> ``finish-step``, then ``error`` (``errorText``) when failed or ``abort``
   when cancelled, then always ``finish`` (``finishReason``; ``error`` when failed: the
   Workflow transport reconnects until it sees a finish), then ``data: [DONE]``. ``finish``
@@ -134,11 +134,8 @@ class AISDKView(View):
         elif kind == "message.end":
             self._message_end(op)
         elif kind == "step.reset":
-            if self.step is not None:
-                self._emit({"type": "finish-step"})
-                self.step = None
-            reset = {"type": "data-step-reset", "data": {"step": op.get("step") or 0}}
-            self._emit({**reset, "transient": True})
+            if self.step is not None:  # (a step the client has: drop its parts)
+                self._emit({"type": "reset-step"})
         elif kind == "transient":
             self._emit(
                 {"type": f"data-{op.get('name')}", "data": op.get("value"), "transient": True}
