@@ -78,7 +78,11 @@ def test_chat_resume_and_stop_on_another_worker(redis_server, mock_url: str) -> 
         body = {
             "id": "chat-x",
             "messageId": "msg-7",
-            "messages": [{"id": "u1", "role": "user", "parts": [{"type": "text", "text": "hi"}]}],
+            "messages": [
+                {"id": "u1", "role": "user", "parts": [{"type": "text", "text": "hi"}]},
+                # (the answer continues the last, assistant message: it keeps its id)
+                {"id": "msg-7", "role": "assistant", "parts": [{"type": "text", "text": "so"}]},
+            ],
             "trigger": "submit-message",
             "model": "mock",
             "mock": {"tps": 100},

@@ -735,3 +735,9 @@ def test_azure_model_from_the_first_chunk_that_names_one() -> None:
         pipe.feed(body[cut:])
         pipe.close()
         assert (pipe.message.model, pipe.message.text) == ("gpt-4o-2024-08-06", "Hi"), cut
+
+
+def test_a_forced_anthropic_format_takes_an_error_body_without_type() -> None:
+    body = b'{"error": {"type": "rate_limit_error", "message": "slow down"}}'
+    _, message = assemble_response(body, format="anthropic")
+    assert message.status == "failed" and message.error["message"] == "slow down"

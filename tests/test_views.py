@@ -349,3 +349,66 @@ def test_views_take_encoded_ops_from_the_producer() -> None:
     raw = _ops("openai_parallel_tools")
     for cls in VIEWS.values():
         assert _sig(replay(cls(), encoded)) == _sig(replay(cls(), raw))
+
+
+def test_aisdk_reset_step_only_for_the_clients_current_step() -> None:
+    """``reset-step`` drops what follows the client's last ``step-start``: a reset of a step
+    that sent nothing yet must not send it (it would drop the previous step's parts)."""
+    from tokenwire.protocol import Assembler
+    from tokenwire.protocol import facts as f
+    from tokenwire.protocol.views import AISDKView
+
+    def parts(facts: list) -> list[str]:
+        asm = Assembler("st_r", coalesce_ms=0)
+        ops = asm.feed(facts) + asm.close()
+        view = AISDKView(None)
+        out = []
+        for op in ops:
+            for frame in view.feed(op):
+                if frame.body is not None:
+                    out.append(frame.body["type"])
+        return out
+
+    empty_step = [
+        f.Started("m"),
+        f.TextFact(0, "text", "zero"),
+        f.StepStarted(1),
+        f.StepReset(1),
+        f.TextFact(0, "text", "retry"),
+        f.Done(),
+    ]
+    assert "reset-step" not in parts(empty_step)
+    tried = [
+        f.Started("m"),
+        f.TextFact(0, "text", "zero"),
+        f.StepStarted(1),
+        f.TextFact(0, "text", "bad"),
+        f.StepReset(1),
+        f.TextFact(0, "text", "retry"),
+        f.Done(),
+    ]
+    assert parts(tried).count("reset-step") == 1
+
+
+def test_responses_usage_counts_anthropic_cache_tokens_as_input() -> None:
+    from tokenwire.protocol.views.responses import _usage
+
+    usage = _usage(
+        {
+            "input_tokens": 10,
+            "output_tokens": 5,
+            "cache_read_input_tokens": 3000,
+            "cache_creation_input_tokens": 500,
+        }
+    )
+    assert usage is not None
+    assert usage["input_tokens"] == 3510 and usage["total_tokens"] == 3515
+    assert usage["input_tokens_details"] == {"cached_tokens": 3000, "cache_write_tokens": 500}
+    chat = _usage(
+        {
+            "prompt_tokens": 20,
+            "completion_tokens": 2,
+            "prompt_tokens_details": {"cached_tokens": 16},
+        }
+    )
+    assert chat is not None and chat["input_tokens"] == 20 and chat["total_tokens"] == 22

@@ -174,3 +174,31 @@ async def _follow(streams: Streams, stream_id: str) -> list[str]:
         if op.type == "message.end":
             break
     return seen
+
+
+def test_values_that_were_valid_stay_valid() -> None:
+    """The checks refuse only what could not be written: a tool result for a call without an
+    id (harmony calls have none), a str enum owner (its value), a bytearray secret."""
+    import enum
+
+    from tokenwire.streams.core import owner_of
+
+    class Tenant(str, enum.Enum):  # noqa: UP042 (the mixin form: its str() is its name)
+        ACME = "acme"
+
+    assert owner_of(Tenant.ACME) == "acme" and owner_of(7) == "7" and owner_of(None) is None
+    Streams(secret=bytearray(b"k" * 32))
+
+    async def answer(w: StreamWriter) -> None:
+        await w.tool_call(None, "f", {"a": 1})
+        await w.tool_result(None, {"ok": True})
+
+    async def main() -> Any:
+        async with Streams(coalesce_ms=0) as streams:
+            handle = await streams.start(answer)
+            assert await streams.wait(handle.id, 10) == "completed"
+            return await streams.message(handle.id)
+
+    blocks = asyncio.run(main()).to_dict()["blocks"]
+    assert [b["type"] for b in blocks] == ["tool_call", "tool_result"]
+    assert blocks[1]["call_id"] is None

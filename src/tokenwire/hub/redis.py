@@ -265,12 +265,16 @@ class RedisHub(Hub):
         self._blocking = Redis(connection_pool=pool)
         try:
             await self._redis.ping()
-            info = await self._redis.info("cluster")
         except _UNAVAILABLE as exc:
             await self._close_clients()
             raise HubUnavailable(f"cannot reach Redis at {redact(self.url)}: {exc}") from None
-        except ResponseError:  # (no INFO cluster: not a cluster node)
+        try:
+            info = await self._redis.info("cluster")
+        except ResponseError:  # (INFO refused: not a cluster node, or not ours to ask)
             info = {}
+        except _UNAVAILABLE as exc:
+            await self._close_clients()
+            raise HubUnavailable(f"cannot reach Redis at {redact(self.url)}: {exc}") from None
         if info.get("cluster_enabled"):
             await self._close_clients()
             # Keys of one stream live on different nodes: as a single Redis, every command

@@ -97,7 +97,7 @@ def body_fits(fmt: str, data: bytes) -> bool:
     if fmt == "responses":
         return probe.object == "response" or probe.error is not None
     if fmt == "anthropic":
-        return probe.type == "message" or probe.type == "error"
+        return probe.type == "message" or probe.type == "error" or probe.error is not None
     return True
 
 

@@ -78,8 +78,8 @@ def owner_of(value: object) -> str | None:
         return value  # type: ignore[return-value]
     if isinstance(value, int) and not isinstance(value, bool):
         return str(value)
-    if isinstance(value, str):
-        return str(value)
+    if isinstance(value, str):  # (a str enum: its value, not its name)
+        return str.__str__(value)
     raise InvalidArgument(f"an owner must be a string or an int, got {type(value).__name__}")
 
 
@@ -161,7 +161,7 @@ class Streams:
         if on_end is not None and not callable(on_end):
             raise InvalidArgument(f"on_end must be callable, got {type(on_end).__name__}")
         self.on_end = on_end
-        if secret is not None and not isinstance(secret, (str, bytes)):
+        if secret is not None and not isinstance(secret, (str, bytes, bytearray, memoryview)):
             raise InvalidArgument(f"secret must be str or bytes, got {type(secret).__name__}")
         if secret is not None and not secret:
             raise InvalidArgument("secret must not be empty")

@@ -431,8 +431,7 @@ class StreamWriter:
     ) -> None:
         """A tool's result (protocol v1.1) for the call ``call_id``. A non-string ``output``
         is JSON-encoded."""
-        _check_str("tool_result", call_id=call_id)
-        _check_optional_str("tool_result", name=name)
+        _check_optional_str("tool_result", call_id=call_id, name=name)  # (harmony calls: no id)
         _check_choice(choice)
         if not isinstance(output, str):
             output = _json_text(f"tool result {call_id!r}: the output", output)

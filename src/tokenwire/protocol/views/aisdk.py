@@ -134,7 +134,10 @@ class AISDKView(View):
         elif kind == "message.end":
             self._message_end(op)
         elif kind == "step.reset":
-            if self.step is not None:  # (a step the client has: drop its parts)
+            # Only the client's current step can be dropped (``reset-step`` removes what
+            # follows its last ``step-start``): a reset of a step that sent no part yet has
+            # nothing there, and would take the previous step's parts with it.
+            if self.step is not None and int(op.get("step") or 0) == self.step:
                 self._emit({"type": "reset-step"})
         elif kind == "transient":
             self._emit(

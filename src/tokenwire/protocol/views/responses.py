@@ -30,6 +30,13 @@ def _usage(usage: dict[str, Any] | None) -> dict[str, Any] | None:
         return None
     prompt = int(usage.get("prompt_tokens") or usage.get("input_tokens") or 0)
     completion = int(usage.get("completion_tokens") or usage.get("output_tokens") or 0)
+    # Anthropic counts cache reads and writes apart from input_tokens; OpenAI's input_tokens
+    # includes its cached tokens: the sum, so cached_tokens never exceeds it.
+    anthropic_cache = int(usage.get("cache_read_input_tokens") or 0) + int(
+        usage.get("cache_creation_input_tokens") or 0
+    )
+    if anthropic_cache and "prompt_tokens" not in usage:
+        prompt += anthropic_cache
     details = usage.get("completion_tokens_details") or usage.get("output_tokens_details") or {}
     prompt_details = usage.get("prompt_tokens_details") or usage.get("input_tokens_details") or {}
     cached = prompt_details.get("cached_tokens") or usage.get("cache_read_input_tokens") or 0
