@@ -29,7 +29,7 @@ BAD_CALLS: dict[str, Any] = {
     "file(url, None)": lambda w: w.file("https://f.example/a", None),
     "tool_call(1, 'n')": lambda w: w.tool_call(1, "n"),
     "tool_call args object()": lambda w: w.tool_call("c", "n", object()),
-    "tool_result(None, 'x')": lambda w: w.tool_result(None, "x"),
+    "tool_result(5, 'x')": lambda w: w.tool_result(5, "x"),
     "tool_result output object()": lambda w: w.tool_result("c", object()),
     "data(123, 1)": lambda w: w.data(123, 1),
     "data id=5": lambda w: w.data("n", 1, id=5),
