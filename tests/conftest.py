@@ -59,6 +59,24 @@ def serve_asgi(app, *, port: int | None = None, **uvicorn_options) -> Iterator[s
         thread.join(timeout=10)
 
 
+def refused_serve(*args: str) -> str:
+    """``tokenwire serve`` (a dead upstream, port 9) with ``args`` that must make it refuse to
+    start: exit 2 and one line, no traceback. Returns that line."""
+    import sys
+
+    command = [sys.executable, "-m", "tokenwire", "serve", "--upstream", "http://127.0.0.1:9/v1"]
+    done = subprocess.run(
+        [*command, "--port", "9", *args],
+        capture_output=True,
+        text=True,
+        timeout=90,
+        check=False,
+    )
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr, done.stderr
+    return done.stderr
+
+
 @pytest.fixture
 def asgi_server():
     """``with asgi_server(app) as base_url: ...`` inside a test."""

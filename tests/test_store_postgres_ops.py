@@ -106,29 +106,9 @@ async def _answers(url: str) -> bool:
 def test_serve_with_an_unusable_store_url_is_one_line_and_exit_2(server: PgServer, what) -> None:
     """A missing database or role: one line naming the URL (password hidden), before any
     worker starts (with ``--workers 2`` the workers' failures used to exit 0)."""
-    import subprocess
-    import sys
+    from conftest import refused_serve
 
     base, _, _ = server.url.rpartition("/")
     url = f"{base}/tw_missing_db" if what == "database" else _role_url(server.url, "tw_nobody")
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "tokenwire",
-            "serve",
-            "--upstream",
-            "http://127.0.0.1:9/v1",
-            "--store-url",
-            url,
-            "--port",
-            "9",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert done.returncode == 2, done.stderr
-    assert "cannot use the store at postgresql" in done.stderr
-    assert "does not exist" in done.stderr and "Traceback" not in done.stderr
+    said = refused_serve("--store-url", url)
+    assert "cannot use the store at postgresql" in said and "does not exist" in said
