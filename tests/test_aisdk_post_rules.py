@@ -97,3 +97,25 @@ def test_default_chat_transport_bodies_get_transient_parts_live(base: str) -> No
     assert transient == [{"type": "data-progress", "data": {"i": 2}, "transient": True}]
     logged = _chunks(httpx.get(f"{base}/api/chat/{run_id}/stream?startIndex=0").content)
     assert [c for c in posted if c not in transient] == logged
+
+
+def test_a_host_answer_never_500s_on_a_body_or_an_unknown_stream() -> None:
+    streams = Streams(coalesce_ms=0, secret="s")
+
+    async def chat(request: Request) -> Any:
+        body = await request.json()
+        if request.query_params.get("unknown"):
+            return streams.aisdk_response("st_nobody_started_it", body=body)
+        handle = await streams.start(lambda w: w.text("hi"))
+        return streams.aisdk_response(handle.id, body=body)
+
+    app = Starlette(routes=[Route("/api/chat", chat, methods=["POST"])], lifespan=streams.lifespan)
+    odd = {"id": "a b", "role": "assistant", "parts": []}  # (an id the view cannot send)
+    with serve_asgi(app) as url:
+        body = {"id": "c", "messages": [USER, odd], "trigger": "submit-message", "messageId": "a b"}
+        response = httpx.post(f"{url}/api/chat", json=body, timeout=20)
+        assert response.status_code == 200
+        run_id = response.headers["x-workflow-run-id"]
+        assert _chunks(response.content)[0] == {"type": "start", "messageId": run_id}
+        missing = httpx.post(f"{url}/api/chat?unknown=1", json=body, timeout=20)
+        assert missing.status_code == 404 and missing.json()["error"]["code"] == "stream_not_found"

@@ -412,3 +412,30 @@ def test_responses_usage_counts_anthropic_cache_tokens_as_input() -> None:
         }
     )
     assert chat is not None and chat["input_tokens"] == 20 and chat["total_tokens"] == 22
+
+
+def test_aisdk_parts_without_ids_get_ids_unique_across_tool_rounds() -> None:
+    """A continuation (one UI message, two streams) starts its block indexes at 0 again: a
+    data part or tool call without an id of its own must not take the first round's id."""
+    from tokenwire.protocol import Assembler
+    from tokenwire.protocol import facts as f
+
+    def ids(stream_id: str) -> list[str]:
+        asm = Assembler(stream_id, coalesce_ms=0)
+        facts = [
+            f.Started("m"),
+            f.DataFact(0, "note", {"n": 1}),
+            f.ToolCallStarted(0, 0, None, "g"),
+            f.ToolCallArguments(0, 0, "{}"),
+            f.Done(),
+        ]
+        view = AISDKView("msg_1")
+        out = []
+        for op in asm.feed(facts) + asm.close():
+            for frame in view.feed(op):
+                body = frame.body or {}
+                out += [body[k] for k in ("id", "toolCallId") if k in body]
+        return sorted(set(out))
+
+    first, second = ids("st_round1"), ids("st_round2")
+    assert first and second and not set(first) & set(second)

@@ -279,3 +279,43 @@ def test_ai_sdk_resumes_a_long_answer_from_a_compacted_catch_up(tmp_path: Path) 
     assert [m["role"] for m in got["messages"]] == ["user", "assistant"]
     texts = [p["text"] for p in got["messages"][1]["parts"] if p["type"] == "text"]
     assert texts == [_state(ops).blocks[0].text]
+
+
+def test_ai_sdk_resumed_between_two_resets_keeps_every_step(tmp_path: Path) -> None:
+    """A ``useChat`` resume that lands after a reset (the reset step has no block left), then
+    a retry, another reset and a retry, live: the real client ends with the stored message's
+    parts, step 0 included (the resumed view went on from the log's step, not the client's)."""
+    from tokenwire.protocol import Assembler
+    from tokenwire.protocol import facts as f
+
+    facts = [
+        f.Started("m"),
+        f.TextFact(0, "text", "zero "),
+        f.StepStarted(1),
+        f.TextFact(0, "text", "bad "),
+        f.StepReset(1),
+        # (the reader resumes here)
+        f.TextFact(0, "text", "good "),
+        f.StepReset(1),
+        f.TextFact(0, "text", "good2 "),
+        f.Done(),
+    ]
+    asm = Assembler("st_steps", coalesce_ms=0)
+    ops = ops_from_jsonl([op.json for op in asm.feed(facts) + asm.close()])
+    cut = next(i for i, op in enumerate(ops) if json.loads(op.json)["type"] == "step.reset") + 1
+    frames, view = resume(ops[:cut])
+    live = [f.data.decode() for op in ops[cut:] for f in view.feed(op)]
+    scenarios = [
+        {
+            "name": "between_resets",
+            "mode": "chat",
+            "post": _frames(ops[:cut]),
+            "cut": True,
+            "resume": [f.data.decode() for f in frames] + live,
+        }
+    ]
+    got = _run(scenarios, tmp_path)
+    assistant = got["between_resets"]["messages"][1]
+    assert _essential(assistant["parts"]) == expected_parts(_state(ops))
+    texts = [p["text"] for p in assistant["parts"] if p["type"] == "text"]
+    assert texts == ["zero ", "good2 "]

@@ -456,7 +456,12 @@ def ui_message_id(body: dict[str, Any]) -> str | None:
     if not isinstance(message_id, str) or not isinstance(messages, list) or not messages:
         return None
     last = messages[-1]
-    if isinstance(last, dict) and last.get("role") == "assistant" and last.get("id") == message_id:
+    if (
+        isinstance(last, dict)
+        and last.get("role") == "assistant"
+        and last.get("id") == message_id
+        and _MESSAGE_ID.fullmatch(message_id)  # (else a new id: never a 500 from a body)
+    ):
         return message_id
     return None
 
@@ -515,7 +520,13 @@ class AISDKStartResponse(Response):
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         streams, stream_id = self.streams, self.stream_id
-        info, row = await streams.lookup(stream_id)
+        try:
+            info, row = await streams.lookup(stream_id)
+        except StreamNotFound:  # (a stream id the host did not start, or long gone)
+            error = not_found(stream_id)
+            answer = Response(error.body(), error.status, media_type="application/json")
+            await answer(scope, receive, send)
+            return
         if self.chat_id is not None and info is not None and info.status == "in_progress":
             await streams.hub.set_active(
                 chat_key(info.owner, self.chat_id),

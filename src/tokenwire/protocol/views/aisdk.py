@@ -164,7 +164,7 @@ class AISDKView(View):
             if block.get("text"):
                 self._text_delta("reasoning-delta", f"r{index}", block["text"])
         elif kind == "tool_call":
-            call_id = block.get("id") or f"call_{index}"
+            call_id = block.get("id") or self._fallback_id("call_", index)
             self.tool_ids.add(call_id)
             self._emit(
                 {
@@ -176,7 +176,7 @@ class AISDKView(View):
             if block.get("arguments"):
                 self._tool_delta(call_id, block["arguments"])
         elif kind == "tool_result":
-            call_id = block.get("call_id") or f"call_{index}"
+            call_id = block.get("call_id") or self._fallback_id("call_", index)
             if call_id not in self.tool_ids:
                 self.tool_ids.add(call_id)
                 self._emit(
@@ -224,13 +224,13 @@ class AISDKView(View):
         elif block.type == "reasoning":
             self._text_delta("reasoning-delta", f"r{index}", text)
         elif block.type == "tool_call":
-            self._tool_delta(block.attrs.get("id") or f"call_{index}", text)
+            self._tool_delta(block.attrs.get("id") or self._fallback_id("call_", index), text)
         elif block.type == "tool_result" and not block.attrs.get("error"):
             output = block.text + text  # a preliminary output replaces the previous one
             self._output(index, block, output, preliminary=True)
 
     def _output(self, index: int, block: Any, output: str, *, preliminary: bool) -> None:
-        call_id = block.attrs.get("call_id") or f"call_{index}"
+        call_id = block.attrs.get("call_id") or self._fallback_id("call_", index)
         if block.attrs.get("error"):
             self._emit({"type": "tool-output-error", "toolCallId": call_id, "errorText": output})
             return
@@ -249,7 +249,7 @@ class AISDKView(View):
         elif block.type == "reasoning":
             self._emit({"type": "reasoning-end", "id": f"r{index}"})
         elif block.type == "tool_call":
-            call_id = block.attrs.get("id") or f"call_{index}"
+            call_id = block.attrs.get("id") or self._fallback_id("call_", index)
             name = block.attrs.get("name") or "unknown"
             ok, value = _parse_json(block.text or "{}")
             part = {"type": "tool-input-available", "toolCallId": call_id, "toolName": name}
@@ -268,7 +268,7 @@ class AISDKView(View):
         if block.type == "data" and "value" in changes:
             self._data(index, {**block.attrs, "value": changes["value"]})
         elif block.type == "tool_result" and changes.get("error") and block.ended:
-            call_id = block.attrs.get("call_id") or f"call_{index}"
+            call_id = block.attrs.get("call_id") or self._fallback_id("call_", index)
             self._emit(
                 {"type": "tool-output-error", "toolCallId": call_id, "errorText": block.text}
             )
@@ -277,10 +277,17 @@ class AISDKView(View):
         self._emit(
             {
                 "type": f"data-{block.get('name') or 'data'}",
-                "id": block.get("id") or f"d{index}",
+                "id": block.get("id") or self._fallback_id("d", index),
                 "data": block.get("value"),
             }
         )
+
+    def _fallback_id(self, kind: str, index: int) -> str:
+        """An id for a part whose block has none: unique across the streams that build one
+        UI message (a tool round's continuation starts its block indexes at 0 again, and
+        the client would replace the earlier round's part of the same id)."""
+        stream = self.state.id
+        return f"{kind}{index}-{stream}" if stream else f"{kind}{index}"
 
     def _message_end(self, op: dict[str, Any]) -> None:
         if self.step is not None:
@@ -314,7 +321,13 @@ class AISDKView(View):
         ``startIndex``) the log's frames are merged, keeping every index exact."""
         if after >= 0 or after_seq is not None:
             return self.compact(frames, max_frame_bytes)
-        return self.state_frames(max_frame_bytes)
+        rebuilt = self.state_frames(max_frame_bytes)
+        # Live parts go on from the step the client was sent, not the log's: a step that was
+        # reset and has no block is not in the rebuilt message (the next block of that step
+        # must open it, and a later reset-step must not reach into the step before).
+        steps = [b.step for b in self.state.blocks if not b.choice]
+        self.step = max(steps) if steps else None
+        return rebuilt
 
 
 def resume(
