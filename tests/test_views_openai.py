@@ -281,3 +281,39 @@ def _events(client: openai.OpenAI, frames: list[Frame]) -> list[Any]:
     data = b"".join(f.data for f in frames)
     response = httpx.Response(200, content=data, request=httpx.Request("GET", "http://x"))
     return list(openai.Stream(cast_to=ResponseStreamEvent, response=response, client=client))
+
+
+def test_the_openai_sdk_reads_a_responses_view_across_a_step_reset() -> None:
+    """A superseded attempt's items are finished as they stand and left out of the final
+    output; the retry's items have new ids (the SDK refuses a reused one)."""
+    from openai import omit
+    from openai.lib.streaming.responses._responses import ResponseStreamState
+    from openai.types.responses import ResponseStreamEvent
+    from pydantic import TypeAdapter
+
+    from tokenwire.protocol import Assembler
+    from tokenwire.protocol import facts as f
+    from tokenwire.protocol.views import ResponsesView
+
+    facts = [
+        f.Started("m"),
+        f.TextFact(0, "text", "zero "),
+        f.StepStarted(1),
+        f.TextFact(0, "text", "bad "),
+        f.StepReset(1),
+        f.TextFact(0, "text", "good"),
+        f.Done(),
+    ]
+    asm = Assembler("st_reset", coalesce_ms=0)
+    ops = asm.feed(facts) + asm.close()
+    view = ResponsesView()
+    adapter = TypeAdapter(ResponseStreamEvent)
+    state = ResponseStreamState(input_tools=omit, text_format=omit)
+    for op in ops:
+        for frame in view.feed(op):
+            state.handle_event(adapter.validate_python(frame.body))
+    final = state._completed_response
+    assert final is not None
+    assert final.output_text == "zero good" == asm.message.text
+    ids = [item.id for item in final.output]
+    assert len(ids) == len(set(ids)) == 2

@@ -67,6 +67,7 @@ class ResponsesView(View):
         self.response_id = response_id
         self.created_at = created_at
         self.items: dict[int, int] = {}  # block index -> output_index
+        self.next_out = 0  # the next output_index (never reused: a reset's retry gets new ones)
         self.done_items: dict[int, dict[str, Any]] = {}  # output_index -> its final item
         self.annotations: dict[int, int] = {}  # output_index -> annotations so far
 
@@ -130,10 +131,23 @@ class ResponsesView(View):
             self._emit({"type": "response.in_progress", "response": self._response("in_progress")})
         elif kind == "message.end":
             self._finish(op)
+        elif kind == "step.reset":
+            self._reset(int(op.get("step") or 0))
+
+    def _reset(self, step: int) -> None:
+        """A step was superseded: the Responses events cannot take back what was sent, so its
+        open items are finished as they stand, then left out of the final output; the retry's
+        items get new output indexes and ids (the openai SDK refuses a reused item id)."""
+        blocks = self.state.blocks  # (still with the reset step's blocks: _on runs first)
+        for index in sorted(i for i in self.items if i < len(blocks) and blocks[i].step == step):
+            block = blocks[index]
+            if not block.ended:
+                self._end(index)
+            self.done_items.pop(self.items.pop(index), None)
 
     def _ids(self, index: int) -> tuple[str, int]:
         out = self.items[index]
-        return f"item_{self.state.id or ''}_{index}", out
+        return f"item_{self.state.id or ''}_{out}", out
 
     def _start(self, index: int, block: dict[str, Any]) -> None:
         if block.get("choice"):
@@ -144,7 +158,8 @@ class ResponsesView(View):
             return
         if kind not in ("text", "refusal", "reasoning", "tool_call"):
             return
-        self.items[index] = len(self.items)
+        self.items[index] = self.next_out
+        self.next_out += 1
         item_id, out = self._ids(index)
         if kind in ("text", "refusal"):
             item = {
