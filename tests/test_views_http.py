@@ -142,9 +142,25 @@ def test_openai_view_last_event_id_resume(http: httpx.Client) -> None:
         prefix = []
         for e in exact:
             prefix.append(ChatCompletionChunk.model_validate_json(e.data))
-            if e.id is not None and int(e.id) == cut:
+            if e.id == str(cut):
                 break
         assert _content(prefix + tail) == want, cut
+    # The end is several chunks of one op (finish, usage): each has an id, ``<seq>.<k>``
+    # before the op's last, and resuming after one of them sends only what follows it.
+    head = http.get(f"/v1/streams/{stream_id}/events?format=openai&startIndex=0").content
+    ends = [e for e in SSEDecoder().feed(head) if e.id is not None and "." in e.id]
+    assert ends and ends[0].id == f"{snap['seq']}.1"
+    after = http.get(
+        f"/v1/streams/{stream_id}/events?format=openai", headers={"Last-Event-ID": ends[0].id}
+    ).content
+    rest = SSEDecoder().feed(after)
+    assert [e.data for e in rest] == [
+        e.data for e in SSEDecoder().feed(head)[-len(rest) :]
+    ] and not any('"finish_reason":"stop"' in e.data for e in rest)
+    bad = http.get(
+        f"/v1/streams/{stream_id}/events?format=openai", headers={"Last-Event-ID": "3.0"}
+    )
+    assert bad.status_code == 400 and bad.json()["error"]["code"] == "invalid_after"
 
 
 def test_client_openai_chunks(gateway: str, http: httpx.Client) -> None:

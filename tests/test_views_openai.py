@@ -317,3 +317,42 @@ def test_the_openai_sdk_reads_a_responses_view_across_a_step_reset() -> None:
     assert final.output_text == "zero good" == asm.message.text
     ids = [item.id for item in final.output]
     assert len(ids) == len(set(ids)) == 2
+
+
+def test_last_event_id_after_any_chunk_resumes_exactly() -> None:
+    """An op that becomes several chunks (a text past the frame bound, the end's finish and
+    usage chunks): every chunk carries an id (``<seq>.<k>`` inside an op), and a reader cut
+    after any chunk resumes with it, missing and repeating nothing."""
+    from tokenwire.protocol import Assembler
+    from tokenwire.protocol import facts as f
+    from tokenwire.protocol.views import OpenAIChunksView, catch_up
+
+    asm = Assembler("st_cut", coalesce_ms=0)
+    facts = [
+        f.Started("m"),
+        f.TextFact(0, "text", "x" * 5000),
+        f.TextFact(0, "text", "tail"),
+        f.UsageFact({"prompt_tokens": 1, "completion_tokens": 2}),
+        f.Finished(0, "stop"),
+        f.Done(),
+    ]
+    ops = asm.feed(facts) + asm.close()
+
+    def make() -> OpenAIChunksView:
+        return OpenAIChunksView(max_frame_bytes=1024)
+
+    view = make()
+    full = [fr for op in ops for fr in view.feed(op)]
+    assert len({fr.seq for fr in full}) < len(full)  # (some op gave several chunks)
+    for cut in range(1, len(full)):
+        ids = [line[3:] for fr in full[:cut] for line in fr.data.split(b"\n") if line[:3] == b"id:"]
+        assert ids, cut
+        seq, _, part = ids[-1].decode().partition(".")
+        rest, _ = catch_up(
+            make,
+            ops,
+            after_seq=int(seq) - 1 if part else int(seq),
+            after_part=int(part or 0),
+            threshold=10**6,
+        )
+        assert [fr.body for fr in full[:cut] + rest] == [fr.body for fr in full], cut

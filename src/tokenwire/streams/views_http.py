@@ -327,12 +327,25 @@ async def view_events(
     headers, query = conn.headers, conn.query_params
     seq = info.seq if info is not None else row.seq  # type: ignore[union-attr]
     after_seq: int | None = None
+    after_part = 0
     after = -1
     start_index: int | None = None
     if fmt in ("ops", "openai"):
         # (the error names the cursor actually given: the header wins over ``?after=``)
-        if headers.get("last-event-id"):
-            after_seq = _seq_param(headers.get("last-event-id"), "Last-Event-ID")
+        last_id = headers.get("last-event-id")
+        if last_id and fmt == "openai" and "." in last_id:
+            # ``<seq>.<k>``: k of op seq's frames were delivered (it has more).
+            seq_text, _, part = last_id.strip().partition(".")
+            op_seq = _seq_param(seq_text, "Last-Event-ID") or 0
+            after_part = _seq_param(part, "Last-Event-ID") or 0
+            if op_seq < 1 or after_part < 1:
+                raise bad_request(
+                    f"Last-Event-ID must be <seq> or <seq>.<k> with seq, k >= 1, got {last_id!r}",
+                    "invalid_after",
+                )
+            after_seq = op_seq - 1
+        elif last_id:
+            after_seq = _seq_param(last_id, "Last-Event-ID")
         else:
             after_seq = _seq_param(query.get("after"), "after")
         if fmt == "openai":
@@ -385,6 +398,7 @@ async def view_events(
                 ops,
                 after=after,
                 after_seq=after_seq,
+                after_part=after_part,
                 threshold=threshold,
                 max_frame_bytes=options.max_frame_bytes,
             )

@@ -100,7 +100,10 @@ class Frame(msgspec.Struct, gc=False):
     body: Any = None
     merge: tuple[Any, ...] | None = None
     path: tuple[Any, ...] = ()
-    cursor: bool = True  # openai: only an op's last frame carries its SSE id
+    cursor: bool = True  # whether the frame carries its SSE id
+    # Views whose SSE ids are op seqs (openai): a frame of an op that has more frames after
+    # it is the op's ``part``-th, and its id says so (``<seq>.<part>``); 0: the op's last.
+    part: int = 0
 
 
 class BlockState:
@@ -233,13 +236,16 @@ class View(abc.ABC):
             self._on(op, seq)  # views see the state before the op (e.g. a reset's blocks)
             self.state.apply(op, seq)
         out, self._out = self._out, []
-        if out:
-            # Only an op's last frame carries its cursor (its SSE id), so a reconnect after
-            # any earlier frame of the same op replays the op's remaining frames.
+        if len(out) > 1 and self._cursor_per_op:
+            # An op's earlier frames carry ``<seq>.<k>`` (k of its frames delivered), so a
+            # reconnect after any of them resumes inside the op, not at its first frame again.
+            delivered = 0
             for frame in out[:-1]:
-                if frame.cursor and frame.index is not None and self._cursor_per_op:
-                    frame.cursor = False
-                    frame.data = self.render(frame)
+                if is_logged(frame):
+                    delivered += 1
+                    if frame.cursor and frame.index is not None:
+                        frame.part = delivered
+                        frame.data = self.render(frame)
         return out
 
     _cursor_per_op = False
@@ -368,6 +374,7 @@ class View(abc.ABC):
         *,
         after: int = -1,
         after_seq: int | None = None,
+        after_part: int = 0,
         max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES,
     ) -> list[Frame]:
         """Feed ``ops`` (the log so far) and return the compacted frames after frame index
@@ -377,7 +384,8 @@ class View(abc.ABC):
         to ``feed`` the next live op. ``after_seq`` instead resumes after an op seq (the
         cursor of views whose SSE ids are op seqs)."""
         frames = [f for op in ops for f in self.feed(op) if is_logged(f)]
-        return self.compacted(_after(frames, after, after_seq), after, after_seq, max_frame_bytes)
+        exact = _after(frames, after, after_seq, after_part)
+        return self.compacted(exact, after, after_seq, max_frame_bytes)
 
     def compacted(
         self, frames: list[Frame], after: int, after_seq: int | None, max_frame_bytes: int
@@ -425,7 +433,9 @@ class View(abc.ABC):
         last = run[-1]
         text = "".join(_get(f.body, f.path) for f in run)
         body = _set(last.body, last.path, text)
-        frame = Frame(last.index, last.seq, b"", body, last.merge, last.path, last.cursor)
+        frame = Frame(
+            last.index, last.seq, b"", body, last.merge, last.path, last.cursor, last.part
+        )
         frame.data = self.render(frame)
         return frame
 
@@ -514,16 +524,18 @@ def catch_up(
     *,
     after: int = -1,
     after_seq: int | None = None,
+    after_part: int = 0,
     threshold: int = DEFAULT_THRESHOLD,
     max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES,
 ) -> tuple[list[Frame], View]:
     """The frames a reader resuming after frame index ``after`` gets, and the view to feed
     the live ops with: exact frames when it is at most ``threshold`` frames behind, the
     view's compacted catch-up otherwise. ``after_seq`` resumes after an op seq instead (a
-    ``Last-Event-ID`` of the openai and ops views)."""
+    ``Last-Event-ID`` of the openai and ops views); with ``after_part`` = k, inside the next
+    op, after its first k frames (an openai ``Last-Event-ID`` of ``<seq>.<k>``)."""
     view = make_view()
     logged = [f for op in ops for f in view.feed(op) if is_logged(f)]
-    exact = _after(logged, after, after_seq)
+    exact = _after(logged, after, after_seq, after_part)
     if len(exact) <= threshold:
         return exact, view
     return view.compacted(exact, after, after_seq, max_frame_bytes), view
@@ -534,7 +546,13 @@ def is_logged(frame: Frame) -> bool:
     return frame.index is not None or frame.body is None
 
 
-def _after(frames: list[Frame], after: int, after_seq: int | None) -> list[Frame]:
+def _after(
+    frames: list[Frame], after: int, after_seq: int | None, after_part: int = 0
+) -> list[Frame]:
     if after_seq is not None:
-        return [f for f in frames if f.seq > after_seq]
+        rest = [f for f in frames if f.seq > after_seq]
+        if after_part:  # (inside op after_seq + 1: its first frames were delivered)
+            inside = sum(1 for f in rest[:after_part] if f.seq == after_seq + 1)
+            rest = rest[inside:]
+        return rest
     return [f for f in frames if f.index is None or f.index > after]

@@ -58,6 +58,8 @@ class OpenAIChunksView(View):
     def render(self, frame: Frame) -> bytes:
         data = DONE if frame.body is None else b"data: %s\n\n" % encode_json(frame.body)
         if frame.cursor and frame.index is not None:
+            if frame.part:  # (more frames of the same op follow)
+                return b"id:%d.%d\n%s" % (frame.seq, frame.part, data)
             return b"id:%d\n%s" % (frame.seq, data)
         return data
 
