@@ -218,3 +218,75 @@ def test_a_responses_input_must_be_a_string_or_an_array() -> None:
                 assert r.json()["error"]["code"] == "missing_input"
             r = httpx.post(f"{url}/v1/streams", json={"model": "mock", "input": "hi"})
             assert r.status_code == 201, r.text
+
+
+# -- a v1 contract probe (this session) ---------------------------------------------------------
+def test_a_chunk_of_many_choices_is_bounded_and_linear() -> None:
+    """One event of 50,000 choices: choices past MAX_CHOICES are ignored (each choice is a
+    block: such an event held the event loop for minutes, the assembler being quadratic)."""
+    from tokenwire.protocol import assemble_response
+    from tokenwire.protocol.normalizer import MAX_CHOICES
+
+    n = 50_000
+    first = b",".join(b'{"index":%d,"delta":{"content":"x"}}' % i for i in range(n))
+    last = b",".join(b'{"index":%d,"delta":{},"finish_reason":"stop"}' % i for i in range(n))
+    body = b'data: {"choices":[%s]}\n\ndata: {"choices":[%s]}\n\ndata: [DONE]\n\n' % (first, last)
+    _, message = assemble_response(body, format="chat")
+    assert len(message.blocks) == MAX_CHOICES
+    assert message.status == "completed"
+
+
+@pytest.mark.parametrize("path", ["/v1/chat/completions", "/v1/responses", "/v1/messages"])
+def test_the_mock_answers_deep_json_with_a_400(path: str) -> None:
+    body = b'{"model":"mock","x":' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+    with serve_asgi(create_mock_app()) as url:
+        response = httpx.post(
+            f"{url}{path}", content=body, timeout=20, headers={"content-type": "application/json"}
+        )
+    assert response.status_code == 400, response.text
+    assert "nested too deep" in response.text or "invalid" in response.text.lower()
+
+
+@pytest.mark.parametrize(
+    ("data", "said"),
+    [
+        (b"data: " + b"[" * 100_000 + b"]" * 100_000 + b"\n\n", "no chat-completion chunks"),
+        (b'data: {"foo": 1}\n\n', "no 'choices', 'usage' or 'error'"),
+        (b'id:3\ndata:{"type":"block.delta","text":"x"}\n\n', "starts mid-way"),
+        (b'{"type":"message.start","x":' + b"[" * 100_000 + b"]" * 100_000 + b"}\n", "too deep"),
+    ],
+)
+def test_replay_of_what_is_no_response_is_one_line_and_exit_2(tmp_path, data, said) -> None:
+    import subprocess
+    import sys
+
+    path = tmp_path / "in.sse"
+    path.write_bytes(data)
+    done = subprocess.run(
+        [sys.executable, "-m", "tokenwire", "replay", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 2, done.stderr
+    assert said in done.stderr and "Traceback" not in done.stderr
+
+
+def test_serve_with_an_unusable_data_dir_or_log_level_is_one_line(tmp_path, monkeypatch) -> None:
+    from conftest import refused_serve
+
+    afile = tmp_path / "afile"
+    afile.write_text("")
+    assert "Not a directory" in refused_serve("--data-dir", str(afile / "sub"))
+    monkeypatch.setenv("TOKENWIRE_LOG_LEVEL", "bogus")
+    assert "TOKENWIRE_LOG_LEVEL" in refused_serve("--data-dir", str(tmp_path / "d"))
+
+
+def test_with_api_keys_a_malformed_stream_id_is_401_not_404() -> None:
+    settings = Settings(upstream="http://127.0.0.1:9/v1", api_keys=("k",))
+    with serve_asgi(create_app(settings)) as url:
+        assert httpx.get(f"{url}/v1/streams/st_nope").status_code == 401
+        assert httpx.get(f"{url}/v1/streams/st_nope/events").status_code == 401
+        keyed = httpx.get(f"{url}/v1/streams/st_nope", headers={"Authorization": "Bearer k"})
+        assert keyed.status_code == 404

@@ -87,6 +87,17 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+# Op types no upstream event has: an op log resumed after its start (``?after=N``).
+_MID_LOG_OPS = (
+    "block.start",
+    "block.delta",
+    "block.end",
+    "block.update",
+    "message.end",
+    "step.reset",
+)
+
+
 def _op_log(data: bytes) -> tuple[list[Any], Any] | None:
     """A recorded tokenwire stream: its ops (transient ones dropped: they are never part of
     the log) and the message they build; ``None`` when ``data`` is not one. Accepts the SSE of
@@ -107,9 +118,17 @@ def _op_log(data: bytes) -> tuple[list[Any], Any] | None:
         return None
     try:
         first = msgspec.json.decode(events[0][0])
-    except msgspec.DecodeError:
+    except (msgspec.DecodeError, RecursionError):
         return None
-    if not isinstance(first, dict) or first.get("type") not in ("message.start", "snapshot"):
+    if not isinstance(first, dict):
+        return None
+    kind = first.get("type")
+    if kind in _MID_LOG_OPS:
+        raise CommandError(
+            f"an op stream that starts mid-way (first op: {kind}): record it without a cursor, "
+            "so that its first op is message.start or a snapshot"
+        )
+    if kind not in ("message.start", "snapshot"):
         return None
     message = Message.empty()
     ops: list[Any] = []
@@ -126,7 +145,7 @@ def _op_log(data: bytes) -> tuple[list[Any], Any] | None:
             apply_op(message, op)
             ops.append(encode(op, seq))
     except (ProtocolError, msgspec.DecodeError) as exc:
-        raise CommandError(f"op {seq + 1}: {exc}") from None
+        raise CommandError(f"op {len(ops) + 1}: {exc}") from None
     return ops, message
 
 

@@ -118,9 +118,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--log-level",
         default=os.environ.get("TOKENWIRE_LOG_LEVEL", "info"),
-        choices=("critical", "error", "warning", "info", "debug"),
-        help="server log level (default info)",
+        choices=LOG_LEVELS,
+        help="server log level (default info; TOKENWIRE_LOG_LEVEL)",
     )
+
+
+LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
 
 
 def default_data_dir() -> str:
@@ -137,6 +140,10 @@ def build_settings(args: argparse.Namespace):  # type: ignore[no-untyped-def]
 
     if not (args.upstream or os.environ.get("TOKENWIRE_UPSTREAM")):
         raise CommandError("no upstream: pass --upstream URL or set TOKENWIRE_UPSTREAM")
+    if args.log_level not in LOG_LEVELS:  # (argparse checks the flag, not its env default)
+        raise CommandError(
+            f"TOKENWIRE_LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}, got {args.log_level!r}"
+        )
     try:
         settings = Settings.from_env(
             upstream=args.upstream,
@@ -220,6 +227,13 @@ def build_settings(args: argparse.Namespace):  # type: ignore[no-untyped-def]
         raise CommandError(str(exc)) from None
     if settings.data_dir is None:
         settings.data_dir = default_data_dir()
+    try:  # (SQLite and the secret are kept there, made on first start: an unusable dir
+        # is one line here, not a traceback per worker)
+        if not (settings.secret and settings.store_url):
+            Path(settings.data_dir).mkdir(parents=True, exist_ok=True)
+            settings.resolved_secret()
+    except OSError as exc:
+        raise CommandError(f"--data-dir {settings.data_dir}: {exc.strerror or exc}") from None
     return settings
 
 

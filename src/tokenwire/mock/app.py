@@ -139,7 +139,7 @@ def create_mock_app(
             limit = body.get("max_tokens" if anthropic else "max_output_tokens")
             if limit is not None and (type(limit) is not int or limit < 1):
                 raise ValueError("the token limit must be a positive integer")
-        except (msgspec.DecodeError, msgspec.ValidationError, ValueError) as exc:
+        except (msgspec.DecodeError, msgspec.ValidationError, ValueError, RecursionError) as exc:
             return _api_error(anthropic, 400, "invalid_request_error", f"Invalid request: {exc}")
         if not isinstance(model, str):
             return _api_error(

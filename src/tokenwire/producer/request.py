@@ -116,6 +116,11 @@ def parse_request(data: bytes) -> ChatRequest:
             " The body must be a JSON object.",
             code="invalid_json",
         ) from None
+    except RecursionError:  # (msgspec recurses per nesting level)
+        raise RequestError(
+            "We could not parse the JSON body of your request: it is nested too deep.",
+            code="invalid_json",
+        ) from None
     if not isinstance(body, dict):
         raise RequestError("The request body must be a JSON object.", code="invalid_json")
     body.pop("body", None)  # reserved for the raw body below

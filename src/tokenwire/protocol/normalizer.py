@@ -45,6 +45,12 @@ DONE_SENTINEL = "[DONE]"
 _decode = chunk_decoder.decode
 
 
+MAX_CHOICES = 1024
+"""Choices of a chunk past this many, or with an index of this or more, are ignored: real
+servers send at most 128 (OpenAI's ``n``), and one hostile event of a million choices must
+not hold the event loop (each choice is a block)."""
+
+
 class _ChoiceState:
     __slots__ = (
         "by_index",
@@ -147,8 +153,20 @@ class ChunkNormalizer:
         return []
 
     def feed_chunk(self, chunk: Chunk) -> list[Fact]:
+        if (
+            chunk.choices is None
+            and chunk.usage is None
+            and chunk.error is None
+            and not chunk.citations
+        ):  # JSON, but no chat-completion chunk (e.g. another format's event): nothing in it
+            return self._skip("no 'choices', 'usage' or 'error' in the chunk")
         facts: list[Fact] = []
-        for choice in chunk.choices or ():
+        choices = chunk.choices or ()
+        if len(choices) > MAX_CHOICES:
+            choices = choices[:MAX_CHOICES]  # (a bound on one event's work; see MAX_CHOICES)
+        for choice in choices:
+            if not 0 <= choice.index < MAX_CHOICES:
+                continue
             delta = choice.delta or choice.message
             state = self._choices.get(choice.index)
             if state is None:

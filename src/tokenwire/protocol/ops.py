@@ -165,13 +165,15 @@ def decode_op(data: bytes | str) -> Op | None:
     except msgspec.ValidationError as exc:
         try:
             probe = _type_probe.decode(data)
-        except msgspec.DecodeError:
+        except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
             raise ProtocolError(f"invalid op: {exc}") from None
         if probe.get("type") in _KNOWN_TYPES:
             raise ProtocolError(f"invalid op: {exc}") from None
         return None
     except msgspec.DecodeError as exc:
         raise ProtocolError(f"invalid op JSON: {exc}") from None
+    except RecursionError:  # (msgspec recurses per nesting level)
+        raise ProtocolError("invalid op JSON: nested too deep") from None
 
 
 _KNOWN_TYPES = {

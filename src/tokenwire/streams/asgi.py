@@ -168,6 +168,8 @@ class StreamRoutes:
         """Check access to ``stream_id`` (a read token, else ``authorize`` + owner): 404 / 401."""
         self.check_started()
         token = conn.query_params.get("token") if read_only else None
+        if token is None:
+            owner: Any = await self.owner(conn)  # (first: without a key, no answer tells more)
         if not self.stream_id_pattern.fullmatch(stream_id):
             raise not_found(stream_id)
         if token is not None:
@@ -177,9 +179,7 @@ class StreamRoutes:
                 raise ApiError(401, str(exc), "authentication_error", "invalid_token") from None
             except StreamNotFound:
                 raise not_found(stream_id) from None
-            owner: Any = _ANY
-        else:
-            owner = await self.owner(conn)
+            owner = _ANY
         try:
             info, row = await self.streams.lookup(stream_id)
         except StreamNotFound:
