@@ -741,3 +741,53 @@ def test_a_forced_anthropic_format_takes_an_error_body_without_type() -> None:
     body = b'{"error": {"type": "rate_limit_error", "message": "slow down"}}'
     _, message = assemble_response(body, format="anthropic")
     assert message.status == "failed" and message.error["message"] == "slow down"
+
+
+@pytest.mark.parametrize("named", [True, False])
+def test_responses_arguments_before_their_item_wait_for_its_name(named: bool) -> None:
+    """Argument deltas that come before their ``function_call`` item: the call takes the
+    item's call_id and name once it comes; without one, at the end, it is a call of unknown
+    name with the arguments as they came."""
+    events = [
+        {"type": "response.created", "response": {"object": "response", "model": "m"}},
+        {
+            "type": "response.function_call_arguments.delta",
+            "output_index": 0,
+            "item_id": "fc_1",
+            "delta": '{"a":',
+        },
+        {
+            "type": "response.function_call_arguments.delta",
+            "output_index": 0,
+            "item_id": "fc_1",
+            "delta": "1}",
+        },
+    ]
+    if named:
+        events.append(
+            {
+                "type": "response.output_item.done",
+                "output_index": 0,
+                "item": {
+                    "id": "fc_1",
+                    "type": "function_call",
+                    "call_id": "call_1",
+                    "name": "f",
+                    "arguments": '{"a":1}',
+                },
+            }
+        )
+    events.append(
+        {"type": "response.completed", "response": {"object": "response", "status": "completed"}}
+    )
+    for cut in (None, -1):  # (with the completed event, and cut before it)
+        data = _events(*(events if cut is None else events[:cut]))
+        pipe = Pipeline("s", format="responses")
+        pipe.feed(data)
+        pipe.close()
+        (call,) = [b for b in pipe.message.to_dict()["blocks"] if b["type"] == "tool_call"]
+        assert call["arguments"] == '{"a":1}'
+        if named:
+            assert (call["id"], call["name"]) == ("call_1", "f")
+        else:
+            assert call["id"] == "fc_1" and call["name"] is None

@@ -146,6 +146,7 @@ class ResponsesNormalizer(EventNormalizer):
     __slots__ = (
         "_calls",
         "_had_calls",
+        "_held_args",
         "_next_key",
         "_part_start",
         "_sources",
@@ -156,6 +157,9 @@ class ResponsesNormalizer(EventNormalizer):
     def __init__(self) -> None:
         super().__init__()
         self._calls: dict[_Key, int] = {}  # output_index (or item id) -> tool-call key
+        # Argument text that came before its function_call item: held until the item names
+        # the call (its call_id and name), else sent at the end as a call of unknown name.
+        self._held_args: dict[_Key, list[tuple[str | None, str | None, str]]] = {}
         self._next_key = 0
         self._had_calls = False
         self._streamed: set[_Key] = set()  # items whose text or arguments came as deltas
@@ -306,8 +310,9 @@ class ResponsesNormalizer(EventNormalizer):
         kind = item.type
         if kind in ("function_call", "custom_tool_call"):
             self._start_call(key, item, facts)
+            self._release_held(key, facts)
             whole = item.arguments if kind == "function_call" else item.input
-            if whole:
+            if whole and not self._was_streamed(key, item.id):
                 self._streamed.add(item.id or key)
                 facts.append(ToolCallArguments(0, self._calls[key], whole))
         elif kind not in _ITEM_KINDS:
@@ -320,6 +325,7 @@ class ResponsesNormalizer(EventNormalizer):
             if call is None:
                 self._start_call(key, item, facts)
                 call = self._calls[key]
+            self._release_held(key, facts)
             whole = item.arguments if kind == "function_call" else item.input
             if whole and not self._was_streamed(key, item.id):
                 self._streamed.add(item.id or key)
@@ -410,10 +416,27 @@ class ResponsesNormalizer(EventNormalizer):
         call = self._find_call(key, item_id, event.call_id)
         if call is None and key is None and item_id is None and self._next_key:
             call = self._next_key - 1  # a delta that names nothing continues the last call
-        if call is None:  # arguments without their item: a call of unknown name
-            self._start_call(key, _Item(id=item_id, call_id=event.call_id), facts)
-            call = self._calls[key]
+        if call is None:  # arguments before their item: held until it names the call
+            self._held_args.setdefault(key, []).append((item_id, event.call_id, text))
+            return
         facts.append(ToolCallArguments(0, call, text))
+
+    def _release_held(self, key: _Key, facts: list[Fact]) -> None:
+        """The held arguments of the call just started (``key``)."""
+        for _, _, text in self._held_args.pop(key, ()):
+            facts.append(ToolCallArguments(0, self._calls[key], text))
+
+    def _flush_held(self, facts: list[Fact]) -> None:
+        """The end came and never named these calls: calls of unknown name, as they are."""
+        for key, pieces in list(self._held_args.items()):
+            item_id, call_id, _ = pieces[0]
+            self._start_call(key, _Item(id=item_id, call_id=call_id), facts)
+            self._release_held(key, facts)
+
+    def close(self) -> list[Fact]:
+        facts: list[Fact] = []
+        self._flush_held(facts)
+        return facts
 
     def _annotation(self, note: dict[str, Any], base: int, facts: list[Fact]) -> None:
         url = note.get("url")
@@ -435,6 +458,7 @@ class ResponsesNormalizer(EventNormalizer):
         facts.append(DataFact(0, item.type or "item", _decode_any(raw), item.id))
 
     def _end(self, response: _Response, facts: list[Fact], kind: str | None = None) -> None:
+        self._flush_held(facts)
         if response.usage is not None:
             facts.append(UsageFact(response.usage))
         status = response.status
