@@ -165,11 +165,18 @@ def test_slowloris_is_closed(served: tuple[str, subprocess.Popen]) -> None:
         ("{'x-api-key': 'k-123', 'accept': '*/*'}", "k-123"),
         ("redis://user:hunter2@127.0.0.1:6379/0", "hunter2"),
         ("GET /x?token=t0k&key=k2 HTTP/1.1", "t0k"),
+        # (names are percent-decoded by the server: they authenticate like the plain ones)
+        ('"GET /v1/models?api%5Fkey=sekrit123 HTTP/1.1" 200', "sekrit123"),
+        ('"GET /v1/streams/st_x?a=1&%74oken=rt0k HTTP/1.1" 404', "rt0k"),
     ],
 )
 def test_redact_text(line: str, secret: str) -> None:
     out = redact_text(line)
     assert secret not in out and "[REDACTED]" in out
+
+
+def test_redaction_keeps_other_encoded_parameters() -> None:
+    assert redact_text("GET /v1/x?q=%41b&x=1") == "GET /v1/x?q=%41b&x=1"
 
 
 def test_filter_formats_split_header_args_and_keeps_access_args() -> None:

@@ -22,13 +22,27 @@ import copy
 import logging
 import re
 from typing import Any
+from urllib.parse import unquote
 
 REDACTED = "[REDACTED]"
 
-_QUERY = re.compile(
-    r"(?i)([?&;](?:api[_-]?key|key|token|access[_-]?token|auth|password|passwd|secret|"
-    r"client[_-]?secret|sig|signature|code)=)[^&;#\s\"']*"
+_NAMES = (
+    r"api[_-]?key|key|token|access[_-]?token|auth|password|passwd|secret|"
+    r"client[_-]?secret|sig|signature|code"
 )
+_QUERY = re.compile(r"(?i)([?&;](?:" + _NAMES + r")=)[^&;#\s\"']*")
+_NAME = re.compile(r"(?i)(?:" + _NAMES + r")")
+# A parameter whose name is percent-encoded (``api%5Fkey``): the server decodes names, so it
+# authenticates like ``api_key`` and must be redacted like it.
+_ENCODED_QUERY = re.compile(r"([?&;])([^=&;#\s\"']*%[0-9A-Fa-f]{2}[^=&;#\s\"']*)=([^&;#\s\"']*)")
+
+
+def _encoded(match: re.Match[str]) -> str:
+    if _NAME.fullmatch(unquote(match[2])):
+        return f"{match[1]}{match[2]}={REDACTED}"
+    return match[0]
+
+
 _HEADER = re.compile(
     r"(?i)((?:proxy-)?authorization|x-api-key|api-key|set-cookie|cookie)"
     r"(['\"]?\s*[:=,]\s*b?['\"]?)([^'\"\r\n]+)"
@@ -41,6 +55,8 @@ def redact_text(text: str) -> str:
     """``text`` with every credential it carries replaced by ``[REDACTED]``."""
     if "=" in text:
         text = _QUERY.sub(r"\1" + REDACTED, text)
+        if "%" in text:
+            text = _ENCODED_QUERY.sub(_encoded, text)
     lower = text.lower()
     if "auth" in lower or "key" in lower or "cookie" in lower:
         text = _HEADER.sub(lambda m: m[1] + m[2] + REDACTED, text)
