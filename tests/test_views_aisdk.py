@@ -285,23 +285,10 @@ def test_ai_sdk_resumed_between_two_resets_keeps_every_step(tmp_path: Path) -> N
     """A ``useChat`` resume that lands after a reset (the reset step has no block left), then
     a retry, another reset and a retry, live: the real client ends with the stored message's
     parts, step 0 included (the resumed view went on from the log's step, not the client's)."""
-    from tokenwire.protocol import Assembler
-    from tokenwire.protocol import facts as f
+    from v11_vectors import superseded
 
-    facts = [
-        f.Started("m"),
-        f.TextFact(0, "text", "zero "),
-        f.StepStarted(1),
-        f.TextFact(0, "text", "bad "),
-        f.StepReset(1),
-        # (the reader resumes here)
-        f.TextFact(0, "text", "good "),
-        f.StepReset(1),
-        f.TextFact(0, "text", "good2 "),
-        f.Done(),
-    ]
-    asm = Assembler("st_steps", coalesce_ms=0)
-    ops = ops_from_jsonl([op.json for op in asm.feed(facts) + asm.close()])
+    encoded, _ = superseded("good ", "good2 ")  # (the reader resumes after the first reset)
+    ops = ops_from_jsonl([op.json for op in encoded])
     cut = next(i for i, op in enumerate(ops) if json.loads(op.json)["type"] == "step.reset") + 1
     frames, view = resume(ops[:cut])
     live = [f.data.decode() for op in ops[cut:] for f in view.feed(op)]

@@ -290,22 +290,11 @@ def test_the_openai_sdk_reads_a_responses_view_across_a_step_reset() -> None:
     from openai.lib.streaming.responses._responses import ResponseStreamState
     from openai.types.responses import ResponseStreamEvent
     from pydantic import TypeAdapter
+    from v11_vectors import superseded
 
-    from tokenwire.protocol import Assembler
-    from tokenwire.protocol import facts as f
     from tokenwire.protocol.views import ResponsesView
 
-    facts = [
-        f.Started("m"),
-        f.TextFact(0, "text", "zero "),
-        f.StepStarted(1),
-        f.TextFact(0, "text", "bad "),
-        f.StepReset(1),
-        f.TextFact(0, "text", "good"),
-        f.Done(),
-    ]
-    asm = Assembler("st_reset", coalesce_ms=0)
-    ops = asm.feed(facts) + asm.close()
+    ops, message = superseded("good")
     view = ResponsesView()
     adapter = TypeAdapter(ResponseStreamEvent)
     state = ResponseStreamState(input_tools=omit, text_format=omit)
@@ -314,7 +303,7 @@ def test_the_openai_sdk_reads_a_responses_view_across_a_step_reset() -> None:
             state.handle_event(adapter.validate_python(frame.body))
     final = state._completed_response
     assert final is not None
-    assert final.output_text == "zero good" == asm.message.text
+    assert final.output_text == "zero good" == message.text
     ids = [item.id for item in final.output]
     assert len(ids) == len(set(ids)) == 2
 

@@ -234,6 +234,20 @@ SCRIPTS = {
 }
 
 
+def superseded(*retry: str) -> tuple[list[EncodedOp], Message]:
+    """Step 0's text, then step 1 tried ("bad ") and reset; each ``retry`` text is written into
+    step 1 again, every one but the last reset too (not a vector: for the views' reset tests)."""
+    facts: list[Fact] = [Started("m"), TextFact(0, "text", "zero "), StepStarted(1)]
+    facts += [TextFact(0, "text", "bad "), StepReset(1)]
+    for i, text in enumerate(retry):
+        facts.append(TextFact(0, "text", text))
+        if i < len(retry) - 1:
+            facts.append(StepReset(1))
+    assembler = Assembler("st_superseded", coalesce_ms=0)
+    ops = assembler.feed([*facts, Done()]) + assembler.close()
+    return ops, assembler.message
+
+
 def assemble(name: str) -> tuple[list[EncodedOp], Message]:
     assembler = Assembler(f"st_{name}")
     ops = assembler.feed(SCRIPTS[name]())
