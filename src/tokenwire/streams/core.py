@@ -39,7 +39,7 @@ from tokenwire.hub import Hub, MemoryHub, StreamInfo
 from tokenwire.protocol import EncodedOp, Message, snapshot_op
 from tokenwire.protocol.sse import DEFAULT_MAX_EVENT_BYTES
 from tokenwire.streams.store import MemoryStore, StoredStream, StreamStore
-from tokenwire.streams.writer import HubLost, State, StreamWriter
+from tokenwire.streams.writer import HubLost, State, StreamWriter, check_max_event_bytes
 
 log = logging.getLogger("tokenwire.streams")
 
@@ -150,10 +150,7 @@ class Streams:
         observer: Observer | None = None,
         max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
     ) -> None:
-        if type(max_event_bytes) is not int or max_event_bytes <= 0:
-            raise InvalidArgument(
-                f"max_event_bytes must be a positive int, got {max_event_bytes!r}"
-            )
+        check_max_event_bytes(max_event_bytes)
         self.max_event_bytes = max_event_bytes
         self.hub: Hub = hub if hub is not None else MemoryHub()
         self.store: StreamStore = store if store is not None else MemoryStore()

@@ -22,7 +22,7 @@ from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from tokenwire.errors import BadCursor, InvalidArgument, StreamNotFound
-from tokenwire.gateway.errors import ApiError, bad_request, not_found
+from tokenwire.gateway.errors import ApiError, api_error_response, bad_request, not_found
 from tokenwire.gateway.metrics import Metrics
 from tokenwire.gateway.streaming import _PING, _StreamingResponse
 from tokenwire.hub import Cursor, StreamInfo
@@ -537,9 +537,7 @@ class AISDKStartResponse(Response):
         try:
             info, row = await streams.lookup(stream_id)
         except StreamNotFound:  # (a stream id the host did not start, or long gone)
-            error = not_found(stream_id)
-            answer = Response(error.body(), error.status, media_type="application/json")
-            await answer(scope, receive, send)
+            await api_error_response(not_found(stream_id))(scope, receive, send)
             return
         if self.chat_id is not None and info is not None and info.status == "in_progress":
             await streams.hub.set_active(
@@ -548,11 +546,7 @@ class AISDKStartResponse(Response):
                 self.options.chat_ttl_s,
             )
         ops, cursor = await read_log(streams, stream_id, info, row)
-        bound = self.options.max_frame_bytes
-
-        def factory() -> AISDKView:
-            return AISDKView(self.message_id, max_frame_bytes=bound)
-
+        factory = make_view("aisdk", stream_id, 0.0, self.options, self.message_id)
         # Every chunk from the first, exact (what is in the log already is not compacted):
         # the Workflow transport resumes at ``?startIndex=`` = the chunks it counted here.
         frames, view = await computed(ops, frames_after, factory, ops, 0)

@@ -17,7 +17,7 @@ import logging
 import time
 from collections.abc import AsyncIterable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
@@ -328,20 +328,14 @@ class StreamWriter:
     # -- writing ---------------------------------------------------------------------------
     async def text(self, text: str, *, choice: int = 0) -> None:
         """Append text to the open text block (or start one)."""
-        if not isinstance(text, str) or type(choice) is not int or choice < 0:
-            _bad_text("text", text, choice)
-        await self._write([TextFact(choice, "text", text)])
+        await self._write([_text_fact("text", text, choice)])
 
     async def reasoning(self, text: str, *, choice: int = 0) -> None:
         """Append to the open reasoning block (or start one)."""
-        if not isinstance(text, str) or type(choice) is not int or choice < 0:
-            _bad_text("reasoning", text, choice)
-        await self._write([TextFact(choice, "reasoning", text)])
+        await self._write([_text_fact("reasoning", text, choice)])
 
     async def refusal(self, text: str, *, choice: int = 0) -> None:
-        if not isinstance(text, str) or type(choice) is not int or choice < 0:
-            _bad_text("refusal", text, choice)
-        await self._write([TextFact(choice, "refusal", text)])
+        await self._write([_text_fact("refusal", text, choice)])
 
     async def tool_call(
         self, id: str | None, name: str | None, arguments: str | Any = "", *, choice: int = 0
@@ -371,9 +365,8 @@ class StreamWriter:
     ) -> None:
         """A source (a retrieved document, a citation); with ``start``/``end`` it cites a span
         of the current text block (protocol v1.1)."""
-        if not isinstance(url, str) or not (title is None or isinstance(title, str)):
-            raise InvalidArgument("a source's url and title must be strings")
-        _check_optional_str("source", cited_text=cited_text)
+        _check_str("source", url=url)
+        _check_optional_str("source", title=title, cited_text=cited_text)
         _check_choice(choice)
         if (start is None) != (end is None) or (
             start is not None
@@ -410,12 +403,7 @@ class StreamWriter:
         _check_str("data", name=name)
         _check_optional_str("data", id=id)
         _check_choice(choice)
-        try:
-            _json.encode(value)  # before the assembler moves: a failed write changes nothing
-        except (TypeError, ValueError, OverflowError) as exc:
-            raise InvalidArgument(
-                f"data {name!r}: the value is not JSON-encodable: {exc}"
-            ) from None
+        _json_text(f"data {name!r}: the value", value)  # (before the assembler moves)
         if transient:
             self._transient = True
         await self._write([DataFact(choice, name, value, id, transient)])
@@ -495,12 +483,8 @@ class StreamWriter:
             raise InvalidArgument(
                 f"unsupported pipe format {format!r} (one of: auto, chat, responses, anthropic)"
             )
-        if max_event_bytes is not None and (
-            type(max_event_bytes) is not int or max_event_bytes <= 0
-        ):
-            raise InvalidArgument(
-                f"max_event_bytes must be a positive int, got {max_event_bytes!r}"
-            )
+        if max_event_bytes is not None:
+            check_max_event_bytes(max_event_bytes)
         self._check_open()
         # One coroutine frame for the whole pipe, the context manager included, with as few
         # locals as it takes: this frame lives as long as the upstream answers, for every open
@@ -919,11 +903,18 @@ __all__ = ["HubLost", "PipeResult", "State", "StreamWriter", "ToolCall"]
 
 
 # -- argument checks (a bad argument is an ``InvalidArgument`` and writes nothing) ------------
-def _bad_text(what: str, text: object, choice: object) -> NoReturn:
+def _text_fact(kind: str, text: str, choice: int) -> TextFact:
+    # (a plain function, not a coroutine: it runs per token for a host writing text)
     if not isinstance(text, str):
-        raise InvalidArgument(f"{what}: the text must be a string, got {type(text).__name__}")
+        raise InvalidArgument(f"{kind}: the text must be a string, got {type(text).__name__}")
     _check_choice(choice)
-    raise AssertionError  # (unreachable: the caller saw a bad text or choice)
+    return TextFact(choice, kind, text)
+
+
+def check_max_event_bytes(value: object) -> None:
+    """``max_event_bytes`` (of ``Streams`` and of one ``pipe``) is a positive int."""
+    if type(value) is not int or value <= 0:
+        raise InvalidArgument(f"max_event_bytes must be a positive int, got {value!r}")
 
 
 def _check_choice(choice: object) -> None:
