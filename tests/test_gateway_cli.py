@@ -250,3 +250,23 @@ def test_a_busy_port_is_one_line_and_exit_2() -> None:
             assert result.stdout == ""  # nothing announced for a server that never started
             assert "cannot listen on 127.0.0.1:" in result.stderr
             assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("argv", "said"),
+    [
+        (["serve", "--upstream-api", "foo"], "invalid choice: 'foo'"),
+        (["mock", "--port", "abc"], "invalid int value: 'abc'"),
+        (["nope"], "invalid choice: 'nope'"),
+    ],
+)
+def test_a_usage_error_is_one_line_and_exit_2(
+    argv: list[str], said: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tokenwire.cli import build_parser
+
+    with pytest.raises(SystemExit) as exited:
+        build_parser().parse_args(argv)
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and said in err and "--help" in err, err

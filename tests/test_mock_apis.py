@@ -13,7 +13,7 @@ import openai
 import pytest
 from conftest import serve_asgi
 
-from tokenwire.mock import create_mock_app, tool_calls
+from tokenwire.mock import SCENARIOS, create_mock_app, tool_calls
 from tokenwire.mock.scenarios import PREFIX_TOKENS, agent_answer, agent_call
 from tokenwire.protocol import assemble_response
 
@@ -257,3 +257,72 @@ def test_mock_agent_sources_decode_alike_in_every_api(mock_url: str, api: str, s
     assert [(b["url"], b["span"]) for b in blocks[1:]] == [
         (c.url, {"block": 0, "start": c.start, "end": c.end}) for c in citations
     ]
+
+
+def _sse_payloads(body: bytes) -> list[dict]:
+    return [json.loads(line[6:]) for line in body.splitlines() if line.startswith(b"data: {")]
+
+
+@pytest.mark.parametrize("model", sorted(SCENARIOS))
+def test_every_responses_event_and_body_passes_the_sdks_strict_types(
+    mock_url: str, model: str
+) -> None:
+    """The SDK's stream helpers build objects without validation; its strict models are
+    what proves the wire format (usage details, the enum of error codes, ...)."""
+    from openai.types.responses import Response, ResponseStreamEvent
+    from pydantic import TypeAdapter
+
+    events = TypeAdapter(ResponseStreamEvent)
+    streamed = post(mock_url, "responses", model=model, stream=True, max_output_tokens=40)
+    payloads = _sse_payloads(streamed.content)
+    assert payloads
+    for payload in payloads:
+        events.validate_python(payload)
+    whole = post(mock_url, "responses", model=model, max_output_tokens=40)
+    if whole.status_code == 200:
+        Response.model_validate(whole.json())
+    else:
+        assert model == "mock-error" and whole.status_code == 500
+
+
+def test_responses_usage_counts_reasoning_tokens(mock_url: str) -> None:
+    streamed = post(mock_url, "responses", model="mock-reasoning", stream=True)
+    payloads = _sse_payloads(streamed.content)
+    reasoning = sum(p["type"] == "response.reasoning_summary_text.delta" for p in payloads)
+    usage = payloads[-1]["response"]["usage"]
+    assert reasoning > 0 and usage["output_tokens_details"]["reasoning_tokens"] == reasoning
+
+
+@pytest.mark.parametrize("api", ["responses", "anthropic"])
+def test_requests_are_checked_alike_in_every_api(mock_url: str, api: str) -> None:
+    for body, words in (
+        ({"model": "mock", "stream": "yes"}, "stream must be a boolean"),
+        ({"model": "mock", "input": None, "messages": None}, "field required"),
+    ):
+        got = post(mock_url, api, **body)
+        assert got.status_code == 400, (body, got.text)
+        assert words in got.json()["error"]["message"]
+    unknown = post(mock_url, api, model="nope").json()["error"]
+    if api == "responses":  # (as chat's: the parameter and the code are named)
+        assert (unknown["type"], unknown["param"], unknown["code"]) == (
+            "invalid_request_error",
+            "model",
+            "model_not_found",
+        )
+    else:
+        assert unknown["type"] == "not_found_error"
+
+
+@pytest.mark.parametrize("api", ["chat", "responses", "anthropic"])
+def test_tps_paces_every_api(api: str) -> None:
+    """20 tokens at 100 per second take at least 0.19 s in each API (a lower bound only:
+    a slow machine may take longer, never shorter)."""
+    import time
+
+    with serve_asgi(create_mock_app(tps=100)) as url:
+        post(url, api, model="mock", stream=True, **{LIMIT_FIELD[api]: 2})  # (warm up)
+        started = time.monotonic()
+        got = post(url, api, model="mock", stream=True, **{LIMIT_FIELD[api]: 20})
+        elapsed = time.monotonic() - started
+    assert got.status_code == 200
+    assert elapsed >= 0.19, (api, elapsed)

@@ -170,3 +170,19 @@ def test_anthropic_upstream_gateway_sends_bearer_to_responses(
         httpx.post(f"{base}/v1/messages", json=body, headers=auth)
         headers = recorder.seen[-1][1]
         assert headers["x-api-key"] == UPSTREAM_KEY and "authorization" not in headers
+        # Every other route that reaches the upstream carries the key too: the chat
+        # passthrough, the detached chat (both Bearer, the OpenAI-compatible endpoint's
+        # auth) and the model list (the configured API's auth).
+        body = {"model": "mock", "max_tokens": 5, "messages": MESSAGES, "stream": True}
+        for extra in ({}, {"X-Tokenwire-Detach": "1"}):
+            recorder.seen.clear()
+            got = httpx.post(f"{base}/v1/chat/completions", json=body, headers=auth | extra)
+            assert got.status_code == 200, got.text
+            path, headers, _ = recorder.seen[-1]
+            assert path == "/v1/chat/completions"
+            assert headers["authorization"] == f"Bearer {UPSTREAM_KEY}", extra
+        recorder.seen.clear()
+        httpx.get(f"{base}/v1/models", headers=auth)
+        path, headers, _ = recorder.seen[-1]
+        assert path == "/v1/models" and headers["x-api-key"] == UPSTREAM_KEY
+        assert headers["anthropic-version"] == "2023-06-01"

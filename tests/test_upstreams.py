@@ -286,11 +286,13 @@ def test_no_exception_escapes_on_mangled_input(case, fmt: str) -> None:
                 "<|x|>",
                 " ",
                 "é",
+                "<| ",  # (a stray "<|" before a real token: text)
+                "x" * 300,  # (headers past MAX_HEADER: text, however they are split)
             ]
         ),
         max_size=30,
     ).map("".join),
-    st.lists(st.integers(min_value=0, max_value=400), max_size=10),
+    st.lists(st.integers(min_value=0, max_value=10_000), max_size=10),
 )
 def test_harmony_splits_the_same_at_any_point(text: str, cuts: list[int]) -> None:
     def pieces_of(parts: list[str]) -> list[tuple[str, str]]:
@@ -320,6 +322,45 @@ def test_harmony_is_bounded_on_hostile_content() -> None:
     splitter = HarmonySplitter()
     out = splitter.feed("<|start|>" + "a" * 10_000)  # a header that never ends is text
     assert out == [("text", "a" * 10_000)]
+
+
+@pytest.mark.parametrize("opener", ["<|start|>assistant<|channel|>", "<|channel|>"])
+@pytest.mark.parametrize("size", [1, 7, 100, 10_000])
+def test_a_header_too_long_is_text_however_it_is_split(opener: str, size: int) -> None:
+    """Past MAX_HEADER characters a header is text whether ``<|message|>`` came in the same
+    piece or not (it used to be a header only when whole), and the text ends."""
+    text = opener + "commentary to=functions.f " + "x" * 600 + "<|message|>{}<|call|>"
+    text += "<|start|>assistant<|channel|>final<|message|>ok<|return|>"
+    splitter = HarmonySplitter()
+    out = []
+    for at in range(0, len(text), size):
+        out += splitter.feed(text[at : at + size])
+    out += splitter.flush()
+    kinds = {kind for kind, _ in out}
+    assert kinds == {"text"}, out
+    joined = "".join(piece for _, piece in out)
+    assert "x" * 600 in joined and joined.endswith("ok")
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        ('{"x":"a <|"}', '{"x":"a <|"}'),
+        ("In F#, write f <| x", "In F#, write f <| x"),
+    ],
+)
+def test_a_stray_token_opener_does_not_swallow_the_next_token(body: str, expected: str) -> None:
+    text = f"<|channel|>analysis<|message|>{body}<|end|>"
+    text += "<|start|>assistant<|channel|>final<|message|>ok<|return|>"
+    for size in (1, 3, len(text)):
+        splitter = HarmonySplitter()
+        out = []
+        for at in range(0, len(text), size):
+            out += splitter.feed(text[at : at + size])
+        out += splitter.flush()
+        reasoning = "".join(p for kind, p in out if kind == "reasoning")
+        final = "".join(p for kind, p in out if kind == "text")
+        assert (reasoning, final) == (expected, "ok"), size
 
 
 def test_upstream_error_mid_stream_is_reported() -> None:
@@ -643,6 +684,9 @@ def test_a_forced_format_that_is_not_the_recordings_is_an_error(name, forced, sa
         ("anthropic_thinking.sse", "responses"),
         ("responses_failed.sse", "anthropic"),
         ("openai_text.sse", "anthropic"),
+        # (its message_delta has a top-level usage, which a chat chunk may have too)
+        ("anthropic_thinking.sse", "chat"),
+        ("responses_failed.sse", "chat"),
     ],
 )
 def test_a_stream_of_another_api_fails_wrong_format_not_truncated(name: str, forced: str) -> None:

@@ -6,6 +6,7 @@ import argparse
 import importlib
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 # name -> (module, one-line help). Modules are imported lazily so `tokenwire replay`
 # never pays for importing the server stack.
@@ -22,10 +23,18 @@ class CommandError(Exception):
     """A user-facing failure: printed as one line on stderr, exit status 2."""
 
 
+class _Parser(argparse.ArgumentParser):
+    """Usage errors as one line, like every other CLI error (argparse's own way prints the
+    whole usage block first, which buries the error of a command with many flags)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from tokenwire import __version__
 
-    parser = argparse.ArgumentParser(prog="tokenwire", description="LLM output streaming layer.")
+    parser = _Parser(prog="tokenwire", description="LLM output streaming layer.")
     parser.add_argument("--version", action="version", version=f"tokenwire {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (module_name, help_text) in COMMANDS.items():

@@ -13,7 +13,6 @@ from tokenwire.gateway.errors import ApiError
 from tokenwire.gateway.service import Gateway
 from tokenwire.gateway.streaming import RelayResponse
 from tokenwire.gateway.upstream import UpstreamBroken, UpstreamUnavailable
-from tokenwire.gateway.upstream_api import upstream_endpoint
 from tokenwire.streams.asgi import raw_response
 
 # Upstream response headers that describe the hop, not the content; never relayed.
@@ -77,7 +76,7 @@ async def chat_completions(request: Request) -> Response:
 
         if wants_detach(request):
             return await detached_chat_completions(request, body)
-    return await _relay(request, body, "chat/completions", {})
+    return await _relay(request, body, *_endpoint(gw, "chat"))
 
 
 async def responses(request: Request) -> Response:
@@ -112,10 +111,8 @@ def _endpoint(gw: Gateway, api: str) -> tuple[str, dict[str, str]]:
     """The upstream path of ``api`` and the auth headers it wants that the upstream client
     does not already send (it sends ``Authorization: Bearer`` unless the gateway's own
     upstream API is Anthropic's)."""
-    path, headers = upstream_endpoint(api, gw.settings.resolved_upstream_key())
+    path, headers = gw.endpoint(api)
     del headers["Content-Type"], headers["Accept"]  # (the client's own are relayed)
-    if gw.settings.upstream_api != "anthropic":
-        headers.pop("Authorization", None)  # (already on every request of the client)
     return path, headers
 
 
@@ -161,7 +158,9 @@ async def list_models(request: Request) -> Response:
     gw.auth.owner(request.headers, request.query_params)
     upstream_client = gw.require_started()
     try:
-        async with upstream_client.request("GET", "models") as upstream:
+        # The key as the configured API wants it (Anthropic's lists its models too).
+        _, headers = _endpoint(gw, gw.settings.upstream_api)
+        async with upstream_client.request("GET", "models", headers=headers) as upstream:
             content = await upstream.aread()
             headers = _relay_headers(upstream.headers.raw)
             status = upstream.status_code

@@ -87,8 +87,17 @@ class Gateway:
         same upstream (a chat-completions body sent to a gateway configured for another API)."""
         if api == self.settings.upstream_api:
             return self.stream_request
-        path, headers = upstream_endpoint(api)
-        return path, headers, stream_format(api)
+        return (*self.endpoint(api), stream_format(api))
+
+    def endpoint(self, api: str) -> tuple[str, dict[str, str]]:
+        """``(path, headers)`` of a request in ``api``'s format to the upstream: the headers
+        carry the upstream key the way that API wants it, except the ``Authorization`` the
+        upstream client already puts on every request (it does unless the configured API is
+        Anthropic's, whose key goes in ``x-api-key``)."""
+        path, headers = upstream_endpoint(api, self.settings.resolved_upstream_key())
+        if self.settings.upstream_api != "anthropic":
+            headers.pop("Authorization", None)
+        return path, headers
 
     @property
     def store(self) -> StreamStore:
@@ -130,8 +139,7 @@ class Gateway:
             max_body_bytes=s.upstream_max_body_bytes,
         )
         # ``POST /v1/streams`` goes to the configured API's endpoint, decoded by its format.
-        path, headers = upstream_endpoint(s.upstream_api, key if anthropic else None)
-        self.stream_request = (path, headers, stream_format(s.upstream_api))
+        self.stream_request = (*self.endpoint(s.upstream_api), stream_format(s.upstream_api))
         await self.streams.open()
         # Everything alive now (modules, classes, the app) lives as long as the process:
         # moving it out of the collector's generations keeps full collections from walking

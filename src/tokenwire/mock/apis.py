@@ -109,6 +109,8 @@ class ResponsesEncoder:
         self.prompt_tokens = prompt_tokens
         self.output: list[dict[str, Any]] = []
         self.tokens = 0
+        self.reasoning_tokens = 0
+        self.error_code: str | None = None
         self.seq = 0
         self._open: dict[str, Any] | None = None  # the output item being streamed
         self._parts: list[str] = []
@@ -139,9 +141,9 @@ class ResponsesEncoder:
     def _usage(self) -> dict[str, Any]:
         return {
             "input_tokens": self.prompt_tokens,
-            "input_tokens_details": {"cached_tokens": 0},
+            "input_tokens_details": {"cached_tokens": 0, "cache_write_tokens": 0},
             "output_tokens": self.tokens,
-            "output_tokens_details": {"reasoning_tokens": 0},
+            "output_tokens_details": {"reasoning_tokens": self.reasoning_tokens},
             "total_tokens": self.prompt_tokens + self.tokens,
         }
 
@@ -152,6 +154,7 @@ class ResponsesEncoder:
             kind = step.kind
             if kind in ("text", "reasoning"):
                 self.tokens += 1
+                self.reasoning_tokens += kind == "reasoning"
                 yield from self._open_item(kind)
                 self._parts.append(step.text)
                 index = len(self.output)
@@ -222,7 +225,9 @@ class ResponsesEncoder:
                 return
             elif kind == "error":
                 yield from self._close_item()
-                error = {"code": step.ident, "message": step.text}
+                # (the Responses API's error codes are an enum: a server failure is this one)
+                error = {"code": "server_error", "message": step.text}
+                self.error_code = step.ident  # (a whole body's error is free-form, as chat's)
                 failed = self._response("failed", error=error, usage=self._usage())
                 yield self._event("response.failed", response=failed)
                 return
@@ -330,7 +335,7 @@ class ResponsesEncoder:
             event = msgspec.json.decode(last.split(b"data: ", 1)[1])
             error = event["response"]["error"]
             body = {"error": {"message": error["message"], "type": "server_error",
-                              "param": None, "code": error["code"]}}  # fmt: skip
+                              "param": None, "code": self.error_code}}  # fmt: skip
             return 500, body
         if b"response.completed" in last[:40] or b"response.incomplete" in last[:40]:
             return 200, msgspec.json.decode(last.split(b"data: ", 1)[1])["response"]

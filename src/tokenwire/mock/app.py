@@ -139,6 +139,14 @@ def create_mock_app(
             limit = body.get("max_tokens" if anthropic else "max_output_tokens")
             if limit is not None and (type(limit) is not int or limit < 1):
                 raise ValueError("the token limit must be a positive integer")
+            stream = body.get("stream", False)
+            if type(stream) is not bool:
+                raise ValueError("stream must be a boolean")
+            # (each API's required conversation member, as the real servers check it)
+            if anthropic and not isinstance(body.get("messages"), list):
+                raise ValueError("messages: field required (a list of messages)")
+            if not anthropic and not isinstance(body.get("input"), (str, list)):
+                raise ValueError("input: field required (a string or a list of items)")
         except (msgspec.DecodeError, msgspec.ValidationError, ValueError, RecursionError) as exc:
             return _api_error(anthropic, 400, "invalid_request_error", f"Invalid request: {exc}")
         if not isinstance(model, str):
@@ -146,10 +154,13 @@ def create_mock_app(
                 anthropic, 400, "invalid_request_error", "Invalid request: model must be a string"
             )
         if model not in SCENARIOS:
+            message = f"The model `{model}` does not exist."
+            if anthropic:
+                return _api_error(anthropic, 404, "not_found_error", message)
+            # (as chat's: OpenAI's APIs name the parameter and the code)
             return _api_error(
-                anthropic, 404, "not_found_error", f"The model `{model}` does not exist."
+                anthropic, 404, "invalid_request_error", message, "model", "model_not_found"
             )
-        stream = body.get("stream") is True
         settings = Settings(
             seed=seed if over.seed is None else over.seed,
             limit=limit,
@@ -241,11 +252,18 @@ def _partial(request: ChatRequest, reasoning_field: str) -> tuple[str, str, str]
     return reasoning or "", message.text(), "vllm" if vllm else "prefix"
 
 
-def _api_error(anthropic: bool, status: int, kind: str, message: str) -> Response:
+def _api_error(
+    anthropic: bool,
+    status: int,
+    kind: str,
+    message: str,
+    param: str | None = None,
+    code: str | None = None,
+) -> Response:
     if anthropic:
         body: dict = {"type": "error", "error": {"type": kind, "message": message}}
     else:
-        body = {"error": {"message": message, "type": kind, "param": None, "code": None}}
+        body = {"error": {"message": message, "type": kind, "param": param, "code": code}}
     return Response(msgspec.json.encode(body), status, media_type="application/json")
 
 
@@ -264,7 +282,8 @@ async def _paced_frames(
         due = loop.time()
         failed = False
         for frame in frames:
-            if interval and b"_delta\n" in frame[:48]:
+            # (Anthropic's ``content_block_delta``, the Responses API's ``….delta`` events)
+            if interval and frame.startswith(b"event: ") and b"delta\n" in frame[:48]:
                 delay = due - loop.time()
                 if delay > 0:
                     await asyncio.sleep(delay)

@@ -29,6 +29,7 @@ from tokenwire.protocol.facts import (
     Fact,
     Finished,
     ReasoningEncrypted,
+    ReasoningEnd,
     ReasoningSignature,
     SourceFact,
     Started,
@@ -131,7 +132,7 @@ _encode = msgspec.json.Encoder().encode
 class _Open:
     """One upstream content block between its start and stop."""
 
-    __slots__ = ("args", "call_id", "citations", "key", "kind", "start")
+    __slots__ = ("args", "call_id", "citations", "key", "kind", "start", "thought")
 
     def __init__(self, kind: str) -> None:
         self.kind = kind  # "text", "thinking", "call", "result", "other"
@@ -140,6 +141,7 @@ class _Open:
         self.start = 0  # text: its offset in the current text block
         self.citations: list[dict[str, Any]] | None = None
         self.call_id = ""
+        self.thought = False  # thinking: thinking text was sent
 
 
 class AnthropicNormalizer(EventNormalizer):
@@ -230,7 +232,9 @@ class AnthropicNormalizer(EventNormalizer):
         elif kind == "message_delta":
             if event.usage:
                 usage = self._usage if self._usage is not None else {}
-                usage.update(event.usage)  # message_delta counts are cumulative
+                # (counts are cumulative; a null one means "not counted here", as the
+                # anthropic SDK's own accumulator reads it)
+                usage.update((k, v) for k, v in event.usage.items() if v is not None)
                 self._usage = usage
                 facts.append(UsageFact(dict(usage)))
             reason = event.delta.stop_reason if event.delta is not None else None
@@ -251,10 +255,13 @@ class AnthropicNormalizer(EventNormalizer):
                 self._text("text", delta.text, facts)
         elif kind == "thinking_delta":
             if delta.thinking:
+                self._thought(index)
                 self._text("reasoning", delta.thinking, facts)
         elif kind == "signature_delta":
             if delta.signature:
-                facts.append(ReasoningSignature(0, delta.signature))
+                block = self._blocks.get(index)
+                alone = block is not None and block.kind == "thinking" and not block.thought
+                facts.append(ReasoningSignature(0, delta.signature, alone))
         elif kind == "input_json_delta":
             block = self._blocks.get(index)
             if block is not None and block.kind == "call" and delta.partial_json:
@@ -281,9 +288,10 @@ class AnthropicNormalizer(EventNormalizer):
         elif kind == "thinking":
             self._blocks[index] = _Open("thinking")
             if block.thinking:
+                self._thought(index)
                 self._text("reasoning", block.thinking, facts)
             if block.signature:
-                facts.append(ReasoningSignature(0, block.signature))
+                facts.append(ReasoningSignature(0, block.signature, not block.thinking))
         elif kind == "redacted_thinking":
             self._blocks[index] = _Open("other")
             self._pos.other()
@@ -295,7 +303,8 @@ class AnthropicNormalizer(EventNormalizer):
             if block.id is not None:
                 self._tool_names[block.id] = block.name
             self._pos.other()
-            facts.append(ToolCallStarted(0, state.key, block.id, block.name))
+            server = kind != "tool_use"
+            facts.append(ToolCallStarted(0, state.key, block.id, block.name, server))
             if block.input or (whole and block.input is not None):
                 # A whole body has the parsed input; a stream's start has {} and deltas follow.
                 state.args = True
@@ -327,6 +336,8 @@ class AnthropicNormalizer(EventNormalizer):
             end = self._pos.length if self._pos.open else state.start
             for cite in state.citations:
                 url = cite.get("url")
+                if cite.get("type") == "search_result_location":  # (a search result the
+                    url = cite.get("source")  # request gave: its source names it)
                 title = cite.get("title")
                 if not isinstance(url, str) or not url:
                     # Document citations name a document of the request, not a URL.
@@ -347,6 +358,13 @@ class AnthropicNormalizer(EventNormalizer):
             facts.append(ToolCallArguments(0, state.key, "{}"))  # a call without input
         elif state.kind == "result":
             facts.append(ToolResultEnd(0, state.call_id))
+        elif state.kind == "thinking":
+            facts.append(ReasoningEnd(0))  # (the next thinking block is a block of its own)
+
+    def _thought(self, index: int | None) -> None:
+        block = self._blocks.get(index)
+        if block is not None:
+            block.thought = True
 
     def _text(self, kind: str, text: str, facts: list[Fact]) -> None:
         if kind == "text":

@@ -22,6 +22,7 @@ from tokenwire.protocol.facts import (
     Finished,
     ImageFact,
     ReasoningEncrypted,
+    ReasoningEnd,
     ReasoningSignature,
     SourceFact,
     Started,
@@ -336,7 +337,7 @@ class Assembler:
         elif isinstance(fact, StepReset):
             self._step_reset(fact.step)
         elif isinstance(fact, ReasoningSignature):
-            index = self._reasoning_block(fact.choice)
+            index = None if fact.alone else self._reasoning_block(fact.choice)
             if index is None:
                 index = self._start_block(
                     fact.choice, {"type": "reasoning", "signature": fact.signature, "text": ""}
@@ -347,6 +348,10 @@ class Assembler:
                 self._emit(BlockUpdate(self.seq + 1, index, {"signature": fact.signature}))
         elif isinstance(fact, ReasoningEncrypted):
             self._encrypted(fact)
+        elif isinstance(fact, ReasoningEnd):
+            current = self._text_block.get(fact.choice)
+            if current is not None and current[0] == "reasoning":
+                self._close_text(fact.choice)
         elif isinstance(fact, FileFact):
             self._close_text(fact.choice)
             block = {"type": "file", "url": fact.url, "media_type": fact.media_type}

@@ -24,10 +24,14 @@ class TextFact(msgspec.Struct, gc=False):
 
 
 class ToolCallStarted(msgspec.Struct, gc=False):
+    """``server``: a tool the upstream runs itself (Anthropic's server and MCP tools): its
+    result is the upstream's to give, not the caller's."""
+
     choice: int
     key: int
     id: str | None
     name: str | None
+    server: bool = False
 
 
 class ToolCallArguments(msgspec.Struct, gc=False):
@@ -69,10 +73,20 @@ class FileFact(msgspec.Struct, gc=False):
 
 
 class ReasoningSignature(msgspec.Struct, gc=False):
-    """An opaque signature for the choice's open (else last) reasoning block, kept byte-exact."""
+    """An opaque signature for the choice's open (else last) reasoning block, kept byte-exact.
+    ``alone``: the thought it signs has no text (Anthropic's omitted thinking): it is a
+    reasoning block of its own, never another block's signature."""
 
     choice: int
     signature: str
+    alone: bool = False
+
+
+class ReasoningEnd(msgspec.Struct, gc=False):
+    """The upstream's reasoning block ended (an Anthropic thinking block, a Responses reasoning
+    item): the choice's next reasoning is a block of its own, with its own signature."""
+
+    choice: int
 
 
 class ReasoningEncrypted(msgspec.Struct, gc=False):
@@ -161,6 +175,7 @@ Fact = (
     | FileFact
     | ReasoningSignature
     | ReasoningEncrypted
+    | ReasoningEnd
     | ToolResultStarted
     | ToolResultOutput
     | ToolResultEnd

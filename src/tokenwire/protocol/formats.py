@@ -39,6 +39,7 @@ class _Probe(msgspec.Struct, gc=False):
     type: Any = None
     object: Any = None
     error: Any = None
+    sequence_number: Any = None  # (every Responses event has one; no Anthropic event does)
 
 
 _probe = msgspec.json.Decoder(_Probe).decode
@@ -70,6 +71,8 @@ def detect_event(event: SSEEvent) -> str:
         probe = _probe(raw)
     except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
         return "chat"
+    if probe.type == "error" and probe.sequence_number is not None:
+        return "responses"  # (its error event, flat or with a nested "error" object)
     return _from_type(probe.type, probe.error is not None) or "chat"
 
 

@@ -27,6 +27,8 @@ MAX_TOKEN = 16  # longer than any harmony token: "<|" without "|>" this soon is 
 MAX_HEADER = 512
 
 _RECIPIENT = re.compile(r"to=([^\s<]+)")
+_TOKEN_NAME = re.compile(r"[a-z_]+")  # what is between "<|" and "|>" in a harmony token
+_TOKEN_PREFIX = re.compile(r"[a-z_]*\|?")  # what may still become one
 _BETWEEN, _HEADER, _BODY = 0, 1, 2
 
 
@@ -48,7 +50,7 @@ class HarmonySplitter:
     """Feed content text; get ``(kind, text)`` pieces: ``"text"``, ``"reasoning"``,
     ``"tool_call"`` (text: the function name) and ``"arguments"`` (for the last tool_call)."""
 
-    __slots__ = ("_header", "_held", "_kind", "_state", "idle")
+    __slots__ = ("_header", "_held", "_kind", "_state", "called", "idle")
 
     def __init__(self) -> None:
         self._state = _BETWEEN
@@ -56,6 +58,9 @@ class HarmonySplitter:
         self._header = ""
         self._held = ""
         self.idle = False  # plain text (no "<") passes as text as it is
+        # The last message was a tool call ended by <|call|>: the model waits for its result
+        # (servers without a harmony parser still say finish_reason "stop").
+        self.called = False
 
     def feed(self, text: str) -> list[tuple[str, str]]:
         out: list[tuple[str, str]] = []
@@ -78,8 +83,13 @@ class HarmonySplitter:
                             self._emit(out, buf[pos:])
                         break
                     end = buf.find("|>", at + 2, at + MAX_TOKEN)
+                    if end >= 0 and not _TOKEN_NAME.fullmatch(buf, at + 2, end):
+                        # ("<| x<|end|>": that "|>" ends the next token; this "<|" is text)
+                        self._emit(out, buf[pos : at + 2])
+                        pos = at + 2
+                        continue
                     if end < 0:
-                        if size - at < MAX_TOKEN:
+                        if size - at < MAX_TOKEN and _TOKEN_PREFIX.fullmatch(buf, at + 2):
                             self._emit(out, buf[pos:at])
                             self._held = buf[at:]  # an unfinished token: wait for more
                             break
@@ -93,6 +103,7 @@ class HarmonySplitter:
                         rest = buf[end + 2 :]
                         if token in ENDS:
                             self._state = _BETWEEN
+                            self.called = token == "<|call|>" and self._kind == "arguments"
                         else:  # a new message without an end token
                             self._state = _HEADER
                             self._header = token if token == CHANNEL else ""
@@ -104,9 +115,13 @@ class HarmonySplitter:
             elif state == _HEADER:
                 header = self._header + buf
                 at = header.find(MESSAGE)
-                if at < 0:
-                    if len(header) > MAX_HEADER:  # not a header after all
+                # A header is whole within MAX_HEADER characters, however it was split.
+                if at < 0 or at + len(MESSAGE) > MAX_HEADER:
+                    if at >= 0 or len(header) >= MAX_HEADER:  # not a header after all
                         self._open_body(out, None)
+                        if header.startswith(CHANNEL):  # its opener is text now (scanning
+                            self._emit(out, CHANNEL)  # it again would open it again)
+                            header = header[len(CHANNEL) :]
                         buf = header
                         continue
                     self._header = header
@@ -147,6 +162,7 @@ class HarmonySplitter:
 
     def _open_body(self, out: list[tuple[str, str]], header: str | None) -> None:
         self._state = _BODY
+        self.called = False
         if header is None:
             self._kind = "text"
             return

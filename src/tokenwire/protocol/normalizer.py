@@ -20,6 +20,7 @@ from collections.abc import Iterable
 
 import msgspec
 
+from tokenwire.protocol.anthropic import EVENT_TYPES as ANTHROPIC_EVENTS
 from tokenwire.protocol.chunks import Chunk, ContentPart, Delta, chunk_decoder, decode_chunk
 from tokenwire.protocol.facts import (
     Done,
@@ -160,6 +161,10 @@ class ChunkNormalizer:
             and not chunk.citations
         ):  # JSON, but no chat-completion chunk (e.g. another format's event): nothing in it
             return self._skip("no 'choices', 'usage' or 'error' in the chunk")
+        kind = chunk.type
+        if chunk.choices is None and kind is not None and _other_api_event(kind):
+            # (Anthropic's message_delta has a top-level usage: still not a chat chunk)
+            return self._skip(f"no 'choices' in the chunk, a {kind!r} event")
         facts: list[Fact] = []
         choices = chunk.choices or ()
         if len(choices) > MAX_CHOICES:
@@ -175,7 +180,10 @@ class ChunkNormalizer:
                 self._delta(choice.index, state, delta, facts)
             if choice.finish_reason:
                 self._flush(choice.index, state, facts)
-                facts.append(Finished(choice.index, choice.finish_reason))
+                reason = choice.finish_reason
+                if reason == "stop" and state.harmony and state.splitter.called:  # type: ignore[union-attr]
+                    reason = "tool_calls"  # (what a harmony parser would have said)
+                facts.append(Finished(choice.index, reason))
         if chunk.citations:
             state = self._choices.get(0) or self._choices.setdefault(0, _ChoiceState(self._tags))
             for url in chunk.citations:
@@ -415,3 +423,9 @@ class ChunkNormalizer:
         for index, state in self._choices.items():
             self._flush(index, state, facts)
         return facts
+
+
+def _other_api_event(kind: str) -> bool:
+    """An event of the Anthropic Messages or OpenAI Responses API (its ``type``); their
+    error events are errors in any API, so they are not among these."""
+    return kind in ANTHROPIC_EVENTS or kind.startswith("response.")

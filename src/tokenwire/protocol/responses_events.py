@@ -30,6 +30,7 @@ from tokenwire.protocol.facts import (
     Finished,
     ImageFact,
     ReasoningEncrypted,
+    ReasoningEnd,
     SourceFact,
     Started,
     TextFact,
@@ -148,6 +149,7 @@ class ResponsesNormalizer(EventNormalizer):
         "_had_calls",
         "_held_args",
         "_next_key",
+        "_notes",
         "_part_start",
         "_sources",
         "_streamed",
@@ -168,6 +170,9 @@ class ResponsesNormalizer(EventNormalizer):
         self._text_start: dict[_Key, int] = {}
         self._part_start: dict[tuple[_Key, int | None], int] = {}  # text part -> its offset
         self._sources: set[tuple[str, int | None, int | None]] = set()
+        # File citations and paths (kept as data blocks) wait for their message item's end:
+        # a data block mid-text would split the text block its cited spans count in.
+        self._notes: list[dict[str, Any]] = []
 
     # -- input ---------------------------------------------------------------------------
     def feed_token(self, data: bytes | str) -> str | list[Fact]:
@@ -333,9 +338,12 @@ class ResponsesNormalizer(EventNormalizer):
         elif kind == "message" or kind == "reasoning":
             if not self._was_streamed(key, item.id):  # a server that sent only the whole item
                 self._whole_item(item, raw, facts)
-            elif kind == "reasoning" and item.encrypted_content:
-                self._pos.other()
-                facts.append(ReasoningEncrypted(0, item.encrypted_content))
+            elif kind == "reasoning":
+                if item.encrypted_content:
+                    self._pos.other()
+                    facts.append(ReasoningEncrypted(0, item.encrypted_content))
+                facts.append(ReasoningEnd(0))  # (the next item's thought is a block of its own)
+            self._release_notes(facts)
         else:
             self._whole_item(item, raw, facts)
 
@@ -351,6 +359,7 @@ class ResponsesNormalizer(EventNormalizer):
                     self._text("text", part.text, facts)
                     for note in part.annotations or ():
                         self._annotation(note, base, facts)
+            self._release_notes(facts)
         elif kind == "reasoning":
             texts = [p.text for p in item.content or () if p.text]
             if not texts:  # the raw reasoning if the server gave it, else the summary
@@ -360,6 +369,7 @@ class ResponsesNormalizer(EventNormalizer):
             if item.encrypted_content:
                 self._pos.other()
                 facts.append(ReasoningEncrypted(0, item.encrypted_content))
+            facts.append(ReasoningEnd(0))
         elif kind in ("function_call", "custom_tool_call"):
             key = item.id or item.call_id
             if self._find_call(key, item.id, item.call_id) is None:
@@ -436,6 +446,7 @@ class ResponsesNormalizer(EventNormalizer):
     def close(self) -> list[Fact]:
         facts: list[Fact] = []
         self._flush_held(facts)
+        self._release_notes(facts)
         return facts
 
     def _annotation(self, note: dict[str, Any], base: int, facts: list[Fact]) -> None:
@@ -450,8 +461,14 @@ class ResponsesNormalizer(EventNormalizer):
             self._sources.add((url, first, last))
             title = title if isinstance(title, str) else None
             facts.append(SourceFact(0, url, title, first, last))
-        else:  # file citations, file paths: kept as data
-            facts.append(DataFact(0, "annotation", note))
+        else:  # file citations, file paths: kept as data, after the item's text
+            self._notes.append(note)
+
+    def _release_notes(self, facts: list[Fact]) -> None:
+        if self._notes:
+            self._pos.other()
+            facts.extend(DataFact(0, "annotation", note) for note in self._notes)
+            self._notes.clear()
 
     def _data(self, item: _Item, raw: msgspec.Raw, facts: list[Fact]) -> None:
         self._pos.other()
@@ -459,6 +476,7 @@ class ResponsesNormalizer(EventNormalizer):
 
     def _end(self, response: _Response, facts: list[Fact], kind: str | None = None) -> None:
         self._flush_held(facts)
+        self._release_notes(facts)
         if response.usage is not None:
             facts.append(UsageFact(response.usage))
         status = response.status

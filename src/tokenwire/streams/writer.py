@@ -129,12 +129,23 @@ class _PipeFacts:
 
     # (Lives as long as the pipe, for every open stream: what it learned is kept in slots and
     # becomes a ``PipeResult`` only at the end.)
-    __slots__ = ("_calls", "_inner", "error", "finish_reason", "key_base", "model", "stop", "usage")
+    __slots__ = (
+        "_calls",
+        "_inner",
+        "_server_calls",
+        "error",
+        "finish_reason",
+        "key_base",
+        "model",
+        "stop",
+        "usage",
+    )
 
     def __init__(self, inner: Any, key_base: int) -> None:
         self._inner = inner
         self.key_base = key_base
         self._calls: dict[int, ToolCall] | None = None  # by key, in order of appearance
+        self._server_calls: set[int] = set()  # keys of calls the upstream runs itself
         self.stop = False
         self.error: UpstreamError | None = None
         self.finish_reason: str | None = None
@@ -142,7 +153,9 @@ class _PipeFacts:
         self.model: str | None = None
 
     def result(self) -> PipeResult:
-        calls = list(self._calls.values()) if self._calls else []
+        # (the calls the host must run: not those the upstream ran itself)
+        server = self._server_calls
+        calls = [c for k, c in (self._calls or {}).items() if k not in server]
         return PipeResult(self.finish_reason, calls, self.usage, self.model)
 
     def __getattr__(self, name: str) -> Any:  # (saw_chunk, last_skip_reason, ...)
@@ -203,6 +216,8 @@ class _PipeFacts:
             calls = self._calls = {}
         if type(fact) is ToolCallStarted:
             calls[key] = ToolCall(fact.id, fact.name)
+            if fact.server:
+                self._server_calls.add(key)
             if self.key_base:
                 return ToolCallStarted(fact.choice, key, fact.id, fact.name)
             return fact

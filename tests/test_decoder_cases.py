@@ -1,0 +1,274 @@
+"""Decoder cases a probe of issue 16 found, each built from the SDKs' own event types
+(``openai.types.responses``, ``anthropic.types``): what a person reading the stream expects,
+streamed and whole, and at every split."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import pytest
+
+from tokenwire import Streams
+from tokenwire.protocol import Pipeline, apply_ops, assemble_response
+
+RESPONSE = {"id": "resp_1", "object": "response", "created_at": 1, "model": "gpt-5"}
+MESSAGE = {"id": "msg_1", "type": "message", "role": "assistant", "model": "claude-x"}
+
+
+def sse(*events: dict[str, Any]) -> bytes:
+    return b"".join(f"event: {e['type']}\ndata: {json.dumps(e)}\n\n".encode() for e in events)
+
+
+def blocks(data: bytes, keys: tuple[str, ...] = ("type", "text")) -> list[dict[str, Any]]:
+    """The message's blocks (only ``keys``), checked to be the same at every split."""
+    _, whole = assemble_response(data)
+    if data.startswith(b"event:"):  # (a stream, not a whole body)
+        for size in (1, 7):
+            pipe = Pipeline(None, format="auto")
+            ops = [op for i in range(0, len(data), size) for op in pipe.feed(data[i : i + size])]
+            assert apply_ops(ops + pipe.close()).to_dict() == whole.to_dict(), size
+    return [{k: v for k, v in b.items() if k in keys} for b in whole.to_dict()["blocks"]]
+
+
+def r(kind: str, **fields: Any) -> dict[str, Any]:
+    return {"type": f"response.{kind}", **fields}
+
+
+def text_item(index: int, ident: str, *deltas: str | dict) -> list[dict[str, Any]]:
+    """A Responses message item; a dict among ``deltas`` is an annotation added there."""
+    at = {"item_id": ident, "output_index": index, "content_index": 0}
+    events = [
+        r("output_item.added", output_index=index, item={"id": ident, "type": "message"}),
+        r("content_part.added", **at, part={"type": "output_text", "text": ""}),
+    ]
+    for piece in deltas:
+        if isinstance(piece, dict):
+            events.append(r("output_text.annotation.added", **at, annotation=piece))
+        else:
+            events.append(r("output_text.delta", **at, delta=piece))
+    item = {"id": ident, "type": "message", "content": []}
+    return [*events, r("output_item.done", output_index=index, item=item)]
+
+
+def reasoning_item(index: int, ident: str, text: str, encrypted: str) -> list[dict[str, Any]]:
+    at = {"item_id": ident, "output_index": index, "summary_index": 0}
+    done = {"id": ident, "type": "reasoning", "summary": [{"type": "summary_text", "text": text}]}
+    return [
+        r("output_item.added", output_index=index, item={"id": ident, "type": "reasoning"}),
+        r("reasoning_summary_part.added", **at, part={"type": "summary_text", "text": ""}),
+        r("reasoning_summary_text.delta", **at, delta=text),
+        r("output_item.done", output_index=index, item={**done, "encrypted_content": encrypted}),
+    ]
+
+
+def completed(*output: dict[str, Any]) -> dict[str, Any]:
+    return r("completed", response={**RESPONSE, "status": "completed", "output": list(output)})
+
+
+def test_a_file_citation_mid_text_neither_splits_the_text_nor_moves_later_spans() -> None:
+    file_note = {"type": "file_citation", "file_id": "file-1", "filename": "r.pdf", "index": 15}
+    url_note = {
+        "type": "url_citation",
+        "start_index": 35,
+        "end_index": 46,
+        "url": "https://example.com/",
+        "title": "Ex",
+    }
+    deltas = ("See the report ", "(file) and ", file_note, "the site ", "example.com", url_note)
+    data = sse(r("created", response=RESPONSE), *text_item(0, "msg_1", *deltas, "."), completed())
+    got = blocks(data, ("type", "text", "span", "value"))
+    assert [b["type"] for b in got] == ["text", "source", "data"]
+    text = got[0]["text"]
+    span = got[1]["span"]
+    assert span["block"] == 0 and text[span["start"] : span["end"]] == "example.com"
+    assert got[2]["value"] == file_note
+    # The whole body says the same.
+    part = {"type": "output_text", "text": text, "annotations": [file_note, url_note]}
+    body = {**RESPONSE, "status": "completed", "output": [{"type": "message", "content": [part]}]}
+    whole = blocks(json.dumps(body).encode(), ("type", "text", "span", "value"))
+    assert whole == got
+
+
+def test_each_reasoning_item_is_a_block_with_its_own_encrypted_content() -> None:
+    data = sse(
+        r("created", response=RESPONSE),
+        *reasoning_item(0, "rs_1", "Thinking A.", "ENC_ONE"),
+        *reasoning_item(1, "rs_2", "Thinking B.", "ENC_TWO"),
+        *text_item(2, "msg_1", "Done."),
+        completed(),
+    )
+    expected = [
+        {"type": "reasoning", "text": "Thinking A.", "encrypted": "ENC_ONE"},
+        {"type": "reasoning", "text": "Thinking B.", "encrypted": "ENC_TWO"},
+        {"type": "text", "text": "Done."},
+    ]
+    assert blocks(data, ("type", "text", "encrypted")) == expected
+    output = [
+        {
+            "type": "reasoning",
+            "summary": [{"type": "summary_text", "text": t}],
+            "encrypted_content": e,
+        }
+        for t, e in (("Thinking A.", "ENC_ONE"), ("Thinking B.", "ENC_TWO"))
+    ]
+    output.append({"type": "message", "content": [{"type": "output_text", "text": "Done."}]})
+    body = {**RESPONSE, "status": "completed", "output": output}
+    assert blocks(json.dumps(body).encode(), ("type", "text", "encrypted")) == expected
+
+
+def a(kind: str, **fields: Any) -> dict[str, Any]:
+    return {"type": kind, **fields}
+
+
+def thinking(index: int, text: str, signature: str) -> list[dict[str, Any]]:
+    events = [a("content_block_start", index=index, content_block=a("thinking", thinking=""))]
+    if text:
+        delta = a("thinking_delta", thinking=text)
+        events.append(a("content_block_delta", index=index, delta=delta))
+    delta = a("signature_delta", signature=signature)
+    return [*events, a("content_block_delta", index=index, delta=delta), stop(index)]
+
+
+def stop(index: int) -> dict[str, Any]:
+    return a("content_block_stop", index=index)
+
+
+def text_block(index: int, text: str) -> list[dict[str, Any]]:
+    return [
+        a("content_block_start", index=index, content_block=a("text", text="")),
+        a("content_block_delta", index=index, delta=a("text_delta", text=text)),
+        stop(index),
+    ]
+
+
+def server_search(index: int, ident: str) -> list[dict[str, Any]]:
+    use = a("server_tool_use", id=ident, name="web_search", input={})
+    result = a("web_search_tool_result", tool_use_id=ident, content=[])
+    return [
+        a("content_block_start", index=index, content_block=use),
+        a("content_block_delta", index=index, delta=a("input_json_delta", partial_json="{}")),
+        stop(index),
+        a("content_block_start", index=index + 1, content_block=result),
+        stop(index + 1),
+    ]
+
+
+def message(*blocks_: dict[str, Any], reason: str = "end_turn", usage: Any = None) -> bytes:
+    start = {**MESSAGE, "content": [], "usage": {"input_tokens": 25, "output_tokens": 1}}
+    end = a("message_delta", delta={"stop_reason": reason}, usage=usage or {"output_tokens": 9})
+    return sse(a("message_start", message=start), *blocks_, end, a("message_stop"))
+
+
+@pytest.mark.parametrize("shown", [False, True])
+def test_every_thinking_block_keeps_its_own_signature(shown: bool) -> None:
+    """Omitted thinking (``display: "omitted"``: a signature, no text) and visible thinking
+    alike: two thinking blocks are two reasoning blocks, with SIG_A and SIG_B."""
+    first, second = ("First.", "Second.") if shown else ("", "")
+    data = message(
+        *thinking(0, first, "SIG_A"),
+        *server_search(1, "srvtoolu_1"),
+        *thinking(3, second, "SIG_B"),
+        *text_block(4, "Answer."),
+    )
+    got = blocks(data, ("type", "text", "signature"))
+    reasoning = [(b["text"], b["signature"]) for b in got if b["type"] == "reasoning"]
+    assert reasoning == [(first, "SIG_A"), (second, "SIG_B")]
+    adjacent = message(*thinking(0, "First.", "SIG_A"), *thinking(1, "Second.", "SIG_B"))
+    got = blocks(adjacent, ("type", "text", "signature"))
+    assert got == [
+        {"type": "reasoning", "text": "First.", "signature": "SIG_A"},
+        {"type": "reasoning", "text": "Second.", "signature": "SIG_B"},
+    ]
+    # The whole message says the same.
+    content = [
+        a("thinking", thinking=first, signature="SIG_A"),
+        a("thinking", thinking=second, signature="SIG_B"),
+    ]
+    body = {**MESSAGE, "content": content, "stop_reason": "end_turn", "usage": {}}
+    got = blocks(json.dumps(body).encode(), ("type", "text", "signature"))
+    assert [(b["text"], b["signature"]) for b in got] == [(first, "SIG_A"), (second, "SIG_B")]
+
+
+def test_null_counts_in_message_delta_do_not_erase_the_usage() -> None:
+    nulls = {"input_tokens": None, "output_tokens": 12, "cache_read_input_tokens": None}
+    _, got = assemble_response(message(*text_block(0, "Hi."), usage=nulls))
+    assert got.usage == {"input_tokens": 25, "output_tokens": 12}
+
+
+def test_a_search_result_citation_names_its_source_and_title() -> None:
+    cite = {
+        "type": "search_result_location",
+        "source": "https://kb.example/article-7",
+        "title": "KB Article 7",
+        "cited_text": "KB text",
+        "search_result_index": 0,
+        "start_block_index": 0,
+        "end_block_index": 1,
+    }
+    delta = a("citations_delta", citation=cite)
+    data = message(
+        a("content_block_start", index=0, content_block=a("text", text="")),
+        a("content_block_delta", index=0, delta=a("text_delta", text="Per the KB.")),
+        a("content_block_delta", index=0, delta=delta),
+        stop(0),
+    )
+    sources = [b for b in blocks(data, ("type", "url", "title")) if b["type"] == "source"]
+    assert sources == [{"type": "source", "url": cite["source"], "title": cite["title"]}]
+
+
+def test_a_responses_stream_opening_with_a_nested_error_is_read_as_responses() -> None:
+    error = {"type": "invalid_request_error", "code": "model_not_found", "message": "No model"}
+    data = sse({"type": "error", "error": error, "sequence_number": 0})
+    _, got = assemble_response(data)
+    assert got.error == {
+        "message": "No model",
+        "type": "invalid_request_error",
+        "code": "model_not_found",
+    }
+
+
+def test_harmony_tool_call_ends_with_finish_reason_tool_calls() -> None:
+    content = (
+        "<|channel|>analysis<|message|>Need the time.<|end|>"
+        "<|start|>assistant<|channel|>commentary to=functions.now <|constrain|>json"
+        "<|message|>{}<|call|>"
+    )
+    chunks = [{"choices": [{"index": 0, "delta": {"content": content[i : i + 7]}}]} for i in
+              range(0, len(content), 7)]  # fmt: skip
+    chunks.append({"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
+    data = b"".join(
+        b"data: " + json.dumps({"model": "gpt-oss", **c}).encode() + b"\n\n" for c in chunks
+    )
+    _, got = assemble_response(data + b"data: [DONE]\n\n")
+    assert got.finish_reason == "tool_calls"
+    assert [b.type for b in got.blocks] == ["reasoning", "tool_call"]
+
+
+def test_pipe_tool_calls_leave_out_the_tools_the_upstream_ran() -> None:
+    """Anthropic's server tools ran upstream, their results are in the message: a host's
+    agent loop must not run them again (``PipeResult.tool_calls`` is what the host runs)."""
+    client_call = a("tool_use", id="toolu_1", name="get_time", input={})
+    data = message(
+        *server_search(0, "srvtoolu_1"),
+        a("content_block_start", index=2, content_block=client_call),
+        stop(2),
+        reason="tool_use",
+    )
+
+    async def main() -> tuple[Any, Any]:
+        results = []
+
+        async def produce(writer: Any) -> None:
+            results.append(await writer.pipe([data], format="auto"))
+
+        async with Streams(coalesce_ms=0) as streams:
+            handle = await streams.start(produce)
+            await streams.wait(handle.id, timeout=10)
+            return results[0], await streams.message(handle.id)
+
+    result, got = asyncio.run(main())
+    assert [(c.id, c.name) for c in result.tool_calls] == [("toolu_1", "get_time")]
+    calls = [b["id"] for b in got.to_dict()["blocks"] if b["type"] == "tool_call"]
+    assert calls == ["srvtoolu_1", "toolu_1"]  # (the message keeps both)
