@@ -119,3 +119,71 @@ def test_a_host_answer_never_500s_on_a_body_or_an_unknown_stream() -> None:
         assert _chunks(response.content)[0] == {"type": "start", "messageId": run_id}
         missing = httpx.post(f"{url}/api/chat?unknown=1", json=body, timeout=20)
         assert missing.status_code == 404 and missing.json()["error"]["code"] == "stream_not_found"
+
+
+def test_the_post_answer_splits_frames_as_the_asgi_routes_do() -> None:
+    """``aisdk_response`` takes ``max_frame_bytes`` from ``streams.asgi(...)``: the POST
+    answer's chunks and ``?startIndex=0`` of the resume route are the same list, so a
+    Workflow client's count is a valid resume index (it used to differ past the bound)."""
+    streams = Streams(coalesce_ms=0, secret="s")
+
+    async def produce(w: StreamWriter) -> None:
+        await w.text("x" * 20_000)
+
+    async def chat(request: Request) -> Any:
+        handle = await streams.start(produce)
+        await streams.wait(handle.id, 10)
+        return streams.aisdk_response(handle.id, body=await request.json())
+
+    app = Starlette(
+        routes=[
+            Route("/api/chat", chat, methods=["POST"]),
+            Mount("/api/chat", streams.asgi(max_frame_bytes=4096)),
+        ],
+        lifespan=streams.lifespan,
+    )
+    with serve_asgi(app) as url:
+        run_id, posted = _post(url, {"messages": [USER]})
+        again = httpx.get(f"{url}/api/chat/{run_id}/stream", params={"startIndex": "0"})
+        assert again.status_code == 200
+        assert _chunks(again.content) == posted
+        assert len(posted) > 8  # (split at 4096 bytes, not at the default 64 KiB)
+
+
+@pytest.mark.parametrize("chat_id", ["alice@example.com", "chat with space", "c" * 200])
+def test_any_chat_id_the_post_records_resumes_and_stops(chat_id: str) -> None:
+    streams = Streams(coalesce_ms=0, secret="s")
+
+    async def produce(w: StreamWriter) -> None:
+        await w.text("hi ")
+        await asyncio.sleep(30)
+
+    async def chat(request: Request) -> Any:
+        handle = await streams.start(produce)
+        return streams.aisdk_response(handle.id, body=await request.json())
+
+    app = Starlette(
+        routes=[Route("/api/chat", chat, methods=["POST"]), Mount("/api/chat", streams.asgi())],
+        lifespan=streams.lifespan,
+    )
+    body = {"id": chat_id, "messages": [USER], "trigger": "submit-message"}
+    with serve_asgi(app) as url, httpx.Client(base_url=url, timeout=20) as http:
+        with http.stream("POST", "/api/chat", json=body) as answer:
+            run_id = answer.headers["x-workflow-run-id"]
+            with http.stream("GET", f"/api/chat/{chat_id}/stream") as resumed:
+                assert resumed.status_code == 200  # (it used to be 204: "nothing active")
+                first = next(resumed.iter_lines())
+                assert '"type":"start"' in first
+            stop = http.post(f"/api/chat/{chat_id}/stop")
+            assert stop.status_code == 202, stop.text
+        snap = http.get(f"/api/chat/{run_id}").json()
+        assert snap["status"] == "cancelled", snap
+
+
+def test_a_chat_id_no_route_could_find_is_refused() -> None:
+    from tokenwire.errors import InvalidArgument
+
+    streams = Streams(coalesce_ms=0, secret="s")
+    for chat_id in ("a/b", "..", " ", "x\n"):
+        with pytest.raises(InvalidArgument, match="chat_id"):
+            streams.aisdk_response("st_whatever", chat_id=chat_id)

@@ -13,6 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bench.catchup import long_answer, measure
+from tokenwire.protocol import SSEDecoder
 from tokenwire.protocol.views import (
     VIEWS,
     AISDKView,
@@ -439,3 +440,76 @@ def test_aisdk_parts_without_ids_get_ids_unique_across_tool_rounds() -> None:
 
     first, second = ids("st_round1"), ids("st_round2")
     assert first and second and not set(first) & set(second)
+
+
+@pytest.mark.parametrize(
+    "path", sorted(VIEW_VECTORS.glob("*.responses.frames")), ids=lambda p: p.name
+)
+def test_every_responses_vector_event_passes_the_sdks_strict_types(path: Path) -> None:
+    """The openai SDK's stream reader builds events without validating; its strict models
+    hold what the real API sends (e.g. the enum of ``response.failed`` error codes)."""
+    from openai.types.responses import ResponseStreamEvent
+    from pydantic import TypeAdapter
+
+    adapter = TypeAdapter(ResponseStreamEvent)
+    for line in path.read_text(encoding="utf-8").splitlines():
+        frame = msgspec.json.decode(line)["data"]
+        for event in SSEDecoder().feed(frame.encode()):
+            adapter.validate_python(msgspec.json.decode(event.data))
+
+
+def _tool_output_log(pieces: list[str]) -> list[Any]:
+    from tokenwire.protocol import Assembler
+    from tokenwire.protocol import facts as f
+
+    asm = Assembler("st_tool", coalesce_ms=0)
+    facts = [
+        f.Started("m"),
+        f.ToolCallStarted(0, 0, "call_1", "run"),
+        f.ToolCallArguments(0, 0, "{}"),
+        f.ToolCallEnded(0, 0),
+        f.ToolResultStarted(0, "call_1", "run"),
+        *(f.ToolResultOutput(0, "call_1", piece) for piece in pieces),
+        f.ToolResultEnd(0, "call_1"),
+        f.Finished(0, "stop"),
+        f.Done(),
+    ]
+    return asm.feed(facts, 0.0) + asm.close(0.0)
+
+
+def _outputs(frames: list[Any]) -> list[dict[str, Any]]:
+    bodies = [f.body for f in frames if f.body is not None]
+    return [b for b in bodies if b["type"] == "tool-output-available"]
+
+
+def test_a_streamed_tool_output_costs_linear_bytes_in_the_aisdk_view() -> None:
+    """Each preliminary part holds the whole output so far: one per delta cost the square of
+    the output (1,000 deltas of 100 bytes were 50 MB). Past 1 KiB they are sent only when
+    the output has doubled; the final part holds it all."""
+    pieces = [f"{i:05d}" + "x" * 95 for i in range(1000)]
+    ops = _tool_output_log(pieces)
+    frames = replay(AISDKView(), ops)
+    total = sum(len(f.data) for f in frames)
+    output = "".join(pieces)
+    assert total < 4 * len(output), total
+    outputs = _outputs(frames)
+    assert outputs[-1] == {"type": "tool-output-available", "toolCallId": "call_1", "output": output}
+    preliminary = [o["output"] for o in outputs[:-1]]
+    assert all(o.get("preliminary") for o in outputs[:-1]) and preliminary
+    assert all(output.startswith(p) for p in preliminary)  # (each is the output so far)
+    # Small outputs still get one per delta.
+    small = _outputs(replay(AISDKView(), _tool_output_log(["a", "b", "c"])))
+    assert [o["output"] for o in small] == ["a", "ab", "abc", "abc"]
+
+
+def test_a_compacted_resume_sends_an_ended_tool_output_once() -> None:
+    """(It was cut at the frame bound and each piece became a part holding the output so
+    far: 64 KiB, 128 KiB, ... then the whole again, 4x the message for 200 KB.)"""
+    from tokenwire.protocol.views import resume
+
+    output = "y" * 200_000
+    ops = _tool_output_log([output[i : i + 1000] for i in range(0, len(output), 1000)])
+    frames, _ = resume(ops)
+    outputs = _outputs(frames)
+    assert outputs == [{"type": "tool-output-available", "toolCallId": "call_1", "output": output}]
+    assert sum(len(f.data) for f in frames) < 1.1 * len(output)

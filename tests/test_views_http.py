@@ -160,7 +160,7 @@ def test_openai_view_last_event_id_resume(http: httpx.Client) -> None:
     bad = http.get(
         f"/v1/streams/{stream_id}/events?format=openai", headers={"Last-Event-ID": "3.0"}
     )
-    assert bad.status_code == 400 and bad.json()["error"]["code"] == "invalid_after"
+    assert bad.status_code == 400 and bad.json()["error"]["code"] == "invalid_cursor"
 
 
 def test_client_openai_chunks(gateway: str, http: httpx.Client) -> None:
@@ -398,6 +398,9 @@ def test_plain_op_stream_far_behind_gets_a_snapshot(gateway: str, http: httpx.Cl
     for params in ({"catchup": "all"}, {"catchup": "all", "format": "aisdk"}):
         bad = http.get(url, params=params)
         assert bad.status_code == 400 and bad.json()["error"]["code"] == "invalid_catchup"
+    # The useChat resume route too, whether the chat is active or not (it used to say 204).
+    bad = http.get("/v1/aisdk/chat/no-such-chat/stream", params={"catchup": "all"})
+    assert bad.status_code == 400 and bad.json()["error"]["code"] == "invalid_catchup"
     # Every view: compacted by default, every frame with catchup=exact.
     for fmt in ("ops", "openai", "responses", "aisdk"):
         compact = SSEDecoder().feed(http.get(url, params={"format": fmt}).content)
@@ -441,3 +444,86 @@ def test_plain_op_stream_late_join_then_live(http: httpx.Client) -> None:
     for event in events:
         apply_op(message, decode_op(event.raw))
     assert message.to_dict() == http.get(f"/v1/streams/{stream_id}").json()["message"]
+
+
+def test_last_event_id_wins_over_a_query_cursor(http: httpx.Client) -> None:
+    """An EventSource reconnects to the URL it opened, with the header: what follows its last
+    event, not the URL's cursor again (which would repeat what it has)."""
+    stream_id = _create(http)
+    _wait_done(http, stream_id)
+    url = f"/v1/streams/{stream_id}/events"
+    exact = {"catchup": "exact"}
+    for fmt, query in (("responses", "starting_after"), ("openai", "startIndex")):
+        header = http.get(url, params={"format": fmt, **exact}, headers={"Last-Event-ID": "5"})
+        both = http.get(
+            url, params={"format": fmt, query: "2", **exact}, headers={"Last-Event-ID": "5"}
+        )
+        assert both.status_code == 200 and both.content == header.content, fmt
+        assert both.content != http.get(url, params={"format": fmt, query: "2", **exact}).content
+    # A bad header is named as the header, with the one code for a bad cursor.
+    for fmt, value in (
+        ("responses", "abc"),
+        ("openai", "1.2.3"),
+        ("openai", "3."),
+        ("openai", "0.1"),
+    ):
+        bad = http.get(url, params={"format": fmt}, headers={"Last-Event-ID": value})
+        assert bad.status_code == 400, (fmt, value)
+        error = bad.json()["error"]
+        assert error["code"] == "invalid_cursor" and "Last-Event-ID" in error["message"], error
+        assert repr(value) in error["message"], error
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("chat_ttl_s", float("inf")),
+        ("chat_ttl_s", 1e300),
+        ("chat_ttl_s", 0),
+        ("max_frame_bytes", 1023),
+        ("threshold", -1),
+    ],
+)
+def test_view_settings_out_of_range_are_refused(field: str, value: float) -> None:
+    """(``inf`` was accepted, then every ``POST /v1/aisdk/chat`` was a 500 with Redis: the hub
+    keeps the time to live as whole milliseconds.)"""
+    from tokenwire.errors import InvalidArgument
+    from tokenwire.streams.views_http import ViewOptions
+
+    with pytest.raises(InvalidArgument, match=field.replace("threshold", "catchup_threshold")):
+        ViewOptions(**{field: value})
+
+
+def test_serve_refuses_an_infinite_chat_ttl(monkeypatch: pytest.MonkeyPatch) -> None:
+    from conftest import refused_serve
+
+    monkeypatch.setenv("TOKENWIRE_CHAT_TTL_S", "inf")
+    assert "chat_ttl_s must be" in refused_serve()
+
+
+def test_aisdk_chat_refuses_parts_of_the_wrong_shape(gateway: str, http: httpx.Client) -> None:
+    """(They used to go upstream as something else: a repr for a text, a number for a URL.)"""
+    user = {"role": "user", "parts": [{"type": "text", "text": "hi"}]}
+
+    def post(*messages: dict[str, Any], **extra: Any) -> httpx.Response:
+        body = {"id": "shape", "messages": list(messages), "model": "mock", **extra}
+        return http.post("/v1/aisdk/chat", json=body)
+
+    bad_parts = [
+        [1, 2],
+        [{"type": "text", "text": {"a": 1}}],
+        [{"type": "file", "mediaType": "image/png", "url": 5}],
+        [{"type": "file", "mediaType": {"x": 1}, "url": "data:,x"}],
+        [{"text": "no type"}],
+    ]
+    for parts in bad_parts:
+        got = post({"role": "user", "parts": parts})
+        assert got.status_code == 400, (parts, got.text)
+        assert got.json()["error"]["code"] == "invalid_messages"
+        assert "messages[0].parts[0]" in got.json()["error"]["message"]
+    tool = {"type": "tool-x", "state": "output-available", "toolCallId": {"a": 1}, "output": 1}
+    got = post(user, {"role": "assistant", "parts": [tool]})
+    assert got.status_code == 400 and "toolCallId" in got.json()["error"]["message"]
+    got = post(user, trigger=5)
+    assert got.status_code == 400 and got.json()["error"]["code"] == "invalid_trigger"
+    assert post(user, trigger="submit-message").status_code == 200

@@ -120,3 +120,23 @@ def test_restarting_a_forgotten_stream_gives_the_text_once(
     assert "".join(deltas) == text
     parts = _frames(http.get(url, params={"format": "aisdk"}).content)
     assert msgspec.json.decode(parts[0])["type"] == "start" and parts[-1] == "[DONE]"
+
+
+def test_the_restart_reads_own_chunk_ids_resume_exactly(
+    stored: tuple[httpx.Client, str, int],
+) -> None:
+    """The restart read of a forgotten stream names its chunks ``<seq>.<k>`` (the snapshot's
+    seq): a client cut among them resumes with its last id, exactly, not with a 410."""
+    http, stream_id, seq = stored
+    url = f"/tw/{stream_id}/events"
+    events = SSEDecoder().feed(http.get(url, params={"format": "openai"}).content)
+    ids = [e.id for e in events if e.id]
+    assert f"{seq}.1" in ids, ids
+    for at, last in enumerate(ids):
+        rest = http.get(url, params={"format": "openai"}, headers={"Last-Event-ID": last})
+        if at == len(ids) - 1:
+            assert rest.status_code == 204
+            continue
+        assert rest.status_code == 200, (last, rest.text)
+        got = [e.data for e in SSEDecoder().feed(rest.content)]
+        assert got == [e.data for e in events[at + 1 :]], last

@@ -16,8 +16,8 @@ from tokenwire.gateway.errors import bad_request, json_object
 from tokenwire.gateway.passthrough import read_body
 from tokenwire.gateway.routes import start_generation
 from tokenwire.gateway.service import Gateway
-from tokenwire.streams.core import STREAM_ID as CHAT_ID
 from tokenwire.streams.views_http import (
+    CHAT_ID,
     ViewResponse,
     make_view,
     read_log,
@@ -118,15 +118,41 @@ def _assistant(parts: list[Any]) -> list[dict[str, Any]]:
     return out
 
 
+# The string members of the parts tokenwire reads (by part type; tool parts: any "tool-*").
+_STRING_MEMBERS = {
+    "text": ("text",),
+    "reasoning": ("text",),
+    "file": ("url", "mediaType"),
+    "dynamic-tool": ("toolCallId", "toolName"),
+    "tool-": ("toolCallId",),
+}
+
+
+def _check_parts(at: int, parts: list[Any]) -> None:
+    """A part of the wrong shape is the client's error (400), never sent on as something
+    else (a repr for a text, a number for a URL)."""
+    for index, part in enumerate(parts):
+        where = f"messages[{at}].parts[{index}]"
+        if not isinstance(part, dict) or not isinstance(part.get("type"), str):
+            raise bad_request(f"{where} must be an object with a string 'type'", "invalid_messages")
+        kind = part["type"]
+        members = _STRING_MEMBERS.get("tool-" if kind.startswith("tool-") else kind, ())
+        for name in members:
+            value = part.get(name)
+            if value is not None and not isinstance(value, str):
+                raise bad_request(f"{where}.{name} must be a string", "invalid_messages")
+
+
 def chat_messages(ui_messages: list[Any]) -> list[dict[str, Any]]:
     """The AI SDK's UI messages (``{id, role, parts}``) as chat-completion messages."""
     out: list[dict[str, Any]] = []
-    for message in ui_messages:
+    for at, message in enumerate(ui_messages):
         if not isinstance(message, dict):
             raise bad_request("each message must be an object", "invalid_messages")
         role, parts = message.get("role"), message.get("parts")
         if not isinstance(parts, list):
             raise bad_request("each message needs a 'parts' array", "invalid_messages")
+        _check_parts(at, parts)
         if role == "system":
             out.append({"role": "system", "content": _text_of(parts)})
         elif role == "user":
@@ -156,12 +182,16 @@ async def aisdk_chat(request: Request) -> Response:
     chat_id, ui_messages = data.get("id"), data.get("messages")
     if chat_id is not None and (not isinstance(chat_id, str) or not CHAT_ID.fullmatch(chat_id)):
         raise bad_request(
-            "'id' (the chat id) must be 1 to 128 of A-Z a-z 0-9 _ . : -", "invalid_id"
+            "'id' (the chat id) must be 1 to 256 characters, no '/' or control characters, "
+            "not blank, '.' or '..'",
+            "invalid_id",
         )
     if not isinstance(ui_messages, list) or not ui_messages:
         raise bad_request("'messages' must be a non-empty array", "missing_messages")
     if data.get("messageId") is not None and not isinstance(data["messageId"], str):
         raise bad_request("'messageId' must be a string", "invalid_message_id")
+    if data.get("trigger") is not None and not isinstance(data["trigger"], str):
+        raise bad_request("'trigger' must be a string", "invalid_trigger")
     body = {k: v for k, v in data.items() if k not in _BODY_KEYS}
     body["messages"] = chat_messages(ui_messages)
     if not body["messages"]:  # (e.g. only empty or step-start parts: nothing to ask)

@@ -65,6 +65,7 @@ from tokenwire.protocol.views import DEFAULT_MAX_FRAME_BYTES, DEFAULT_THRESHOLD
 from tokenwire.streams.core import STREAM_ID, owner_of
 from tokenwire.streams.store import StoredStream
 from tokenwire.streams.views_http import (
+    CHAT_ID,
     DEFAULT_CHAT_TTL_S,
     ViewOptions,
     chat_key,
@@ -315,7 +316,7 @@ class StreamRoutes:
         """The chat's active stream (id, message id, hub info) if it is still in progress
         and the caller's; ``None`` otherwise (an ended stream is cleared from the chat)."""
         self.check_started()
-        if not STREAM_ID.fullmatch(chat_id):
+        if not CHAT_ID.fullmatch(chat_id):
             return None
         owner = await self.owner(request)
         key = chat_key(owner, chat_id)
@@ -337,6 +338,7 @@ class StreamRoutes:
         run id (a stream id, ``x-workflow-run-id``): exactly the chunks from N."""
         chat_id = request.path_params["chat_id"]
         query = request.query_params
+        requested_threshold(query, self.view_options)  # (a bad ?catchup= is a 400, active or not)
         if "startIndex" in query and "token" in query:
             # A Workflow resume with a read token: the chat id is the run id (the stream id)
             # and the token, checked against it, stands in for ``authorize`` (chats are

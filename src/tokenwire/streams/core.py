@@ -173,6 +173,9 @@ class Streams:
         self._settling: set[asyncio.Task[None]] = set()
         self._closing = False
         self._continuations: dict[str, Continuation] = {}
+        # The view settings of the last ``asgi()``: ``aisdk_response``'s defaults, so that the
+        # POST answer and the resume routes split frames alike (chunk indexes must agree).
+        self._view_options: Any = None
 
     # -- lifespan --------------------------------------------------------------------------
     @property
@@ -566,7 +569,9 @@ class Streams:
         ``catchup_threshold``, ``max_frame_bytes``, ``chat_ttl_s``."""
         from tokenwire.streams.asgi import build_app  # (the HTTP stack only when serving)
 
-        return build_app(self, authorize, **options)
+        app = build_app(self, authorize, **options)
+        self._view_options = app.stream_routes.view_options
+        return app
 
     def aisdk_response(
         self,
@@ -586,7 +591,9 @@ class Streams:
         ``useChat``. ``chat_id`` records the stream as the chat's active one (in the hub, so
         ``GET {api}/{chatId}/stream`` and ``POST {api}/{chatId}/stop`` of ``asgi()`` find it
         from any process); ``message_id`` is the UI message id (default: the stream id; see
-        ``ui_message_id``). Sends ``x-workflow-run-id: <stream id>`` too, and every chunk of
+        ``ui_message_id``). ``max_frame_bytes`` and ``chat_ttl_s`` default to those given to
+        ``asgi()`` (its resume routes must split frames as this answer does). Sends
+        ``x-workflow-run-id: <stream id>`` too, and every chunk of
         the log from the first (exact, so the Workflow transport's chunk count is its resume
         index); ``transient=False`` leaves out transient parts, which the Workflow transport
         would count. ``body``: the POST's JSON body, from which the chat id (``id``), the
@@ -595,6 +602,7 @@ class Streams:
         transport's body, which has no ``trigger``) are taken unless given. See
         docs/views.md."""
         from tokenwire.streams.views_http import (  # (the HTTP stack only when serving)
+            CHAT_ID,
             AISDKStartResponse,
             ViewOptions,
             ui_message_id,
@@ -611,7 +619,13 @@ class Streams:
             if transient is None:
                 transient = not workflow_body(body)
 
-        defaults = ViewOptions()
+        if chat_id is not None and (not isinstance(chat_id, str) or not CHAT_ID.fullmatch(chat_id)):
+            # (the resume and stop routes could never find it)
+            raise InvalidArgument(
+                f"chat_id must be 1 to 256 characters, no '/' or control characters, not blank, "
+                f"'.' or '..', got {chat_id!r:.60}"
+            )
+        defaults = self._view_options or ViewOptions()
         options = ViewOptions(
             defaults.threshold,
             defaults.max_frame_bytes if max_frame_bytes is None else max_frame_bytes,

@@ -53,8 +53,14 @@ DEFAULT_CHAT_TTL_S = 3600.0
 """How long a chat names its active stream (renewed by each new POST)."""
 _INT = re.compile(r"-?[0-9]{1,18}")
 _MESSAGE_ID = re.compile(r"[^\s]{1,256}")
+CHAT_ID = re.compile(r"(?!\.\.?$)(?=.*\S)[^/\x00-\x1f\x7f]{1,256}")
+"""An AI SDK chat id: any 1 to 256 characters but ``/`` and control characters (it is a path
+segment of ``{api}/{chatId}/stream``), not blank, not ``.`` or ``..`` (as the AI SDK's own
+rule). ``useChat`` makes them up, or the app does (a user's e-mail, a database key)."""
 MIN_FRAME_BYTES = 1024
 """The smallest ``max_frame_bytes`` accepted."""
+MAX_CHAT_TTL_S = 10 * 365 * 86400
+"""The longest ``chat_ttl_s`` accepted."""
 _WRITE_BYTES = 256 * 1024  # a catch-up goes out in sends of about this size
 
 
@@ -77,9 +83,12 @@ class ViewOptions(msgspec.Struct, frozen=True):
                 f"texts into thousands of tiny frames), got {self.max_frame_bytes!r}"
             )
         if isinstance(self.chat_ttl_s, bool) or not (
-            isinstance(self.chat_ttl_s, (int, float)) and self.chat_ttl_s > 0
-        ):
-            raise InvalidArgument(f"chat_ttl_s must be a positive number, got {self.chat_ttl_s!r}")
+            isinstance(self.chat_ttl_s, (int, float)) and 0 < self.chat_ttl_s <= MAX_CHAT_TTL_S
+        ):  # (a hub keeps it as whole milliseconds: inf or 1e300 would fail every chat)
+            raise InvalidArgument(
+                f"chat_ttl_s must be a number of seconds > 0 and <= {MAX_CHAT_TTL_S} "
+                f"(ten years), got {self.chat_ttl_s!r}"
+            )
 
 
 def view_options(settings: Any) -> ViewOptions:
@@ -233,6 +242,9 @@ async def read_log(
     return ops, cursor
 
 
+_POSITIVE = re.compile(r"[1-9][0-9]{0,17}")
+
+
 def _int_param(raw: str | None, what: str) -> int | None:
     if raw is None:
         return None
@@ -330,36 +342,35 @@ async def view_events(
     after_part = 0
     after = -1
     start_index: int | None = None
+    # ``Last-Event-ID`` wins over a query cursor in every view: an SSE client (EventSource)
+    # reconnects to the same URL with the header, and must get what follows its last event.
+    last_id = (headers.get("last-event-id") or "").strip() or None  # (an empty header: none)
     if fmt in ("ops", "openai"):
-        # (the error names the cursor actually given: the header wins over ``?after=``)
-        last_id = headers.get("last-event-id")
-        if last_id and fmt == "openai" and "." in last_id:
+        if last_id is not None and fmt == "openai" and "." in last_id:
             # ``<seq>.<k>``: k of op seq's frames were delivered (it has more).
-            seq_text, _, part = last_id.strip().partition(".")
-            op_seq = _seq_param(seq_text, "Last-Event-ID") or 0
-            after_part = _seq_param(part, "Last-Event-ID") or 0
-            if op_seq < 1 or after_part < 1:
+            seq_text, _, part = last_id.partition(".")
+            if not (_POSITIVE.fullmatch(seq_text) and _POSITIVE.fullmatch(part)):
                 raise bad_request(
                     f"Last-Event-ID must be <seq> or <seq>.<k> with seq, k >= 1, got {last_id!r}",
-                    "invalid_after",
+                    "invalid_cursor",
                 )
-            after_seq = op_seq - 1
-        elif last_id:
+            after_seq, after_part = int(seq_text) - 1, int(part)
+        elif last_id is not None:
             after_seq = _seq_param(last_id, "Last-Event-ID")
         else:
             after_seq = _seq_param(query.get("after"), "after")
-        if fmt == "openai":
-            start_index = _seq_param(query.get("startIndex"), "startIndex")
+            if fmt == "openai":
+                start_index = _seq_param(query.get("startIndex"), "startIndex")
         if after_seq is not None and after_seq > seq:
             raise bad_request(
                 f"cannot resume after seq {after_seq}: the stream is at seq {seq}",
                 "after_out_of_range",
             )
     elif fmt == "responses":
-        raw = query.get("starting_after")
-        if raw is None:
-            raw = headers.get("last-event-id") or None  # (an empty header: none)
-        value = _seq_param(raw, "starting_after")
+        if last_id is not None:
+            value = _seq_param(last_id, "Last-Event-ID")
+        else:
+            value = _seq_param(query.get("starting_after"), "starting_after")
         after = -1 if value is None else value
     else:
         start_index = _int_param(query.get("startIndex"), "startIndex")
@@ -376,7 +387,8 @@ async def view_events(
         return response
     ops, cursor = await read_log(streams, stream_id, info, row)
     try:
-        _check_cursor(fmt, ops, after_seq=after_seq, start_index=start_index, after=after)
+        cursor_seq = after_seq + 1 if after_part else after_seq  # (the op "<seq>.<k>" names)
+        _check_cursor(fmt, ops, cursor_seq=cursor_seq, start_index=start_index, after=after)
         if start_index is not None:
             frames, view = await computed(ops, frames_after, factory, ops, start_index)
             if start_index > view.next_index:
@@ -426,7 +438,7 @@ async def view_events(
 
 
 def _check_cursor(
-    fmt: str, ops: list[EncodedOp], *, after_seq: int | None, start_index: int | None, after: int
+    fmt: str, ops: list[EncodedOp], *, cursor_seq: int | None, start_index: int | None, after: int
 ) -> None:
     """Refuse (410 ``cursor_expired``) a cursor the log no longer answers exactly.
 
@@ -441,8 +453,8 @@ def _check_cursor(
     if fmt == "ops" or not ops or ops[0].type != "snapshot":
         return
     base = ops[0].seq
-    if after_seq is not None and 0 < after_seq < base:
-        given = f"Last-Event-ID {after_seq}"
+    if cursor_seq is not None and 0 < cursor_seq < base:
+        given = f"op seq {cursor_seq}"
     elif start_index is not None and start_index != 0:
         given = f"startIndex {start_index}"
     elif fmt == "responses" and after >= 0:

@@ -11,7 +11,8 @@ Mapping (blocks of choice 0 only; other choices have no place in a UI message):
 - tool_call -> ``tool-input-start`` / ``tool-input-delta`` / ``tool-input-available`` (the
   parsed arguments; ``tool-input-error`` when they are not JSON).
 - tool_result -> ``tool-output-available`` with ``preliminary: true`` for each streamed
-  output delta (the output so far), the final one without it; ``tool-output-error`` when
+  output delta (the output so far; past ``PRELIMINARY_EVERY_DELTA`` characters only when it
+  has doubled since the last one), the final one without it; ``tool-output-error`` when
   the result is an error (also when ``error`` arrives by ``block.update``). The output is
   sent parsed when it is JSON, else as the string. A result for a call not in this message
   first gets a ``tool-input-available`` (input ``null``) so the client has a part for it.
@@ -89,9 +90,15 @@ def _media_type(url: str) -> str:
     return "image/*"
 
 
+PRELIMINARY_EVERY_DELTA = 1024
+"""A tool output shorter than this (characters) gets a preliminary part for every delta."""
+
+
 class AISDKView(View):
     """Ops -> UI message stream v1 parts. ``message_id`` overrides the stream id as the UI
     message id; ``metadata`` puts ``{"model", "usage"}`` in ``finish.messageMetadata``."""
+
+    WHOLE_BLOCKS = frozenset({"tool_result"})  # (its output goes whole in every part)
 
     def __init__(
         self,
@@ -105,6 +112,7 @@ class AISDKView(View):
         self.metadata = metadata
         self.step: int | None = None  # the open step; None when none is open
         self.tool_ids: set[str] = set()
+        self.shown: dict[int, int] = {}  # tool_result index -> length of its last preliminary
 
     def fork(self) -> AISDKView:
         return AISDKView(
@@ -176,6 +184,7 @@ class AISDKView(View):
             if block.get("arguments"):
                 self._tool_delta(call_id, block["arguments"])
         elif kind == "tool_result":
+            self.shown.pop(index, None)  # (an index a reset step had is a new block now)
             call_id = block.get("call_id") or self._fallback_id("call_", index)
             if call_id not in self.tool_ids:
                 self.tool_ids.add(call_id)
@@ -226,8 +235,15 @@ class AISDKView(View):
         elif block.type == "tool_call":
             self._tool_delta(block.attrs.get("id") or self._fallback_id("call_", index), text)
         elif block.type == "tool_result" and not block.attrs.get("error"):
-            output = block.text + text  # a preliminary output replaces the previous one
-            self._output(index, block, output, preliminary=True)
+            # A preliminary output is the whole output so far (it replaces the previous one):
+            # one per delta would cost the square of the output. Past a small size it is sent
+            # when the output has at least doubled since the last one, so that those together
+            # stay under twice the final output (and a function of the log, as chunk indexes
+            # must be).
+            output = block.text + text
+            if len(output) < PRELIMINARY_EVERY_DELTA or len(output) >= 2 * self.shown.get(index, 0):
+                self.shown[index] = len(output)
+                self._output(index, block, output, preliminary=True)
 
     def _output(self, index: int, block: Any, output: str, *, preliminary: bool) -> None:
         call_id = block.attrs.get("call_id") or self._fallback_id("call_", index)

@@ -215,6 +215,9 @@ class View(abc.ABC):
 
     media_type = "text/event-stream"
 
+    WHOLE_BLOCKS: frozenset[str] = frozenset()
+    """Block types whose value this format sends whole (not split in a catch-up)."""
+
     def __init__(self, max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES) -> None:
         self.max_frame_bytes = max_frame_bytes
         self.state = MessageState()
@@ -265,7 +268,9 @@ class View(abc.ABC):
         state.apply(op, seq)
         fresh = self.fork()
         frames = [
-            f for o in state_ops(state, self.max_frame_bytes) for f in fresh.feed_json(o, seq)
+            f
+            for o in state_ops(state, self.max_frame_bytes, self.WHOLE_BLOCKS)
+            for f in fresh.feed_json(o, seq)
         ]
         start = self.next_index
         self.__dict__.update(fresh.__dict__)
@@ -288,7 +293,7 @@ class View(abc.ABC):
         seq = self.state.seq
         frames = [
             f
-            for o in state_ops(self.state, max_frame_bytes)
+            for o in state_ops(self.state, max_frame_bytes, self.WHOLE_BLOCKS)
             for f in fresh.feed_json(o, seq)
             if is_logged(f)
         ]

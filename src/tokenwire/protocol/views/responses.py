@@ -52,6 +52,31 @@ def _usage(usage: dict[str, Any] | None) -> dict[str, Any] | None:
     }
 
 
+# The codes of a Responses ``response.failed`` error (openai's ``ResponseError.code``).
+_ERROR_CODES = frozenset(
+    {
+        "server_error",
+        "rate_limit_exceeded",
+        "invalid_prompt",
+        "vector_store_timeout",
+        "invalid_image",
+        "invalid_image_format",
+        "invalid_base64_image",
+        "invalid_image_url",
+        "image_too_large",
+        "image_too_small",
+        "image_parse_error",
+        "image_content_policy_violation",
+        "invalid_image_mode",
+        "image_file_too_large",
+        "unsupported_image_media_type",
+        "empty_image_file",
+        "failed_to_download_image",
+        "image_file_not_found",
+    }
+)
+
+
 class ResponsesView(View):
     """Ops -> Responses stream events. ``response_id`` defaults to ``resp_<stream id>``;
     ``created_at`` is the stream's creation time (unix seconds)."""
@@ -370,8 +395,15 @@ class ResponsesView(View):
         reason = op.get("finish_reason")
         if status == "failed":
             error = op.get("error") or {}
-            err = {"code": str(error.get("code") or error.get("type") or "server_error")}
-            err["message"] = str(error.get("message") or "failed")
+            given = str(error.get("code") or error.get("type") or "server_error")
+            message = str(error.get("message") or "failed")
+            # The Responses API's error codes are an enum (the SDKs validate it): any other
+            # code (an upstream's own, tokenwire's "truncated") is a server error, named in
+            # the message so that it is not lost.
+            code = given if given in _ERROR_CODES else "server_error"
+            if code != given:
+                message = f"{message} ({given})"
+            err = {"code": code, "message": message}
             response = self._response("failed", error=err, usage=usage)
             self._emit({"type": "response.failed", "response": response})
         elif status == "cancelled":

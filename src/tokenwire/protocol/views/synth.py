@@ -52,15 +52,28 @@ def block_dict(block: BlockState) -> dict[str, Any]:
     return out
 
 
-def state_ops(state: MessageState, max_frame_bytes: int) -> list[dict[str, Any]]:
-    """Op dicts that rebuild ``state`` from nothing, text split by ``max_frame_bytes``."""
+def state_ops(
+    state: MessageState, max_frame_bytes: int, whole: frozenset[str] = frozenset()
+) -> list[dict[str, Any]]:
+    """Op dicts that rebuild ``state`` from nothing, text split by ``max_frame_bytes``.
+    Blocks of a type in ``whole`` are not split (a view that sends such a block's value as
+    one part would send it once per piece, each holding the value so far): an ended one
+    starts with its text, an open one gets it as one delta."""
     ops: list[dict[str, Any]] = []
     if not state.started:
         return ops
     ops.append({"type": "message.start", "id": state.id, "model": state.model})
     for index, block in enumerate(state.blocks):
-        ops.append({"type": "block.start", "index": index, "block": block_dict(block)})
-        if block.key is not None:
+        start = block_dict(block)
+        if block.type in whole and block.key is not None:
+            if block.ended:
+                start[block.key] = block.text
+            ops.append({"type": "block.start", "index": index, "block": start})
+            if not block.ended and block.text:
+                ops.append({"type": "block.delta", "index": index, "text": block.text})
+        else:
+            ops.append({"type": "block.start", "index": index, "block": start})
+        if block.key is not None and block.type not in whole:
             for piece in split_text(block.text, max_frame_bytes):
                 ops.append({"type": "block.delta", "index": index, "text": piece})
         if block.ended:
