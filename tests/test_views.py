@@ -493,7 +493,11 @@ def test_a_streamed_tool_output_costs_linear_bytes_in_the_aisdk_view() -> None:
     output = "".join(pieces)
     assert total < 4 * len(output), total
     outputs = _outputs(frames)
-    assert outputs[-1] == {"type": "tool-output-available", "toolCallId": "call_1", "output": output}
+    assert outputs[-1] == {
+        "type": "tool-output-available",
+        "toolCallId": "call_1",
+        "output": output,
+    }
     preliminary = [o["output"] for o in outputs[:-1]]
     assert all(o.get("preliminary") for o in outputs[:-1]) and preliminary
     assert all(output.startswith(p) for p in preliminary)  # (each is the output so far)
