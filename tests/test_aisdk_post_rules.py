@@ -187,3 +187,7 @@ def test_a_chat_id_no_route_could_find_is_refused() -> None:
     for chat_id in ("a/b", "..", " ", "x\n"):
         with pytest.raises(InvalidArgument, match="chat_id"):
             streams.aisdk_response("st_whatever", chat_id=chat_id)
+        # Taken from the body (the stream already runs): answered, just not as the chat's.
+        body = {"id": chat_id, "messages": [USER], "trigger": "submit-message"}
+        answer = streams.aisdk_response("st_whatever", body=body)
+        assert answer.chat_id is None

@@ -272,3 +272,14 @@ def test_pipe_tool_calls_leave_out_the_tools_the_upstream_ran() -> None:
     assert [(c.id, c.name) for c in result.tool_calls] == [("toolu_1", "get_time")]
     calls = [b["id"] for b in got.to_dict()["blocks"] if b["type"] == "tool_call"]
     assert calls == ["srvtoolu_1", "toolu_1"]  # (the message keeps both)
+
+
+def test_a_chat_chunk_with_an_odd_top_level_type_is_still_a_chunk() -> None:
+    """Only another API's event name (with no ``choices``) makes a chunk foreign; any other
+    ``type`` member, of any JSON type, is ignored as unknown members always were."""
+    for kind in (1, {"a": 1}, "chat.completion.chunk"):
+        chunk = {"type": kind, "model": "m", "choices": [{"index": 0, "delta": {"content": "Hi"}}]}
+        end = {"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}
+        data = b"".join(b"data: " + json.dumps(c).encode() + b"\n\n" for c in (chunk, end))
+        _, got = assemble_response(data + b"data: [DONE]\n\n")
+        assert (got.text, got.finish_reason) == ("Hi", "stop"), kind

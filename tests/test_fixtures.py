@@ -169,7 +169,7 @@ EXPECTED: dict[str, tuple] = {
     # chat completions from gpt-oss via llama.cpp (harmony markup) and Azure
     "harmony_llamacpp_tool.sse": (
         "completed",
-        "stop",
+        "tool_calls",  # (the server said "stop": a harmony call ends with <|call|>)
         [
             ("reasoning", "User asks the weather in Paris. Use get_weather.", {}),
             ("tool_call", '{"city":"Paris"}', {"id": None, "name": "get_weather"}),

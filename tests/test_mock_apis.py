@@ -326,3 +326,9 @@ def test_tps_paces_every_api(api: str) -> None:
         elapsed = time.monotonic() - started
     assert got.status_code == 200
     assert elapsed >= 0.19, (api, elapsed)
+
+
+def test_a_responses_request_may_name_a_prompt_instead_of_input(mock_url: str) -> None:
+    got = httpx.post(f"{mock_url}/v1/responses", json={"model": "mock", "prompt": {"id": "pmpt_1"}})
+    assert got.status_code == 200, got.text
+    assert got.json()["status"] == "completed"

@@ -324,6 +324,21 @@ def test_harmony_is_bounded_on_hostile_content() -> None:
     assert out == [("text", "a" * 10_000)]
 
 
+@pytest.mark.parametrize("unit", ["<|channel|>", "<|start|>", "<|start|>a<|message|>b<|end|>"])
+def test_harmony_is_linear_on_a_piece_of_many_openers(unit: str) -> None:
+    """One content piece of 80,000 openers (an SSE event may hold megabytes): each header or
+    message used to slice or join the rest of the piece, about 18 s; linear, well under 1 s
+    (the bound leaves room for a slow machine)."""
+    import time
+
+    splitter = HarmonySplitter()
+    started = time.perf_counter()
+    splitter.feed(unit * 80_000)
+    splitter.flush()
+    elapsed = time.perf_counter() - started
+    assert elapsed < 5.0, elapsed
+
+
 @pytest.mark.parametrize("opener", ["<|start|>assistant<|channel|>", "<|channel|>"])
 @pytest.mark.parametrize("size", [1, 7, 100, 10_000])
 def test_a_header_too_long_is_text_however_it_is_split(opener: str, size: int) -> None:

@@ -517,3 +517,15 @@ def test_a_compacted_resume_sends_an_ended_tool_output_once() -> None:
     outputs = _outputs(frames)
     assert outputs == [{"type": "tool-output-available", "toolCallId": "call_1", "output": output}]
     assert sum(len(f.data) for f in frames) < 1.1 * len(output)
+
+
+def test_the_responses_views_error_codes_are_the_sdks() -> None:
+    from typing import get_args
+
+    from openai.types.responses.response_error import ResponseError
+
+    from tokenwire.protocol.views.responses import _ERROR_CODES
+
+    known = set(get_args(ResponseError.model_fields["code"].annotation))
+    assert known >= _ERROR_CODES and "server_error" in _ERROR_CODES
+    assert {"bio_policy", "data_residency_mismatch"} <= _ERROR_CODES

@@ -145,8 +145,15 @@ def create_mock_app(
             # (each API's required conversation member, as the real servers check it)
             if anthropic and not isinstance(body.get("messages"), list):
                 raise ValueError("messages: field required (a list of messages)")
-            if not anthropic and not isinstance(body.get("input"), (str, list)):
-                raise ValueError("input: field required (a string or a list of items)")
+            given = body.get("input")
+            if not anthropic and given is not None and not isinstance(given, (str, list)):
+                raise ValueError("input must be a string or a list of items")
+            if (
+                not anthropic
+                and given is None
+                and not any(body.get(k) for k in ("prompt", "conversation", "previous_response_id"))
+            ):  # (a stored prompt or conversation may stand in for it)
+                raise ValueError("input: field required (or prompt, conversation)")
         except (msgspec.DecodeError, msgspec.ValidationError, ValueError, RecursionError) as exc:
             return _api_error(anthropic, 400, "invalid_request_error", f"Invalid request: {exc}")
         if not isinstance(model, str):

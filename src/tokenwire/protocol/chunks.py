@@ -105,7 +105,7 @@ class Chunk(msgspec.Struct, gc=False):
     usage: dict[str, Any] | None = None
     error: ErrorBody | str | None = None
     citations: list[str] | None = None  # Perplexity: top-level source URLs
-    type: str | None = None  # (no chat chunk has one: another API's event does)
+    type: Any = None  # (no chat chunk has one: another API's event does; any JSON is kept)
 
 
 chunk_decoder = msgspec.json.Decoder(Chunk)

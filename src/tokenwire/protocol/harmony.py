@@ -29,6 +29,7 @@ MAX_HEADER = 512
 _RECIPIENT = re.compile(r"to=([^\s<]+)")
 _TOKEN_NAME = re.compile(r"[a-z_]+")  # what is between "<|" and "|>" in a harmony token
 _TOKEN_PREFIX = re.compile(r"[a-z_]*\|?")  # what may still become one
+_SPACE = re.compile(r"\s*")
 _BETWEEN, _HEADER, _BODY = 0, 1, 2
 
 
@@ -63,90 +64,88 @@ class HarmonySplitter:
         self.called = False
 
     def feed(self, text: str) -> list[tuple[str, str]]:
+        # One buffer scanned by position: slicing or joining the rest of it at every token
+        # or header would make hostile input (thousands of "<|start|>") quadratic.
         out: list[tuple[str, str]] = []
-        buf = self._held + text if self._held else text
-        self._held = ""
-        while buf:
+        if self._state == _HEADER:
+            buf, self._header = self._header + text, ""
+        else:
+            buf, self._held = self._held + text, ""
+        size = len(buf)
+        pos = 0
+        head = 0  # where the open header starts (its "<|channel|>", or after "<|start|>")
+        while pos < size:
             state = self._state
             if state == _BODY:
-                # Scan by position: slicing after every "<|" would make hostile input quadratic.
-                pos = 0
-                size = len(buf)
-                rest = ""
+                start = pos
                 while True:
                     at = buf.find("<|", pos)
                     if at < 0:
                         if buf[-1] == "<":  # maybe the start of "<|"
-                            self._emit(out, buf[pos:-1])
+                            self._emit(out, buf[start:-1])
                             self._held = "<"
                         else:
-                            self._emit(out, buf[pos:])
+                            self._emit(out, buf[start:])
+                        pos = size
                         break
                     end = buf.find("|>", at + 2, at + MAX_TOKEN)
                     if end >= 0 and not _TOKEN_NAME.fullmatch(buf, at + 2, end):
-                        # ("<| x<|end|>": that "|>" ends the next token; this "<|" is text)
-                        self._emit(out, buf[pos : at + 2])
+                        end = -1  # ("<| x<|end|>": that "|>" ends the next token)
+                    elif end < 0 and size - at < MAX_TOKEN and _TOKEN_PREFIX.fullmatch(buf, at + 2):
+                        self._emit(out, buf[start:at])
+                        self._held = buf[at:]  # an unfinished token: wait for more
+                        pos = size
+                        break
+                    if end < 0:  # not a token: "<|" is text
                         pos = at + 2
-                        continue
-                    if end < 0:
-                        if size - at < MAX_TOKEN and _TOKEN_PREFIX.fullmatch(buf, at + 2):
-                            self._emit(out, buf[pos:at])
-                            self._held = buf[at:]  # an unfinished token: wait for more
-                            break
-                        pos_text = at + 2  # too long for a token: "<|" is text
-                        self._emit(out, buf[pos:pos_text])
-                        pos = pos_text
                         continue
                     token = buf[at : end + 2]
                     if token in ENDS or token in OPENERS:
-                        self._emit(out, buf[pos:at])
-                        rest = buf[end + 2 :]
+                        self._emit(out, buf[start:at])
+                        pos = end + 2
                         if token in ENDS:
                             self._state = _BETWEEN
                             self.called = token == "<|call|>" and self._kind == "arguments"
                         else:  # a new message without an end token
                             self._state = _HEADER
-                            self._header = token if token == CHANNEL else ""
+                            head = at if token == CHANNEL else pos
                         break
-                    # Some other token inside a body: keep it as body text.
-                    self._emit(out, buf[pos : end + 2])
-                    pos = end + 2
-                buf = rest
+                    pos = end + 2  # some other token inside a body: body text
             elif state == _HEADER:
-                header = self._header + buf
-                at = header.find(MESSAGE)
                 # A header is whole within MAX_HEADER characters, however it was split.
-                if at < 0 or at + len(MESSAGE) > MAX_HEADER:
-                    if at >= 0 or len(header) >= MAX_HEADER:  # not a header after all
-                        self._open_body(out, None)
-                        if header.startswith(CHANNEL):  # its opener is text now (scanning
-                            self._emit(out, CHANNEL)  # it again would open it again)
-                            header = header[len(CHANNEL) :]
-                        buf = header
-                        continue
-                    self._header = header
-                    break
-                buf = header[at + len(MESSAGE) :]
-                self._header = ""
-                self._open_body(out, header[:at])
+                at = buf.find(MESSAGE, head, head + MAX_HEADER)
+                if at >= 0:
+                    self._open_body(out, buf[head:at])
+                    pos = at + len(MESSAGE)
+                elif size - head < MAX_HEADER:
+                    self._header = buf[head:]  # (under MAX_HEADER) wait for more
+                    pos = size
+                else:  # not a header after all: its text is body text
+                    self._open_body(out, None)
+                    pos = head
+                    if buf.startswith(CHANNEL, head):  # its opener is text now (scanning it
+                        self._emit(out, CHANNEL)  # again would open it again)
+                        pos += len(CHANNEL)
             else:  # between messages
-                head = buf.lstrip()
-                if not head:
+                at = _SPACE.match(buf, pos).end()  # type: ignore[union-attr]
+                if at == size:
                     break
                 for token in OPENERS:
-                    if head.startswith(token):
+                    if buf.startswith(token, at):
                         self._state = _HEADER
-                        self._header = token if token == CHANNEL else ""
-                        buf = head[len(token) :]
+                        head = at if token == CHANNEL else at + len(token)
+                        pos = head
                         break
                 else:
-                    if any(token.startswith(head) for token in OPENERS):
-                        self._held = head
+                    if size - at < len(CHANNEL) and any(t.startswith(buf[at:]) for t in OPENERS):
+                        self._held = buf[at:]
                         break
                     # Text outside any message: show it as text.
                     self._state = _BODY
                     self._kind = "text"
-                    buf = head
+                    pos = at
+        if self._state == _HEADER and pos >= size and not self._header and head < size:
+            self._header = buf[head:]  # (a header opened by this piece's last token)
         self.idle = self._state == _BODY and self._kind == "text" and not self._held
         return _merge(out)
 

@@ -162,7 +162,7 @@ class ChunkNormalizer:
         ):  # JSON, but no chat-completion chunk (e.g. another format's event): nothing in it
             return self._skip("no 'choices', 'usage' or 'error' in the chunk")
         kind = chunk.type
-        if chunk.choices is None and kind is not None and _other_api_event(kind):
+        if chunk.choices is None and type(kind) is str and _other_api_event(kind):
             # (Anthropic's message_delta has a top-level usage: still not a chat chunk)
             return self._skip(f"no 'choices' in the chunk, a {kind!r} event")
         facts: list[Fact] = []

@@ -612,15 +612,23 @@ class Streams:
         if body is not None:
             if not isinstance(body, dict):
                 raise InvalidArgument(f"body must be the POST's JSON object, got {body!r:.40}")
-            if chat_id is None and isinstance(body.get("id"), str):
-                chat_id = body["id"]
+            given = body.get("id")
+            if chat_id is None and isinstance(given, str):
+                if CHAT_ID.fullmatch(given):
+                    chat_id = given
+                else:  # (the stream is running: answer it, only not as a resumable chat)
+                    log.warning(
+                        "chat id %.60r cannot be resumed ('/' or control characters, blank, "
+                        "'.' or '..'): the answer is not recorded as the chat's",
+                        given,
+                    )
             if message_id is None:
                 message_id = ui_message_id(body)
             if transient is None:
                 transient = not workflow_body(body)
 
         if chat_id is not None and (not isinstance(chat_id, str) or not CHAT_ID.fullmatch(chat_id)):
-            # (the resume and stop routes could never find it)
+            # (an explicit one: the resume and stop routes could never find it)
             raise InvalidArgument(
                 f"chat_id must be 1 to 256 characters, no '/' or control characters, not blank, "
                 f"'.' or '..', got {chat_id!r:.60}"

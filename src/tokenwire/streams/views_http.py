@@ -387,8 +387,16 @@ async def view_events(
         return response
     ops, cursor = await read_log(streams, stream_id, info, row)
     try:
-        cursor_seq = after_seq + 1 if after_part else after_seq  # (the op "<seq>.<k>" names)
-        _check_cursor(fmt, ops, cursor_seq=cursor_seq, start_index=start_index, after=after)
+        # ("<seq>.<k>" with seq up to the snapshot's is refused too: a live reader cut inside
+        # message.end holds such an id, and so does one cut inside a restart read's rebuilt
+        # snapshot: the id cannot tell which, so resuming at it could repeat the whole text.)
+        if last_id is not None:
+            given = f"Last-Event-ID {last_id!r}"
+        else:
+            given = f"starting_after {after}" if fmt == "responses" else f"after {after_seq}"
+        _check_cursor(
+            fmt, ops, cursor_seq=after_seq, given=given, start_index=start_index, after=after
+        )
         if start_index is not None:
             frames, view = await computed(ops, frames_after, factory, ops, start_index)
             if start_index > view.next_index:
@@ -438,7 +446,13 @@ async def view_events(
 
 
 def _check_cursor(
-    fmt: str, ops: list[EncodedOp], *, cursor_seq: int | None, start_index: int | None, after: int
+    fmt: str,
+    ops: list[EncodedOp],
+    *,
+    cursor_seq: int | None,
+    given: str,
+    start_index: int | None,
+    after: int,
 ) -> None:
     """Refuse (410 ``cursor_expired``) a cursor the log no longer answers exactly.
 
@@ -453,13 +467,11 @@ def _check_cursor(
     if fmt == "ops" or not ops or ops[0].type != "snapshot":
         return
     base = ops[0].seq
-    if cursor_seq is not None and 0 < cursor_seq < base:
-        given = f"op seq {cursor_seq}"
-    elif start_index is not None and start_index != 0:
+    if start_index is not None and start_index != 0:
         given = f"startIndex {start_index}"
-    elif fmt == "responses" and after >= 0:
-        given = f"starting_after {after}"
-    else:
+    elif not (cursor_seq is not None and 0 < cursor_seq < base) and not (
+        fmt == "responses" and after >= 0
+    ):
         return
     restart = "startIndex=0" if start_index is not None else "no cursor"
     raise ApiError(
