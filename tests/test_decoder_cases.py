@@ -283,3 +283,33 @@ def test_a_chat_chunk_with_an_odd_top_level_type_is_still_a_chunk() -> None:
         data = b"".join(b"data: " + json.dumps(c).encode() + b"\n\n" for c in (chunk, end))
         _, got = assemble_response(data + b"data: [DONE]\n\n")
         assert (got.text, got.finish_reason) == ("Hi", "stop"), kind
+
+
+def test_openrouter_reasoning_details_of_two_blocks_keep_their_signatures() -> None:
+    """OpenRouter relays Anthropic thinking blocks as ``reasoning_details`` entries with the
+    block's ``index``: an entry of another index is another reasoning block (a signature
+    alone at a new index: an omitted thought)."""
+
+    def detail(i: int, **fields: Any) -> dict[str, Any]:
+        reasoning = fields.get("text", "")
+        entry = {"type": "reasoning.text", "format": "anthropic-claude-v1", "index": i, **fields}
+        delta = {"reasoning": reasoning, "reasoning_details": [entry]}
+        return {"model": "anthropic/claude", "choices": [{"index": 0, "delta": delta}]}
+
+    chunks = [
+        detail(0, text="First."),
+        detail(0, signature="SIG_A"),
+        detail(1, text="Second."),
+        detail(1, signature="SIG_B"),
+        detail(2, signature="SIG_C"),
+        {"choices": [{"index": 0, "delta": {"content": "Answer."}, "finish_reason": "stop"}]},
+    ]
+    data = b"".join(b"data: " + json.dumps(c).encode() + b"\n\n" for c in chunks)
+    _, got = assemble_response(data + b"data: [DONE]\n\n")
+    blocks_ = [(b["type"], b.get("text"), b.get("signature")) for b in got.to_dict()["blocks"]]
+    assert blocks_ == [
+        ("reasoning", "First.", "SIG_A"),
+        ("reasoning", "Second.", "SIG_B"),
+        ("reasoning", "", "SIG_C"),
+        ("text", "Answer.", None),
+    ]

@@ -36,6 +36,7 @@ class ReasoningDetail(msgspec.Struct, gc=False):
     signature: str | None = None
     data: str | None = None
     format: str | None = None  # e.g. "anthropic-claude-v1", "openai-responses-v1"
+    index: Any = None  # which upstream reasoning block (Anthropic thinking block) it is of
 
 
 class ImageURL(msgspec.Struct, gc=False):

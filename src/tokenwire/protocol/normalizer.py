@@ -17,6 +17,7 @@ Handled here so that nothing downstream needs to know which server spoke:
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 import msgspec
 
@@ -28,6 +29,7 @@ from tokenwire.protocol.facts import (
     Finished,
     ImageFact,
     ReasoningEncrypted,
+    ReasoningEnd,
     ReasoningSignature,
     SourceFact,
     Started,
@@ -56,6 +58,7 @@ class _ChoiceState:
     __slots__ = (
         "by_index",
         "call_ids",
+        "detail_index",
         "harmony",
         "harmony_held",
         "harmony_key",
@@ -73,6 +76,7 @@ class _ChoiceState:
         self.by_index: dict[int, int] = {}  # upstream tool-call index -> our key
         self.call_ids: dict[int, str | None] = {}  # key -> upstream id
         self.last_key: int | None = None
+        self.detail_index: Any = None  # the index of the last reasoning_details entry
         # URLs (or (url, start, end) cited spans) already listed; made on the first source:
         # most answers cite none.
         self.sources: set[str | tuple[str, int, int]] | None = None
@@ -216,7 +220,7 @@ class ChunkNormalizer:
         # Field order is fact order: reasoning, content, refusal, tool calls, images, sources.
         # The rare fields are tested together so plain text costs few checks.
         if delta.reasoning_content or delta.reasoning or delta.reasoning_details:
-            self._reasoning(index, delta, facts)
+            self._reasoning(index, state, delta, facts)
         content = delta.content
         if content:
             if type(content) is str:
@@ -242,19 +246,29 @@ class ChunkNormalizer:
         ):
             self._rare_fields(index, state, delta, facts)
 
-    def _reasoning(self, index: int, delta: Delta, facts: list[Fact]) -> None:
+    def _reasoning(self, index: int, state: _ChoiceState, delta: Delta, facts: list[Fact]) -> None:
         reasoning = delta.reasoning_content or delta.reasoning
         details = delta.reasoning_details
         if not reasoning and details:
             # One delta may carry the same thought in several fields (OpenRouter sends both
             # `reasoning` and `reasoning_details`): take the first that is present.
             reasoning = "".join(d.text or d.summary or "" for d in details)
+        alone = False
+        if details:
+            # An entry of another upstream block (its ``index``) starts a reasoning block of
+            # its own, so that each keeps its own signature.
+            first, last = details[0].index, details[-1].index
+            if state.detail_index is not None and first is not None and first != state.detail_index:
+                facts.append(ReasoningEnd(index))
+                alone = not reasoning  # (a signature with no text: an omitted thought)
+            if last is not None:
+                state.detail_index = last
         if reasoning:
             facts.append(TextFact(index, "reasoning", reasoning))
         for detail in details or ():
             # Opaque parts a host sends back upstream on the next turn: kept byte-exact.
             if detail.signature:
-                facts.append(ReasoningSignature(index, detail.signature))
+                facts.append(ReasoningSignature(index, detail.signature, alone))
             if detail.type == "reasoning.encrypted" and detail.data:
                 # From Anthropic it is a redacted_thinking block; from OpenAI, the encrypted
                 # content of the reasoning just streamed.
