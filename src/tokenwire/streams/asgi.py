@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import inspect
+import logging
 import operator
 import re
 from collections.abc import AsyncIterator, Callable
@@ -44,6 +45,7 @@ from starlette.websockets import WebSocket
 from tokenwire.errors import (
     BadCursor,
     HubUnavailable,
+    InvalidArgument,
     StoreUnavailable,
     StreamNotFound,
     Unauthorized,
@@ -82,7 +84,7 @@ Authorize = Callable[[HTTPConnection], Any]
 """``authorize(request_or_websocket) -> owner`` (or an awaitable of it)."""
 
 _json = msgspec.json.Encoder()
-
+log = logging.getLogger("tokenwire.streams")
 
 _SEQ = re.compile(r"[0-9]{1,18}")
 
@@ -161,7 +163,13 @@ class StreamRoutes:
             raise ApiError(exc.status_code, str(exc.detail), "authentication_error", None) from None
         if isinstance(result, Response):
             raise _Refused(result)
-        return owner_of(result)  # (an int user id becomes a string, as in ``start``)
+        try:
+            return owner_of(result)  # (an int user id becomes a string, as in ``start``)
+        except InvalidArgument as exc:  # (the host's bug: said in JSON, and in its log)
+            log.error("authorize returned %.60r: %s", result, exc)
+            raise ApiError(
+                500, f"authorize returned an unusable owner: {exc}", "server_error", "invalid_owner"
+            ) from None
 
     async def reader(
         self, conn: HTTPConnection, stream_id: str, *, read_only: bool = True

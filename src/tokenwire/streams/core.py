@@ -39,11 +39,18 @@ from tokenwire.hub import Hub, MemoryHub, StreamInfo
 from tokenwire.protocol import EncodedOp, Message, snapshot_op
 from tokenwire.protocol.sse import DEFAULT_MAX_EVENT_BYTES
 from tokenwire.streams.store import MemoryStore, StoredStream, StreamStore
-from tokenwire.streams.writer import HubLost, State, StreamWriter, check_max_event_bytes
+from tokenwire.streams.writer import (
+    HubLost,
+    State,
+    StreamWriter,
+    check_json,
+    check_max_event_bytes,
+)
 
 log = logging.getLogger("tokenwire.streams")
 
 Produce = Callable[[StreamWriter], Awaitable[Any]]
+_HUB_METHODS = ("start", "close", "create", "append", "info", "subscribe")
 
 
 @dataclass(slots=True, frozen=True)
@@ -151,6 +158,17 @@ class Streams:
         max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
     ) -> None:
         check_max_event_bytes(max_event_bytes)
+        # (a URL here is an easy slip: --store-url exists; tokenwire.stores.store_from_url
+        # makes a store of one)
+        if hub is not None and not all(callable(getattr(hub, m, None)) for m in _HUB_METHODS):
+            raise InvalidArgument(f"hub must be a Hub (e.g. MemoryHub, RedisHub), got {hub!r:.60}")
+        if store is not None and not all(
+            callable(getattr(store, m, None)) for m in ("get", "save")
+        ):
+            raise InvalidArgument(
+                f"store must be a StreamStore (get, save; e.g. store_from_url(url)), got "
+                f"{store!r:.60}"
+            )
         self.max_event_bytes = max_event_bytes
         self.hub: Hub = hub if hub is not None else MemoryHub()
         self.store: StreamStore = store if store is not None else MemoryStore()
@@ -202,6 +220,9 @@ class Streams:
         if self._users:
             return
         self._closing = True
+        # A task not yet started would be cancelled before its first line, never writing the
+        # shutdown end (its stream would stay in_progress): let each reach its first await.
+        await asyncio.sleep(0)
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -264,6 +285,10 @@ class Streams:
             coalesce_ms = _coalesce_ms(coalesce_ms)
         if metadata is not None and not isinstance(metadata, dict):
             raise InvalidArgument(f"metadata must be a dict, got {type(metadata).__name__}")
+        if metadata is not None:
+            check_json("metadata", metadata)  # (it is in the stored message)
+        if resume_args is not None:
+            check_json("resume_args", resume_args)  # (kept in the hub as JSON)
         if model is not None and not isinstance(model, str):
             raise InvalidArgument(f"model must be a string, got {type(model).__name__}")
         record: bytes | None = None

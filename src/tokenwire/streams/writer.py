@@ -14,6 +14,8 @@ import asyncio
 import contextlib
 import enum
 import logging
+import math
+import re
 import time
 from collections.abc import AsyncIterable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -360,6 +362,7 @@ class StreamWriter:
         _check_choice(choice)
         if not isinstance(arguments, str):
             arguments = _json_text(f"tool call {name!r}: the arguments", arguments)
+        _check_unicode("tool_call", "arguments", arguments)
         key = self._tool_key
         self._tool_key += 1
         facts: list[Fact] = [ToolCallStarted(choice, key, id, name)]
@@ -438,6 +441,7 @@ class StreamWriter:
         _check_choice(choice)
         if not isinstance(output, str):
             output = _json_text(f"tool result {call_id!r}: the output", output)
+        _check_unicode("tool_result", "output", output)
         facts: list[Fact] = [ToolResultStarted(choice, call_id, name, error)]
         if output:
             facts.append(ToolResultOutput(choice, call_id, output))
@@ -509,6 +513,7 @@ class StreamWriter:
             source = await manager.__aenter__()
         try:
             source = _unwrap(source)
+            _check_source(source)
             pipeline, facts = await self._pipe_start(source, fmt, max_event_bytes)
             poll = getattr(source, "poll", None)
             if poll is not None:
@@ -845,6 +850,19 @@ async def _chunks(source: Any) -> AsyncIterable[bytes]:
         for chunk in source:
             yield chunk.encode() if isinstance(chunk, str) else chunk
         return
+    _check_source(source)
+
+
+def _check_source(source: Any) -> None:
+    """``InvalidArgument`` for what ``_chunks`` cannot read (before the pipe writes a step)."""
+    if (
+        isinstance(source, bytes | bytearray | memoryview | Iterable)
+        or hasattr(source, "poll")
+        or hasattr(source, "__aiter__")
+        or hasattr(source, "aiter_bytes")
+        or hasattr(source, "aiter_raw")
+    ):
+        return
     raise InvalidArgument(
         f"cannot pipe a {type(source).__name__}: pass an async iterable of bytes, an httpx "
         "streaming response or the OpenAI SDK's raw streaming response"
@@ -918,10 +936,26 @@ __all__ = ["HubLost", "PipeResult", "State", "StreamWriter", "ToolCall"]
 
 
 # -- argument checks (a bad argument is an ``InvalidArgument`` and writes nothing) ------------
+# A lone UTF-16 surrogate (from ``surrogateescape`` decoding, or a JSON "\ud83d" escape) is a
+# str that UTF-8 cannot encode: refused before it reaches the log (where it would fail the
+# op after the stream's state moved on, and then every later op and the end).
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _check_unicode(what: str, name: str, value: str) -> None:
+    if not value.isascii() and _SURROGATE.search(value) is not None:
+        raise InvalidArgument(
+            f"{what}: {name} holds a lone surrogate (not valid Unicode text); decode the "
+            "bytes it came from with errors='replace'"
+        )
+
+
 def _text_fact(kind: str, text: str, choice: int) -> TextFact:
     # (a plain function, not a coroutine: it runs per token for a host writing text)
     if not isinstance(text, str):
         raise InvalidArgument(f"{kind}: the text must be a string, got {type(text).__name__}")
+    if not text.isascii():  # (the usual token is ASCII: one fast check)
+        _check_unicode(kind, "the text", text)
     _check_choice(choice)
     return TextFact(choice, kind, text)
 
@@ -941,6 +975,7 @@ def _check_str(what: str, **values: object) -> None:
     for name, value in values.items():
         if not isinstance(value, str):
             raise InvalidArgument(f"{what}: {name} must be a string, got {type(value).__name__}")
+        _check_unicode(what, name, value)
 
 
 def _check_optional_str(what: str, **values: object) -> None:
@@ -949,10 +984,43 @@ def _check_optional_str(what: str, **values: object) -> None:
             raise InvalidArgument(
                 f"{what}: {name} must be a string or None, got {type(value).__name__}"
             )
+        if value is not None:
+            _check_unicode(what, name, value)
 
 
 def _json_text(what: str, value: object) -> str:
+    return check_json(what, value).decode()
+
+
+def check_json(what: str, value: object) -> bytes:
+    """``value`` as JSON, or ``InvalidArgument``: also for what the encoder would change
+    silently (``inf``/``nan`` become ``null``, an int key becomes a string), so the message
+    a host reads back is the one readers and the store get."""
+    why = _not_json(value, 0)
+    if why is not None:
+        raise InvalidArgument(f"{what} is not JSON: {why}")
     try:
-        return _json.encode(value).decode()
-    except (TypeError, ValueError, OverflowError) as exc:
+        return _json.encode(value)
+    except (TypeError, ValueError, OverflowError, RecursionError) as exc:
         raise InvalidArgument(f"{what} is not JSON-encodable: {exc}") from None
+
+
+def _not_json(value: object, depth: int) -> str | None:
+    kind = type(value)
+    if kind is float:
+        return None if math.isfinite(value) else f"{value!r} (JSON has no such number)"  # type: ignore[arg-type]
+    if depth > 64:
+        return "nested deeper than 64 levels"
+    if kind is dict:
+        for key, item in value.items():  # type: ignore[attr-defined]
+            if type(key) is not str:
+                return f"a {type(key).__name__} key {key!r} (JSON keys are strings)"
+            why = _not_json(item, depth + 1)
+            if why is not None:
+                return why
+    elif kind is list or kind is tuple:
+        for item in value:  # type: ignore[attr-defined]
+            why = _not_json(item, depth + 1)
+            if why is not None:
+                return why
+    return None
