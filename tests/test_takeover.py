@@ -380,3 +380,37 @@ async def test_a_fenced_producer_cannot_end_the_stream_it_lost(redis_server, lea
         for hub in (owner, taker):
             with contextlib.suppress(HubUnavailable):
                 await hub.close()
+
+
+async def test_a_takeover_gives_the_streams_keys_a_live_expiry_again(redis_server) -> None:
+    """The keys of a stream whose producer died run out a retention after its last renewal.
+    A process that takes it over late (every process died, one came back) used to leave
+    them to expire under it; its next ops were refused and the stream failed."""
+    prefix = "tk" + secrets.token_hex(4)
+    owner, taker = _hub(redis_server.url, prefix), _hub(redis_server.url, prefix)
+    await owner.start()
+    await taker.start()
+    try:
+        for task in [*owner._tasks, *taker._tasks]:
+            task.cancel()  # (only the explicit calls below)
+        from tokenwire.protocol import MessageStart, encode
+
+        await owner.create("st_late", owner=None)
+        await owner.set_resume("st_late", b'{"v":1,"name":"x","args":null}')
+        await owner.append("st_late", [encode(MessageStart(1, "st_late", None))])
+        keys = owner.keys
+        await owner.r.delete(keys.lease("st_late"))
+        for key in (keys.meta("st_late"), keys.log("st_late")):
+            await owner.r.pexpire(key, 500)  # (about to run out: the owner died long ago)
+
+        async def taken(t) -> bool:  # type: ignore[no-untyped-def]
+            return True
+
+        taker.on_takeover = taken
+        assert await taker.take_over("st_late") is True
+        for key in (keys.meta("st_late"), keys.log("st_late")):
+            assert await taker.r.pttl(key) > 0.9 * taker._live_expiry_ms(), key
+    finally:
+        for hub in (owner, taker):
+            with contextlib.suppress(HubUnavailable):
+                await hub.close()

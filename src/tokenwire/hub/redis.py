@@ -1021,9 +1021,10 @@ class RedisHub(Hub):
         callback = self.on_takeover
         if callback is None:
             return False
+        keys = self.keys
         reply = await self._scripts["takeover"](
-            keys=[self.keys.meta(stream_id), self.keys.lease(stream_id)],
-            args=[self.producer_id, int(self.lease_ttl_s * 1000)],
+            keys=[keys.meta(stream_id), keys.lease(stream_id), keys.log(stream_id)],
+            args=[self.producer_id, int(self.lease_ttl_s * 1000), self._live_expiry_ms()],
         )
         if int(reply[0]) != 1:
             return None if int(reply[0]) == 0 else False

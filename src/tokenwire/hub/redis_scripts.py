@@ -122,12 +122,14 @@ redis.call('HSET', KEYS[1], 'cancel', '1')
 return 1
 """
 
-# KEYS: meta, lease. ARGV: the taker's producer id, lease ms.
+# KEYS: meta, lease, log. ARGV: the taker's producer id, lease ms, the live keys' expiry ms.
 # Takeover of a stream whose producer lost its lease: only a live stream that carries a resume
 # record, only while nobody holds the lease. Atomically bumps the producer epoch (so the old
 # producer's appends are refused by APPEND from now on) and takes the lease: of several
 # watchdogs racing, exactly one gets {1, epoch, seq}; the others get {0} (the lease is held).
-# {2}: the stream is not live or has no resume record (nothing to take over).
+# {2}: the stream is not live or has no resume record (nothing to take over). The stream's
+# keys get a live stream's expiry again: they were left to run out when the producer died,
+# and the taker refreshes them only on its own schedule (they could expire under it).
 TAKEOVER = """
 if redis.call('EXISTS', KEYS[2]) == 1 then return {0} end
 local cur = redis.call('HMGET', KEYS[1], 'status', 'seq', 'resume')
@@ -135,6 +137,8 @@ if cur[1] ~= 'in_progress' or not cur[3] then return {2} end
 local epoch = redis.call('HINCRBY', KEYS[1], 'epoch', 1)
 redis.call('HSET', KEYS[1], 'producer', ARGV[1])
 redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[2])
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+redis.call('PEXPIRE', KEYS[3], ARGV[3])
 return {1, epoch, tonumber(cur[2])}
 """
 
