@@ -73,10 +73,10 @@ async def test_every_key_of_a_stream_shares_a_slot_and_scripts_run(client: Redis
         reply = await append(keys=stream_keys, args=[1, 100, "", "", "", 60000, "0", "", *ops])
         assert reply == [1, b"in_progress", 2]
         # The takeover's scripts touch only the stream's own keys: they run on its node too.
-        meta, _, lease = stream_keys
+        meta, log, lease = stream_keys
         await client.hset(meta, "resume", "{}")
         await client.delete(lease)
-        assert await take(keys=[meta, lease], args=["q", 5000]) == [1, 1, 2]
+        assert await take(keys=[meta, lease, log], args=["q", 5000, 60000]) == [1, 1, 2]
         assert await renew(keys=[meta, lease], args=["p", 5000, "0"]) == 0  # (fenced)
         assert await renew(keys=[meta, lease], args=["q", 5000, "1"]) == 1
         stale = await append(keys=stream_keys, args=[3, 100, "", "", "", 60000, "0", "0", ops[1]])
