@@ -1,7 +1,7 @@
-"""What a probe of issue 13 (the library) found: arguments a stream cannot carry are refused by
-the call that got them (``InvalidArgument``, nothing written, the stream goes on and ends and
-is stored as usual), ``close()`` right after ``start()`` still ends the stream, and host
-mistakes (a URL for a store, an unusable owner) are named."""
+"""What a probe of issue 13 (the library) found: ``close()`` right after ``start()`` still ends
+the stream, arguments a stream cannot carry are refused by the call that got them (see also
+tests/test_writer_arguments.py), and host mistakes (a URL for a store, an unusable owner) are
+named."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ import asyncio
 from typing import Any
 
 import httpx
-import msgspec
 import pytest
 from conftest import serve_asgi
 from starlette.applications import Starlette
@@ -17,64 +16,6 @@ from starlette.routing import Mount
 
 from tokenwire import Streams, StreamWriter
 from tokenwire.errors import InvalidArgument
-from tokenwire.streams.store import MemoryStore
-
-LONE = "bad \ud83d surrogate"  # (what surrogateescape decoding or a JSON "\ud83d" gives)
-
-CALLS = {
-    "text": lambda w: w.text(LONE),
-    "reasoning": lambda w: w.reasoning(LONE),
-    "refusal": lambda w: w.refusal(LONE),
-    "tool_call name": lambda w: w.tool_call("c1", LONE, "{}"),
-    "tool_call arguments": lambda w: w.tool_call("c1", "f", LONE),
-    "tool_result output": lambda w: w.tool_result("c1", LONE),
-    "tool_result call_id": lambda w: w.tool_result(LONE, "ok"),
-    "source url": lambda w: w.source(LONE),
-    "source title": lambda w: w.source("https://x.example/", title=LONE),
-    "image": lambda w: w.image(LONE),
-    "file": lambda w: w.file(LONE, "text/plain"),
-    "data name": lambda w: w.data(LONE, 1),
-    "data value": lambda w: w.data("d", {"v": LONE}),
-    "data nan": lambda w: w.data("d", {"v": float("nan")}),
-    "data inf": lambda w: w.data("d", [float("inf")]),
-    "data int key": lambda w: w.data("d", {1: "one"}),
-    "tool_result nan": lambda w: w.tool_result("c1", {"v": float("nan")}),
-    "fail message": lambda w: w.fail(LONE),
-}
-
-
-@pytest.mark.parametrize("call", sorted(CALLS))
-def test_an_argument_the_log_cannot_carry_is_refused_and_the_stream_goes_on(call: str) -> None:
-    """(A lone surrogate used to pass the type check, move the writer's seq, then fail the
-    op's encoding: every later op and the end were refused, nothing was stored.)"""
-    ended: list[str] = []
-
-    async def main() -> tuple[str, Any, Any]:
-        refused: list[BaseException] = []
-
-        async def produce(w: StreamWriter) -> None:
-            await w.text("kept ")
-            try:
-                await CALLS[call](w)
-            except InvalidArgument as exc:
-                refused.append(exc)
-            await w.text("and more")
-
-        async def on_end(row: Any, message: Any) -> None:
-            ended.append(row.id)
-
-        store = MemoryStore()
-        async with Streams(store=store, coalesce_ms=0, on_end=on_end) as streams:
-            handle = await streams.start(produce)
-            status = await streams.wait(handle.id, 5)
-            row = await store.get(handle.id)
-        assert refused, call
-        return status, row, handle
-
-    status, row, handle = asyncio.run(main())
-    assert status == "completed" and row is not None and ended == [handle.id]
-    blocks = msgspec.json.decode(row.message)["blocks"]
-    assert [b["text"] for b in blocks] == ["kept and more"]
 
 
 def test_close_right_after_start_ends_the_stream() -> None:

@@ -16,6 +16,7 @@ from starlette.routing import Mount, Route
 
 from tokenwire import Streams, StreamWriter
 from tokenwire.errors import InvalidArgument, Unauthorized
+from tokenwire.streams.store import MemoryStore
 
 BAD_CALLS: dict[str, Any] = {
     "text(123)": lambda w: w.text(123),
@@ -41,6 +42,32 @@ BAD_CALLS: dict[str, Any] = {
     "fail(None)": lambda w: w.fail(None),
     "fail code=1.5": lambda w: w.fail("x", code=1.5),
 }
+# What passed the type checks and then could not be encoded, failing every later op and the
+# end (nothing stored, on_end never run): a lone surrogate (from ``surrogateescape``
+# decoding or a JSON "\ud83d" escape), and values the encoder would silently change.
+LONE = "bad \ud83d surrogate"
+BAD_CALLS.update(
+    {
+        "text lone surrogate": lambda w: w.text(LONE),
+        "reasoning lone surrogate": lambda w: w.reasoning(LONE),
+        "refusal lone surrogate": lambda w: w.refusal(LONE),
+        "tool_call name lone surrogate": lambda w: w.tool_call("c1", LONE, "{}"),
+        "tool_call arguments lone surrogate": lambda w: w.tool_call("c1", "f", LONE),
+        "tool_result output lone surrogate": lambda w: w.tool_result("c1", LONE),
+        "tool_result call_id lone surrogate": lambda w: w.tool_result(LONE, "ok"),
+        "source url lone surrogate": lambda w: w.source(LONE),
+        "source title lone surrogate": lambda w: w.source("https://x.example/", title=LONE),
+        "image lone surrogate": lambda w: w.image(LONE),
+        "file lone surrogate": lambda w: w.file(LONE, "text/plain"),
+        "data name lone surrogate": lambda w: w.data(LONE, 1),
+        "data value lone surrogate": lambda w: w.data("d", {"v": LONE}),
+        "data nan": lambda w: w.data("d", {"v": float("nan")}),
+        "data inf": lambda w: w.data("d", [float("inf")]),
+        "data int key": lambda w: w.data("d", {1: "one"}),
+        "tool_result nan": lambda w: w.tool_result("c1", {"v": float("nan")}),
+        "fail lone surrogate": lambda w: w.fail(LONE),
+    }
+)
 
 
 @pytest.mark.parametrize("coalesce_ms", [0, 20])
@@ -58,10 +85,17 @@ def test_a_bad_writer_argument_is_invalid_argument_and_loses_nothing(
             caught.append(exc)
         await w.text("after")
 
+    ended: list[str] = []
+
+    async def on_end(row: Any, message: Any) -> None:
+        ended.append(row.id)
+
     async def main() -> Any:
-        async with Streams(coalesce_ms=coalesce_ms) as streams:
+        store = MemoryStore()
+        async with Streams(store=store, coalesce_ms=coalesce_ms, on_end=on_end) as streams:
             handle = await streams.start(answer)
             assert await asyncio.wait_for(streams.wait(handle.id), 10) == "completed"
+            assert await store.get(handle.id) is not None and ended == [handle.id]
             return await streams.message(handle.id)
 
     message = asyncio.run(main())
