@@ -18,6 +18,7 @@ from tokenwire.gateway.routes import start_generation
 from tokenwire.gateway.service import Gateway
 from tokenwire.streams.views_http import (
     CHAT_ID,
+    CHAT_ID_RULE,
     ViewResponse,
     make_view,
     read_log,
@@ -181,11 +182,7 @@ async def aisdk_chat(request: Request) -> Response:
     data = json_object(await read_body(request, gw.settings.max_body_bytes))
     chat_id, ui_messages = data.get("id"), data.get("messages")
     if chat_id is not None and (not isinstance(chat_id, str) or not CHAT_ID.fullmatch(chat_id)):
-        raise bad_request(
-            "'id' (the chat id) must be 1 to 256 characters, no '/' or control characters, "
-            "not blank, '.' or '..'",
-            "invalid_id",
-        )
+        raise bad_request(f"'id' (the chat id) must be {CHAT_ID_RULE}", "invalid_id")
     if not isinstance(ui_messages, list) or not ui_messages:
         raise bad_request("'messages' must be a non-empty array", "missing_messages")
     if data.get("messageId") is not None and not isinstance(data["messageId"], str):

@@ -339,10 +339,7 @@ class ResponsesNormalizer(EventNormalizer):
             if not self._was_streamed(key, item.id):  # a server that sent only the whole item
                 self._whole_item(item, raw, facts)
             elif kind == "reasoning":
-                if item.encrypted_content:
-                    self._pos.other()
-                    facts.append(ReasoningEncrypted(0, item.encrypted_content))
-                facts.append(ReasoningEnd(0))  # (the next item's thought is a block of its own)
+                self._reasoning_done(item, facts)
             self._release_notes(facts)
         else:
             self._whole_item(item, raw, facts)
@@ -366,10 +363,7 @@ class ResponsesNormalizer(EventNormalizer):
                 texts = [p.text for p in item.summary or () if p.text]
             if texts:
                 self._text("reasoning", "\n\n".join(texts), facts)
-            if item.encrypted_content:
-                self._pos.other()
-                facts.append(ReasoningEncrypted(0, item.encrypted_content))
-            facts.append(ReasoningEnd(0))
+            self._reasoning_done(item, facts)
         elif kind in ("function_call", "custom_tool_call"):
             key = item.id or item.call_id
             if self._find_call(key, item.id, item.call_id) is None:
@@ -463,6 +457,14 @@ class ResponsesNormalizer(EventNormalizer):
             facts.append(SourceFact(0, url, title, first, last))
         else:  # file citations, file paths: kept as data, after the item's text
             self._notes.append(note)
+
+    def _reasoning_done(self, item: _Item, facts: list[Fact]) -> None:
+        """A reasoning item ended: its encrypted content, and the end of its block (the next
+        item's thought is a block of its own, with its own encrypted content)."""
+        if item.encrypted_content:
+            self._pos.other()
+            facts.append(ReasoningEncrypted(0, item.encrypted_content))
+        facts.append(ReasoningEnd(0))
 
     def _release_notes(self, facts: list[Fact]) -> None:
         if self._notes:

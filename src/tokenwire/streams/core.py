@@ -628,6 +628,7 @@ class Streams:
         docs/views.md."""
         from tokenwire.streams.views_http import (  # (the HTTP stack only when serving)
             CHAT_ID,
+            CHAT_ID_RULE,
             AISDKStartResponse,
             ViewOptions,
             ui_message_id,
@@ -643,9 +644,10 @@ class Streams:
                     chat_id = given
                 else:  # (the stream is running: answer it, only not as a resumable chat)
                     log.warning(
-                        "chat id %.60r cannot be resumed ('/' or control characters, blank, "
-                        "'.' or '..'): the answer is not recorded as the chat's",
+                        "chat id %.60r cannot be resumed (a chat id is %s): the answer is not "
+                        "recorded as the chat's",
                         given,
+                        CHAT_ID_RULE,
                     )
             if message_id is None:
                 message_id = ui_message_id(body)
@@ -654,10 +656,7 @@ class Streams:
 
         if chat_id is not None and (not isinstance(chat_id, str) or not CHAT_ID.fullmatch(chat_id)):
             # (an explicit one: the resume and stop routes could never find it)
-            raise InvalidArgument(
-                f"chat_id must be 1 to 256 characters, no '/' or control characters, not blank, "
-                f"'.' or '..', got {chat_id!r:.60}"
-            )
+            raise InvalidArgument(f"chat_id must be {CHAT_ID_RULE}, got {chat_id!r:.60}")
         defaults = self._view_options or ViewOptions()
         options = ViewOptions(
             defaults.threshold,

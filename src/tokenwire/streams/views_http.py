@@ -57,6 +57,8 @@ CHAT_ID = re.compile(r"(?!\.\.?$)(?=.*\S)[^/\x00-\x1f\x7f]{1,256}")
 """An AI SDK chat id: any 1 to 256 characters but ``/`` and control characters (it is a path
 segment of ``{api}/{chatId}/stream``), not blank, not ``.`` or ``..`` (as the AI SDK's own
 rule). ``useChat`` makes them up, or the app does (a user's e-mail, a database key)."""
+CHAT_ID_RULE = "1 to 256 characters, no '/' or control characters, not blank, '.' or '..'"
+"""``CHAT_ID`` in words, for errors."""
 MIN_FRAME_BYTES = 1024
 """The smallest ``max_frame_bytes`` accepted."""
 MAX_CHAT_TTL_S = 10 * 365 * 86400
@@ -395,7 +397,7 @@ async def view_events(
         else:
             given = f"starting_after {after}" if fmt == "responses" else f"after {after_seq}"
         _check_cursor(
-            fmt, ops, cursor_seq=after_seq, given=given, start_index=start_index, after=after
+            fmt, ops, after_seq=after_seq, given=given, start_index=start_index, after=after
         )
         if start_index is not None:
             frames, view = await computed(ops, frames_after, factory, ops, start_index)
@@ -449,7 +451,7 @@ def _check_cursor(
     fmt: str,
     ops: list[EncodedOp],
     *,
-    cursor_seq: int | None,
+    after_seq: int | None,
     given: str,
     start_index: int | None,
     after: int,
@@ -467,11 +469,10 @@ def _check_cursor(
     if fmt == "ops" or not ops or ops[0].type != "snapshot":
         return
     base = ops[0].seq
+    gone = (after_seq is not None and 0 < after_seq < base) or (fmt == "responses" and after >= 0)
     if start_index is not None and start_index != 0:
         given = f"startIndex {start_index}"
-    elif not (cursor_seq is not None and 0 < cursor_seq < base) and not (
-        fmt == "responses" and after >= 0
-    ):
+    elif not gone:
         return
     restart = "startIndex=0" if start_index is not None else "no cursor"
     raise ApiError(
