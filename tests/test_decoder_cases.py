@@ -313,3 +313,120 @@ def test_openrouter_reasoning_details_of_two_blocks_keep_their_signatures() -> N
         ("reasoning", "", "SIG_C"),
         ("text", "Answer.", None),
     ]
+
+
+def test_calls_without_output_index_or_item_id_keep_their_own_arguments() -> None:
+    """Older llama.cpp ``/v1/responses``: no ``output_index``, ``function_call`` items without
+    an ``id``; the argument deltas name the call by ``item_id`` = the item's ``call_id``."""
+    events: list[dict[str, Any]] = [r("created", response={**RESPONSE, "status": "in_progress"})]
+    done = []
+    for ident, city in (("fc_A1", "Paris"), ("fc_B2", "Rome")):
+        item = {"type": "function_call", "call_id": ident, "name": "weather", "arguments": ""}
+        events.append(r("output_item.added", item=item))
+        for piece in ('{"city":', f'"{city}"}}'):
+            events.append(r("function_call_arguments.delta", item_id=ident, delta=piece))
+        done.append({**item, "arguments": f'{{"city":"{city}"}}'})
+    events += [r("output_item.done", item=item) for item in done]
+    keys = ("type", "id", "arguments")
+    expected = [
+        {"type": "tool_call", "id": "fc_A1", "arguments": '{"city":"Paris"}'},
+        {"type": "tool_call", "id": "fc_B2", "arguments": '{"city":"Rome"}'},
+    ]
+    assert blocks(sse(*events, completed(*done)), keys) == expected
+    whole = {**RESPONSE, "status": "completed", "output": done}
+    assert blocks(json.dumps(whole).encode(), keys) == expected
+
+
+def test_a_delta_naming_no_item_hides_no_other_kind_of_content() -> None:
+    """A reasoning delta that names no item marks reasoning only: a message and a call sent
+    only as finished items still give their text and arguments."""
+    message_ = {
+        "id": "msg_1",
+        "type": "message",
+        "content": [{"type": "output_text", "text": "The answer is 42.", "annotations": []}],
+    }
+    call = {"id": "fc_1", "type": "function_call", "call_id": "call_1", "name": "f"}
+    events = [
+        r("created", response={**RESPONSE, "status": "in_progress"}),
+        r("reasoning.delta", delta="Thinking."),
+        r("output_item.done", output_index=1, item=message_),
+        r("output_item.done", output_index=2, item={**call, "arguments": '{"q":1}'}),
+    ]
+    got = blocks(sse(*events, completed()), ("type", "text", "arguments"))
+    assert got == [
+        {"type": "reasoning", "text": "Thinking."},
+        {"type": "text", "text": "The answer is 42."},
+        {"type": "tool_call", "arguments": '{"q":1}'},
+    ]
+
+
+def test_citations_only_on_the_finished_item_of_a_streamed_message() -> None:
+    """Text as deltas, its ``url_citation`` only in ``output_item.done`` (no
+    ``annotation.added``): the source and its span, as the whole body gives them."""
+    note = {"type": "url_citation", "url": "https://e.x/a", "title": "T"}
+    note |= {"start_index": 0, "end_index": 9}
+    part = {"type": "output_text", "text": "The tower is 330 m.", "annotations": [note]}
+    events = text_item(0, "msg_1", "The tower", " is 330 m.")
+    events[-1] = r("output_item.done", output_index=0, item={"id": "msg_1", "type": "message"})
+    events[-1]["item"]["content"] = [part]
+    keys = ("type", "text", "url", "span")
+    streamed = blocks(sse(*events, completed(events[-1]["item"])), keys)
+    whole = {**RESPONSE, "status": "completed", "output": [events[-1]["item"]]}
+    assert streamed == blocks(json.dumps(whole).encode(), keys)
+    assert streamed[1] == {
+        "type": "source",
+        "url": "https://e.x/a",
+        "span": {"block": 0, "start": 0, "end": 9},
+    }
+    # Sent both ways (annotation.added and the finished item), it is one source.
+    events = text_item(0, "msg_1", "The tower", note, " is 330 m.")
+    events[-1]["item"]["content"] = [part]
+    assert [b["type"] for b in blocks(sse(*events, completed()), keys)] == ["text", "source"]
+
+
+BAD_UTF8 = b"caf\xe9"  # Latin-1, not UTF-8
+
+
+@pytest.mark.parametrize("api", ["responses", "anthropic"])
+@pytest.mark.parametrize("where", ["delta", "item"])
+def test_invalid_utf8_is_replaced_and_reported_as_in_chat(api: str, where: str) -> None:
+    """A bad byte in a text delta (decoded whole) or in a finished item or block (kept raw by
+    the decoder): the text is kept with U+FFFD and the end carries the invalid_utf8 warning,
+    streamed, whole and at every split."""
+    if api == "responses":
+        if where == "delta":
+            events = text_item(0, "msg_1", "MARK", " ok")
+            data = sse(*events, completed())
+        else:
+            part = {"type": "output_text", "text": "MARK ok", "annotations": []}
+            item = {"id": "msg_1", "type": "message", "content": [part]}
+            data = sse(r("output_item.done", output_index=0, item=item), completed(item))
+        whole = {**RESPONSE, "status": "completed", "output": [{"id": "m", "type": "message"}]}
+        whole["output"][0]["content"] = [{"type": "output_text", "text": "MARK ok"}]
+    else:
+        if where == "delta":
+            data = message(*text_block(0, "MARK ok"))
+        else:
+            start = a("content_block_start", index=0, content_block=a("text", text="MARK ok"))
+            data = message(start, stop(0))
+        whole = {**MESSAGE, "content": [a("text", text="MARK ok")], "stop_reason": "end_turn"}
+    for body in (data, json.dumps(whole).encode()):
+        body = body.replace(b"MARK", BAD_UTF8)
+        assert blocks(body) == [{"type": "text", "text": "caf\ufffd ok"}]
+        _, got = assemble_response(body)
+        assert got.status == "completed" and got.error["type"] == "invalid_utf8"
+
+
+def test_a_lone_surrogate_escape_in_an_anthropic_delta_is_replaced() -> None:
+    data = message(*text_block(0, "MARK ok")).replace(b"MARK", b"caf\\\\ud83d")
+    data = data.replace(b"\\\\ud83d", b"\\ud83d")
+    _, got = assemble_response(data)
+    assert [b.text for b in got.blocks] == ["caf\ufffd ok"]
+    assert got.error["type"] == "invalid_utf8"
+
+
+def test_done_after_an_anthropic_stream_is_not_counted_as_a_bad_event() -> None:
+    pipe = Pipeline(None, format="anthropic")
+    pipe.feed(message(*text_block(0, "Hi")) + b"data: [DONE]\n\n")
+    pipe.close()
+    assert pipe.normalizer.skipped == 0

@@ -14,6 +14,7 @@ import msgspec
 
 from tokenwire.protocol._textpos import TextPosition
 from tokenwire.protocol.facts import Fact, Started, TextFact
+from tokenwire.protocol.jsonsafe import repair_utf8
 from tokenwire.protocol.sse import SSEEvent
 
 # What a malformed event or block raises while decoding (RecursionError: deep nesting).
@@ -25,9 +26,7 @@ class EventNormalizer(abc.ABC):
     """The base of ``ResponsesNormalizer`` and ``AnthropicNormalizer``. Subclasses implement
     ``feed_data`` (calling ``_skip`` / ``_structural``), ``_event`` and ``_model``."""
 
-    __slots__ = ("_pos", "last_skip_reason", "saw_chunk", "saw_done", "skipped")
-
-    replaced = 0  # chunks repaired (invalid UTF-8): only the chat normalizer repairs
+    __slots__ = ("_pos", "last_skip_reason", "replaced", "saw_chunk", "saw_done", "skipped")
 
     def __init__(self) -> None:
         self._pos = TextPosition()
@@ -35,6 +34,9 @@ class EventNormalizer(abc.ABC):
         self.saw_done = False
         self.skipped = 0
         self.last_skip_reason: str | None = None
+        # Events that held invalid UTF-8 (or lone surrogate escapes), used with the bad bytes
+        # replaced by U+FFFD, as the chat normalizer does: the message then carries a warning.
+        self.replaced = 0
 
     def passes_plain_text(self, choice: int) -> bool:
         return False  # the chat-completions fast path never applies
@@ -56,6 +58,13 @@ class EventNormalizer(abc.ABC):
         per-token path: no fact built, see ``Pipeline``), anything else as its facts. Each
         API's own normalizer keeps that case inline."""
 
+    def _repaired(self, data: bytes | str) -> bytes | None:
+        """``data`` with invalid UTF-8 replaced (counted), or ``None`` if it had none."""
+        repaired = repair_utf8(data)
+        if repaired is not None:
+            self.replaced += 1
+        return repaired
+
     def _skip(self, reason: str) -> list[Fact]:
         """Count an event (or a block inside one) that could not be used."""
         self.skipped += 1
@@ -65,7 +74,7 @@ class EventNormalizer(abc.ABC):
     API = ""  # the API's name, in skip reasons
     IDLE_TYPES: frozenset[str] = frozenset()  # keep-alive events: they carry nothing
 
-    def _structural(self, event: Any) -> list[Fact]:
+    def _structural(self, event: Any, data: bytes | str | None = None) -> list[Fact]:
         """Any event but a plain text token: the first event of the API starts the message
         (with the model it names); keep-alives before it are passed over, and any other
         event before it is skipped as not this API's (the stream is of another format)."""
@@ -80,16 +89,30 @@ class EventNormalizer(abc.ABC):
                 return self._skip(f"{kind!r} is not an event type of the {self.API} API")
             self.saw_chunk = True
             facts.append(Started(self._model(event)))
+        before = len(facts)
         try:
             self._event(event, facts)
         except DECODE_ERRORS as exc:  # a malformed item or block inside a valid event
-            self._skip(str(exc))
+            # (msgspec does not check the UTF-8 of the items and blocks it keeps raw)
+            repaired = self._repaired(data) if data is not None else None
+            if repaired is None:
+                self._skip(str(exc))
+                return facts
+            del facts[before:]
+            try:
+                self._event(self._decode(repaired), facts)
+            except DECODE_ERRORS:
+                self._skip(str(exc))
         return facts
 
     @abc.abstractmethod
     def _is_event_type(self, kind: str) -> bool:
         """Whether an event of this type may start the message (one of this API's, not a
         keep-alive)."""
+
+    @abc.abstractmethod
+    def _decode(self, data: bytes) -> Any:
+        """One event of this API, decoded (raises what msgspec raises)."""
 
     @abc.abstractmethod
     def _model(self, event: Any) -> str | None:

@@ -161,7 +161,10 @@ class AnthropicNormalizer(EventNormalizer):
         try:
             event = _decode_event(data)
         except DECODE_ERRORS as exc:
-            return self._skip(str(exc))
+            if data == b"[DONE]" or data == "[DONE]":  # some servers end with it anyway
+                return []
+            repaired = self._repaired(data)
+            return self._skip(str(exc)) if repaired is None else self.feed_token(repaired)
         delta = event.delta
         if (
             event.type == "content_block_delta"
@@ -177,13 +180,16 @@ class AnthropicNormalizer(EventNormalizer):
             else:
                 pos.text(text)
             return text
-        return self._structural(event)
+        return self._structural(event, data)
 
     API = "Anthropic Messages"
     IDLE_TYPES = frozenset({"ping"})
 
     def _is_event_type(self, kind: str) -> bool:
         return (kind in EVENT_TYPES and kind != "ping") or kind == "error"
+
+    def _decode(self, data: bytes) -> _Event:
+        return _decode_event(data)
 
     def _model(self, event: _Event) -> str | None:
         message = event.message

@@ -126,13 +126,16 @@ class Pipeline:
                 and data.find(b"\n", start) == len(data) - 2
                 and b"\r" not in data
             ):
-                out = self.normalizer.feed_token(data[start:-2])  # type: ignore[union-attr]
+                normalizer = self.normalizer
+                out = normalizer.feed_token(data[start:-2])  # type: ignore[union-attr]
                 assembler = self.assembler
                 if type(out) is str:
                     current = assembler.text_block(0)
                     if current is not None and current[0] == "text" and not assembler.window:
                         return [assembler.text_delta(current[1], out)]
                     out = [TextFact(0, "text", out)]
+                elif normalizer.replaced:  # (before the facts, which may end the message)
+                    self._note_repairs(normalizer.replaced)
                 return assembler.feed(out, now)  # type: ignore[arg-type]
         ops = self._feed(data, now)
         self._events_direct = self.decoder.idle and self.format != "auto"
@@ -170,13 +173,17 @@ class Pipeline:
                 facts.extend(normalize(event))
         now_replaced = normalizer.replaced
         if now_replaced != replaced:
-            self.assembler.warning = {
-                "message": f"{now_replaced} upstream chunk(s) held invalid UTF-8; "
-                "the undecodable bytes were replaced with U+FFFD",
-                "type": "invalid_utf8",
-                "code": None,
-            }
+            self._note_repairs(now_replaced)
         return self.assembler.feed(facts, now)
+
+    def _note_repairs(self, count: int) -> None:
+        """Events held invalid UTF-8 (used with U+FFFD): the message's end says so."""
+        self.assembler.warning = {
+            "message": f"{count} upstream chunk(s) held invalid UTF-8; "
+            "the undecodable bytes were replaced with U+FFFD",
+            "type": "invalid_utf8",
+            "code": None,
+        }
 
     def _fast_path_index(self) -> int | None:
         """The per-token fast path: a read that is exactly one ``data:`` event whose chunk

@@ -65,6 +65,13 @@ _WHOLE = {
 }
 
 
+_REPAIRED = {  # the warning of a body whose invalid UTF-8 was replaced
+    "message": "the body held invalid UTF-8; the undecodable bytes were replaced with U+FFFD",
+    "type": "invalid_utf8",
+    "code": None,
+}
+
+
 def _whole_event_body(pipe: Pipeline, body: bytes) -> tuple[list[EncodedOp], Message]:
     if not body_fits(pipe.format, body):
         detected = detect_body(body)
@@ -73,6 +80,11 @@ def _whole_event_body(pipe: Pipeline, body: bytes) -> tuple[list[EncodedOp], Mes
             f"the JSON body is not {_WHOLE[pipe.format]} or an error body{looks}"
         )
     normalizer = pipe.normalizer
+    # (msgspec does not check the UTF-8 of the items and blocks the decoders keep raw)
+    repaired = repair_utf8(body)
+    if repaired is not None:
+        body = repaired
+        pipe.assembler.warning = _REPAIRED
     try:
         facts = normalizer.feed_body(body)  # type: ignore[union-attr]
     except (msgspec.DecodeError, msgspec.ValidationError, RecursionError) as exc:
@@ -99,12 +111,7 @@ def _whole_body(pipe: Pipeline, body: bytes) -> tuple[list[EncodedOp], Message]:
     if chunk.choices is None and chunk.error is None:
         raise NotAChatCompletion("JSON body has neither 'choices' nor 'error'")
     if replaced:
-        pipe.assembler.warning = {
-            "message": "the body held invalid UTF-8; the undecodable bytes were replaced with "
-            "U+FFFD",
-            "type": "invalid_utf8",
-            "code": None,
-        }
+        pipe.assembler.warning = _REPAIRED
     normalizer = pipe.normalizer
     facts = normalizer.feed_chunk(chunk) + normalizer.close()
     if chunk.error is None:

@@ -145,6 +145,7 @@ class ResponsesNormalizer(EventNormalizer):
     """Stateful: feed Responses SSE events (or whole response objects) in order, get facts."""
 
     __slots__ = (
+        "_annotated",
         "_calls",
         "_had_calls",
         "_held_args",
@@ -153,6 +154,8 @@ class ResponsesNormalizer(EventNormalizer):
         "_part_start",
         "_sources",
         "_streamed",
+        "_streamed_args",
+        "_streamed_reasoning",
         "_text_start",
     )
 
@@ -164,7 +167,13 @@ class ResponsesNormalizer(EventNormalizer):
         self._held_args: dict[_Key, list[tuple[str | None, str | None, str]]] = {}
         self._next_key = 0
         self._had_calls = False
-        self._streamed: set[_Key] = set()  # items whose text or arguments came as deltas
+        # Items whose content came as deltas, one set per kind of content (a reasoning delta
+        # must not hide a message's or a call's content): message text and refusals,
+        # reasoning, tool-call arguments. ``None`` marks deltas that named no item.
+        self._streamed: set[_Key] = set()
+        self._streamed_reasoning: set[_Key] = set()
+        self._streamed_args: set[_Key] = set()
+        self._annotated: set[_Key] = set()  # message items that had annotation.added events
         # Where each message item's text starts in its text block: the base of its cited
         # spans when the server sent no ``content_part.added`` (which records it per part).
         self._text_start: dict[_Key, int] = {}
@@ -198,10 +207,13 @@ class ResponsesNormalizer(EventNormalizer):
                 if token is None:
                     if data == b"[DONE]" or data == "[DONE]":  # some servers end with it anyway
                         return []
-                    return self._skip(str(exc))
+                    repaired = self._repaired(data)
+                    if repaired is None:
+                        return self._skip(str(exc))
+                    return self.feed_token(repaired)
             else:
                 if event.type != "response.output_text.delta":
-                    return self._structural(event)
+                    return self._structural(event, data)
                 token = event
         if not self.saw_chunk:
             return self._structural(token)  # the first event: it starts the message
@@ -224,6 +236,9 @@ class ResponsesNormalizer(EventNormalizer):
 
     def _is_event_type(self, kind: str) -> bool:
         return kind.startswith("response.") or kind == "error"
+
+    def _decode(self, data: bytes) -> _Event:
+        return _decode_event(data)
 
     def _model(self, event: _Event | _TextDelta) -> str | None:
         response = getattr(event, "response", None)  # (a _TextDelta has none)
@@ -258,10 +273,10 @@ class ResponsesNormalizer(EventNormalizer):
             "response.reasoning.delta",
         ):
             if event.delta:
-                self._streamed.add(event.item_id or key)
+                self._streamed_reasoning.add(event.item_id or key)
                 self._text("reasoning", event.delta, facts)
         elif kind == "response.reasoning_summary_part.added":
-            if event.summary_index and self._was_streamed(key, event.item_id):
+            if event.summary_index and _was_streamed(self._streamed_reasoning, key, event.item_id):
                 self._text("reasoning", "\n\n", facts)  # summary parts are paragraphs
         elif kind == "response.refusal.delta":
             if event.delta:
@@ -273,6 +288,7 @@ class ResponsesNormalizer(EventNormalizer):
                 self._part_start[(key, event.content_index)] = self._pos.next_start()
         elif kind == "response.output_text.annotation.added":
             if event.annotation is not None:
+                self._annotated.add(event.item_id or key)
                 base = self._part_start.get((key, event.content_index))
                 if base is None:
                     item = event.item_id or event.output_index
@@ -283,22 +299,24 @@ class ResponsesNormalizer(EventNormalizer):
             "response.custom_tool_call_input.delta",
         ):
             if event.delta:
-                self._streamed.add(event.item_id or key)
+                self._streamed_args.add(event.item_id or key)
                 self._arguments(key, event, event.delta, facts)
         elif kind in (
             "response.function_call_arguments.done",
             "response.custom_tool_call_input.done",
         ):
             whole = event.arguments if event.arguments is not None else event.input
-            if whole and not self._was_streamed(key, event.item_id):
-                self._streamed.add(event.item_id or key)
+            if whole and not _was_streamed(self._streamed_args, key, event.item_id):
+                self._streamed_args.add(event.item_id or key)
                 self._arguments(key, event, whole, facts)
         elif kind == "response.output_item.added":
             if event.item:
-                self._item_added(key, _decode_item(event.item), event.item, facts)
+                item = _decode_item(event.item)
+                self._item_added(_item_key(key, item), item, event.item, facts)
         elif kind == "response.output_item.done":
             if event.item:
-                self._item_done(key, _decode_item(event.item), event.item, facts)
+                item = _decode_item(event.item)
+                self._item_done(_item_key(key, item), item, event.item, facts)
         elif kind in ("response.completed", "response.incomplete", "response.failed"):
             if event.response is not None:
                 self._end(event.response, facts, kind)
@@ -317,8 +335,8 @@ class ResponsesNormalizer(EventNormalizer):
             self._start_call(key, item, facts)
             self._release_held(key, facts)
             whole = item.arguments if kind == "function_call" else item.input
-            if whole and not self._was_streamed(key, item.id):
-                self._streamed.add(item.id or key)
+            if whole and not _was_streamed(self._streamed_args, key, item.id):
+                self._streamed_args.add(item.id or key)
                 facts.append(ToolCallArguments(0, self._calls[key], whole))
         elif kind not in _ITEM_KINDS:
             self._data(item, raw, facts)
@@ -332,15 +350,20 @@ class ResponsesNormalizer(EventNormalizer):
                 call = self._calls[key]
             self._release_held(key, facts)
             whole = item.arguments if kind == "function_call" else item.input
-            if whole and not self._was_streamed(key, item.id):
-                self._streamed.add(item.id or key)
+            if whole and not _was_streamed(self._streamed_args, key, item.id):
+                self._streamed_args.add(item.id or key)
                 facts.append(ToolCallArguments(0, call, whole))
-        elif kind == "message" or kind == "reasoning":
-            if not self._was_streamed(key, item.id):  # a server that sent only the whole item
+        elif kind == "message":
+            if not _was_streamed(self._streamed, key, item.id):  # only the whole item came
                 self._whole_item(item, raw, facts)
-            elif kind == "reasoning":
-                self._reasoning_done(item, facts)
+            elif not (item.id in self._annotated or key in self._annotated):
+                self._done_annotations(key, item, facts)
             self._release_notes(facts)
+        elif kind == "reasoning":
+            if not _was_streamed(self._streamed_reasoning, key, item.id):
+                self._whole_item(item, raw, facts)
+            else:
+                self._reasoning_done(item, facts)
         else:
             self._whole_item(item, raw, facts)
 
@@ -398,13 +421,18 @@ class ResponsesNormalizer(EventNormalizer):
         self._pos.other()
         facts.append(ToolCallStarted(0, call, item.call_id or item.id, item.name))
 
-    def _was_streamed(self, key: _Key, item_id: str | None) -> bool:
-        """Did deltas already carry this item's content? Deltas are marked by item id, else
-        output index; a server whose deltas name neither marks ``None``: all items then."""
-        streamed = self._streamed
-        return (
-            (item_id is not None and item_id in streamed) or key in streamed or (None in streamed)
-        )
+    def _done_annotations(self, key: _Key, item: _Item, facts: list[Fact]) -> None:
+        """A streamed message whose citations came only with its finished item (no
+        ``annotation.added`` events): they are read from there, spans from its text's start."""
+        start = self._text_start.get(item.id, self._text_start.get(key))
+        for number, part in enumerate(item.content or ()):
+            base = self._part_start.get((key, number))
+            if base is None and number == 0:
+                base = start
+            for note in part.annotations or ():
+                if base is None:  # where this part's text starts is unknown: no span
+                    note = {k: v for k, v in note.items() if k not in ("start_index", "end_index")}
+                self._annotation(note, base or 0, facts)
 
     def _find_call(self, key: _Key, item_id: str | None, call_id: str | None) -> int | None:
         calls = self._calls
@@ -496,3 +524,17 @@ class ResponsesNormalizer(EventNormalizer):
             self.saw_done = True
             facts.append(Done())
         # queued / in_progress: a body cut off before its end (the assembler reports it)
+
+
+def _item_key(key: _Key, item: _Item) -> _Key:
+    """An item event's key: its output index, else (servers that send none, e.g. older
+    llama.cpp) the item's own id, else its call id, which its argument deltas name."""
+    if key is not None:
+        return key
+    return item.id if item.id is not None else item.call_id
+
+
+def _was_streamed(streamed: set[_Key], key: _Key, item_id: str | None) -> bool:
+    """Did deltas already carry this item's content of this kind? Deltas are marked by item
+    id, else output index; a server whose deltas name neither marks ``None``: every item."""
+    return (item_id is not None and item_id in streamed) or key in streamed or None in streamed
