@@ -337,17 +337,23 @@ def test_error_mid_stream_keeps_partial(http: httpx.Client) -> None:
 
 
 def test_unreachable_upstream_fails_stream(tmp_path: Path) -> None:
-    settings = Settings(
-        upstream=f"http://127.0.0.1:{free_port()}/v1", upstream_retries=1, upstream_backoff_s=0.01
-    )
+    """...and the password of the upstream URL is in neither the stream's error nor a 502."""
+    upstream = f"http://tw:pw-hidden@127.0.0.1:{free_port()}/v1"
+    settings = Settings(upstream=upstream, upstream_retries=1, upstream_backoff_s=0.01)
     with serve_asgi(create_app(settings)) as url, httpx.Client(base_url=url) as http:
         stream_id = create(http)
         ops = parse(read_events(http, stream_id))
         end = msgspec.json.decode(ops[-1][1])
         assert end["status"] == "failed" and end["error"]["type"] == "upstream_error"
         assert "unreachable" in end["error"]["message"]
+        assert "pw-hidden" not in end["error"]["message"]
+        assert "tw:[REDACTED]@127.0.0.1" in end["error"]["message"]
         models = http.get("/v1/models")
         assert models.status_code == 502 and error_of(models)["type"] == "upstream_error"
+        body = {"model": "m", "messages": [{"role": "user", "content": "x"}]}
+        relayed = http.post("/v1/chat/completions", json=body)
+        for response in (models, relayed):
+            assert response.status_code == 502 and "pw-hidden" not in response.text
 
 
 # -- bad input -------------------------------------------------------------------------------

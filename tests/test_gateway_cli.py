@@ -128,6 +128,21 @@ def test_serve_command_runs(tmp_path) -> None:  # type: ignore[no-untyped-def]
         assert (tmp_path / "tokenwire.sqlite3").exists()
 
 
+def test_serve_never_prints_the_upstream_urls_password(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    upstream = f"http://tw:pw-hidden@127.0.0.1:{free_port()}/v1"
+    proc = _serve(free_port(), str(tmp_path), upstream)
+    proc.terminate()
+    output = proc.communicate(timeout=15)[0].decode()
+    assert "-> http://tw:[REDACTED]@127.0.0.1" in output and "pw-hidden" not in output
+    bad = subprocess.run(
+        [sys.executable, "-m", "tokenwire", "serve", "--upstream", "ftp://tw:pw-hidden@h/v1"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert bad.returncode == 2 and "pw-hidden" not in bad.stderr + bad.stdout
+
+
 def _serve(port: int, data_dir: str, upstream: str) -> subprocess.Popen:
     cmd = [sys.executable, "-m", "tokenwire", "serve", "--port", str(port), "--data-dir", data_dir]
     env = {**os.environ, "TOKENWIRE_UPSTREAM": upstream}

@@ -157,6 +157,11 @@ def test_cluster_urls() -> None:
     with pytest.raises(ValueError, match="database 0"):
         parse_cluster_url("redis://h:7000/2?cluster=1")
     assert strip_cluster_flag("redis://h:1/?cluster=true&x=1") == "redis://h:1/?x=1"
+    from conftest import refused_serve  # (a wrong URL is not said to be unreachable)
+
+    line = refused_serve("--redis", "redis://u:pw-hidden@127.0.0.1:6379/3?cluster=true")
+    assert "error: invalid Redis Cluster URL redis://u:***@" in line and "database 0" in line
+    assert "pw-hidden" not in line
     with pytest.raises(ValueError, match="braces"):
         ClusterKeys("tw{x}")
 

@@ -128,7 +128,7 @@ function showStats() {
  */
 function follow(id, after, message) {
   // Detach the old subscription first, so its "closed" does not reach the badge, which shows
-  // the new one connecting (its first state is not reported again).
+  // the new one connecting at once (before its own first "connecting" arrives).
   const previous = current;
   current = null;
   previous?.close();

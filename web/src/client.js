@@ -246,6 +246,8 @@ export class Subscription {
     this.message = options.message ?? emptyMessage(id);
     /** @type {ConnectionState} */
     this.state = "connecting";
+    /** Whether `onState` has been called yet (the first state is reported, even "connecting"). */
+    this.stateReported = false;
     this.opsApplied = 0;
     this.bytesReceived = 0;
     this.connections = 0;
@@ -290,7 +292,8 @@ export class Subscription {
    * @param {unknown} [detail]
    */
   setState(state, detail) {
-    if (this.state === state && detail === undefined) return;
+    if (this.stateReported && this.state === state && detail === undefined) return;
+    this.stateReported = true;
     this.state = state;
     this.options.onState?.(state, detail);
   }

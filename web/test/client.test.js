@@ -180,9 +180,13 @@ test("a snapshot op replaces the state and the stream continues after its seq", 
 test("5xx answers are retried; an unknown stream (404) is a fatal GatewayError", async () => {
   const ops = makeOps(5);
   await withServer(ops, (n) => (n <= 2 ? { status: 503 } : {}), async (base, requests) => {
-    const message = await subscribe(base, "st_t", { retryMs: 5 }).done;
+    const states = [];
+    const sub = subscribe(base, "st_t", { retryMs: 5, onState: (s) => states.push(s) });
+    const message = await sub.done;
     assert.equal(message.status, "completed");
     assert.equal(requests.length, 3);
+    // The first connection is reported too (docs/web.md lists "connecting").
+    assert.deepEqual(states, ["connecting", "reconnecting", "connecting", "reconnecting", "connecting", "open", "done"]);
   });
   await withServer(ops, () => ({}), async (base) => {
     const states = [];

@@ -51,6 +51,7 @@ class AsyncClient:
         await self.aclose()
 
     async def aclose(self) -> None:
+        """Close the HTTP connection pool (the client is an async context manager too)."""
         await self._http.aclose()
 
     async def create(
@@ -83,6 +84,7 @@ class AsyncClient:
         return AsyncStream(self, stream_id, on_transient, catchup)
 
     async def get(self, stream_id: str) -> dict[str, Any]:
+        """The stream's current snapshot: its id, status and message so far."""
         with reaching(self._http.base_url):
             response = await self._http.get(
                 f"/v1/streams/{stream_id}", params=read_params(self.token)
@@ -128,6 +130,7 @@ class AsyncClient:
                 await asyncio.sleep(backoff(attempt))
 
     async def cancel(self, stream_id: str) -> str:
+        """Cancel the generation ``stream_id`` on the gateway."""
         with reaching(self._http.base_url):
             response = await self._http.post(f"/v1/streams/{stream_id}/cancel")
         return checked(response).json()["status"]
@@ -180,9 +183,11 @@ class AsyncStream(StreamView):
         return self.client._ops(self._state)
 
     async def wait(self) -> Message:
+        """Read the stream to its end; returns the final message."""
         async for _ in self:
             pass
         return self.message
 
     async def cancel(self) -> str:
+        """Cancel the generation on the gateway (every reader sees it end ``cancelled``)."""
         return await self.client.cancel(self.id)

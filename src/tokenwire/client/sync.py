@@ -55,6 +55,7 @@ class Client:
         self.close()
 
     def close(self) -> None:
+        """Close the HTTP connection pool (the client is a context manager too)."""
         self._http.close()
 
     def create(
@@ -204,4 +205,5 @@ class Stream(StreamView):
         return self.message
 
     def cancel(self) -> str:
+        """Cancel the generation on the gateway (every reader sees it end ``cancelled``)."""
         return self.client.cancel(self.id)

@@ -14,6 +14,8 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from tokenwire.logredact import redact_text
+
 if TYPE_CHECKING:
     from tokenwire.gateway import Settings
 
@@ -167,7 +169,8 @@ def build_settings(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     except ValueError as exc:
         raise CommandError(str(exc)) from None
     if not settings.upstream.startswith(("http://", "https://")):
-        raise CommandError(f"--upstream must be an http(s) URL, got {settings.upstream!r}")
+        shown = redact_text(settings.upstream)
+        raise CommandError(f"--upstream must be an http(s) URL, got {shown!r}")
     if settings.upstream_api not in ("chat", "responses", "anthropic"):
         raise CommandError(
             f"TOKENWIRE_UPSTREAM_API must be chat, responses or anthropic, "
@@ -268,6 +271,11 @@ def check_redis(url: str) -> None:
     from tokenwire.hub.redis import redact
     from tokenwire.hub.redis_keys import is_cluster_url, parse_cluster_url
 
+    if is_cluster_url(url):  # a URL that cannot be right is not a connection failure
+        try:
+            parse_cluster_url(url)
+        except ValueError as exc:
+            raise CommandError(f"invalid Redis Cluster URL {redact(url)}: {exc}") from None
     try:
         if is_cluster_url(url):  # redis://h1:p1,h2:p2/?cluster=true: any node will do
             nodes, options = parse_cluster_url(url)
@@ -357,7 +365,8 @@ def run(args: argparse.Namespace) -> int:
         data = f"messages in {redact_store_url(settings.store_url)}"
     workers = f", {settings.workers} workers" if settings.workers > 1 else ""
     print(
-        f"tokenwire serve: http://{settings.host}:{settings.port} -> {settings.upstream} "
+        f"tokenwire serve: http://{settings.host}:{settings.port} -> "
+        f"{redact_text(settings.upstream)} "
         f"[{settings.upstream_api}] "
         f"({auth}, {hub}{workers}, {data})",
         flush=True,

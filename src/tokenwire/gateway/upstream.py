@@ -28,6 +28,7 @@ import httptools
 
 from tokenwire import __version__, timeouts
 from tokenwire.errors import UpstreamBroken, UpstreamUnavailable
+from tokenwire.logredact import redact_text
 
 _RETRY_STATUSES = frozenset({502, 503, 504})
 # Pause reading a response once this much body is buffered and unread (the consumer is slow).
@@ -398,7 +399,8 @@ class UpstreamClient:
         system's trust store plus ``ca_file`` if set. ``max_body_bytes`` bounds ``aread``."""
         url = urlsplit(base_url.strip())
         if url.scheme not in ("http", "https") or not url.hostname or not base_url.isprintable():
-            raise ValueError(f"upstream must be an http:// or https:// URL, got {base_url!r}")
+            shown = redact_text(base_url)
+            raise ValueError(f"upstream must be an http:// or https:// URL, got {shown!r}")
         # (for messages: without the query, which may carry a key)
         self.base_url = urlunsplit((url.scheme, url.netloc, url.path.rstrip("/"), "", ""))
         self.retries = retries
@@ -555,7 +557,9 @@ class UpstreamClient:
     def _unreachable(self, exc: BaseException) -> UpstreamUnavailable:
         kind = type(exc).__name__
         detail = str(exc) or kind
-        return UpstreamUnavailable(f"upstream unreachable ({kind}: {detail}) at {self.base_url}")
+        # (a password in the upstream URL never reaches a client or a log line)
+        message = f"upstream unreachable ({kind}: {detail}) at {self.base_url}"
+        return UpstreamUnavailable(redact_text(message))
 
 
 class _Exchange:

@@ -152,6 +152,7 @@ class Message:
 
     @property
     def done(self) -> bool:
+        """Whether the message has ended (its status is not ``in_progress``)."""
         return self.status in END_STATUSES
 
     @property
@@ -160,6 +161,7 @@ class Message:
         return "".join(b.text for b in self.blocks if b.type == "text" and b.choice == 0)
 
     def to_dict(self) -> dict[str, Any]:
+        """The message as JSON-ready dicts (the protocol's message shape)."""
         return {
             "id": self.id,
             "model": self.model,
@@ -187,6 +189,7 @@ class Message:
         )
 
     def copy(self) -> Message:
+        """An independent copy (blocks included)."""
         return Message(
             self.id,
             self.model,

@@ -76,17 +76,21 @@ class Pipeline:
 
     @property
     def message(self) -> Message:
+        """The message as the ops so far built it."""
         return self.assembler.message
 
     @property
     def seq(self) -> int:
+        """The seq of the last op emitted."""
         return self.assembler.seq
 
     @property
     def done(self) -> bool:
+        """Whether ``message.end`` has been emitted."""
         return self.assembler.done
 
     def feed(self, data: bytes, now: float = 0.0) -> list[EncodedOp]:
+        """Feed the next bytes of the upstream body (any split); returns the ops they complete."""
         index = self._fast_index  # (never set for other formats)
         if index is not None and data.endswith(b"\n\n") and len(data) <= self._max_event_bytes:
             lines = data.splitlines()
@@ -218,9 +222,11 @@ class Pipeline:
         return None
 
     def poll(self, now: float) -> list[EncodedOp]:
+        """Ops whose coalescing window has passed by ``now`` (see ``next_deadline``)."""
         return self.assembler.poll(now)
 
     def next_deadline(self) -> float | None:
+        """When ``poll`` must next be called (``None``: nothing is held back)."""
         return self.assembler.next_deadline()
 
     def close(self, now: float = 0.0) -> list[EncodedOp]:
@@ -236,6 +242,7 @@ class Pipeline:
         return ops + self.assembler.close(now)
 
     def cancel(self, now: float = 0.0) -> list[EncodedOp]:
+        """End the message ``cancelled`` (what was produced is kept)."""
         self._fast_index = None  # the message ends here: nothing may take the fast path
         ops = self.assembler.feed(self.normalizer.close(), now)
         return ops + self.assembler.cancel(now)
@@ -248,6 +255,7 @@ class Pipeline:
         code: str | int | None = None,
         now: float = 0.0,
     ) -> list[EncodedOp]:
+        """End the message ``failed`` with this error (what was produced is kept)."""
         self._fast_index = None  # the message ends here: nothing may take the fast path
         ops = self.assembler.feed(self.normalizer.close(), now)
         return ops + self.assembler.fail(message, error_type=error_type, code=code, now=now)

@@ -130,6 +130,7 @@ class StreamHandle:
 
     @property
     def status(self) -> str:
+        """The message's status: ``in_progress``, ``completed``, ``failed`` or ``cancelled``."""
         return self.writer.message.status
 
 
@@ -198,6 +199,7 @@ class Streams:
     # -- lifespan --------------------------------------------------------------------------
     @property
     def started(self) -> bool:
+        """Whether ``start()`` has run (and ``close()`` has not)."""
         return self._users > 0
 
     async def open(self) -> None:

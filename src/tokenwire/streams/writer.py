@@ -323,10 +323,12 @@ class StreamWriter:
     # -- state -----------------------------------------------------------------------------
     @property
     def id(self) -> str:
+        """The stream's id (as ``stream_id``)."""
         return self.stream_id
 
     @property
     def state(self) -> State:
+        """Where the writer is in its life (a ``tokenwire.streams.State``)."""
         return self._state
 
     @property
@@ -336,10 +338,12 @@ class StreamWriter:
 
     @property
     def seq(self) -> int:
+        """The seq of the last op written (0 before ``start``)."""
         return self._asm.seq
 
     @property
     def ended(self) -> bool:
+        """Whether the stream has ended (``end``, ``fail``, ``cancel`` or its upstream)."""
         return self._state is State.ENDED
 
     # -- writing ---------------------------------------------------------------------------
@@ -352,6 +356,7 @@ class StreamWriter:
         await self._write([_text_fact("reasoning", text, choice)])
 
     async def refusal(self, text: str, *, choice: int = 0) -> None:
+        """Append ``text`` to the model's refusal (a ``refusal`` block)."""
         await self._write([_text_fact("refusal", text, choice)])
 
     async def tool_call(
@@ -394,6 +399,7 @@ class StreamWriter:
         await self._write([SourceFact(choice, url, title, start, end, cited_text)])
 
     async def image(self, url: str, *, choice: int = 0) -> None:
+        """An image the model made, as a URL (``data:`` URLs too): an ``image`` block."""
         _check_str("image", url=url)
         _check_choice(choice)
         await self._write([ImageFact(choice, url)])
