@@ -85,7 +85,12 @@ def test_every_start_route_runs_the_hosts_producer_without_the_options_member(
     assert len(bodies) == 3  # one per route: the host's producer ran for each
     for body in bodies:
         assert "tokenwire" not in body and body["stream"] is True
-        assert body["stream_options"] == {"include_usage": True}
+    # Usage is asked for, but not for an OpenAI client that did not ask (detached route).
+    assert [body.get("stream_options") for body in bodies] == [
+        {"include_usage": True},
+        None,
+        {"include_usage": True},
+    ]
     assert bodies[2]["messages"] == [{"role": "user", "content": "hi"}]  # UI -> chat messages
 
 

@@ -111,8 +111,37 @@ def test_openai_sdk_detached_cut_and_resume(gateway: str, http: httpx.Client) ->
     assert _content(chunks) == want
     assert chunks[0].choices[0].delta.role == "assistant"
     assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] == "stop"
-    assert chunks[-1].usage is not None  # (include_usage was asked for the detached stream)
+    # The client did not ask for usage: as from OpenAI, no ``choices: []`` usage chunk, so
+    # the usual ``chunk.choices[0]`` loop works to the end.
+    assert all(c.choices for c in chunks) and snap["message"]["usage"] is None
     assert {c.id for c in chunks} == {f"chatcmpl-{stream_id}"}
+
+
+def test_detached_usage_chunk_only_when_the_client_asked(gateway: str, http: httpx.Client) -> None:
+    """With ``stream_options.include_usage`` the stream ends with OpenAI's usage chunk, in the
+    POST answer and in a resume from the start alike."""
+    client = _oai(gateway)
+    raw = client.chat.completions.with_raw_response.create(
+        model="mock",
+        messages=PROMPT,  # type: ignore[arg-type]
+        stream=True,
+        stream_options={"include_usage": True},
+        extra_headers={"X-Tokenwire-Detach": "1"},
+    )
+    stream_id = raw.headers["x-tokenwire-stream"]
+    chunks = list(raw.parse())
+    resumed = list(
+        client.get(
+            f"/streams/{stream_id}/events?format=openai&startIndex=0",
+            cast_to=ChatCompletionChunk,
+            stream=True,
+            stream_cls=openai.Stream[ChatCompletionChunk],
+        )
+    )
+    for read in (chunks, resumed):
+        assert read[-1].choices == [] and read[-1].usage is not None
+        assert read[-1].usage.total_tokens > 0 and all(c.choices for c in read[:-1])
+    assert _wait_done(http, stream_id)["message"]["usage"] is not None
 
 
 def test_openai_view_last_event_id_resume(http: httpx.Client) -> None:

@@ -225,7 +225,9 @@ async def detached_chat_completions(request: Request, body: bytes) -> Response:
     messages = data.get("messages")
     if not isinstance(messages, list) or not messages:
         raise bad_request("'messages' must be a non-empty array", "missing_messages")
-    handle = await start_generation(gw, owner, data, "chat")  # (a chat-completions body)
+    # (a chat-completions body; its stream_options as sent: the openai view ends with a
+    # ``choices: []`` usage chunk only if the client asked for usage, as OpenAI's own does)
+    handle = await start_generation(gw, owner, data, "chat", ask_usage=False)
     routes = request.app.state.stream_routes
     info, row = await gw.streams.lookup(handle.id)
     ops, cursor = await read_log(gw.streams, handle.id, info, row)

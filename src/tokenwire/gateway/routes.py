@@ -96,17 +96,18 @@ def _options(gw: Gateway, options: Any) -> tuple[float, bool]:
 
 
 async def start_generation(
-    gw: Gateway, owner: str | None, data: dict[str, Any], api: str
+    gw: Gateway, owner: str | None, data: dict[str, Any], api: str, *, ask_usage: bool = True
 ) -> StreamHandle:
     """Start a detached generation for ``data``, a request body in ``api``'s format (already
-    checked by the caller): its ``tokenwire`` member's options, usage asked for (chat), the
+    checked by the caller): its ``tokenwire`` member's options, usage asked for (chat; unless
+    ``ask_usage`` is false: an OpenAI client gets a usage chunk only if it asked), the
     host's producer for its model if one is registered, else the upstream, continued on
     another process if this one dies (with a shared hub). ``POST /v1/streams``,
     ``POST /v1/aisdk/chat`` and the detached ``POST /v1/chat/completions`` all start here."""
     upstream = gw.require_started()
     coalesce_ms, supersede = _options(gw, data.pop("tokenwire", None))
     data["stream"] = True
-    if api == "chat":  # (the other APIs report usage in their stream anyway)
+    if api == "chat" and ask_usage:  # (the other APIs report usage in their stream anyway)
         _with_usage(data)
     model = data.get("model")
     path, headers, fmt = gw.request_for(api)
