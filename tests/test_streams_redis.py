@@ -76,3 +76,64 @@ async def test_follow_and_cancel_a_stream_produced_by_another_process(redis_serv
     finally:
         child.kill()
         child.wait()
+
+
+
+def test_a_view_cursor_inside_the_trimmed_log_of_an_ended_stream_is_exact(
+    redis_server, prefix
+) -> None:
+    """A long stream's log is trimmed and its newest snapshot is at its end: an openai view
+    cursor a few ops before the end still resumes exactly (it used to be 410)."""
+    import time
+
+    import httpx
+    import msgspec
+    from conftest import serve_asgi
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import JSONResponse
+    from starlette.routing import Mount, Route
+
+    from tokenwire.protocol import SSEDecoder
+
+    streams = Streams(
+        hub=RedisHub(redis_server.url, key_prefix=prefix, max_log_ops=40), coalesce_ms=0
+    )
+    words = [f"w{i} " for i in range(200)]
+
+    async def start(request: Request) -> JSONResponse:
+        async def answer(w) -> None:  # type: ignore[no-untyped-def]
+            for word in words:
+                await w.text(word)
+
+        return JSONResponse({"id": (await streams.start(answer)).id})
+
+    app = Starlette(
+        lifespan=streams.lifespan,
+        routes=[Route("/start", start, methods=["POST"]), Mount("/tw", streams.asgi())],
+    )
+    with serve_asgi(app) as base, httpx.Client(base_url=base, timeout=10) as http:
+        stream_id = http.post("/start").json()["id"]
+        for _ in range(500):
+            snap = http.get(f"/tw/{stream_id}").json()
+            if snap["status"] != "in_progress":
+                break
+            time.sleep(0.02)
+        assert snap["status"] == "completed" and snap["seq"] == 204
+        for back in (2, 5, 12):
+            response = http.get(
+                f"/tw/{stream_id}/events",
+                params={"format": "openai"},
+                headers={"Last-Event-ID": str(204 - back)},
+            )
+            assert response.status_code == 200, response.text
+            chunks = [
+                msgspec.json.decode(e.data)
+                for e in SSEDecoder().feed(response.content)
+                if e.data != "[DONE]"
+            ]
+            text = "".join(
+                c["choices"][0]["delta"].get("content") or "" for c in chunks if c["choices"]
+            )
+            # ops: message.start, block.start, 200 deltas (seq 3..202), block.end, message.end
+            assert text == "".join(words[200 - back + 2 :])

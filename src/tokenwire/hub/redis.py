@@ -8,7 +8,8 @@ Per tokenwire stream (all keys share the hash tag ``{stream_id}``, hence one Clu
 - ``tw:{id}:meta``  hash: status, seq, owner, created_at, producer, cancel flag, and a
   snapshot (``snap`` = canonical message JSON as of ``snap_seq``, ``snap_open`` = its open
   blocks) refreshed every ``max_log_ops // 4`` ops and at the end, so a reader behind the
-  trimmed log gets a snapshot and the final message survives the log.
+  trimmed log gets a snapshot and the final message survives the log; an older one
+  (``snap_prev`` as of ``snap_prev_seq``) is kept while the trimmed log still goes on from it.
 - ``tw:{id}:lease`` string with a TTL, held and renewed by the producing process.
 
 Plus ``tw:active`` (zset of in-progress ids scored by lease deadline, for the watchdog) and
@@ -656,7 +657,13 @@ class RedisHub(Hub):
             ops = [_op_from_entry(entry_id, fields) for entry_id, fields in entries]
             if ops and ops[0].seq == after + 1:
                 return ops
-            snap, snap_seq = await self.r.hmget(self.keys.meta(stream_id), ["snap", "snap_seq"])
+            snap, snap_seq, prev, prev_seq = await self.r.hmget(
+                self.keys.meta(stream_id), ["snap", "snap_seq", "snap_prev", "snap_prev_seq"]
+            )
+        # The older snapshot if the log still goes on from it (``ops[0]``: the oldest op kept):
+        # every cursor after it stays exact (a view reads from the start to reach its cursor).
+        if prev is not None and int(prev_seq) > after and ops and ops[0].seq <= int(prev_seq) + 1:
+            snap, snap_seq = prev, prev_seq
         if snap is not None and int(snap_seq) > after:
             message = Message.from_dict(msgspec.json.decode(snap))
             return [snapshot_op(message, int(snap_seq))]
