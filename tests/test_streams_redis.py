@@ -78,7 +78,6 @@ async def test_follow_and_cancel_a_stream_produced_by_another_process(redis_serv
         child.wait()
 
 
-
 def test_a_view_cursor_inside_the_trimmed_log_of_an_ended_stream_is_exact(
     redis_server, prefix
 ) -> None:

@@ -14,6 +14,7 @@ import contextlib
 import os
 import secrets
 import statistics
+from typing import Any
 
 import msgspec
 import pytest
@@ -133,6 +134,53 @@ async def test_without_a_registered_continuation_the_stream_fails_as_before(redi
         _, message = await b.hub.message(handle.id)  # type: ignore[misc]
         assert message.blocks[0].text == "partial"
         assert message.error is not None and message.error["type"] == "producer_lost"
+        hold.set()
+
+
+@pytest.mark.parametrize("metadata", [None, {"chat": "c-1"}])
+async def test_a_lost_stream_is_stored_and_reported_where_its_watchdog_ended_it(
+    redis_server, metadata
+) -> None:
+    """A stream with no ``resume`` whose process dies: the process whose watchdog ends it
+    (failed, "producer lost") stores it in its store (shared, e.g. Postgres, it outlives the
+    hub's retention) and runs its ``on_end``, with the stream's metadata."""
+    from tokenwire.streams.store import MemoryStore
+
+    prefix = "tk" + secrets.token_hex(4)
+    ended: list[tuple[Any, Any]] = []
+    a = Streams(_hub(redis_server.url, prefix), coalesce_ms=0)
+    b = Streams(
+        _hub(redis_server.url, prefix),
+        store=MemoryStore(),
+        coalesce_ms=0,
+        on_end=lambda row, message: ended.append((row, message)),
+    )
+    hold = asyncio.Event()
+
+    async def produce(w: StreamWriter) -> None:
+        await w.text("partial")
+        await hold.wait()
+
+    async with a, b:
+        handle = await a.start(produce, owner="u1", metadata=metadata)
+        await asyncio.sleep(0.1)
+        await _die(a)
+        assert await _wait_status(b, handle.id) == "failed"
+        async with asyncio.timeout(5):
+            while not ended:
+                await asyncio.sleep(0.02)
+        row, message = ended[0]
+        assert (row.id, row.owner, row.status, row.metadata) == (
+            handle.id,
+            "u1",
+            "failed",
+            metadata,
+        )
+        assert message.blocks[0].text == "partial"
+        assert message.error["type"] == "producer_lost"
+        stored = await b.store.get(handle.id)
+        assert stored is not None and stored.seq == row.seq and stored.metadata == metadata
+        assert len(ended) == 1
         hold.set()
 
 

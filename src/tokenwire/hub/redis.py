@@ -154,6 +154,9 @@ class TakenOver:
 
 
 OnTakeover = Callable[[TakenOver], Awaitable[bool]]
+# A stream this process's watchdog ended "producer lost": its final info and message, and its
+# resume record (``None`` if it had none), so the library stores it and runs ``on_end``.
+OnLost = Callable[[StreamInfo, Message, "bytes | None"], Awaitable[None]]
 
 
 class _CancelWait(CancelRequest):
@@ -229,6 +232,7 @@ class RedisHub(Hub):
         # Set by ``Streams``: continues a stream whose producer died (None: no takeover, the
         # watchdog ends such streams ``failed``). Returns False when it cannot.
         self.on_takeover: OnTakeover | None = None
+        self.on_lost: OnLost | None = None
         self._cancels: dict[str, _CancelWait] = {}
         self._checks: set[asyncio.Task[None]] = set()  # watch_cancel's one-shot flag checks
         self._tasks: list[asyncio.Task[None]] = []
@@ -1099,6 +1103,15 @@ class RedisHub(Hub):
             await self._forget_active(stream_id)
         if code == 1:
             log.warning("stream %s: producer lost, ended it as failed at seq %d", stream_id, seq)
+            if self.on_lost is not None:  # (the dead process can no longer store it)
+                try:
+                    record = await r.hget(self.keys.meta(stream_id), "resume")
+                    ended = StreamInfo(
+                        stream_id, info.owner, "failed", ops[-1].seq, info.created_at
+                    )
+                    await self.on_lost(ended, message, record)
+                except Exception:
+                    log.exception("stream %s: could not settle the lost stream", stream_id)
         return code == 1
 
 

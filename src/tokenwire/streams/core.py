@@ -211,6 +211,8 @@ class Streams:
                 await opener()
             if hasattr(self.hub, "on_takeover"):  # a shared hub: streams can be taken over
                 self.hub.on_takeover = self._take_over  # type: ignore[attr-defined]
+            if hasattr(self.hub, "on_lost"):  # ... or ended by this process's watchdog
+                self.hub.on_lost = self._lost  # type: ignore[attr-defined]
             await self.hub.start()
         self._users += 1
 
@@ -296,7 +298,9 @@ class Streams:
         record: bytes | None = None
         if resume is not None and resume not in self._continuations:
             raise InvalidArgument(f"no continuation registered as {resume!r}")
-        if resume is not None and self.can_resume:
+        if (resume is not None or metadata is not None) and self.can_resume:
+            # (without ``resume``: only so that a process that finds the stream's producer
+            # dead stores it with its metadata; it is not continued)
             record = msgspec.json.encode(
                 {
                     "v": 1,
@@ -332,7 +336,7 @@ class Streams:
             model=model,
             coalesce_ms=self.coalesce_ms if coalesce_ms is None else coalesce_ms,
         )
-        writer._mark_inexact = record is not None
+        writer._mark_inexact = record is not None and resume is not None
         # (``_run`` leaves ``_tasks`` itself: a done callback would cost memory per stream.)
         task = asyncio.create_task(self._run(writer, produce), name=f"stream-{stream_id}")
         self._tasks.add(task)
@@ -358,9 +362,11 @@ class Streams:
         if self._closing or not self._users:
             return False
         record = msgspec.json.decode(taken.record)
-        fn = self._continuations.get(record.get("name")) if isinstance(record, dict) else None
+        name = record.get("name") if isinstance(record, dict) else None
+        fn = self._continuations.get(name) if isinstance(name, str) else None
         if fn is None:
-            log.warning("stream %s: no continuation registered here", taken.info.id)
+            if name is not None:
+                log.warning("stream %s: no continuation registered here", taken.info.id)
             return False
         coalesce = record.get("coalesce_ms")
         writer = StreamWriter(
@@ -481,6 +487,28 @@ class Streams:
         task = asyncio.get_running_loop().create_task(settle(), name=f"settle-{stream_id}")
         self._settling.add(task)
         task.add_done_callback(self._settling.discard)
+
+    async def _lost(self, info: StreamInfo, message: Message, record: bytes | None) -> None:
+        """The hub's ``on_lost``: this process's watchdog ended a stream whose producer died
+        (``failed``, "producer lost", what it produced kept). Its process can no longer store
+        it: store it here (a shared store keeps it past the hub's retention) and run
+        ``on_end``, with the metadata its resume record kept."""
+        kept: Any = None
+        with contextlib.suppress(msgspec.DecodeError):
+            kept = msgspec.json.decode(record) if record is not None else None
+        kept = kept if isinstance(kept, dict) else {}
+        metadata = kept.get("metadata")
+        row = StoredStream(
+            id=info.id,
+            owner=info.owner,
+            status=message.status,
+            seq=info.seq,
+            message=message.to_json(),
+            created_at=float(kept.get("created_at") or info.created_at),
+            finished_at=time.time(),
+            metadata=metadata if isinstance(metadata, dict) else None,
+        )
+        await self._ended(row, message)
 
     async def _ended(self, row: StoredStream, message: Message) -> None:
         """A stream is about to end: save it and run the host's hook (errors only logged)."""
