@@ -4,6 +4,8 @@ nothing a host does (a bad value, a close during its ``on_end``) leaves a stream
 from __future__ import annotations
 
 import asyncio
+import datetime
+import decimal
 from typing import Any
 
 import httpx
@@ -64,6 +66,11 @@ BAD_CALLS.update(
         "data nan": lambda w: w.data("d", {"v": float("nan")}),
         "data inf": lambda w: w.data("d", [float("inf")]),
         "data int key": lambda w: w.data("d", {1: "one"}),
+        # JSON would give these back as something else (a string, a list): refused.
+        "data bytes": lambda w: w.data("d", {"v": b"raw"}),
+        "data set": lambda w: w.data("d", {1, 2}),
+        "data datetime": lambda w: w.data("d", [datetime.datetime(2026, 1, 1)]),
+        "data decimal": lambda w: w.data("d", decimal.Decimal("1.5")),
         "tool_result nan": lambda w: w.tool_result("c1", {"v": float("nan")}),
         "fail lone surrogate": lambda w: w.fail(LONE),
     }
@@ -125,6 +132,8 @@ def test_bad_start_and_token_arguments() -> None:
         async with Streams(secret="s") as streams:
             for kwargs in (
                 {"metadata": "x"},
+                {"metadata": {"at": datetime.datetime(2026, 1, 1)}},
+                {"resume_args": {"ids": {1, 2}}},
                 {"model": 5},
                 {"owner": ["alice"]},
                 {"coalesce_ms": "soon"},
@@ -236,3 +245,30 @@ def test_values_that_were_valid_stay_valid() -> None:
     blocks = asyncio.run(main()).to_dict()["blocks"]
     assert [b["type"] for b in blocks] == ["tool_call", "tool_result"]
     assert blocks[1]["call_id"] is None
+
+
+def test_data_and_metadata_are_kept_as_written_not_as_the_host_changes_them_later() -> None:
+    """The message (stored, ``on_end``, a late reader's snapshot) holds the value the live
+    readers got, even if the host changes its object after writing it."""
+    rows: list[Any] = []
+
+    async def main() -> Any:
+        status = {"state": "searching", "hits": [1]}
+        metadata = {"chat": "c-1"}
+
+        async def answer(w: StreamWriter) -> None:
+            await w.data("status", status, id="status")
+            status["state"] = "MUTATED"
+            status["hits"].append(2)
+            metadata["chat"] = "MUTATED"
+
+        async with Streams(coalesce_ms=0, on_end=lambda row, m: rows.append((row, m))) as s:
+            handle = await s.start(answer, metadata=metadata)
+            assert await asyncio.wait_for(s.wait(handle.id), 10) == "completed"
+            return await s.message(handle.id)
+
+    message = asyncio.run(main())
+    row, ended = rows[0]
+    for final in (message, ended):
+        assert final.to_dict()["blocks"][0]["value"] == {"state": "searching", "hits": [1]}
+    assert row.metadata == {"chat": "c-1"}

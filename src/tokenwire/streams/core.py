@@ -289,10 +289,10 @@ class Streams:
             coalesce_ms = _coalesce_ms(coalesce_ms)
         if metadata is not None and not isinstance(metadata, dict):
             raise InvalidArgument(f"metadata must be a dict, got {type(metadata).__name__}")
-        if metadata is not None:
-            check_json("metadata", metadata)  # (it is in the stored message)
+        if metadata is not None:  # (kept in the store as JSON: a copy, as JSON gives it back)
+            metadata = msgspec.json.decode(check_json("metadata", metadata, kept=True))
         if resume_args is not None:
-            check_json("resume_args", resume_args)  # (kept in the hub as JSON)
+            check_json("resume_args", resume_args, kept=True)  # (kept in the hub as JSON)
         if model is not None and not isinstance(model, str):
             raise InvalidArgument(f"model must be a string, got {type(model).__name__}")
         record: bytes | None = None

@@ -427,7 +427,9 @@ class StreamWriter:
         _check_str("data", name=name)
         _check_optional_str("data", id=id)
         _check_choice(choice)
-        _json_text(f"data {name!r}: the value", value)  # (before the assembler moves)
+        # Checked before the assembler moves, and kept as JSON gives it back: a value the host
+        # changes later cannot change the message (readers got the JSON of this one).
+        value = msgspec.json.decode(check_json(f"data {name!r}: the value", value, kept=True))
         if transient:
             self._transient = True
         await self._write([DataFact(choice, name, value, id, transient)])
@@ -998,11 +1000,14 @@ def _json_text(what: str, value: object) -> str:
     return check_json(what, value).decode()
 
 
-def check_json(what: str, value: object) -> bytes:
+def check_json(what: str, value: object, *, kept: bool = False) -> bytes:
     """``value`` as JSON, or ``InvalidArgument``: also for what the encoder would change
     silently (``inf``/``nan`` become ``null``, an int key becomes a string), so the message
-    a host reads back is the one readers and the store get."""
-    why = _not_json(value, 0)
+    a host reads back is the one readers and the store get. ``kept``: the value itself is
+    kept (data, metadata), so only JSON's own types are taken: a ``datetime`` or a ``set``
+    would come back from the store as something else (tool arguments and outputs become
+    text, where the encoder's conversions are welcome)."""
+    why = _not_json(value, 0, kept)
     if why is not None:
         raise InvalidArgument(f"{what} is not JSON: {why}")
     try:
@@ -1011,22 +1016,33 @@ def check_json(what: str, value: object) -> bytes:
         raise InvalidArgument(f"{what} is not JSON-encodable: {exc}") from None
 
 
-def _not_json(value: object, depth: int) -> str | None:
+_JSON_LEAVES = (str, int, bool, type(None))
+
+
+def _not_json(value: object, depth: int, kept: bool) -> str | None:
     kind = type(value)
+    if kind in _JSON_LEAVES:
+        return None
     if kind is float:
         return None if math.isfinite(value) else f"{value!r} (JSON has no such number)"  # type: ignore[arg-type]
     if depth > 64:
         return "nested deeper than 64 levels"
-    if kind is dict:
-        for key, item in value.items():  # type: ignore[attr-defined]
+    if isinstance(value, dict):
+        for key, item in value.items():
             if type(key) is not str:
                 return f"a {type(key).__name__} key {key!r} (JSON keys are strings)"
-            why = _not_json(item, depth + 1)
+            why = _not_json(item, depth + 1, kept)
             if why is not None:
                 return why
-    elif kind is list or kind is tuple:
-        for item in value:  # type: ignore[attr-defined]
-            why = _not_json(item, depth + 1)
+    elif isinstance(value, list | tuple):
+        for item in value:
+            why = _not_json(item, depth + 1, kept)
             if why is not None:
                 return why
+    elif kept and not isinstance(value, str | int):  # (str / int enums: JSON keeps them)
+        # bytes, sets, Decimal, datetime, UUID, ...: JSON would give back something else
+        return (
+            f"a {kind.__name__} value (JSON has strings, numbers, booleans, null, arrays "
+            "and objects)"
+        )
     return None
