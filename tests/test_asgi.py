@@ -334,3 +334,33 @@ def test_authorize_may_be_async_or_answer_itself() -> None:
         anonymous = http.get(f"/tw/{sid}/events")
         assert anonymous.status_code == 401
         assert anonymous.json()["error"]["message"] == "who are you?"
+
+
+def test_an_http_exception_from_authorize_keeps_its_status_headers_and_type() -> None:
+    """As FastAPI answers it on the host's own routes: ``WWW-Authenticate``, ``Retry-After``
+    and a login redirect's ``Location`` arrive; the JSON error's type follows the status."""
+    refusals = {
+        "basic": HTTPException(401, "log in", headers={"WWW-Authenticate": 'Basic realm="app"'}),
+        "slow": HTTPException(429, "slow down", headers={"Retry-After": "30"}),
+        "login": HTTPException(307, "log in", headers={"Location": "/login"}),
+        "nope": HTTPException(403, "not yours"),
+    }
+
+    def authorize(request) -> str:  # type: ignore[no-untyped-def]
+        raise refusals[request.headers["x-case"]]
+
+    streams = Streams(coalesce_ms=0)
+    app = FastAPI(lifespan=streams.lifespan)
+    app.mount("/tw", streams.asgi(authorize=authorize))
+    with serve_asgi(app) as url, httpx.Client(base_url=url, timeout=10) as http:
+        for case, status, header, value, kind in (
+            ("basic", 401, "www-authenticate", 'Basic realm="app"', "authentication_error"),
+            ("slow", 429, "retry-after", "30", "rate_limit_error"),
+            ("login", 307, "location", "/login", "invalid_request_error"),
+            ("nope", 403, None, None, "permission_error"),
+        ):
+            answer = http.get("/tw/st_x/events", headers={"x-case": case})
+            assert answer.status_code == status, case
+            if header is not None:
+                assert answer.headers[header] == value, case
+            assert answer.json()["error"]["type"] == kind, case

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import msgspec
@@ -17,12 +18,20 @@ _encode = msgspec.json.Encoder().encode
 class ApiError(TokenwireError):
     """Raised anywhere in a handler; rendered as a JSON error response."""
 
-    def __init__(self, status: int, message: str, type: str, code: str | None = None) -> None:
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        type: str,
+        code: str | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
         self.type = type
         self.code = code
+        self.headers = headers  # sent with the answer (e.g. a host's Retry-After, Location)
 
     def body(self) -> bytes:
         return error_body(self.message, self.type, self.code)
@@ -76,5 +85,20 @@ async def handle_api_error(request: Request, exc: Exception) -> Response:
 
 
 def api_error_response(exc: ApiError) -> Response:
-    headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+    headers = dict(exc.headers or {})
+    if exc.status == 401 and not any(k.lower() == "www-authenticate" for k in headers):
+        headers["WWW-Authenticate"] = "Bearer"
     return Response(exc.body(), exc.status, headers=headers, media_type="application/json")
+
+
+def error_type_of(status: int) -> str:
+    """The OpenAI-style error ``type`` of a status (for a refusal that names only a status)."""
+    if status == 401:
+        return "authentication_error"
+    if status == 403:
+        return "permission_error"
+    if status == 404:
+        return "not_found_error"
+    if status == 429:
+        return "rate_limit_error"
+    return "server_error" if status >= 500 else "invalid_request_error"

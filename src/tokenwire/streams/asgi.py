@@ -55,6 +55,7 @@ from tokenwire.gateway.errors import (
     ApiError,
     api_error_response,
     bad_request,
+    error_type_of,
     handle_api_error,
     not_found,
     unavailable,
@@ -159,8 +160,11 @@ class StreamRoutes:
                 result = await result
         except Unauthorized as exc:
             raise ApiError(401, str(exc) or "unauthorized", "authentication_error") from None
-        except HTTPException as exc:
-            raise ApiError(exc.status_code, str(exc.detail), "authentication_error", None) from None
+        except HTTPException as exc:  # (its headers too: WWW-Authenticate, Retry-After, ...)
+            status = exc.status_code
+            raise ApiError(
+                status, str(exc.detail), error_type_of(status), None, exc.headers
+            ) from None
         if isinstance(result, Response):
             raise _Refused(result)
         try:
