@@ -264,8 +264,14 @@ def test_bad_format_and_cursors_are_400_json(http: httpx.Client) -> None:
     named = http.get(url, params={"format": "ops"}, headers={"Last-Event-ID": "abc"})
     assert named.status_code == 400 and "Last-Event-ID must" in named.json()["error"]["message"]
     assert http.get("/v1/streams/st_nope_nope_nope_nope/events?format=aisdk").status_code == 404
-    # Nothing after the cursor of an ended stream: 204 (an EventSource stops reconnecting).
+    # ``<seq>.<k>`` ids name a chunk that was sent: not one of an op never written, nor a
+    # k-th chunk of an op that has no more than k (op 1, message.start, has one chunk).
     seq = http.get(f"/v1/streams/{stream_id}").json()["seq"]
+    for forged, code in ((f"{seq + 1}.1", "after_out_of_range"), ("1.1", "invalid_cursor")):
+        response = http.get(url, params={"format": "openai"}, headers={"Last-Event-ID": forged})
+        assert response.status_code == 400, (forged, response.text)
+        assert response.json()["error"]["code"] == code, forged
+    # Nothing after the cursor of an ended stream: 204 (an EventSource stops reconnecting).
     for fmt in ("ops", "openai"):
         done = http.get(url, params={"format": fmt}, headers={"Last-Event-ID": str(seq)})
         assert done.status_code == 204, fmt

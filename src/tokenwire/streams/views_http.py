@@ -357,6 +357,11 @@ async def view_events(
                     "invalid_cursor",
                 )
             after_seq, after_part = int(seq_text) - 1, int(part)
+            if after_seq >= seq:  # (op seq has not been written: no frame of it was sent)
+                raise bad_request(
+                    f"cannot resume at Last-Event-ID {last_id!r}: the stream is at seq {seq}",
+                    "after_out_of_range",
+                )
         elif last_id is not None:
             after_seq = _seq_param(last_id, "Last-Event-ID")
         else:
@@ -413,17 +418,22 @@ async def view_events(
                 ops, resume, ops, message_id, max_frame_bytes=options.max_frame_bytes
             )
         else:
-            frames, view = await computed(
-                ops,
-                catch_up,
-                factory,
-                ops,
-                after=after,
-                after_seq=after_seq,
-                after_part=after_part,
-                threshold=threshold,
-                max_frame_bytes=options.max_frame_bytes,
-            )
+            try:
+                frames, view = await computed(
+                    ops,
+                    catch_up,
+                    factory,
+                    ops,
+                    after=after,
+                    after_seq=after_seq,
+                    after_part=after_part,
+                    threshold=threshold,
+                    max_frame_bytes=options.max_frame_bytes,
+                )
+            except BadCursor as exc:  # (a ``<seq>.<k>`` id naming no frame of that op)
+                raise bad_request(
+                    f"cannot resume at Last-Event-ID {last_id!r}: {exc}", "invalid_cursor"
+                ) from None
             if after >= view.next_index:
                 raise bad_request(
                     f"starting_after {after} is past the last event ({view.next_index - 1})",

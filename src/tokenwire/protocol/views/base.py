@@ -26,6 +26,8 @@ from typing import Any, Protocol
 
 import msgspec
 
+from tokenwire.errors import BadCursor
+
 DEFAULT_MAX_FRAME_BYTES = 64 * 1024
 DEFAULT_THRESHOLD = 64  # frames behind before a reader gets a compacted catch-up
 
@@ -557,7 +559,12 @@ def _after(
     if after_seq is not None:
         rest = [f for f in frames if f.seq > after_seq]
         if after_part:  # (inside op after_seq + 1: its first frames were delivered)
-            inside = sum(1 for f in rest[:after_part] if f.seq == after_seq + 1)
-            rest = rest[inside:]
+            inside = sum(1 for f in rest[: after_part + 1] if f.seq == after_seq + 1)
+            if inside <= after_part:  # (its k-th frame is its last, or it has no such frame)
+                raise BadCursor(
+                    f"op {after_seq + 1} has no frame {after_seq + 1}.{after_part} "
+                    f"({inside} frame(s) in this view)"
+                )
+            rest = rest[after_part:]
         return rest
     return [f for f in frames if f.index is None or f.index > after]
