@@ -133,6 +133,8 @@ def test_bad_start_and_token_arguments() -> None:
             for kwargs in (
                 {"metadata": "x"},
                 {"metadata": {"at": datetime.datetime(2026, 1, 1)}},
+                {"metadata": {"note": ["a\x00b"]}},  # (PostgreSQL's jsonb cannot keep it)
+                {"owner": "al\x00ice"},
                 {"resume_args": {"ids": {1, 2}}},
                 {"model": 5},
                 {"owner": ["alice"]},

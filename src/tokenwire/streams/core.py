@@ -81,13 +81,30 @@ OnEnd = Callable[[StoredStream, Message], Awaitable[Any] | Any]
 def owner_of(value: object) -> str | None:
     """A stream's owner as stored: a string (an int id, e.g. ``user.id``, becomes its
     decimal string, so every route and hub compares it alike), or ``None``."""
-    if value is None or type(value) is str:
-        return value  # type: ignore[return-value]
-    if isinstance(value, int) and not isinstance(value, bool):
+    if value is None:
+        return None
+    if type(value) is str:
+        owner = value
+    elif isinstance(value, int) and not isinstance(value, bool):
         return str(value)
-    if isinstance(value, str):  # (a str enum: its value, not its name)
-        return str.__str__(value)
-    raise InvalidArgument(f"an owner must be a string or an int, got {type(value).__name__}")
+    elif isinstance(value, str):  # (a str enum: its value, not its name)
+        owner = str.__str__(value)
+    else:
+        raise InvalidArgument(f"an owner must be a string or an int, got {type(value).__name__}")
+    if "\x00" in owner:  # (PostgreSQL's text cannot hold it: the stream would not be stored)
+        raise InvalidArgument("an owner must not contain a NUL character")
+    return owner
+
+
+def _has_nul(value: object) -> bool:
+    """Whether a JSON value holds U+0000 in a string or key (PostgreSQL's jsonb cannot)."""
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any("\x00" in key or _has_nul(item) for key, item in value.items())
+    if isinstance(value, list):
+        return any(_has_nul(item) for item in value)
+    return False
 
 
 def _coalesce_ms(value: object) -> float:
@@ -291,6 +308,8 @@ class Streams:
             raise InvalidArgument(f"metadata must be a dict, got {type(metadata).__name__}")
         if metadata is not None:  # (kept in the store as JSON: a copy, as JSON gives it back)
             metadata = msgspec.json.decode(check_json("metadata", metadata, kept=True))
+            if _has_nul(metadata):  # (every store alike: PostgreSQL's jsonb cannot keep it)
+                raise InvalidArgument("metadata must not contain a NUL character (U+0000)")
         if resume_args is not None:
             check_json("resume_args", resume_args, kept=True)  # (kept in the hub as JSON)
         if model is not None and not isinstance(model, str):
