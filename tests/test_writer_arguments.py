@@ -66,6 +66,8 @@ BAD_CALLS.update(
         "data nan": lambda w: w.data("d", {"v": float("nan")}),
         "data inf": lambda w: w.data("d", [float("inf")]),
         "data int key": lambda w: w.data("d", {1: "one"}),
+        # ("before " is 7 characters, held back when coalescing: a span may end at 7, not 8)
+        "source span past its text": lambda w: w.source("https://x.example/", start=0, end=8),
         # JSON would give these back as something else (a string, a list): refused.
         "data bytes": lambda w: w.data("d", {"v": b"raw"}),
         "data set": lambda w: w.data("d", {1, 2}),
@@ -274,3 +276,19 @@ def test_data_and_metadata_are_kept_as_written_not_as_the_host_changes_them_late
     for final in (message, ended):
         assert final.to_dict()["blocks"][0]["value"] == {"state": "searching", "hits": [1]}
     assert row.metadata == {"chat": "c-1"}
+
+
+@pytest.mark.parametrize("coalesce_ms", [0, 20])
+def test_a_span_up_to_the_end_of_its_text_is_taken(coalesce_ms: int) -> None:
+    async def main() -> Any:
+        async def answer(w: StreamWriter) -> None:
+            await w.text("before ")
+            await w.source("https://x.example/", start=0, end=7)
+
+        async with Streams(coalesce_ms=coalesce_ms) as streams:
+            handle = await streams.start(answer)
+            assert await asyncio.wait_for(streams.wait(handle.id), 10) == "completed"
+            return await streams.message(handle.id)
+
+    blocks = asyncio.run(main()).to_dict()["blocks"]
+    assert blocks[1]["span"] == {"block": 0, "start": 0, "end": 7}

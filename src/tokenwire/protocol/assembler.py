@@ -368,6 +368,18 @@ class Assembler:
             block["cited_text"] = fact.cited_text
         self._end_block(self._start_block(fact.choice, block))
 
+    def cited_length(self, choice: int) -> int | None:
+        """The length of the text a span of a source of ``choice`` would cite now (held,
+        coalesced text included); ``None`` if the choice has no text block (no span)."""
+        index = self._cited_block(choice)
+        if index is None:
+            return None
+        length = len(self.message.blocks[index].text)
+        pending = self._pending
+        if pending is not None and pending.index == index:
+            length += sum(map(len, pending.parts))
+        return length
+
     def _cited_block(self, choice: int) -> int | None:
         """The choice's open text block, else its last one (the text a span points into)."""
         current = self._text_block.get(choice)

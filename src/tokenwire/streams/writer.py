@@ -396,6 +396,13 @@ class StreamWriter:
             and not (type(start) is int and type(end) is int and 0 <= start <= end)
         ):
             raise InvalidArgument(f"a cited span needs 0 <= start <= end, got {start}..{end}")
+        if end is not None:
+            length = self._asm.cited_length(choice)
+            if length is not None and end > length:
+                raise InvalidArgument(
+                    f"a cited span {start}..{end} goes past the end of its text ({length} "
+                    "characters so far)"
+                )
         await self._write([SourceFact(choice, url, title, start, end, cited_text)])
 
     async def image(self, url: str, *, choice: int = 0) -> None:
