@@ -105,3 +105,66 @@ def test_authorize_returning_an_unusable_owner_is_a_json_500() -> None:
     assert got.status_code == 500
     error = got.json()["error"]
     assert error["code"] == "invalid_owner" and "authorize returned" in error["message"]
+
+
+@pytest.mark.parametrize("coalesce_ms", [0, 20])
+def test_writes_in_the_producers_cancel_cleanup_are_taken_once_without_a_second_cancel(
+    coalesce_ms: int,
+) -> None:
+    """After a cancel reached the producer (``CancelledError`` at its await), what it writes
+    while cleaning up is taken and does not raise again: a write never both raises and is
+    kept, so a host that retries on an exception does not write twice."""
+    outcomes: list[str] = []
+
+    async def main() -> Any:
+        async with Streams(coalesce_ms=coalesce_ms) as streams:
+
+            async def produce(w: StreamWriter) -> None:
+                await w.text("partial")
+                try:
+                    await asyncio.sleep(10)
+                except asyncio.CancelledError:
+                    for note in (" [stopped]", " [noted]"):
+                        try:
+                            await w.text(note)
+                            outcomes.append("ok")
+                        except asyncio.CancelledError:
+                            outcomes.append("raised")
+                    raise
+
+            handle = await streams.start(produce)
+            await asyncio.sleep(0.05)
+            await streams.cancel(handle.id)
+            assert await streams.wait(handle.id, 5) == "cancelled"
+            return await streams.message(handle.id)
+
+    message = asyncio.run(main())
+    assert outcomes == ["ok", "ok"]
+    assert message.text == "partial [stopped] [noted]"
+
+
+def test_a_producer_cancelling_its_own_stream_gets_the_cancel_at_its_next_write() -> None:
+    """The cancel of its own stream reaches the producer at its next write (before anything
+    more goes to the hub), which the cancelled ending then keeps; never twice."""
+    raised: list[str] = []
+
+    async def main() -> Any:
+        async with Streams(coalesce_ms=0) as streams:
+
+            async def produce(w: StreamWriter) -> None:
+                await w.text("one")
+                await streams.cancel(w.id)
+                try:
+                    await w.text(" two")
+                except asyncio.CancelledError:
+                    raised.append("write")
+                    await w.text(" cleanup")  # (taken: the cancel was delivered)
+                    raise
+
+            handle = await streams.start(produce)
+            assert await streams.wait(handle.id, 5) == "cancelled"
+            return await streams.message(handle.id)
+
+    message = asyncio.run(main())
+    assert raised == ["write"]
+    assert message.text == "one two cleanup" and message.status == "cancelled"

@@ -704,11 +704,16 @@ class StreamWriter:
             and state is not State.HUB_LOST
             and asyncio.current_task() is self._task
         ):
-            # Cancelled, but the cancel has not landed (nothing suspended since): now, with
-            # these ops kept for the cancel's ending.
+            # Cancelled. Kept for the cancel's ending, these ops go out either way.
             self._unsent = list(ops)
-            self._state = State.CANCELLING
-            raise asyncio.CancelledError
+            if state is State.CANCEL_PENDING:  # (not delivered yet: now)
+                self._state = State.CANCELLING
+                raise asyncio.CancelledError
+            # Delivered already, unless the cancel came from this very task (it lands at its
+            # next suspension: here, before anything is written). A producer writing in its
+            # own ``except CancelledError:`` gets its write taken, without a second cancel.
+            await asyncio.sleep(0)
+            ops, self._unsent = self._unsent, []
         if self._first_token_at is not None:
             for op in ops:
                 if op.type in ("block.start", "block.delta"):
