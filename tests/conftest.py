@@ -8,6 +8,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 import uvicorn
@@ -57,6 +58,16 @@ def serve_asgi(app, *, port: int | None = None, **uvicorn_options) -> Iterator[s
     finally:
         server.should_exit = True
         thread.join(timeout=10)
+
+
+def snapshot_when_ended(http: Any, path: str, timeout: float = 10) -> dict:
+    """Poll ``GET path`` (a stream's snapshot route) until the stream ended; the snapshot."""
+    deadline = time.monotonic() + timeout
+    while True:
+        snap = http.get(path).json()
+        if snap["status"] != "in_progress" or time.monotonic() > deadline:
+            return snap
+        time.sleep(0.02)
 
 
 def refused_serve(*args: str) -> str:

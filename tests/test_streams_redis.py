@@ -83,11 +83,9 @@ def test_a_view_cursor_inside_the_trimmed_log_of_an_ended_stream_is_exact(
 ) -> None:
     """A long stream's log is trimmed and its newest snapshot is at its end: an openai view
     cursor a few ops before the end still resumes exactly (it used to be 410)."""
-    import time
-
     import httpx
     import msgspec
-    from conftest import serve_asgi
+    from conftest import serve_asgi, snapshot_when_ended
     from starlette.applications import Starlette
     from starlette.requests import Request
     from starlette.responses import JSONResponse
@@ -113,11 +111,7 @@ def test_a_view_cursor_inside_the_trimmed_log_of_an_ended_stream_is_exact(
     )
     with serve_asgi(app) as base, httpx.Client(base_url=base, timeout=10) as http:
         stream_id = http.post("/start").json()["id"]
-        for _ in range(500):
-            snap = http.get(f"/tw/{stream_id}").json()
-            if snap["status"] != "in_progress":
-                break
-            time.sleep(0.02)
+        snap = snapshot_when_ended(http, f"/tw/{stream_id}")
         assert snap["status"] == "completed" and snap["seq"] == 204
         for back in (2, 5, 12):
             response = http.get(

@@ -76,6 +76,23 @@ def _wait_done(http: httpx.Client, stream_id: str) -> dict[str, Any]:
     raise AssertionError("stream did not end")
 
 
+def _sdk_events(client: openai.OpenAI, stream_id: str, query: str, cast_to: Any) -> list[Any]:
+    """A view of the stream (``query``: its format and cursor) read by the SDK's parser."""
+    return list(
+        client.get(
+            f"/streams/{stream_id}/events?{query}",
+            cast_to=cast_to,
+            stream=True,
+            stream_cls=openai.Stream[cast_to],
+        )
+    )
+
+
+def _sdk_resume(client: openai.OpenAI, stream_id: str, start: int) -> list[ChatCompletionChunk]:
+    """The documented resume: the openai view from ``startIndex``."""
+    return _sdk_events(client, stream_id, f"format=openai&startIndex={start}", ChatCompletionChunk)
+
+
 def test_openai_sdk_detached_cut_and_resume(gateway: str, http: httpx.Client) -> None:
     """The SDK reads the detached answer, the connection is cut mid-answer, and the rest
     comes from ``?format=openai&startIndex=<chunks received>``: nothing lost or repeated."""
@@ -96,14 +113,7 @@ def test_openai_sdk_detached_cut_and_resume(gateway: str, http: httpx.Client) ->
         if len(got) == 12:
             break
     stream.response.close()  # the connection is cut (the generation goes on)
-    rest = list(
-        client.get(
-            f"/streams/{stream_id}/events?format=openai&startIndex={len(got)}",
-            cast_to=ChatCompletionChunk,
-            stream=True,
-            stream_cls=openai.Stream[ChatCompletionChunk],
-        )
-    )
+    rest = _sdk_resume(client, stream_id, len(got))
     chunks = got + rest
     snap = _wait_done(http, stream_id)
     want = "".join(b["text"] for b in snap["message"]["blocks"] if b["type"] == "text")
@@ -130,14 +140,7 @@ def test_detached_usage_chunk_only_when_the_client_asked(gateway: str, http: htt
     )
     stream_id = raw.headers["x-tokenwire-stream"]
     chunks = list(raw.parse())
-    resumed = list(
-        client.get(
-            f"/streams/{stream_id}/events?format=openai&startIndex=0",
-            cast_to=ChatCompletionChunk,
-            stream=True,
-            stream_cls=openai.Stream[ChatCompletionChunk],
-        )
-    )
+    resumed = _sdk_resume(client, stream_id, 0)
     for read in (chunks, resumed):
         assert read[-1].choices == [] and read[-1].usage is not None
         assert read[-1].usage.total_tokens > 0 and all(c.choices for c in read[:-1])
@@ -212,14 +215,7 @@ def test_openai_sdk_reads_the_responses_view(gateway: str, http: httpx.Client) -
     client = _oai(gateway)
 
     def read(query: str) -> list[Any]:
-        return list(
-            client.get(
-                f"/streams/{stream_id}/events?format=responses{query}",
-                cast_to=ResponseStreamEvent,
-                stream=True,
-                stream_cls=openai.Stream[ResponseStreamEvent],
-            )
-        )
+        return _sdk_events(client, stream_id, f"format=responses{query}", ResponseStreamEvent)
 
     events = read("")
     assert events[0].type == "response.created"

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import httpx
 import msgspec
 import pytest
-from conftest import serve_asgi
+from conftest import serve_asgi, snapshot_when_ended
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -50,11 +50,7 @@ def stored() -> Iterator[tuple[httpx.Client, str, int]]:
     )
     with serve_asgi(app) as base, httpx.Client(base_url=base, timeout=10) as http:
         stream_id = http.post("/start").json()["id"]
-        for _ in range(200):
-            snap = http.get(f"/tw/{stream_id}").json()
-            if snap["status"] != "in_progress":
-                break
-            time.sleep(0.02)
+        snap = snapshot_when_ended(http, f"/tw/{stream_id}")
         for _ in range(100):
             time.sleep(0.05)  # (until the retention passed: the hub forgets the stream)
             if not http.get(f"/known/{stream_id}").json()["known"]:
