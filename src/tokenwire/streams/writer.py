@@ -635,8 +635,13 @@ class StreamWriter:
             log.warning("stream %s: could not mark it inexact: %s", self.stream_id, exc)
 
     def _check_open(self) -> None:
-        if self._state is State.ENDED:
+        state = self._state
+        if state is State.ENDED:
             raise StreamEnded(f"stream {self.stream_id!r} has ended: nothing more can be written")
+        if state is State.CANCELLING and asyncio.current_task() is self._task:
+            # The cancel reached the producer: it writes nothing more, and this write, which
+            # raises, wrote nothing (a producer that swallowed the cancel gets it again here).
+            raise asyncio.CancelledError
 
     async def _write(self, facts: list[Fact]) -> None:
         self._check_open()
@@ -704,16 +709,11 @@ class StreamWriter:
             and state is not State.HUB_LOST
             and asyncio.current_task() is self._task
         ):
-            # Cancelled. Kept for the cancel's ending, these ops go out either way.
+            # Cancelled, but the cancel has not landed (nothing suspended since): now, with
+            # these ops kept for the cancel's ending.
             self._unsent = list(ops)
-            if state is State.CANCEL_PENDING:  # (not delivered yet: now)
-                self._state = State.CANCELLING
-                raise asyncio.CancelledError
-            # Delivered already, unless the cancel came from this very task (it lands at its
-            # next suspension: here, before anything is written). A producer writing in its
-            # own ``except CancelledError:`` gets its write taken, without a second cancel.
-            await asyncio.sleep(0)
-            ops, self._unsent = self._unsent, []
+            self._state = State.CANCELLING
+            raise asyncio.CancelledError
         if self._first_token_at is not None:
             for op in ops:
                 if op.type in ("block.start", "block.delta"):
