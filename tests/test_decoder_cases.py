@@ -415,6 +415,13 @@ def test_invalid_utf8_is_replaced_and_reported_as_in_chat(api: str, where: str) 
         assert blocks(body) == [{"type": "text", "text": "caf\ufffd ok"}]
         _, got = assemble_response(body)
         assert got.status == "completed" and got.error["type"] == "invalid_utf8"
+    # One event per read, the last two in one read (the per-token path takes the repaired
+    # delta alone; the end comes through the SSE decoder): the warning all the same.
+    events = [e + b"\n\n" for e in data.replace(b"MARK", BAD_UTF8).split(b"\n\n") if e]
+    pipe = Pipeline(None, format=api)
+    reads = [*events[:-2], events[-2] + events[-1]]
+    ops = [op for piece in reads for op in pipe.feed(piece)] + pipe.close()
+    assert apply_ops(ops).error["type"] == "invalid_utf8"
 
 
 def test_a_lone_surrogate_escape_in_an_anthropic_delta_is_replaced() -> None:

@@ -65,6 +65,12 @@ class EventNormalizer(abc.ABC):
             self.replaced += 1
         return repaired
 
+    def _feed_repaired(self, data: bytes) -> list[Fact]:
+        """A repaired event, always as facts (never the per-token ``str``): the caller then
+        looks at ``replaced``, however the body was split into reads."""
+        out = self.feed_token(data)
+        return [TextFact(0, "text", out)] if type(out) is str else out  # type: ignore[list-item]
+
     def _skip(self, reason: str) -> list[Fact]:
         """Count an event (or a block inside one) that could not be used."""
         self.skipped += 1

@@ -3,6 +3,8 @@ chat completions, the OpenAI Responses API or the Anthropic Messages API."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import msgspec
 
 from tokenwire.errors import TokenwireError
@@ -65,11 +67,13 @@ _WHOLE = {
 }
 
 
-_REPAIRED = {  # the warning of a body whose invalid UTF-8 was replaced
-    "message": "the body held invalid UTF-8; the undecodable bytes were replaced with U+FFFD",
-    "type": "invalid_utf8",
-    "code": None,
-}
+def _repaired() -> dict[str, Any]:
+    """The warning of a body whose invalid UTF-8 was replaced (a new dict per message)."""
+    return {
+        "message": "the body held invalid UTF-8; the undecodable bytes were replaced with U+FFFD",
+        "type": "invalid_utf8",
+        "code": None,
+    }
 
 
 def _whole_event_body(pipe: Pipeline, body: bytes) -> tuple[list[EncodedOp], Message]:
@@ -84,7 +88,7 @@ def _whole_event_body(pipe: Pipeline, body: bytes) -> tuple[list[EncodedOp], Mes
     repaired = repair_utf8(body)
     if repaired is not None:
         body = repaired
-        pipe.assembler.warning = _REPAIRED
+        pipe.assembler.warning = _repaired()
     try:
         facts = normalizer.feed_body(body)  # type: ignore[union-attr]
     except (msgspec.DecodeError, msgspec.ValidationError, RecursionError) as exc:
@@ -111,7 +115,7 @@ def _whole_body(pipe: Pipeline, body: bytes) -> tuple[list[EncodedOp], Message]:
     if chunk.choices is None and chunk.error is None:
         raise NotAChatCompletion("JSON body has neither 'choices' nor 'error'")
     if replaced:
-        pipe.assembler.warning = _REPAIRED
+        pipe.assembler.warning = _repaired()
     normalizer = pipe.normalizer
     facts = normalizer.feed_chunk(chunk) + normalizer.close()
     if chunk.error is None:
