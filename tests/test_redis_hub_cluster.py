@@ -50,6 +50,8 @@ from test_redis_hub import (  # noqa: F401  (fixtures and tests collected again 
 from test_takeover import (  # noqa: F401  (takeover and fencing on the sharded index, too)
     kill_9_trials,
     test_a_live_producer_keeps_its_stream_and_a_fenced_one_stops_renewing,
+    test_a_lost_stream_is_stored_and_reported_where_its_watchdog_ended_it,
+    test_a_stream_its_own_process_ended_in_an_outage_is_reported_once,
     test_exactly_one_process_takes_over,
     test_host_continuation_takes_over_and_fences_the_old_producer,
     test_without_a_registered_continuation_the_stream_fails_as_before,

@@ -184,6 +184,49 @@ async def test_a_lost_stream_is_stored_and_reported_where_its_watchdog_ended_it(
         hold.set()
 
 
+async def test_a_stream_its_own_process_ended_in_an_outage_is_reported_once(redis_server) -> None:
+    """Redis unreachable past the grace: the producer ends its stream here (stored, on_end
+    run); once Redis is back this process's watchdog ends it "producer lost" in the hub, and
+    the stream is settled, not reported a second time."""
+    from tokenwire.errors import HubUnavailable
+    from tokenwire.streams.store import MemoryStore
+
+    hub = RedisHub(
+        redis_server.url,
+        key_prefix="tk" + secrets.token_hex(4),
+        lease_ttl_s=LEASE_S,
+        watchdog_interval_s=0.1,
+        block_s=1.0,
+        unavailable_grace_s=0.2,
+    )
+    ended: list[str] = []
+    streams = Streams(
+        hub, store=MemoryStore(), coalesce_ms=0, on_end=lambda row, m: ended.append(row.status)
+    )
+    real_append = hub.append
+    outage = asyncio.Event()
+
+    async def append(stream_id: str, ops: Any) -> None:
+        if outage.is_set():
+            raise HubUnavailable("Redis is away (test)")
+        await real_append(stream_id, ops)
+
+    hub.append = append  # type: ignore[method-assign]
+
+    async def produce(w: StreamWriter) -> None:
+        await w.text("partial")
+        outage.set()
+        await w.text(" more")
+
+    async with streams:
+        handle = await streams.start(produce)
+        await asyncio.sleep(0.5)
+        outage.clear()
+        assert await _wait_status(streams, handle.id) == "failed"
+        await asyncio.sleep(0.5)  # (time for a second report, if there were one)
+        assert ended == ["failed"]
+
+
 async def test_exactly_one_process_takes_over(redis_server) -> None:
     prefix = "tk" + secrets.token_hex(4)
     owner = _hub(redis_server.url, prefix)

@@ -207,6 +207,7 @@ class Streams:
         self._users = 0  # open() calls not yet closed (lifespans may nest)
         self._tasks: set[asyncio.Task[None]] = set()
         self._settling: set[asyncio.Task[None]] = set()
+        self._settling_ids: set[str] = set()  # streams whose end this process settles
         self._closing = False
         self._continuations: dict[str, Continuation] = {}
         # The view settings of the last ``asgi()``: ``aisdk_response``'s defaults, so that the
@@ -502,8 +503,15 @@ class Streams:
                 await settle_with_hub(self.hub, self.store, stream_id, wait_s=SETTLE_WAIT_S)
             except Exception:
                 log.exception("stream %s: could not settle the stored message", stream_id)
+            finally:
+                self._settling_ids.discard(stream_id)
 
-        task = asyncio.get_running_loop().create_task(settle(), name=f"settle-{stream_id}")
+        self._settling_ids.add(stream_id)
+        self._background(settle(), f"settle-{stream_id}")
+
+    def _background(self, work: Awaitable[None], name: str) -> None:
+        """Run ``work`` beside the streams (cancelled and awaited by ``close()``)."""
+        task = asyncio.get_running_loop().create_task(work, name=name)  # type: ignore[arg-type]
         self._settling.add(task)
         task.add_done_callback(self._settling.discard)
 
@@ -511,7 +519,17 @@ class Streams:
         """The hub's ``on_lost``: this process's watchdog ended a stream whose producer died
         (``failed``, "producer lost", what it produced kept). Its process can no longer store
         it: store it here (a shared store keeps it past the hub's retention) and run
-        ``on_end``, with the metadata its resume record kept."""
+        ``on_end``, with the metadata its resume record kept. In the background: the watchdog
+        goes on (takeovers wait for it)."""
+        if info.id not in self._settling_ids:  # (else this process ended it, and settles it)
+            self._background(self._store_lost(info, message, record), f"lost-{info.id}")
+
+    async def _store_lost(self, info: StreamInfo, message: Message, record: bytes | None) -> None:
+        try:
+            if await self.store.get(info.id) is not None:
+                return  # its producer stored it (and ran on_end) before it stopped
+        except Exception as exc:
+            log.warning("stream %s: could not look it up in the store: %s", info.id, exc)
         kept: Any = None
         with contextlib.suppress(msgspec.DecodeError):
             kept = msgspec.json.decode(record) if record is not None else None
