@@ -31,6 +31,7 @@ from test_redis_hub import (  # noqa: F401  (fixtures and tests collected again 
     new_hub,
     prefix,
     resume_from_any_seq,
+    test_a_reader_from_the_start_is_exact_for_the_last_quarter_of_the_log,
     test_a_reader_that_fails_ends_its_waiting_cursors,
     test_cancel_published_while_pubsub_reconnects_is_not_lost,
     test_cancel_requested_on_b_resolves_wait_cancel_on_a,

@@ -137,3 +137,44 @@ def test_a_chunk_id_inside_the_snapshots_op_is_expired_and_named(
     # The snapshot's own id: nothing after it.
     done = http.get(url, params={"format": "openai"}, headers={"Last-Event-ID": str(seq)})
     assert done.status_code == 204
+
+
+def test_a_read_overtaken_by_the_trimming_starts_over_from_the_newer_snapshot() -> None:
+    """``read_log`` gets the log in batches; should the hub trim it past the read meanwhile
+    (the next batch is a ``snapshot``), the views' base starts over from that snapshot, so no
+    view replays the text before it twice."""
+    import asyncio
+
+    from test_redis_hub import make_ops
+
+    from tokenwire.hub import StreamInfo
+    from tokenwire.hub.base import Cursor
+    from tokenwire.protocol import apply_ops, snapshot_op
+    from tokenwire.streams.views_http import read_log
+
+    ops = make_ops("st_t", [f"w{i} " for i in range(20)])
+    newer = snapshot_op(apply_ops(ops[:12]), 12)
+    batches = [ops[:5], [newer], ops[12:]]
+
+    class Overtaken(Cursor):
+        position = 0
+        done = False
+
+        async def read(self, timeout: float | None = None) -> list:
+            batch = batches.pop(0)
+            self.position = batch[-1].seq
+            self.done = not batches
+            return batch
+
+    class Hub:
+        async def subscribe(self, stream_id: str, after: int) -> Cursor:
+            return Overtaken()
+
+    class Host:
+        hub = Hub()
+
+    info = StreamInfo("st_t", None, "completed", ops[-1].seq, 0.0)
+    got, cursor = asyncio.run(read_log(Host(), "st_t", info, None))  # type: ignore[arg-type]
+    assert cursor is None
+    assert [op.seq for op in got] == [12, *range(13, ops[-1].seq + 1)]
+    assert apply_ops(got).to_dict() == apply_ops(ops).to_dict()

@@ -153,6 +153,8 @@ class TakenOver:
     """False if the producer marked its text as not the upstream's raw text (``mark_inexact``)."""
 
 
+# The meta hash fields ``_load`` reads.
+_LOAD_FIELDS = (b"owner", b"status", b"seq", b"created_at", b"snap_seq", b"snap", b"snap_open")
 OnTakeover = Callable[[TakenOver], Awaitable[bool]]
 # A stream this process's watchdog ended "producer lost": its final info and message, and its
 # resume record (``None`` if it had none), so the library stores it and runs ``on_end``.
@@ -598,9 +600,11 @@ class RedisHub(Hub):
         """Info, message, open blocks and snapshot seq, from the snapshot plus the ops after it."""
         meta_key, log_key = self.keys.meta(stream_id), self.keys.log(stream_id)
         for _ in range(8):  # retried only if the log was trimmed between our two reads
-            async with self._unavailable():
-                meta = await self.r.hgetall(meta_key)
-            if not meta or b"status" not in meta:
+            async with self._unavailable():  # (not ``snap_prev``: a second copy of the message)
+                values = await self.r.hmget(meta_key, _LOAD_FIELDS)
+            pairs = zip(_LOAD_FIELDS, values, strict=True)
+            meta = {name: value for name, value in pairs if value is not None}
+            if b"status" not in meta:
                 return None
             info = StreamInfo(
                 stream_id,
@@ -666,6 +670,8 @@ class RedisHub(Hub):
             )
         # The older snapshot if the log still goes on from it (``ops[0]``: the oldest op kept):
         # every cursor after it stays exact (a view reads from the start to reach its cursor).
+        # (Should the log be trimmed past it while a reader reads on, that reader gets the
+        # newer snapshot next: a view's read_log then starts over from it.)
         if prev is not None and int(prev_seq) > after and ops and ops[0].seq <= int(prev_seq) + 1:
             snap, snap_seq = prev, prev_seq
         if snap is not None and int(snap_seq) > after:

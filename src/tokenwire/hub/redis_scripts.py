@@ -102,15 +102,19 @@ if first == 1 and ARGV[3] == '' then
 end
 redis.call('HSET', KEYS[1], 'seq', last)
 if ARGV[4] ~= '' then
-  -- An older snapshot stays too (snap_prev), the oldest the trimmed log still goes on from:
-  -- a reader that reads from the log's start to reach its cursor (a view) stays exact from
-  -- there. It moves on (to the snapshot being replaced) only once the log is trimmed past it.
+  -- An older snapshot stays too (snap_prev), one the trimmed log still goes on from: a
+  -- reader that reads from the log's start to reach its cursor (a view) stays exact from
+  -- there. While live it moves on (to the snapshot being replaced, a quarter of the log
+  -- behind the head) once the trimming comes within half a log of it; at the end only if
+  -- the log was trimmed past it, so the ops before the end stay exact.
   local old = redis.call('HMGET', KEYS[1], 'snap', 'snap_seq', 'snap_prev_seq')
   if old[1] then
     local head = redis.call('XRANGE', KEYS[2], '-', '+', 'COUNT', 1)
     local oldest = 0
     if head[1] then oldest = tonumber(string.match(head[1][1], '^%d+')) end
-    if not old[3] or tonumber(old[3]) + 1 < oldest then
+    local margin = math.floor(tonumber(ARGV[2]) / 2)
+    if ARGV[3] ~= '' then margin = 0 end
+    if not old[3] or tonumber(old[3]) + 1 < oldest + margin then
       redis.call('HSET', KEYS[1], 'snap_prev', old[1], 'snap_prev_seq', old[2])
     end
   end

@@ -233,7 +233,12 @@ async def read_log(
     ops: list[EncodedOp] = []
     try:
         while cursor.position < info.seq and not cursor.done:
-            ops.extend(await cursor.read(5.0))
+            batch = await cursor.read(5.0)
+            if ops and batch and batch[0].type == "snapshot":
+                # The hub trimmed the log past this read meanwhile: the views work from one
+                # base, so start over from the newer snapshot (it holds all before it).
+                ops = []
+            ops.extend(batch)
             await asyncio.sleep(0)  # (a long log comes in many batches: let others run)
     except BaseException:
         await cursor.aclose()
