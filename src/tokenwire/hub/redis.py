@@ -477,6 +477,12 @@ class RedisHub(Hub):
         async with self._unavailable():
             await self.r.hset(self.keys.meta(stream_id), "resume", record)
 
+    async def set_record(self, stream_id: str, record: bytes) -> None:
+        """Keep the record of a stream that is not to be continued elsewhere (its metadata):
+        the process that ends it if its producer dies stores it with that (``on_lost``)."""
+        async with self._unavailable():
+            await self.r.hset(self.keys.meta(stream_id), "record", record)
+
     async def mark_inexact(self, stream_id: str) -> None:
         """The stream's text stopped being the upstream's raw text (reasoning split out of its
         content): a process that takes it over must not ask the upstream to continue it."""
@@ -1111,7 +1117,8 @@ class RedisHub(Hub):
             log.warning("stream %s: producer lost, ended it as failed at seq %d", stream_id, seq)
             if self.on_lost is not None:  # (the dead process can no longer store it)
                 try:
-                    record = await r.hget(self.keys.meta(stream_id), "resume")
+                    resume, kept = await r.hmget(self.keys.meta(stream_id), ["resume", "record"])
+                    record = resume if resume is not None else kept
                     ended = StreamInfo(
                         stream_id, info.owner, "failed", ops[-1].seq, info.created_at
                     )

@@ -318,9 +318,12 @@ class Streams:
         record: bytes | None = None
         if resume is not None and resume not in self._continuations:
             raise InvalidArgument(f"no continuation registered as {resume!r}")
-        if (resume is not None or metadata is not None) and self.can_resume:
+        keeps = resume is not None and self.can_resume
+        if resume is None and metadata is not None and hasattr(self.hub, "set_record"):
             # (without ``resume``: only so that a process that finds the stream's producer
             # dead stores it with its metadata; it is not continued)
+            keeps = True
+        if keeps:
             record = msgspec.json.encode(
                 {
                     "v": 1,
@@ -344,7 +347,10 @@ class Streams:
         await self.hub.create(stream_id, owner=owner)
         if record is not None:
             try:
-                await self.hub.set_resume(stream_id, record)  # type: ignore[attr-defined]
+                if resume is not None:
+                    await self.hub.set_resume(stream_id, record)  # type: ignore[attr-defined]
+                else:  # (kept aside: a stream without ``resume`` is never taken over)
+                    await self.hub.set_record(stream_id, record)  # type: ignore[attr-defined]
             except Exception as exc:  # (the stream runs; it just cannot be taken over)
                 log.warning("stream %s: could not store its resume record: %s", stream_id, exc)
                 record = None
