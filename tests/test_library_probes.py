@@ -160,6 +160,8 @@ def test_a_producer_cancelling_its_own_stream_gets_the_cancel_at_its_next_write(
                     await w.text(" two")
                 except asyncio.CancelledError:
                     raised.append("write")
+                    await asyncio.sleep(0.01)  # (its cleanup is not cancelled a second time)
+                    raised.append("cleanup done")
                     raise
 
             handle = await streams.start(produce)
@@ -167,5 +169,80 @@ def test_a_producer_cancelling_its_own_stream_gets_the_cancel_at_its_next_write(
             return await streams.message(handle.id)
 
     message = asyncio.run(main())
-    assert raised == ["write"]
+    assert raised == ["write", "cleanup done"]
     assert message.status == "cancelled" and message.text == "one"
+
+
+def test_a_pipe_whose_source_swallows_the_cancel_reads_nothing_more_in() -> None:
+    """A client library that swallows ``CancelledError``: the pipe's next read raises the
+    cancel again and nothing read after the cancel is in the message."""
+    import contextlib
+    import json
+
+    def chunk(text: str) -> bytes:
+        data = {"object": "chat.completion.chunk", "choices": [{"index": 0, "delta": {}}]}
+        data["choices"][0]["delta"]["content"] = text
+        return b"data: " + json.dumps(data).encode() + b"\n\n"
+
+    read: list[str] = []
+    cancelled = asyncio.Event()
+
+    async def body() -> Any:
+        for i in range(40):
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.sleep(0.01)
+            read.append(f"t{i} ")
+            if cancelled.is_set():
+                read.append("|")  # (read after the cancel)
+            yield chunk(f"t{i} ")
+
+    async def main() -> Any:
+        async with Streams(coalesce_ms=0) as streams:
+            handle = await streams.start(lambda w: w.pipe(body()))
+            await asyncio.sleep(0.1)
+            await streams.cancel(handle.id)
+            cancelled.set()
+            assert await streams.wait(handle.id, 5) == "cancelled"
+            return await streams.message(handle.id)
+
+    message = asyncio.run(main())
+    before = "".join(read).split("|")[0]
+    assert message.text and before.startswith(message.text)
+    assert len(message.text) < len("".join(r for r in read if r != "|"))
+
+
+def test_a_cancel_during_a_transient_write_reaches_the_producer_at_once() -> None:
+    """A cancel that arrives while the producer's transient ``data()`` holds the lock is
+    delivered when that write returns (it used to wait for the next write, which then both
+    raised and was kept)."""
+    seen: list[str] = []
+
+    async def main() -> Any:
+        async with Streams(coalesce_ms=0) as streams:
+            hub = streams.hub
+            real = hub.publish_transient
+
+            async def slow_publish(stream_id: str, op: Any) -> None:
+                await asyncio.sleep(0.2)
+                await real(stream_id, op)
+
+            hub.publish_transient = slow_publish  # type: ignore[method-assign]
+
+            async def produce(w: StreamWriter) -> None:
+                await w.text("a")
+                try:
+                    await w.data("status", "searching", transient=True)
+                except asyncio.CancelledError:
+                    seen.append("data raised")
+                    raise
+                seen.append("went on")
+                await w.text(" AFTER")
+
+            handle = await streams.start(produce)
+            await asyncio.sleep(0.1)
+            await streams.cancel(handle.id)
+            assert await streams.wait(handle.id, 5) == "cancelled"
+            return await streams.message(handle.id)
+
+    message = asyncio.run(main())
+    assert seen == ["data raised"] and message.text == "a"

@@ -227,6 +227,53 @@ async def test_a_stream_its_own_process_ended_in_an_outage_is_reported_once(redi
         assert ended == ["failed"]
 
 
+async def test_a_lost_streams_row_stored_by_its_dead_producer_becomes_the_hubs(
+    redis_server,
+) -> None:
+    """The producer stored its final message (``completed``) and died in ``on_end``, before
+    ``message.end`` reached Redis; another process's watchdog ends it ``failed`` (what readers
+    saw). The shared store then holds the hub's version (the same answer before and after
+    Redis forgets the stream), and that process does not run ``on_end`` a second time."""
+    from tokenwire.streams.store import MemoryStore
+
+    prefix = "tk" + secrets.token_hex(4)
+    shared = MemoryStore()
+    in_hook, forever = asyncio.Event(), asyncio.Event()
+
+    async def dies_in_on_end(row: Any, message: Any) -> None:
+        in_hook.set()
+        await forever.wait()
+
+    b_ended: list[str] = []
+    a = Streams(_hub(redis_server.url, prefix), store=shared, on_end=dies_in_on_end)
+    b = Streams(
+        _hub(redis_server.url, prefix),
+        store=shared,
+        on_end=lambda row, message: b_ended.append(row.status),
+    )
+
+    async def produce(w: StreamWriter) -> None:
+        await w.text("hello")
+        await w.text(" world")
+
+    async with a, b:
+        try:
+            handle = await a.start(produce, metadata={"chat": 1})
+            await in_hook.wait()
+            await _die(a)
+            assert await _wait_status(b, handle.id) == "failed"
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(3):
+                    while (await shared.get(handle.id)).status != "failed":  # type: ignore[union-attr]
+                        await asyncio.sleep(0.02)
+            row = await shared.get(handle.id)
+            _, hub_message = await b.hub.message(handle.id)  # type: ignore[misc]
+            assert row is not None and row.message == hub_message.to_json()
+            assert row.metadata == {"chat": 1} and b_ended == []
+        finally:
+            forever.set()
+
+
 async def test_exactly_one_process_takes_over(redis_server) -> None:
     prefix = "tk" + secrets.token_hex(4)
     owner = _hub(redis_server.url, prefix)

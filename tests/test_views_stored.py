@@ -149,12 +149,14 @@ def test_a_read_overtaken_by_the_trimming_starts_over_from_the_newer_snapshot() 
 
     from tokenwire.hub import StreamInfo
     from tokenwire.hub.base import Cursor
-    from tokenwire.protocol import apply_ops, snapshot_op
+    from tokenwire.protocol import apply_ops, encode, snapshot_op
+    from tokenwire.protocol.ops import Transient
     from tokenwire.streams.views_http import read_log
 
     ops = make_ops("st_t", [f"w{i} " for i in range(20)])
     newer = snapshot_op(apply_ops(ops[:12]), 12)
-    batches = [ops[:5], [newer], ops[12:]]
+    live = encode(Transient(12, "status", "searching"))  # (merged ahead of the catch-up)
+    batches = [ops[:5], [live, newer], ops[12:]]
 
     class Overtaken(Cursor):
         position = 0

@@ -19,7 +19,7 @@ import re
 import secrets
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 import msgspec
@@ -248,9 +248,10 @@ class Streams:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        for task in list(self._settling):
-            task.cancel()
-        await asyncio.gather(*self._settling, return_exceptions=True)
+        while self._settling:  # (one more may start meanwhile, e.g. a lost stream's)
+            for task in list(self._settling):
+                task.cancel()
+            await asyncio.gather(*self._settling, return_exceptions=True)
         await self.hub.close()
         closer = getattr(self.store, "close", None)
         if closer is not None:
@@ -527,13 +528,14 @@ class Streams:
         it: store it here (a shared store keeps it past the hub's retention) and run
         ``on_end``, with the metadata its resume record kept. In the background: the watchdog
         goes on (takeovers wait for it)."""
-        if info.id not in self._settling_ids:  # (else this process ended it, and settles it)
-            self._background(self._store_lost(info, message, record), f"lost-{info.id}")
+        if self._closing or info.id in self._settling_ids:  # (this process settles that one)
+            return
+        self._background(self._store_lost(info, message, record), f"lost-{info.id}")
 
     async def _store_lost(self, info: StreamInfo, message: Message, record: bytes | None) -> None:
+        stored = None
         try:
-            if await self.store.get(info.id) is not None:
-                return  # its producer stored it (and ran on_end) before it stopped
+            stored = await self.store.get(info.id)
         except Exception as exc:
             log.warning("stream %s: could not look it up in the store: %s", info.id, exc)
         kept: Any = None
@@ -551,7 +553,15 @@ class Streams:
             finished_at=time.time(),
             metadata=metadata if isinstance(metadata, dict) else None,
         )
-        await self._ended(row, message)
+        if stored is None:
+            await self._ended(row, message)
+            return
+        # Its producer stored it (and ran on_end) before it stopped: the hub's version, what
+        # readers saw, replaces that row (as ``settle_with_hub`` does); on_end is not run again.
+        try:
+            await self.store.save(replace(row, metadata=stored.metadata))
+        except Exception:
+            log.exception("stream %s: could not store the final message", row.id)
 
     async def _ended(self, row: StoredStream, message: Message) -> None:
         """A stream is about to end: save it and run the host's hook (errors only logged)."""

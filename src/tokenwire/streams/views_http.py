@@ -233,16 +233,18 @@ async def read_log(
     ops: list[EncodedOp] = []
     try:
         while cursor.position < info.seq and not cursor.done:
-            batch = await cursor.read(5.0)
-            if ops and batch and batch[0].type == "snapshot":
-                # The hub trimmed the log past this read meanwhile: the views work from one
-                # base, so start over from the newer snapshot (it holds all before it).
-                ops = []
-            ops.extend(batch)
+            ops.extend(await cursor.read(5.0))
             await asyncio.sleep(0)  # (a long log comes in many batches: let others run)
     except BaseException:
         await cursor.aclose()
         raise
+    # Should the hub have trimmed the log past this read meanwhile (a later ``snapshot``, maybe
+    # behind live transients), the views work from one base: the newest snapshot, which holds
+    # all before it.
+    for index in range(len(ops) - 1, 0, -1):
+        if ops[index].type == "snapshot":
+            ops = ops[index:]
+            break
     if cursor.done:
         await cursor.aclose()
         return ops, None

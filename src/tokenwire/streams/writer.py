@@ -538,6 +538,8 @@ class StreamWriter:
                         await chunk
                         continue
                     async with self._lock:
+                        if self._state is not _OPEN:  # (cancelled: nothing more is read in)
+                            self._check_open()
                         ops = pipeline.feed(chunk, time.monotonic())
                         if ops:
                             if self._mark_inexact and facts.content_reasoning:
@@ -556,6 +558,8 @@ class StreamWriter:
                     if not chunk:
                         continue
                     async with self._lock:
+                        if self._state is not _OPEN:
+                            self._check_open()
                         ops = pipeline.feed(bytes(chunk), time.monotonic())
                         if ops:
                             if self._mark_inexact and facts.content_reasoning:
@@ -638,9 +642,12 @@ class StreamWriter:
         state = self._state
         if state is State.ENDED:
             raise StreamEnded(f"stream {self.stream_id!r} has ended: nothing more can be written")
-        if state is State.CANCELLING and asyncio.current_task() is self._task:
-            # The cancel reached the producer: it writes nothing more, and this write, which
-            # raises, wrote nothing (a producer that swallowed the cancel gets it again here).
+        if (state is State.CANCELLING or state is _CANCEL_PENDING) and (
+            asyncio.current_task() is self._task
+        ):
+            # The cancel reached the producer (or is due): it writes nothing more, and this
+            # write, which raises, wrote nothing (one that swallowed it gets it again here).
+            self._state = State.CANCELLING
             raise asyncio.CancelledError
 
     async def _write(self, facts: list[Fact]) -> None:
@@ -701,6 +708,7 @@ class StreamWriter:
         if self._transient and any(op.type == "transient" for op in ops):
             ops = await self._send_transients(ops, state is State.HUB_LOST)
             if not ops:
+                self._cancel_if_pending()
                 return
         ending = ops[-1].type == "message.end"
         if (
@@ -731,6 +739,9 @@ class StreamWriter:
             raise
         if shutdown:
             raise asyncio.CancelledError  # (the cancel that came during the hook: the end is out)
+        self._cancel_if_pending()
+
+    def _cancel_if_pending(self) -> None:
         if self._state is _CANCEL_PENDING and asyncio.current_task() is self._task:
             # The cancel arrived while the producer's own append was in flight: now.
             self._state = State.CANCELLING
@@ -844,7 +855,10 @@ class StreamWriter:
             self._state = State.CANCEL_PENDING
             return
         self._state = State.CANCELLING
-        task.cancel()
+        if task is not asyncio.current_task():
+            task.cancel()
+        # (else the producer cancelled its own stream: the cancel reaches it at its next
+        # write, once; a ``task.cancel()`` would land a second time at its next await)
 
     def _stop_timers(self) -> None:
         if self._flush_handle is not None:
