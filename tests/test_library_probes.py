@@ -246,3 +246,28 @@ def test_a_cancel_during_a_transient_write_reaches_the_producer_at_once() -> Non
 
     message = asyncio.run(main())
     assert seen == ["data raised"] and message.text == "a"
+
+
+def test_a_producer_cancelling_its_own_stream_then_waiting_is_cancelled_there() -> None:
+    """No write after its own cancel: the cancel lands at its next await, once."""
+    seen: list[str] = []
+
+    async def main() -> str:
+        async with Streams(coalesce_ms=0) as streams:
+
+            async def produce(w: StreamWriter) -> None:
+                await w.text("one")
+                await streams.cancel(w.id)
+                try:
+                    await asyncio.Event().wait()
+                except asyncio.CancelledError:
+                    seen.append("cancelled at the await")
+                    await asyncio.sleep(0.01)
+                    seen.append("cleanup done")
+                    raise
+
+            handle = await streams.start(produce)
+            return await streams.wait(handle.id, 5)
+
+    assert asyncio.run(main()) == "cancelled"
+    assert seen == ["cancelled at the await", "cleanup done"]

@@ -274,6 +274,47 @@ async def test_a_lost_streams_row_stored_by_its_dead_producer_becomes_the_hubs(
             forever.set()
 
 
+async def test_a_stream_lost_while_the_finding_process_closes_is_still_stored(
+    redis_server,
+) -> None:
+    """A rolling deploy: process A dies while B is shutting down (its own stream's on_end
+    takes a while). B's watchdog ends A's stream; B still stores it and reports it before
+    its close() returns (nobody else will: it has ended in the hub)."""
+    from tokenwire.streams.store import MemoryStore
+
+    prefix = "tk" + secrets.token_hex(4)
+    shared = MemoryStore()
+    b_ended: list[str] = []
+    own: dict[str, str] = {}
+
+    async def b_on_end(row: Any, message: Any) -> None:
+        b_ended.append("own" if row.id == own.get("id") else "lost")
+        if row.id == own.get("id"):
+            await asyncio.sleep(LEASE_S * 4)  # (the watchdog runs meanwhile)
+
+    async def forever(w: StreamWriter) -> None:
+        await w.text("hello")
+        await asyncio.Event().wait()
+
+    a = Streams(_hub(redis_server.url, prefix), store=shared)
+    b = Streams(_hub(redis_server.url, prefix), store=shared, on_end=b_on_end)
+    await a.open()
+    await b.open()
+    try:
+        lost = await a.start(forever, metadata={"chat": 1})
+        own["id"] = (await b.start(forever)).id
+        await asyncio.sleep(0.2)
+        await _die(a)
+        await b.close()
+        row = await shared.get(lost.id)
+        assert row is not None and row.status == "failed" and row.metadata == {"chat": 1}
+        assert sorted(b_ended) == ["lost", "own"]
+    finally:
+        for task in list(a._tasks):
+            task.cancel()
+        await asyncio.gather(*a._tasks, return_exceptions=True)
+
+
 async def test_exactly_one_process_takes_over(redis_server) -> None:
     prefix = "tk" + secrets.token_hex(4)
     owner = _hub(redis_server.url, prefix)

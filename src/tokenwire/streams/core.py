@@ -40,6 +40,7 @@ from tokenwire.protocol import EncodedOp, Message, snapshot_op
 from tokenwire.protocol.sse import DEFAULT_MAX_EVENT_BYTES
 from tokenwire.streams.store import MemoryStore, StoredStream, StreamStore
 from tokenwire.streams.writer import (
+    ON_END_GRACE_S,
     HubLost,
     State,
     StreamWriter,
@@ -208,6 +209,7 @@ class Streams:
         self._tasks: set[asyncio.Task[None]] = set()
         self._settling: set[asyncio.Task[None]] = set()
         self._settling_ids: set[str] = set()  # streams whose end this process settles
+        self._storing: set[asyncio.Task[None]] = set()  # lost streams being stored here
         self._closing = False
         self._continuations: dict[str, Continuation] = {}
         # The view settings of the last ``asgi()``: ``aisdk_response``'s defaults, so that the
@@ -248,11 +250,15 @@ class Streams:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        while self._settling:  # (one more may start meanwhile, e.g. a lost stream's)
-            for task in list(self._settling):
+        for task in list(self._settling):  # (they wait for the hub, which is closing)
+            task.cancel()
+        await asyncio.gather(*self._settling, return_exceptions=True)
+        await self.hub.close()  # (its watchdog with it: no stream is found lost after this)
+        if self._storing:  # lost streams still being stored: their rows, their on_end
+            await asyncio.wait(self._storing, timeout=ON_END_GRACE_S)
+            for task in list(self._storing):
                 task.cancel()
-            await asyncio.gather(*self._settling, return_exceptions=True)
-        await self.hub.close()
+            await asyncio.gather(*self._storing, return_exceptions=True)
         closer = getattr(self.store, "close", None)
         if closer is not None:
             await closer()
@@ -514,13 +520,14 @@ class Streams:
                 self._settling_ids.discard(stream_id)
 
         self._settling_ids.add(stream_id)
-        self._background(settle(), f"settle-{stream_id}")
+        self._background(settle(), f"settle-{stream_id}", self._settling)
 
-    def _background(self, work: Awaitable[None], name: str) -> None:
-        """Run ``work`` beside the streams (cancelled and awaited by ``close()``)."""
+    @staticmethod
+    def _background(work: Awaitable[None], name: str, tasks: set[asyncio.Task[None]]) -> None:
+        """Run ``work`` beside the streams, kept in ``tasks`` (which ``close()`` ends)."""
         task = asyncio.get_running_loop().create_task(work, name=name)  # type: ignore[arg-type]
-        self._settling.add(task)
-        task.add_done_callback(self._settling.discard)
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
 
     async def _lost(self, info: StreamInfo, message: Message, record: bytes | None) -> None:
         """The hub's ``on_lost``: this process's watchdog ended a stream whose producer died
@@ -528,9 +535,10 @@ class Streams:
         it: store it here (a shared store keeps it past the hub's retention) and run
         ``on_end``, with the metadata its resume record kept. In the background: the watchdog
         goes on (takeovers wait for it)."""
-        if self._closing or info.id in self._settling_ids:  # (this process settles that one)
+        if info.id in self._settling_ids:  # (this process ended it itself, and settles it)
             return
-        self._background(self._store_lost(info, message, record), f"lost-{info.id}")
+        # (also while closing: nobody else will store it, it has ended in the hub)
+        self._background(self._store_lost(info, message, record), f"lost-{info.id}", self._storing)
 
     async def _store_lost(self, info: StreamInfo, message: Message, record: bytes | None) -> None:
         stored = None

@@ -80,8 +80,9 @@ class State(enum.Enum):
     OPEN = "open"
     """Writes go to the hub."""
     CANCEL_PENDING = "cancel_pending"
-    """A cancel was requested while the producer's hub append was in flight: delivered (as
-    ``CancelledError``) once that append is through, never in its middle."""
+    """A cancel was requested while the producer's hub append was in flight, or by the
+    producer itself: delivered (as ``CancelledError``) once that append is through (never in
+    its middle), at the producer's next write, or at its next await, whichever comes first."""
     CANCELLING = "cancelling"
     """A cancel was requested and delivered: the producer task was cancelled."""
     HUB_LOST = "hub_lost"
@@ -854,11 +855,25 @@ class StreamWriter:
             # store / on_end before the end): the cancel waits for it.
             self._state = State.CANCEL_PENDING
             return
+        if task is asyncio.current_task():
+            # The producer cancelled its own stream: the cancel reaches it once, at its next
+            # write (``_check_open``) or, if it awaits something else first, there.
+            self._state = State.CANCEL_PENDING
+            asyncio.get_running_loop().call_soon(self._deliver_pending_cancel)
+            return
         self._state = State.CANCELLING
-        if task is not asyncio.current_task():
-            task.cancel()
-        # (else the producer cancelled its own stream: the cancel reaches it at its next
-        # write, once; a ``task.cancel()`` would land a second time at its next await)
+        task.cancel()
+
+    def _deliver_pending_cancel(self) -> None:
+        """The producer awaited before writing again: its pending cancel lands there (unless
+        it is inside its own hub append, which delivers it when through)."""
+        task = self._task
+        if self._state is not _CANCEL_PENDING or task is None or task.done():
+            return
+        if self._lock.locked() and not self._flushing:
+            return
+        self._state = State.CANCELLING
+        task.cancel()
 
     def _stop_timers(self) -> None:
         if self._flush_handle is not None:
