@@ -84,6 +84,26 @@ async def test_one_row_per_stream_and_saves_only_move_forward(
     assert await count(pg_server.url, store.table) == 1
 
 
+async def test_replace_stores_the_hubs_version_whatever_the_seq(
+    store: PostgresStore, pg_server
+) -> None:
+    """A producer stored its own final message (seq 14) but the hub ended the stream at
+    seq 12 ("producer lost", what readers saw): ``replace`` (``replace_row``) puts the hub's
+    version in, where ``save`` would keep the row; never for another owner."""
+    from tokenwire.streams.store import replace_row
+
+    await store.save(row("st_r", seq=14, status="completed", message=b"own"))
+    await store.save(row("st_r", seq=12, status="failed", message=b"hub"))  # (save: kept)
+    got = await store.get("st_r")
+    assert got is not None and (got.seq, got.message) == (14, b"own")
+    await replace_row(store, row("st_r", seq=12, status="failed", message=b"hub"))
+    got = await store.get("st_r")
+    assert got is not None and (got.seq, got.status, got.message) == (12, "failed", b"hub")
+    with pytest.raises(StoreConflict):
+        await store.replace(row("st_r", owner="mallory", seq=1, message=b"stolen"))
+    assert await count(pg_server.url, store.table) == 1
+
+
 async def test_owner_is_returned_and_never_changes(store: PostgresStore) -> None:
     await store.save(row("st_o", owner="alice"))
     got = await store.get("st_o")

@@ -315,6 +315,60 @@ async def test_a_stream_lost_while_the_finding_process_closes_is_still_stored(
         await asyncio.gather(*a._tasks, return_exceptions=True)
 
 
+async def test_a_producer_that_wakes_after_its_stream_was_ended_elsewhere_reports_nothing(
+    redis_server,
+) -> None:
+    """A producer frozen past its lease (a stall) wakes after another process's watchdog
+    ended its stream "producer lost" (stored there, on_end run there): its next write is
+    refused, and it neither stores its own version nor runs on_end a second time."""
+    from tokenwire.streams.store import MemoryStore
+
+    prefix = "tk" + secrets.token_hex(4)
+    shared = MemoryStore()
+    ended: list[tuple[str, str]] = []
+    a = Streams(
+        _hub(redis_server.url, prefix),
+        store=shared,
+        on_end=lambda row, message: ended.append(("a", row.status)),
+    )
+    b = Streams(
+        _hub(redis_server.url, prefix),
+        store=shared,
+        on_end=lambda row, message: ended.append(("b", row.status)),
+    )
+    wake = asyncio.Event()
+    outcome: list[str] = []
+
+    async def produce(w: StreamWriter) -> None:
+        await w.text("before the stall")
+        await wake.wait()
+        try:
+            await w.text(" after it")
+        except Exception as exc:  # (what the producer sees: the stream is no longer its)
+            outcome.append(type(exc).__name__)
+            raise
+
+    async with a, b:
+        handle = await a.start(produce, metadata={"chat": 2})
+        await asyncio.sleep(0.1)
+        await _die(a)  # (frozen: no lease renewal, no watchdog)
+        assert await _wait_status(b, handle.id) == "failed"
+        async with asyncio.timeout(5):
+            while not ended:
+                await asyncio.sleep(0.02)
+        wake.set()
+        async with asyncio.timeout(5):
+            while not handle.writer.ended:
+                await asyncio.sleep(0.02)
+        await asyncio.sleep(0.2)
+        row = await shared.get(handle.id)
+        _, message = await b.hub.message(handle.id)  # type: ignore[misc]
+        assert row is not None and row.message == message.to_json()
+        assert message.text == "before the stall"
+    assert ended == [("b", "failed")]
+    assert outcome == ["HubLost"]
+
+
 async def test_exactly_one_process_takes_over(redis_server) -> None:
     prefix = "tk" + secrets.token_hex(4)
     owner = _hub(redis_server.url, prefix)

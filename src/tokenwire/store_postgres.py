@@ -15,6 +15,8 @@ Same interface as ``tokenwire.gateway.store.Store``: ``open``, ``close``, ``get`
   with a ``seq`` not above the stored one changes nothing (so a retried save whose first attempt
   did commit is harmless), a higher ``seq`` replaces it, and a row is never taken over by another
   owner (``StoreConflict``). The store returns the owner; callers check it, as with SQLite.
+  ``replace`` stores a row whatever the stored ``seq`` (same owner): the hub's final message,
+  which readers saw, replacing a process's own (a producer that lost the hub or its lease).
 - Connection loss (a Postgres restart, a failover, a killed backend): every call retries with
   exponential backoff and jitter, from 50 ms up to 2 s between attempts, for at most
   ``save_retry_s`` (saves, default 60 s: a restart while streams finish loses nothing) or
@@ -139,6 +141,7 @@ ON CONFLICT (id) DO UPDATE SET
     metadata = EXCLUDED.metadata
 WHERE s.seq < EXCLUDED.seq AND s.owner IS NOT DISTINCT FROM EXCLUDED.owner
 RETURNING 1"""
+        self._sql_replace = self._sql_save.replace("s.seq < EXCLUDED.seq AND ", "")
         self._sql_owner = f"SELECT owner FROM {t} WHERE id = $1"
         self._sql_get = (
             "SELECT id, owner, status, seq, message, created_at, finished_at, metadata"
@@ -205,6 +208,13 @@ RETURNING 1"""
     # -- rows ----------------------------------------------------------------------------
     async def save(self, row: StoredStream) -> None:
         """Store the final message (see the module docstring for the upsert rule)."""
+        await self._upsert(row, self._sql_save)
+
+    async def replace(self, row: StoredStream) -> None:
+        """Store ``row`` whatever the stored ``seq`` (the hub's version of a final message)."""
+        await self._upsert(row, self._sql_replace)
+
+    async def _upsert(self, row: StoredStream, sql: str) -> None:
         metadata = row.metadata
         args = (
             row.id,
@@ -219,7 +229,7 @@ RETURNING 1"""
 
         async def attempt(conn: asyncpg.Connection) -> None:
             for _ in range(3):
-                if await conn.fetchval(self._sql_save, *args) is not None:
+                if await conn.fetchval(sql, *args) is not None:
                     return
                 stored = await conn.fetchrow(self._sql_owner, row.id)
                 if stored is not None:

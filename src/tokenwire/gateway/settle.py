@@ -23,6 +23,7 @@ from typing import Protocol
 from tokenwire.gateway.store import StoredStream
 from tokenwire.hub.base import Hub, HubUnavailable
 from tokenwire.protocol.message import END_STATUSES
+from tokenwire.streams.store import replace_row
 
 log = logging.getLogger("tokenwire.gateway")
 
@@ -79,7 +80,7 @@ async def settle_with_hub(
                     settled = dataclasses.replace(
                         row, status=info.status, seq=info.seq, message=final
                     )
-                await store.save(settled)
+                await replace_row(store, settled)  # (its seq may be below the stored one's)
                 if row is not None and row.message != final:
                     log.warning(
                         "stream %s: stored the hub's final message (%s at seq %d) instead of "

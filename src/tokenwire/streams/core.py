@@ -38,7 +38,7 @@ from tokenwire.errors import (
 from tokenwire.hub import Hub, MemoryHub, StreamInfo
 from tokenwire.protocol import EncodedOp, Message, snapshot_op
 from tokenwire.protocol.sse import DEFAULT_MAX_EVENT_BYTES
-from tokenwire.streams.store import MemoryStore, StoredStream, StreamStore
+from tokenwire.streams.store import MemoryStore, StoredStream, StreamStore, replace_row
 from tokenwire.streams.writer import (
     ON_END_GRACE_S,
     HubLost,
@@ -452,9 +452,13 @@ class Streams:
                     pass
                 await writer._finish(writer._asm.cancel)
             except HubLost as exc:
-                log.error("stream %s: %s", writer.stream_id, exc)
-                writer._state = State.HUB_LOST
-                await writer._end_failed(f"lost the hub: {exc}", "hub_unavailable", None)
+                if exc.refused:  # (its end, row and on_end are the other process's)
+                    log.warning("stream %s: %s; not producing it here", writer.stream_id, exc)
+                    writer._state = State.FENCED
+                else:
+                    log.error("stream %s: %s", writer.stream_id, exc)
+                    writer._state = State.HUB_LOST
+                    await writer._end_failed(f"lost the hub: {exc}", "hub_unavailable", None)
             except StreamFailed as exc:
                 await writer._end_failed(exc.message, exc.type, exc.code)
             except StreamEnded:
@@ -500,6 +504,8 @@ class Streams:
                     writer._state = State.ENDED
                     await self.hub.release(writer.stream_id)
                     self._settle(writer.stream_id)
+                elif writer._state is State.FENCED:
+                    await self.hub.release(writer.stream_id)
                 writer._state = State.ENDED
             finally:
                 # Last, so shutdown waits for all of the above; and however that ended.
@@ -567,7 +573,7 @@ class Streams:
         # Its producer stored it (and ran on_end) before it stopped: the hub's version, what
         # readers saw, replaces that row (as ``settle_with_hub`` does); on_end is not run again.
         try:
-            await self.store.save(replace(row, metadata=stored.metadata))
+            await replace_row(self.store, replace(row, metadata=stored.metadata))
         except Exception:
             log.exception("stream %s: could not store the final message", row.id)
 

@@ -39,6 +39,16 @@ class StreamStore(Protocol):
 
     async def save(self, row: StoredStream) -> None: ...
 
+    # Optional: ``async def replace(row)`` stores ``row`` even if the stored one has a higher
+    # ``seq`` (the hub's final message, which readers saw, replacing a process's own version);
+    # without it ``save`` is used (``replace_row``).
+
+
+async def replace_row(store: Any, row: StoredStream) -> None:
+    """Store the hub's version of a final message in ``store`` (its ``replace``, else ``save``)."""
+    replace = getattr(store, "replace", None)
+    await (replace(row) if replace is not None else store.save(row))
+
 
 class MemoryStore:
     """Final messages in a dict, for one process (the default store of ``Streams``).
@@ -60,4 +70,4 @@ class MemoryStore:
             del self._rows[next(iter(self._rows))]
 
 
-__all__ = ["MemoryStore", "StoredStream", "StreamStore"]
+__all__ = ["MemoryStore", "StoredStream", "StreamStore", "replace_row"]

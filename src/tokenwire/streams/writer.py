@@ -71,7 +71,12 @@ TRUNCATED_MESSAGE = "upstream stream ended without finish_reason or [DONE]"
 
 class HubLost(TokenwireError):
     """The hub no longer takes this stream's ops (unreachable past its grace, or the stream is
-    gone or already ended there). The writer stops writing to it."""
+    gone or already ended there). The writer stops writing to it. ``refused``: the stream was
+    ended or taken over by another process while this one stalled (fenced off)."""
+
+    def __init__(self, message: str, *, refused: bool = False) -> None:
+        super().__init__(message)
+        self.refused = refused
 
 
 class State(enum.Enum):
@@ -87,6 +92,9 @@ class State(enum.Enum):
     """A cancel was requested and delivered: the producer task was cancelled."""
     HUB_LOST = "hub_lost"
     """The hub refused or could not be reached past its grace: one last attempt to end it."""
+    FENCED = "fenced"
+    """Another process ended or took over the stream while this writer stalled: this one
+    writes, stores and reports nothing more (that process does)."""
     ENDED = "ended"
     """``message.end`` was handed to the hub (or given up): every write raises ``StreamEnded``."""
 
@@ -641,7 +649,7 @@ class StreamWriter:
 
     def _check_open(self) -> None:
         state = self._state
-        if state is State.ENDED:
+        if state is State.ENDED or state is State.FENCED:
             raise StreamEnded(f"stream {self.stream_id!r} has ended: nothing more can be written")
         if (state is State.CANCELLING or state is _CANCEL_PENDING) and (
             asyncio.current_task() is self._task
@@ -789,7 +797,8 @@ class StreamWriter:
                 delay = min(delay * 2, 1.0)
             except (StreamNotFound, StreamEnded, OutOfOrder) as exc:
                 # Gone (Redis lost its data) or ended elsewhere (e.g. declared lost meanwhile).
-                raise HubLost(f"the hub refused the ops: {exc}") from None
+                refused = not isinstance(exc, StreamNotFound)
+                raise HubLost(f"the hub refused the ops: {exc}", refused=refused) from None
 
     async def _store_final(self) -> bool:
         """Store the final message and run the host's hook, before the hub sees message.end
@@ -834,7 +843,7 @@ class StreamWriter:
         After a cancel request every ending is a cancel (a producer that caught the
         ``CancelledError`` and returned, or failed on its way out, was still cancelled)."""
         async with self._lock:
-            if self._state is State.ENDED:
+            if self._state is State.ENDED or self._state is State.FENCED:
                 return
             if self._state is State.CANCELLING or self._state is State.CANCEL_PENDING:
                 end = self._asm.cancel
