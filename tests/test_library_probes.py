@@ -107,6 +107,15 @@ def test_authorize_returning_an_unusable_owner_is_a_json_500() -> None:
     assert error["code"] == "invalid_owner" and "authorize returned" in error["message"]
 
 
+async def _cancelled_after(streams: Streams, produce: Any, seconds: float) -> Any:
+    """Start ``produce``, cancel its stream after ``seconds``; the final message."""
+    handle = await streams.start(produce)
+    await asyncio.sleep(seconds)
+    await streams.cancel(handle.id)
+    assert await streams.wait(handle.id, 5) == "cancelled"
+    return await streams.message(handle.id)
+
+
 @pytest.mark.parametrize("coalesce_ms", [0, 20])
 def test_a_write_after_the_cancel_reached_the_producer_raises_and_writes_nothing(
     coalesce_ms: int,
@@ -134,21 +143,19 @@ def test_a_write_after_the_cancel_reached_the_producer_raises_and_writes_nothing
                         outcomes.append("raised")
                 await w.text(" [last]")  # (raises: the stream ends cancelled)
 
-            handle = await streams.start(produce)
-            await asyncio.sleep(0.05)
-            await streams.cancel(handle.id)
-            assert await streams.wait(handle.id, 5) == "cancelled"
-            return await streams.message(handle.id)
+            return await _cancelled_after(streams, produce, 0.05)
 
     message = asyncio.run(main())
     assert outcomes == ["cancelled", "raised", "raised"]
     assert message.text == "partial" and message.status == "cancelled"
 
 
-def test_a_producer_cancelling_its_own_stream_gets_the_cancel_at_its_next_write() -> None:
-    """The cancel of its own stream reaches the producer at its next write, which writes
-    nothing (the ``message.end`` says cancelled after what was written before)."""
-    raised: list[str] = []
+@pytest.mark.parametrize("next_step", ["write", "await"])
+def test_a_producer_cancelling_its_own_stream_gets_the_cancel_once(next_step: str) -> None:
+    """The cancel of its own stream reaches the producer once, at its next write (which
+    writes nothing) or, if it awaits something else first, there; its cleanup is not
+    cancelled a second time, and the stream ends cancelled after what it wrote before."""
+    seen: list[str] = []
 
     async def main() -> Any:
         async with Streams(coalesce_ms=0) as streams:
@@ -157,11 +164,14 @@ def test_a_producer_cancelling_its_own_stream_gets_the_cancel_at_its_next_write(
                 await w.text("one")
                 await streams.cancel(w.id)
                 try:
-                    await w.text(" two")
+                    if next_step == "write":
+                        await w.text(" two")
+                    else:
+                        await asyncio.Event().wait()
                 except asyncio.CancelledError:
-                    raised.append("write")
-                    await asyncio.sleep(0.01)  # (its cleanup is not cancelled a second time)
-                    raised.append("cleanup done")
+                    seen.append("cancelled")
+                    await asyncio.sleep(0.01)
+                    seen.append("cleanup done")
                     raise
 
             handle = await streams.start(produce)
@@ -169,7 +179,7 @@ def test_a_producer_cancelling_its_own_stream_gets_the_cancel_at_its_next_write(
             return await streams.message(handle.id)
 
     message = asyncio.run(main())
-    assert raised == ["write", "cleanup done"]
+    assert seen == ["cancelled", "cleanup done"]
     assert message.status == "cancelled" and message.text == "one"
 
 
@@ -238,36 +248,7 @@ def test_a_cancel_during_a_transient_write_reaches_the_producer_at_once() -> Non
                 seen.append("went on")
                 await w.text(" AFTER")
 
-            handle = await streams.start(produce)
-            await asyncio.sleep(0.1)
-            await streams.cancel(handle.id)
-            assert await streams.wait(handle.id, 5) == "cancelled"
-            return await streams.message(handle.id)
+            return await _cancelled_after(streams, produce, 0.1)
 
     message = asyncio.run(main())
     assert seen == ["data raised"] and message.text == "a"
-
-
-def test_a_producer_cancelling_its_own_stream_then_waiting_is_cancelled_there() -> None:
-    """No write after its own cancel: the cancel lands at its next await, once."""
-    seen: list[str] = []
-
-    async def main() -> str:
-        async with Streams(coalesce_ms=0) as streams:
-
-            async def produce(w: StreamWriter) -> None:
-                await w.text("one")
-                await streams.cancel(w.id)
-                try:
-                    await asyncio.Event().wait()
-                except asyncio.CancelledError:
-                    seen.append("cancelled at the await")
-                    await asyncio.sleep(0.01)
-                    seen.append("cleanup done")
-                    raise
-
-            handle = await streams.start(produce)
-            return await streams.wait(handle.id, 5)
-
-    assert asyncio.run(main()) == "cancelled"
-    assert seen == ["cancelled at the await", "cleanup done"]
