@@ -252,3 +252,35 @@ def test_a_cancel_during_a_transient_write_reaches_the_producer_at_once() -> Non
 
     message = asyncio.run(main())
     assert seen == ["data raised"] and message.text == "a"
+
+
+def test_a_refused_append_on_the_in_process_hub_still_ends_the_stream() -> None:
+    """No other process watches the in-process hub: a refused append (here injected) must
+    not leave the stream in progress for good; it ends failed, stored, reported once."""
+    from tokenwire.errors import StreamEnded
+
+    ended: list[str] = []
+
+    async def main() -> Any:
+        async with Streams(coalesce_ms=0, on_end=lambda row, m: ended.append(row.status)) as s:
+            real = s.hub.append
+            calls = {"n": 0}
+
+            async def append(stream_id: str, ops: Any) -> None:
+                calls["n"] += 1
+                if calls["n"] == 3:
+                    raise StreamEnded("refused (test)")
+                await real(stream_id, ops)
+
+            s.hub.append = append  # type: ignore[method-assign]
+
+            async def produce(w: StreamWriter) -> None:
+                for word in ("a", "b", "c"):
+                    await w.text(word)
+
+            handle = await s.start(produce)
+            assert await s.wait(handle.id, 5) == "failed"
+            return await s.message(handle.id)
+
+    message = asyncio.run(main())
+    assert message.status == "failed" and ended == ["failed"]

@@ -377,6 +377,26 @@ class RedisHub(Hub):
         except TimeoutError:
             raise HubUnavailable(f"Redis at {redact(self.url)} does not answer") from None
 
+    async def still_producing(self, stream_id: str) -> bool:
+        """Whether this process still produces the stream: live, not taken over (its epoch
+        unchanged), its lease not another's. Asked before a writer stores its final message,
+        so a producer that stalled past its lease does not report a stream another process
+        ended or continues. True if Redis cannot say (the append decides then)."""
+        keys = self.keys
+        try:
+            async with self._unavailable():
+                pipe = self.r.pipeline(transaction=False)  # (one slot: the stream's keys)
+                pipe.hmget(keys.meta(stream_id), ["status", "epoch"])
+                pipe.get(keys.lease(stream_id))
+                (status, epoch), lease = await pipe.execute()
+        except HubUnavailable:
+            return True
+        if status is None or _text(status) != _IN_PROGRESS:
+            return False
+        if _text(epoch or b"0") != self._epochs.get(stream_id, "0"):
+            return False
+        return lease is None or _text(lease) == self.producer_id
+
     async def release(self, stream_id: str) -> None:
         self._owned.pop(stream_id, None)
         # The writer is done with the stream: its epoch (kept after a fencing, see ``append``)
@@ -1108,23 +1128,27 @@ class RedisHub(Hub):
         )
         for item in ops:
             apply_op(message, item.op)
+        record: bytes | None = None
+        if self.on_lost is not None:  # (read first: nothing may come between the end and it)
+            resume, kept = await r.hmget(self.keys.meta(stream_id), ["resume", "record"])
+            record = resume if resume is not None else kept
         code, _, _ = await self._run_append(
             stream_id, ops, "failed", message.to_json(), set(), True
         )
-        if code in (1, -1):
-            await self._forget_active(stream_id)
         if code == 1:
             log.warning("stream %s: producer lost, ended it as failed at seq %d", stream_id, seq)
             if self.on_lost is not None:  # (the dead process can no longer store it)
+                # No suspension before this call (``Streams._lost`` only schedules its work),
+                # so a close() cancelling the watchdog cannot drop an ended stream's row.
                 try:
-                    resume, kept = await r.hmget(self.keys.meta(stream_id), ["resume", "record"])
-                    record = resume if resume is not None else kept
                     ended = StreamInfo(
                         stream_id, info.owner, "failed", ops[-1].seq, info.created_at
                     )
                     await self.on_lost(ended, message, record)
                 except Exception:
                     log.exception("stream %s: could not settle the lost stream", stream_id)
+        if code in (1, -1):
+            await self._forget_active(stream_id)
         return code == 1
 
 

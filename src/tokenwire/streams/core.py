@@ -218,6 +218,12 @@ class Streams:
 
     # -- lifespan --------------------------------------------------------------------------
     @property
+    def _shared_hub(self) -> bool:
+        """Whether other processes watch this hub's streams (and end or continue those whose
+        producer is lost): a Redis hub, not the in-process one."""
+        return hasattr(self.hub, "on_lost")
+
+    @property
     def started(self) -> bool:
         """Whether ``start()`` has run (and ``close()`` has not)."""
         return self._users > 0
@@ -452,9 +458,19 @@ class Streams:
                     pass
                 await writer._finish(writer._asm.cancel)
             except HubLost as exc:
-                if exc.refused:  # (its end, row and on_end are the other process's)
+                # Fenced off: ended or taken over by another process (whose watchdog or taker
+                # stores and reports it), unless this writer already stored its own end (then
+                # it settles to the hub's version) or the hub has no other process to do so.
+                if exc.refused and writer.state is not State.ENDED and self._shared_hub:
                     log.warning("stream %s: %s; not producing it here", writer.stream_id, exc)
                     writer._state = State.FENCED
+                elif writer.state is State.ENDED:  # (its end is stored: never twice)
+                    log.error("stream %s: could not end it in the hub: %s", writer.stream_id, exc)
+                    writer._state = State.HUB_LOST
+                    if not exc.refused:
+                        with contextlib.suppress(HubLost):
+                            await writer._send_unsent()  # one last attempt
+                            writer._state = State.ENDED
                 else:
                     log.error("stream %s: %s", writer.stream_id, exc)
                     writer._state = State.HUB_LOST

@@ -739,6 +739,11 @@ class StreamWriter:
                     break
         shutdown = False
         if ending:
+            still = getattr(self._streams.hub, "still_producing", None)
+            if still is not None and state is not State.HUB_LOST and not await still(self.id):
+                # Ended or taken over elsewhere while this producer stalled: that process
+                # stores and reports it, not this one.
+                raise HubLost("the stream was ended or taken over by another process", refused=True)
             self._state = State.ENDED
             shutdown = await self._store_final()
         try:
@@ -797,7 +802,9 @@ class StreamWriter:
                 delay = min(delay * 2, 1.0)
             except (StreamNotFound, StreamEnded, OutOfOrder) as exc:
                 # Gone (Redis lost its data) or ended elsewhere (e.g. declared lost meanwhile).
-                refused = not isinstance(exc, StreamNotFound)
+                # (``refused``: ended or taken over elsewhere; not a seq mismatch, which a
+                # lost reply to an append that went through can also give)
+                refused = isinstance(exc, StreamEnded)
                 raise HubLost(f"the hub refused the ops: {exc}", refused=refused) from None
 
     async def _store_final(self) -> bool:
@@ -833,6 +840,12 @@ class StreamWriter:
                 await asyncio.wait_for(settle, ON_END_GRACE_S)
             return True
         return False
+
+    async def _send_unsent(self) -> None:
+        """Hand the hub the ops it has not taken (an end already stored), one attempt."""
+        ops, self._unsent = self._unsent, []
+        if ops:
+            await self._hub_append(ops, True)
 
     async def _end_failed(self, message: str, type: str | None, code: str | int | None) -> None:
         await self._finish(lambda now: self._asm.fail(message, error_type=type, code=code, now=now))
