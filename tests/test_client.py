@@ -175,3 +175,48 @@ def test_api_key_is_sent() -> None:
                 client.create(PROMPT, model="mock")
             assert err.value.status == 401
             assert httpx.get(f"{url}/healthz").status_code == 200
+
+
+def test_stream_ids_are_percent_encoded_and_bad_options_refused(gateway: str) -> None:
+    """An id given by a user cannot steer the client's key to another route (``..``, ``?``),
+    and a coalescing window JSON cannot carry is refused before any request."""
+    from tokenwire.errors import InvalidArgument
+
+    with Client(gateway) as client:
+        for forged in ("../../v1/models", "st_x?x=1", "a/b"):
+            with pytest.raises(GatewayError) as err:
+                client.get(forged)
+            assert err.value.status == 404, forged
+        for bad in (float("nan"), float("inf"), "20"):
+            with pytest.raises(InvalidArgument):
+                client.create(PROMPT, model="mock", coalesce_ms=bad)  # type: ignore[arg-type]
+
+
+def test_openai_chunks_retry_a_503_as_the_op_reader_does() -> None:
+    """A Redis blip answers 503 (``Retry-After``): ``openai_chunks`` reconnects, as op
+    iteration does, instead of raising at once."""
+    refusals = {"left": 2}
+
+    def flaky(app):  # type: ignore[no-untyped-def]
+        async def wrapped(scope, receive, send):  # type: ignore[no-untyped-def]
+            query = scope.get("query_string", b"")
+            if scope["type"] == "http" and b"format=openai" in query and refusals["left"]:
+                refusals["left"] -= 1
+                body = b'{"error":{"message":"hub","type":"server_error","code":"hub_unavailable"}}'
+                headers = [(b"content-type", b"application/json"), (b"retry-after", b"1")]
+                await send({"type": "http.response.start", "status": 503, "headers": headers})
+                await send({"type": "http.response.body", "body": body})
+                return
+            await app(scope, receive, send)
+
+        return wrapped
+
+    with serve_asgi(create_mock_app()) as mock_url:
+        app = create_app(Settings(upstream=f"{mock_url}/v1", coalesce_ms=0))
+        with serve_asgi(flaky(app)) as url, Client(url) as client:
+            stream = client.create(PROMPT, model="mock", max_tokens=20)
+            stream.wait()
+            chunks = list(client.openai_chunks(stream.id))
+    assert refusals["left"] == 0 and chunks
+    text = "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks if c["choices"])
+    assert text == stream.message.text

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -285,3 +286,46 @@ def test_a_usage_error_is_one_line_and_exit_2(
     assert exited.value.code == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and said in err and "--help" in err, err
+
+
+@pytest.mark.parametrize(
+    ("argv", "env", "said"),
+    [
+        (["--coalesce-ms", "2000000"], {}, "--coalesce-ms must be 0 to 999999"),
+        ([], {"TOKENWIRE_COALESCE_MS": "nan"}, "coalesce_ms (TOKENWIRE_COALESCE_MS) must be"),
+        ([], {"TOKENWIRE_STORE_RETENTION_S": "inf"}, "TOKENWIRE_STORE_RETENTION_S"),
+        ([], {"TOKENWIRE_KEEPALIVE_S": "nan"}, "TOKENWIRE_KEEPALIVE_S"),
+        ([], {"TOKENWIRE_MAX_BODY_BYTES": "-1"}, "TOKENWIRE_MAX_BODY_BYTES"),
+        (["--upstream", "http://"], {}, "with a host"),
+        (["--upstream", "http://u:pw-hidden@"], {}, "with a host"),
+    ],
+)
+def test_serve_refuses_settings_that_would_fail_later(
+    monkeypatch: pytest.MonkeyPatch, argv: list[str], env: dict[str, str], said: str
+) -> None:
+    """Values that used to pass the checks (nan passes every ``< 0`` test; a URL without a
+    host) and then failed at app start with a traceback: one CommandError up front."""
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(CommandError, match=re.escape(said)) as caught:
+        serve.build_settings(parse("serve", "--upstream", "http://u/v1", *argv))
+    assert "pw-hidden" not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["serve", "--coalesce-ms", "nan"],
+        ["mock", "--tps", "inf"],
+        ["mock", "--ttft-ms", "nan"],
+        ["replay", "--coalesce-ms", "inf", "x.sse"],
+        ["tail", "--prompt", "hi", "--coalesce-ms", "nan"],
+        ["demo", "--tps", "nan"],
+    ],
+)
+def test_float_flags_refuse_nan_and_inf_in_one_line(argv: list[str]) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "tokenwire", *argv], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 2 and "must be a finite number" in done.stderr
+    assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import math
 import sys
 from collections.abc import Sequence
 from typing import NoReturn
@@ -21,6 +22,17 @@ COMMANDS: dict[str, tuple[str, str]] = {
 
 class CommandError(Exception):
     """A user-facing failure: printed as one line on stderr, exit status 2."""
+
+
+def finite_float(text: str) -> float:
+    """An argparse type: a number, not ``nan`` or ``inf`` (``float()`` takes both)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a finite number, got {text!r}")
+    return value
 
 
 class _Parser(argparse.ArgumentParser):

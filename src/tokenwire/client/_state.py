@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import math
 from collections.abc import Callable, Iterator
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 import msgspec
@@ -219,6 +221,12 @@ class StreamView:
         return self._state.done
 
 
+def stream_path(stream_id: str, *rest: str) -> str:
+    """The gateway path of a stream: its id percent-encoded, so an id given by a user (with
+    ``/``, ``..`` or ``?``) cannot reach another route with this client's key."""
+    return "/".join(("/v1/streams", quote(stream_id, safe=""), *rest))
+
+
 def create_body(
     messages: list[dict[str, Any]],
     model: str | None,
@@ -229,6 +237,10 @@ def create_body(
     if model is not None:
         body["model"] = model
     if coalesce_ms is not None:
+        if isinstance(coalesce_ms, bool) or not isinstance(coalesce_ms, int | float):
+            raise InvalidArgument(f"coalesce_ms must be a number, got {coalesce_ms!r}")
+        if not math.isfinite(coalesce_ms):  # (JSON cannot carry it)
+            raise InvalidArgument(f"coalesce_ms must be a finite number, got {coalesce_ms!r}")
         body["tokenwire"] = {"coalesce_ms": coalesce_ms}
     return body
 

@@ -23,6 +23,7 @@ from tokenwire.client._state import (
     openai_chunk,
     reaching,
     read_params,
+    stream_path,
 )
 from tokenwire.protocol import Message, Op
 
@@ -86,9 +87,7 @@ class AsyncClient:
     async def get(self, stream_id: str) -> dict[str, Any]:
         """The stream's current snapshot: its id, status and message so far."""
         with reaching(self._http.base_url):
-            response = await self._http.get(
-                f"/v1/streams/{stream_id}", params=read_params(self.token)
-            )
+            response = await self._http.get(stream_path(stream_id), params=read_params(self.token))
         return checked(response).json()
 
     async def openai_chunks(
@@ -101,7 +100,7 @@ class AsyncClient:
 
         index = start_index
         attempt = 0
-        url = f"/v1/streams/{stream_id}/events"
+        url = stream_path(stream_id, "events")
         while True:
             decoder = SSEDecoder()
             try:
@@ -111,6 +110,8 @@ class AsyncClient:
                         url,
                         params=read_params(self.token, format="openai", startIndex=index),
                     ) as response:
+                        if response.status_code in RETRYABLE_STATUS:  # (as the op reader)
+                            raise httpx.TransportError(f"HTTP {response.status_code}")
                         if response.status_code >= 400:
                             await response.aread()
                             checked(response)
@@ -132,7 +133,7 @@ class AsyncClient:
     async def cancel(self, stream_id: str) -> str:
         """Cancel the generation ``stream_id`` on the gateway."""
         with reaching(self._http.base_url):
-            response = await self._http.post(f"/v1/streams/{stream_id}/cancel")
+            response = await self._http.post(stream_path(stream_id, "cancel"))
         return checked(response).json()["status"]
 
     async def _ops(self, state: StreamState) -> AsyncIterator[Op]:
@@ -144,7 +145,7 @@ class AsyncClient:
                 state.reset_connection()
                 async with self._http.stream(
                     "GET",
-                    f"/v1/streams/{state.id}/events",
+                    stream_path(state.id, "events"),
                     headers=state.headers(),
                     params=read_params(self.token, **state.params),
                 ) as response:

@@ -23,6 +23,7 @@ from tokenwire.client._state import (
     openai_chunk,
     reaching,
     read_params,
+    stream_path,
 )
 from tokenwire.protocol import Message, Op
 
@@ -98,7 +99,7 @@ class Client:
         """``{"id", "status", "seq", "message"}`` as the gateway has it now."""
         with reaching(self._http.base_url):
             return checked(
-                self._http.get(f"/v1/streams/{stream_id}", params=read_params(self.token))
+                self._http.get(stream_path(stream_id), params=read_params(self.token))
             ).json()
 
     def openai_chunks(self, stream_id: str, *, start_index: int = 0) -> Iterator[dict[str, Any]]:
@@ -116,7 +117,7 @@ class Client:
 
         index = start_index
         attempt = 0
-        url = f"/v1/streams/{stream_id}/events"
+        url = stream_path(stream_id, "events")
         while True:
             decoder = SSEDecoder()
             try:
@@ -128,6 +129,8 @@ class Client:
                         params=read_params(self.token, format="openai", startIndex=index),
                     ) as response,
                 ):
+                    if response.status_code in RETRYABLE_STATUS:  # (as the op reader)
+                        raise httpx.TransportError(f"HTTP {response.status_code}")
                     if response.status_code >= 400:
                         response.read()
                         checked(response)
@@ -149,7 +152,7 @@ class Client:
     def cancel(self, stream_id: str) -> str:
         """Stop the generation; returns the stream's status."""
         with reaching(self._http.base_url):
-            response = self._http.post(f"/v1/streams/{stream_id}/cancel")
+            response = self._http.post(stream_path(stream_id, "cancel"))
         return checked(response).json()["status"]
 
     def _ops(self, state: StreamState) -> Iterator[Op]:
@@ -161,7 +164,7 @@ class Client:
                 state.reset_connection()
                 with self._http.stream(
                     "GET",
-                    f"/v1/streams/{state.id}/events",
+                    stream_path(state.id, "events"),
                     headers=state.headers(),
                     params=read_params(self.token, **state.params),
                 ) as response:

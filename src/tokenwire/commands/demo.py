@@ -9,6 +9,8 @@ import sys
 import threading
 import time
 
+from tokenwire.cli import finite_float
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
@@ -17,7 +19,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--no-browser", action="store_true", help="do not open a browser")
     parser.add_argument(
-        "--tps", type=float, default=40, help="mock tokens per second per stream (default 40)"
+        "--tps",
+        type=finite_float,
+        default=40,
+        help="mock tokens per second per stream (default 40)",
     )
 
 

@@ -9,15 +9,17 @@ from __future__ import annotations
 
 import argparse
 
+from tokenwire.cli import finite_float
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=8900, help="port to bind (default 8900)")
     parser.add_argument(
-        "--tps", type=float, default=0, help="tokens per second per stream (0: unpaced)"
+        "--tps", type=finite_float, default=0, help="tokens per second per stream (0: unpaced)"
     )
     parser.add_argument(
-        "--ttft-ms", type=float, default=0, help="delay before the first token, in ms"
+        "--ttft-ms", type=finite_float, default=0, help="delay before the first token, in ms"
     )
     parser.add_argument("--seed", type=int, default=0, help="seed of the generated answers")
     parser.add_argument(

@@ -17,7 +17,7 @@ from typing import Any
 
 import msgspec
 
-from tokenwire.cli import CommandError
+from tokenwire.cli import CommandError, finite_float
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -37,7 +37,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--coalesce-ms",
-        type=float,
+        type=finite_float,
         default=0.0,
         metavar="N",
         help="merge consecutive deltas of a block (a recording has no clock, so with any N > 0 "

@@ -9,11 +9,15 @@ any; with --store-url postgresql://… every machine also reads every finished m
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import math
 import os
 import re
 from pathlib import Path
 from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
+from tokenwire.cli import finite_float
 from tokenwire.logredact import redact_text
 
 if TYPE_CHECKING:
@@ -48,7 +52,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--coalesce-ms",
-        type=float,
+        type=finite_float,
         help="merge deltas of a block within this window (default 20; TOKENWIRE_COALESCE_MS)",
     )
     parser.add_argument(
@@ -65,12 +69,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--retention-s",
-        type=float,
+        type=finite_float,
         help="how long finished streams stay resumable (default 600; TOKENWIRE_RETENTION_S)",
     )
     parser.add_argument(
         "--store-retention-s",
-        type=float,
+        type=finite_float,
         metavar="S",
         help="delete stored final messages this long after they finished (default: keep; "
         "TOKENWIRE_STORE_RETENTION_S)",
@@ -83,7 +87,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--upstream-head-timeout-s",
-        type=float,
+        type=finite_float,
         metavar="S",
         help="longest wait for a streamed request's response head (default 60; "
         "TOKENWIRE_UPSTREAM_HEAD_TIMEOUT_S)",
@@ -168,9 +172,15 @@ def build_settings(args: argparse.Namespace):  # type: ignore[no-untyped-def]
         )
     except ValueError as exc:
         raise CommandError(str(exc)) from None
-    if not settings.upstream.startswith(("http://", "https://")):
+    for item in dataclasses.fields(settings):  # (nan passes every "< 0" check below)
+        value = getattr(settings, item.name)
+        if type(value) is float and not math.isfinite(value):
+            env = f"TOKENWIRE_{item.name.upper()}"
+            raise CommandError(f"{item.name} ({env}) must be a finite number, got {value}")
+    upstream = urlsplit(settings.upstream)
+    if upstream.scheme not in ("http", "https") or not upstream.hostname:
         shown = redact_text(settings.upstream)
-        raise CommandError(f"--upstream must be an http(s) URL, got {shown!r}")
+        raise CommandError(f"--upstream must be an http(s) URL with a host, got {shown!r}")
     if settings.upstream_api not in ("chat", "responses", "anthropic"):
         raise CommandError(
             f"TOKENWIRE_UPSTREAM_API must be chat, responses or anthropic, "
@@ -180,8 +190,14 @@ def build_settings(args: argparse.Namespace):  # type: ignore[no-untyped-def]
         raise CommandError(f"environment variable {settings.upstream_api_key_env} is not set")
     if not 0 <= settings.port < 65536:
         raise CommandError(f"invalid port {settings.port}")
-    if settings.coalesce_ms < 0 or settings.retention_s < 0:
-        raise CommandError("--coalesce-ms and --retention-s must not be negative")
+    if not 0 <= settings.coalesce_ms < 1e6 or settings.retention_s < 0:
+        raise CommandError(
+            "--coalesce-ms must be 0 to 999999 and --retention-s must not be negative"
+        )
+    if settings.max_body_bytes <= 0 or settings.upstream_max_body_bytes <= 0:
+        raise CommandError(
+            "TOKENWIRE_MAX_BODY_BYTES and TOKENWIRE_UPSTREAM_MAX_BODY_BYTES must be positive"
+        )
     if settings.workers < 1:
         raise CommandError(f"--workers must be at least 1, got {settings.workers}")
     if settings.workers > 1 and not settings.redis_url:

@@ -10,6 +10,8 @@ import argparse
 import os
 from typing import Any
 
+from tokenwire.cli import finite_float
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("stream_id", nargs="?", metavar="ID", help="stream to follow")
@@ -26,7 +28,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="gateway API key (default $TOKENWIRE_API_KEY)",
     )
     parser.add_argument(
-        "--coalesce-ms", type=float, default=None, help="coalescing window for --prompt"
+        "--coalesce-ms", type=finite_float, default=None, help="coalescing window for --prompt"
     )
 
 
