@@ -293,7 +293,9 @@ def test_a_usage_error_is_one_line_and_exit_2(
     [
         (["--coalesce-ms", "2000000"], {}, "--coalesce-ms must be 0 to 999999"),
         ([], {"TOKENWIRE_COALESCE_MS": "nan"}, "coalesce_ms (TOKENWIRE_COALESCE_MS) must be"),
-        ([], {"TOKENWIRE_STORE_RETENTION_S": "inf"}, "TOKENWIRE_STORE_RETENTION_S"),
+        ([], {"TOKENWIRE_COALESCE_MS": "inf"}, "--coalesce-ms must be 0 to 999999"),
+        ([], {"TOKENWIRE_RETENTION_S": "inf"}, "--retention-s finite"),
+        ([], {"TOKENWIRE_STORE_RETENTION_S": "nan"}, "TOKENWIRE_STORE_RETENTION_S"),
         ([], {"TOKENWIRE_KEEPALIVE_S": "nan"}, "TOKENWIRE_KEEPALIVE_S"),
         ([], {"TOKENWIRE_MAX_BODY_BYTES": "-1"}, "TOKENWIRE_MAX_BODY_BYTES"),
         (["--upstream", "http://"], {}, "with a host"),

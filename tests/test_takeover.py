@@ -315,7 +315,7 @@ async def test_a_stream_lost_while_the_finding_process_closes_is_still_stored(
         await asyncio.gather(*a._tasks, return_exceptions=True)
 
 
-@pytest.mark.parametrize("next_step", ["write", "return"])
+@pytest.mark.parametrize("next_step", ["write", "return", "raise"])
 async def test_a_producer_that_wakes_after_its_stream_was_ended_elsewhere_reports_nothing(
     redis_server, next_step: str
 ) -> None:
@@ -346,6 +346,8 @@ async def test_a_producer_that_wakes_after_its_stream_was_ended_elsewhere_report
         await wake.wait()
         if next_step == "return":
             return
+        if next_step == "raise":  # (the failed end it would write finds the stream fenced)
+            raise RuntimeError("the producer fails after its stall")
         try:
             await w.text(" after it")
         except Exception as exc:  # (what the producer sees: the stream is no longer its)
@@ -371,6 +373,39 @@ async def test_a_producer_that_wakes_after_its_stream_was_ended_elsewhere_report
         assert message.text == "before the stall"
     assert ended == [("b", "failed")]
     assert outcome == (["HubLost"] if next_step == "write" else [])
+
+
+async def test_a_finished_answer_whose_stream_redis_lost_is_still_stored_once(
+    redis_server,
+) -> None:
+    """Redis lost the stream's keys (a restart without persistence) while its producer ran:
+    that is not fencing (nobody else has the stream), so the producer stores its own final
+    message and runs on_end, once."""
+    from tokenwire.streams.store import MemoryStore
+
+    store = MemoryStore()
+    ended: list[str] = []
+    hub = _hub(redis_server.url, "tk" + secrets.token_hex(4))
+    streams = Streams(
+        hub, store=store, coalesce_ms=0, on_end=lambda row, m: ended.append(row.status)
+    )
+    go = asyncio.Event()
+
+    async def produce(w: StreamWriter) -> None:
+        await w.text("the whole answer")
+        await go.wait()
+
+    async with streams:
+        handle = await streams.start(produce)
+        await asyncio.sleep(0.2)
+        await hub.r.delete(hub.keys.meta(handle.id), hub.keys.log(handle.id))
+        go.set()
+        async with asyncio.timeout(5):
+            while not handle.writer.ended:
+                await asyncio.sleep(0.02)
+        await asyncio.sleep(0.3)
+        row = await store.get(handle.id)
+    assert row is not None and row.status == "completed" and ended == ["completed"]
 
 
 async def test_exactly_one_process_takes_over(redis_server) -> None:

@@ -174,9 +174,9 @@ def build_settings(args: argparse.Namespace):  # type: ignore[no-untyped-def]
         raise CommandError(str(exc)) from None
     for item in dataclasses.fields(settings):  # (nan passes every "< 0" check below)
         value = getattr(settings, item.name)
-        if type(value) is float and not math.isfinite(value):
+        if type(value) is float and math.isnan(value):  # (inf may mean "never": a timeout)
             env = f"TOKENWIRE_{item.name.upper()}"
-            raise CommandError(f"{item.name} ({env}) must be a finite number, got {value}")
+            raise CommandError(f"{item.name} ({env}) must be a number, got nan")
     upstream = urlsplit(settings.upstream)
     if upstream.scheme not in ("http", "https") or not upstream.hostname:
         shown = redact_text(settings.upstream)
@@ -190,9 +190,9 @@ def build_settings(args: argparse.Namespace):  # type: ignore[no-untyped-def]
         raise CommandError(f"environment variable {settings.upstream_api_key_env} is not set")
     if not 0 <= settings.port < 65536:
         raise CommandError(f"invalid port {settings.port}")
-    if not 0 <= settings.coalesce_ms < 1e6 or settings.retention_s < 0:
+    if not 0 <= settings.coalesce_ms < 1e6 or not 0 <= settings.retention_s < math.inf:
         raise CommandError(
-            "--coalesce-ms must be 0 to 999999 and --retention-s must not be negative"
+            "--coalesce-ms must be 0 to 999999 and --retention-s finite and not negative"
         )
     if settings.max_body_bytes <= 0 or settings.upstream_max_body_bytes <= 0:
         raise CommandError(

@@ -383,15 +383,17 @@ class RedisHub(Hub):
         so a producer that stalled past its lease does not report a stream another process
         ended or continues. True if Redis cannot say (the append decides then)."""
         keys = self.keys
-        try:
-            async with self._unavailable():
+        try:  # (one command timeout at most: in an outage the append waits its own grace)
+            async with asyncio.timeout(self.command_timeout_s), self._unavailable():
                 pipe = self.r.pipeline(transaction=False)  # (one slot: the stream's keys)
                 pipe.hmget(keys.meta(stream_id), ["status", "epoch"])
                 pipe.get(keys.lease(stream_id))
                 (status, epoch), lease = await pipe.execute()
-        except HubUnavailable:
+        except (HubUnavailable, TimeoutError):
             return True
-        if status is None or _text(status) != _IN_PROGRESS:
+        if status is None:  # (Redis lost the stream: the writer keeps its own version)
+            return True
+        if _text(status) != _IN_PROGRESS:
             return False
         if _text(epoch or b"0") != self._epochs.get(stream_id, "0"):
             return False

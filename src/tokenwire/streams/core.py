@@ -497,9 +497,14 @@ class Streams:
                     f"producer error: {type(exc).__name__}", "internal_error", None
                 )
         except HubLost as exc:
-            # Even the end could not be written: let the hub's other processes end it.
-            log.error("stream %s: could not end it in the hub: %s", writer.stream_id, exc)
-            writer._state = State.HUB_LOST
+            if exc.refused and writer.state is not State.ENDED and self._shared_hub:
+                # (an ending after an error or a cancel found the stream fenced off)
+                log.warning("stream %s: %s; not producing it here", writer.stream_id, exc)
+                writer._state = State.FENCED
+            else:
+                # Even the end could not be written: let the hub's other processes end it.
+                log.error("stream %s: could not end it in the hub: %s", writer.stream_id, exc)
+                writer._state = State.HUB_LOST
         except asyncio.CancelledError:
             # Shutdown: end the stream so nobody waits for it forever.
             with contextlib.suppress(BaseException):
