@@ -57,6 +57,14 @@ async def _wait_status(streams: Streams, stream_id: str, timeout: float = 10) ->
             await asyncio.sleep(0.05)
 
 
+async def _until_ended(writer: StreamWriter) -> None:
+    """Until the writer let go of its stream, and a moment more (for any late report)."""
+    async with asyncio.timeout(5):
+        while not writer.ended:
+            await asyncio.sleep(0.02)
+    await asyncio.sleep(0.3)
+
+
 TEXT = "Grüße aus Malmö ☁️ — the end."
 
 
@@ -363,10 +371,7 @@ async def test_a_producer_that_wakes_after_its_stream_was_ended_elsewhere_report
             while not ended:
                 await asyncio.sleep(0.02)
         wake.set()
-        async with asyncio.timeout(5):
-            while not handle.writer.ended:
-                await asyncio.sleep(0.02)
-        await asyncio.sleep(0.2)
+        await _until_ended(handle.writer)
         row = await shared.get(handle.id)
         _, message = await b.hub.message(handle.id)  # type: ignore[misc]
         assert row is not None and row.message == message.to_json()
@@ -400,10 +405,7 @@ async def test_a_finished_answer_whose_stream_redis_lost_is_still_stored_once(
         await asyncio.sleep(0.2)
         await hub.r.delete(hub.keys.meta(handle.id), hub.keys.log(handle.id))
         go.set()
-        async with asyncio.timeout(5):
-            while not handle.writer.ended:
-                await asyncio.sleep(0.02)
-        await asyncio.sleep(0.3)
+        await _until_ended(handle.writer)
         row = await store.get(handle.id)
     assert row is not None and row.status == "completed" and ended == ["completed"]
 
