@@ -404,8 +404,7 @@ class Streams:
         name = record.get("name") if isinstance(record, dict) else None
         fn = self._continuations.get(name) if isinstance(name, str) else None
         if fn is None:
-            if name is not None:
-                log.warning("stream %s: no continuation registered here", taken.info.id)
+            log.warning("stream %s: no continuation registered here", taken.info.id)
             return False
         coalesce = record.get("coalesce_ms")
         writer = StreamWriter(
@@ -458,23 +457,8 @@ class Streams:
                     pass
                 await writer._finish(writer._asm.cancel)
             except HubLost as exc:
-                # Fenced off: ended or taken over by another process (whose watchdog or taker
-                # stores and reports it), unless this writer already stored its own end (then
-                # it settles to the hub's version) or the hub has no other process to do so.
-                if exc.refused and writer.state is not State.ENDED and self._shared_hub:
-                    log.warning("stream %s: %s; not producing it here", writer.stream_id, exc)
-                    writer._state = State.FENCED
-                elif writer.state is State.ENDED:  # (its end is stored: never twice)
-                    log.error("stream %s: could not end it in the hub: %s", writer.stream_id, exc)
-                    writer._state = State.HUB_LOST
-                    if not exc.refused:
-                        with contextlib.suppress(HubLost):
-                            await writer._send_unsent()  # one last attempt
-                            writer._state = State.ENDED
-                else:
-                    log.error("stream %s: %s", writer.stream_id, exc)
-                    writer._state = State.HUB_LOST
-                    await writer._end_failed(f"lost the hub: {exc}", "hub_unavailable", None)
+                if not self._fenced(writer, exc):
+                    await self._lost_the_hub(writer, exc)
             except StreamFailed as exc:
                 await writer._end_failed(exc.message, exc.type, exc.code)
             except StreamEnded:
@@ -497,11 +481,7 @@ class Streams:
                     f"producer error: {type(exc).__name__}", "internal_error", None
                 )
         except HubLost as exc:
-            if exc.refused and writer.state is not State.ENDED and self._shared_hub:
-                # (an ending after an error or a cancel found the stream fenced off)
-                log.warning("stream %s: %s; not producing it here", writer.stream_id, exc)
-                writer._state = State.FENCED
-            else:
+            if not self._fenced(writer, exc):  # (an ending after an error or a cancel)
                 # Even the end could not be written: let the hub's other processes end it.
                 log.error("stream %s: could not end it in the hub: %s", writer.stream_id, exc)
                 writer._state = State.HUB_LOST
@@ -531,6 +511,33 @@ class Streams:
             finally:
                 # Last, so shutdown waits for all of the above; and however that ended.
                 self._tasks.discard(task)
+
+    def _fenced(self, writer: StreamWriter, exc: HubLost) -> bool:
+        """Whether ``exc`` fenced the writer off: its stream was ended or taken over by another
+        process (whose watchdog or taker stores and reports it). Not if this writer already
+        stored its own end (it settles to the hub's version), nor on a hub no other process
+        watches. If so, the writer is ``FENCED``."""
+        if not exc.refused or writer.state is State.ENDED or not self._shared_hub:
+            return False
+        log.warning("stream %s: %s; not producing it here", writer.stream_id, exc)
+        writer._state = State.FENCED
+        return True
+
+    @staticmethod
+    async def _lost_the_hub(writer: StreamWriter, exc: HubLost) -> None:
+        """The hub no longer takes the writer's ops: one last attempt to end the stream, with
+        the end it already stored (never stored twice) or a failed one."""
+        stored = writer.state is State.ENDED  # (its end was stored before the append failed)
+        writer._state = State.HUB_LOST
+        if stored:
+            log.error("stream %s: could not end it in the hub: %s", writer.stream_id, exc)
+            if not exc.refused:
+                with contextlib.suppress(HubLost):
+                    await writer._send_unsent()
+                    writer._state = State.ENDED
+            return
+        log.error("stream %s: %s", writer.stream_id, exc)
+        await writer._end_failed(f"lost the hub: {exc}", "hub_unavailable", None)
 
     def _settle(self, stream_id: str) -> None:
         """After an end that did not reach the hub: once the hub ends the stream (its watchdog,

@@ -872,23 +872,18 @@ class StreamWriter:
         task = self._task
         if task is None or task.done():
             return
-        if self._lock.locked() and not self._flushing:
-            # The producer holds the lock, so it is suspended inside its hub append (or the
-            # store / on_end before the end): the cancel waits for it.
-            self._state = State.CANCEL_PENDING
-            return
+        self._state = State.CANCEL_PENDING
         if task is asyncio.current_task():
             # The producer cancelled its own stream: the cancel reaches it once, at its next
             # write (``_check_open``) or, if it awaits something else first, there.
-            self._state = State.CANCEL_PENDING
             asyncio.get_running_loop().call_soon(self._deliver_pending_cancel)
-            return
-        self._state = State.CANCELLING
-        task.cancel()
+        else:
+            self._deliver_pending_cancel()
 
     def _deliver_pending_cancel(self) -> None:
-        """The producer awaited before writing again: its pending cancel lands there (unless
-        it is inside its own hub append, which delivers it when through)."""
+        """Cancel the producer task for a pending cancel, unless it holds the lock: then it is
+        suspended inside its hub append (or the store / on_end before the end), which delivers
+        the cancel once through, never in its middle."""
         task = self._task
         if self._state is not _CANCEL_PENDING or task is None or task.done():
             return
