@@ -157,6 +157,7 @@ def test_detached_stream_upstream_error_status(fixed: tuple[FixedUpstream, str])
         "message": "upstream returned HTTP 429: slow down",
         "type": "rate_limit",
         "code": "429",
+        "status": 429,
     }
 
 

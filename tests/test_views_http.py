@@ -127,6 +127,37 @@ def test_openai_sdk_detached_cut_and_resume(gateway: str, http: httpx.Client) ->
     assert {c.id for c in chunks} == {f"chatcmpl-{stream_id}"}
 
 
+def test_detached_upstream_refusal_is_its_http_error(gateway: str, http: httpx.Client) -> None:
+    """An upstream that refuses the request (an unknown model: 404) is answered with its
+    status and error, as the passthrough (and OpenAI) would, so the SDK raises its typed
+    error; the stream is still recorded, ended ``failed`` with the upstream's status."""
+    client = _oai(gateway)
+    with pytest.raises(openai.NotFoundError) as refused:
+        client.chat.completions.create(
+            model="no-such-model",
+            messages=PROMPT,  # type: ignore[arg-type]
+            stream=True,
+            extra_headers={"X-Tokenwire-Detach": "1"},
+        )
+    assert refused.value.code == "model_not_found"
+    assert "no-such-model" in refused.value.message
+    stream_id = refused.value.response.headers["x-tokenwire-stream"]
+    snap = _wait_done(http, stream_id)
+    assert snap["status"] == "failed"
+    assert snap["message"]["error"]["status"] == 404
+    assert snap["message"]["error"]["code"] == "model_not_found"
+    # A failure after output is the stream's own ending, as before: an error chunk.
+    raw = client.chat.completions.with_raw_response.create(
+        model="mock-error",
+        messages=PROMPT,  # type: ignore[arg-type]
+        stream=True,
+        extra_headers={"X-Tokenwire-Detach": "1"},
+    )
+    assert raw.http_response.status_code == 200
+    with pytest.raises(openai.APIError):
+        list(raw.parse())
+
+
 def test_detached_usage_chunk_only_when_the_client_asked(gateway: str, http: httpx.Client) -> None:
     """With ``stream_options.include_usage`` the stream ends with OpenAI's usage chunk, in the
     POST answer and in a resume from the start alike."""

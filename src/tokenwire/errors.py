@@ -64,14 +64,24 @@ class StreamFailed(TokenwireError):
     """Raise from a producer to end its stream ``failed`` with exactly this error object.
 
     ``StreamWriter.pipe`` raises it for an upstream error (an error event, an HTTP error status,
-    a stream cut short); left uncaught it becomes the message's ``error``.
+    a stream cut short); left uncaught it becomes the message's ``error``. ``status`` is the
+    upstream's HTTP error status, when it answered with one (kept in the error object, so the
+    detached ``POST /v1/chat/completions`` can answer with it, as OpenAI's own API would).
     """
 
-    def __init__(self, message: str, type: str | None = None, code: str | int | None = None):
+    def __init__(
+        self,
+        message: str,
+        type: str | None = None,
+        code: str | int | None = None,
+        *,
+        status: int | None = None,
+    ):
         super().__init__(message)
         self.message = message
         self.type = type
         self.code = code
+        self.status = status
 
 
 class ProtocolError(TokenwireError, ValueError):

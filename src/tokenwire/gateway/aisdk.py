@@ -6,16 +6,19 @@ library's (``tokenwire.streams.asgi``)."""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
 
-from tokenwire.gateway.errors import bad_request, json_object
+from tokenwire.gateway.errors import bad_request, error_body, json_object
 from tokenwire.gateway.passthrough import read_body
 from tokenwire.gateway.routes import start_generation
 from tokenwire.gateway.service import Gateway
+from tokenwire.hub.base import Cursor
+from tokenwire.protocol.ops import EncodedOp
 from tokenwire.streams.views_http import (
     CHAT_ID,
     CHAT_ID_RULE,
@@ -231,16 +234,60 @@ async def detached_chat_completions(request: Request, body: bytes) -> Response:
     routes = request.app.state.stream_routes
     info, row = await gw.streams.lookup(handle.id)
     ops, cursor = await read_log(gw.streams, handle.id, info, row)
+    headers = {"x-tokenwire-stream": handle.id}
+    try:
+        await _until_past_start(ops, cursor)
+    except BaseException:
+        if cursor is not None:
+            await cursor.aclose()
+        raise
+    refused = _refused(ops)
+    if refused is not None:  # the upstream refused the request: answer as it did
+        if cursor is not None:
+            await cursor.aclose()
+        status, error = refused
+        body = error_body(str(error.get("message")), str(error.get("type")), error.get("code"))
+        return Response(body, status, headers, media_type="application/json")
     view = make_view("openai", handle.id, handle.created_at, routes.view_options)()
     frames = [f for op in ops for f in view.feed(op)]
     return ViewResponse(  # type: ignore[return-value]
         cursor,
         view,
         frames,
-        sse_headers({"x-tokenwire-stream": handle.id}),
+        sse_headers(headers),
         metrics=gw.metrics,
         keepalive_s=gw.settings.keepalive_s,
     )
+
+
+_REFUSAL_WAIT_S = 10.0
+
+
+async def _until_past_start(ops: list[EncodedOp], cursor: Cursor | None) -> None:
+    """Read on (into ``ops``) until the log holds more than ``message.start``, for at most
+    ``_REFUSAL_WAIT_S``: an upstream's error status comes before its first token, so the
+    detached route can answer with it, as the upstream (and OpenAI) would. A slower first op
+    is streamed as usual: the OpenAI SDKs wait for the first chunk anyway."""
+    if cursor is None:
+        return
+    deadline = time.monotonic() + _REFUSAL_WAIT_S
+    while not cursor.done and all(op.type == "message.start" for op in ops):
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return
+        ops.extend(await cursor.read(left))
+
+
+def _refused(ops: list[EncodedOp]) -> tuple[int, dict[str, Any]] | None:
+    """(status, error) when the stream failed on an upstream HTTP error status before any
+    output (``message.start`` then ``message.end``)."""
+    if len(ops) != 2 or ops[1].type != "message.end":
+        return None
+    error = ops[1].op.error  # type: ignore[union-attr]
+    status = error.get("status") if isinstance(error, dict) else None
+    if isinstance(status, int) and 400 <= status <= 599:
+        return status, error
+    return None
 
 
 __all__ = ["aisdk_chat", "chat_messages", "detached_chat_completions", "wants_detach"]

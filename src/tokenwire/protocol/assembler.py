@@ -62,9 +62,15 @@ _DELTA_JSON = b'{"type":"block.delta","text":%s}'  # (text_delta: see there)
 _SSE = b"id:%d\ndata:%s\n\n"  # sse_frame's format, inline on the per-token path
 
 
-def error_info(message: str, type: str | None = None, code: str | int | None = None) -> dict:
-    """The ``error`` object of a failed message."""
-    return {"message": message, "type": type, "code": code}
+def error_info(
+    message: str, type: str | None = None, code: str | int | None = None, status: int | None = None
+) -> dict:
+    """The ``error`` object of a failed message (``status``: the upstream's HTTP error status,
+    only when it answered with one)."""
+    error: dict = {"message": message, "type": type, "code": code}
+    if status is not None:
+        error["status"] = status
+    return error
 
 
 class _Pending:
@@ -250,11 +256,12 @@ class Assembler:
         *,
         error_type: str | None = "upstream_error",
         code: str | int | None = None,
+        status: int | None = None,
         now: float = 0.0,
     ) -> list[EncodedOp]:
         self._now = now
         if not self.done:
-            self._end(FAILED, error_info(message, error_type, code))
+            self._end(FAILED, error_info(message, error_type, code, status))
         return self._take(now)
 
     # -- facts -----------------------------------------------------------------------------

@@ -460,7 +460,7 @@ class Streams:
                 if not self._fenced(writer, exc):
                     await self._lost_the_hub(writer, exc)
             except StreamFailed as exc:
-                await writer._end_failed(exc.message, exc.type, exc.code)
+                await writer._end_failed(exc.message, exc.type, exc.code, exc.status)
             except StreamEnded:
                 if not writer.ended:  # (another stream's writer: a bug in the producer)
                     log.exception("stream %s: producer error", writer.stream_id)

@@ -600,7 +600,7 @@ class StreamWriter:
         status = getattr(source, "status_code", None)
         if isinstance(status, int) and status >= 400:
             self._streams._upstream_error("http_status")
-            raise StreamFailed(*await _upstream_error(source))
+            raise await _upstream_error(source)
         if self._piped_in_step:
             # A later model call: its own step (unless ``step()`` started one since).
             self._step += 1
@@ -847,8 +847,12 @@ class StreamWriter:
         if ops:
             await self._hub_append(ops, True)
 
-    async def _end_failed(self, message: str, type: str | None, code: str | int | None) -> None:
-        await self._finish(lambda now: self._asm.fail(message, error_type=type, code=code, now=now))
+    async def _end_failed(
+        self, message: str, type: str | None, code: str | int | None, status: int | None = None
+    ) -> None:
+        await self._finish(
+            lambda now: self._asm.fail(message, error_type=type, code=code, status=status, now=now)
+        )
 
     async def _finish(self, end: Callable[[float], list[EncodedOp]]) -> None:
         """Run an ending step (end / cancel / fail) unless the message already ended.
@@ -946,8 +950,9 @@ def _unwrap(source: Any) -> Any:
     return source
 
 
-async def _upstream_error(response: Any) -> tuple[str, str, str | int | None]:
-    """Turn an upstream error response into (message, type, code) for ``message.end``."""
+async def _upstream_error(response: Any) -> StreamFailed:
+    """The ``StreamFailed`` (message, type, code, the HTTP status) of an upstream's error
+    response, for ``message.end``."""
     body = b""
     reader = getattr(response, "aiter_bytes", None) or getattr(response, "aiter_raw", None)
     if reader is not None:
@@ -975,7 +980,8 @@ async def _upstream_error(response: Any) -> tuple[str, str, str | int | None]:
     if detail is None:
         reason = getattr(response, "reason_phrase", "") or ""
         detail = body[:500].decode("utf-8", "replace").strip() or reason
-    return f"upstream returned HTTP {status}: {detail}", etype or "upstream_error", code
+    message = f"upstream returned HTTP {status}: {detail}"
+    return StreamFailed(message, etype or "upstream_error", code, status=status)
 
 
 def _str_or_none(value: object) -> str | None:
