@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import json
 import socket
 import threading
 import time
@@ -220,3 +222,43 @@ def test_openai_chunks_retry_a_503_as_the_op_reader_does() -> None:
     assert refusals["left"] == 0 and chunks
     text = "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks if c["choices"])
     assert text == stream.message.text
+
+
+async def _always_503(scope, receive, send):  # type: ignore[no-untyped-def]
+    if scope["type"] == "lifespan":
+        while (event := await receive())["type"] != "lifespan.shutdown":
+            await send({"type": event["type"] + ".complete"})
+        await send({"type": "lifespan.shutdown.complete"})
+        return
+    error = {"message": "redis down", "type": "service_unavailable", "code": "hub_unavailable"}
+    body = json.dumps({"error": error}).encode()
+    headers = [(b"content-type", b"application/json"), (b"retry-after", b"1")]
+    await send({"type": "http.response.start", "status": 503, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+def test_a_lasting_503_ends_in_the_gateways_own_error() -> None:
+    """After its retries a reader facing a gateway that keeps answering 503 (Redis down)
+    raises that answer as ``GatewayError`` (status, type, code), not "cannot reach": the
+    gateway was reached, and said why it could not serve."""
+    with serve_asgi(_always_503) as url:
+        with Client(url, max_retries=1) as client:
+            with pytest.raises(GatewayError) as chunks_error:
+                list(client.openai_chunks("st_abc"))
+            with pytest.raises(GatewayError) as ops_error:
+                list(client.stream("st_abc"))
+
+        async def read_async() -> list[GatewayError]:
+            got = []
+            async with AsyncClient(url, max_retries=1) as aclient:
+                for reader in (aclient.openai_chunks("st_abc"), aclient.stream("st_abc")):
+                    with pytest.raises(GatewayError) as caught:
+                        async for _ in reader:
+                            pass
+                    got.append(caught.value)
+            return got
+
+        errors = [chunks_error.value, ops_error.value, *asyncio.run(read_async())]
+    for error in errors:
+        assert (error.status, error.code) == (503, "hub_unavailable"), error
+        assert "redis down" in str(error)

@@ -110,7 +110,7 @@ class AsyncClient:
                         url,
                         params=read_params(self.token, format="openai", startIndex=index),
                     ) as response:
-                        if response.status_code in RETRYABLE_STATUS:  # (as the op reader)
+                        if response.status_code in RETRYABLE_STATUS and attempt < self.max_retries:
                             raise httpx.TransportError(f"HTTP {response.status_code}")
                         if response.status_code >= 400:
                             await response.aread()
@@ -152,7 +152,7 @@ class AsyncClient:
                     if response.status_code == 204:
                         state.done = True
                         return
-                    if response.status_code in RETRYABLE_STATUS:
+                    if response.status_code in RETRYABLE_STATUS and failures < self.max_retries:
                         raise httpx.TransportError(f"HTTP {response.status_code}")
                     if response.status_code >= 400:
                         body = await response.aread()

@@ -129,7 +129,7 @@ class Client:
                         params=read_params(self.token, format="openai", startIndex=index),
                     ) as response,
                 ):
-                    if response.status_code in RETRYABLE_STATUS:  # (as the op reader)
+                    if response.status_code in RETRYABLE_STATUS and attempt < self.max_retries:
                         raise httpx.TransportError(f"HTTP {response.status_code}")
                     if response.status_code >= 400:
                         response.read()
@@ -171,7 +171,7 @@ class Client:
                     if response.status_code == 204:  # nothing after our position
                         state.done = True
                         return
-                    if response.status_code in RETRYABLE_STATUS:
+                    if response.status_code in RETRYABLE_STATUS and failures < self.max_retries:
                         raise httpx.TransportError(f"HTTP {response.status_code}")
                     if response.status_code >= 400:
                         raise GatewayError.from_response(response.status_code, response.read())
