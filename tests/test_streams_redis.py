@@ -130,3 +130,40 @@ def test_a_view_cursor_inside_the_trimmed_log_of_an_ended_stream_is_exact(
             )
             # ops: message.start, block.start, 200 deltas (seq 3..202), block.end, message.end
             assert text == "".join(words[200 - back + 2 :])
+
+
+@pytest.mark.parametrize("lost_at", ["middle", "end"])
+async def test_an_append_whose_reply_was_lost_is_not_the_streams_end(
+    redis_server, prefix, lost_at: str
+) -> None:
+    """Redis ran an append and its reply was lost (a stall, a cut connection): the writer's
+    retry finds its own ops already in the log, byte for byte, and goes on, so the answer
+    completes whole, once, rather than failing on the seq check."""
+    hub = RedisHub(redis_server.url, key_prefix=prefix, block_s=1.0)
+    async with Streams(hub, coalesce_ms=0) as streams:
+        real = hub._scripts["append"]
+        calls = {"n": 0, "lost": 0}
+
+        async def lose_one_reply(*args, **kwargs):  # type: ignore[no-untyped-def]
+            reply = await real(*args, **kwargs)
+            calls["n"] += 1
+            ending = any(b'"message.end"' in bytes(a) for a in kwargs["args"][8:])
+            if not calls["lost"] and (ending if lost_at == "end" else calls["n"] == 4):
+                calls["lost"] += 1
+                raise ConnectionError("reply lost")
+            return reply
+
+        hub._scripts["append"] = lose_one_reply
+
+        async def produce(w):  # type: ignore[no-untyped-def]
+            for n in range(8):
+                await w.text(f"word{n} ")
+
+        handle = await streams.start(produce)
+        assert await streams.wait(handle.id, 10) == "completed"
+        assert calls["lost"] == 1
+        message = await streams.message(handle.id)
+        assert message.text == "".join(f"word{n} " for n in range(8))
+        ops = [op async for op in streams.follow(handle.id)]
+        assert [op.seq for op in ops] == list(range(1, len(ops) + 1))
+        assert apply_ops(ops).to_dict() == message.to_dict()

@@ -523,9 +523,15 @@ class RedisHub(Hub):
             if loaded is None:
                 raise StreamNotFound(stream_id)
             info, message, open_blocks, snap_seq = loaded
+            own = _Owned(message, open_blocks, info.seq, snap_seq)
+            if ops[0].seq <= info.seq and stream_id in self._leased:
+                # This process produces it: the retry of an append whose reply was lost?
+                ops = await self._not_in_log(stream_id, ops, info.seq)
+                if not ops:  # it went through (its last op is the log's last): go on from there
+                    self._appended(stream_id, own, info.status != _IN_PROGRESS)
+                    return
             if info.status != _IN_PROGRESS:
                 raise StreamEnded(f"stream {stream_id!r} already ended")
-            own = _Owned(message, open_blocks, info.seq, snap_seq)
         if ops[0].seq != own.seq + 1:
             raise OutOfOrder(f"stream {stream_id!r}: expected seq {own.seq + 1}, got {ops[0].seq}")
         # Local state first (for the snapshot); on any failure it is dropped and reloaded.
@@ -553,13 +559,9 @@ class RedisHub(Hub):
             if snap:
                 own.snap_seq = last.seq
             if end_status:
-                self._leased.discard(stream_id)
-                self._epochs.pop(stream_id, None)
                 with contextlib.suppress(HubUnavailable, *_UNAVAILABLE):
                     await self._forget_active(stream_id)
-            else:
-                self._owned[stream_id] = own
-                self._leased.add(stream_id)  # (already there unless we loaded the state)
+            self._appended(stream_id, own, bool(end_status))
             return
         if code == 3:  # another process took it over: this producer is fenced off
             # The epoch stays (until ``release``): the failed end the writer writes next
@@ -574,6 +576,34 @@ class RedisHub(Hub):
             self._leased.discard(stream_id)  # e.g. the watchdog ended it while we stalled
             raise StreamEnded(f"stream {stream_id!r} already ended ({status})")
         raise OutOfOrder(f"stream {stream_id!r}: expected seq {seq + 1}, got {ops[0].seq}")
+
+    def _appended(self, stream_id: str, own: _Owned, ended: bool) -> None:
+        """This producer's ops are in the log: keep its state for the next append, or let the
+        stream go once they ended it."""
+        if ended:
+            self._leased.discard(stream_id)
+            self._epochs.pop(stream_id, None)
+        else:
+            self._owned[stream_id] = own
+            self._leased.add(stream_id)  # (already there unless we loaded the state)
+
+    async def _not_in_log(
+        self, stream_id: str, ops: Sequence[EncodedOp], seq: int
+    ) -> Sequence[EncodedOp]:
+        """The ops after the log's last ``seq`` when those up to it are already there byte for
+        byte: an append retried after its reply was lost (a Redis stall, a cut connection)
+        went through, and must not fail the stream on its seq check. Otherwise (another
+        producer's ops at or after those seqs, a trimmed log) all of ``ops``, for the usual
+        checks to refuse."""
+        if seq > ops[-1].seq:
+            return ops
+        async with self._unavailable():
+            entries = await self.r.xrange(
+                self.keys.log(stream_id), entry_id(ops[0].seq), entry_id(seq)
+            )
+        kept = [fields.get(b"op") for _, fields in entries]
+        done = seq - ops[0].seq + 1
+        return ops[done:] if kept == [op.json for op in ops[:done]] else ops
 
     async def _run_append(
         self,
