@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tokenwire.protocol import Pipeline, SSEDecoder, assemble_response
+from tokenwire.protocol import Pipeline, SSEDecoder, apply_ops, assemble_response
 from tokenwire.protocol.jsonsafe import (
     InvalidJSON,
     JSONTooDeep,
@@ -284,3 +284,121 @@ def test_a_cut_event_stream_is_still_truncated() -> None:
     pipe.feed(chunk("partial"))
     pipe.close()
     assert final(pipe)["error"]["type"] == "truncated"
+
+
+# -- the assembler's look-backs stay linear (found by a probe; each took 3-12 s before) -------
+def _event(obj: dict) -> bytes:
+    return f"event: {obj['type']}\ndata: {json.dumps(obj)}\n\n".encode()
+
+
+_ANTHROPIC_START = _event(
+    {
+        "type": "message_start",
+        "message": {"id": "m", "type": "message", "role": "assistant", "model": "c", "content": []},
+    }
+)
+
+
+def _citations_after_their_text(n: int) -> tuple[str, bytes]:
+    """Responses: a text, a hosted tool item (the text is no longer open), then n citations."""
+    events = [
+        {"type": "response.created", "sequence_number": 0, "response": {"id": "r", "model": "m"}},
+        {
+            "type": "response.output_text.delta",
+            "item_id": "m1",
+            "output_index": 0,
+            "delta": "hello",
+        },
+        {
+            "type": "response.output_item.added",
+            "output_index": 1,
+            "item": {"type": "web_search_call", "id": "ws"},
+        },
+    ]
+    citation = {"type": "url_citation", "title": "t", "start_index": 0, "end_index": 5}
+    events += [
+        {
+            "type": "response.output_text.annotation.added",
+            "item_id": "m1",
+            "output_index": 0,
+            "annotation": {**citation, "url": f"https://e.example/{i}"},
+        }
+        for i in range(n)
+    ]
+    return "responses", b"".join(map(_event, events))
+
+
+def _open_tool_results(n: int) -> tuple[str, bytes]:
+    """Anthropic: n server tool results that start and never stop."""
+    starts = [
+        {
+            "type": "content_block_start",
+            "index": i,
+            "content_block": {
+                "type": "web_search_tool_result",
+                "tool_use_id": f"t{i}",
+                "content": [],
+            },
+        }
+        for i in range(n)
+    ]
+    return "anthropic", _ANTHROPIC_START + b"".join(map(_event, starts))
+
+
+def _signatures_after_blocks(n: int) -> tuple[str, bytes]:
+    """Anthropic: a thought, n other blocks, then n signatures for the thought."""
+    events = [
+        {
+            "type": "content_block_start",
+            "index": 0,
+            "content_block": {"type": "thinking", "thinking": ""},
+        },
+        {
+            "type": "content_block_delta",
+            "index": 0,
+            "delta": {"type": "thinking_delta", "thinking": "hm"},
+        },
+    ]
+    events += [
+        {
+            "type": "content_block_start",
+            "index": i + 1,
+            "content_block": {"type": "container_upload", "id": f"x{i}"},
+        }
+        for i in range(n)
+    ]
+    events += [
+        {
+            "type": "content_block_delta",
+            "index": 0,
+            "delta": {"type": "signature_delta", "signature": f"s{i}"},
+        }
+        for i in range(n)
+    ]
+    return "anthropic", _ANTHROPIC_START + b"".join(map(_event, events))
+
+
+@pytest.mark.parametrize(
+    "make", [_citations_after_their_text, _open_tool_results, _signatures_after_blocks]
+)
+def test_the_assemblers_look_backs_are_linear(make) -> None:
+    """Each citation looked for its text, each tool result for the blocks to end, each
+    signature for its thought, over every block so far: 20,000 such events (a few MB) held
+    one ``feed`` for 3-12 s. Linear, they take a fraction of a second (the bound leaves room
+    for a slow machine); the message is the same as the ops say."""
+    fmt, body = make(20_000)
+    pipeline = Pipeline("st_x", format=fmt)
+    started = time.perf_counter()
+    ops = [*pipeline.feed(body), *pipeline.close()]
+    elapsed = time.perf_counter() - started
+    assert elapsed < 3.0, elapsed
+    message = apply_ops([op.op for op in ops])
+    assert message.to_dict() == pipeline.assembler.message.to_dict()
+    blocks = message.to_dict()["blocks"]
+    if make is _citations_after_their_text:
+        sources = [b for b in blocks if b["type"] == "source"]
+        assert len(sources) == 20_000 and {s["span"]["block"] for s in sources} == {0}
+    elif make is _open_tool_results:
+        assert [b["type"] for b in blocks] == ["tool_result"] * 20_000
+    else:
+        assert blocks[0]["type"] == "reasoning" and blocks[0]["signature"] == "s19999"

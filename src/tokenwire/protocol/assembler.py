@@ -90,11 +90,13 @@ class Assembler:
         "_finish",
         "_finish_step",
         "_last_delta_at",
+        "_last_of",
         "_now",
         "_open",
         "_open_of",
         "_out",
         "_pending",
+        "_plain_since",
         "_result_block",
         "_step",
         "_text_block",
@@ -143,6 +145,13 @@ class Assembler:
         self._finish_step: dict[int, int] = _EMPTY  # choice -> step its finish reason came in
         self._result_block: dict[str, int] = _EMPTY  # tool_result call id -> open block index
         self._data_ids: dict[str, int] = _EMPTY  # data block id -> block index
+        # choice -> the blocks (not tool results) it started since its last tool result began:
+        # all that a new result may have to end (rescanning every open result instead made
+        # thousands of never-ended results quadratic)
+        self._plain_since: dict[int, list[int]] = _EMPTY
+        # (kind, choice) -> (its last block of that kind, blocks looked at): citations and
+        # signatures look back only over blocks added since (else quadratic: see _last_block)
+        self._last_of: dict[tuple[str, int], tuple[int | None, int]] = _EMPTY
         # Set when the answer is complete but not as sent (e.g. invalid UTF-8 replaced):
         # a message that does not fail carries it as its ``error`` (docs/protocol.md).
         self.warning: dict[str, Any] | None = None
@@ -392,26 +401,34 @@ class Assembler:
         current = self._text_block.get(choice)
         if current is not None and current[0] == "text":
             return current[1]
-        blocks = self.message.blocks
-        for index in range(len(blocks) - 1, -1, -1):
-            block = blocks[index]
-            if block.type == "text" and block.choice == choice:
-                return index
-        return None
+        return self._last_block("text", choice)
 
     def _reasoning_block(self, choice: int) -> int | None:
         """The choice's open reasoning block, else its last one in the current step."""
         current = self._text_block.get(choice)
         if current is not None and current[0] == "reasoning":
             return current[1]
+        index = self._last_block("reasoning", choice)
+        if index is None or self.message.blocks[index].step < self._step:
+            return None  # (an earlier step's thought is not this one's)
+        return index
+
+    def _last_block(self, kind: str, choice: int) -> int | None:
+        """The index of the choice's last block of ``kind``. Looks back only over the blocks
+        added since it was last asked: thousands of citations after their text has closed
+        (or signatures after other blocks) would otherwise each rescan every block."""
         blocks = self.message.blocks
-        for index in range(len(blocks) - 1, -1, -1):
+        size = len(blocks)
+        if self._last_of is _EMPTY:
+            self._last_of = {}
+        found, seen = self._last_of.get((kind, choice), (None, 0))
+        for index in range(size - 1, seen - 1, -1):
             block = blocks[index]
-            if block.step < self._step:
-                break  # an earlier step's thought is not this one's
-            if block.type == "reasoning" and block.choice == choice:
-                return index
-        return None
+            if block.type == kind and block.choice == choice:
+                found = index
+                break
+        self._last_of[kind, choice] = (found, size)
+        return found
 
     def _encrypted(self, fact: ReasoningEncrypted) -> None:
         attrs: dict[str, Any] = {"encrypted": fact.data}
@@ -436,15 +453,24 @@ class Assembler:
         self._close_text(choice)
         # Output moved on from this choice's tool calls (results of other calls stay open:
         # parallel tools may stream their results interleaved).
-        results = set(self._result_block.values())
-        for index in list(self._open_of.get(choice, ())):
-            if index not in results:
+        if self._plain_since is _EMPTY:
+            self._plain_since = {}
+        since = self._plain_since.get(choice)
+        if since is None:  # (its first result: any open block; after that, the newer ones)
+            results = set(self._result_block.values())
+            since = [i for i in self._open_of.get(choice, ()) if i not in results]
+        for index in sorted(since):  # (in index order, as ``_end_open``)
+            if index in self._open:
                 self._end_block(index)
+        self._plain_since[choice] = []
         block: dict[str, Any] = {"type": "tool_result", "call_id": call_id, "name": name}
         if error:
             block["error"] = True
         block["output"] = ""
         index = self._start_block(choice, block)
+        replaced = self._result_block.get(call_id)
+        if replaced is not None and replaced in self._open:  # (the call's id, given twice)
+            self._plain_since[choice].append(replaced)  # ended by the next result, as before
         self._result_block[call_id] = index
         return index
 
@@ -485,6 +511,9 @@ class Assembler:
         self._emit(StepResetOp(self.seq + 1, step))
         # What pointed into the dropped blocks is gone with them; the retry starts clean.
         size = len(self.message.blocks)
+        if self._plain_since is not _EMPTY:  # (nothing is open now; indexes may be reused)
+            self._plain_since = {choice: [] for choice in self._plain_since}
+        self._last_of = _EMPTY
         for table in (self._tool_block, self._result_block, self._data_ids):
             for key in [key for key, index in table.items() if index >= size]:
                 del table[key]
@@ -547,6 +576,10 @@ class Assembler:
         index = len(self.message.blocks)
         self._emit(BlockStart(self.seq + 1, index, block))
         self._open[index] = choice
+        if self._plain_since and block["type"] != "tool_result":
+            since = self._plain_since.get(choice)
+            if since is not None:
+                since.append(index)
         opens = self._open_of.get(choice)
         if opens is None:
             opens = self._open_of[choice] = {}
