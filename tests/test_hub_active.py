@@ -105,5 +105,12 @@ def test_chat_resume_and_stop_on_another_worker(redis_server, mock_url: str) -> 
         assert b.get("/v1/aisdk/chat/chat-x/stream").status_code == 204
         rest = a.get(f"/v1/aisdk/chat/{run_id}/stream?startIndex=-2").content
         assert [e.data for e in SSEDecoder().feed(rest)][-1] == "[DONE]"
+        # Resumed by run id from chunk 0 (the Workflow transport, its POST cut early), on the
+        # other worker, with the key or a read token: the same messageId as the POST's.
+        token = a.post(f"/v1/streams/{run_id}/token").json()["token"]
+        for params in ({"startIndex": 0}, {"startIndex": 0, "token": token}):
+            whole = b.get(f"/v1/aisdk/chat/{run_id}/stream", params=params).content
+            first = msgspec.json.decode(SSEDecoder().feed(whole)[0].data)
+            assert first == {"type": "start", "messageId": "msg-7"}, params
         a.close()
         b.close()

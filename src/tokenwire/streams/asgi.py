@@ -75,6 +75,7 @@ from tokenwire.streams.views_http import (
     parse_active,
     requested_format,
     requested_threshold,
+    run_key,
     view_events,
 )
 
@@ -356,9 +357,12 @@ class StreamRoutes:
             # and the token, checked against it, stands in for ``authorize`` (chats are
             # per owner, and a token names no owner, only its one stream).
             info, row = await self.reader(request, chat_id)
+            message_id = await self.streams.hub.get_active(run_key(chat_id))
+            if message_id is not None:
+                request.scope["query_string"] = _with_message_id(request, message_id)
             return await view_events(
                 self.streams,
-                request,
+                HTTPConnection(request.scope),
                 chat_id,
                 "aisdk",
                 info,
@@ -372,6 +376,8 @@ class StreamRoutes:
             stream_id = active[0] if active is not None else chat_id
             message_id = active[1] if active is not None else None
             info, row = await self.reader(request, stream_id)
+            if active is None:  # (a run id: the message id its POST answered with, if any)
+                message_id = await self.streams.hub.get_active(run_key(stream_id))
         elif active is None:
             return Response(status_code=204)
         else:

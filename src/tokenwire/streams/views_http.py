@@ -535,6 +535,13 @@ def chat_key(owner: str | None, chat_id: str) -> str:
     return f"{tag}:{chat_id}"
 
 
+def run_key(stream_id: str) -> str:
+    """The hub key of a run's UI message id (the Workflow transport resumes by run id, the
+    stream id, and chunk 0's ``start`` must name the message the POST answered with). Never a
+    chat key: those start with ``-:`` or an owner hash."""
+    return f"run:{stream_id}"
+
+
 def active_value(stream_id: str, message_id: str | None) -> str:
     """What the hub keeps for a chat: its stream and the UI message id it answers with."""
     return stream_id if message_id is None else f"{stream_id} {message_id}"
@@ -587,6 +594,9 @@ class AISDKStartResponse(Response):
                 active_value(stream_id, self.message_id),
                 self.options.chat_ttl_s,
             )
+        if self.message_id is not None:  # (else it is the stream id: nothing to keep)
+            ttl_s = self.options.chat_ttl_s
+            await streams.hub.set_active(run_key(stream_id), self.message_id, ttl_s)
         ops, cursor = await read_log(streams, stream_id, info, row)
         factory = make_view("aisdk", stream_id, 0.0, self.options, self.message_id)
         # Every chunk from the first, exact (what is in the log already is not compacted):
@@ -616,5 +626,6 @@ __all__ = [
     "parse_active",
     "read_log",
     "requested_format",
+    "run_key",
     "view_events",
 ]
