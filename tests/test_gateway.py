@@ -311,6 +311,29 @@ def test_head_on_a_live_stream_answers_at_once_and_holds_nothing(http: httpx.Cli
     http.post(f"/v1/streams/{stream_id}/cancel")
 
 
+def test_head_with_a_format_checks_seq_cursors_not_chunk_cursors(http: httpx.Client) -> None:
+    """As docs/http-api.md says: with ``?format=``, HEAD refuses an op-seq cursor past the
+    stream's seq (400, as GET), and leaves chunk cursors past the end to GET."""
+    stream_id = create(http)
+    read_events(http, stream_id)
+    url = f"/v1/streams/{stream_id}/events"
+    for params, headers in (
+        ({"format": "ops", "after": 99999}, {}),
+        ({"format": "openai", "after": 99999}, {}),
+        ({"format": "openai"}, {"Last-Event-ID": "99999"}),
+    ):
+        assert http.head(url, params=params, headers=headers).status_code == 400
+        got = http.get(url, params=params, headers=headers)
+        assert got.status_code == 400 and got.json()["error"]["code"] == "after_out_of_range"
+    for params in (
+        {"format": "openai", "startIndex": 99999},
+        {"format": "responses", "starting_after": 99999},
+        {"format": "aisdk", "startIndex": 99999},
+    ):
+        assert http.head(url, params=params).status_code == 200
+        assert http.get(url, params=params).status_code == 400
+
+
 def test_cancel_after_completion_is_harmless(http: httpx.Client) -> None:
     stream_id = create(http)
     read_events(http, stream_id)
