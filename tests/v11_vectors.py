@@ -261,6 +261,14 @@ def build() -> dict[str, bytes]:
         ops, message = assemble(name)
         files[f"{name}.ops.jsonl"] = b"".join(op.json + b"\n" for op in ops)
         files[f"{name}.message.json"] = message.to_json()
+    # An upstream that refused the request with an HTTP status: the error keeps it.
+    refused = Assembler("st_http_status", model="gpt-x")
+    ops = refused.feed([Started("gpt-x")])
+    ops += refused.fail(
+        "upstream returned HTTP 429: slow down", error_type="rate_limit_error", code=None, status=429
+    )
+    files["upstream_http_status.ops.jsonl"] = b"".join(op.json + b"\n" for op in ops)
+    files["upstream_http_status.message.json"] = refused.message.to_json()
     # A resume from a snapshot taken after a reset, an update and a transient.
     ops, message = assemble("v11_agent")
     real = [op for op in ops if not is_transient(op)]

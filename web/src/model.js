@@ -27,7 +27,7 @@
  * @typedef {TextBlock | ReasoningBlock | ToolCallBlock | ToolResultBlock | ImageBlock | SourceBlock |
  *   FileBlock | DataBlock} KnownBlock
  * @typedef {KnownBlock | OtherBlock} Block
- * @typedef {{message: string, type: string | null, code: string | number | null}} ErrorInfo
+ * @typedef {{message: string, type: string | null, code: string | number | null, status?: number}} ErrorInfo
  * @typedef {"in_progress" | "completed" | "cancelled" | "failed"} Status
  * @typedef {{
  *   id: string | null,
@@ -218,7 +218,11 @@ function updatedBlock(block, set) {
 function canonicalError(raw) {
   if (!raw || typeof raw !== "object") return null;
   const code = typeof raw.code === "string" || typeof raw.code === "number" ? raw.code : null;
-  return { message: str(raw.message), type: strOrNull(raw.type), code };
+  /** @type {ErrorInfo} */
+  const error = { message: str(raw.message), type: strOrNull(raw.type), code };
+  // (the upstream's HTTP error status, only when it answered with one: docs/protocol.md)
+  if (Number.isInteger(raw.status)) error.status = raw.status;
+  return error;
 }
 
 /**
