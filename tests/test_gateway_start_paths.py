@@ -15,6 +15,7 @@ import pytest
 from conftest import serve_asgi
 
 from tokenwire import StreamWriter
+from tokenwire.errors import StreamFailed
 from tokenwire.gateway import Settings, StreamRequest, create_app
 from tokenwire.mock import create_mock_app
 
@@ -37,8 +38,37 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, lis
 
     with serve_asgi(create_mock_app(tps=0, ttft_ms=0)) as mock:
         settings = Settings(upstream=f"{mock}/v1", data_dir=str(tmp_path_factory.mktemp("gw")))
-        with serve_asgi(create_app(settings, producers={"host-model": host})) as url:
+        producers = {"host-model": host, "host-refuses": _refusing}
+        with serve_asgi(create_app(settings, producers=producers)) as url:
             yield url, bodies
+
+
+def _refusing(request: StreamRequest):  # type: ignore[no-untyped-def]
+    """A host producer that refuses with an HTTP status and no error type."""
+
+    async def produce(w: StreamWriter) -> None:
+        raise StreamFailed("quota exhausted", status=429)
+
+    return produce
+
+
+def test_a_host_producers_untyped_refusal_is_its_status_with_a_type(
+    gateway: tuple[str, list[dict]],
+) -> None:
+    """``StreamFailed(status=429)`` from the host's producer, before any output: the detached
+    route answers 429 with a usable error type (never the string "None")."""
+    url, _ = gateway
+    r = httpx.post(
+        f"{url}/v1/chat/completions",
+        json={"model": "host-refuses", "messages": MESSAGES, "stream": True},
+        headers={"X-Tokenwire-Detach": "1"},
+        timeout=10,
+    )
+    assert r.status_code == 429, r.text
+    assert r.json() == {
+        "error": {"message": "quota exhausted", "type": "upstream_error", "code": None}
+    }
+    assert r.headers["x-tokenwire-stream"].startswith("st_")
 
 
 def _sse_data(body: str) -> list[Any]:

@@ -264,9 +264,8 @@ def build() -> dict[str, bytes]:
     # An upstream that refused the request with an HTTP status: the error keeps it.
     refused = Assembler("st_http_status", model="gpt-x")
     ops = refused.feed([Started("gpt-x")])
-    ops += refused.fail(
-        "upstream returned HTTP 429: slow down", error_type="rate_limit_error", code=None, status=429
-    )
+    why = "upstream returned HTTP 429: slow down"
+    ops += refused.fail(why, error_type="rate_limit_error", code=None, status=429)
     files["upstream_http_status.ops.jsonl"] = b"".join(op.json + b"\n" for op in ops)
     files["upstream_http_status.message.json"] = refused.message.to_json()
     # A resume from a snapshot taken after a reset, an update and a transient.

@@ -246,7 +246,12 @@ async def detached_chat_completions(request: Request, body: bytes) -> Response:
         if cursor is not None:
             await cursor.aclose()
         status, error = refused
-        body = error_body(str(error.get("message")), str(error.get("type")), error.get("code"))
+        etype = error.get("type")
+        body = error_body(
+            str(error.get("message")),
+            etype if isinstance(etype, str) else "upstream_error",
+            error.get("code"),
+        )
         return Response(body, status, headers, media_type="application/json")
     view = make_view("openai", handle.id, handle.created_at, routes.view_options)()
     frames = [f for op in ops for f in view.feed(op)]
@@ -260,14 +265,15 @@ async def detached_chat_completions(request: Request, body: bytes) -> Response:
     )
 
 
-_REFUSAL_WAIT_S = 10.0
+_REFUSAL_WAIT_S = 3.0
 
 
 async def _until_past_start(ops: list[EncodedOp], cursor: Cursor | None) -> None:
     """Read on (into ``ops``) until the log holds more than ``message.start``, for at most
     ``_REFUSAL_WAIT_S``: an upstream's error status comes before its first token, so the
-    detached route can answer with it, as the upstream (and OpenAI) would. A slower first op
-    is streamed as usual: the OpenAI SDKs wait for the first chunk anyway."""
+    detached route can answer with it, as the upstream (and OpenAI) would. The first token is
+    never later for it (it goes out with the headers); a slower one is streamed as usual, the
+    headers sent at the bound (short of the common 5 s first-byte timeouts)."""
     if cursor is None:
         return
     deadline = time.monotonic() + _REFUSAL_WAIT_S

@@ -470,7 +470,8 @@ class Assembler:
         index = self._start_block(choice, block)
         replaced = self._result_block.get(call_id)
         if replaced is not None and replaced in self._open:  # (the call's id, given twice)
-            self._plain_since[choice].append(replaced)  # ended by the next result, as before
+            # No longer a result anyone can name: ended by its choice's next result, as before.
+            self._plain_since.setdefault(self._open[replaced], []).append(replaced)
         self._result_block[call_id] = index
         return index
 

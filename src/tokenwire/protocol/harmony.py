@@ -11,7 +11,8 @@ The splitter turns the bodies into pieces: ``analysis`` -> reasoning; ``final`` 
 -> a tool call (``("tool_call", name)`` then ``("arguments", text)`` pieces). Markup may arrive
 split at any point: a trailing fragment that could still be a token is held back, never more
 than ``MAX_TOKEN`` characters, and a header whose ``<|message|>`` does not end within
-``MAX_HEADER`` characters of its start is not a header after all (it is passed on as text). Work per piece is linear in its length.
+``MAX_HEADER`` characters of its start is not a header after all (it is passed on as text).
+Work per piece is linear in its length.
 """
 
 from __future__ import annotations
