@@ -187,3 +187,22 @@ def test_text_delta_bytes_are_the_op_encoders() -> None:
         assert assembler.message.blocks[index].text == "a" + "".join(texts)
 
     check()
+
+
+def test_a_tool_result_whose_call_id_is_taken_again_is_ended_by_its_choices_next_result() -> None:
+    """Choice 1's open result for call ``c`` is replaced when choice 0 starts a result for
+    ``c``: no later fact can name it, so choice 1's next result ends it (as every other open
+    block of that choice), rather than it staying open to the end."""
+    from tokenwire.protocol.facts import ToolResultOutput, ToolResultStarted
+
+    asm = Assembler("s1")
+    ops = asm.feed(
+        [
+            ToolResultOutput(1, "c", "o"),
+            ToolResultStarted(0, "c", "n"),
+            ToolResultStarted(1, "a", None),
+        ]
+    )
+    shapes = [(op.type, getattr(op.op, "index", None)) for op in ops]
+    assert shapes[-2:] == [("block.end", 0), ("block.start", 2)]
+    assert sorted(asm._open) == [1, 2]

@@ -470,8 +470,11 @@ class Assembler:
         index = self._start_block(choice, block)
         replaced = self._result_block.get(call_id)
         if replaced is not None and replaced in self._open:  # (the call's id, given twice)
-            # No longer a result anyone can name: ended by its choice's next result, as before.
-            self._plain_since.setdefault(self._open[replaced], []).append(replaced)
+            # No longer a result anyone can name: ended by its choice's next result, as before
+            # (a choice without a list yet looks at all its open blocks then).
+            since = self._plain_since.get(self._open[replaced])
+            if since is not None:
+                since.append(replaced)
         self._result_block[call_id] = index
         return index
 
