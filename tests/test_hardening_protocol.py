@@ -225,6 +225,24 @@ def test_decode_json_body_bounds_depth() -> None:
     assert issubclass(JSONTooDeep, ValueError) and issubclass(InvalidJSON, ValueError)
 
 
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"[]" * 65 + b'\\"' * 200_000,  # escaped quotes in a string never closed
+        b'["' + b"[" * 70 + b"\\" * 200_000,  # brackets, then one long open string
+        b"[" * 65 + b'"\\"' * 100_000,  # many quotes and escapes
+    ],
+)
+def test_the_depth_check_is_linear_on_strings_left_open(body: bytes) -> None:
+    """The depth check runs on the event loop before the body is known to be JSON. A
+    string left open made it retry the string match from each later quote: 32 KB of
+    escaped quotes held the loop 7.6 s (a 400 KB body would take minutes). Linear: at once."""
+    started = time.perf_counter()
+    with pytest.raises(ValueError):  # (InvalidJSON, or JSONTooDeep for the last)
+        decode_json_body(body)
+    assert time.perf_counter() - started < 1.0
+
+
 @given(
     st.recursive(
         st.none() | st.integers() | st.text(), lambda c: st.lists(c) | st.dictionaries(st.text(), c)

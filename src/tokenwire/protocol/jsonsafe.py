@@ -25,22 +25,36 @@ class InvalidJSON(ValueError):
     """The bytes are not JSON (or not valid UTF-8). Routes answer 400 ``invalid_json``."""
 
 
-# A string, or one bracket. Strings are matched whole so brackets inside them do not count.
-_TOKENS = re.compile(rb'"(?:[^"\\]|\\.)*"|[\[\]{}]', re.S)
+# The next quote or bracket; a whole string from its opening quote (possessive: a string
+# left open fails in one linear pass, never retried from each of its quotes).
+_QUOTE_OR_BRACKET = re.compile(rb'["\[\]{}]')
+_STRING = re.compile(rb'"(?:[^"\\]++|\\.)*+"', re.S)
 
 
 def json_depth_exceeds(data: bytes, max_depth: int) -> bool:
-    """True if ``data`` (JSON text) opens more than ``max_depth`` nested arrays/objects."""
+    """True if ``data`` (JSON text) opens more than ``max_depth`` nested arrays/objects.
+    Linear in ``len(data)`` whatever it holds (it runs before the JSON is known to be valid).
+    """
     if data.count(b"[") + data.count(b"{") <= max_depth:
         return False  # cannot nest deeper than it has brackets: the usual case, in C
     depth = 0
-    for match in _TOKENS.finditer(data):
-        token = match[0]
-        if token in (b"[", b"{"):
+    pos = 0
+    find = _QUOTE_OR_BRACKET.search
+    string = _STRING.match
+    while (found := find(data, pos)) is not None:
+        char = found[0]
+        if char == b'"':
+            whole = string(data, found.start())
+            if whole is None:
+                return False  # a string left open: no bracket after it counts (invalid JSON)
+            pos = whole.end()
+            continue
+        pos = found.end()
+        if char == b"[" or char == b"{":
             depth += 1
             if depth > max_depth:
                 return True
-        elif token in (b"]", b"}"):
+        else:
             depth -= 1
     return False
 
