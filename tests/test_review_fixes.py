@@ -181,6 +181,9 @@ def test_small_input_checks_from_the_bad_input_probe(gateway: str) -> None:
         r = httpx.post(f"{gateway}/v1/streams/{stream_id}/token", json={"ttl_s": ttl})
         assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_ttl", ttl
     assert httpx.post(f"{gateway}/v1/streams/{stream_id}/token", json={"ttl_s": 1}).is_success
+    # A deeply nested body (under the route's 4 KiB) is a 400, not a RecursionError's 500.
+    r = httpx.post(f"{gateway}/v1/streams/{stream_id}/token", content=b"[" * 4000)
+    assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_json"
     # UI messages that convert to no chat message at all: refused before any upstream call.
     empty = [{"id": "a1", "role": "assistant", "parts": [{"type": "step-start"}]}]
     r = httpx.post(f"{gateway}/v1/aisdk/chat", json={"id": "c-empty", "messages": empty})

@@ -19,6 +19,7 @@ from tokenwire.gateway.passthrough import read_body
 from tokenwire.gateway.producer import RESUME, Generation, Produce, StreamRequest, resume_args
 from tokenwire.gateway.service import Gateway
 from tokenwire.hub import HubUnavailable
+from tokenwire.protocol.jsonsafe import decode_json_body
 from tokenwire.streams.asgi import json_response
 from tokenwire.streams.core import StreamHandle
 
@@ -181,8 +182,8 @@ async def read_token(request: Request) -> Response:
     body = await read_body(request, 4096)
     if body.strip():
         try:
-            data = msgspec.json.decode(body)
-        except msgspec.DecodeError:
+            data = decode_json_body(body)  # (depth-bounded: never a RecursionError)
+        except ValueError:
             raise bad_request("request body is not valid JSON", "invalid_json") from None
         ttl_s = data.get("ttl_s", ttl_s) if isinstance(data, dict) else None
     if (
