@@ -392,7 +392,7 @@ def test_aisdk_reset_step_only_for_the_clients_current_step() -> None:
 
 
 def test_responses_usage_counts_anthropic_cache_tokens_as_input() -> None:
-    from tokenwire.protocol.views.responses import _usage
+    from tokenwire.protocol.views.usage import responses_usage as _usage
 
     usage = _usage(
         {
@@ -413,6 +413,62 @@ def test_responses_usage_counts_anthropic_cache_tokens_as_input() -> None:
         }
     )
     assert chat is not None and chat["input_tokens"] == 20 and chat["total_tokens"] == 22
+
+
+def test_usage_in_each_views_spelling_whatever_the_upstreams() -> None:
+    """The openai view's usage chunk is in chat completions' spelling (an Anthropic or
+    Responses upstream's usage converted, a chat one kept whole); odd values from an upstream
+    count as 0 in the converted ones instead of stopping the view (a 500 before)."""
+    from tokenwire.protocol.views.usage import chat_usage, responses_usage
+
+    anthropic = {"input_tokens": 12, "output_tokens": 5, "cache_read_input_tokens": 3}
+    assert chat_usage(anthropic) == {
+        "prompt_tokens": 15,
+        "completion_tokens": 5,
+        "total_tokens": 20,
+        "prompt_tokens_details": {"cached_tokens": 3},
+        "completion_tokens_details": {"reasoning_tokens": 0},
+    }
+    responses = {
+        "input_tokens": 9,
+        "output_tokens": 8,
+        "total_tokens": 17,
+        "output_tokens_details": {"reasoning_tokens": 4},
+    }
+    converted = chat_usage(responses)
+    assert converted is not None and converted["prompt_tokens"] == 9
+    assert converted["completion_tokens_details"] == {"reasoning_tokens": 4}
+    chat = {"prompt_tokens": 1, "completion_tokens": 2, "total_tokens": 3, "cost": 0.1}
+    assert chat_usage(chat) is chat
+    odd = {"prompt_tokens": "many", "prompt_tokens_details": [1], "completion_tokens": 2.0}
+    assert responses_usage(odd) == {
+        "input_tokens": 0,
+        "input_tokens_details": {"cached_tokens": 0, "cache_write_tokens": 0},
+        "output_tokens": 2,
+        "output_tokens_details": {"reasoning_tokens": 0},
+        "total_tokens": 2,
+    }
+    assert chat_usage(None) is None and responses_usage({}) is None
+    # Through the views: an Anthropic usage read by the openai SDK's chunk model.
+    from openai.types.chat import ChatCompletionChunk
+
+    view = OpenAIChunksView()
+    ops = [
+        {"type": "message.start", "seq": 1, "id": "st_u", "model": "claude"},
+        {"type": "message.end", "seq": 2, "status": "completed", "finish_reason": "stop"}
+        | {"usage": anthropic, "error": None},
+    ]
+    frames = [f.body for op in ops for f in view.feed_json(op, op["seq"]) if f.body]
+    last = ChatCompletionChunk.model_validate(frames[-1])
+    assert last.usage is not None and last.usage.total_tokens == 20
+    assert last.usage.prompt_tokens == 15 and last.choices == []
+    frames = [
+        f.body
+        for op in [*ops[:1], {**ops[1], "usage": odd}]
+        for f in ResponsesView().feed_json(op, op["seq"])
+        if f.body
+    ]
+    assert frames[-1]["response"]["usage"]["output_tokens"] == 2
 
 
 def test_aisdk_parts_without_ids_get_ids_unique_across_tool_rounds() -> None:

@@ -218,7 +218,9 @@ class Assembler:
         than through ``_emit``/``encode``: it is the per-token path (bench/core.py)."""
         seq = self.seq = self.seq + 1
         blocks = self.message.blocks
-        blocks[index]._parts.append(text)
+        block = blocks[index]
+        block._parts.append(text)
+        block.length += len(text)
         if index == len(blocks) - 1:
             op = BlockDelta(text=text)
             if text:
@@ -390,7 +392,7 @@ class Assembler:
         index = self._cited_block(choice)
         if index is None:
             return None
-        length = len(self.message.blocks[index].text)
+        length = self.message.blocks[index].length
         pending = self._pending
         if pending is not None and pending.index == index:
             length += sum(map(len, pending.parts))

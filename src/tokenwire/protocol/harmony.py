@@ -39,7 +39,9 @@ def starts_harmony(text: str) -> bool | None:
     (a prefix of a start token: wait for more), False if it does not."""
     head = text.lstrip()
     if not head:
-        return None  # (only whitespace so far: markup may still follow it)
+        # Only whitespace so far: markup may still follow it, unless there is this much of it
+        # (so what is held back until it is decided stays small).
+        return None if len(text) <= MAX_HEADER else False
     for token in OPENERS:
         if head.startswith(token):
             return True

@@ -39,7 +39,7 @@ class Block:
     """One block of a message. ``attrs`` are set at start (id, name, url, ...); v1.1's
     ``block.update`` may merge new values into them later (``update``)."""
 
-    __slots__ = ("_parts", "attrs", "choice", "step", "stream_key", "type")
+    __slots__ = ("_parts", "attrs", "choice", "length", "step", "stream_key", "type")
 
     def __init__(
         self,
@@ -56,6 +56,9 @@ class Block:
         self.attrs: dict[str, Any] = attrs or {}
         self.stream_key = STREAM_KEYS.get(type, "text")
         self._parts: list[str] = [text] if text else []
+        # (kept as text comes: asking for ``text`` between appends would copy it all each time)
+        self.length = len(text)
+        """The length of ``text``, without joining it."""
 
     @property
     def text(self) -> str:
@@ -69,6 +72,7 @@ class Block:
 
     def append(self, fragment: str) -> None:
         self._parts.append(fragment)
+        self.length += len(fragment)
 
     def update(self, values: dict[str, Any]) -> None:
         """Shallow-merge ``values`` into the attrs (``block.update``); the streamed key,

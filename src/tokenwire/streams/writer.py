@@ -155,7 +155,9 @@ class _PipeFacts:
     def __init__(self, inner: Any, key_base: int) -> None:
         self._inner = inner
         self.key_base = key_base
-        self._calls: dict[int, ToolCall] | None = None  # by key, in order of appearance
+        # by key, in order of appearance: the call and its argument fragments (joined once, at
+        # the end: appending to the call's string copied all of it per fragment, quadratic)
+        self._calls: dict[int, tuple[ToolCall, list[str]]] | None = None
         self._server_calls: set[int] = set()  # keys of calls the upstream runs itself
         self.stop = False
         self.error: UpstreamError | None = None
@@ -166,7 +168,11 @@ class _PipeFacts:
     def result(self) -> PipeResult:
         # (the calls the host must run: not those the upstream ran itself)
         server = self._server_calls
-        calls = [c for k, c in (self._calls or {}).items() if k not in server]
+        calls = []
+        for key, (call, parts) in (self._calls or {}).items():
+            if key not in server:
+                call.arguments = "".join(parts)
+                calls.append(call)
         return PipeResult(self.finish_reason, calls, self.usage, self.model)
 
     def __getattr__(self, name: str) -> Any:  # (saw_chunk, last_skip_reason, ...)
@@ -226,7 +232,7 @@ class _PipeFacts:
         if calls is None:
             calls = self._calls = {}
         if type(fact) is ToolCallStarted:
-            calls[key] = ToolCall(fact.id, fact.name)
+            calls[key] = (ToolCall(fact.id, fact.name), [])
             if fact.server:
                 self._server_calls.add(key)
             if self.key_base:
@@ -234,8 +240,8 @@ class _PipeFacts:
             return fact
         call = calls.get(key)
         if call is None:  # (fragments of a call whose start we never saw)
-            call = calls[key] = ToolCall(None, None)
-        call.arguments += fact.text
+            call = calls[key] = (ToolCall(None, None), [])
+        call[1].append(fact.text)
         if self.key_base:
             return ToolCallArguments(fact.choice, key, fact.text)
         return fact

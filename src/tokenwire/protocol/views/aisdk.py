@@ -240,10 +240,11 @@ class AISDKView(View):
             # when the output has at least doubled since the last one, so that those together
             # stay under twice the final output (and a function of the log, as chunk indexes
             # must be).
-            output = block.text + text
-            if len(output) < PRELIMINARY_EVERY_DELTA or len(output) >= 2 * self.shown.get(index, 0):
-                self.shown[index] = len(output)
-                self._output(index, block, output, preliminary=True)
+            # (the length first: joining the output per delta would cost the square too)
+            length = block.length + len(text)
+            if length < PRELIMINARY_EVERY_DELTA or length >= 2 * self.shown.get(index, 0):
+                self.shown[index] = length
+                self._output(index, block, block.text + text, preliminary=True)
 
     def _output(self, index: int, block: Any, output: str, *, preliminary: bool) -> None:
         call_id = block.attrs.get("call_id") or self._fallback_id("call_", index)

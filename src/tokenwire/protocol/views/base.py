@@ -111,7 +111,7 @@ class Frame(msgspec.Struct, gc=False):
 class BlockState:
     """One block of the message as a view sees it (type, choice, step, attrs, streamed text)."""
 
-    __slots__ = ("attrs", "choice", "ended", "key", "parts", "step", "type")
+    __slots__ = ("attrs", "choice", "ended", "key", "length", "parts", "step", "type")
 
     def __init__(self, block: dict[str, Any]) -> None:
         self.type: str = str(block.get("type", "text"))
@@ -125,6 +125,7 @@ class BlockState:
         }
         text = block.get(self.key) if self.key else None
         self.parts: list[str] = [str(text)] if text else []
+        self.length = len(self.parts[0]) if self.parts else 0  # (``text``'s, without joining)
         self.ended = False
 
     @property
@@ -154,7 +155,10 @@ class MessageState:
             return
         self.seq = seq
         if kind == "block.delta":
-            self.blocks[int(op.get("index", -1))].parts.append(op.get("text", ""))
+            block = self.blocks[int(op.get("index", -1))]
+            text = op.get("text", "")
+            block.parts.append(text)
+            block.length += len(text)
         elif kind == "block.start":
             self.blocks.append(BlockState(op["block"]))
         elif kind == "block.end":

@@ -10,7 +10,8 @@ text -> ``delta.content``, reasoning -> ``delta.reasoning_content`` (the DeepSee
 spelling), refusal -> ``delta.refusal``, tool_call -> ``delta.tool_calls`` (``index`` = the
 call's place among its choice's calls; the first chunk has ``id``, ``type`` and
 ``function.name``); ``choice`` -> ``choices[].index``; ``message.end`` -> one chunk per choice
-with its ``finish_reason``, a ``usage`` chunk (``choices: []``) when usage is known, then
+with its ``finish_reason``, a ``usage`` chunk (``choices: []``, in chat completions' spelling
+whatever the upstream's) when usage is known, then
 ``data: [DONE]``. A failed stream ends with ``data: {"error": {...}}`` (what the SDKs raise
 as ``APIError``) and a cancelled one with an error of type ``cancelled``; neither has
 ``[DONE]``. Blocks with no chat-completion form (tool results, sources, files, images, data,
@@ -22,6 +23,7 @@ from __future__ import annotations
 from typing import Any
 
 from tokenwire.protocol.views.base import DEFAULT_MAX_FRAME_BYTES, Frame, View, encode_json
+from tokenwire.protocol.views.usage import chat_usage
 
 DONE = b"data: [DONE]\n\n"
 
@@ -142,7 +144,8 @@ class OpenAIChunksView(View):
         reason = op.get("finish_reason") or "stop"
         for choice in choices:
             self._emit(self._chunk([{"index": choice, "delta": {}, "finish_reason": reason}]))
-        if op.get("usage") is not None:
-            self._emit(self._chunk([], op["usage"]))
+        usage = chat_usage(op.get("usage"))
+        if usage is not None:
+            self._emit(self._chunk([], usage))
         self._emit_done()
         self.done = True

@@ -19,38 +19,11 @@ failed one. The Responses API sends no ``[DONE]``. Other blocks have no Response
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 from tokenwire.protocol.views.base import DEFAULT_MAX_FRAME_BYTES, Frame, View, encode_json
-
-
-def _usage(usage: dict[str, Any] | None) -> dict[str, Any] | None:
-    """Chat-completion usage in the Responses spelling."""
-    if not usage:
-        return None
-    prompt = int(usage.get("prompt_tokens") or usage.get("input_tokens") or 0)
-    completion = int(usage.get("completion_tokens") or usage.get("output_tokens") or 0)
-    # Anthropic counts cache reads and writes apart from input_tokens; OpenAI's input_tokens
-    # includes its cached tokens: the sum, so cached_tokens never exceeds it.
-    anthropic_cache = int(usage.get("cache_read_input_tokens") or 0) + int(
-        usage.get("cache_creation_input_tokens") or 0
-    )
-    if anthropic_cache and "prompt_tokens" not in usage:
-        prompt += anthropic_cache
-    details = usage.get("completion_tokens_details") or usage.get("output_tokens_details") or {}
-    prompt_details = usage.get("prompt_tokens_details") or usage.get("input_tokens_details") or {}
-    cached = prompt_details.get("cached_tokens") or usage.get("cache_read_input_tokens") or 0
-    written = (
-        prompt_details.get("cache_write_tokens") or usage.get("cache_creation_input_tokens") or 0
-    )
-    return {
-        "input_tokens": prompt,
-        "input_tokens_details": {"cached_tokens": cached, "cache_write_tokens": written},
-        "output_tokens": completion,
-        "output_tokens_details": {"reasoning_tokens": details.get("reasoning_tokens") or 0},
-        "total_tokens": int(usage.get("total_tokens") or prompt + completion),
-    }
-
+from tokenwire.protocol.views.usage import responses_usage
 
 # The codes of a Responses ``response.failed`` error (openai's ``ResponseError.code``).
 _ERROR_CODES = frozenset(
@@ -98,6 +71,14 @@ class ResponsesView(View):
         self.next_out = 0  # the next output_index (never reused: a reset's retry gets new ones)
         self.done_items: dict[int, dict[str, Any]] = {}  # output_index -> its final item
         self.annotations: dict[int, int] = {}  # output_index -> annotations so far
+        # What would otherwise be scans of every block or item per op (quadratic on long
+        # answers): source blocks by the block their span names (plus any source a
+        # ``block.update`` touched, checked again at the end), the text items in order, and the
+        # items of each step.
+        self.cited: dict[Any, list[int]] = {}
+        self.updated_sources: set[int] = set()
+        self.text_items: list[int] = []
+        self.items_of_step: dict[int, list[int]] = {}
 
     def fork(self) -> ResponsesView:
         return ResponsesView(
@@ -145,7 +126,13 @@ class ResponsesView(View):
             if index in self.items:
                 self._delta(index, blocks[index].type, op.get("text", ""))
         elif kind == "block.start":
-            self._start(len(blocks), op["block"])
+            block = op["block"]
+            if block.get("type") == "source":
+                span = block.get("span")
+                if isinstance(span, dict):
+                    with contextlib.suppress(TypeError):  # (an unhashable "block" names none)
+                        self.cited.setdefault(span.get("block"), []).append(len(blocks))
+            self._start(len(blocks), block)
         elif kind == "block.end":
             if int(op["index"]) in self.items:
                 self._end(int(op["index"]))
@@ -153,6 +140,8 @@ class ResponsesView(View):
             index = int(op["index"])
             if index in self.items and blocks[index].ended:
                 pass  # a late signature/encrypted: the item is done; it shows in the final output
+            elif blocks[index].type == "source":
+                self.updated_sources.add(index)  # (its span may name another block now)
         elif kind == "message.start":
             self.state.id, self.state.model = op.get("id"), op.get("model")
             self._emit({"type": "response.created", "response": self._response("in_progress")})
@@ -167,7 +156,8 @@ class ResponsesView(View):
         open items are finished as they stand, then left out of the final output; the retry's
         items get new output indexes and ids (the openai SDK refuses a reused item id)."""
         blocks = self.state.blocks  # (still with the reset step's blocks: _on runs first)
-        for index in sorted(i for i in self.items if i < len(blocks) and blocks[i].step == step):
+        of_step = self.items_of_step.pop(step, ())
+        for index in sorted(i for i in of_step if i in self.items and i < len(blocks)):
             block = blocks[index]
             if not block.ended:
                 self._end(index)
@@ -188,6 +178,9 @@ class ResponsesView(View):
             return
         self.items[index] = self.next_out
         self.next_out += 1
+        self.items_of_step.setdefault(int(block.get("step") or 0), []).append(index)
+        if kind == "text":
+            self.text_items.append(index)
         item_id, out = self._ids(index)
         if kind in ("text", "refusal"):
             item = {
@@ -352,8 +345,12 @@ class ResponsesView(View):
     def _cites(self, index: int) -> list[dict[str, Any]]:
         """The url citations of text block ``index`` (for its final part)."""
         out = []
-        for block in self.state.blocks:
-            span = block.attrs.get("span") if block.type == "source" else None
+        blocks = self.state.blocks
+        for source in sorted({*self.cited.get(index, ()), *self.updated_sources}):
+            if source >= len(blocks) or blocks[source].type != "source":
+                continue  # (dropped by a step reset, its index maybe taken by another block)
+            block = blocks[source]
+            span = block.attrs.get("span")
             if isinstance(span, dict) and span.get("block") == index:
                 out.append(self._citation(block.attrs, span.get("start", 0), span.get("end", 0)))
         return out
@@ -373,11 +370,14 @@ class ResponsesView(View):
         if isinstance(span, dict) and span.get("block") in self.items:
             target, start, end = span["block"], span.get("start", 0), span.get("end", 0)
         else:
-            texts = [i for i in self.items if self.state.blocks[i].type == "text"]
+            texts = self.text_items  # (the newest text item still shown: reset ones are gone)
+            blocks = self.state.blocks
+            while texts and (texts[-1] not in self.items or blocks[texts[-1]].type != "text"):
+                texts.pop()
             if not texts:
                 return
             target = texts[-1]
-            start = end = len(self.state.blocks[target].text)
+            start = end = self.state.blocks[target].length
         item_id, out = self._ids(target)
         count = self.annotations.get(out, 0)
         self.annotations[out] = count + 1
@@ -394,7 +394,7 @@ class ResponsesView(View):
 
     def _finish(self, op: dict[str, Any]) -> None:
         status = op.get("status")
-        usage = _usage(op.get("usage"))
+        usage = responses_usage(op.get("usage"))
         reason = op.get("finish_reason")
         if status == "failed":
             error = op.get("error") or {}
