@@ -850,3 +850,31 @@ def test_responses_arguments_before_their_item_wait_for_its_name(named: bool) ->
             assert (call["id"], call["name"]) == ("call_1", "f")
         else:
             assert call["id"] == "fc_1" and call["name"] is None
+
+
+@pytest.mark.parametrize(
+    ("fmt", "body", "missing"),
+    [
+        (
+            "responses",
+            b'event: response.output_text.delta\ndata: {"type":"response.output_text.delta",'
+            b'"item_id":"m","output_index":0,"content_index":0,"delta":"cut"}\n\n',
+            "response.completed",
+        ),
+        (
+            "anthropic",
+            b'event: content_block_delta\ndata: {"type":"content_block_delta","index":0,'
+            b'"delta":{"type":"text_delta","text":"cut"}}\n\n',
+            "message_stop",
+        ),
+        ("chat", b'data: {"choices":[{"index":0,"delta":{"content":"cut"}}]}\n\n', "[DONE]"),
+    ],
+)
+def test_a_stream_cut_short_says_what_its_api_did_not_send(fmt, body, missing) -> None:
+    """``truncated`` in each API's own words (chat's "[DONE]" means nothing to a Responses or
+    Anthropic user)."""
+    pipeline = Pipeline("st_cut", format=fmt)
+    ops = [*pipeline.feed(body), *pipeline.close()]
+    error = ops[-1].op.error
+    assert error["type"] == "truncated" and missing in error["message"], error
+    assert pipeline.assembler.message.blocks[0].text == "cut"

@@ -242,17 +242,19 @@ class Assembler:
         pending = self._pending
         return pending.deadline if pending is not None else None
 
-    def close(self, now: float = 0.0) -> list[EncodedOp]:
-        """The upstream stream ended; end the message per the status rules."""
+    def close(
+        self,
+        now: float = 0.0,
+        truncated: str = "upstream stream ended without finish_reason or [DONE]",
+    ) -> list[EncodedOp]:
+        """The upstream stream ended; end the message per the status rules (``truncated``:
+        the error message when it ended before its end, in its upstream API's words)."""
         self._now = now
         if not self.done:
             if self._finish:  # ([DONE] ends the message as soon as it arrives)
                 self._end(COMPLETED, None)
             else:
-                self._end(
-                    FAILED,
-                    error_info("upstream stream ended without finish_reason or [DONE]", TRUNCATED),
-                )
+                self._end(FAILED, error_info(truncated, TRUNCATED))
         return self._take(now)
 
     def cancel(self, now: float = 0.0) -> list[EncodedOp]:

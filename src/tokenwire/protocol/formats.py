@@ -34,6 +34,19 @@ FORMAT_ITEMS = {
     "anthropic": "Anthropic Messages events",
 }
 
+# Why a stream that stopped before its end is ``truncated``, in its API's words.
+_TRUNCATED_WHY = {
+    "responses": "upstream stream ended without response.completed, response.incomplete or "
+    "response.failed",
+    "anthropic": "upstream stream ended without message_stop",
+}
+TRUNCATED_CHAT = "upstream stream ended without finish_reason or [DONE]"
+
+
+def truncated_message(fmt: str) -> str:
+    """The error message of a ``truncated`` stream of format ``fmt``."""
+    return _TRUNCATED_WHY.get(fmt, TRUNCATED_CHAT)
+
 
 class _Probe(msgspec.Struct, gc=False):
     type: Any = None

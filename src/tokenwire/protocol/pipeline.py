@@ -15,7 +15,13 @@ import msgspec
 from tokenwire.protocol.assembler import Assembler
 from tokenwire.protocol.chunks import Chunk, chunk_decoder
 from tokenwire.protocol.facts import TextFact
-from tokenwire.protocol.formats import FORMAT_ITEMS, AutoNormalizer, Normalizer, make_normalizer
+from tokenwire.protocol.formats import (
+    FORMAT_ITEMS,
+    AutoNormalizer,
+    Normalizer,
+    make_normalizer,
+    truncated_message,
+)
 from tokenwire.protocol.message import Message
 from tokenwire.protocol.normalizer import ChunkNormalizer
 from tokenwire.protocol.ops import EncodedOp
@@ -239,7 +245,7 @@ class Pipeline:
             why = self.why_nothing()
             if why is not None:
                 return ops + self.assembler.fail(why[0], error_type=why[1], now=now)
-        return ops + self.assembler.close(now)
+        return ops + self.assembler.close(now, truncated_message(self.format))
 
     def cancel(self, now: float = 0.0) -> list[EncodedOp]:
         """End the message ``cancelled`` (what was produced is kept)."""

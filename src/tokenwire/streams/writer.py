@@ -54,6 +54,7 @@ from tokenwire.protocol.facts import (
     UpstreamError,
     UsageFact,
 )
+from tokenwire.protocol.formats import truncated_message
 from tokenwire.streams.store import StoredStream
 
 if TYPE_CHECKING:
@@ -66,7 +67,6 @@ _json = msgspec.json.Encoder()
 ON_END_GRACE_S = 5.0
 """How long ``Streams.close`` lets an ``on_end`` hook already running finish before it cuts
 the hook off (the stream's end goes to readers after either)."""
-TRUNCATED_MESSAGE = "upstream stream ended without finish_reason or [DONE]"
 
 
 class HubLost(TokenwireError):
@@ -635,7 +635,7 @@ class StreamWriter:
                 why = pipeline.why_nothing()
                 if why is not None:
                     raise StreamFailed(*why)
-            raise StreamFailed(TRUNCATED_MESSAGE, "truncated")
+            raise StreamFailed(truncated_message(pipeline.format), "truncated")
         if result.usage is not None:
             if self._pipes > 1:  # the message's usage: over all its model calls
                 self._usage = _add_usage(self._usage, result.usage)
