@@ -878,3 +878,45 @@ def test_a_stream_cut_short_says_what_its_api_did_not_send(fmt, body, missing) -
     error = ops[-1].op.error
     assert error["type"] == "truncated" and missing in error["message"], error
     assert pipeline.assembler.message.blocks[0].text == "cut"
+
+
+def test_whitespace_before_harmony_markup_is_decided_the_same_however_it_is_split() -> None:
+    """Past 512 characters of leading whitespace content is text, not harmony markup, whether
+    the whitespace came alone or with the markup (what is held back stays bounded)."""
+    content = " " * 600 + "<|channel|>analysis<|message|>think<|end|>"
+
+    def blocks(pieces: list[str]) -> list[tuple[str, str]]:
+        pipeline = Pipeline("st_h", format="chat")
+        for piece in pieces:
+            pipeline.feed(
+                b"data: "
+                + json.dumps({"choices": [{"index": 0, "delta": {"content": piece}}]}).encode()
+                + b"\n\n"
+            )
+        pipeline.close()
+        return [(b.type, b.text) for b in pipeline.assembler.message.blocks]
+
+    whole = blocks([content])
+    assert whole == [("text", content)]
+    for cut in (1, 300, 512, 513, 600, 610):
+        assert blocks([content[:cut], content[cut:]]) == whole, cut
+    # Less whitespace first: harmony, however split.
+    short = " " * 100 + "<|channel|>analysis<|message|>think<|end|>"
+    assert blocks([short]) == blocks([short[:100], short[100:]]) == [("reasoning", "think")]
+
+
+@pytest.mark.parametrize(
+    ("body", "said"),
+    [
+        (b'{"object":"response","status":"in_progress","model":"m","output":[]}', "status"),
+        (
+            b'{"type":"message","role":"assistant","model":"m","stop_reason":null,'
+            b'"content":[{"type":"text","text":"Cut off"}]}',
+            "stop_reason",
+        ),
+    ],
+)
+def test_an_unfinished_whole_body_says_so_in_its_apis_words(body: bytes, said: str) -> None:
+    _, message = assemble_response(body)
+    assert message.status == "failed" and message.error is not None
+    assert message.error["type"] == "truncated" and said in message.error["message"]

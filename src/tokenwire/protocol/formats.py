@@ -41,10 +41,18 @@ _TRUNCATED_WHY = {
     "anthropic": "upstream stream ended without message_stop",
 }
 TRUNCATED_CHAT = "upstream stream ended without finish_reason or [DONE]"
+_UNFINISHED_BODY = {
+    "responses": "upstream response is unfinished (its status is not completed, incomplete "
+    "or failed)",
+    "anthropic": "upstream message is unfinished (it has no stop_reason)",
+}
 
 
-def truncated_message(fmt: str) -> str:
-    """The error message of a ``truncated`` stream of format ``fmt``."""
+def truncated_message(fmt: str, *, whole: bool = False) -> str:
+    """The error message of a ``truncated`` stream of format ``fmt`` (``whole``: of a whole,
+    non-streamed body)."""
+    if whole and fmt in _UNFINISHED_BODY:
+        return _UNFINISHED_BODY[fmt]
     return _TRUNCATED_WHY.get(fmt, TRUNCATED_CHAT)
 
 

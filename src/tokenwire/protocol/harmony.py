@@ -38,10 +38,12 @@ def starts_harmony(text: str) -> bool | None:
     """True if ``text`` (the first content) opens with harmony markup, ``None`` if it might
     (a prefix of a start token: wait for more), False if it does not."""
     head = text.lstrip()
+    if len(text) - len(head) > MAX_HEADER:
+        # This much whitespace first is not markup, however the content was split (and what
+        # is held back until it is decided stays small).
+        return False
     if not head:
-        # Only whitespace so far: markup may still follow it, unless there is this much of it
-        # (so what is held back until it is decided stays small).
-        return None if len(text) <= MAX_HEADER else False
+        return None  # (only whitespace so far: markup may still follow it)
     for token in OPENERS:
         if head.startswith(token):
             return True

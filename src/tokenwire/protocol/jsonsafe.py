@@ -25,10 +25,10 @@ class InvalidJSON(ValueError):
     """The bytes are not JSON (or not valid UTF-8). Routes answer 400 ``invalid_json``."""
 
 
-# The next quote or bracket; a whole string from its opening quote (possessive: a string
-# left open fails in one linear pass, never retried from each of its quotes).
-_QUOTE_OR_BRACKET = re.compile(rb'["\[\]{}]')
-_STRING = re.compile(rb'"(?:[^"\\]++|\\.)*+"', re.S)
+# A whole string, one bracket, or a quote opening a string never closed (possessive: such a
+# string fails the first branch in one linear pass, then matches the last, and the scan stops
+# there; matching strings lazily instead retried from each later quote: quadratic).
+_TOKENS = re.compile(rb'"(?:[^"\\]++|\\.)*+"|[\[\]{}]|"', re.S)
 
 
 def json_depth_exceeds(data: bytes, max_depth: int) -> bool:
@@ -38,24 +38,16 @@ def json_depth_exceeds(data: bytes, max_depth: int) -> bool:
     if data.count(b"[") + data.count(b"{") <= max_depth:
         return False  # cannot nest deeper than it has brackets: the usual case, in C
     depth = 0
-    pos = 0
-    find = _QUOTE_OR_BRACKET.search
-    string = _STRING.match
-    while (found := find(data, pos)) is not None:
-        char = found[0]
-        if char == b'"':
-            whole = string(data, found.start())
-            if whole is None:
-                return False  # a string left open: no bracket after it counts (invalid JSON)
-            pos = whole.end()
-            continue
-        pos = found.end()
-        if char == b"[" or char == b"{":
+    for match in _TOKENS.finditer(data):
+        token = match[0]
+        if token == b"[" or token == b"{":
             depth += 1
             if depth > max_depth:
                 return True
-        else:
+        elif token == b"]" or token == b"}":
             depth -= 1
+        elif token == b'"':
+            return False  # a string left open: no bracket after it counts (invalid JSON)
     return False
 
 

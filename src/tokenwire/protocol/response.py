@@ -10,7 +10,13 @@ import msgspec
 from tokenwire.errors import TokenwireError
 from tokenwire.protocol.chunks import decode_chunk
 from tokenwire.protocol.facts import Done
-from tokenwire.protocol.formats import FORMAT_ITEMS, FORMATS, body_fits, detect_body
+from tokenwire.protocol.formats import (
+    FORMAT_ITEMS,
+    FORMATS,
+    body_fits,
+    detect_body,
+    truncated_message,
+)
 from tokenwire.protocol.jsonsafe import repair_utf8
 from tokenwire.protocol.message import Message
 from tokenwire.protocol.ops import EncodedOp
@@ -94,7 +100,7 @@ def _whole_event_body(pipe: Pipeline, body: bytes) -> tuple[list[EncodedOp], Mes
     except (msgspec.DecodeError, msgspec.ValidationError, RecursionError) as exc:
         raise NotAChatCompletion(f"not a {pipe.format} JSON body: {exc}") from None
     ops = pipe.assembler.feed(facts)
-    return ops + pipe.assembler.close(), pipe.message
+    return ops + pipe.assembler.close(0.0, truncated_message(pipe.format, whole=True)), pipe.message
 
 
 def _whole_body(pipe: Pipeline, body: bytes) -> tuple[list[EncodedOp], Message]:
