@@ -380,6 +380,78 @@ async def test_a_producer_that_wakes_after_its_stream_was_ended_elsewhere_report
     assert outcome == (["HubLost"] if next_step == "write" else [])
 
 
+async def test_a_fence_first_heard_by_a_coalesced_flush_still_fences_the_producer(
+    redis_server,
+) -> None:
+    """A producer frozen past its lease while its held text's flush (a timer's task) hangs
+    on Redis; another process takes the stream over and is still continuing when it wakes.
+    The flush hears "taken over"; the producer's next write then must be fenced too, not a
+    seq mismatch read as a lost hub (which stored its own ``failed`` answer and ran on_end
+    next to the taker's)."""
+    from tokenwire.streams.store import MemoryStore
+
+    text = "abcdefghijklmnopqrstuvwxyz" * 3
+    prefix = "tk" + secrets.token_hex(4)
+    shared = MemoryStore()
+    ended: list[tuple[str, str]] = []
+
+    async def slow_continue(w: StreamWriter, resumed: Resumed) -> None:
+        done = "".join(b.text for b in resumed.message.blocks if b.type == "text")
+        for char in text[len(done) :]:
+            await w.text(char)
+            await asyncio.sleep(0.03)  # (still producing when the frozen one wakes)
+
+    a = Streams(
+        _hub(redis_server.url, prefix),
+        store=shared,
+        coalesce_ms=20,
+        on_end=lambda row, message: ended.append(("a", row.status)),
+    )
+    b = Streams(
+        _hub(redis_server.url, prefix),
+        store=shared,
+        coalesce_ms=20,
+        on_end=lambda row, message: ended.append(("b", row.status)),
+    )
+    for streams in (a, b):
+        streams.register_continuation("text", slow_continue)
+    stall, wake = asyncio.Event(), asyncio.Event()
+    producer: list[asyncio.Task | None] = [None]
+    real_append = a.hub.append
+
+    async def stalled_append(stream_id, ops):  # type: ignore[no-untyped-def]
+        # (a partition between this process and Redis: the flush's append hangs till healed)
+        if stall.is_set() and asyncio.current_task() is not producer[0]:
+            await wake.wait()
+        return await real_append(stream_id, ops)
+
+    a.hub.append = stalled_append  # type: ignore[method-assign]
+
+    async def produce(w: StreamWriter) -> None:
+        producer[0] = asyncio.current_task()
+        await w.text(text[:10])
+        stall.set()
+        await w.text("Z")  # (held for coalescing: the flush timer's task appends it)
+        await asyncio.sleep(0.05)
+        await wake.wait()
+        await asyncio.sleep(0.2)  # (the flush hears the fence)
+        await w.text("Y")  # the producer's own next write
+
+    async with a, b:
+        handle = await a.start(produce, resume="text", resume_args={})
+        await asyncio.sleep(0.4)
+        await _die(a)
+        async with asyncio.timeout(10):
+            while (await b.hub.info(handle.id)).seq <= 6:  # type: ignore[union-attr]
+                await asyncio.sleep(0.05)
+        wake.set()
+        assert await _wait_status(b, handle.id, 20) == "completed"
+        await _until_ended(handle.writer)
+        _, message = await b.hub.message(handle.id)  # type: ignore[misc]
+        assert message.text == text
+    assert ended == [("b", "completed")]
+
+
 async def test_a_finished_answer_whose_stream_redis_lost_is_still_stored_once(
     redis_server,
 ) -> None:

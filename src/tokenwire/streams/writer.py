@@ -278,6 +278,7 @@ class StreamWriter:
         "_mark_inexact",
         "_piped_in_step",
         "_pipes",
+        "_refusal",
         "_state",
         "_step",
         "_streams",
@@ -321,6 +322,10 @@ class StreamWriter:
         self._tool_key = 0  # the next free tool-call key (the assembler's per-call identity)
         self._step = 0
         self._pipes = 0
+        # The hub's word that the stream was ended or taken over elsewhere, when a coalesced
+        # flush (a timer's task, not the producer) heard it: the producer's next write must
+        # hear it too, not a seq mismatch that would read as a lost hub.
+        self._refusal: HubLost | None = None
         self._piped_in_step = False  # a pipe wrote into the current step
         self._usage: dict[str, Any] | None = None
         self._transient = False  # transient data was written: batches are filtered
@@ -708,6 +713,8 @@ class StreamWriter:
         except HubLost as exc:
             # (the producer's next write or its ending sees the hub's state again)
             log.warning("stream %s: a coalesced flush failed: %s", self.stream_id, exc)
+            if exc.refused and self._streams._shared_hub:  # (what fences it: Streams._fenced)
+                self._refusal = exc
             return
         if self._flush_handle is None:
             self._arm_flush()  # the timer fired a hair early, or more text is held
@@ -717,6 +724,8 @@ class StreamWriter:
         state = self._state
         if state is _ENDED:
             raise StreamEnded(f"stream {self.stream_id!r} has ended: nothing more can be written")
+        if self._refusal is not None:
+            raise HubLost(str(self._refusal), refused=True)
         if self._unsent:  # ops the hub has not taken yet go first, so the seqs stay dense
             ops = [*self._unsent, *ops]
             self._unsent = []
