@@ -197,3 +197,48 @@ async def test_readers_wait_out_a_partition_and_lose_nothing(partitioned_redis) 
         producer.wait()
         await patient.close()
         await hasty.close()
+
+
+async def test_a_reader_behind_a_silent_partition_ends_within_its_bound() -> None:
+    """A proxy that accepts connections and forwards nothing (a dropped path through a load
+    balancer): redis-py's reconnects each waited their socket timeout and were retried, so a
+    reader with a 1 s grace was still waiting 38 s into the partition (with the default
+    timeouts, minutes). Each read is bounded now: the reader ends at its first failed read
+    past the grace, within two reads' bounds (block + command timeout + 2 connects)."""
+    from redis_server import RedisServer, redis_server_binary
+    from tcp_blackhole import BlackholeProxy
+
+    binary = redis_server_binary()
+    if binary is None:
+        pytest.skip("redis-server is not installed (`make test` installs it)")
+    with RedisServer(binary) as server:
+        proxy = BlackholeProxy("127.0.0.1", server.port)
+        writer = RedisHub(server.url, key_prefix="silent")
+        timeouts = {"block_s": 1.0, "command_timeout_s": 1.0, "connect_timeout_s": 0.5}
+        reader = RedisHub(
+            f"redis://127.0.0.1:{proxy.port}/0",
+            key_prefix="silent",
+            unavailable_grace_s=1.0,
+            **timeouts,
+        )
+        await writer.start()
+        await reader.start()
+        try:
+            await writer.create("st_silent", owner=None)
+            cursor = await reader.subscribe("st_silent", 0)
+            await asyncio.to_thread(proxy.partition)
+            started = time.monotonic()
+            ops: list[EncodedOp] = []
+            async with asyncio.timeout(30):
+                while not cursor.done:
+                    ops += await cursor.read(0.5)
+            ended_after = time.monotonic() - started
+            bound = 2 * (1.0 + 1.0 + 2 * 0.5) + 1.0  # two reads' bounds, and slack
+            assert ended_after < bound, ended_after
+            assert ops[-1].type == "message.end" and ops[-1].op.error["type"] == "hub_unavailable"
+            await cursor.aclose()
+        finally:
+            proxy.heal()
+            proxy.close()
+            await reader.close()
+            await writer.close()

@@ -437,6 +437,13 @@ class RedisHub(Hub):
         return self._redis
 
     @property
+    def _noticed_s(self) -> float:
+        """How long past its block time a blocking read may go unanswered before it counts
+        as failed: a command's socket timeout and two reconnects (docs/operations.md,
+        Partitions)."""
+        return self.command_timeout_s + 2 * self.connect_timeout_s
+
+    @property
     def call_timeout_s(self) -> float:
         """The longest one hub call waits for Redis before it raises ``HubUnavailable``: a
         command's socket timeout, retried twice after a reconnect bounded by the connect
@@ -741,34 +748,45 @@ class RedisHub(Hub):
         """The one blocking reader of a stream in this process: XREAD -> the local window."""
         key = self.keys.log(feed.id)
         tkey = self.keys.transient(feed.id)
-        block_ms = max(1, int(self.block_s * 1000))
         failing_since: float | None = None
         delay = 0.05
         try:
             while feed.cursors > 0 and not feed.ended:
                 _raise_if_cancelled()
+                block_s = self.block_s
+                if failing_since is not None:  # (a healthy Redis answers within what is left)
+                    left = failing_since + self.unavailable_grace_s - time.monotonic()
+                    block_s = min(block_s, max(left, 0.001))
+                block_ms = max(1, int(block_s * 1000))
                 try:
-                    if feed.tid is None:  # transients from now on (v1.1), not older ones
-                        feed.tid = await self._last_transient_id(tkey)
-                    if self.cluster:
-                        reply = await self._cluster_xread(feed, key, tkey, block_ms)
-                    else:
-                        reply = await self._blocking_client().xread(
-                            {key: entry_id(feed.hi), tkey: feed.tid},
-                            count=MAX_BATCH,
-                            block=block_ms,
-                        )
-                    if not reply and await self.r.hget(self.keys.meta(feed.id), "status") is None:
-                        feed.fail(f"stream {feed.id} is no longer in Redis", "stream_lost")
-                        return
-                except _UNAVAILABLE as exc:
+                    # One read as a whole is bounded: behind a silent partition redis-py's
+                    # reconnects each wait their socket timeout, and are retried (a reader
+                    # waited minutes past its grace).
+                    async with asyncio.timeout(block_s + self._noticed_s):
+                        if feed.tid is None:  # transients from now on (v1.1), not older ones
+                            feed.tid = await self._last_transient_id(tkey)
+                        if self.cluster:
+                            reply = await self._cluster_xread(feed, key, tkey, block_ms)
+                        else:
+                            reply = await self._blocking_client().xread(
+                                {key: entry_id(feed.hi), tkey: feed.tid},
+                                count=MAX_BATCH,
+                                block=block_ms,
+                            )
+                        if not reply:
+                            status = await self.r.hget(self.keys.meta(feed.id), "status")
+                            if status is None:
+                                feed.fail(f"stream {feed.id} is no longer in Redis", "stream_lost")
+                                return
+                except _UNAVAILABLE as exc:  # (TimeoutError too: it is an OSError)
                     now = time.monotonic()
                     failing_since = failing_since or now
                     if now - failing_since >= self.unavailable_grace_s:
                         feed.fail(
                             f"lost connection to Redis at {redact(self.url)}", "hub_unavailable"
                         )
-                        log.warning("stream %s: reader gave up: %s", feed.id, exc)
+                        why = str(exc) or f"no answer within {block_s + self._noticed_s:g} s"
+                        log.warning("stream %s: reader gave up: %s", feed.id, why)
                         return
                     await asyncio.sleep(delay)
                     delay = min(delay * 2, 1.0)
