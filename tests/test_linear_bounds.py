@@ -40,6 +40,15 @@ def test_content_of_only_whitespace_is_decided_soon() -> None:
     assert pipeline.assembler.message.blocks[0].text == " " * 1_000_000
 
 
+async def _produced_in(produce: Callable[[StreamWriter], Any], *, coalesce_ms: float) -> float:
+    """Seconds from start to a completed stream of ``produce``."""
+    async with Streams(coalesce_ms=coalesce_ms) as streams:
+        started = time.perf_counter()
+        handle = await streams.start(produce)
+        assert await streams.wait(handle.id, 120) == "completed"
+        return time.perf_counter() - started
+
+
 async def _pieces(data: bytes) -> AsyncIterator[bytes]:
     for at in range(0, len(data), 65536):
         yield data[at : at + 65536]
@@ -56,12 +65,7 @@ async def test_a_tool_calls_many_argument_fragments_are_linear() -> None:
     async def produce(w: StreamWriter) -> None:
         got.append(await w.pipe(_pieces(body)))
 
-    async with Streams(coalesce_ms=20) as streams:
-        started = time.perf_counter()
-        handle = await streams.start(produce)
-        assert await streams.wait(handle.id, 60) == "completed"
-        elapsed = time.perf_counter() - started
-    assert elapsed < 3.0, elapsed
+    assert await _produced_in(produce, coalesce_ms=20) < 3.0
     assert got[0].tool_calls[0].arguments == "a" * 4_500_000
 
 
@@ -74,12 +78,7 @@ async def test_cited_spans_after_long_text_are_linear() -> None:
             await w.text("x" * 500)
             await w.source("https://docs.example/a", start=0, end=3)
 
-    async with Streams(coalesce_ms=0) as streams:
-        started = time.perf_counter()
-        handle = await streams.start(produce)
-        assert await streams.wait(handle.id, 120) == "completed"
-        elapsed = time.perf_counter() - started
-    assert elapsed < 4.0, elapsed
+    assert await _produced_in(produce, coalesce_ms=0) < 4.0
 
 
 class _Log:
