@@ -657,3 +657,50 @@ async def test_a_reader_from_the_start_is_exact_for_the_last_quarter_of_the_log(
         assert got[0].type == "snapshot"  # (the log was trimmed)
     finally:
         await hub.close()
+
+
+async def test_readers_queueing_for_a_read_connection_are_not_an_outage(redis_server) -> None:
+    """More idle live streams than blocking-read connections: readers queue for one (as
+    docs/redis.md says). The bound on a read (for silent partitions) starts once the reader
+    has its connection; counting the queueing too ended healthy readers ``hub_unavailable``."""
+    prefix = "q" + secrets.token_hex(4)
+    writer = new_hub(redis_server.url, prefix)
+    reader = RedisHub(
+        redis_server.url,
+        key_prefix=prefix,
+        block_s=1.0,
+        command_timeout_s=0.2,
+        connect_timeout_s=0.1,
+        unavailable_grace_s=1.0,
+        max_reader_connections=2,
+    )
+    await writer.start()
+    await reader.start()
+    ids = [f"st_queue{i}" for i in range(4)]
+    try:
+        for stream_id in ids:
+            await writer.create(stream_id, owner=None)  # (live and idle: a model thinking)
+        cursors = [await reader.subscribe(stream_id, 0) for stream_id in ids]
+        ended: list[str] = []
+
+        async def drain(stream_id: str, cursor) -> None:  # type: ignore[no-untyped-def]
+            loop = asyncio.get_running_loop()
+            until = loop.time() + 7.0
+            while not cursor.done and loop.time() < until:
+                if any(op.type == "message.end" for op in await cursor.read(0.5)):
+                    ended.append(stream_id)
+
+        await asyncio.gather(*(drain(i, c) for i, c in zip(ids, cursors, strict=True)))
+        assert ended == []
+        for stream_id in ids:  # ... and every reader still gets what comes
+            await writer.append(stream_id, make_ops(stream_id, ["hi"]))
+        for cursor in cursors:
+            got = []
+            async with asyncio.timeout(10):
+                while not cursor.done:
+                    got += await cursor.read(0.5)
+            assert got[-1].type == "message.end" and got[-1].op.status == "completed"
+            await cursor.aclose()
+    finally:
+        await reader.close()
+        await writer.close()

@@ -380,14 +380,17 @@ async def test_a_producer_that_wakes_after_its_stream_was_ended_elsewhere_report
     assert outcome == (["HubLost"] if next_step == "write" else [])
 
 
+@pytest.mark.parametrize("how", ["flush", "wake", "catch"])
 async def test_a_fence_first_heard_by_a_coalesced_flush_still_fences_the_producer(
-    redis_server,
+    redis_server, how: str
 ) -> None:
     """A producer frozen past its lease while its held text's flush (a timer's task) hangs
     on Redis; another process takes the stream over and is still continuing when it wakes.
-    The flush hears "taken over"; the producer's next write then must be fenced too, not a
+    Whoever hears "taken over" first, the producer's writes from then on are fenced, never a
     seq mismatch read as a lost hub (which stored its own ``failed`` answer and ran on_end
-    next to the taker's)."""
+    next to the taker's): ``flush``, the flush hears it; ``wake``, the whole process wakes
+    and its lease renewal hears it first (its hub forgets the stream's state); ``catch``,
+    no coalescing: the producer's own write hears it, and it catches that and writes on."""
     from tokenwire.streams.store import MemoryStore
 
     text = "abcdefghijklmnopqrstuvwxyz" * 3
@@ -401,16 +404,17 @@ async def test_a_fence_first_heard_by_a_coalesced_flush_still_fences_the_produce
             await w.text(char)
             await asyncio.sleep(0.03)  # (still producing when the frozen one wakes)
 
+    coalesce_ms = 0 if how == "catch" else 20
     a = Streams(
         _hub(redis_server.url, prefix),
         store=shared,
-        coalesce_ms=20,
+        coalesce_ms=coalesce_ms,
         on_end=lambda row, message: ended.append(("a", row.status)),
     )
     b = Streams(
         _hub(redis_server.url, prefix),
         store=shared,
-        coalesce_ms=20,
+        coalesce_ms=coalesce_ms,
         on_end=lambda row, message: ended.append(("b", row.status)),
     )
     for streams in (a, b):
@@ -430,6 +434,12 @@ async def test_a_fence_first_heard_by_a_coalesced_flush_still_fences_the_produce
     async def produce(w: StreamWriter) -> None:
         producer[0] = asyncio.current_task()
         await w.text(text[:10])
+        if how == "catch":
+            await wake.wait()
+            with contextlib.suppress(Exception):
+                await w.text("Y")  # refused: fenced
+            await w.text("W")  # ... and so is the next one
+            return
         stall.set()
         await w.text("Z")  # (held for coalescing: the flush timer's task appends it)
         await asyncio.sleep(0.05)
@@ -444,12 +454,58 @@ async def test_a_fence_first_heard_by_a_coalesced_flush_still_fences_the_produce
         async with asyncio.timeout(10):
             while (await b.hub.info(handle.id)).seq <= 6:  # type: ignore[union-attr]
                 await asyncio.sleep(0.05)
+        if how == "wake":  # (its lease renewal runs again, and finds the stream taken)
+            a.hub._start_tasks()  # type: ignore[attr-defined]
+            await asyncio.sleep(LEASE_S / 3 + 0.1)
         wake.set()
         assert await _wait_status(b, handle.id, 20) == "completed"
         await _until_ended(handle.writer)
         _, message = await b.hub.message(handle.id)  # type: ignore[misc]
         assert message.text == text
     assert ended == [("b", "completed")]
+
+
+async def test_a_fenced_producer_that_returns_leaves_the_takers_lease_alone(redis_server) -> None:
+    """A producer frozen past its lease wakes after another process took its stream over and
+    simply returns: fenced, it releases the stream, and must not delete the lease, which is
+    the taker's now (a third process's watchdog then took the live stream over again)."""
+    text = "abcdefghijklmnopqrstuvwxyz" * 3
+    prefix = "tk" + secrets.token_hex(4)
+
+    async def slow_continue(w: StreamWriter, resumed: Resumed) -> None:
+        done = "".join(b.text for b in resumed.message.blocks if b.type == "text")
+        for char in text[len(done) :]:
+            await w.text(char)
+            await asyncio.sleep(0.03)
+
+    a, b, c = (Streams(_hub(redis_server.url, prefix), coalesce_ms=0) for _ in range(3))
+    for streams in (a, b, c):
+        streams.register_continuation("text", slow_continue)
+    wake = asyncio.Event()
+
+    async def produce(w: StreamWriter) -> None:
+        await w.text(text[:10])
+        await wake.wait()  # (then returns: its end)
+
+    async with a, b, c:
+        handle = await a.start(produce, resume="text", resume_args={})
+        await asyncio.sleep(0.3)
+        await _die(c)  # (not watching for now: B takes the stream over)
+        await _die(a)
+        async with asyncio.timeout(10):
+            while (await b.hub.info(handle.id)).seq <= 6:  # type: ignore[union-attr]
+                await asyncio.sleep(0.05)
+        c.hub._start_tasks()  # type: ignore[attr-defined]
+        await asyncio.sleep(0.3)
+        wake.set()
+        await _until_ended(handle.writer)
+        lease = await b.hub.r.get(b.hub.keys.lease(handle.id))  # type: ignore[attr-defined]
+        assert lease is not None and lease.decode() == b.hub.producer_id  # type: ignore[attr-defined]
+        assert await _wait_status(b, handle.id, 30) == "completed"
+        meta = b.hub.keys.meta(handle.id)  # type: ignore[attr-defined]
+        assert await b.hub.r.hget(meta, "epoch") == b"1"  # type: ignore[attr-defined]
+        _, message = await b.hub.message(handle.id)  # type: ignore[misc]
+        assert message.text == text
 
 
 async def test_a_finished_answer_whose_stream_redis_lost_is_still_stored_once(

@@ -407,13 +407,15 @@ class RedisHub(Hub):
         if stream_id not in self._leased:
             return
         self._leased.discard(stream_id)
-        # Make the stream due now; if Redis is unreachable the lease simply runs out.
+        # Make the stream due now, if the lease is still this process's (not a taker's, after
+        # a stall); if Redis is unreachable the lease simply runs out.
         with contextlib.suppress(Exception):
             async with asyncio.timeout(self.command_timeout_s):
-                pipe = self.r.pipeline(transaction=False)
-                pipe.delete(self.keys.lease(stream_id))
-                self._queue_deadlines(pipe, {stream_id: 0})
-                await pipe.execute()
+                lease = self.keys.lease(stream_id)
+                if await self.r.eval(_DELETE_IF, 1, lease, self.producer_id):
+                    pipe = self.r.pipeline(transaction=False)
+                    self._queue_deadlines(pipe, {stream_id: 0})
+                    await pipe.execute()
 
     # -- the lease index: one zset (single node) or its shards (cluster) -------------------
     def _queue_deadlines(self, pipe: Any, deadlines: dict[str, int]) -> None:
@@ -539,6 +541,10 @@ class RedisHub(Hub):
                     return
             if info.status != _IN_PROGRESS:
                 raise StreamEnded(f"stream {stream_id!r} already ended")
+            if ops[0].seq != own.seq + 1 and self._epochs.get(stream_id):
+                # This process produced it, and lost its state (its lease renewal found it
+                # taken over): the script says so (fenced, code 3) before any seq check.
+                own.seq = ops[0].seq - 1
         if ops[0].seq != own.seq + 1:
             raise OutOfOrder(f"stream {stream_id!r}: expected seq {own.seq + 1}, got {ops[0].seq}")
         # Local state first (for the snapshot); on any failure it is dropped and reloaded.
@@ -759,25 +765,19 @@ class RedisHub(Hub):
                     block_s = min(block_s, max(left, 0.001))
                 block_ms = max(1, int(block_s * 1000))
                 try:
-                    # One read as a whole is bounded: behind a silent partition redis-py's
-                    # reconnects each wait their socket timeout, and are retried (a reader
-                    # waited minutes past its grace).
-                    async with asyncio.timeout(block_s + self._noticed_s):
-                        if feed.tid is None:  # transients from now on (v1.1), not older ones
-                            feed.tid = await self._last_transient_id(tkey)
-                        if self.cluster:
-                            reply = await self._cluster_xread(feed, key, tkey, block_ms)
-                        else:
-                            reply = await self._blocking_client().xread(
-                                {key: entry_id(feed.hi), tkey: feed.tid},
-                                count=MAX_BATCH,
-                                block=block_ms,
-                            )
-                        if not reply:
-                            status = await self.r.hget(self.keys.meta(feed.id), "status")
-                            if status is None:
-                                feed.fail(f"stream {feed.id} is no longer in Redis", "stream_lost")
-                                return
+                    # A blocking-read connection first (waiting for one is queueing, not an
+                    # outage); then the read as a whole is bounded: behind a silent partition
+                    # redis-py's reconnects each wait their socket timeout, and are retried (a
+                    # reader waited minutes past its grace).
+                    await self._read_slot()
+                    try:
+                        async with asyncio.timeout(block_s + self._noticed_s):
+                            reply = await self._xread(feed, key, tkey, block_ms)
+                    finally:
+                        self._read_slots.release()
+                    if not reply and await self.r.hget(self.keys.meta(feed.id), "status") is None:
+                        feed.fail(f"stream {feed.id} is no longer in Redis", "stream_lost")
+                        return
                 except _UNAVAILABLE as exc:  # (TimeoutError too: it is an OSError)
                     now = time.monotonic()
                     failing_since = failing_since or now
@@ -809,21 +809,25 @@ class RedisHub(Hub):
             if self._feeds.get(feed.id) is feed:
                 del self._feeds[feed.id]  # later subscribers start a fresh feed
 
-    async def _cluster_xread(self, feed: Feed, key: str, tkey: str, block_ms: int) -> Any:
-        """The cluster's blocking read: on the node of the stream's slot, and at most
-        ``max_reader_connections`` at once (a full pool fails in redis-py's cluster client)."""
+    async def _read_slot(self) -> None:
+        """One of the ``max_reader_connections`` blocking-read connections (a full pool fails
+        in redis-py's cluster client; one node's pool would make the bounded read wait)."""
         try:
             async with asyncio.timeout(self.block_s + self.command_timeout_s):
                 await self._read_slots.acquire()
         except TimeoutError:  # (unavailable for now: the reader retries within its grace)
             raise MaxConnectionsError("no free blocking-read connection") from None
-        try:
-            streams = {key: entry_id(feed.hi), tkey: feed.tid}
+
+    async def _xread(self, feed: Feed, key: str, tkey: str, block_ms: int) -> Any:
+        """The stream's blocking read (log and transients), on the node of its slot."""
+        if feed.tid is None:  # transients from now on (v1.1), not older ones
+            feed.tid = await self._last_transient_id(tkey)
+        streams = {key: entry_id(feed.hi), tkey: feed.tid}
+        if self.cluster:
             return await redis_keys.xread_routed(
                 self._blocking_client(), streams, count=MAX_BATCH, block_ms=block_ms
             )
-        finally:
-            self._read_slots.release()
+        return await self._blocking_client().xread(streams, count=MAX_BATCH, block=block_ms)
 
     async def _last_transient_id(self, tkey: str) -> bytes | str:
         last = await self.r.xrevrange(tkey, "+", "-", count=1)
@@ -859,7 +863,7 @@ class RedisHub(Hub):
 
     async def clear_active(self, chat_key: str, stream_id: str) -> None:
         async with self._unavailable():  # (compare-and-delete: a newer stream stays)
-            await self.r.eval(_CLEAR_ACTIVE, 1, self._chat_key(chat_key), stream_id)
+            await self.r.eval(_DELETE_IF, 1, self._chat_key(chat_key), stream_id)
 
     # -- cancel --------------------------------------------------------------------------
     async def request_cancel(self, stream_id: str) -> None:
@@ -1202,7 +1206,9 @@ class RedisHub(Hub):
         return code == 1
 
 
-_CLEAR_ACTIVE = """
+# Compare-and-delete: a chat's active stream unless a newer one was recorded, a lease unless
+# another process holds it now.
+_DELETE_IF = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
 """
