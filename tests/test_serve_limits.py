@@ -199,3 +199,72 @@ def test_uvicorn_log_config_filters_every_handler() -> None:
     assert all(h["filters"] == ["redact"] for h in config["handlers"].values())
     assert config["loggers"]["tokenwire"]["level"] == "WARNING"
     # (applied for real by the `tokenwire serve` process in the tests above)
+
+
+def test_a_websocket_client_that_pings_and_never_reads_holds_no_pile_of_pongs(
+    tmp_path: Path,
+) -> None:
+    """A client sends PING frames as fast as it can and reads nothing: uvicorn wrote a pong
+    for each at once, and the gateway grew by about 20 MB a second. ``serve`` answers no ping
+    while the client's writes are paused (RFC 6455 lets it answer only the latest)."""
+    import base64
+
+    from conftest import serve_asgi
+
+    from tokenwire.mock import create_mock_app
+
+    if not Path("/proc/self/status").exists():
+        pytest.skip("needs /proc")
+    with serve_asgi(create_mock_app(ttft_ms=600_000)) as mock:  # (live, and silent)
+        port = free_port()
+        cmd = [sys.executable, "-m", "tokenwire", "serve", "--port", str(port)]
+        cmd += ["--upstream", f"{mock}/v1", "--data-dir", str(tmp_path)]
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            url = f"http://127.0.0.1:{port}"
+            deadline = time.monotonic() + 15
+            while True:
+                try:
+                    if httpx.get(f"{url}/healthz").status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                assert time.monotonic() < deadline and proc.poll() is None
+                time.sleep(0.1)
+            created = httpx.post(f"{url}/v1/streams", json={"model": "mock", "messages": []})
+            if created.status_code == 400:  # (an empty list is refused: one message then)
+                body = {"model": "mock", "messages": [{"role": "user", "content": "hi"}]}
+                created = httpx.post(f"{url}/v1/streams", json=body)
+            stream_id = created.json()["id"]
+            sock = socket.socket()
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            sock.connect(("127.0.0.1", port))
+            key = base64.b64encode(os.urandom(16))
+            sock.sendall(
+                f"GET /v1/streams/{stream_id}/ws HTTP/1.1\r\nHost: x\r\n".encode()
+                + b"Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
+                + b"Sec-WebSocket-Key: "
+                + key
+                + b"\r\n\r\n"
+            )
+            time.sleep(0.3)
+            assert sock.recv(200).startswith(b"HTTP/1.1 101")
+            mask = b"\x01\x02\x03\x04"
+            payload = bytes(b ^ mask[i % 4] for i, b in enumerate(b"p" * 125))
+            burst = (bytes([0x89, 0x80 | 125]) + mask + payload) * 512
+            before = rss_kib(proc.pid)
+            sock.settimeout(2)
+            sent = 0
+            started = time.monotonic()
+            while time.monotonic() - started < 4:
+                try:
+                    sock.sendall(burst)
+                    sent += len(burst)
+                except OSError:
+                    break  # (the server stopped reading: what a bound looks like too)
+            grown = rss_kib(proc.pid) - before
+            sock.close()
+            assert grown < 32 * 1024, f"RSS grew by {grown} KiB after {sent >> 20} MiB of pings"
+            assert httpx.get(f"{url}/healthz").status_code == 200
+        finally:
+            terminate(proc)

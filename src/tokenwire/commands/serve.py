@@ -361,6 +361,7 @@ def run(args: argparse.Namespace) -> int:
     from tokenwire.commands._ports import require_free_port
     from tokenwire.gateway import create_app
     from tokenwire.gateway.limits import configure
+    from tokenwire.gateway.ws_protocol import BoundedWebSocketProtocol
     from tokenwire.logredact import uvicorn_log_config
 
     settings = build_settings(args)
@@ -399,6 +400,9 @@ def run(args: argparse.Namespace) -> int:
         # uvicorn's httptools protocol plus a size and time bound on request heads (workers
         # read the same bounds from the TOKENWIRE_* variables exported below).
         "http": configure(settings.max_request_head_bytes, settings.request_head_timeout_s),
+        # uvicorn's WebSocket protocol, minus a pile of pongs for a client that sends pings
+        # and never reads (gateway/ws_protocol.py).
+        "ws": BoundedWebSocketProtocol,
         # On SIGTERM, open readers (SSE, WebSocket) would keep uvicorn waiting until their
         # streams end: after this long they are cut, and the lifespan's shutdown ends the
         # streams still running ("shut down"; readers resume elsewhere with Redis).
