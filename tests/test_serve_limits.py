@@ -125,6 +125,25 @@ def test_a_large_head_in_one_read_is_refused(served: tuple[str, subprocess.Popen
     assert httpx.get(f"{url}/healthz", headers={"X-Ok": "c" * 30_000}).status_code == 200
 
 
+def test_the_head_limit_counts_the_request_line_too(served: tuple[str, subprocess.Popen]) -> None:
+    """``max_request_head_bytes`` (65,536) is the request line plus headers: a head of exactly
+    that many bytes (blank line included) is served, one byte more is ``431``."""
+    url, _ = served
+    port = int(url.rsplit(":", 1)[1])
+
+    def status_of(size: int) -> bytes:
+        start = b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Pad: "
+        head = start + b"p" * (size - len(start) - 4) + b"\r\n\r\n"
+        assert len(head) == size
+        with socket.create_connection(("127.0.0.1", port)) as sock:
+            sock.settimeout(5)
+            sock.sendall(head)
+            return sock.recv(64).split(b"\r\n")[0]
+
+    assert status_of(65_536) == b"HTTP/1.1 200 OK"
+    assert status_of(65_537).startswith(b"HTTP/1.1 431")
+
+
 def test_slowloris_is_closed(served: tuple[str, subprocess.Popen]) -> None:
     url, _ = served
     port = int(url.rsplit(":", 1)[1])

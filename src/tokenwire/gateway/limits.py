@@ -87,8 +87,10 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
     def on_headers_complete(self) -> None:
         self._cancel_head_timer()
         self._in_head = False
-        # The whole head may have come in one read: measure it as parsed.
-        size = len(self.url) + sum(len(n) + len(v) + 4 for n, v in self.headers)
+        # The whole head may have come in one read: measure it as parsed (the request line
+        # "METHOD url HTTP/1.1\r\n", each "name: value\r\n", the blank line).
+        size = len(self.parser.get_method()) + len(self.url) + 12
+        size += sum(len(n) + len(v) + 4 for n, v in self.headers) + 2
         if size > self.max_head_bytes:
             self._reject(431, f"request head over {self.max_head_bytes} bytes")
             raise _Refused  # stops the parser (llhttp reports a callback error)
