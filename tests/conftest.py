@@ -38,6 +38,23 @@ def terminate(proc: subprocess.Popen) -> None:
         proc.wait(timeout=10)
 
 
+def wait_healthy(url: str, proc: subprocess.Popen, timeout: float = 15) -> None:
+    """Until ``GET {url}/healthz`` answers 200 (a ``tokenwire serve`` child started); fails
+    the test if ``proc`` exits or ``timeout`` passes first."""
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if httpx.get(f"{url}/healthz").status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        if time.monotonic() > deadline or proc.poll() is not None:
+            pytest.fail(f"the server at {url} did not start (exit code {proc.poll()})")
+        time.sleep(0.1)
+
+
 @contextlib.contextmanager
 def serve_asgi(app, *, port: int | None = None, **uvicorn_options) -> Iterator[str]:
     """Serve ``app`` with uvicorn in a background thread; yields its base URL."""

@@ -14,13 +14,11 @@ import shutil
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
-from conftest import free_port, serve_asgi, terminate
+from conftest import free_port, serve_asgi, terminate, wait_healthy
 
 from tokenwire.mock import create_mock_app
 
@@ -132,16 +130,7 @@ def keyed_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         url = f"http://127.0.0.1:{port}"
         try:
-            deadline = time.monotonic() + 20
-            while True:
-                try:
-                    if httpx.get(f"{url}/healthz").status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                if time.monotonic() > deadline or proc.poll() is not None:
-                    pytest.fail("tokenwire serve --api-key did not start")
-                time.sleep(0.1)
+            wait_healthy(url, proc, 20)
             yield url
         finally:
             terminate(proc)

@@ -13,7 +13,7 @@ import time
 
 import httpx
 import pytest
-from conftest import free_port, serve_asgi
+from conftest import free_port, serve_asgi, wait_healthy
 
 from tokenwire.cli import CommandError, build_parser
 from tokenwire.commands import serve, tail
@@ -106,15 +106,7 @@ def test_serve_command_runs(tmp_path) -> None:  # type: ignore[no-untyped-def]
         proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         try:
             url = f"http://127.0.0.1:{port}"
-            deadline = time.monotonic() + 15
-            while True:
-                try:
-                    if httpx.get(f"{url}/healthz").status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                assert time.monotonic() < deadline and proc.poll() is None
-                time.sleep(0.1)
+            wait_healthy(url, proc, 15)
             created = httpx.post(
                 f"{url}/v1/streams",
                 json={"model": "mock", "messages": [{"role": "user", "content": "x"}]},

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import free_port, terminate
+from conftest import free_port, terminate, wait_healthy
 
 from tokenwire.logredact import RedactingFilter, redact_text
 
@@ -47,15 +47,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, subp
     reader = threading.Thread(target=lambda: lines.extend(proc.stdout), daemon=True)  # type: ignore[arg-type]
     reader.start()
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 15
-    while True:
-        try:
-            if httpx.get(f"{url}/healthz").status_code == 200:
-                break
-        except httpx.TransportError:
-            pass
-        assert time.monotonic() < deadline and proc.poll() is None, b"".join(lines)
-        time.sleep(0.1)
+    wait_healthy(url, proc, 15)
     proc.lines = lines  # type: ignore[attr-defined]
     try:
         yield url, proc
@@ -241,15 +233,7 @@ def test_a_websocket_client_that_pings_and_never_reads_holds_no_pile_of_pongs(
         proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
             url = f"http://127.0.0.1:{port}"
-            deadline = time.monotonic() + 15
-            while True:
-                try:
-                    if httpx.get(f"{url}/healthz").status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                assert time.monotonic() < deadline and proc.poll() is None
-                time.sleep(0.1)
+            wait_healthy(url, proc, 15)
             created = httpx.post(f"{url}/v1/streams", json={"model": "mock", "messages": []})
             if created.status_code == 400:  # (an empty list is refused: one message then)
                 body = {"model": "mock", "messages": [{"role": "user", "content": "hi"}]}
