@@ -380,7 +380,7 @@ async def test_a_producer_that_wakes_after_its_stream_was_ended_elsewhere_report
     assert outcome == (["HubLost"] if next_step == "write" else [])
 
 
-@pytest.mark.parametrize("how", ["flush", "wake", "catch"])
+@pytest.mark.parametrize("how", ["flush", "wake", "catch", "catch-block"])
 async def test_a_fence_first_heard_by_a_coalesced_flush_still_fences_the_producer(
     redis_server, how: str
 ) -> None:
@@ -390,7 +390,8 @@ async def test_a_fence_first_heard_by_a_coalesced_flush_still_fences_the_produce
     seq mismatch read as a lost hub (which stored its own ``failed`` answer and ran on_end
     next to the taker's): ``flush``, the flush hears it; ``wake``, the whole process wakes
     and its lease renewal hears it first (its hub forgets the stream's state); ``catch``,
-    no coalescing: the producer's own write hears it, and it catches that and writes on."""
+    no coalescing: the producer's own write hears it, and it catches that and writes on
+    (``catch-block``: its next write starts a block)."""
     from tokenwire.streams.store import MemoryStore
 
     text = "abcdefghijklmnopqrstuvwxyz" * 3
@@ -404,7 +405,7 @@ async def test_a_fence_first_heard_by_a_coalesced_flush_still_fences_the_produce
             await w.text(char)
             await asyncio.sleep(0.03)  # (still producing when the frozen one wakes)
 
-    coalesce_ms = 0 if how == "catch" else 20
+    coalesce_ms = 0 if how.startswith("catch") else 20
     a = Streams(
         _hub(redis_server.url, prefix),
         store=shared,
@@ -434,10 +435,12 @@ async def test_a_fence_first_heard_by_a_coalesced_flush_still_fences_the_produce
     async def produce(w: StreamWriter) -> None:
         producer[0] = asyncio.current_task()
         await w.text(text[:10])
-        if how == "catch":
+        if how.startswith("catch"):
             await wake.wait()
             with contextlib.suppress(Exception):
                 await w.text("Y")  # refused: fenced
+            if how == "catch-block":  # (a new block, whose index the taker's log has used)
+                await w.tool_call("call_1", "lookup", {"q": 1})
             await w.text("W")  # ... and so is the next one
             return
         stall.set()

@@ -541,10 +541,15 @@ class RedisHub(Hub):
                     return
             if info.status != _IN_PROGRESS:
                 raise StreamEnded(f"stream {stream_id!r} already ended")
-            if ops[0].seq != own.seq + 1 and self._epochs.get(stream_id):
+            epoch = self._epochs.get(stream_id)
+            if ops[0].seq != own.seq + 1 and epoch:
                 # This process produced it, and lost its state (its lease renewal found it
-                # taken over): the script says so (fenced, code 3) before any seq check.
-                own.seq = ops[0].seq - 1
+                # taken over): the script checks the epoch before the seq (and, the seq being
+                # off, writes nothing either way). Fenced, not a seq mismatch.
+                code, _, _ = await self._run_append(stream_id, ops, "", b"", set(), False, epoch)
+                if code == 3:
+                    self._leased.discard(stream_id)
+                    raise StreamEnded(f"stream {stream_id!r} was taken over by another process")
         if ops[0].seq != own.seq + 1:
             raise OutOfOrder(f"stream {stream_id!r}: expected seq {own.seq + 1}, got {ops[0].seq}")
         # Local state first (for the snapshot); on any failure it is dropped and reloaded.
