@@ -395,9 +395,14 @@ class RedisHub(Hub):
             return True
         if _text(status) != _IN_PROGRESS:
             return False
-        if _text(epoch or b"0") != self._epochs.get(stream_id, "0"):
+        if self._epoch_moved(stream_id, epoch):
             return False
         return lease is None or _text(lease) == self.producer_id
+
+    def _epoch_moved(self, stream_id: str, epoch: bytes | str | None) -> bool:
+        """Whether the stream's epoch (its meta field, as read) is no longer this process's:
+        another process took it over."""
+        return _text(epoch or b"0") != self._epochs.get(stream_id, "0")
 
     async def release(self, stream_id: str) -> None:
         self._owned.pop(stream_id, None)
@@ -541,13 +546,12 @@ class RedisHub(Hub):
                     return
             if info.status != _IN_PROGRESS:
                 raise StreamEnded(f"stream {stream_id!r} already ended")
-            epoch = self._epochs.get(stream_id)
-            if ops[0].seq != own.seq + 1 and epoch:
+            if ops[0].seq != own.seq + 1 and stream_id in self._epochs:
                 # This process produced it, and lost its state (its lease renewal found it
-                # taken over): the script checks the epoch before the seq (and, the seq being
-                # off, writes nothing either way). Fenced, not a seq mismatch.
-                code, _, _ = await self._run_append(stream_id, ops, "", b"", set(), False, epoch)
-                if code == 3:
+                # taken over): fenced, not a seq mismatch (as APPEND checks the epoch first).
+                async with self._unavailable():
+                    epoch = await self.r.hget(self.keys.meta(stream_id), "epoch")
+                if self._epoch_moved(stream_id, epoch):
                     self._leased.discard(stream_id)
                     raise StreamEnded(f"stream {stream_id!r} was taken over by another process")
         if ops[0].seq != own.seq + 1:

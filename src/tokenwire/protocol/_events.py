@@ -48,7 +48,8 @@ class EventNormalizer(abc.ABC):
         return self.feed_data(event.raw)
 
     def feed_data(self, data: bytes | str) -> list[Fact]:
-        """One event's JSON -> its facts."""
+        """One event's JSON -> its facts (never the per-token ``str``: a repaired event comes
+        here, so its caller looks at ``replaced`` however the body was split into reads)."""
         out = self.feed_token(data)
         return [TextFact(0, "text", out)] if type(out) is str else out  # type: ignore[list-item]
 
@@ -64,12 +65,6 @@ class EventNormalizer(abc.ABC):
         if repaired is not None:
             self.replaced += 1
         return repaired
-
-    def _feed_repaired(self, data: bytes) -> list[Fact]:
-        """A repaired event, always as facts (never the per-token ``str``): the caller then
-        looks at ``replaced``, however the body was split into reads."""
-        out = self.feed_token(data)
-        return [TextFact(0, "text", out)] if type(out) is str else out  # type: ignore[list-item]
 
     def _skip(self, reason: str) -> list[Fact]:
         """Count an event (or a block inside one) that could not be used."""

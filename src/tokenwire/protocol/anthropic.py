@@ -164,7 +164,7 @@ class AnthropicNormalizer(EventNormalizer):
             if data == b"[DONE]" or data == "[DONE]":  # some servers end with it anyway
                 return []
             repaired = self._repaired(data)
-            return self._skip(str(exc)) if repaired is None else self._feed_repaired(repaired)
+            return self._skip(str(exc)) if repaired is None else self.feed_data(repaired)
         delta = event.delta
         if (
             event.type == "content_block_delta"

@@ -56,6 +56,10 @@ from tokenwire.protocol.ops import (
 from tokenwire.protocol.ops import StepReset as StepResetOp
 
 TRUNCATED = "truncated"
+TRUNCATED_CHAT = "upstream stream ended without finish_reason or [DONE]"
+"""Why a chat stream that stopped before its end is ``truncated`` (other APIs' words:
+``formats.truncated_message``)."""
+INVALID_UTF8 = "invalid_utf8"  # the type of the warning of an answer whose bytes were repaired
 _EMPTY: Any = MappingProxyType({})  # stands in for a table nothing was written to yet
 _encode = msgspec.json.Encoder().encode
 _DELTA_JSON = b'{"type":"block.delta","text":%s}'  # (text_delta: see there)
@@ -245,7 +249,7 @@ class Assembler:
     def close(
         self,
         now: float = 0.0,
-        truncated: str = "upstream stream ended without finish_reason or [DONE]",
+        truncated: str = TRUNCATED_CHAT,
     ) -> list[EncodedOp]:
         """The upstream stream ended; end the message per the status rules (``truncated``:
         the error message when it ended before its end, in its upstream API's words)."""

@@ -19,6 +19,7 @@ import msgspec
 
 from tokenwire.protocol.anthropic import EVENT_TYPES as ANTHROPIC_EVENTS
 from tokenwire.protocol.anthropic import AnthropicNormalizer
+from tokenwire.protocol.assembler import TRUNCATED_CHAT
 from tokenwire.protocol.facts import Fact
 from tokenwire.protocol.normalizer import ChunkNormalizer
 from tokenwire.protocol.responses_events import ResponsesNormalizer
@@ -40,7 +41,6 @@ _TRUNCATED_WHY = {
     "response.failed",
     "anthropic": "upstream stream ended without message_stop",
 }
-TRUNCATED_CHAT = "upstream stream ended without finish_reason or [DONE]"
 _UNFINISHED_BODY = {
     "responses": "upstream response is unfinished (its status is not completed, incomplete "
     "or failed)",

@@ -12,7 +12,7 @@ from collections.abc import Iterable
 
 import msgspec
 
-from tokenwire.protocol.assembler import Assembler
+from tokenwire.protocol.assembler import INVALID_UTF8, Assembler, error_info
 from tokenwire.protocol.chunks import Chunk, chunk_decoder
 from tokenwire.protocol.facts import TextFact
 from tokenwire.protocol.formats import (
@@ -188,12 +188,11 @@ class Pipeline:
 
     def _note_repairs(self, count: int) -> None:
         """Events held invalid UTF-8 (used with U+FFFD): the message's end says so."""
-        self.assembler.warning = {
-            "message": f"{count} upstream chunk(s) held invalid UTF-8; "
+        self.assembler.warning = error_info(
+            f"{count} upstream chunk(s) held invalid UTF-8; "
             "the undecodable bytes were replaced with U+FFFD",
-            "type": "invalid_utf8",
-            "code": None,
-        }
+            INVALID_UTF8,
+        )
 
     def _fast_path_index(self) -> int | None:
         """The per-token fast path: a read that is exactly one ``data:`` event whose chunk

@@ -8,6 +8,7 @@ from typing import Any
 import msgspec
 
 from tokenwire.errors import TokenwireError
+from tokenwire.protocol.assembler import INVALID_UTF8, error_info
 from tokenwire.protocol.chunks import decode_chunk
 from tokenwire.protocol.facts import Done
 from tokenwire.protocol.formats import (
@@ -75,11 +76,10 @@ _WHOLE = {
 
 def _repaired() -> dict[str, Any]:
     """The warning of a body whose invalid UTF-8 was replaced (a new dict per message)."""
-    return {
-        "message": "the body held invalid UTF-8; the undecodable bytes were replaced with U+FFFD",
-        "type": "invalid_utf8",
-        "code": None,
-    }
+    return error_info(
+        "the body held invalid UTF-8; the undecodable bytes were replaced with U+FFFD",
+        INVALID_UTF8,
+    )
 
 
 def _whole_event_body(pipe: Pipeline, body: bytes) -> tuple[list[EncodedOp], Message]:

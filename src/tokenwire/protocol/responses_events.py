@@ -210,7 +210,7 @@ class ResponsesNormalizer(EventNormalizer):
                     repaired = self._repaired(data)
                     if repaired is None:
                         return self._skip(str(exc))
-                    return self._feed_repaired(repaired)
+                    return self.feed_data(repaired)
             else:
                 if event.type != "response.output_text.delta":
                     return self._structural(event, data)

@@ -356,34 +356,26 @@ class StreamRoutes:
             # A Workflow resume with a read token: the chat id is the run id (the stream id)
             # and the token, checked against it, stands in for ``authorize`` (chats are
             # per owner, and a token names no owner, only its one stream).
-            info, row = await self.reader(request, chat_id)
-            message_id = await self.streams.hub.get_active(run_key(chat_id))
-            if message_id is not None:
-                request.scope["query_string"] = _with_message_id(request, message_id)
-            return await view_events(
-                self.streams,
-                HTTPConnection(request.scope),
-                chat_id,
-                "aisdk",
-                info,
-                row,
-                self.view_options,
-                metrics=self.metrics,
-                keepalive_s=self.keepalive_s,
-            )
-        active = await self.active_stream(request, chat_id)
-        if "startIndex" in query:
-            stream_id = active[0] if active is not None else chat_id
-            message_id = active[1] if active is not None else None
+            stream_id = chat_id
             info, row = await self.reader(request, stream_id)
-            if active is None:  # (a run id: the message id its POST answered with, if any)
-                message_id = await self.streams.hub.get_active(run_key(stream_id))
-        elif active is None:
-            return Response(status_code=204)
+            message_id = await self.streams.hub.get_active(run_key(stream_id))
+            replace_given = message_id is not None  # (else a ``?messageId=`` given stays)
         else:
-            stream_id, message_id, info = active
-            row = None
-        request.scope["query_string"] = _with_message_id(request, message_id)
+            active = await self.active_stream(request, chat_id)
+            if "startIndex" in query:
+                stream_id = active[0] if active is not None else chat_id
+                message_id = active[1] if active is not None else None
+                info, row = await self.reader(request, stream_id)
+                if active is None:  # (a run id: the message id its POST answered with, if any)
+                    message_id = await self.streams.hub.get_active(run_key(stream_id))
+            elif active is None:
+                return Response(status_code=204)
+            else:
+                stream_id, message_id, info = active
+                row = None
+            replace_given = True
+        if replace_given:
+            request.scope["query_string"] = _with_message_id(request, message_id)
         return await view_events(
             self.streams,
             HTTPConnection(request.scope),

@@ -33,6 +33,7 @@ from tokenwire.errors import (
     TokenwireError,
 )
 from tokenwire.protocol import Assembler, EncodedOp, Message, Pipeline
+from tokenwire.protocol.assembler import TRUNCATED
 from tokenwire.protocol.facts import (
     DataFact,
     Done,
@@ -640,7 +641,7 @@ class StreamWriter:
                 why = pipeline.why_nothing()
                 if why is not None:
                     raise StreamFailed(*why)
-            raise StreamFailed(truncated_message(pipeline.format), "truncated")
+            raise StreamFailed(truncated_message(pipeline.format), TRUNCATED)
         if result.usage is not None:
             if self._pipes > 1:  # the message's usage: over all its model calls
                 self._usage = _add_usage(self._usage, result.usage)
