@@ -61,3 +61,37 @@ async def test_a_long_catch_up_leaves_the_loop_free(query: str) -> None:
         # as long as the catch-up; now the worst is a garbage collection in the worker thread,
         # ~0.2 s, which holds the interpreter lock).
         assert max(gaps) < 0.5, (max(gaps), took)
+
+
+async def test_many_readers_of_a_long_log_leave_the_loop_free() -> None:
+    """Each reader gathers the log on the loop before its catch-up goes to the worker thread;
+    that gathering looks for a newer ``snapshot`` batch by batch, between its yields. Before,
+    it scanned the whole log at the end in one go: 20 readers of 120,000 ops held the loop
+    0.4-0.9 s (the scans of readers whose reads ended together ran back to back)."""
+    streams = Streams(coalesce_ms=0)
+    async with streams:
+
+        async def produce(w: StreamWriter) -> None:
+            for i in range(OPS):
+                await w.text("x ")
+                if i % 5_000 == 0:
+                    await asyncio.sleep(0)
+
+        handle = await streams.start(produce)
+        for _ in range(600):
+            if (await streams.lookup(handle.id))[0].status != "in_progress":  # type: ignore[union-attr]
+                break
+            await asyncio.sleep(0.05)
+        transport = httpx.ASGITransport(app=streams.asgi())
+        async with httpx.AsyncClient(transport=transport, base_url="http://tw") as client:
+            stop, gaps = asyncio.Event(), []
+            ticker = asyncio.create_task(_ticker(stop, gaps))
+            await asyncio.sleep(0.02)
+            answers = await asyncio.gather(
+                *(client.get(f"/{handle.id}/events?format=ops") for _ in range(20))
+            )
+            stop.set()
+            await ticker
+        assert all(r.status_code == 200 for r in answers)
+        assert len({r.content for r in answers}) == 1  # (one compacted snapshot each)
+        assert max(gaps) < 0.3, max(gaps)

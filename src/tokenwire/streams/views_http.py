@@ -27,6 +27,7 @@ from tokenwire.gateway.metrics import Metrics
 from tokenwire.gateway.streaming import _PING, _StreamingResponse
 from tokenwire.hub import Cursor, StreamInfo
 from tokenwire.protocol import EncodedOp, Message, snapshot_op
+from tokenwire.protocol.ops import Snapshot
 from tokenwire.protocol.views import (
     AISDK_HEADERS,
     DEFAULT_MAX_FRAME_BYTES,
@@ -233,22 +234,33 @@ async def read_log(
     ops: list[EncodedOp] = []
     try:
         while cursor.position < info.seq and not cursor.done:
-            ops.extend(await cursor.read(5.0))
+            batch = await cursor.read(5.0)
+            # Should the hub have trimmed the log past this read meanwhile (a later
+            # ``snapshot``, maybe behind live transients), the views work from one base: the
+            # newest snapshot, which holds all before it. Looked for per batch, between the
+            # yields: a scan of the whole log at the end held the loop (20 readers of a
+            # 100,000-op log: 0.6 s).
+            start = _newest_snapshot(batch)
+            if start is None:
+                ops.extend(batch)
+            else:
+                ops = batch[start:]
             await asyncio.sleep(0)  # (a long log comes in many batches: let others run)
     except BaseException:
         await cursor.aclose()
         raise
-    # Should the hub have trimmed the log past this read meanwhile (a later ``snapshot``, maybe
-    # behind live transients), the views work from one base: the newest snapshot, which holds
-    # all before it.
-    for index in range(len(ops) - 1, 0, -1):
-        if ops[index].type == "snapshot":
-            ops = ops[index:]
-            break
     if cursor.done:
         await cursor.aclose()
         return ops, None
     return ops, cursor
+
+
+def _newest_snapshot(batch: list[EncodedOp]) -> int | None:
+    """Index of the last ``snapshot`` op in ``batch``, if any."""
+    for index in range(len(batch) - 1, -1, -1):
+        if type(batch[index].op) is Snapshot:
+            return index
+    return None
 
 
 _POSITIVE = re.compile(r"[1-9][0-9]{0,17}")
