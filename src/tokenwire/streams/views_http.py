@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -27,7 +27,7 @@ from tokenwire.gateway.metrics import Metrics
 from tokenwire.gateway.streaming import _PING, _StreamingResponse
 from tokenwire.hub import Cursor, StreamInfo
 from tokenwire.protocol import EncodedOp, Message, snapshot_op
-from tokenwire.protocol.ops import Snapshot
+from tokenwire.protocol.ops import MessageEnd, Snapshot
 from tokenwire.protocol.views import (
     AISDK_HEADERS,
     DEFAULT_MAX_FRAME_BYTES,
@@ -44,6 +44,7 @@ from tokenwire.protocol.views import (
     resume,
     tail_index,
 )
+from tokenwire.streams.shared_catch_up import SharedCatchUps
 from tokenwire.streams.store import StoredStream
 
 if TYPE_CHECKING:
@@ -215,6 +216,38 @@ async def computed(ops: list[EncodedOp], fn: Callable[..., _T], *args: Any, **kw
         _catch_up_thread = ThreadPoolExecutor(1, thread_name_prefix="tokenwire-catch-up")
     loop = asyncio.get_running_loop()
     return await loop.run_in_executor(_catch_up_thread, lambda: fn(*args, **kwargs))
+
+
+_shared = SharedCatchUps()
+
+
+async def shared_computed(
+    key: Hashable | None,
+    ops: list[EncodedOp],
+    fn: Callable[..., tuple[list[Frame], View]],
+    *args: Any,
+    **kwargs: Any,
+) -> tuple[list[Frame], View]:
+    """``computed``, shared by the readers asking with the same ``key`` together (``None``:
+    not shared; see streams/shared_catch_up.py)."""
+    if key is None or len(ops) <= OFF_LOOP_OPS:
+        return await computed(ops, fn, *args, **kwargs)
+    return await _shared.get(key, lambda: computed(ops, fn, *args, **kwargs), _frames_bytes)
+
+
+def _frames_bytes(result: tuple[list[Frame], View]) -> int:
+    return sum(len(frame.data) for frame in result[0])
+
+
+def share_key(
+    streams: Streams, stream_id: str, ops: list[EncodedOp], cursor: Cursor | None, *rest: Any
+) -> Hashable | None:
+    """What a finished stream's catch-up depends on besides ``rest`` (the request's view,
+    cursor and options); ``None`` while the stream is live or its log does not end with
+    ``message.end`` (a view that may still change is never shared)."""
+    if cursor is not None or not ops or type(ops[-1].op) is not MessageEnd:
+        return None
+    return (id(streams), stream_id, ops[-1].seq, len(ops), ops[0].seq, *rest)
 
 
 async def read_log(
@@ -423,8 +456,25 @@ async def view_events(
         _check_cursor(
             fmt, ops, after_seq=after_seq, given=given, start_index=start_index, after=after
         )
+        share = share_key(
+            streams,
+            stream_id,
+            ops,
+            cursor,
+            fmt,
+            created,
+            message_id,
+            start_index,
+            after,
+            after_seq,
+            after_part,
+            threshold,
+            options.max_frame_bytes,
+        )
         if start_index is not None:
-            frames, view = await computed(ops, frames_after, factory, ops, start_index)
+            frames, view = await shared_computed(
+                share, ops, frames_after, factory, ops, start_index
+            )
             if start_index > view.next_index:
                 raise bad_request(
                     f"startIndex {start_index} is past the last chunk ({view.next_index - 1})",
@@ -433,12 +483,13 @@ async def view_events(
             if fmt == "aisdk":
                 extra["x-workflow-stream-tail-index"] = str(tail_index(view.next_index))
         elif fmt == "aisdk":
-            frames, view = await computed(
-                ops, resume, ops, message_id, max_frame_bytes=options.max_frame_bytes
+            frames, view = await shared_computed(
+                share, ops, resume, ops, message_id, max_frame_bytes=options.max_frame_bytes
             )
         else:
             try:
-                frames, view = await computed(
+                frames, view = await shared_computed(
+                    share,
                     ops,
                     catch_up,
                     factory,

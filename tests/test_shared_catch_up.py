@@ -1,0 +1,169 @@
+"""Readers catching up on one finished stream together share one computation
+(streams/shared_catch_up.py): before, 20 readers of a 100,000-op answer each computed their
+catch-up in turn on the one catch-up thread (the last waited 12-20 s; now about 1 s)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import httpx
+import pytest
+
+from tokenwire import Streams, StreamWriter
+from tokenwire.streams import shared_catch_up, views_http
+from tokenwire.streams.shared_catch_up import SharedCatchUps
+
+OPS = 6_000  # (above views_http.OFF_LOOP_OPS: the catch-up runs on the worker thread)
+
+
+async def test_concurrent_gets_compute_once_and_a_leaving_reader_cancels_nothing() -> None:
+    shared = SharedCatchUps()
+    calls = 0
+    gate = asyncio.Event()
+
+    async def compute() -> list[bytes]:
+        nonlocal calls
+        calls += 1
+        await gate.wait()
+        return [b"frame"]
+
+    first = asyncio.create_task(shared.get("k", compute, len))
+    others = [asyncio.create_task(shared.get("k", compute, len)) for _ in range(5)]
+    await asyncio.sleep(0.01)
+    first.cancel()  # (its client went away)
+    await asyncio.sleep(0.01)
+    gate.set()
+    assert [await t for t in others] == [[b"frame"]] * 5
+    assert calls == 1
+    # Kept for a reader just after; another key computes anew.
+    assert await shared.get("k", compute, len) == [b"frame"] and calls == 1
+    assert await shared.get("other", compute, len) == [b"frame"] and calls == 2
+
+
+async def test_failures_and_big_results_are_not_kept(monkeypatch: pytest.MonkeyPatch) -> None:
+    shared = SharedCatchUps()
+    calls = 0
+
+    async def failing() -> list[bytes]:
+        nonlocal calls
+        calls += 1
+        raise ValueError("bad cursor")
+
+    for _ in range(2):
+        with pytest.raises(ValueError):
+            await shared.get("bad", failing, len)
+    assert calls == 2
+
+    async def big() -> bytes:
+        nonlocal calls
+        calls += 1
+        return b"x" * (shared_catch_up.KEEP_BYTES + 1)
+
+    await shared.get("big", big, len)
+    await shared.get("big", big, len)
+    assert calls == 4
+
+    # Kept results expire.
+    async def small() -> bytes:
+        nonlocal calls
+        calls += 1
+        return b"x"
+
+    await shared.get("small", small, len)
+    monkeypatch.setattr(shared_catch_up, "KEEP_S", 0.0)
+    await shared.get("small", small, len)
+    assert calls == 6
+
+
+async def _finished_stream(streams: Streams) -> str:
+    async def produce(w: StreamWriter) -> None:
+        for i in range(OPS):
+            await w.text(f"w{i} ")
+            if i % 1_000 == 0:
+                await asyncio.sleep(0)
+
+    handle = await streams.start(produce)
+    for _ in range(400):
+        if (await streams.lookup(handle.id))[0].status != "in_progress":  # type: ignore[union-attr]
+            return handle.id
+        await asyncio.sleep(0.05)
+    raise AssertionError("the stream did not finish")
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "format=openai",
+        "format=aisdk",
+        "format=responses&starting_after=3",
+        "format=ops",
+        "format=aisdk&startIndex=7",
+    ],
+)
+async def test_readers_of_a_finished_stream_share_one_catch_up(
+    query: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    runs = 0
+    computed = views_http.computed
+
+    async def counting(*args, **kwargs):  # type: ignore[no-untyped-def]
+        nonlocal runs
+        runs += 1
+        return await computed(*args, **kwargs)
+
+    monkeypatch.setattr(views_http, "computed", counting)
+    monkeypatch.setattr(views_http, "_shared", SharedCatchUps())
+    streams = Streams(coalesce_ms=0)
+    async with streams:
+        stream_id = await _finished_stream(streams)
+        transport = httpx.ASGITransport(app=streams.asgi())
+        async with httpx.AsyncClient(transport=transport, base_url="http://tw") as client:
+            together = await asyncio.gather(
+                *(client.get(f"/{stream_id}/events?{query}") for _ in range(8))
+            )
+            assert runs == 1
+            # A different cursor is its own computation, and gives other frames.
+            other = await client.get(f"/{stream_id}/events?{query}&catchup=exact")
+            assert runs == 2
+        views_http._shared.clear()
+        async with httpx.AsyncClient(transport=transport, base_url="http://tw") as client:
+            alone = await client.get(f"/{stream_id}/events?{query}")
+        assert runs == 3
+    assert all(r.status_code == 200 for r in together)
+    assert {r.content for r in together} == {alone.content}
+    assert together[0].headers.get("x-workflow-stream-tail-index") == alone.headers.get(
+        "x-workflow-stream-tail-index"
+    )
+    assert other.status_code == 200
+    if "startIndex" not in query:  # (a startIndex read is exact either way)
+        assert other.content != alone.content
+
+
+async def test_a_live_stream_is_never_shared(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(views_http, "_shared", SharedCatchUps())
+    streams = Streams(coalesce_ms=0)
+    release = asyncio.Event()
+    async with streams:
+
+        async def produce(w: StreamWriter) -> None:
+            for i in range(OPS):
+                await w.text(f"w{i} ")
+            await release.wait()
+            await w.text("end")
+
+        handle = await streams.start(produce)
+        while (await streams.lookup(handle.id))[0].seq < OPS:  # type: ignore[union-attr]
+            await asyncio.sleep(0.05)
+        transport = httpx.ASGITransport(app=streams.asgi())
+        async with httpx.AsyncClient(transport=transport, base_url="http://tw") as client:
+
+            async def read() -> bytes:
+                async with client.stream("GET", f"/{handle.id}/events?format=openai") as r:
+                    return b"".join([part async for part in r.aiter_bytes()])
+
+            readers = [asyncio.create_task(read()) for _ in range(3)]
+            await asyncio.sleep(0.3)
+            assert not views_http._shared._running and not views_http._shared._kept
+            release.set()
+            bodies = await asyncio.gather(*readers)
+    assert len(set(bodies)) == 1 and b"end" in bodies[0]
