@@ -194,6 +194,35 @@ def test_compacted_catch_up_keeps_cursors_and_text(ops: list[RawOp], view: str, 
     assert _sig(tail) == _sig(full[len(done) :])
 
 
+@settings(max_examples=120, deadline=None)
+@given(op_logs(), st.sampled_from(["aisdk", "openai", "responses"]), st.data())
+def test_a_snapshot_mid_connection_sends_nothing_twice(
+    ops: list[RawOp], view: str, data: Any
+) -> None:
+    """A live reader that falls out of a trimmed log gets a ``snapshot`` op in the middle of
+    its connection: the view sends only what the snapshot adds to what the reader has, then
+    goes on with the live ops. Before, it sent the whole message again (repeated text)."""
+    p = data.draw(st.integers(1, len(ops)))
+    q = data.draw(st.integers(p, len(ops)))
+    state_view = OpsView()
+    for op in ops[:q]:
+        state_view.feed(op)
+    seq = ops[q - 1].seq
+    snap = {"type": "snapshot", "seq": seq, "message": message_dict(state_view.state)}
+    cut = VIEWS[view]()
+    frames = [f for op in ops[:p] for f in cut.feed(op)]
+    frames += cut.feed(RawOp(seq, msgspec.json.encode(snap)))
+    frames += [f for op in ops[q:] for f in cut.feed(op)]
+    whole = VIEWS[view]()
+    full = replay(whole, ops)
+    assert message_dict(cut.state) == message_dict(whole.state)
+    reset_skipped = any(b'"step.reset"' in op.json for op in ops[p:q])
+    if not reset_skipped:  # (else the reader never saw the text the reset took back)
+        assert "".join(map(_payload, frames)) == "".join(map(_payload, full))
+    indexes = [f.index for f in frames if f.index is not None]
+    assert indexes == list(range(len(indexes)))  # (the connection's own numbering goes on)
+
+
 def _payload(frame: Any) -> str:
     """The text a frame adds (its merge path's string), '' for other frames."""
     if frame.merge is None:

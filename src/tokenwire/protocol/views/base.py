@@ -264,14 +264,25 @@ class View(abc.ABC):
         """A fresh view with the same settings."""
 
     def _on_snapshot(self, op: dict[str, Any], seq: int) -> None:
-        """A snapshot (a reader fallen out of the retained log) replaces everything: this view
-        becomes a fresh one fed the ops that rebuild the snapshot's message, and its frames
-        continue this view's numbering (so, after a snapshot, indexes are this connection's
-        own, not the log's)."""
-        from tokenwire.protocol.views.synth import state_ops  # synth builds on this module
+        """A snapshot (a reader fallen out of the retained log). At the start of a
+        connection this view becomes a fresh one fed the ops that rebuild the snapshot's
+        message; mid-connection it is fed only what the snapshot adds to what its reader
+        already has (resending the whole message would repeat its text). Either way its
+        frames continue this view's numbering (so, after a snapshot, indexes are this
+        connection's own, not the log's)."""
+        from tokenwire.protocol.views.synth import (  # synth builds on this module
+            continuation_ops,
+            state_ops,
+        )
 
         state = MessageState()
         state.apply(op, seq)
+        if self.state.started:
+            for o in continuation_ops(self.state, state, self.max_frame_bytes, self.WHOLE_BLOCKS):
+                self._on(o, seq)
+                self.state.apply(o, seq)
+            self.state.seq = seq
+            return
         fresh = self.fork()
         frames = [
             f

@@ -1,7 +1,9 @@
 """Ops that rebuild a message state: the basis of every state-based (compacted) catch-up.
 
 A view fed these ops emits one start per block, its accumulated text in as few deltas as the
-frame bound allows, its end if it ended, and the end of the message if it ended.
+frame bound allows, its end if it ended, and the end of the message if it ended. A view that
+already sent part of the message and then meets a ``snapshot`` (its reader fell out of a
+trimmed log mid-connection) is fed ``continuation_ops`` instead: only what the snapshot adds.
 """
 
 from __future__ import annotations
@@ -52,6 +54,38 @@ def block_dict(block: BlockState) -> dict[str, Any]:
     return out
 
 
+def _block_ops(
+    index: int, block: BlockState, max_frame_bytes: int, whole: frozenset[str]
+) -> list[dict[str, Any]]:
+    """The ops that start block ``index`` and give it all its text (and its end)."""
+    ops: list[dict[str, Any]] = []
+    start = block_dict(block)
+    if block.type in whole and block.key is not None:
+        if block.ended:
+            start[block.key] = block.text
+        ops.append({"type": "block.start", "index": index, "block": start})
+        if not block.ended and block.text:
+            ops.append({"type": "block.delta", "index": index, "text": block.text})
+    else:
+        ops.append({"type": "block.start", "index": index, "block": start})
+    if block.key is not None and block.type not in whole:
+        for piece in split_text(block.text, max_frame_bytes):
+            ops.append({"type": "block.delta", "index": index, "text": piece})
+    if block.ended:
+        ops.append({"type": "block.end", "index": index})
+    return ops
+
+
+def _message_end(state: MessageState) -> dict[str, Any]:
+    return {
+        "type": "message.end",
+        "status": state.status,
+        "finish_reason": state.finish_reason,
+        "usage": state.usage,
+        "error": state.error,
+    }
+
+
 def state_ops(
     state: MessageState, max_frame_bytes: int, whole: frozenset[str] = frozenset()
 ) -> list[dict[str, Any]]:
@@ -64,28 +98,51 @@ def state_ops(
         return ops
     ops.append({"type": "message.start", "id": state.id, "model": state.model})
     for index, block in enumerate(state.blocks):
-        start = block_dict(block)
-        if block.type in whole and block.key is not None:
-            if block.ended:
-                start[block.key] = block.text
-            ops.append({"type": "block.start", "index": index, "block": start})
-            if not block.ended and block.text:
-                ops.append({"type": "block.delta", "index": index, "text": block.text})
-        else:
-            ops.append({"type": "block.start", "index": index, "block": start})
-        if block.key is not None and block.type not in whole:
-            for piece in split_text(block.text, max_frame_bytes):
-                ops.append({"type": "block.delta", "index": index, "text": piece})
-        if block.ended:
-            ops.append({"type": "block.end", "index": index})
+        ops.extend(_block_ops(index, block, max_frame_bytes, whole))
     if state.ended:
-        ops.append(
-            {
-                "type": "message.end",
-                "status": state.status,
-                "finish_reason": state.finish_reason,
-                "usage": state.usage,
-                "error": state.error,
-            }
-        )
+        ops.append(_message_end(state))
+    return ops
+
+
+def _continues(old: BlockState, new: BlockState) -> bool:
+    """Whether ``new`` is ``old`` later on: same kind and place, its text ``old``'s and more."""
+    if (old.type, old.choice, old.step, old.key) != (new.type, new.choice, new.step, new.key):
+        return False
+    return old.key is None or (new.length >= old.length and new.text.startswith(old.text))
+
+
+def continuation_ops(
+    sent: MessageState, target: MessageState, max_frame_bytes: int, whole: frozenset[str]
+) -> list[dict[str, Any]]:
+    """Op dicts that take a view whose reader has ``sent`` on to ``target`` (the state a
+    ``snapshot`` met mid-connection holds), sending nothing twice: the rest of each block's
+    text, changed attributes, new blocks, ends. Blocks ``target`` no longer has (a step reset
+    among the trimmed ops) are dropped with ``step.reset`` ops, as the live log did."""
+    ops: list[dict[str, Any]] = []
+    old, new = sent.blocks, target.blocks
+    kept = 0
+    while kept < len(old) and kept < len(new) and _continues(old[kept], new[kept]):
+        kept += 1
+    steps = [block.step for block in old]
+    while len(steps) > kept:  # (a reset drops the trailing blocks of its step)
+        step = steps[-1]
+        ops.append({"type": "step.reset", "step": step})
+        while steps and steps[-1] == step:
+            steps.pop()
+    kept = len(steps)
+    for index in range(kept):
+        before, after = old[index], new[index]
+        changed = {k: v for k, v in after.attrs.items() if before.attrs.get(k) != v}
+        if changed:
+            ops.append({"type": "block.update", "index": index, "set": changed})
+        if after.key is not None and after.length > before.length:
+            rest = after.text[before.length :]
+            pieces = [rest] if after.type in whole else split_text(rest, max_frame_bytes)
+            ops.extend({"type": "block.delta", "index": index, "text": p} for p in pieces)
+        if after.ended and not before.ended:
+            ops.append({"type": "block.end", "index": index})
+    for index in range(kept, len(new)):
+        ops.extend(_block_ops(index, new[index], max_frame_bytes, whole))
+    if target.ended and not sent.ended:
+        ops.append(_message_end(target))
     return ops
