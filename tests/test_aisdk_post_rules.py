@@ -191,3 +191,40 @@ def test_a_chat_id_no_route_could_find_is_refused() -> None:
         body = {"id": chat_id, "messages": [USER], "trigger": "submit-message"}
         answer = streams.aisdk_response("st_whatever", body=body)
         assert answer.chat_id is None
+
+
+def test_user_files_become_the_chat_apis_content_parts() -> None:
+    """``useChat`` attaches files as parts with a ``data:`` URL: images go as ``image_url``,
+    other files as OpenAI's ``file`` part (``file_data`` plus the file's name)."""
+    from tokenwire.gateway.aisdk import chat_messages
+
+    pdf = "data:application/pdf;base64,JVBERi0xLjQK"
+    png = "data:image/png;base64,iVBORw0KGgo="
+    messages = chat_messages(
+        [
+            {
+                "id": "u1",
+                "role": "user",
+                "parts": [
+                    {"type": "text", "text": "Read these"},
+                    {
+                        "type": "file",
+                        "mediaType": "application/pdf",
+                        "filename": "a.pdf",
+                        "url": pdf,
+                    },
+                    {"type": "file", "mediaType": "image/png", "url": png},
+                ],
+            }
+        ]
+    )
+    assert messages == [
+        {
+            "role": "user",
+            "content": [
+                {"type": "text", "text": "Read these"},
+                {"type": "file", "file": {"file_data": pdf, "filename": "a.pdf"}},
+                {"type": "image_url", "image_url": {"url": png}},
+            ],
+        }
+    ]

@@ -46,7 +46,8 @@ def _text_of(parts: list[Any], kind: str = "text") -> str:
 
 
 def _user_content(parts: list[Any]) -> str | list[dict[str, Any]]:
-    """Text parts as one string; with files, OpenAI's content parts (images by URL)."""
+    """Text parts as one string; with files, OpenAI's content parts (images by URL, other
+    files as ``file_data``)."""
     files = [p for p in parts if isinstance(p, dict) and p.get("type") == "file"]
     if not files:
         return _text_of(parts)
@@ -60,8 +61,11 @@ def _user_content(parts: list[Any]) -> str | list[dict[str, Any]]:
             media = str(part.get("mediaType", ""))
             if media.startswith("image/"):
                 content.append({"type": "image_url", "image_url": {"url": part.get("url")}})
-            else:
-                content.append({"type": "file", "file": {"file_data": part.get("url")}})
+            else:  # (OpenAI takes a base64 ``data:`` URL here, with the file's name)
+                file: dict[str, Any] = {"file_data": part.get("url")}
+                if isinstance(part.get("filename"), str):
+                    file["filename"] = part["filename"]
+                content.append({"type": "file", "file": file})
     return content
 
 
