@@ -432,6 +432,35 @@ def test_a_lone_surrogate_escape_in_an_anthropic_delta_is_replaced() -> None:
     assert got.error["type"] == "invalid_utf8"
 
 
+@pytest.mark.parametrize("api", ["responses", "anthropic"])
+def test_a_lone_surrogate_escape_never_decides_the_format(api: str) -> None:
+    """Format detection reads the first event (or the whole body) before any repair: a lone
+    surrogate escape there made it fail, so the stream or body was taken for chat completions
+    (nothing decoded) or refused with ``--format-in``. It is repaired for detection too."""
+    if api == "responses":
+        created = r("created", response={**RESPONSE, "status": "in_progress", "output": []})
+        created["response"]["instructions"] = "MARK"
+        data = sse(created, *text_item(0, "msg_1", "hello"), completed())
+        part = {"type": "output_text", "text": "aMARKb", "annotations": []}
+        whole = {**RESPONSE, "status": "completed", "output": [{"id": "m", "type": "message"}]}
+        whole["output"][0]["content"] = [part]
+    else:
+        data = message(*text_block(0, "hello")).replace(b'"claude-x"', b'"claude-MARK"', 1)
+        whole = {**MESSAGE, "content": [a("text", text="aMARKb")], "stop_reason": "end_turn"}
+    data = data.replace(b"MARK", b"\\ud800")
+    body = json.dumps(whole).encode().replace(b"MARK", b"\\ud800")
+    # Servers that send no ``event:`` lines: only the data tells the format.
+    bare = b"".join(line + b"\n" for line in data.split(b"\n") if not line.startswith(b"event:"))
+    for stream in (data, bare):
+        _, got = assemble_response(stream)
+        assert [b.text for b in got.blocks] == ["hello"], api
+        assert got.error["type"] == "invalid_utf8"
+    for fmt in ("auto", api):
+        _, got = assemble_response(body, format=fmt)
+        assert (got.status, [b.text for b in got.blocks]) == ("completed", ["a\ufffdb"]), fmt
+        assert got.error["type"] == "invalid_utf8"
+
+
 def test_done_after_an_anthropic_stream_is_not_counted_as_a_bad_event() -> None:
     pipe = Pipeline(None, format="anthropic")
     pipe.feed(message(*text_block(0, "Hi")) + b"data: [DONE]\n\n")

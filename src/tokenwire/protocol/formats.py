@@ -21,6 +21,7 @@ from tokenwire.protocol.anthropic import EVENT_TYPES as ANTHROPIC_EVENTS
 from tokenwire.protocol.anthropic import AnthropicNormalizer
 from tokenwire.protocol.assembler import TRUNCATED_CHAT
 from tokenwire.protocol.facts import Fact
+from tokenwire.protocol.jsonsafe import repair_utf8
 from tokenwire.protocol.normalizer import ChunkNormalizer
 from tokenwire.protocol.responses_events import ResponsesNormalizer
 from tokenwire.protocol.sse import SSEEvent
@@ -64,6 +65,23 @@ class _Probe(msgspec.Struct, gc=False):
 
 
 _probe = msgspec.json.Decoder(_Probe).decode
+_PROBE_ERRORS = (msgspec.DecodeError, msgspec.ValidationError, RecursionError)
+
+
+def _probed(data: bytes) -> _Probe | None:
+    """The keys that tell the formats apart, or ``None`` if ``data`` is no JSON object. Bytes
+    the decoders repair (invalid UTF-8, lone surrogate escapes) are repaired here too, so
+    that they never decide the format."""
+    try:
+        return _probe(data)
+    except _PROBE_ERRORS:
+        repaired = repair_utf8(data)
+        if repaired is None:
+            return None
+        try:
+            return _probe(repaired)
+        except _PROBE_ERRORS:
+            return None
 
 
 def _from_type(kind: Any, has_error: bool) -> str | None:
@@ -88,9 +106,8 @@ def detect_event(event: SSEEvent) -> str:
     raw = event.raw
     if raw[:1] != b"{":
         return "chat"
-    try:
-        probe = _probe(raw)
-    except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
+    probe = _probed(raw)
+    if probe is None:
         return "chat"
     if probe.type == "error" and probe.sequence_number is not None:
         return "responses"  # (its error event, flat or with a nested "error" object)
@@ -99,9 +116,8 @@ def detect_event(event: SSEEvent) -> str:
 
 def detect_body(data: bytes) -> str:
     """The format of a whole (non-streamed) JSON body."""
-    try:
-        probe = _probe(data)
-    except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
+    probe = _probed(data)
+    if probe is None:
         return "chat"
     if probe.object == "response":
         return "responses"
@@ -114,9 +130,8 @@ def body_fits(fmt: str, data: bytes) -> bool:
     """Whether a whole JSON body can be one of ``fmt``'s (``"responses"``: a response object
     or an error body; ``"anthropic"``: a message or an error body), so forcing a format on
     another API's body is an error rather than an empty answer."""
-    try:
-        probe = _probe(data)
-    except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
+    probe = _probed(data)
+    if probe is None:
         return False
     if fmt == "responses":
         return probe.object == "response" or probe.error is not None
