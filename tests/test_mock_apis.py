@@ -118,8 +118,8 @@ def test_anthropic_sdk_whole_message(mock_url: str) -> None:
 LIMIT_FIELD = {"chat": "max_tokens", "responses": "max_output_tokens", "anthropic": "max_tokens"}
 
 
-def decoded(url: str, api: str, model: str, stream: bool, limit: int = 200) -> dict:
-    body = {LIMIT_FIELD[api]: limit}
+def decoded(url: str, api: str, model: str, stream: bool, limit: int = 200, **extra: Any) -> dict:
+    body = {LIMIT_FIELD[api]: limit, **extra}
     response = post(url, api, model=model, stream=stream, **body)
     _, message = assemble_response(response.content)
     return message.to_dict()
@@ -147,6 +147,39 @@ def test_every_scenario_decodes_alike_in_every_api(mock_url: str, api: str, stre
         cut = decoded(mock_url, api, "mock-truncated", stream)
         assert cut["status"] == "failed" and cut["error"]["type"] == "truncated"
         assert len(cut["blocks"][0]["text"]) > PREFIX_TOKENS  # (tokens, not characters)
+
+
+def test_the_text_scenario_ends_normally_in_every_api(mock_url: str) -> None:
+    """Anthropic requires ``max_tokens``, so there it is only a cap: ``mock`` with a generous
+    one answers the same text as chat and Responses without a limit, and ends ``end_turn``
+    (before, it filled the limit and always ended ``max_tokens``)."""
+    chat = post(mock_url, "chat", model="mock").json()
+    assert chat["choices"][0]["finish_reason"] == "stop"
+    text = chat["choices"][0]["message"]["content"]
+    responses = oa(mock_url).responses.create(model="mock", input="hi")
+    assert (responses.status, responses.output_text) == ("completed", text)
+    message = an(mock_url).messages.create(model="mock", max_tokens=1024, messages=MESSAGES)
+    assert (message.stop_reason, message.content[0].text) == ("end_turn", text)
+    with an(mock_url).messages.stream(model="mock", max_tokens=4096, messages=MESSAGES) as s:
+        streamed = s.get_final_message()
+    assert (streamed.stop_reason, streamed.content[0].text) == ("end_turn", text)
+    # A lower max_tokens cuts the same text where chat's limit does.
+    cut = an(mock_url).messages.create(model="mock", max_tokens=40, messages=MESSAGES)
+    limited = post(mock_url, "chat", model="mock", max_tokens=40).json()["choices"][0]
+    assert (cut.stop_reason, limited["finish_reason"]) == ("max_tokens", "length")
+    assert cut.content[0].text == limited["message"]["content"]
+
+
+@pytest.mark.parametrize("api", ["chat", "responses", "anthropic"])
+def test_mock_tokens_sets_the_answers_length_in_every_api(mock_url: str, api: str) -> None:
+    long = decoded(mock_url, api, "mock", True, limit=4000, mock={"tokens": 600})
+    assert long["finish_reason"] == "stop"
+    chat = decoded(mock_url, "chat", "mock", False, limit=4000, mock={"tokens": 600})
+    assert long["blocks"] == chat["blocks"] and len(chat["blocks"][0]["text"]) > 2000
+    cut = decoded(mock_url, api, "mock", False, limit=30, mock={"tokens": 600})
+    assert cut["finish_reason"] == "length"
+    bad = post(mock_url, api, model="mock", mock={"tokens": 0})
+    assert bad.status_code == 400 and "mock.tokens" in bad.text
 
 
 def test_limits_become_length_in_every_api(mock_url: str) -> None:

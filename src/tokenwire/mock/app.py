@@ -60,6 +60,15 @@ class Overrides(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     seed: int | None = None
     tool_style: ToolStyle | None = None
     continuation: bool | None = None  # False: refuse continuation requests (--no-continuation)
+    # The answer's length in tokens (text and reasoning), whatever the request's limit, which
+    # still cuts it. Without it, a chat or Responses limit is the length (the answer reaches
+    # it) and an Anthropic answer has its own length (256 tokens): that API requires a
+    # ``max_tokens``, so it can only be a cap there.
+    tokens: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.tokens is not None and (type(self.tokens) is not int or self.tokens < 1):
+            raise ValueError("mock.tokens must be a positive integer")
 
 
 def create_mock_app(
@@ -99,7 +108,7 @@ def create_mock_app(
         history = request.messages[:-1] if partial is not None else request.messages
         settings = Settings(
             seed=seed if over.seed is None else over.seed,
-            limit=request.token_limit,
+            limit=request.token_limit if over.tokens is None else over.tokens,
             stream=request.stream,
             reasoning_style=reasoning_style,
             tool_style=tool_style if over.tool_style is None else over.tool_style,
@@ -107,7 +116,7 @@ def create_mock_app(
         )
         parts = SCENARIOS[request.model](settings)
         if partial is not None:
-            answer = answer_parts(parts, settings.limit)
+            answer = answer_parts(parts, request.token_limit)
             try:
                 parts = iter(continue_from(answer, partial[0], partial[1]))
             except NotAPrefix as exc:
@@ -168,9 +177,10 @@ def create_mock_app(
             return _api_error(
                 anthropic, 404, "invalid_request_error", message, "model", "model_not_found"
             )
+        length = None if anthropic else limit  # (see Overrides.tokens)
         settings = Settings(
             seed=seed if over.seed is None else over.seed,
-            limit=limit,
+            limit=length if over.tokens is None else over.tokens,
             stream=stream,
             reasoning_style="reasoning_content",  # (think tags are a chat-content quirk)
             tool_style="openai",  # (the other styles are chat-completions quirks)
