@@ -466,3 +466,14 @@ def test_done_after_an_anthropic_stream_is_not_counted_as_a_bad_event() -> None:
     pipe.feed(message(*text_block(0, "Hi")) + b"data: [DONE]\n\n")
     pipe.close()
     assert pipe.normalizer.skipped == 0
+
+
+def test_a_responses_body_cancelled_upstream_says_so() -> None:
+    """A background response cancelled upstream (``status: cancelled``) was reported as an
+    unfinished body (``truncated``); it keeps its text and says it was cancelled."""
+    part = {"type": "output_text", "text": "So far", "annotations": []}
+    whole = {**RESPONSE, "status": "cancelled", "output": [{"id": "m", "type": "message"}]}
+    whole["output"][0]["content"] = [part]
+    _, got = assemble_response(json.dumps(whole).encode())
+    assert (got.status, got.text) == ("failed", "So far")
+    assert got.error["type"] == "cancelled"

@@ -523,6 +523,8 @@ class ResponsesNormalizer(EventNormalizer):
             facts.append(Finished(0, "tool_calls" if self._had_calls else "stop"))
             self.saw_done = True
             facts.append(Done())
+        elif status == "cancelled":  # (a background response cancelled upstream)
+            facts.append(UpstreamError("the upstream cancelled the response", "cancelled", None))
         # queued / in_progress: a body cut off before its end (the assembler reports it)
 
 
