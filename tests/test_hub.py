@@ -93,6 +93,8 @@ async def test_trimmed_log_gives_late_readers_a_snapshot() -> None:
     cursor = await hub.subscribe("st_long", 0)
     snapshot = await cursor.read(0)
     assert [op.type for op in snapshot] == ["snapshot"]
+    # It says which blocks are still open: a view mid-connection must not end them early.
+    assert snapshot[0].op.open == [0]
     base = snapshot[0].seq
     assert 0 < base < len(body) - 5  # the start of the log is gone
     live = await cursor.read(0)

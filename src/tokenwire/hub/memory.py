@@ -20,6 +20,7 @@ from tokenwire.hub.base import (
     TransientBuffer,
 )
 from tokenwire.protocol import EncodedOp, Message, apply_op, snapshot_op
+from tokenwire.protocol.ops import BlockEnd, BlockStart, StepReset
 
 
 class _Log:
@@ -27,6 +28,7 @@ class _Log:
 
     __slots__ = (
         "base_message",
+        "base_open",
         "base_seq",
         "cancel",
         "created_at",
@@ -49,6 +51,7 @@ class _Log:
         self.base_seq = 0  # last seq dropped from the front of ``ops`` (live trimming)
         # The message as of base_seq: only needed once the log is trimmed (made then).
         self.base_message: Message | None = None
+        self.base_open: set[int] = set()  # its blocks still open (a snapshot says which)
         self.msg: Message | None = None  # lazily made and caught up, as of msg_seq
         self.msg_seq = 0
         self.status = "in_progress"
@@ -82,8 +85,16 @@ class _Log:
             return
         if self.base_message is None:
             self.base_message = Message.empty(self.id, None)
+        message, open_blocks = self.base_message, self.base_open
         for op in self.ops[:drop]:
-            apply_op(self.base_message, op.op)
+            apply_op(message, op.op)
+            kind = type(op.op)
+            if kind is BlockStart:
+                open_blocks.add(op.op.index)
+            elif kind is BlockEnd:
+                open_blocks.discard(op.op.index)
+            elif kind is StepReset:  # (its dropped blocks are no longer open)
+                open_blocks.intersection_update(range(len(message.blocks)))
         del self.ops[:drop]
         self.base_seq += drop
 
@@ -101,7 +112,8 @@ class MemoryCursor(PositionCursor):
             if self._pos < log.base_seq:
                 # What this reader needs next was trimmed: hand it the state instead.
                 assert log.base_message is not None  # (base_seq > 0 only after a trim)
-                return self._deliver([snapshot_op(log.base_message.copy(), log.base_seq)])
+                message = log.base_message.copy()
+                return self._deliver([snapshot_op(message, log.base_seq, log.base_open)])
             start = self._pos - log.base_seq
             if start < len(log.ops):
                 batch = log.ops[start : start + MAX_BATCH]

@@ -745,18 +745,22 @@ class RedisHub(Hub):
             ops = [_op_from_entry(entry_id, fields) for entry_id, fields in entries]
             if ops and ops[0].seq == after + 1:
                 return ops
-            snap, snap_seq, prev, prev_seq = await self.r.hmget(
-                self.keys.meta(stream_id), ["snap", "snap_seq", "snap_prev", "snap_prev_seq"]
+            snap, snap_seq, snap_open, prev, prev_seq = await self.r.hmget(
+                self.keys.meta(stream_id),
+                ["snap", "snap_seq", "snap_open", "snap_prev", "snap_prev_seq"],
             )
         # The older snapshot if the log still goes on from it (``ops[0]``: the oldest op kept):
         # every cursor after it stays exact (a view reads from the start to reach its cursor).
         # (Should the log be trimmed past it while a reader reads on, that reader gets the
         # newer snapshot next: a view's read_log then starts over from it.)
         if prev is not None and int(prev_seq) > after and ops and ops[0].seq <= int(prev_seq) + 1:
-            snap, snap_seq = prev, prev_seq
+            snap, snap_seq, snap_open = prev, prev_seq, None  # (its open blocks are not kept)
         if snap is not None and int(snap_seq) > after:
             message = Message.from_dict(msgspec.json.decode(snap))
-            return [snapshot_op(message, int(snap_seq))]
+            opened = None
+            if snap_open is not None:
+                opened = [int(i) for i in _text(snap_open).split(",") if i]
+            return [snapshot_op(message, int(snap_seq), opened)]
         raise StreamNotFound(f"stream {stream_id} is no longer in Redis")
 
     async def _read_feed(self, feed: Feed) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 import msgspec
@@ -48,9 +49,12 @@ class MessageEnd(msgspec.Struct, tag="message.end", tag_field="type", gc=False):
     error: dict[str, Any] | None
 
 
-class Snapshot(msgspec.Struct, tag="snapshot", tag_field="type", gc=False):
+class Snapshot(msgspec.Struct, tag="snapshot", tag_field="type", gc=False, omit_defaults=True):
     seq: int
     message: dict[str, Any]
+    # Indexes of the blocks still open (a message says only what its blocks hold). ``None``
+    # (left out): unknown, read as "all but a streamed last block have ended".
+    open: list[int] | None = None
 
 
 # -- v1.1 -------------------------------------------------------------------------------------
@@ -235,6 +239,9 @@ def apply_ops(ops: list[EncodedOp] | list[Op], message: Message | None = None) -
     return message
 
 
-def snapshot_op(message: Message, seq: int) -> EncodedOp:
-    """A snapshot op: ``message`` is the state as of ``seq``."""
-    return encode(Snapshot(seq, message.to_dict()))
+def snapshot_op(message: Message, seq: int, open_blocks: Iterable[int] | None = None) -> EncodedOp:
+    """A snapshot op: ``message`` is the state as of ``seq``; ``open_blocks``, the indexes of
+    its blocks still open, when known."""
+    if open_blocks is None or message.status != "in_progress":
+        return encode(Snapshot(seq, message.to_dict()))
+    return encode(Snapshot(seq, message.to_dict(), sorted(open_blocks)))

@@ -55,6 +55,7 @@ class SharedCatchUps:
 
     def _finished(self, key: Hashable, task: asyncio.Task[Any], size: Callable[[Any], int]) -> None:
         self._running.pop(key, None)
+        self._expire(time.monotonic())
         if task.cancelled() or task.exception() is not None:
             return
         result = task.result()

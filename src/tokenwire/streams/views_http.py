@@ -236,7 +236,11 @@ async def shared_computed(
 
 
 def _frames_bytes(result: tuple[list[Frame], View]) -> int:
-    return sum(len(frame.data) for frame in result[0])
+    """About what a kept result holds: its frames' bytes, their bodies (as big), and the
+    view's message (a short ``startIndex=-2`` answer still holds the whole message)."""
+    frames, view = result
+    text = sum(block.length for block in view.state.blocks)
+    return 2 * sum(len(frame.data) for frame in frames) + text
 
 
 def share_key(

@@ -148,6 +148,9 @@ class MessageState:
         self.blocks: list[BlockState] = []
         self.seq = 0
         self.started = False
+        # Whether the blocks' ``ended`` flags are known: a snapshot without ``open`` leaves
+        # them guessed (all but a streamed last block).
+        self.ends_known = True
 
     def apply(self, op: dict[str, Any], seq: int) -> None:
         kind = op.get("type")
@@ -180,10 +183,11 @@ class MessageState:
             self.finish_reason = op.get("finish_reason")
             self.usage, self.error = op.get("usage"), op.get("error")
         elif kind == "snapshot":
-            self.load(op["message"])
+            self.load(op["message"], op.get("open"))
 
-    def load(self, message: dict[str, Any]) -> None:
-        """Replace the state with a canonical message (a ``snapshot`` op's payload)."""
+    def load(self, message: dict[str, Any], open_blocks: list[int] | None = None) -> None:
+        """Replace the state with a canonical message (a ``snapshot`` op's payload; its
+        ``open``: the indexes of the blocks still open, when the snapshot says)."""
         self.started = True
         self.id, self.model = message.get("id"), message.get("model")
         self.status = message.get("status", "in_progress")
@@ -191,9 +195,16 @@ class MessageState:
         self.usage, self.error = message.get("usage"), message.get("error")
         self.blocks = [BlockState(b) for b in message.get("blocks", [])]
         ended = self.status != "in_progress"
+        self.ends_known = ended or isinstance(open_blocks, list)
+        if not ended and isinstance(open_blocks, list):
+            still = set(open_blocks)
+            for index, block in enumerate(self.blocks):
+                block.ended = index not in still
+            return
         for block in self.blocks:
-            # A snapshot does not say which blocks are still open: all but a streamed last
-            # block are complete (blocks end in order except parallel tool calls / choices).
+            # A snapshot that does not say which blocks are still open: all but a streamed
+            # last block are complete (blocks end in order except parallel tool calls and
+            # choices).
             block.ended = ended
         if not ended:
             for block in self.blocks[:-1]:
@@ -239,8 +250,21 @@ class View(abc.ABC):
         self._out = []
         self._transient = op.get("type") == "transient"
         self._seq = seq
-        if op.get("type") == "snapshot":
+        kind = op.get("type")
+        if kind == "snapshot":
             self._on_snapshot(op, seq)
+        elif kind == "block.end" and self._ended(op):
+            # (a block a mid-connection snapshot already ended: its end was sent)
+            self.state.apply(op, seq)
+        elif kind == "message.end" and not self.state.ends_known:
+            # After a snapshot that did not say which blocks were open, blocks that ended
+            # among the ops it replaced are still open here: end them before the message.
+            for index, block in enumerate(self.state.blocks):
+                if not block.ended:
+                    self._on({"type": "block.end", "index": index}, seq)
+                    self.state.apply({"type": "block.end", "index": index}, seq)
+            self._on(op, seq)
+            self.state.apply(op, seq)
         else:
             self._on(op, seq)  # views see the state before the op (e.g. a reset's blocks)
             self.state.apply(op, seq)
@@ -258,6 +282,11 @@ class View(abc.ABC):
         return out
 
     _cursor_per_op = False
+
+    def _ended(self, op: dict[str, Any]) -> bool:
+        index = op.get("index")
+        blocks = self.state.blocks
+        return type(index) is int and -len(blocks) <= index < len(blocks) and blocks[index].ended
 
     @abc.abstractmethod
     def fork(self) -> View:
@@ -282,6 +311,7 @@ class View(abc.ABC):
                 self._on(o, seq)
                 self.state.apply(o, seq)
             self.state.seq = seq
+            self.state.ends_known = state.ends_known
             return
         fresh = self.fork()
         frames = [
@@ -291,6 +321,7 @@ class View(abc.ABC):
         ]
         start = self.next_index
         self.__dict__.update(fresh.__dict__)
+        self.state.ends_known = state.ends_known
         self.next_index = start
         for frame in frames:
             if frame.index is not None:

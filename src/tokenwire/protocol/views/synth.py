@@ -104,11 +104,28 @@ def state_ops(
     return ops
 
 
+_IDENTITY = ("id", "call_id", "name", "url")  # attributes a block keeps for good
+
+
 def _continues(old: BlockState, new: BlockState) -> bool:
-    """Whether ``new`` is ``old`` later on: same kind and place, its text ``old``'s and more."""
+    """Whether ``new`` is ``old`` later on: same kind, place and identity, its text ``old``'s
+    and more, and not reopened or grown once ended (else it is another block at the same
+    index: a step reset among the ops the reader missed dropped ``old``)."""
     if (old.type, old.choice, old.step, old.key) != (new.type, new.choice, new.step, new.key):
         return False
+    if any(old.attrs.get(k) != new.attrs.get(k) for k in _IDENTITY):
+        return False
+    if old.ended and (not new.ended or new.length != old.length):
+        return False
     return old.key is None or (new.length >= old.length and new.text.startswith(old.text))
+
+
+def _still_open(block: BlockState) -> BlockState:
+    copy = BlockState({})
+    for name in BlockState.__slots__:
+        setattr(copy, name, getattr(block, name))
+    copy.ended = False
+    return copy
 
 
 def continuation_ops(
@@ -139,10 +156,15 @@ def continuation_ops(
             rest = after.text[before.length :]
             pieces = [rest] if after.type in whole else split_text(rest, max_frame_bytes)
             ops.extend({"type": "block.delta", "index": index, "text": p} for p in pieces)
-        if after.ended and not before.ended:
+        if after.ended and not before.ended and target.ends_known:
+            # (a guessed end could cut a block still streaming: a parallel tool call, another
+            # choice; the live block.end comes later, or message.end closes it)
             ops.append({"type": "block.end", "index": index})
     for index in range(kept, len(new)):
-        ops.extend(_block_ops(index, new[index], max_frame_bytes, whole))
+        block = new[index]
+        if not target.ends_known and block.ended:  # (not ended on a guess: see above)
+            block = _still_open(block)
+        ops.extend(_block_ops(index, block, max_frame_bytes, whole))
     if target.ended and not sent.ended:
         ops.append(_message_end(target))
     return ops
