@@ -253,10 +253,10 @@ class View(abc.ABC):
         kind = op.get("type")
         if kind == "snapshot":
             self._on_snapshot(op, seq)
-        elif kind == "block.end" and self._ended(op):
+        elif kind == "block.end" and self._mends_ends and self._ended(op):
             # (a block a mid-connection snapshot already ended: its end was sent)
             self.state.apply(op, seq)
-        elif kind == "message.end" and not self.state.ends_known:
+        elif kind == "message.end" and self._mends_ends and not self.state.ends_known:
             # After a snapshot that did not say which blocks were open, blocks that ended
             # among the ops it replaced are still open here: end them before the message.
             for index, block in enumerate(self.state.blocks):
@@ -282,6 +282,12 @@ class View(abc.ABC):
         return out
 
     _cursor_per_op = False
+
+    _mends_ends = True
+    """After a snapshot: send no second end for a block it ended, and end the blocks still
+    open at ``message.end`` when it left their ends unknown (clients of these formats need
+    every part or item ended once). Off for the ops view: it passes the log's ops on as
+    they are."""
 
     def _ended(self, op: dict[str, Any]) -> bool:
         index = op.get("index")

@@ -45,6 +45,7 @@ class OpsView(View):
     """Ops -> op SSE events (the identity view, with merging and snapshots for catch-up)."""
 
     _split_deltas = False  # (one frame is one op, with one seq: an op is never split)
+    _mends_ends = False  # (the log's ops as they are)
 
     def fork(self) -> OpsView:
         return OpsView(self.max_frame_bytes)

@@ -107,15 +107,16 @@ def state_ops(
 _IDENTITY = ("id", "call_id", "name", "url")  # attributes a block keeps for good
 
 
-def _continues(old: BlockState, new: BlockState) -> bool:
+def _continues(old: BlockState, new: BlockState, ends_known: bool) -> bool:
     """Whether ``new`` is ``old`` later on: same kind, place and identity, its text ``old``'s
     and more, and not reopened or grown once ended (else it is another block at the same
-    index: a step reset among the ops the reader missed dropped ``old``)."""
+    index: a step reset among the ops the reader missed dropped ``old``). A snapshot that
+    does not say which blocks are open may show an ended last block as open."""
     if (old.type, old.choice, old.step, old.key) != (new.type, new.choice, new.step, new.key):
         return False
     if any(old.attrs.get(k) != new.attrs.get(k) for k in _IDENTITY):
         return False
-    if old.ended and (not new.ended or new.length != old.length):
+    if old.ended and (new.length != old.length or (ends_known and not new.ended)):
         return False
     return old.key is None or (new.length >= old.length and new.text.startswith(old.text))
 
@@ -138,7 +139,9 @@ def continuation_ops(
     ops: list[dict[str, Any]] = []
     old, new = sent.blocks, target.blocks
     kept = 0
-    while kept < len(old) and kept < len(new) and _continues(old[kept], new[kept]):
+    while (
+        kept < len(old) and kept < len(new) and _continues(old[kept], new[kept], target.ends_known)
+    ):
         kept += 1
     steps = [block.step for block in old]
     while len(steps) > kept:  # (a reset drops the trailing blocks of its step)
