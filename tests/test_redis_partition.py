@@ -1,18 +1,15 @@
-"""A real network partition between a process's Redis hub (with its readers) and Redis.
+"""A network partition between a process's Redis hub (with its readers) and Redis.
 
-Redis runs in a network namespace made by the test (tests/netns.py), reached over a veth pair;
-the partition takes the link down (packets dropped, no RST/FIN: the hub only hears silence).
-The same again with a 3-master Redis Cluster in the namespace (there the partition drops every
-answer towards the hub's side with a blackhole route: the nodes' announced address must stay
-usable inside the namespace).
-The producer runs inside the namespace, next to Redis, so it keeps producing while the readers'
-side is cut off.
+Everything is on 127.0.0.1: the readers reach Redis through a blackholing TCP proxy
+(tests/tcp_blackhole.py: ``partition()`` stops forwarding in both directions without closing
+anything, so the hub hears only silence, as behind a pulled cable), and the producer reaches it
+directly, so it keeps producing while the readers' side is cut off. The same again with a
+3-master Redis Cluster: one proxy per node, and the readers' cluster client maps each node's
+announced address to its proxy (redis-py's ``address_remap``), so every command and every
+rediscovery of theirs goes through the proxies.
 
-Namespaces need root (CAP_NET_ADMIN). Without them the single-Redis case falls back to a
-blackholing TCP proxy on 127.0.0.1 (tests/tcp_blackhole.py: it stops forwarding without closing
-anything) between the readers and a throwaway Redis, and the cluster case is skipped, saying
-why (a proxy per node would also have to rewrite the addresses the nodes announce).
-``TOKENWIRE_TEST_PARTITION=proxy`` forces the fallback.
+(An earlier version put Redis in a network namespace over a veth pair; that needs addresses
+other than 127.0.0.1, which tests here never use.)
 
 Checked (docs/redis.md, "When Redis is in trouble"): a reader whose grace
 (``unavailable_grace_s``) outlasts the partition just keeps waiting (its keep-alive timeouts
@@ -25,11 +22,14 @@ with a message equal to the producer's.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import subprocess
 import sys
 import textwrap
 import time
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from test_redis_hub import replay
@@ -76,41 +76,72 @@ PARTITION_S = 4.5
 
 
 class _ProxiedRedis:
-    """The fallback: a throwaway Redis, the readers behind a blackholing proxy."""
+    """A throwaway Redis (or Redis Cluster) on 127.0.0.1, the readers behind blackholing
+    proxies (one per node), the producer not. A cluster's nodes announce their own ports: the
+    readers' cluster client maps each to its proxy (redis-py's ``address_remap``, set by
+    ``remapped()``), and finds the nodes through the first node's proxy."""
 
-    def __init__(self, server, proxy) -> None:
-        self.inner_url = server.url
-        self.url = f"redis://127.0.0.1:{proxy.port}/0"
-        self.partition, self.heal = proxy.partition, proxy.heal
+    def __init__(self, inner_url: str, url: str, proxies: dict[tuple[str, int], Any]) -> None:
+        self.inner_url, self.url = inner_url, url
+        self.proxies = proxies
+        self.remap = {addr: ("127.0.0.1", proxy.port) for addr, proxy in proxies.items()}
 
-    def ns_command(self, *args: str) -> list[str]:
-        return list(args)
+    def partition(self) -> None:
+        for proxy in self.proxies.values():
+            proxy.partition()
+
+    def heal(self) -> None:
+        for proxy in self.proxies.values():
+            proxy.heal()
+
+    @contextlib.contextmanager
+    def remapped(self) -> Iterator[None]:
+        """Cluster clients made meanwhile in this process connect through the proxies."""
+        from tokenwire.hub import redis as redis_hub
+
+        made = redis_hub.cluster_client
+
+        def through_proxies(url: str, **options: Any) -> Any:
+            return made(url, address_remap=lambda addr: self.remap.get(addr, addr), **options)
+
+        redis_hub.cluster_client = through_proxies  # type: ignore[assignment]
+        try:
+            yield
+        finally:
+            redis_hub.cluster_client = made
+
+
+@contextlib.contextmanager
+def _proxied(binary: str, masters: int) -> Iterator[_ProxiedRedis]:
+    from redis_cluster import RedisCluster
+    from redis_server import RedisServer
+    from tcp_blackhole import BlackholeProxy
+
+    with contextlib.ExitStack() as stack:
+        if masters == 1:
+            server = stack.enter_context(RedisServer(binary))
+            nodes, inner = [("127.0.0.1", server.port)], server.url
+        else:
+            cluster = stack.enter_context(RedisCluster(masters))
+            nodes = cluster.nodes
+            inner = f"redis://{','.join(f'{h}:{p}' for h, p in nodes)}/?cluster=true"
+        proxies = {node: BlackholeProxy(*node) for node in nodes}
+        for proxy in proxies.values():
+            stack.callback(proxy.close)
+        first = proxies[nodes[0]].port
+        url = f"redis://127.0.0.1:{first}/" + ("?cluster=true" if masters > 1 else "0")
+        yield _ProxiedRedis(inner, url, proxies)
 
 
 @pytest.fixture(scope="module", params=[1, 3], ids=["single", "cluster"])
 def partitioned_redis(request):
-    from netns import PartitionedRedis, netns_unavailable
-    from redis_server import RedisServer, redis_server_binary
-    from tcp_blackhole import BlackholeProxy
+    from redis_server import redis_server_binary
 
     binary = redis_server_binary()
     if binary is None:
         pytest.skip("redis-server is not installed (`make test` installs it)")
-    why = netns_unavailable()
-    if os.environ.get("TOKENWIRE_TEST_PARTITION") == "proxy":
-        why = "TOKENWIRE_TEST_PARTITION=proxy"
-    if why is None:
-        with PartitionedRedis(binary, masters=request.param) as redis:
-            yield redis
-    elif request.param == 1:
-        with RedisServer(binary) as server:
-            proxy = BlackholeProxy("127.0.0.1", server.port)
-            try:
-                yield _ProxiedRedis(server, proxy)
-            finally:
-                proxy.close()
-    else:
-        pytest.skip(f"no network namespace for a partitioned cluster: {why}")
+    with _proxied(binary, request.param) as redis:
+        yield redis
 
 
 async def _read_all(cursor, log: list[tuple[float, list[EncodedOp]]]) -> None:
@@ -128,15 +159,16 @@ async def test_readers_wait_out_a_partition_and_lose_nothing(partitioned_redis) 
     prefix = f"part{os.getpid()}"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
     producer = subprocess.Popen(
-        redis.ns_command(sys.executable, "-c", _PRODUCER, redis.inner_url, prefix, "150", "0.03"),
+        [sys.executable, "-c", _PRODUCER, redis.inner_url, prefix, "150", "0.03"],
         stdout=subprocess.PIPE,
         env=env,
     )
     fast = {"block_s": 0.3, "command_timeout_s": 0.3, "connect_timeout_s": 0.3}
-    patient = RedisHub(redis.url, key_prefix=prefix, unavailable_grace_s=8.0, **fast)
-    hasty = RedisHub(redis.url, key_prefix=prefix, unavailable_grace_s=0.5, **fast)
-    await patient.start()
-    await hasty.start()
+    with redis.remapped():
+        patient = RedisHub(redis.url, key_prefix=prefix, unavailable_grace_s=8.0, **fast)
+        hasty = RedisHub(redis.url, key_prefix=prefix, unavailable_grace_s=0.5, **fast)
+        await patient.start()
+        await hasty.start()
     try:
         assert producer.stdout is not None
         line = await asyncio.wait_for(asyncio.to_thread(producer.stdout.readline), 30)
