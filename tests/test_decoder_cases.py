@@ -477,3 +477,18 @@ def test_a_responses_body_cancelled_upstream_says_so() -> None:
     _, got = assemble_response(json.dumps(whole).encode())
     assert (got.status, got.text) == ("failed", "So far")
     assert got.error["type"] == "cancelled"
+
+
+def test_an_unfinished_whole_chat_body_is_truncated_as_in_the_other_apis() -> None:
+    """A whole chat completion none of whose choices has a ``finish_reason`` (the mock's
+    non-streamed ``mock-truncated``) was reported ``completed``; like a Responses body still
+    ``in_progress`` or an Anthropic message without ``stop_reason``, it keeps its text and
+    ends ``failed`` / ``truncated``. One finished choice is enough to be finished."""
+    choice = {"index": 0, "message": {"role": "assistant", "content": "So far"}}
+    body = {"id": "c", "object": "chat.completion", "model": "m", "choices": [choice]}
+    _, got = assemble_response(json.dumps(body).encode())
+    assert (got.status, got.text, got.error["type"]) == ("failed", "So far", "truncated")
+    assert "no choice has a finish_reason" in got.error["message"]
+    body["choices"] = [choice, {**choice, "index": 1, "finish_reason": "stop"}]
+    _, got = assemble_response(json.dumps(body).encode())
+    assert got.status == "completed"

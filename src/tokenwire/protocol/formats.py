@@ -43,6 +43,7 @@ _TRUNCATED_WHY = {
     "anthropic": "upstream stream ended without message_stop",
 }
 _UNFINISHED_BODY = {
+    "chat": "upstream chat completion is unfinished (no choice has a finish_reason)",
     "responses": "upstream response is unfinished (its status is not completed, incomplete "
     "or failed)",
     "anthropic": "upstream message is unfinished (it has no stop_reason)",

@@ -124,7 +124,11 @@ def _whole_body(pipe: Pipeline, body: bytes) -> tuple[list[EncodedOp], Message]:
         pipe.assembler.warning = _repaired()
     normalizer = pipe.normalizer
     facts = normalizer.feed_chunk(chunk) + normalizer.close()
-    if chunk.error is None:
+    # A body none of whose choices finished is an answer cut off (as a Responses body still
+    # ``in_progress`` or an Anthropic one without ``stop_reason``): the close says so.
+    choices = chunk.choices or ()
+    finished = not choices or any(choice.finish_reason for choice in choices)
+    if chunk.error is None and finished:
         facts.append(Done())
     ops = pipe.assembler.feed(facts)
-    return ops + pipe.assembler.close(), pipe.message
+    return ops + pipe.assembler.close(0.0, truncated_message("chat", whole=True)), pipe.message
