@@ -492,3 +492,26 @@ def test_an_unfinished_whole_chat_body_is_truncated_as_in_the_other_apis() -> No
     body["choices"] = [choice, {**choice, "index": 1, "finish_reason": "stop"}]
     _, got = assemble_response(json.dumps(body).encode())
     assert got.status == "completed"
+
+
+def test_a_later_text_parts_citation_counts_from_that_part_without_content_part_added() -> None:
+    """A message item with two ``output_text`` parts and no ``content_part.added`` (servers
+    that skip it): the second part's citation indexes count from its own start, which its
+    first delta now marks (before, they were taken from the item's start: a wrong span)."""
+    note = {"type": "url_citation", "title": "T"}
+    first, second = {**note, "url": "https://e.x/a"}, {**note, "url": "https://e.x/d"}
+    first |= {"start_index": 0, "end_index": 5}
+    second |= {"start_index": 6, "end_index": 11}
+    at = {"item_id": "m1", "output_index": 0}
+    events = [
+        r("output_item.added", output_index=0, item={"id": "m1", "type": "message"}),
+        r("output_text.delta", **at, content_index=0, delta="Alpha beta. "),
+        r("output_text.annotation.added", **at, content_index=0, annotation=first),
+        r("output_text.delta", **at, content_index=1, delta="Gamma delta."),
+        r("output_text.annotation.added", **at, content_index=1, annotation=second),
+        completed(),
+    ]
+    got = blocks(sse(*events), ("type", "text", "url", "span"))
+    text = got[0]["text"]
+    cited = {b["url"]: text[b["span"]["start"] : b["span"]["end"]] for b in got if "url" in b}
+    assert cited == {"https://e.x/a": "Alpha", "https://e.x/d": "delta"}

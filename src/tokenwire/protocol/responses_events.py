@@ -114,6 +114,7 @@ class _TextDelta(msgspec.Struct, gc=False):
     delta: str | None = None
     output_index: int | None = None
     item_id: str | None = None
+    content_index: int | None = None
 
 
 _decode_event = msgspec.json.Decoder(_Event).decode
@@ -225,11 +226,22 @@ class ResponsesNormalizer(EventNormalizer):
         if item not in self._streamed:
             self._streamed.add(item)
             self._text_start[item] = pos.next_start()
+        if token.content_index:
+            self._later_part(token)
         if pos.open:
             pos.length += len(text)
         else:
             pos.text(text)
         return text
+
+    def _later_part(self, token: _TextDelta | _Event) -> None:
+        """Where a message's second (third, ...) text part starts in its text block, from its
+        first delta when no ``content_part.added`` said so: its citations' spans count from
+        there."""
+        key = token.output_index if token.output_index is not None else token.item_id
+        part = (key, token.content_index)
+        if part not in self._part_start:
+            self._part_start[part] = self._pos.next_start()
 
     API = "Responses"
     IDLE_TYPES = frozenset({"keepalive"})
@@ -267,6 +279,8 @@ class ResponsesNormalizer(EventNormalizer):
                 if item not in self._streamed:
                     self._streamed.add(item)
                     self._text_start[item] = self._pos.next_start()
+                if event.content_index:
+                    self._later_part(event)
                 self._text("text", event.delta, facts)
         elif kind == "response.reasoning_summary_text.delta" or kind in (
             "response.reasoning_text.delta",
