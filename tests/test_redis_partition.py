@@ -34,6 +34,7 @@ from typing import Any
 import pytest
 from test_redis_hub import replay
 
+from tokenwire.hub import HubUnavailable
 from tokenwire.hub.redis import RedisHub
 from tokenwire.protocol import EncodedOp
 
@@ -154,21 +155,37 @@ async def _read_all(cursor, log: list[tuple[float, list[EncodedOp]]]) -> None:
     await cursor.aclose()
 
 
+async def _started_hub(url: str, prefix: str, *, grace_s: float) -> RedisHub:
+    """A reader hub with short timeouts (0.3 s, so the partition is noticed fast), started;
+    a start that timed out on a loaded machine is tried again (the partition comes later)."""
+    fast = {"block_s": 0.3, "command_timeout_s": 0.3, "connect_timeout_s": 0.3}
+    for attempt in range(3):
+        hub = RedisHub(url, key_prefix=prefix, unavailable_grace_s=grace_s, **fast)
+        try:
+            await hub.start()
+            return hub
+        except HubUnavailable:
+            await hub.close()
+            if attempt == 2:
+                raise
+            await asyncio.sleep(0.5)
+    raise AssertionError("unreachable")
+
+
 async def test_readers_wait_out_a_partition_and_lose_nothing(partitioned_redis) -> None:
     redis = partitioned_redis
     prefix = f"part{os.getpid()}"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    # The readers' hubs start first: their short timeouts also bound their start, which a
+    # producer process importing meanwhile (CPU) could otherwise push past them.
+    with redis.remapped():
+        patient = await _started_hub(redis.url, prefix, grace_s=8.0)
+        hasty = await _started_hub(redis.url, prefix, grace_s=0.5)
     producer = subprocess.Popen(
         [sys.executable, "-c", _PRODUCER, redis.inner_url, prefix, "150", "0.03"],
         stdout=subprocess.PIPE,
         env=env,
     )
-    fast = {"block_s": 0.3, "command_timeout_s": 0.3, "connect_timeout_s": 0.3}
-    with redis.remapped():
-        patient = RedisHub(redis.url, key_prefix=prefix, unavailable_grace_s=8.0, **fast)
-        hasty = RedisHub(redis.url, key_prefix=prefix, unavailable_grace_s=0.5, **fast)
-        await patient.start()
-        await hasty.start()
     try:
         assert producer.stdout is not None
         line = await asyncio.wait_for(asyncio.to_thread(producer.stdout.readline), 30)

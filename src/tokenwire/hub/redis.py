@@ -745,16 +745,16 @@ class RedisHub(Hub):
             ops = [_op_from_entry(entry_id, fields) for entry_id, fields in entries]
             if ops and ops[0].seq == after + 1:
                 return ops
-            snap, snap_seq, snap_open, prev, prev_seq = await self.r.hmget(
+            snap, snap_seq, snap_open, prev, prev_seq, prev_open = await self.r.hmget(
                 self.keys.meta(stream_id),
-                ["snap", "snap_seq", "snap_open", "snap_prev", "snap_prev_seq"],
+                ["snap", "snap_seq", "snap_open", "snap_prev", "snap_prev_seq", "snap_prev_open"],
             )
         # The older snapshot if the log still goes on from it (``ops[0]``: the oldest op kept):
         # every cursor after it stays exact (a view reads from the start to reach its cursor).
         # (Should the log be trimmed past it while a reader reads on, that reader gets the
         # newer snapshot next: a view's read_log then starts over from it.)
         if prev is not None and int(prev_seq) > after and ops and ops[0].seq <= int(prev_seq) + 1:
-            snap, snap_seq, snap_open = prev, prev_seq, None  # (its open blocks are not kept)
+            snap, snap_seq, snap_open = prev, prev_seq, prev_open
         if snap is not None and int(snap_seq) > after:
             message = Message.from_dict(msgspec.json.decode(snap))
             opened = None

@@ -107,7 +107,7 @@ if ARGV[4] ~= '' then
   -- there. While live it moves on (to the snapshot being replaced, a quarter of the log
   -- behind the head) once the trimming comes within half a log of it; at the end only if
   -- the log was trimmed past it, so the ops before the end stay exact.
-  local old = redis.call('HMGET', KEYS[1], 'snap', 'snap_seq', 'snap_prev_seq')
+  local old = redis.call('HMGET', KEYS[1], 'snap', 'snap_seq', 'snap_prev_seq', 'snap_open')
   if old[1] then
     local head = redis.call('XRANGE', KEYS[2], '-', '+', 'COUNT', 1)
     local oldest = 0
@@ -116,6 +116,12 @@ if ARGV[4] ~= '' then
     if ARGV[3] ~= '' then margin = 0 end
     if not old[3] or tonumber(old[3]) + 1 < oldest + margin then
       redis.call('HSET', KEYS[1], 'snap_prev', old[1], 'snap_prev_seq', old[2])
+      -- (its open blocks too: a view met by it mid-connection must not guess them)
+      if old[4] then
+        redis.call('HSET', KEYS[1], 'snap_prev_open', old[4])
+      else
+        redis.call('HDEL', KEYS[1], 'snap_prev_open')
+      end
     end
   end
   redis.call('HSET', KEYS[1], 'snap', ARGV[4], 'snap_seq', last, 'snap_open', ARGV[5])

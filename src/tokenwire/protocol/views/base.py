@@ -148,9 +148,9 @@ class MessageState:
         self.blocks: list[BlockState] = []
         self.seq = 0
         self.started = False
-        # Whether the blocks' ``ended`` flags are known: a snapshot without ``open`` leaves
-        # them guessed (all but a streamed last block).
-        self.ends_known = True
+        # Open blocks that may have ended: a snapshot that does not say which blocks are open
+        # leaves its last block open on a guess (the others are taken as ended).
+        self.unsure: set[int] = set()
 
     def apply(self, op: dict[str, Any], seq: int) -> None:
         kind = op.get("type")
@@ -165,7 +165,10 @@ class MessageState:
         elif kind == "block.start":
             self.blocks.append(BlockState(op["block"]))
         elif kind == "block.end":
-            self.blocks[int(op["index"])].ended = True
+            index = int(op["index"])
+            self.blocks[index].ended = True
+            if self.unsure:
+                self.unsure.discard(index % len(self.blocks))
         elif kind == "block.update":
             block = self.blocks[int(op["index"])]
             for k, v in (op.get("set") or {}).items():
@@ -175,6 +178,8 @@ class MessageState:
             step = int(op.get("step") or 0)
             while self.blocks and self.blocks[-1].step == step:
                 self.blocks.pop()
+            if self.unsure:
+                self.unsure.intersection_update(range(len(self.blocks)))
         elif kind == "message.start":
             self.started = True
             self.id, self.model = op.get("id"), op.get("model")
@@ -195,20 +200,23 @@ class MessageState:
         self.usage, self.error = message.get("usage"), message.get("error")
         self.blocks = [BlockState(b) for b in message.get("blocks", [])]
         ended = self.status != "in_progress"
-        self.ends_known = ended or isinstance(open_blocks, list)
+        self.unsure = set()
         if not ended and isinstance(open_blocks, list):
             still = set(open_blocks)
             for index, block in enumerate(self.blocks):
                 block.ended = index not in still
             return
-        for block in self.blocks:
-            # A snapshot that does not say which blocks are still open: all but a streamed
-            # last block are complete (blocks end in order except parallel tool calls and
-            # choices).
-            block.ended = ended
+        # A snapshot that does not say which blocks are still open: the last block of each
+        # choice other than a citation may be (blocks end in order, except parallel tool
+        # calls); the rest have ended.
+        last: dict[int, int] = {}
         if not ended:
-            for block in self.blocks[:-1]:
-                block.ended = True
+            for index, block in enumerate(self.blocks):
+                if block.type != "source":
+                    last[block.choice] = index
+        self.unsure = set(last.values())
+        for index, block in enumerate(self.blocks):
+            block.ended = index not in self.unsure
 
     @property
     def ended(self) -> bool:
@@ -218,6 +226,10 @@ class MessageState:
 def decode(op: OpLike) -> dict[str, Any]:
     """The op's JSON as a dict (the only form views read)."""
     return _decode_json(op.json)
+
+
+_CLOSING = frozenset({"block.start", "step.reset", "message.end"})
+"""Ops after which a block a snapshot left open on a guess is taken as ended."""
 
 
 class View(abc.ABC):
@@ -256,16 +268,9 @@ class View(abc.ABC):
         elif kind == "block.end" and self._mends_ends and self._ended(op):
             # (a block a mid-connection snapshot already ended: its end was sent)
             self.state.apply(op, seq)
-        elif kind == "message.end" and self._mends_ends and not self.state.ends_known:
-            # After a snapshot that did not say which blocks were open, blocks that ended
-            # among the ops it replaced are still open here: end them before the message.
-            for index, block in enumerate(self.state.blocks):
-                if not block.ended:
-                    self._on({"type": "block.end", "index": index}, seq)
-                    self.state.apply({"type": "block.end", "index": index}, seq)
-            self._on(op, seq)
-            self.state.apply(op, seq)
         else:
+            if self.state.unsure and self._mends_ends and kind in _CLOSING:
+                self._end_unsure(op, seq)
             self._on(op, seq)  # views see the state before the op (e.g. a reset's blocks)
             self.state.apply(op, seq)
         out, self._out = self._out, []
@@ -284,10 +289,30 @@ class View(abc.ABC):
     _cursor_per_op = False
 
     _mends_ends = True
-    """After a snapshot: send no second end for a block it ended, and end the blocks still
-    open at ``message.end`` when it left their ends unknown (clients of these formats need
-    every part or item ended once). Off for the ops view: it passes the log's ops on as
-    they are."""
+    """After a snapshot: send no second end for a block it ended, and end a block it left
+    open on a guess (it did not say which were open) before anything that shows the block
+    is over: another block, a step reset, the message's end (clients of these formats need
+    every part or item ended once, in order). Off for the ops view: it passes the log's ops
+    on as they are."""
+
+    def _end_unsure(self, op: dict[str, Any], seq: int) -> None:
+        """End the blocks left open on a guess that ``op`` shows are over: all of them at a
+        step reset or the message's end; at another block's start, those of its choice
+        (none for a citation, which comes inside its text)."""
+        state = self.state
+        ending = set(state.unsure)
+        if op.get("type") == "block.start":
+            block = op.get("block") or {}
+            if block.get("type") == "source":
+                return
+            choice = int(block.get("choice") or 0)
+            ending = {i for i in ending if state.blocks[i].choice == choice}
+        for index in sorted(ending):
+            if not state.blocks[index].ended:
+                end = {"type": "block.end", "index": index}
+                self._on(end, seq)
+                state.apply(end, seq)
+        state.unsure -= ending
 
     def _ended(self, op: dict[str, Any]) -> bool:
         index = op.get("index")
@@ -317,7 +342,7 @@ class View(abc.ABC):
                 self._on(o, seq)
                 self.state.apply(o, seq)
             self.state.seq = seq
-            self.state.ends_known = state.ends_known
+            self.state.unsure = set(state.unsure)
             return
         fresh = self.fork()
         frames = [
@@ -327,7 +352,7 @@ class View(abc.ABC):
         ]
         start = self.next_index
         self.__dict__.update(fresh.__dict__)
-        self.state.ends_known = state.ends_known
+        self.state.unsure = set(state.unsure)
         self.next_index = start
         for frame in frames:
             if frame.index is not None:

@@ -56,8 +56,8 @@ def block_dict(block: BlockState) -> dict[str, Any]:
 
 def _block_ops(
     index: int, block: BlockState, max_frame_bytes: int, whole: frozenset[str]
-) -> list[dict[str, Any]]:
-    """The ops that start block ``index`` and give it all its text (and its end)."""
+) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
+    """The ops that start block ``index`` and give it all its text, and its end (if ended)."""
     ops: list[dict[str, Any]] = []
     start = block_dict(block)
     if block.type in whole and block.key is not None:
@@ -71,9 +71,38 @@ def _block_ops(
     if block.key is not None and block.type not in whole:
         for piece in split_text(block.text, max_frame_bytes):
             ops.append({"type": "block.delta", "index": index, "text": piece})
-    if block.ended:
-        ops.append({"type": "block.end", "index": index})
-    return ops
+    return ops, ({"type": "block.end", "index": index} if block.ended else None)
+
+
+_CITING = frozenset({"source"})
+"""Blocks that start while the block before them is still open (a citation inside its text:
+the text's end lists its citations, so it must come after them)."""
+
+
+def _add_blocks(
+    ops: list[dict[str, Any]],
+    ends: list[dict[str, Any]],
+    blocks: list[BlockState],
+    first: int,
+    step: int | None,
+    max_frame_bytes: int,
+    whole: frozenset[str],
+) -> None:
+    """Blocks ``first``, ``first + 1``, ... of ``blocks`` in the order a log has them: the
+    blocks before each end (``ends``, still owed) before it starts, unless it is a citation
+    in the same step (a step's parts end before the next step starts)."""
+    for index in range(first, len(blocks)):
+        block = blocks[index]
+        if block.type not in _CITING or step is None or block.step != step:
+            ops.extend(ends)
+            ends.clear()
+        step = block.step
+        body, end = _block_ops(index, block, max_frame_bytes, whole)
+        ops.extend(body)
+        if end is not None:
+            ends.append(end)
+    ops.extend(ends)
+    ends.clear()
 
 
 def _message_end(state: MessageState) -> dict[str, Any]:
@@ -97,8 +126,7 @@ def state_ops(
     if not state.started:
         return ops
     ops.append({"type": "message.start", "id": state.id, "model": state.model})
-    for index, block in enumerate(state.blocks):
-        ops.extend(_block_ops(index, block, max_frame_bytes, whole))
+    _add_blocks(ops, [], state.blocks, 0, None, max_frame_bytes, whole)
     if state.ended:
         ops.append(_message_end(state))
     return ops
@@ -107,26 +135,18 @@ def state_ops(
 _IDENTITY = ("id", "call_id", "name", "url")  # attributes a block keeps for good
 
 
-def _continues(old: BlockState, new: BlockState, ends_known: bool) -> bool:
+def _continues(old: BlockState, new: BlockState, unsure: bool) -> bool:
     """Whether ``new`` is ``old`` later on: same kind, place and identity, its text ``old``'s
     and more, and not reopened or grown once ended (else it is another block at the same
-    index: a step reset among the ops the reader missed dropped ``old``). A snapshot that
-    does not say which blocks are open may show an ended last block as open."""
+    index: a step reset among the ops the reader missed dropped ``old``). ``unsure``: the
+    snapshot left ``new`` open on a guess (it may have ended)."""
     if (old.type, old.choice, old.step, old.key) != (new.type, new.choice, new.step, new.key):
         return False
     if any(old.attrs.get(k) != new.attrs.get(k) for k in _IDENTITY):
         return False
-    if old.ended and (new.length != old.length or (ends_known and not new.ended)):
+    if old.ended and (new.length != old.length or not (new.ended or unsure)):
         return False
     return old.key is None or (new.length >= old.length and new.text.startswith(old.text))
-
-
-def _still_open(block: BlockState) -> BlockState:
-    copy = BlockState({})
-    for name in BlockState.__slots__:
-        setattr(copy, name, getattr(block, name))
-    copy.ended = False
-    return copy
 
 
 def continuation_ops(
@@ -135,12 +155,17 @@ def continuation_ops(
     """Op dicts that take a view whose reader has ``sent`` on to ``target`` (the state a
     ``snapshot`` met mid-connection holds), sending nothing twice: the rest of each block's
     text, changed attributes, new blocks, ends. Blocks ``target`` no longer has (a step reset
-    among the trimmed ops) are dropped with ``step.reset`` ops, as the live log did."""
+    among the trimmed ops) are dropped with ``step.reset`` ops, as the live log did.
+
+    Order: what the kept blocks gain, then their ends and the new blocks as a log has them
+    (``_add_blocks``)."""
     ops: list[dict[str, Any]] = []
     old, new = sent.blocks, target.blocks
     kept = 0
     while (
-        kept < len(old) and kept < len(new) and _continues(old[kept], new[kept], target.ends_known)
+        kept < len(old)
+        and kept < len(new)
+        and _continues(old[kept], new[kept], kept in target.unsure)
     ):
         kept += 1
     steps = [block.step for block in old]
@@ -150,6 +175,7 @@ def continuation_ops(
         while steps and steps[-1] == step:
             steps.pop()
     kept = len(steps)
+    ends: list[dict[str, Any]] = []
     for index in range(kept):
         before, after = old[index], new[index]
         changed = {k: v for k, v in after.attrs.items() if before.attrs.get(k) != v}
@@ -159,15 +185,10 @@ def continuation_ops(
             rest = after.text[before.length :]
             pieces = [rest] if after.type in whole else split_text(rest, max_frame_bytes)
             ops.extend({"type": "block.delta", "index": index, "text": p} for p in pieces)
-        if after.ended and not before.ended and target.ends_known:
-            # (a guessed end could cut a block still streaming: a parallel tool call, another
-            # choice; the live block.end comes later, or message.end closes it)
-            ops.append({"type": "block.end", "index": index})
-    for index in range(kept, len(new)):
-        block = new[index]
-        if not target.ends_known and block.ended:  # (not ended on a guess: see above)
-            block = _still_open(block)
-        ops.extend(_block_ops(index, block, max_frame_bytes, whole))
+        if after.ended and not before.ended:
+            ends.append({"type": "block.end", "index": index})
+    step = old[kept - 1].step if kept else None
+    _add_blocks(ops, ends, new, kept, step, max_frame_bytes, whole)
     if target.ended and not sent.ended:
         ops.append(_message_end(target))
     return ops
