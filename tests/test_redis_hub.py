@@ -704,3 +704,27 @@ async def test_readers_queueing_for_a_read_connection_are_not_an_outage(redis_se
     finally:
         await reader.close()
         await writer.close()
+
+
+async def test_a_live_snapshot_says_which_blocks_are_open(redis_server, prefix) -> None:
+    """A reader that fell out of the trimmed log mid-answer gets a snapshot saying which
+    blocks are still open (both the newest snapshot and the older one the log goes on from
+    keep it), so a view can go on without guessing."""
+    a = new_hub(redis_server.url, prefix, max_log_ops=20)
+    await a.start()
+    try:
+        ops = make_ops("st_open", [f"{i} " for i in range(200)], end=False)
+        await a.create("st_open", owner=None)
+        for i in range(0, len(ops), 7):
+            await a.append("st_open", ops[i : i + 7])
+        async with admin(redis_server.url) as r:
+            meta = await r.hgetall(f"{prefix}:{{st_open}}:meta")
+        assert meta[b"snap_open"] == b"0" and meta[b"snap_prev_open"] == b"0"
+        for after in (0, 3):
+            cursor = await a.subscribe("st_open", after)
+            first = (await cursor.read(5))[0]
+            assert first.type == "snapshot" and first.op.open == [0]
+            assert first.op.message["status"] == "in_progress"
+            await cursor.aclose()
+    finally:
+        await a.close()
