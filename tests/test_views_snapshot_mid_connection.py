@@ -256,7 +256,10 @@ def test_the_ai_package_ends_with_the_whole_logs_message(tmp_path: Path) -> None
         assert cut["parts"] == whole["parts"], (name, with_open)
 
 
-VECTORS = sorted((Path(__file__).parent / "vectors").glob("*.ops.jsonl"))
+HERE = Path(__file__).parent
+VECTORS = sorted(
+    [*(HERE / "vectors").glob("*.ops.jsonl"), *(HERE / "vectors" / "views").glob("*.ops.jsonl")]
+)
 AI_VECTORS = [  # (tools, citations, steps, resets, choices)
     "anthropic_citations",
     "openai_n2_choices",
@@ -283,7 +286,9 @@ def _without_generated_ids(items: Any) -> Any:
     return json.loads(re.sub(r'"item_[A-Za-z0-9_]*?_\d+"', '"ITEM"', text))
 
 
-@pytest.mark.parametrize("path", VECTORS, ids=[p.name[: -len(".ops.jsonl")] for p in VECTORS])
+@pytest.mark.parametrize(
+    "path", VECTORS, ids=[f"{p.parent.name}/{p.name[: -len('.ops.jsonl')]}" for p in VECTORS]
+)
 def test_every_cut_of_every_vector_ends_with_the_whole_logs_message(path: Path) -> None:
     """Every reader cut point p and snapshot point q >= p of every recorded log, with the
     snapshot's ``open`` as the hubs send it: the openai SDK's accumulators end with what a

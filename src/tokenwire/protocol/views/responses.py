@@ -100,7 +100,7 @@ class ResponsesView(View):
         return b"event:%s\ndata:%s\n\n" % (body["type"].encode(), encode_json(body))
 
     def _response(self, status: str, **extra: Any) -> dict[str, Any]:
-        output = [self.done_items[i] for i in sorted(self.done_items)]
+        output = self._final_items() if self.done_items else []
         response: dict[str, Any] = {
             "id": self.response_id or f"resp_{self.state.id or ''}",
             "object": "response",
@@ -341,6 +341,30 @@ class ResponsesView(View):
             }
         self.done_items[out] = item
         self._emit({"type": "response.output_item.done", "output_index": out, "item": item})
+
+    def _final_items(self) -> list[dict[str, Any]]:
+        """The items done so far, each text item with every citation of its text, also those
+        that came after the item was done (their ``annotation.added`` followed its
+        ``output_item.done``): the final response lists what the events announced."""
+        blocks = self.state.blocks
+        at = {out: index for index, out in self.items.items()}
+        final = []
+        for out in sorted(self.done_items):
+            item = self.done_items[out]
+            index = at.get(out)
+            content = item.get("content")
+            if (
+                index is not None
+                and index < len(blocks)
+                and blocks[index].type == "text"
+                and content
+                and content[0].get("type") == "output_text"
+            ):
+                cites = self._cites(index)
+                if cites != content[0].get("annotations"):
+                    item = {**item, "content": [{**content[0], "annotations": cites}]}
+            final.append(item)
+        return final
 
     def _cites(self, index: int) -> list[dict[str, Any]]:
         """The url citations of text block ``index`` (for its final part)."""

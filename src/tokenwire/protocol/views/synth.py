@@ -89,13 +89,19 @@ def _add_blocks(
     whole: frozenset[str],
 ) -> None:
     """Blocks ``first``, ``first + 1``, ... of ``blocks`` in the order a log has them: the
-    blocks before each end (``ends``, still owed) before it starts, unless it is a citation
-    in the same step (a step's parts end before the next step starts)."""
+    blocks of its choice before each end (``ends``, still owed) before it starts, unless it
+    is a citation; all of them before a block of another step (a step's parts end before the
+    next step starts)."""
     for index in range(first, len(blocks)):
         block = blocks[index]
-        if block.type not in _CITING or step is None or block.step != step:
+        if step is None or block.step != step:
             ops.extend(ends)
             ends.clear()
+        elif block.type not in _CITING and ends:  # (only its choice's: choices interleave)
+            mine = [end for end in ends if blocks[end["index"]].choice == block.choice]
+            if mine:
+                ops.extend(mine)
+                ends[:] = [end for end in ends if blocks[end["index"]].choice != block.choice]
         step = block.step
         body, end = _block_ops(index, block, max_frame_bytes, whole)
         ops.extend(body)
