@@ -135,6 +135,11 @@ class BlockState:
         return self.parts[0] if self.parts else ""
 
 
+CITING = frozenset({"source"})
+"""Blocks that start while the block before them is still open (a citation inside its text:
+the text's end lists its citations, so it comes after them)."""
+
+
 class MessageState:
     """The message as rebuilt from op JSON (the v1.1 rules), for views and catch-up."""
 
@@ -149,7 +154,7 @@ class MessageState:
         self.seq = 0
         self.started = False
         # Open blocks that may have ended: a snapshot that does not say which blocks are open
-        # leaves its last block open on a guess (the others are taken as ended).
+        # leaves the last block of each choice open on a guess (``load``).
         self.unsure: set[int] = set()
 
     def apply(self, op: dict[str, Any], seq: int) -> None:
@@ -212,7 +217,7 @@ class MessageState:
         last: dict[int, int] = {}
         if not ended:
             for index, block in enumerate(self.blocks):
-                if block.type != "source":
+                if block.type not in CITING:
                     last[block.choice] = index
         self.unsure = set(last.values())
         for index, block in enumerate(self.blocks):
@@ -303,7 +308,7 @@ class View(abc.ABC):
         ending = set(state.unsure)
         if op.get("type") == "block.start":
             block = op.get("block") or {}
-            if block.get("type") == "source":
+            if block.get("type") in CITING:
                 return
             choice = int(block.get("choice") or 0)
             ending = {i for i in ending if state.blocks[i].choice == choice}

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tokenwire.protocol.views.base import BlockState, MessageState, encode_json
+from tokenwire.protocol.views.base import CITING, BlockState, MessageState, encode_json
 
 _SLACK = 512  # room for a frame's envelope (ids, keys, SSE framing) around the text
 
@@ -74,11 +74,6 @@ def _block_ops(
     return ops, ({"type": "block.end", "index": index} if block.ended else None)
 
 
-_CITING = frozenset({"source"})
-"""Blocks that start while the block before them is still open (a citation inside its text:
-the text's end lists its citations, so it must come after them)."""
-
-
 def _add_blocks(
     ops: list[dict[str, Any]],
     ends: list[dict[str, Any]],
@@ -97,7 +92,7 @@ def _add_blocks(
         if step is None or block.step != step:
             ops.extend(ends)
             ends.clear()
-        elif block.type not in _CITING and ends:  # (only its choice's: choices interleave)
+        elif block.type not in CITING and ends:  # (only its choice's: choices interleave)
             mine = [end for end in ends if blocks[end["index"]].choice == block.choice]
             if mine:
                 ops.extend(mine)
