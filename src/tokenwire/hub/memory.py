@@ -20,7 +20,7 @@ from tokenwire.hub.base import (
     TransientBuffer,
 )
 from tokenwire.protocol import EncodedOp, Message, apply_op, snapshot_op
-from tokenwire.protocol.ops import BlockEnd, BlockStart, StepReset
+from tokenwire.protocol.ops import apply_op_with_open
 
 
 class _Log:
@@ -89,16 +89,8 @@ class _Log:
             self.base_message = Message.empty(self.id, None)
         if self.base_open is None:
             self.base_open = set()
-        message, open_blocks = self.base_message, self.base_open
         for op in self.ops[:drop]:
-            apply_op(message, op.op)
-            kind = type(op.op)
-            if kind is BlockStart:
-                open_blocks.add(op.op.index)
-            elif kind is BlockEnd:
-                open_blocks.discard(op.op.index)
-            elif kind is StepReset:  # (its dropped blocks are no longer open)
-                open_blocks.intersection_update(range(len(message.blocks)))
+            apply_op_with_open(self.base_message, op.op, self.base_open)
         del self.ops[:drop]
         self.base_seq += drop
 

@@ -71,16 +71,15 @@ from tokenwire.hub.redis_scripts import (
 )
 from tokenwire.protocol import (
     BlockEnd,
-    BlockStart,
     EncodedOp,
     Message,
     MessageEnd,
     MessageStart,
-    StepReset,
     apply_op,
     encode,
     snapshot_op,
 )
+from tokenwire.protocol.ops import apply_op_with_open
 
 __all__ = ["HubUnavailable", "RedisHub", "TakenOver"]
 
@@ -559,14 +558,7 @@ class RedisHub(Hub):
         # Local state first (for the snapshot); on any failure it is dropped and reloaded.
         self._owned.pop(stream_id, None)
         for item in ops:
-            op = item.op
-            apply_op(own.message, op)
-            if isinstance(op, BlockStart):
-                own.open.add(op.index)
-            elif isinstance(op, BlockEnd):
-                own.open.discard(op.index)
-            elif isinstance(op, StepReset):  # (v1.1) its blocks are gone, open or not
-                own.open = {i for i in own.open if i < len(own.message.blocks)}
+            apply_op_with_open(own.message, item.op, own.open)
         last = ops[-1]
         end_status = own.message.status if last.type == "message.end" else ""
         snap = b""
@@ -707,13 +699,7 @@ class RedisHub(Hub):
                 if not ops or ops[0].seq != snap_seq + 1 or ops[-1].seq != info.seq:
                     continue
                 for item in ops:
-                    apply_op(message, item.op)
-                    if isinstance(item.op, BlockStart):
-                        open_blocks.add(item.op.index)
-                    elif isinstance(item.op, BlockEnd):
-                        open_blocks.discard(item.op.index)
-                    elif isinstance(item.op, StepReset):
-                        open_blocks = {i for i in open_blocks if i < len(message.blocks)}
+                    apply_op_with_open(message, item.op, open_blocks)
             return info, message, open_blocks, snap_seq
         raise HubUnavailable(f"stream {stream_id!r}: log kept changing under the reader")
 

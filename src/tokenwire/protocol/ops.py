@@ -231,6 +231,19 @@ def apply_op(message: Message, op: Op) -> None:
     # A Transient is never applied: it is not part of the message.
 
 
+def apply_op_with_open(message: Message, op: Op, open_blocks: set[int]) -> None:
+    """``apply_op``, keeping ``open_blocks`` (the indexes of the blocks not yet ended) in
+    step: what a snapshot says besides its message."""
+    apply_op(message, op)
+    kind = type(op)
+    if kind is BlockStart:
+        open_blocks.add(op.index)  # type: ignore[union-attr]
+    elif kind is BlockEnd:
+        open_blocks.discard(op.index)  # type: ignore[union-attr]
+    elif kind is StepReset:  # (its blocks are gone, open or not)
+        open_blocks.intersection_update(range(len(message.blocks)))
+
+
 def apply_ops(ops: list[EncodedOp] | list[Op], message: Message | None = None) -> Message:
     """Apply ops in order, to a new empty message unless one is given."""
     message = message if message is not None else Message.empty()
