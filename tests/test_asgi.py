@@ -104,6 +104,11 @@ def test_mounted_routes_owner_checks_and_read_tokens(host: tuple[str, Streams]) 
         other = alice.post("/chat").json()
         assert anon.get(f"/tw/{other['id']}", params={"token": token}).status_code == 404
         assert anon.post(f"/tw/{sid}/cancel", params={"token": token}).status_code == 401
+        # Signed in (authorize lets the request through) but not the owner: the token is
+        # still no way to cancel, and the answer says so (401) instead of "not found".
+        refused = bob.post(f"/tw/{sid}/cancel", params={"token": token})
+        assert refused.status_code == 401
+        assert refused.json()["error"]["code"] == "token_cannot_cancel"
         ws_url = url.replace("http://", "ws://") + f"/tw/{sid}/ws?after=0&token={token}"
         with connect(ws_url) as ws:
             frames = []

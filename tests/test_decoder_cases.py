@@ -515,3 +515,89 @@ def test_a_later_text_parts_citation_counts_from_that_part_without_content_part_
     text = got[0]["text"]
     cited = {b["url"]: text[b["span"]["start"] : b["span"]["end"]] for b in got if "url" in b}
     assert cited == {"https://e.x/a": "Alpha", "https://e.x/d": "delta"}
+
+
+@pytest.mark.parametrize(
+    ("fmt", "body", "verdict"),
+    [
+        # An Anthropic stream sent where Responses events were expected.
+        (
+            "responses",
+            sse(
+                {"type": "message_start", "message": {**MESSAGE, "content": []}},
+                {"type": "message_stop"},
+            ),
+            "wrong_format",
+        ),
+        # A chat stream cut inside its first chunk.
+        (
+            "chat",
+            b'data: {"id":"c1","object":"chat.completion.chunk","choices":[{"ind',
+            "truncated",
+        ),
+        # A whole (not streamed) Anthropic message.
+        (
+            "auto",
+            json.dumps({**MESSAGE, "content": [{"type": "text", "text": "hi"}]}).encode(),
+            "not_event_stream",
+        ),
+        ("chat", b"<!doctype html><html><body>gateway timeout</body></html>", "not_event_stream"),
+    ],
+)
+def test_why_a_stream_gave_nothing_does_not_depend_on_how_it_was_read(
+    fmt: str, body: bytes, verdict: str
+) -> None:
+    """The verdict on a body with no usable event came from the first read only: in 1-byte
+    reads, ``d`` or ``e`` looked like something that is not an event stream."""
+    errors = []
+    for size in (len(body), 64, 5, 2, 1):
+        pipe = Pipeline("st", format=fmt)
+        for i in range(0, len(body), size):
+            pipe.feed(body[i : i + size])
+        pipe.close()
+        errors.append(pipe.message.error)
+    assert errors[0] is not None and errors[0]["type"] == verdict, errors[0]
+    assert all(error == errors[0] for error in errors), errors
+
+
+def test_a_responses_stream_with_its_answer_only_in_the_final_response() -> None:
+    """Proxies that cannot stream a model send ``response.created`` and then
+    ``response.completed`` with the whole output: that output is the answer (it came out
+    empty), decoded as the same response sent whole would be; a stream that did send its
+    items is not given them twice."""
+    cite = {"type": "url_citation", "url": "https://a.example", "start_index": 0, "end_index": 5}
+    output = [
+        {"id": "rs_1", "type": "reasoning", "summary": [{"type": "summary_text", "text": "Hm."}]},
+        {
+            "id": "msg_1",
+            "type": "message",
+            "role": "assistant",
+            "content": [{"type": "output_text", "text": "Paris is nice.", "annotations": [cite]}],
+        },
+        {
+            "id": "fc_1",
+            "type": "function_call",
+            "call_id": "call_1",
+            "name": "f",
+            "arguments": "{}",
+        },
+    ]
+    created = r("created", response={**RESPONSE, "status": "in_progress", "output": []})
+    keys = ("type", "text", "url", "span", "name", "arguments")
+    streamed = blocks(sse(created, completed(*output)), keys)
+    assert streamed == blocks(
+        json.dumps({**RESPONSE, "status": "completed", "output": output}).encode(), keys
+    )
+    assert [b["type"] for b in streamed] == ["reasoning", "text", "source", "tool_call"]
+    assert streamed[1]["text"] == "Paris is nice."
+    assert streamed[2]["span"] == {"block": 1, "start": 0, "end": 5}
+    incomplete = r(
+        "incomplete",
+        response={**RESPONSE, "status": "incomplete", "output": output[1:2]},
+    )
+    _, message = assemble_response(sse(created, incomplete))
+    assert message.to_dict()["blocks"][0]["text"] == "Paris is nice."
+    assert message.finish_reason == "length"
+    # Items that were streamed are not added again from the final response.
+    again = sse(created, *text_item(0, "msg_1", "Paris is nice."), completed(*output[1:2]))
+    assert [b["text"] for b in blocks(again) if b["type"] == "text"] == ["Paris is nice."]

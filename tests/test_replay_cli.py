@@ -93,3 +93,62 @@ def test_each_upstream_api_is_detected_and_can_be_forced() -> None:
     wrong = replay(str(FIXTURES / "openai_text.sse"), "--format-in", "anthropic")
     assert wrong.returncode == 2
     assert b"no Anthropic Messages events found" in wrong.stderr
+
+
+def _named_events(events: list[dict]) -> bytes:
+    return b"".join(
+        b"event: %s\ndata: %s\n\n" % (e["type"].encode(), json.dumps(e).encode()) for e in events
+    )
+
+
+def test_an_event_past_the_limit_ends_the_message_failed_in_every_mode(tmp_path: Path) -> None:
+    """A recording with one event over max_event_bytes (16 MiB): detection (auto) once crashed
+    with a traceback while checking for an op log; now every mode keeps the text before it."""
+    start = {"type": "message_start", "message": {"id": "m", "model": "claude", "content": []}}
+    events = [
+        start,
+        {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
+        {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "a "}},
+        {
+            "type": "content_block_delta",
+            "index": 0,
+            "delta": {"type": "text_delta", "text": "x" * (17 * 1024 * 1024)},
+        },
+    ]
+    path = tmp_path / "big.sse"
+    path.write_bytes(_named_events(events))
+    for fmt in ("auto", "anthropic"):
+        result = replay(str(path), "--format-in", fmt)
+        assert result.returncode == 0, result.stderr.decode()[-500:]
+        message = json.loads(result.stdout)
+        assert message["status"] == "failed"
+        assert message["error"]["type"] == "event_too_large"
+        assert message["blocks"][0]["text"] == "a "
+    refused = replay(str(path), "--format-in", "ops")
+    assert refused.returncode == 2
+    assert b"Traceback" not in refused.stderr and b"not a tokenwire op log" in refused.stderr
+
+
+def test_an_op_log_with_a_snapshot_past_16_mib_replays(tmp_path: Path) -> None:
+    """An op log's snapshot of a long answer may be bigger than an upstream event may be: the
+    file is read whole, so its size is the only bound."""
+    text = "y" * (17 * 1024 * 1024)
+    snapshot = {
+        "type": "snapshot",
+        "seq": 9,
+        "message": {
+            "id": "m",
+            "model": "x",
+            "status": "completed",
+            "finish_reason": "stop",
+            "blocks": [{"type": "text", "text": text}],
+        },
+    }
+    path = tmp_path / "ops.sse"
+    path.write_bytes(b"id: 9\ndata: %s\n\n" % json.dumps(snapshot).encode())
+    for fmt in ("auto", "ops"):
+        result = replay(str(path), "--format-in", fmt)
+        assert result.returncode == 0, result.stderr.decode()[-500:]
+        message = json.loads(result.stdout)
+        assert message["status"] == "completed"
+        assert len(message["blocks"][0]["text"]) == len(text)

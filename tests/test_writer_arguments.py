@@ -292,3 +292,28 @@ def test_a_span_up_to_the_end_of_its_text_is_taken(coalesce_ms: int) -> None:
 
     blocks = asyncio.run(main()).to_dict()["blocks"]
     assert blocks[1]["span"] == {"block": 0, "start": 0, "end": 7}
+
+
+def test_a_span_with_no_text_to_cite_is_refused_and_a_plain_source_is_not() -> None:
+    """A span before any text named nothing: it was dropped without a word."""
+    caught: list[BaseException] = []
+
+    async def main() -> Any:
+        async def answer(w: StreamWriter) -> None:
+            for span in ((0, 5), (0, 0)):
+                try:
+                    await w.source("https://x.example/", start=span[0], end=span[1])
+                except InvalidArgument as exc:
+                    caught.append(exc)
+            await w.source("https://x.example/", "X")  # (no span: fine without text)
+            await w.text("after")
+
+        async with Streams(coalesce_ms=0) as streams:
+            handle = await streams.start(answer)
+            assert await asyncio.wait_for(streams.wait(handle.id), 10) == "completed"
+            return await streams.message(handle.id)
+
+    blocks = asyncio.run(main()).to_dict()["blocks"]
+    assert len(caught) == 2 and "text block" in str(caught[0])
+    assert [b["type"] for b in blocks] == ["source", "text"]
+    assert "span" not in blocks[0] and blocks[1]["text"] == "after"

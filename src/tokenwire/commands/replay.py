@@ -112,7 +112,9 @@ def _op_log(data: bytes) -> tuple[list[Any], Any] | None:
     if body.startswith(b"{"):
         events = [(line, None) for line in body.splitlines() if line.strip()]
     else:
-        decoder = SSEDecoder()
+        # The file is in memory already: no event of it can be too big to hold (a long
+        # answer's snapshot may pass the upstream limit), so the only bound is its size.
+        decoder = SSEDecoder(max_event_bytes=len(body) + 1)
         events = [(e.raw, e.id) for e in [*decoder.feed(body), *decoder.close()] if e.data]
     if not events:
         return None

@@ -28,6 +28,9 @@ from tokenwire.protocol.ops import EncodedOp
 from tokenwire.protocol.sse import DEFAULT_MAX_EVENT_BYTES, SSEDecoder, SSEEventTooLarge
 from tokenwire.protocol.think_tags import DEFAULT_THINK_TAGS
 
+# How much of a body's start is kept to say what it was when it held no event.
+_HEAD_BYTES = 512
+
 
 class Pipeline:
     """Feed an upstream SSE body in any pieces; get sequenced ops."""
@@ -72,13 +75,14 @@ class Pipeline:
         self.assembler = Assembler(stream_id, model=model, coalesce_ms=coalesce_ms)
         # Index of choice 0's open text block while the per-token fast path may be taken.
         self._fast_index: int | None = None
-        # The start of the body, kept to say what a 200 answer was if it held no chunk.
-        self._head: bytes | None = None
+        # The body's first _HEAD_BYTES, gathered over as many reads as it takes (a split
+        # must not change the verdict), to say what a 200 answer was if it held no chunk.
+        self._head = b""
 
     @property
     def head(self) -> bytes:
         """The first bytes of the body (to say what a 200 answer without chunks was)."""
-        return self._head or b""
+        return self._head
 
     @property
     def message(self) -> Message:
@@ -97,6 +101,8 @@ class Pipeline:
 
     def feed(self, data: bytes, now: float = 0.0) -> list[EncodedOp]:
         """Feed the next bytes of the upstream body (any split); returns the ops they complete."""
+        if len(self._head) < _HEAD_BYTES:  # (a length check per read once it is full)
+            self._head += data[: _HEAD_BYTES - len(self._head)]
         index = self._fast_index  # (never set for other formats)
         if index is not None and data.endswith(b"\n\n") and len(data) <= self._max_event_bytes:
             lines = data.splitlines()
@@ -159,8 +165,6 @@ class Pipeline:
         self._chat = fmt == "chat"
 
     def _feed(self, data: bytes, now: float) -> list[EncodedOp]:
-        if self._head is None:
-            self._head = data[:512]
         try:
             events = self.decoder.feed(data)
         except SSEEventTooLarge as exc:

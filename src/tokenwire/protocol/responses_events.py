@@ -140,6 +140,18 @@ _decode_any = msgspec.json.Decoder().decode
 # Items whose ``output_item.added`` makes no block: their deltas or their done item do (an
 # image generation's ``added`` has no result yet: a data block for it would stay behind).
 _ITEM_KINDS = ("message", "reasoning", "function_call", "custom_tool_call", "image_generation_call")
+# Events that say nothing of an output item.
+_NOT_OUTPUT = frozenset(
+    {
+        "response.created",
+        "response.queued",
+        "response.in_progress",
+        "response.completed",
+        "response.incomplete",
+        "response.failed",
+        "error",
+    }
+)
 
 
 class ResponsesNormalizer(EventNormalizer):
@@ -147,6 +159,7 @@ class ResponsesNormalizer(EventNormalizer):
 
     __slots__ = (
         "_annotated",
+        "_any_output",
         "_calls",
         "_had_calls",
         "_held_args",
@@ -183,6 +196,10 @@ class ResponsesNormalizer(EventNormalizer):
         # File citations and paths (kept as data blocks) wait for their message item's end:
         # a data block mid-text would split the text block its cited spans count in.
         self._notes: list[dict[str, Any]] = []
+        # Whether any event spoke of an output item (text deltas are in ``_streamed``): a
+        # stream without one (``response.created`` then ``response.completed``, as proxies
+        # that cannot stream send) has its answer only in the final response's output.
+        self._any_output = False
 
     # -- input ---------------------------------------------------------------------------
     def feed_token(self, data: bytes | str) -> str | list[Fact]:
@@ -261,18 +278,23 @@ class ResponsesNormalizer(EventNormalizer):
         response = _decode_response(data)  # errors propagate: the caller reports them
         facts: list[Fact] = [Started(response.model)]
         self.saw_chunk = True
+        self._whole_output(response, facts)
+        self._end(response, facts)
+        return facts
+
+    def _whole_output(self, response: _Response, facts: list[Fact]) -> None:
         for raw in response.output or ():
             try:
                 self._whole_item(_decode_item(raw), raw, facts)
             except DECODE_ERRORS:
                 self.skipped += 1
-        self._end(response, facts)
-        return facts
 
     # -- events --------------------------------------------------------------------------
     def _event(self, event: _Event, facts: list[Fact]) -> None:
         kind = event.type
         key: _Key = event.output_index if event.output_index is not None else event.item_id
+        if kind not in _NOT_OUTPUT:
+            self._any_output = True
         if kind == "response.output_text.delta":
             if event.delta:
                 item = event.item_id or event.output_index
@@ -332,8 +354,11 @@ class ResponsesNormalizer(EventNormalizer):
                 item = _decode_item(event.item)
                 self._item_done(_item_key(key, item), item, event.item, facts)
         elif kind in ("response.completed", "response.incomplete", "response.failed"):
-            if event.response is not None:
-                self._end(event.response, facts, kind)
+            response = event.response
+            if response is not None:
+                if response.output and not self._any_output and not self._streamed:
+                    self._whole_output(response, facts)
+                self._end(response, facts, kind)
         elif kind == "error":
             err = event.error
             if err is not None:

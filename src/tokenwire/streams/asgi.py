@@ -200,6 +200,15 @@ class StreamRoutes:
             raise not_found(stream_id) from None
         stream_owner = info.owner if info is not None else row.owner  # type: ignore[union-attr]
         if owner is not _ANY and not self.owns(stream_owner, owner):
+            if not read_only and "token" in conn.query_params:
+                # The caller's own credentials do not reach the stream and a read token
+                # never writes: say so, rather than that the stream does not exist.
+                raise ApiError(
+                    401,
+                    "a read token only reads: cancelling needs the owner's own credentials",
+                    "authentication_error",
+                    "token_cannot_cancel",
+                )
             raise not_found(stream_id)  # (not 403: others' streams do not exist for you)
         return info, row
 

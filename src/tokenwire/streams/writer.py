@@ -419,7 +419,12 @@ class StreamWriter:
             raise InvalidArgument(f"a cited span needs 0 <= start <= end, got {start}..{end}")
         if end is not None:
             length = self._asm.cited_length(choice)
-            if length is not None and end > length:
+            if length is None:
+                raise InvalidArgument(
+                    f"a cited span {start}..{end} needs a text block to point into: write the "
+                    "text first, or leave start/end out"
+                )
+            if end > length:
                 raise InvalidArgument(
                     f"a cited span {start}..{end} goes past the end of its text ({length} "
                     "characters so far)"
