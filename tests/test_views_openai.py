@@ -345,3 +345,115 @@ def test_last_event_id_after_any_chunk_resumes_exactly() -> None:
             threshold=10**6,
         )
         assert [fr.body for fr in full[:cut] + rest] == [fr.body for fr in full], cut
+
+
+def _two_choices(tokens: int, big: bool = False) -> list[RawOp]:
+    """An n=2 answer as OpenAI streams it: the two choices' tokens interleaved."""
+    ops = [
+        RawOp(1, b'{"type":"message.start","seq":1,"id":"st_n2","model":"m"}'),
+        RawOp(2, b'{"type":"block.start","seq":2,"index":0,"block":{"type":"text","text":""}}'),
+        RawOp(
+            3,
+            b'{"type":"block.start","seq":3,"index":1,"block":{"type":"text","text":"","choice":1}}',
+        ),
+    ]
+    seq = 3
+    for i in range(tokens):
+        for index in (0, 1):
+            seq += 1
+            word = f" {'w' * (40 if big else 1)}{index}-{i}"
+            ops.append(
+                RawOp(
+                    seq, json.dumps({"type": "block.delta", "index": index, "text": word}).encode()
+                )
+            )
+    for index in (0, 1):
+        seq += 1
+        ops.append(RawOp(seq, b'{"type":"block.end","seq":%d,"index":%d}' % (seq, index)))
+    seq += 1
+    end = {"type": "message.end", "seq": seq, "status": "completed", "finish_reason": "stop"}
+    ops.append(RawOp(seq, json.dumps(end).encode()))
+    return ops
+
+
+def _texts(frames: list[Frame]) -> dict[int, str]:
+    """Per choice, the content the SDK's own chunk accumulator builds from ``frames``."""
+    from openai.lib.streaming.chat._completions import ChatCompletionStreamState
+
+    state = ChatCompletionStreamState()
+    for frame in frames:
+        if frame.body is not None and "choices" in frame.body:
+            state.handle_chunk(ChatCompletionChunk.model_validate(frame.body))
+    snapshot = state.current_completion_snapshot
+    return {c.index: c.message.content or "" for c in snapshot.choices}
+
+
+@pytest.mark.parametrize("big", [False, True])
+def test_a_catch_up_of_interleaved_choices_is_a_few_chunks_and_every_id_resumes(
+    big: bool,
+) -> None:
+    """n>1 choices interleave one chunk per token, so no run of one choice's deltas was longer
+    than one: the catch-up was one frame per token (12,000 frames for 6,000 tokens). Now a
+    stretch of deltas is one chunk carrying every choice; each still covers a contiguous
+    stretch of frames, so its id resumes like any other (checked at every one)."""
+    tokens = 1_500 if big else 3_000
+    ops = _two_choices(tokens, big)
+    state = MessageState()
+    for op in ops:
+        state.apply(json.loads(op.json), op.seq)
+    want = {b.choice: b.text for b in state.blocks}
+    exact = replay(OpenAIChunksView(), ops)
+    frames, _ = catch_up(OpenAIChunksView, ops, threshold=10)
+    size = sum(len(f.data) for f in frames)
+    assert len(frames) <= (14 if big else 8), len(frames)
+    assert max(len(f.data) for f in frames) <= 64 * 1024
+    assert size <= 1.2 * len(json.dumps(want)) + 2_000
+    assert _texts(frames) == want
+    # Resume after every id a catch-up sent, from cuts of the exact frames (a shorter answer
+    # and a 2 KiB bound: many chunks, each of several choices' deltas).
+    ops = _two_choices(300, big)
+    state = MessageState()
+    for op in ops:
+        state.apply(json.loads(op.json), op.seq)
+    want = {b.choice: b.text for b in state.blocks}
+    exact = replay(OpenAIChunksView(), ops)
+    for cut in range(0, len(exact), 23):
+        seqs = [f.seq for f in exact[:cut] if f.data.startswith(b"id:")]
+        applied = exact[: _last_id_frame(exact, cut)]
+        rest, _ = catch_up(
+            OpenAIChunksView,
+            ops,
+            after_seq=seqs[-1] if seqs else None,
+            threshold=0,
+            max_frame_bytes=2048,
+        )
+        assert all(len(f.data) <= 2048 for f in rest)
+        assert len(rest) < len(exact) - cut
+        assert _texts(applied + rest) == want, cut
+        for j, frame in enumerate(rest):
+            if frame.data.startswith(b"id:") and frame.part == 0:
+                more, _ = catch_up(OpenAIChunksView, ops, after_seq=frame.seq, threshold=0)
+                assert _texts(applied + rest[: j + 1] + more) == want, (cut, j)
+
+
+def test_the_ops_catch_up_of_interleaved_choices_past_the_bound_is_one_snapshot() -> None:
+    """Past the bound, the ops view merged runs of one block's deltas: interleaved choices
+    have none, so a 110 KB answer came back as 3,000 one-token frames. A frame of the op
+    stream is one op, so the snapshot (past the bound) is the one frame now; a client
+    rebuilds the message from it. A long single-choice answer still gets merged deltas."""
+    from tokenwire.client._state import StreamState
+    from tokenwire.protocol.views import OpsView
+
+    for ops, most in ((_two_choices(1_200, big=True), 1), (long_answer(30_000), 20)):
+        state = MessageState()
+        for op in ops:
+            state.apply(json.loads(op.json), op.seq)
+        frames, _ = catch_up(OpsView, ops, threshold=10)
+        assert len(frames) <= most, len(frames)
+        assert sum(len(f.data) for f in frames) > 64 * 1024  # (the case past the bound)
+        reader = StreamState("st_n2")
+        for frame in frames:
+            reader.feed(frame.data)
+        got = reader.message.to_dict()
+        assert [b["text"] for b in got["blocks"]] == [b.text for b in state.blocks]
+        assert got["status"] == "completed" and reader.seq == ops[-1].seq

@@ -5,7 +5,8 @@ Live, each op is its own SSE event (``id:<seq>`` / ``data:<op>``, as docs/protoc
 as of the newest seq) when it fits in ``max_frame_bytes``, else the log with runs of
 consecutive deltas of one block merged into one ``block.delta`` (stating its ``index`` and, as
 no live delta does, its ``seq``: the run's last, also its SSE id, so the reader's next op is
-that seq + 1).
+that seq + 1). When blocks' deltas interleave (n>1 choices), runs are one op long: then the
+snapshot after all, bigger than the bound.
 """
 
 from __future__ import annotations
@@ -101,9 +102,21 @@ class OpsView(View):
     def compacted(
         self, frames: list[Frame], after: int, after_seq: int | None, max_frame_bytes: int
     ) -> list[Frame]:
-        """One snapshot op when the message fits in ``max_frame_bytes``, else merged ops."""
+        """One snapshot op when the message fits in ``max_frame_bytes``, else merged ops;
+        but one snapshot past the bound when merging leaves thousands of frames."""
         snapshot = {"type": "snapshot", "seq": self.state.seq, "message": message_dict(self.state)}
         data = self._sse(self.state.seq, encode_json(snapshot))
-        if frames and len(data) <= max_frame_bytes:
-            return [Frame(frames[-1].index, self.state.seq, data, snapshot)]
-        return self.compact(frames, max_frame_bytes)
+        if not frames:
+            return []
+        whole = Frame(frames[-1].index, self.state.seq, data, snapshot)
+        if len(data) <= max_frame_bytes:
+            return [whole]
+        merged = self.compact(frames, max_frame_bytes)
+        # Deltas of blocks that interleave (an answer's n>1 choices, one op per token each)
+        # never form runs to merge. A frame here is one op with one seq, so no frame can carry
+        # both blocks' text: rather than one frame per token, the one snapshot, past the bound.
+        deltas = [frame.merge for frame in merged if frame.merge is not None]
+        splits = -(-len(data) // max_frame_bytes)  # (frames the text needs at the bound)
+        if len(deltas) > 2 * len(set(deltas)) + 2 * splits + 16:
+            return [whole]
+        return merged
