@@ -40,6 +40,7 @@ class Pipeline:
         "_events_direct",
         "_fast_index",
         "_head",
+        "_head_open",
         "_max_event_bytes",
         "assembler",
         "decoder",
@@ -78,6 +79,7 @@ class Pipeline:
         # The body's first _HEAD_BYTES, gathered over as many reads as it takes (a split
         # must not change the verdict), to say what a 200 answer was if it held no chunk.
         self._head = b""
+        self._head_open = True
 
     @property
     def head(self) -> bytes:
@@ -101,8 +103,6 @@ class Pipeline:
 
     def feed(self, data: bytes, now: float = 0.0) -> list[EncodedOp]:
         """Feed the next bytes of the upstream body (any split); returns the ops they complete."""
-        if len(self._head) < _HEAD_BYTES:  # (a length check per read once it is full)
-            self._head += data[: _HEAD_BYTES - len(self._head)]
         index = self._fast_index  # (never set for other formats)
         if index is not None and data.endswith(b"\n\n") and len(data) <= self._max_event_bytes:
             lines = data.splitlines()
@@ -116,6 +116,10 @@ class Pipeline:
                     ops = self.assembler.feed(self.normalizer.feed_chunk(chunk), now)
                     self._fast_index = self._fast_path_index()
                     return ops
+        # (Past the fast path: it is taken only once a chunk came, when the head is moot.)
+        if self._head_open:
+            self._head += data[: _HEAD_BYTES - len(self._head)]
+            self._head_open = len(self._head) < _HEAD_BYTES
         if not self._chat:
             return self._feed_events(data, now)
         ops = self._feed(data, now)
