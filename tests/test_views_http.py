@@ -589,3 +589,77 @@ def test_aisdk_chat_refuses_parts_of_the_wrong_shape(gateway: str, http: httpx.C
     got = post(user, trigger=5)
     assert got.status_code == 400 and got.json()["error"]["code"] == "invalid_trigger"
     assert post(user, trigger="submit-message").status_code == 200
+
+
+def test_websocket_catch_up_past_the_frame_bound_is_merged_ops() -> None:
+    """Past ``max_frame_bytes`` the WebSocket sent every op of the log (thousands of one-token
+    messages) where SSE merges: it now sends the ops view's catch-up too (merged deltas that
+    state their seq, one op per message), then the live ops, on an ended and a live stream."""
+    import asyncio
+    import contextlib
+    import threading
+    import time
+
+    from starlette.applications import Starlette
+    from starlette.responses import JSONResponse
+    from starlette.routing import Mount, Route
+    from websockets.sync.client import connect
+
+    from tokenwire import Streams, StreamWriter
+    from tokenwire.protocol import Message, apply_op, decode_op
+
+    streams = Streams(coalesce_ms=0)
+    go_on = asyncio.Event()
+
+    async def answer(w: StreamWriter) -> None:
+        for i in range(3_000):
+            await w.text(f" word{i}")
+            if i == 2_000:
+                await go_on.wait()
+
+    async def start(request: Any) -> JSONResponse:
+        return JSONResponse({"id": (await streams.start(answer)).id})
+
+    async def release(request: Any) -> JSONResponse:
+        go_on.set()
+        return JSONResponse({})
+
+    app = Starlette(
+        routes=[
+            Route("/start", start, methods=["POST"]),
+            Route("/go", release, methods=["POST"]),
+            Mount("/tw", streams.asgi(max_frame_bytes=4096)),
+        ],
+        lifespan=streams.lifespan,
+    )
+
+    def follow(url: str, stream_id: str) -> tuple[list[dict], Message]:
+        message, got = Message.empty(), []
+        ws_url = url.replace("http://", "ws://") + f"/tw/{stream_id}/ws?after=0"
+        with connect(ws_url) as ws, contextlib.suppress(Exception):
+            while True:
+                text = ws.recv(timeout=10)
+                got.append(msgspec.json.decode(text))
+                apply_op(message, decode_op(text.encode()))
+        return got, message
+
+    with serve_asgi(app) as url, httpx.Client(base_url=url, timeout=10) as http:
+        stream_id = http.post("/start").json()["id"]
+        while http.get(f"/tw/{stream_id}").json()["seq"] < 2_002:
+            time.sleep(0.01)
+        result: dict[str, Any] = {}
+        reader = threading.Thread(target=lambda: result.update(live=follow(url, stream_id)))
+        reader.start()
+        time.sleep(0.5)
+        http.post("/go")
+        reader.join(30)
+        snap = http.get(f"/tw/{stream_id}").json()
+        assert snap["status"] == "completed"
+        ended = follow(url, stream_id)
+    for got, message in (result["live"], ended):
+        assert message.to_dict() == snap["message"]
+        assert got[0]["type"] == "message.start"
+    merged = [op for op in ended[0] if op["type"] == "block.delta"]
+    assert 10 <= len(ended[0]) <= 30 and all("seq" in op for op in merged)
+    # The live reader: the merged catch-up of its first 2,000 tokens, then the live ops.
+    assert len(result["live"][0]) < 1_100

@@ -14,10 +14,13 @@ from tokenwire.errors import StreamNotFound
 from tokenwire.gateway.errors import UNAVAILABLE, ApiError, bad_request, not_found, unavailable
 from tokenwire.protocol import Message, snapshot_op
 from tokenwire.protocol.jsonsafe import InvalidJSON, JSONTooDeep, decode_json_body
+from tokenwire.protocol.views import OpsView, catch_up
+from tokenwire.protocol.views.base import encode_json
 from tokenwire.streams.asgi import _Refused, check_after, parse_seq, requested_after
-from tokenwire.streams.views_http import requested_threshold
+from tokenwire.streams.views_http import computed, read_log, requested_threshold
 
 if TYPE_CHECKING:
+    from tokenwire.hub import Cursor, StreamInfo
     from tokenwire.streams.asgi import StreamRoutes
 
 
@@ -52,14 +55,21 @@ async def serve_websocket(routes: StreamRoutes, websocket: WebSocket) -> None:
             await websocket.send_text(snapshot_op(message, row.seq).json.decode())
         await websocket.close(1000)
         return
-    snapshot = None
+    first: list[str] = []
+    cursor = None
+    ended = False  # (a merged catch-up of an ended stream: it is all there is)
     try:
         assert info is not None
         if info.seq - after > threshold:
             caught_up = await routes.snapshot_catch_up(stream_id)
-            if caught_up is not None:  # (else the exact ops: a WS frame is one op)
+            if caught_up is not None:
                 after, snapshot = caught_up
-        cursor = await routes.streams.hub.subscribe(stream_id, after)
+                first = [snapshot.json.decode()]
+            else:  # (bigger than a frame may be: merged ops, as on SSE)
+                first, cursor = await _merged_catch_up(routes, stream_id, info, after, threshold)
+                ended = cursor is None
+        if cursor is None and not ended:
+            cursor = await routes.streams.hub.subscribe(stream_id, after)
     except StreamNotFound:
         await _ws_fail(websocket, not_found(stream_id))
         return
@@ -69,14 +79,23 @@ async def serve_websocket(routes: StreamRoutes, websocket: WebSocket) -> None:
     except UNAVAILABLE as exc:
         await _ws_fail(websocket, unavailable(exc))
         return
-    if snapshot is not None:  # (sent once subscribed: nothing after it can be missed)
+    if cursor is None:  # (ended)
+        with contextlib.suppress(WebSocketDisconnect, RuntimeError, OSError):
+            for text in first:
+                await websocket.send_text(text)
+                routes.metrics.bytes_out.inc(len(text))
+            routes.metrics.ops_out.inc(len(first))
+            await websocket.close(1000)
+        return
+    if first:  # (sent once subscribed: nothing after it can be missed)
         try:
-            await websocket.send_text(snapshot.json.decode())
+            for text in first:
+                await websocket.send_text(text)
+                routes.metrics.bytes_out.inc(len(text))
+                routes.metrics.ops_out.inc()
         except (WebSocketDisconnect, RuntimeError, OSError):  # the client left
             await cursor.aclose()
             return
-        routes.metrics.bytes_out.inc(len(snapshot.json))
-        routes.metrics.ops_out.inc()
     gauge = routes.metrics.subscribers.labels("ws")
     gauge.inc()
     writer = asyncio.ensure_future(_ws_write(routes, websocket, cursor))
@@ -92,6 +111,31 @@ async def serve_websocket(routes: StreamRoutes, websocket: WebSocket) -> None:
     if writer.done() and not writer.cancelled() and writer.exception() is None:
         with contextlib.suppress(Exception):
             await websocket.close(1000)
+
+
+async def _merged_catch_up(
+    routes: StreamRoutes, stream_id: str, info: StreamInfo, after: int, threshold: int
+) -> tuple[list[str], Cursor | None]:
+    """The ops view's catch-up after seq ``after`` (runs of one block's deltas merged into one
+    ``block.delta`` stating its seq, as on SSE), one op per message, and the cursor that
+    follows the rest (``None``: the stream has ended)."""
+    ops, cursor = await read_log(routes.streams, stream_id, info, None)
+    try:
+        bound = routes.view_options.max_frame_bytes
+        frames, _ = await computed(
+            ops,
+            catch_up,
+            lambda: OpsView(bound),
+            ops,
+            after_seq=after,
+            threshold=threshold,
+            max_frame_bytes=bound,
+        )
+    except BaseException:
+        if cursor is not None:
+            await cursor.aclose()
+        raise
+    return [encode_json(frame.body).decode() for frame in frames], cursor
 
 
 async def _ws_write(routes: StreamRoutes, websocket: WebSocket, cursor: Any) -> None:
