@@ -259,6 +259,16 @@ def test_stats_count_completed_and_disconnected_streams(asgi_server):
             "disconnected": 1,
             "failed": 0,
         }
+        # An answer that ends with an error event failed, in every API alike (chat counted
+        # it completed, Anthropic and Responses failed).
+        post(url, model="mock-error", stream=True)
+        assert wait_for(lambda: stats(url)["failed"] == 1)
+        messages = {"model": "mock-error", "max_tokens": 50, "messages": MESSAGES, "stream": True}
+        httpx.post(f"{url}/v1/messages", json=messages, timeout=10)
+        responses = {"model": "mock-error", "input": "hi", "stream": True}
+        httpx.post(f"{url}/v1/responses", json=responses, timeout=10)
+        assert wait_for(lambda: stats(url)["failed"] == 3)
+        assert stats(url)["completed"] == 1
 
 
 def test_paced_stream_matches_unpaced_output(mock_url: str):

@@ -247,7 +247,7 @@ class ChunkStreamResponse(Response):
                 except OSError:
                     return "disconnected"
                 if last:
-                    return "failed" if failed else "completed"
+                    return "failed" if failed or encoder.failed else "completed"
         finally:
             watch_task.cancel()
             if not pump_task.done():

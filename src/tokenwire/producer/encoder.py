@@ -106,6 +106,7 @@ class StreamEncoder:
         self.include_usage = include_usage
         self.acct = _Accounting(limit, prompt_tokens)
         self.aborted = False  # ended by StreamError/Truncate: no finish chunk, no [DONE]
+        self.failed = False  # ended by a StreamError: the stream's outcome is "failed"
 
     @property
     def done(self) -> bool:
@@ -150,7 +151,7 @@ class StreamEncoder:
             acct.raw_tool_calls(part.delta)  # (their indexes count, as in a non-streamed answer)
             return self.framer.delta(part.delta)
         if isinstance(part, StreamError):
-            acct.done = self.aborted = True
+            acct.done = self.aborted = self.failed = True
             return error_event(part.message, part.type, part.code)
         if isinstance(part, Truncate):
             acct.done = self.aborted = True
