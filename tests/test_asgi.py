@@ -109,6 +109,11 @@ def test_mounted_routes_owner_checks_and_read_tokens(host: tuple[str, Streams]) 
         refused = bob.post(f"/tw/{sid}/cancel", params={"token": token})
         assert refused.status_code == 401
         assert refused.json()["error"]["code"] == "token_cannot_cancel"
+        # Only a token of that very stream says so: any other is no way to learn that another
+        # user's stream exists (404, as for an id with no stream).
+        for forged in ("garbage", "", token[:-3] + "xyz"):
+            probe = bob.post(f"/tw/{sid}/cancel", params={"token": forged})
+            assert probe.status_code == 404, forged
         ws_url = url.replace("http://", "ws://") + f"/tw/{sid}/ws?after=0&token={token}"
         with connect(ws_url) as ws:
             frames = []

@@ -585,6 +585,9 @@ def test_a_responses_stream_with_its_answer_only_in_the_final_response() -> None
     created = r("created", response={**RESPONSE, "status": "in_progress", "output": []})
     keys = ("type", "text", "url", "span", "name", "arguments")
     streamed = blocks(sse(created, completed(*output)), keys)
+    # (keep-alives while such a proxy waits for the whole answer change nothing)
+    idle = {"type": "keepalive", "sequence_number": 1}
+    assert blocks(sse(idle, created, idle, idle, completed(*output)), keys) == streamed
     assert streamed == blocks(
         json.dumps({**RESPONSE, "status": "completed", "output": output}).encode(), keys
     )

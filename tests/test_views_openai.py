@@ -457,3 +457,67 @@ def test_the_ops_catch_up_of_interleaved_choices_past_the_bound_is_one_snapshot(
         got = reader.message.to_dict()
         assert [b["text"] for b in got["blocks"]] == [b.text for b in state.blocks]
         assert got["status"] == "completed" and reader.seq == ops[-1].seq
+
+
+def test_the_ops_catch_up_of_one_text_with_inline_citations_stays_merged() -> None:
+    """The snapshot past the bound is for interleaved blocks only: an answer whose text is
+    interrupted now and then (a cited source every 200 tokens, a data block updated in
+    place) still merges into frames within the bound."""
+    from tokenwire.protocol.views import OpsView
+
+    for interrupt in ("source", "update"):
+        ops = [RawOp(1, b'{"type":"message.start","seq":1,"id":"st_c","model":"m"}')]
+        ops.append(
+            RawOp(2, b'{"type":"block.start","seq":2,"index":0,"block":{"type":"text","text":""}}')
+        )
+        block = {"type": "data", "name": "progress", "id": "p", "value": 0}
+        ops.append(
+            RawOp(
+                3,
+                json.dumps({"type": "block.start", "seq": 3, "index": 1, "block": block}).encode(),
+            )
+        )
+        seq, blocks = 3, 2
+        for i in range(6_000):
+            seq += 1
+            delta = {"type": "block.delta", "index": 0, "text": f" word{i}xxxxxxxx"}
+            ops.append(RawOp(seq, json.dumps(delta).encode()))
+            if i % 200 == 199:
+                seq += 1
+                if interrupt == "source":
+                    source = {
+                        "type": "source",
+                        "url": f"https://s{i}.example",
+                        "span": {"block": 0, "start": 0, "end": 4},
+                    }
+                    ops.append(
+                        RawOp(
+                            seq,
+                            json.dumps(
+                                {
+                                    "type": "block.start",
+                                    "seq": seq,
+                                    "index": blocks,
+                                    "block": source,
+                                }
+                            ).encode(),
+                        )
+                    )
+                    seq += 1
+                    ops.append(
+                        RawOp(
+                            seq,
+                            json.dumps({"type": "block.end", "seq": seq, "index": blocks}).encode(),
+                        )
+                    )
+                    blocks += 1
+                else:
+                    update = {"type": "block.update", "seq": seq, "index": 1, "attrs": {"value": i}}
+                    ops.append(RawOp(seq, json.dumps(update).encode()))
+        seq += 1
+        end = {"type": "message.end", "seq": seq, "status": "completed", "finish_reason": "stop"}
+        ops.append(RawOp(seq, json.dumps(end).encode()))
+        frames, _ = catch_up(OpsView, ops, threshold=10)
+        assert sum(len(f.data) for f in frames) > 64 * 1024, interrupt  # (past the bound)
+        assert 1 < len(frames) < 150, (interrupt, len(frames))
+        assert all(len(f.data) <= 64 * 1024 for f in frames), interrupt

@@ -150,6 +150,7 @@ _NOT_OUTPUT = frozenset(
         "response.incomplete",
         "response.failed",
         "error",
+        "keepalive",  # (IDLE_TYPES: a proxy that waits for the whole answer may send them)
     }
 )
 

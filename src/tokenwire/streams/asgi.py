@@ -200,9 +200,9 @@ class StreamRoutes:
             raise not_found(stream_id) from None
         stream_owner = info.owner if info is not None else row.owner  # type: ignore[union-attr]
         if owner is not _ANY and not self.owns(stream_owner, owner):
-            if not read_only and "token" in conn.query_params:
-                # The caller's own credentials do not reach the stream and a read token
-                # never writes: say so, rather than that the stream does not exist.
+            if not read_only and self._reads(conn.query_params.get("token"), stream_id):
+                # The caller's own credentials do not reach the stream, and its read token
+                # (which shows the stream exists) never writes: say so, not "not found".
                 raise ApiError(
                     401,
                     "a read token only reads: cancelling needs the owner's own credentials",
@@ -211,6 +211,16 @@ class StreamRoutes:
                 )
             raise not_found(stream_id)  # (not 403: others' streams do not exist for you)
         return info, row
+
+    def _reads(self, token: str | None, stream_id: str) -> bool:
+        """Whether ``token`` is a valid read token of ``stream_id``."""
+        if token is None:
+            return False
+        try:
+            self.streams.check_read_token(token, stream_id)
+        except (Unauthorized, StreamNotFound):
+            return False
+        return True
 
     # -- routes ----------------------------------------------------------------------------
     async def get_stream(self, request: Request) -> Response:

@@ -114,9 +114,22 @@ class OpsView(View):
         merged = self.compact(frames, max_frame_bytes)
         # Deltas of blocks that interleave (an answer's n>1 choices, one op per token each)
         # never form runs to merge. A frame here is one op with one seq, so no frame can carry
-        # both blocks' text: rather than one frame per token, the one snapshot, past the bound.
+        # both blocks' text: rather than one frame per token, the one snapshot, past the bound
+        # (but well within what clients read as one event). Runs that other ops only
+        # interrupt now and then (citations, updates) still merge well: those stay merged.
         deltas = [frame.merge for frame in merged if frame.merge is not None]
+        before = sum(1 for frame in frames if frame.merge is not None)
         splits = -(-len(data) // max_frame_bytes)  # (frames the text needs at the bound)
-        if len(deltas) > 2 * len(set(deltas)) + 2 * splits + 16:
+        if (
+            len(deltas) > 2 * len(set(deltas)) + 2 * splits + 16
+            and before < _MERGED_WELL * len(deltas)
+            and len(data) <= _MOST_SNAPSHOT_BYTES
+        ):
             return [whole]
         return merged
+
+
+_MERGED_WELL = 4
+"""Deltas per merged frame, on average, below which merging did not help (interleaving)."""
+_MOST_SNAPSHOT_BYTES = 8 * 1024 * 1024
+"""The largest snapshot sent past the bound: half the 16 MiB event limit of the clients."""
