@@ -306,3 +306,36 @@ def test_ai_sdk_resumed_between_two_resets_keeps_every_step(tmp_path: Path) -> N
     assert _essential(assistant["parts"]) == expected_parts(_state(ops))
     texts = [p["text"] for p in assistant["parts"] if p["type"] == "text"]
     assert texts == ["zero ", "good2 "]
+
+
+def test_a_server_tool_is_provider_executed_and_left_out_of_the_openai_formats(
+    tmp_path: Path,
+) -> None:
+    """Anthropic's server tools (web search, code execution) ran upstream: the AI SDK view
+    says so (``providerExecuted``, so useChat expects no result from the app), and the chat
+    and Responses views, whose clients would run every call they are shown, leave them out.
+    They once came out as ordinary calls, next to the client tool the app must run."""
+    from tokenwire.protocol.views import OpenAIChunksView, ResponsesView
+
+    ops = _ops("anthropic_server_tool_result")
+    got = _run([{"name": "server", "mode": "transport", "post": _frames(ops)}], tmp_path)
+    assert got["server"]["errors"] == []
+    tools = {p["toolCallId"]: p for p in got["server"]["message"]["parts"] if "toolCallId" in p}
+    web = tools["svu_web_001"]
+    assert web["type"] == "tool-web_search" and web["providerExecuted"] is True
+    assert web["state"] == "output-available" and web["output"][0]["url"] == "https://example.com"
+    client = tools["tu_client_001"]
+    assert client["input"] == {"query": "test"} and "providerExecuted" not in client
+
+    chunks = [f.body for f in replay(OpenAIChunksView(), ops) if isinstance(f.body, dict)]
+    calls = [
+        call
+        for chunk in chunks
+        for choice in chunk.get("choices", ())
+        for call in choice["delta"].get("tool_calls", ())
+    ]
+    assert [c["id"] for c in calls if "id" in c] == ["tu_client_001"]
+    assert {c["index"] for c in calls} == {0}
+    events = [f.body for f in replay(ResponsesView(), ops)]
+    final = events[-1]["response"]["output"]
+    assert [item["call_id"] for item in final] == ["tu_client_001"]

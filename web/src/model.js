@@ -12,7 +12,7 @@
  * @typedef {{type: "reasoning", choice?: number, step?: number, signature?: string, encrypted?: string,
  *   redacted?: boolean, text: string}} ReasoningBlock
  *   `signature`/`encrypted`/`redacted` are opaque and kept byte-exact (a host sends them back upstream).
- * @typedef {{type: "tool_call", choice?: number, step?: number, id: string | null, name: string | null, arguments: string}} ToolCallBlock
+ * @typedef {{type: "tool_call", choice?: number, step?: number, id: string | null, name: string | null, server?: boolean, arguments: string}} ToolCallBlock
  * @typedef {{type: "tool_result", choice?: number, step?: number, call_id: string, name: string | null,
  *   error?: boolean, output: string}} ToolResultBlock
  * @typedef {{type: "image", choice?: number, step?: number, url: string}} ImageBlock
@@ -102,7 +102,11 @@ const SPECS = {
     attrs: [],
     optional: { signature: onlyString, encrypted: onlyString, redacted: onlyBoolean },
   },
-  tool_call: { stream: "arguments", attrs: [["id", strOrNull], ["name", strOrNull]], optional: {} },
+  tool_call: {
+    stream: "arguments",
+    attrs: [["id", strOrNull], ["name", strOrNull]],
+    optional: { server: onlyBoolean },
+  },
   tool_result: {
     stream: "output",
     attrs: [["call_id", str], ["name", strOrNull]],

@@ -296,6 +296,8 @@ class Assembler:
         elif isinstance(fact, ToolCallStarted):
             self._close_text(fact.choice)
             meta = {"id": fact.id, "name": fact.name}
+            if fact.server:  # (the upstream runs it and gives its result: not the caller's)
+                meta["server"] = True
             self._tool_meta[fact.key] = meta
             self._start_tool(fact.choice, fact.key, meta)
         elif isinstance(fact, Started):
@@ -564,9 +566,11 @@ class Assembler:
             self._end_block(current[1])
 
     def _start_tool(self, choice: int, key: int, meta: dict[str, Any]) -> int:
-        index = self._start_block(
-            choice, {"type": "tool_call", "id": meta["id"], "name": meta["name"], "arguments": ""}
-        )
+        block = {"type": "tool_call", "id": meta["id"], "name": meta["name"]}
+        if meta.get("server"):
+            block["server"] = True
+        block["arguments"] = ""
+        index = self._start_block(choice, block)
         self._tool_block[key] = index
         return index
 

@@ -112,6 +112,7 @@ class AISDKView(View):
         self.metadata = metadata
         self.step: int | None = None  # the open step; None when none is open
         self.tool_ids: set[str] = set()
+        self.server_calls: set[str] = set()  # calls the upstream ran itself (providerExecuted)
         self.shown: dict[int, int] = {}  # tool_result index -> length of its last preliminary
 
     def fork(self) -> AISDKView:
@@ -174,13 +175,15 @@ class AISDKView(View):
         elif kind == "tool_call":
             call_id = block.get("id") or self._fallback_id("call_", index)
             self.tool_ids.add(call_id)
-            self._emit(
-                {
-                    "type": "tool-input-start",
-                    "toolCallId": call_id,
-                    "toolName": block.get("name") or "unknown",
-                }
-            )
+            part = {
+                "type": "tool-input-start",
+                "toolCallId": call_id,
+                "toolName": block.get("name") or "unknown",
+            }
+            if block.get("server"):
+                self.server_calls.add(call_id)
+                part["providerExecuted"] = True
+            self._emit(part)
             if block.get("arguments"):
                 self._tool_delta(call_id, block["arguments"])
         elif kind == "tool_result":
@@ -249,10 +252,15 @@ class AISDKView(View):
     def _output(self, index: int, block: Any, output: str, *, preliminary: bool) -> None:
         call_id = block.attrs.get("call_id") or self._fallback_id("call_", index)
         if block.attrs.get("error"):
-            self._emit({"type": "tool-output-error", "toolCallId": call_id, "errorText": output})
+            error = {"type": "tool-output-error", "toolCallId": call_id, "errorText": output}
+            if call_id in self.server_calls:
+                error["providerExecuted"] = True
+            self._emit(error)
             return
         part = {"type": "tool-output-available", "toolCallId": call_id}
         part["output"] = _parse_json(output)[1]
+        if call_id in self.server_calls:
+            part["providerExecuted"] = True
         if preliminary:
             part["preliminary"] = True
         self._emit(part)
@@ -271,6 +279,8 @@ class AISDKView(View):
             ok, value = _parse_json(block.text or "{}")
             part = {"type": "tool-input-available", "toolCallId": call_id, "toolName": name}
             part["input"] = value
+            if call_id in self.server_calls:
+                part["providerExecuted"] = True
             if not ok:
                 part["type"] = "tool-input-error"
                 part["errorText"] = "the tool call's arguments are not valid JSON"

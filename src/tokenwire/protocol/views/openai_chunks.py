@@ -112,7 +112,7 @@ class OpenAIChunksView(View):
             if block.type in _DELTA_KEYS:
                 key = _DELTA_KEYS[block.type]
                 self._delta_chunk(block.choice, {key: text}, (key, block.choice))
-            elif block.type == "tool_call":
+            elif block.type == "tool_call" and index in self.tool_slots:
                 slot = self.tool_slots[index]
                 call = {"index": slot, "function": {"arguments": text}}
                 self._delta_chunk(block.choice, {"tool_calls": [call]}, ("tool", index))
@@ -129,7 +129,7 @@ class OpenAIChunksView(View):
         kind = block.get("type")
         if kind in _DELTA_KEYS and block.get("text"):
             self._delta_chunk(choice, {_DELTA_KEYS[kind]: block["text"]})
-        elif kind == "tool_call":
+        elif kind == "tool_call" and not block.get("server"):
             slot = self.tool_counts.get(choice, 0)
             self.tool_counts[choice] = slot + 1
             self.tool_slots[index] = slot

@@ -174,8 +174,8 @@ class ResponsesView(View):
         if kind == "source":
             self._source(block)
             return
-        if kind not in ("text", "refusal", "reasoning", "tool_call"):
-            return
+        if kind not in ("text", "refusal", "reasoning", "tool_call") or block.get("server"):
+            return  # (a server tool's call is no function_call item: the caller runs none)
         self.items[index] = self.next_out
         self.next_out += 1
         self.items_of_step.setdefault(int(block.get("step") or 0), []).append(index)
