@@ -300,7 +300,7 @@ EXPECTED: dict[str, tuple] = {
         "completed",
         "tool_calls",
         [
-            ("tool_call", "{}", {"id": "svu_web_001", "name": "web_search"}),
+            ("tool_call", "{}", {"id": "svu_web_001", "name": "web_search", "server": True}),
             ("tool_call", '{"query":"test"}', {"id": "tu_client_001", "name": "ask_internal_tool"}),
             (
                 "tool_result",
