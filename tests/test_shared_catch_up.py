@@ -167,3 +167,73 @@ async def test_a_live_stream_is_never_shared(monkeypatch: pytest.MonkeyPatch) ->
             release.set()
             bodies = await asyncio.gather(*readers)
     assert len(set(bodies)) == 1 and b"end" in bodies[0]
+
+
+def test_websocket_readers_of_a_finished_stream_share_one_catch_up(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The WebSocket's merged catch-up (a message past ``max_frame_bytes``) is shared as
+    SSE's is: 20 WebSocket readers of a long answer each computed their own, and held the
+    event loop for seconds sending them."""
+    import threading
+    import time
+
+    from conftest import serve_asgi
+    from starlette.applications import Starlette
+    from starlette.responses import JSONResponse
+    from starlette.routing import Mount, Route
+    from websockets.sync.client import connect
+
+    from tokenwire.protocol import Message, apply_op, decode_op
+
+    runs = 0
+    computed = views_http.computed
+
+    async def counting(*args, **kwargs):  # type: ignore[no-untyped-def]
+        nonlocal runs
+        runs += 1
+        return await computed(*args, **kwargs)
+
+    monkeypatch.setattr(views_http, "computed", counting)
+    monkeypatch.setattr(views_http, "_shared", SharedCatchUps())
+    streams = Streams(coalesce_ms=0)
+
+    async def start(request):  # type: ignore[no-untyped-def]
+        return JSONResponse({"id": await _finished_stream(streams)})
+
+    app = Starlette(
+        routes=[
+            Route("/start", start, methods=["POST"]),
+            Mount("/tw", streams.asgi(max_frame_bytes=2048)),
+        ],
+        lifespan=streams.lifespan,
+    )
+    messages: list[Message] = []
+    counts: list[int] = []
+
+    def read(url: str) -> None:
+        message, count = Message.empty(), 0
+        with connect(url) as ws:
+            try:
+                while True:
+                    apply_op(message, decode_op(ws.recv(timeout=20).encode()))
+                    count += 1
+            except Exception:
+                pass
+        messages.append(message)
+        counts.append(count)
+
+    with serve_asgi(app) as base, httpx.Client(base_url=base, timeout=60) as http:
+        stream_id = http.post("/start").json()["id"]
+        stored = http.get(f"/tw/{stream_id}").json()["message"]
+        url = base.replace("http://", "ws://") + f"/tw/{stream_id}/ws?after=0"
+        readers = [threading.Thread(target=read, args=(url,)) for _ in range(8)]
+        started = time.monotonic()
+        for reader in readers:
+            reader.start()
+        for reader in readers:
+            reader.join(60)
+        assert time.monotonic() - started < 60
+    assert runs == 1
+    assert len(messages) == 8 and all(m.to_dict() == stored for m in messages)
+    assert len(set(counts)) == 1 and 10 < counts[0] < OPS // 10  # (merged, not every op)

@@ -17,7 +17,12 @@ from tokenwire.protocol.jsonsafe import InvalidJSON, JSONTooDeep, decode_json_bo
 from tokenwire.protocol.views import OpsView, catch_up
 from tokenwire.protocol.views.base import encode_json
 from tokenwire.streams.asgi import _Refused, check_after, parse_seq, requested_after
-from tokenwire.streams.views_http import computed, read_log, requested_threshold
+from tokenwire.streams.views_http import (
+    read_log,
+    requested_threshold,
+    share_key,
+    shared_computed,
+)
 
 if TYPE_CHECKING:
     from tokenwire.hub import Cursor, StreamInfo
@@ -81,18 +86,12 @@ async def serve_websocket(routes: StreamRoutes, websocket: WebSocket) -> None:
         return
     if cursor is None:  # (ended)
         with contextlib.suppress(WebSocketDisconnect, RuntimeError, OSError):
-            for text in first:
-                await websocket.send_text(text)
-                routes.metrics.bytes_out.inc(len(text))
-            routes.metrics.ops_out.inc(len(first))
+            await _send_all(routes, websocket, first)
             await websocket.close(1000)
         return
     if first:  # (sent once subscribed: nothing after it can be missed)
         try:
-            for text in first:
-                await websocket.send_text(text)
-                routes.metrics.bytes_out.inc(len(text))
-                routes.metrics.ops_out.inc()
+            await _send_all(routes, websocket, first)
         except (WebSocketDisconnect, RuntimeError, OSError):  # the client left
             await cursor.aclose()
             return
@@ -113,6 +112,17 @@ async def serve_websocket(routes: StreamRoutes, websocket: WebSocket) -> None:
             await websocket.close(1000)
 
 
+async def _send_all(routes: StreamRoutes, websocket: WebSocket, texts: list[str]) -> None:
+    """The catch-up's messages, one by one, letting the loop run between them: ``send``
+    yields only once the client's buffer is full, and each message is compressed on the
+    loop (20 readers of a long answer at once held it for seconds)."""
+    for text in texts:
+        await websocket.send_text(text)
+        routes.metrics.bytes_out.inc(len(text))
+        routes.metrics.ops_out.inc()
+        await asyncio.sleep(0)
+
+
 async def _merged_catch_up(
     routes: StreamRoutes, stream_id: str, info: StreamInfo, after: int, threshold: int
 ) -> tuple[list[str], Cursor | None]:
@@ -122,7 +132,10 @@ async def _merged_catch_up(
     ops, cursor = await read_log(routes.streams, stream_id, info, None)
     try:
         bound = routes.view_options.max_frame_bytes
-        frames, _ = await computed(
+        # (readers of one finished answer share the computation, as on SSE)
+        key = share_key(routes.streams, stream_id, ops, cursor, "ws", after, threshold, bound)
+        frames, _ = await shared_computed(
+            key,
             ops,
             catch_up,
             lambda: OpsView(bound),
