@@ -75,6 +75,20 @@ async def test_failures_and_big_results_are_not_kept(monkeypatch: pytest.MonkeyP
     assert calls == 6
 
 
+def _count_computations(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """A fresh shared store, and a counter (``[n]``) of the catch-ups actually computed."""
+    runs = [0]
+    computed = views_http.computed
+
+    async def counting(*args, **kwargs):  # type: ignore[no-untyped-def]
+        runs[0] += 1
+        return await computed(*args, **kwargs)
+
+    monkeypatch.setattr(views_http, "computed", counting)
+    monkeypatch.setattr(views_http, "_shared", SharedCatchUps())
+    return runs
+
+
 async def _finished_stream(streams: Streams) -> str:
     async def produce(w: StreamWriter) -> None:
         for i in range(OPS):
@@ -103,16 +117,7 @@ async def _finished_stream(streams: Streams) -> str:
 async def test_readers_of_a_finished_stream_share_one_catch_up(
     query: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    runs = 0
-    computed = views_http.computed
-
-    async def counting(*args, **kwargs):  # type: ignore[no-untyped-def]
-        nonlocal runs
-        runs += 1
-        return await computed(*args, **kwargs)
-
-    monkeypatch.setattr(views_http, "computed", counting)
-    monkeypatch.setattr(views_http, "_shared", SharedCatchUps())
+    runs = _count_computations(monkeypatch)
     streams = Streams(coalesce_ms=0)
     async with streams:
         stream_id = await _finished_stream(streams)
@@ -121,14 +126,14 @@ async def test_readers_of_a_finished_stream_share_one_catch_up(
             together = await asyncio.gather(
                 *(client.get(f"/{stream_id}/events?{query}") for _ in range(8))
             )
-            assert runs == 1
+            assert runs[0] == 1
             # A different cursor is its own computation, and gives other frames.
             other = await client.get(f"/{stream_id}/events?{query}&catchup=exact")
-            assert runs == 2
+            assert runs[0] == 2
         views_http._shared.clear()
         async with httpx.AsyncClient(transport=transport, base_url="http://tw") as client:
             alone = await client.get(f"/{stream_id}/events?{query}")
-        assert runs == 3
+        assert runs[0] == 3
     assert all(r.status_code == 200 for r in together)
     assert {r.content for r in together} == {alone.content}
     assert together[0].headers.get("x-workflow-stream-tail-index") == alone.headers.get(
@@ -186,16 +191,7 @@ def test_websocket_readers_of_a_finished_stream_share_one_catch_up(
 
     from tokenwire.protocol import Message, apply_op, decode_op
 
-    runs = 0
-    computed = views_http.computed
-
-    async def counting(*args, **kwargs):  # type: ignore[no-untyped-def]
-        nonlocal runs
-        runs += 1
-        return await computed(*args, **kwargs)
-
-    monkeypatch.setattr(views_http, "computed", counting)
-    monkeypatch.setattr(views_http, "_shared", SharedCatchUps())
+    runs = _count_computations(monkeypatch)
     streams = Streams(coalesce_ms=0)
 
     async def start(request):  # type: ignore[no-untyped-def]
@@ -234,6 +230,6 @@ def test_websocket_readers_of_a_finished_stream_share_one_catch_up(
         for reader in readers:
             reader.join(60)
         assert time.monotonic() - started < 60
-    assert runs == 1
+    assert runs[0] == 1
     assert len(messages) == 8 and all(m.to_dict() == stored for m in messages)
     assert len(set(counts)) == 1 and 10 < counts[0] < OPS // 10  # (merged, not every op)
