@@ -60,7 +60,7 @@ async def serve_websocket(routes: StreamRoutes, websocket: WebSocket) -> None:
             await websocket.send_text(snapshot_op(message, row.seq).json.decode())
         await websocket.close(1000)
         return
-    first: list[str] = []
+    first: list[bytes] = []  # (op JSON: the catch-up, sent before the live ops)
     cursor = None
     ended = False  # (a merged catch-up of an ended stream: it is all there is)
     try:
@@ -69,7 +69,7 @@ async def serve_websocket(routes: StreamRoutes, websocket: WebSocket) -> None:
             caught_up = await routes.snapshot_catch_up(stream_id)
             if caught_up is not None:
                 after, snapshot = caught_up
-                first = [snapshot.json.decode()]
+                first = [snapshot.json]
             else:  # (bigger than a frame may be: merged ops, as on SSE)
                 first, cursor = await _merged_catch_up(routes, stream_id, info, after, threshold)
                 ended = cursor is None
@@ -112,12 +112,12 @@ async def serve_websocket(routes: StreamRoutes, websocket: WebSocket) -> None:
             await websocket.close(1000)
 
 
-async def _send_all(routes: StreamRoutes, websocket: WebSocket, texts: list[str]) -> None:
+async def _send_all(routes: StreamRoutes, websocket: WebSocket, texts: list[bytes]) -> None:
     """The catch-up's messages, one by one, letting the loop run between them: ``send``
     yields only once the client's buffer is full, and each message is compressed on the
     loop (20 readers of a long answer at once held it for seconds)."""
     for text in texts:
-        await websocket.send_text(text)
+        await websocket.send_text(text.decode())
         routes.metrics.bytes_out.inc(len(text))
         routes.metrics.ops_out.inc()
         await asyncio.sleep(0)
@@ -125,7 +125,7 @@ async def _send_all(routes: StreamRoutes, websocket: WebSocket, texts: list[str]
 
 async def _merged_catch_up(
     routes: StreamRoutes, stream_id: str, info: StreamInfo, after: int, threshold: int
-) -> tuple[list[str], Cursor | None]:
+) -> tuple[list[bytes], Cursor | None]:
     """The ops view's catch-up after seq ``after`` (runs of one block's deltas merged into one
     ``block.delta`` stating its seq, as on SSE), one op per message, and the cursor that
     follows the rest (``None``: the stream has ended)."""
@@ -148,7 +148,7 @@ async def _merged_catch_up(
         if cursor is not None:
             await cursor.aclose()
         raise
-    return [encode_json(frame.body).decode() for frame in frames], cursor
+    return [encode_json(frame.body) for frame in frames], cursor
 
 
 async def _ws_write(routes: StreamRoutes, websocket: WebSocket, cursor: Any) -> None:

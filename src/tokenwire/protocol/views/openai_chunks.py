@@ -7,13 +7,13 @@ have no id line, and a reconnect after one of them replays the op's remaining ch
 
 Mapping: ``message.start`` -> the first chunk (``delta.role: "assistant"``, content ``""``);
 text -> ``delta.content``, reasoning -> ``delta.reasoning_content`` (the DeepSeek/vLLM
-spelling), refusal -> ``delta.refusal``, tool_call -> ``delta.tool_calls`` (``index`` = the
-call's place among its choice's calls; the first chunk has ``id``, ``type`` and
-``function.name``); ``choice`` -> ``choices[].index``; ``message.end`` -> one chunk per choice
-with its ``finish_reason``, a ``usage`` chunk (``choices: []``, in chat completions' spelling
-whatever the upstream's) when usage is known, then
-``data: [DONE]``. A failed stream ends with ``data: {"error": {...}}`` (what the SDKs raise
-as ``APIError``) and a cancelled one with an error of type ``cancelled``; neither has
+spelling), refusal -> ``delta.refusal``, tool_call -> ``delta.tool_calls`` (not a ``server``
+call, which the upstream ran itself; ``index`` = the call's place among its choice's calls; the
+first chunk has ``id``, ``type`` and ``function.name``); ``choice`` -> ``choices[].index``;
+``message.end`` -> one chunk per choice with its ``finish_reason``, a ``usage`` chunk
+(``choices: []``, in chat completions' spelling whatever the upstream's) when usage is known,
+then ``data: [DONE]``. A failed stream ends with ``data: {"error": {...}}`` (what the SDKs
+raise as ``APIError``) and a cancelled one with an error of type ``cancelled``; neither has
 ``[DONE]``. Blocks with no chat-completion form (tool results, sources, files, images, data,
 transient data, step resets) are not sent.
 """

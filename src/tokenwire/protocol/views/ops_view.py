@@ -103,7 +103,8 @@ class OpsView(View):
         self, frames: list[Frame], after: int, after_seq: int | None, max_frame_bytes: int
     ) -> list[Frame]:
         """One snapshot op when the message fits in ``max_frame_bytes``, else merged ops;
-        but one snapshot past the bound when merging leaves thousands of frames."""
+        but the snapshot past the bound (up to 8 MiB) when merging did not help: many more
+        merged delta frames than blocks, fewer than 4 deltas each on average."""
         snapshot = {"type": "snapshot", "seq": self.state.seq, "message": message_dict(self.state)}
         data = self._sse(self.state.seq, encode_json(snapshot))
         if not frames:

@@ -3,16 +3,16 @@
 ``data:<event>`` so both ``starting_after=N`` and ``Last-Event-ID: N`` resume after event N.
 
 Mapping (blocks of choice 0): ``message.start`` -> ``response.created`` +
-``response.in_progress``; each text block -> a ``message`` output item with one
-``output_text`` part (``output_item.added``, ``content_part.added``, ``output_text.delta``...,
+``response.in_progress``; each text block -> a ``message`` output item with one ``output_text``
+part (``output_item.added``, ``content_part.added``, ``output_text.delta``...,
 ``output_text.done``, ``content_part.done``, ``output_item.done``); refusal -> the same with a
 ``refusal`` part and ``refusal.delta``; reasoning -> a ``reasoning`` item with one summary part
 (``reasoning_summary_part.added``, ``reasoning_summary_text.delta``/``.done``, ...; an
 ``encrypted`` attr becomes the item's ``encrypted_content``); tool_call -> a ``function_call``
-item (``function_call_arguments.delta``/``.done``); a source with a ``span`` ->
-``output_text.annotation.added`` (``url_citation``) on the cited text block's item (a source
-without a span cites the latest text item, at its end). ``message.end`` ->
-``response.completed``; ``response.incomplete`` for finish reasons ``length`` /
+item (``function_call_arguments.delta``/``.done``; not a ``server`` call, run upstream); a
+source with a ``span`` -> ``output_text.annotation.added`` (``url_citation``) on the cited text
+block's item (a source without a span cites the latest text item, at its end). ``message.end``
+-> ``response.completed``; ``response.incomplete`` for finish reasons ``length`` /
 ``content_filter`` and for a cancelled stream (status ``cancelled``); ``response.failed`` for a
 failed one. The Responses API sends no ``[DONE]``. Other blocks have no Responses event here.
 """
