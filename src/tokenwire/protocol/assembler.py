@@ -139,7 +139,7 @@ class Assembler:
         self._open_of: dict[int, dict[int, None]] = {}
         self._text_block: dict[int, tuple[str, int]] = {}  # choice -> (kind, index) of open text
         self._tool_block: dict[int, int] = {}  # tool-call key -> block index
-        self._tool_meta: dict[int, dict[str, Any]] = {}  # key -> {"id", "name"}
+        self._tool_meta: dict[int, dict[str, Any]] = {}  # key -> {"id", "name"[, "server"]}
         self._finish: dict[int, str] = {}
         self._usage: dict[str, Any] | None = None
         # v1.1 (all empty for a plain answer, so they cost nothing there):
@@ -566,11 +566,7 @@ class Assembler:
             self._end_block(current[1])
 
     def _start_tool(self, choice: int, key: int, meta: dict[str, Any]) -> int:
-        block = {"type": "tool_call", "id": meta["id"], "name": meta["name"]}
-        if meta.get("server"):
-            block["server"] = True
-        block["arguments"] = ""
-        index = self._start_block(choice, block)
+        index = self._start_block(choice, {"type": "tool_call", **meta, "arguments": ""})
         self._tool_block[key] = index
         return index
 

@@ -79,7 +79,7 @@ class Pipeline:
         # The body's first _HEAD_BYTES, gathered over as many reads as it takes (a split
         # must not change the verdict), to say what a 200 answer was if it held no chunk.
         self._head = b""
-        self._head_open = True
+        self._head_open = True  # (a flag, not a len() per read: the events path is per token)
 
     @property
     def head(self) -> bytes:

@@ -484,28 +484,44 @@ class View(abc.ABC):
         return self.compact(frames, max_frame_bytes)
 
     def compact(self, frames: Sequence[Frame], max_frame_bytes: int) -> list[Frame]:
+        """Runs of consecutive deltas merged (``_joins`` says which frames may share one),
+        each run into frames within the bound. A merged frame covers a contiguous stretch of
+        frames and takes the last one's index: every cursor stays exact."""
         out: list[Frame] = []
         run: list[Frame] = []
+        keys: dict[Any, Frame] = {}  # each merge key in the run -> its first frame
         size = 0
         for frame in frames:
-            # A merged frame's size: its envelope plus every piece's JSON-escaped text.
-            grow = _text_bytes(frame) if frame.merge is not None else 0
-            mergeable = run and frame.merge is not None and frame.merge == run[0].merge
-            if mergeable and size + grow <= max_frame_bytes:
-                run.append(frame)
-                size += grow
+            if frame.merge is None:
+                if run:
+                    out.extend(self._merged(run, max_frame_bytes))
+                    run, keys = [], {}
+                out.append(frame)
                 continue
+            extra = self._joins(keys, frame) if run else None
+            if extra is not None:
+                # A merged frame's size: its envelope plus every piece's JSON-escaped text.
+                grow = _text_bytes(frame) + extra
+                if size + grow <= max_frame_bytes:
+                    run.append(frame)
+                    keys.setdefault(frame.merge, frame)
+                    size += grow
+                    continue
             if run:
                 out.extend(self._merged(run, max_frame_bytes))
             # The envelope as rendered, plus room for the merged frame's own id line (it
             # takes the run's last index / seq / cursor, longer than the first frame's).
-            run, size = [frame], len(self.render(frame)) + _ID_SLACK
-            if frame.merge is None:
-                out.append(frame)
-                run = []
+            run, keys = [frame], {frame.merge: frame}
+            size = len(self.render(frame)) + _ID_SLACK
         if run:
             out.extend(self._merged(run, max_frame_bytes))
         return out
+
+    def _joins(self, keys: dict[Any, Frame], frame: Frame) -> int | None:
+        """Whether ``frame`` may join a run of the merge ``keys`` (key -> its first frame):
+        ``None`` if not, else the bytes it adds to the merged frame besides its text. Here:
+        runs of one key."""
+        return 0 if frame.merge in keys else None
 
     def _merged(self, run: list[Frame], max_frame_bytes: int) -> list[Frame]:
         """``run`` merged into one frame, or into halves until each fits the bound (the

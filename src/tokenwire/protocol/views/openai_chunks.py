@@ -20,17 +20,14 @@ transient data, step resets) are not sent.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 from tokenwire.protocol.views.base import (
-    _ID_SLACK,
     DEFAULT_MAX_FRAME_BYTES,
     Frame,
     View,
     _get,
     _set,
-    _text_bytes,
     encode_json,
 )
 from tokenwire.protocol.views.usage import chat_usage
@@ -161,65 +158,37 @@ class OpenAIChunksView(View):
         self.done = True
 
     # -- catch-up ----------------------------------------------------------------------------
-    def compact(self, frames: Sequence[Frame], max_frame_bytes: int) -> list[Frame]:
-        """Deltas merged as in every view, and more: an answer with several choices streams
-        them interleaved (one chunk per choice per token), so runs of one key are one frame
-        long. A chunk may carry every choice: a stretch of consecutive deltas becomes one
-        chunk with one entry per choice (or per key), and since it covers a contiguous
-        stretch of frames, its id (the stretch's last) is a cursor like any other."""
-        out: list[Frame] = []
-        group: list[Frame] = []
-        keys: dict[Any, int] = {}  # merge key -> its choice, in the group
-        size = 0
-        for frame in frames:
-            if frame.merge is None:
-                if group:
-                    out.extend(self._grouped(group, max_frame_bytes))
-                    group, keys = [], {}
-                out.append(frame)
-                continue
-            choice = frame.body["choices"][0]["index"]
-            grow = _text_bytes(frame)
-            if frame.merge not in keys:
-                if choice in keys.values():  # (two entries of one choice: a new chunk)
-                    out.extend(self._grouped(group, max_frame_bytes))
-                    group, keys = [], {}
-                else:
-                    grow += len(encode_json(frame.body["choices"][0])) + 1
-            if group and size + grow > max_frame_bytes:
-                out.extend(self._grouped(group, max_frame_bytes))
-                group, keys = [], {}
-            if not group:
-                size = len(self.render(frame)) + _ID_SLACK
-                grow = 0
-            group.append(frame)
-            keys[frame.merge] = choice
-            size += grow
-        if group:
-            out.extend(self._grouped(group, max_frame_bytes))
-        return out
+    # An answer with several choices streams them interleaved (one chunk per choice per
+    # token), so runs of one key are one frame long. A chunk may carry every choice: a
+    # stretch of consecutive deltas of different choices becomes one chunk with an entry per
+    # choice, and as it covers a contiguous stretch of frames, its id is a cursor like any.
+    def _joins(self, keys: dict[Any, Frame], frame: Frame) -> int | None:
+        if frame.merge in keys:
+            return 0
+        choice = frame.body["choices"][0]["index"]
+        if any(first.body["choices"][0]["index"] == choice for first in keys.values()):
+            return None  # (two entries of one choice: a chunk of its own)
+        return len(encode_json(frame.body["choices"][0])) + 1
 
-    def _grouped(self, group: list[Frame], max_frame_bytes: int) -> list[Frame]:
-        """``group`` as one chunk, or halves of it until each fits the bound."""
-        first = group[0].merge
-        if all(frame.merge == first for frame in group):
-            return self._merged(group, max_frame_bytes)
+    def _merged(self, run: list[Frame], max_frame_bytes: int) -> list[Frame]:
+        """``run`` as one chunk, or halves of it until each fits the bound."""
+        first = run[0].merge
+        if all(frame.merge == first for frame in run):
+            return super()._merged(run, max_frame_bytes)
         texts: dict[Any, list[str]] = {}
         last_of: dict[Any, Frame] = {}
-        for frame in group:
+        for frame in run:
             texts.setdefault(frame.merge, []).append(_get(frame.body, frame.path))
             last_of[frame.merge] = frame
         choices = [
             _set(last.body, last.path, "".join(texts[key]))["choices"][0]
             for key, last in last_of.items()
         ]
-        last = group[-1]
+        last = run[-1]
         body = {**last.body, "choices": choices}
         chunk = Frame(last.index, last.seq, b"", body, None, (), last.cursor, last.part)
         chunk.data = self.render(chunk)
         if len(chunk.data) <= max_frame_bytes:
             return [chunk]
-        half = len(group) // 2
-        return self._grouped(group[:half], max_frame_bytes) + self._grouped(
-            group[half:], max_frame_bytes
-        )
+        half = len(run) // 2
+        return self._merged(run[:half], max_frame_bytes) + self._merged(run[half:], max_frame_bytes)
