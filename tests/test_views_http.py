@@ -291,6 +291,34 @@ def test_bad_format_and_cursors_are_400_json(http: httpx.Client) -> None:
     named = http.get(url, params={"format": "ops"}, headers={"Last-Event-ID": "abc"})
     assert named.status_code == 400 and "Last-Event-ID must" in named.json()["error"]["message"]
     assert http.get("/v1/streams/st_nope_nope_nope_nope/events?format=aisdk").status_code == 404
+    # Another view's cursor is refused, not ignored (ignored, it would replay from the start).
+    foreign = [
+        ({"format": "responses", "after": "3"}, "?after="),
+        ({"format": "responses", "startIndex": "3"}, "?startIndex="),
+        ({"format": "aisdk", "starting_after": "3"}, "?starting_after="),
+        ({"format": "aisdk", "after": "3"}, "?after="),
+        ({"format": "ops", "startIndex": "3"}, "?startIndex="),
+        ({"format": "openai", "starting_after": "3"}, "?starting_after="),
+        ({"starting_after": "3"}, "?starting_after="),  # the op stream (no format)
+        ({"startIndex": "3"}, "?startIndex="),
+    ]
+    for params, name in foreign:
+        response = http.get(url, params=params)
+        assert response.status_code == 400, (params, response.text)
+        error = response.json()["error"]
+        assert error["code"] == "invalid_cursor" and error["message"].startswith(name), error
+    chat = http.get("/v1/aisdk/chat/no-such-chat/stream", params={"after": "3"})
+    assert chat.status_code == 400 and chat.json()["error"]["code"] == "invalid_cursor"
+    # Each view's own cursors still work.
+    for params in (
+        {"format": "openai", "startIndex": "2"},
+        {"format": "openai", "after": "2"},
+        {"format": "ops", "after": "2"},
+        {"after": "2"},
+        {"format": "responses", "starting_after": "2"},
+        {"format": "aisdk", "startIndex": "2"},
+    ):
+        assert http.get(url, params=params).status_code == 200, params
     # ``<seq>.<k>`` ids name a chunk that was sent: not one of an op never written, nor a
     # k-th chunk of an op that has no more than k (op 1, message.start, has one chunk).
     seq = http.get(f"/v1/streams/{stream_id}").json()["seq"]

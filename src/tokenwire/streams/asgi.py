@@ -73,6 +73,7 @@ from tokenwire.streams.views_http import (
     ViewOptions,
     chat_key,
     parse_active,
+    refuse_foreign_cursors,
     requested_format,
     requested_threshold,
     run_key,
@@ -261,6 +262,7 @@ class StreamRoutes:
                 keepalive_s=self.keepalive_s,
                 head=head,
             )
+        refuse_foreign_cursors(None, conn.query_params)
         after = requested_after(conn.headers, conn.query_params) or 0
         threshold = requested_threshold(conn.query_params, self.view_options)
         info, row = await self.reader(conn, stream_id)
@@ -370,7 +372,9 @@ class StreamRoutes:
         run id (a stream id, ``x-workflow-run-id``): exactly the chunks from N."""
         chat_id = request.path_params["chat_id"]
         query = request.query_params
-        requested_threshold(query, self.view_options)  # (a bad ?catchup= is a 400, active or not)
+        # (a bad ?catchup= or cursor is a 400, active or not)
+        requested_threshold(query, self.view_options)
+        refuse_foreign_cursors("aisdk", query)
         if "startIndex" in query and "token" in query:
             # A Workflow resume with a read token: the chat id is the run id (the stream id)
             # and the token, checked against it, stands in for ``authorize`` (chats are

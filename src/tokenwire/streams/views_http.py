@@ -329,6 +329,30 @@ def requested_format(query: QueryParams) -> str | None:
     return fmt
 
 
+# The query cursors each view reads. Another view's cursor is refused, not ignored: ignored,
+# it would replay the stream from its start, and the client would show the text twice.
+QUERY_CURSORS: dict[str, tuple[str, ...]] = {
+    "ops": ("after",),
+    "openai": ("after", "startIndex"),
+    "responses": ("starting_after",),
+    "aisdk": ("startIndex",),
+}
+
+
+def refuse_foreign_cursors(fmt: str | None, query: QueryParams) -> None:
+    """A ``400 invalid_cursor`` for a query cursor that ``fmt`` (``None``: the op stream)
+    does not read."""
+    takes = QUERY_CURSORS[fmt or "ops"]
+    for name in ("after", "startIndex", "starting_after"):
+        if name in query and name not in takes:
+            what = f"format={fmt}" if fmt else "the op stream (no format)"
+            cursors = " or ".join(f"?{cursor}=" for cursor in takes)
+            raise bad_request(
+                f"?{name}= is not a cursor of {what}: it resumes with {cursors}",
+                "invalid_cursor",
+            )
+
+
 CATCHUPS = ("compact", "exact")
 EXACT = 1 << 62  # a threshold no reader is ever behind by
 
@@ -395,6 +419,7 @@ async def view_events(
       negative from the tail), with ``?messageId=``.
     """
     headers, query = conn.headers, conn.query_params
+    refuse_foreign_cursors(fmt, query)
     seq = info.seq if info is not None else row.seq  # type: ignore[union-attr]
     after_seq: int | None = None
     after_part = 0
