@@ -219,6 +219,52 @@ def test_every_byte_boundary_gives_the_same_ops(name: str) -> None:
     assert rebuilt.to_json() == whole.to_json()
 
 
+_EVENT_SPELLINGS = ["plain", "crlf", "cr", "no space", "id line", "comment", "two in one"]
+_EVENT_FIXTURES = [
+    n for n in UPSTREAM_FIXTURES if n.endswith(".sse") and FORMAT_OF[n.split("_")[0]] != "chat"
+]
+
+
+@settings(max_examples=120, deadline=None)
+@given(
+    st.sampled_from(_EVENT_FIXTURES),
+    st.lists(st.sampled_from(_EVENT_SPELLINGS), min_size=1, max_size=40),
+    st.sampled_from(["auto", "forced"]),
+)
+def test_one_event_per_read_takes_the_direct_path_only_when_it_may(name, spellings, how) -> None:
+    """A Responses / Anthropic read that is exactly one ``event:`` + ``data: `` event skips the
+    SSE decoder (the per-token path); any other spelling of the same events (``\r`` line
+    ends, ``data:`` without its space, an ``id:`` or comment line, two events in one read)
+    must not, and every mix gives the ops of one whole read."""
+    data = (FIXTURES / name).read_bytes().replace(b"\r\n", b"\n")
+    fmt = FORMAT_OF[name.split("_")[0]] if how == "forced" else "auto"
+    events = [e for e in data.split(b"\n\n") if e.strip()]
+    reads: list[bytes] = []
+    for i, event in enumerate(events):
+        spelling = spellings[i % len(spellings)]
+        if spelling == "crlf":
+            event = event.replace(b"\n", b"\r\n") + b"\r\n\r\n"
+        elif spelling == "cr":
+            event = event.replace(b"\n", b"\r") + b"\r\r"
+        elif spelling == "no space":
+            event = event.replace(b"data: ", b"data:") + b"\n\n"
+        elif spelling == "id line":
+            event = event + f"\nid: {i}".encode() + b"\n\n"
+        elif spelling == "comment":
+            event = b": keep-alive\n" + event + b"\n\n"
+        else:
+            event += b"\n\n"
+        if spelling == "two in one" and reads:
+            reads[-1] += event
+        else:
+            reads.append(event)
+    whole_ops, whole = run(b"".join(reads), [], fmt)
+    pipe = Pipeline("st", format=fmt)
+    ops = [op for read in reads for op in pipe.feed(read)] + pipe.close()
+    assert [o.json for o in ops] == [o.json for o in whole_ops]
+    assert pipe.message.to_json() == whole.to_json()
+
+
 @settings(max_examples=60, deadline=None)
 @given(
     st.sampled_from([n for n in UPSTREAM_FIXTURES if n.endswith(".sse")]),

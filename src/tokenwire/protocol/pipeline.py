@@ -130,24 +130,22 @@ class Pipeline:
         """Responses / Anthropic events (and "auto" before it decides). The usual read is one
         whole ``event: …`` + ``data: …`` event: with the SSE decoder between events, its data
         goes straight to the normalizer (the event name is in the data's ``type`` too), and a
-        text token for the open text block straight to a delta op. Hand-inlined (no line
-        split, no fact object) because it is the per-token path: bench/core.py measures it."""
-        if (
-            self._events_direct
-            and data.endswith(b"\n\n")
-            and data.startswith(b"event:")
-            and len(data) <= self._max_event_bytes
-        ):
+        text token for the open text block straight to a delta op. Hand-inlined (no SSE
+        decoder, no fact object) because it is the per-token path: bench/core.py measures it."""
+        if self._events_direct and len(data) <= self._max_event_bytes and b"\r" not in data:
             # Exactly two lines, ``event:`` then ``data: ``, "\n"-ended: anything else (more
             # lines, "\r" line ends, a "data:" without its space) goes to the SSE decoder.
-            start = data.find(b"\n") + 7
+            # (One split, not a find/startswith per line: ~0.1 us less per token.)
+            lines = data.split(b"\n", 4)  # (at most 5 parts, whatever the read holds)
             if (
-                data.startswith(b"data: ", start - 6)
-                and data.find(b"\n", start) == len(data) - 2
-                and b"\r" not in data
+                len(lines) == 4
+                and lines[1][:6] == b"data: "
+                and lines[0][:6] == b"event:"
+                and not lines[2]
+                and not lines[3]
             ):
                 normalizer = self.normalizer
-                out = normalizer.feed_token(data[start:-2])  # type: ignore[union-attr]
+                out = normalizer.feed_token(lines[1][6:])  # type: ignore[union-attr]
                 assembler = self.assembler
                 if type(out) is str:
                     current = assembler.text_block(0)
