@@ -143,7 +143,11 @@ def test_passthrough_auth_and_body_limit(gateway: str, upstream: tuple[str, Reco
     big = {"model": "mock", "input": "x" * 5000, "messages": MESSAGES, "max_tokens": 5}
     for path in ("/v1/responses", "/v1/messages"):
         small = {"model": "mock", "input": "hi", "messages": MESSAGES, "max_tokens": 5}
-        assert httpx.post(f"{gateway}{path}", json=small).status_code == 401
+        missing = httpx.post(f"{gateway}{path}", json=small)
+        assert missing.status_code == 401
+        # The error says how this route takes the key (the Anthropic SDKs send x-api-key).
+        hint = missing.json()["error"]["message"]
+        assert ("x-api-key" in hint) == (path == "/v1/messages") and "Bearer" in hint, hint
         # (x-api-key is the gateway key's other spelling on /v1/messages only)
         bad = {"x-api-key": "nope"} if path == "/v1/messages" else {"Authorization": "Bearer no"}
         wrong = httpx.post(f"{gateway}{path}", json=small, headers=bad)

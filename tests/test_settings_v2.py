@@ -36,3 +36,16 @@ def test_secret_is_kept_in_the_data_dir(tmp_path: Path) -> None:
     assert first and len(first) >= 32
     assert Settings(data_dir=str(tmp_path)).resolved_secret() == first  # a restart: same
     assert (tmp_path / "secret").stat().st_mode & 0o077 == 0
+
+
+def test_named_choices_are_checked_when_settings_are_made() -> None:
+    """A bad ``upstream_api`` / ``continuation`` fails at ``Settings(...)`` with a message
+    naming the field and its variable, not first at the app's startup."""
+    from tokenwire.errors import InvalidArgument
+    from tokenwire.gateway import create_app
+
+    for field_name, bad in (("upstream_api", "foo"), ("continuation", "later")):
+        with pytest.raises(InvalidArgument, match=f"TOKENWIRE_{field_name.upper()}.*{bad}"):
+            Settings(**{field_name: bad})
+    for api in ("chat", "responses", "anthropic"):
+        assert create_app(Settings(upstream_api=api)).state  # (each choice still builds)

@@ -966,3 +966,61 @@ def test_an_unfinished_whole_body_says_so_in_its_apis_words(body: bytes, said: s
     _, message = assemble_response(body)
     assert message.status == "failed" and message.error is not None
     assert message.error["type"] == "truncated" and said in message.error["message"]
+
+
+# -- reasoning parts are paragraphs, however the server announced them ---------------------------
+@settings(max_examples=150, deadline=None)
+@given(
+    st.lists(st.sampled_from(["", "A", "bc", "d\n"]), min_size=1, max_size=5),
+    st.booleans(),
+    st.sampled_from(["summary", "content"]),
+)
+def test_streamed_reasoning_parts_join_as_the_whole_item_joins_them(parts, announced, kind):
+    """Summary (or raw reasoning) parts come out separated by one blank line, exactly as the
+    whole item's parts do: with or without ``…part.added`` events, empty parts adding nothing."""
+    item = {"id": "rs_1", "type": "reasoning", "summary": [], "content": []}
+    field = "summary" if kind == "summary" else "content"
+    index = "summary_index" if kind == "summary" else "content_index"
+    delta_type = (
+        "response.reasoning_summary_text.delta"
+        if kind == "summary"
+        else "response.reasoning_text.delta"
+    )
+    events: list[dict] = [
+        {"type": "response.created", "response": {"model": "m", "status": "in_progress"}},
+        {"type": "response.output_item.added", "output_index": 0, "item": item},
+    ]
+    for number, text in enumerate(parts):
+        if announced and kind == "summary":
+            events.append(
+                {
+                    "type": "response.reasoning_summary_part.added",
+                    "item_id": "rs_1",
+                    "output_index": 0,
+                    "summary_index": number,
+                    "part": {"type": "summary_text", "text": ""},
+                }
+            )
+        for piece in (text[:1], text[1:]):
+            if piece:
+                events.append(
+                    {
+                        "type": delta_type,
+                        "item_id": "rs_1",
+                        "output_index": 0,
+                        index: number,
+                        "delta": piece,
+                    }
+                )
+    part_type = "summary_text" if kind == "summary" else "reasoning_text"
+    whole_item = {**item, field: [{"type": part_type, "text": t} for t in parts]}
+    events.append({"type": "response.output_item.done", "output_index": 0, "item": whole_item})
+    events.append({"type": "response.completed", "response": {"status": "completed"}})
+    body = b"".join(f"data: {json.dumps(e)}\n\n".encode() for e in events)
+    _, streamed = run(body, [], "responses")
+    whole = {"object": "response", "model": "m", "status": "completed", "output": [whole_item]}
+    _, from_body = assemble_response(json.dumps(whole).encode())
+    expected = "\n\n".join(t for t in parts if t)
+    texts = [b.text for b in streamed.blocks if b.type == "reasoning"]
+    assert texts == ([expected] if expected else [])
+    assert [b.text for b in from_body.blocks if b.type == "reasoning"] == texts

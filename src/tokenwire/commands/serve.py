@@ -181,11 +181,6 @@ def build_settings(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     if upstream.scheme not in ("http", "https") or not upstream.hostname:
         shown = redact_text(settings.upstream)
         raise CommandError(f"--upstream must be an http(s) URL with a host, got {shown!r}")
-    if settings.upstream_api not in ("chat", "responses", "anthropic"):
-        raise CommandError(
-            f"TOKENWIRE_UPSTREAM_API must be chat, responses or anthropic, "
-            f"got {settings.upstream_api!r}"
-        )
     if settings.upstream_api_key_env and not os.environ.get(settings.upstream_api_key_env):
         raise CommandError(f"environment variable {settings.upstream_api_key_env} is not set")
     if not 0 <= settings.port < 65536:
@@ -211,10 +206,6 @@ def build_settings(args: argparse.Namespace):  # type: ignore[no-untyped-def]
         raise CommandError(
             "--redis must be a redis://, rediss:// or unix:// URL, got "
             f"{settings.redis_url.split(':', 1)[0]!r}"
-        )
-    if settings.continuation not in ("none", "vllm", "prefix"):
-        raise CommandError(
-            f"TOKENWIRE_CONTINUATION must be none, vllm or prefix, got {settings.continuation!r}"
         )
     if settings.redis_lease_s <= 0 or settings.redis_grace_s < 0:
         raise CommandError(

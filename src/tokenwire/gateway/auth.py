@@ -47,8 +47,11 @@ class Auth:
     def enabled(self) -> bool:
         return bool(self._tags)
 
-    def owner(self, headers: Headers, query: QueryParams) -> str | None:
-        """The caller's owner tag (``None`` with auth off). Raises a 401 ``ApiError``."""
+    def owner(
+        self, headers: Headers, query: QueryParams, *, how: str = "Authorization: Bearer KEY"
+    ) -> str | None:
+        """The caller's owner tag (``None`` with auth off). Raises a 401 ``ApiError``; ``how``
+        says in it how the route takes the key."""
         if not self._tags:
             return None
         key: str | None = None
@@ -62,7 +65,7 @@ class Auth:
         if not key:
             raise ApiError(
                 401,
-                "missing API key (send Authorization: Bearer KEY)",
+                f"missing API key (send {how})",
                 "authentication_error",
                 "missing_api_key",
             )

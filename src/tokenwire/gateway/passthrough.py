@@ -97,7 +97,9 @@ async def messages(request: Request) -> Response:
     key = request.headers.get("x-api-key")
     if key and "authorization" not in request.headers:
         auth_headers = Headers({"authorization": f"Bearer {key}"})
-    gw.auth.owner(auth_headers, request.query_params)
+    gw.auth.owner(
+        auth_headers, request.query_params, how="x-api-key: KEY or Authorization: Bearer KEY"
+    )
     body = await read_body(request, gw.settings.max_body_bytes)
     path, headers = _endpoint(gw, "anthropic")
     for name in ("anthropic-version", "anthropic-beta"):

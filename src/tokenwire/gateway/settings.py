@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tokenwire.errors import InvalidArgument
+
 
 @dataclass(slots=True)
 class Settings:
@@ -102,6 +104,17 @@ class Settings:
     random per process (``tokenwire serve --workers N`` hands its workers one)."""
     cors_origins: tuple[str, ...] = ()
     """Origins allowed by CORS (``*``: any, without credentials). Empty: no CORS headers."""
+
+    def __post_init__(self) -> None:
+        # The named choices are checked here, not first when the app starts (a lifespan
+        # traceback): ``Settings(upstream_api="foo")`` and the CLI fail alike, at once.
+        for name, choices in _CHOICES.items():
+            value = getattr(self, name)
+            if value not in choices:
+                raise InvalidArgument(
+                    f"{name} (TOKENWIRE_{name.upper()}) must be one of {', '.join(choices)}, "
+                    f"got {value!r}"
+                )
 
     def resolved_upstream_key(self) -> str | None:
         if self.upstream_api_key:
@@ -198,6 +211,11 @@ def check_worker_setup(
             "only knows its own streams"
         )
 
+
+_CHOICES: dict[str, tuple[str, ...]] = {
+    "upstream_api": ("chat", "responses", "anthropic"),
+    "continuation": ("none", "vllm", "prefix"),
+}
 
 WORKER_BOOT_FAILURE = 3
 """Exit status of a worker that refuses to start: uvicorn's and gunicorn's supervisors both stop

@@ -167,6 +167,7 @@ class ResponsesNormalizer(EventNormalizer):
         "_next_key",
         "_notes",
         "_part_start",
+        "_reasoning_part",
         "_sources",
         "_streamed",
         "_streamed_args",
@@ -187,6 +188,7 @@ class ResponsesNormalizer(EventNormalizer):
         # reasoning, tool-call arguments. ``None`` marks deltas that named no item.
         self._streamed: set[_Key] = set()
         self._streamed_reasoning: set[_Key] = set()
+        self._reasoning_part: dict[_Key, tuple[str, int]] = {}  # item -> its last part's id
         self._streamed_args: set[_Key] = set()
         self._annotated: set[_Key] = set()  # message items that had annotation.added events
         # Where each message item's text starts in its text block: the base of its cited
@@ -310,11 +312,22 @@ class ResponsesNormalizer(EventNormalizer):
             "response.reasoning.delta",
         ):
             if event.delta:
-                self._streamed_reasoning.add(event.item_id or key)
+                item = event.item_id or key
+                self._streamed_reasoning.add(item)
+                # Parts (summary parts, raw reasoning parts) are paragraphs: a blank line
+                # before the first text of each part after the first that had text, as the
+                # whole item joins them (told by the deltas' own indexes, whether or not
+                # ``…part.added`` events came; an empty part adds nothing).
+                part = (
+                    ("summary", event.summary_index or 0)
+                    if kind == "response.reasoning_summary_text.delta"
+                    else ("content", event.content_index or 0)
+                )
+                last = self._reasoning_part.get(item)
+                if last is not None and last != part:
+                    self._text("reasoning", "\n\n", facts)
+                self._reasoning_part[item] = part
                 self._text("reasoning", event.delta, facts)
-        elif kind == "response.reasoning_summary_part.added":
-            if event.summary_index and _was_streamed(self._streamed_reasoning, key, event.item_id):
-                self._text("reasoning", "\n\n", facts)  # summary parts are paragraphs
         elif kind == "response.refusal.delta":
             if event.delta:
                 self._streamed.add(event.item_id or key)
