@@ -29,6 +29,7 @@ from tokenwire.protocol.views import (
     resume,
     tail_index,
 )
+from tokenwire.protocol.views.base import split_escaped
 from tokenwire.protocol.views.synth import split_text
 
 HERE = Path(__file__).parent
@@ -266,6 +267,53 @@ def test_long_text_is_split_under_the_frame_bound() -> None:
     pieces = split_text('"\n' * 5000 + "é" * 9000, 4096)
     assert "".join(pieces) == '"\n' * 5000 + "é" * 9000
     assert all(len(msgspec.json.encode(p)) <= 4096 for p in pieces)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.text(
+        st.sampled_from(["a", "é", "€", "😀", "\n", '"', "\\", "\x01", "\u2028", " "]),
+        max_size=80,
+    ),
+    st.integers(min_value=1, max_value=40),
+)
+def test_split_escaped_cuts_at_character_boundaries_into_the_fullest_pieces(text, budget):
+    """Pieces join to the text; each escapes to at most ``budget`` bytes (a lone character
+    may pass it: it cannot be cut), and is the longest that does (the next character would
+    not fit), so frames are as few as the bound allows."""
+    pieces = split_escaped(text, budget)
+    assert "".join(pieces) == text
+    size = lambda piece: len(msgspec.json.encode(piece)) - 2  # noqa: E731
+    for number, piece in enumerate(pieces):
+        assert piece and (size(piece) <= budget or len(piece) == 1)
+        if number + 1 < len(pieces):
+            assert size(piece + pieces[number + 1][0]) > budget
+
+
+def test_a_large_text_splits_into_full_pieces() -> None:
+    """An 8 MB text with escapes and multi-byte characters: every piece but the last fills
+    the budget to within one character (the cut is moved back only to a boundary)."""
+    text = ('Héllo "wörld" \\ 😀\n' * 800_000)[: 16 * 1024 * 1024 // 2]
+    pieces = split_escaped(text, 64 * 1024)
+    assert "".join(pieces) == text
+    assert len(pieces) <= len(msgspec.json.encode(text)) // (64 * 1024 - 8) + 1
+
+
+def test_the_aisdk_resume_fills_frames_at_a_small_bound() -> None:
+    """The resume from state sends each block's text in as few deltas as the bound allows:
+    no more frames than the uncompacted log at a 1 KiB bound with 900-character deltas."""
+    ops = [
+        RawOp(1, b'{"type":"message.start","seq":1,"id":"st_big","model":"m"}'),
+        RawOp(2, b'{"type":"block.start","seq":2,"index":0,"block":{"type":"text","text":""}}'),
+    ]
+    for seq in range(3, 23):
+        ops.append(RawOp(seq, msgspec.json.encode({"type": "block.delta", "text": "x" * 900})))
+    ops.append(RawOp(23, b'{"type":"block.end","seq":23,"index":0}'))
+    view = lambda: AISDKView(max_frame_bytes=1024)  # noqa: E731
+    exact, _ = catch_up(view, ops, threshold=1 << 62, max_frame_bytes=1024)
+    compacted, _ = catch_up(view, ops, threshold=8, max_frame_bytes=1024)
+    assert max(len(f.data) for f in compacted) <= 1024
+    assert len(compacted) <= len(exact), (len(compacted), len(exact))
 
 
 def test_short_lag_gets_exact_frames() -> None:

@@ -10,35 +10,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from tokenwire.protocol.views.base import CITING, BlockState, MessageState, encode_json
+from tokenwire.protocol.views.base import CITING, BlockState, MessageState, split_escaped
 
 _SLACK = 512  # room for a frame's envelope (ids, keys, SSE framing) around the text
 
 
-def split_text(text: str, max_frame_bytes: int) -> list[str]:
+def split_text(text: str, max_frame_bytes: int | None) -> list[str]:
     """``text`` in pieces whose JSON-encoded size stays under ``max_frame_bytes`` minus the
-    envelope slack (escaping can grow a character up to 6 bytes, so it is measured)."""
-    budget = max(64, max_frame_bytes - _SLACK)
-    pieces: list[str] = []
-    start = 0
-    size = max(16, budget // 4)  # a first guess in characters (UTF-8: up to 4 bytes each)
-    while start < len(text):
-        piece = text[start : start + size]
-        while len(encode_json(piece)) > budget and len(piece) > 1:
-            piece = piece[: len(piece) // 2]
-        # Grow to the largest piece whose encoded size still fits (binary search between
-        # what fits and twice that; ASCII text fits ~4x the first guess).
-        low, high = len(piece), min(len(text) - start, len(piece) * 4)
-        while low < high:
-            mid = (low + high + 1) // 2
-            if len(encode_json(text[start : start + mid])) <= budget:
-                low = mid
-            else:
-                high = mid - 1
-        piece = text[start : start + low]
-        pieces.append(piece)
-        start += len(piece)
-    return pieces
+    envelope slack; ``None``: one piece (for a view that splits a delta at its own frame's
+    exact room: pre-split pieces there would each leave part of a frame empty)."""
+    if max_frame_bytes is None:
+        return [text] if text else []
+    return split_escaped(text, max(64, max_frame_bytes - _SLACK))
 
 
 def block_dict(block: BlockState) -> dict[str, Any]:
@@ -55,7 +38,7 @@ def block_dict(block: BlockState) -> dict[str, Any]:
 
 
 def _block_ops(
-    index: int, block: BlockState, max_frame_bytes: int, whole: frozenset[str]
+    index: int, block: BlockState, max_frame_bytes: int | None, whole: frozenset[str]
 ) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
     """The ops that start block ``index`` and give it all its text, and its end (if ended)."""
     ops: list[dict[str, Any]] = []
@@ -80,7 +63,7 @@ def _add_blocks(
     blocks: list[BlockState],
     first: int,
     step: int | None,
-    max_frame_bytes: int,
+    max_frame_bytes: int | None,
     whole: frozenset[str],
 ) -> None:
     """Blocks ``first``, ``first + 1``, ... of ``blocks`` in the order a log has them: the
@@ -117,7 +100,7 @@ def _message_end(state: MessageState) -> dict[str, Any]:
 
 
 def state_ops(
-    state: MessageState, max_frame_bytes: int, whole: frozenset[str] = frozenset()
+    state: MessageState, max_frame_bytes: int | None, whole: frozenset[str] = frozenset()
 ) -> list[dict[str, Any]]:
     """Op dicts that rebuild ``state`` from nothing, text split by ``max_frame_bytes``.
     Blocks of a type in ``whole`` are not split (a view that sends such a block's value as
@@ -151,7 +134,7 @@ def _continues(old: BlockState, new: BlockState, unsure: bool) -> bool:
 
 
 def continuation_ops(
-    sent: MessageState, target: MessageState, max_frame_bytes: int, whole: frozenset[str]
+    sent: MessageState, target: MessageState, max_frame_bytes: int | None, whole: frozenset[str]
 ) -> list[dict[str, Any]]:
     """Op dicts that take a view whose reader has ``sent`` on to ``target`` (the state a
     ``snapshot`` met mid-connection holds), sending nothing twice: the rest of each block's
