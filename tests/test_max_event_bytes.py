@@ -1,7 +1,10 @@
-"""``max_event_bytes`` reaches every pipe: the gateway's setting and the library's parameter.
+"""``max_event_bytes`` and ``max_stream_bytes`` reach every pipe: the gateway's settings and
+the library's parameters.
 
 An upstream SSE event bigger than the limit ends the stream ``failed`` with error type
-``event_too_large``; what the upstream sent before it stays in the message."""
+``event_too_large``; an upstream that sends more than ``max_stream_bytes`` in all (one that
+never ends) ends it ``failed`` with ``stream_too_large``. Either way what the upstream sent
+before stays in the message."""
 
 from __future__ import annotations
 
@@ -20,7 +23,7 @@ from starlette.routing import Route
 from tokenwire import Streams, StreamWriter
 from tokenwire.errors import StreamEnded
 from tokenwire.gateway import Settings, create_app
-from tokenwire.protocol.sse import DEFAULT_MAX_EVENT_BYTES
+from tokenwire.protocol.sse import DEFAULT_MAX_EVENT_BYTES, DEFAULT_MAX_STREAM_BYTES
 
 LIMIT = 4096
 
@@ -53,10 +56,20 @@ async def parts(big: int) -> AsyncIterator[bytes]:
         await asyncio.sleep(0.01)  # (each event its own read, as over a network)
 
 
+async def endless() -> AsyncIterator[bytes]:
+    """An upstream that never ends: text as fast as it is read."""
+    while True:
+        yield chunk("y" * 1000) * 4
+        await asyncio.sleep(0)
+
+
 @pytest.fixture(scope="module")
 def upstream() -> Iterator[str]:
     async def completions(request: Request) -> StreamingResponse:
-        big = int((await request.json()).get("big", 0) or request.query_params.get("big", 0))
+        asked = await request.json()
+        if asked.get("endless"):
+            return StreamingResponse(endless(), media_type="text/event-stream")
+        big = int(asked.get("big", 0) or request.query_params.get("big", 0))
         return StreamingResponse(parts(big), media_type="text/event-stream")
 
     app = Starlette(routes=[Route("/v1/chat/completions", completions, methods=["POST"])])
@@ -140,3 +153,71 @@ async def test_streams_and_pipe_take_a_max_event_bytes() -> None:
         message = await run(streams, pipe_lowered)
         assert message["error"]["type"] == "event_too_large"
         assert message["blocks"] == [{"type": "text", "text": "partial "}]
+
+
+def test_the_gateway_ends_an_endless_upstream_at_max_stream_bytes(upstream: str) -> None:
+    limit = 256 * 1024
+    settings = Settings(upstream=upstream, coalesce_ms=0, max_stream_bytes=limit)
+    with serve_asgi(create_app(settings)) as url, httpx.Client(base_url=url, timeout=20) as http:
+        created = http.post(
+            "/v1/streams",
+            json={"model": "m", "messages": [{"role": "user", "content": "hi"}], "endless": 1},
+        )
+        assert created.status_code == 201, created.text
+        stream_id = created.json()["id"]
+        with http.stream("GET", f"/v1/streams/{stream_id}/events") as events:
+            events.read()  # until message.end: it comes
+        snap = http.get(f"/v1/streams/{stream_id}").json()
+    message = snap["message"]
+    assert snap["status"] == message["status"] == "failed"
+    assert message["error"]["type"] == "stream_too_large"
+    assert str(limit) in message["error"]["message"]
+    text = message["blocks"][0]["text"]
+    assert set(text) == {"y"} and limit // 2 < len(text) <= limit  # what came is kept
+
+
+async def test_streams_and_pipe_take_a_max_stream_bytes() -> None:
+    assert Streams().max_stream_bytes == DEFAULT_MAX_STREAM_BYTES
+    for bad in (0, -1, 1.5, "9"):
+        with pytest.raises(ValueError, match="max_stream_bytes"):
+            Streams(max_stream_bytes=bad)  # type: ignore[arg-type]
+    raised: list[BaseException] = []
+
+    async def pipe_endless(w: StreamWriter) -> None:
+        try:
+            await w.pipe(endless(), "chat")
+        except StreamEnded as exc:
+            raised.append(exc)
+            raise
+
+    async with Streams(coalesce_ms=0, max_stream_bytes=50_000) as streams:
+        message = await run(streams, pipe_endless)
+        assert message["status"] == "failed"
+        assert message["error"]["type"] == "stream_too_large"
+        assert "50000" in message["error"]["message"]
+        assert 0 < len(message["blocks"][0]["text"]) <= 50_000
+        assert len(raised) == 1
+
+        async def pipe_own_limit(w: StreamWriter) -> None:  # the pipe's own limit wins
+            await w.pipe(bytes_of(100), max_stream_bytes=10)
+
+        message = await run(streams, pipe_own_limit)
+        assert message["error"]["type"] == "stream_too_large" and message["blocks"] == []
+
+        async def pipe_small(w: StreamWriter) -> None:  # a whole answer under the limit
+            await w.pipe(bytes_of(100))
+
+        message = await run(streams, pipe_small)
+        assert message["status"] == "completed"
+
+        refused: list[BaseException] = []
+
+        async def pipe_bad(w: StreamWriter) -> None:
+            try:
+                await w.pipe(bytes_of(100), max_stream_bytes=0)
+            except ValueError as exc:
+                refused.append(exc)
+            await w.pipe(bytes_of(100))
+
+        message = await run(streams, pipe_bad)
+        assert "max_stream_bytes" in str(refused[0]) and message["status"] == "completed"

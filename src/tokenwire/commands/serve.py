@@ -227,9 +227,14 @@ def build_settings(args: argparse.Namespace):  # type: ignore[no-untyped-def]
         raise CommandError("--store-retention-s must not be negative")
     if settings.upstream_ca_file and not Path(settings.upstream_ca_file).is_file():
         raise CommandError(f"--upstream-ca-file {settings.upstream_ca_file}: no such file")
-    if settings.upstream_head_timeout_s <= 0 or settings.max_event_bytes <= 0:
+    if (
+        settings.upstream_head_timeout_s <= 0
+        or settings.max_event_bytes <= 0
+        or settings.max_stream_bytes <= 0
+    ):
         raise CommandError(
-            "--upstream-head-timeout-s and TOKENWIRE_MAX_EVENT_BYTES must be positive"
+            "--upstream-head-timeout-s, TOKENWIRE_MAX_EVENT_BYTES and "
+            "TOKENWIRE_MAX_STREAM_BYTES must be positive"
         )
     try:
         view_options(settings)

@@ -62,6 +62,7 @@ class Gateway:
             secret=secret,
             observer=MetricsObserver(self.metrics),
             max_event_bytes=settings.max_event_bytes,
+            max_stream_bytes=settings.max_stream_bytes,
         )
         # Owner tags are keyed with the server's secret (configured, or kept in the data
         # directory), and the unkeyed tag earlier versions stored still names the same owner.

@@ -78,6 +78,9 @@ class Settings:
     """Largest non-streamed upstream body read whole (``/v1/models``, non-streamed relays)."""
     max_event_bytes: int = 16 * 1024 * 1024
     """Largest upstream SSE event; a bigger one ends the stream ``failed`` (``event_too_large``)."""
+    max_stream_bytes: int = 256 * 1024 * 1024
+    """Most bytes read from one upstream stream; past it the stream ends ``failed``
+    (``stream_too_large``), what came before kept."""
     upstream_retries: int = 2
     """Retries of a request that failed before any response byte (connect errors, 502-504)."""
     upstream_backoff_s: float = 0.25

@@ -37,7 +37,7 @@ from tokenwire.errors import (
 )
 from tokenwire.hub import Hub, MemoryHub, StreamInfo
 from tokenwire.protocol import EncodedOp, Message, snapshot_op
-from tokenwire.protocol.sse import DEFAULT_MAX_EVENT_BYTES
+from tokenwire.protocol.sse import DEFAULT_MAX_EVENT_BYTES, DEFAULT_MAX_STREAM_BYTES
 from tokenwire.streams.store import MemoryStore, StoredStream, StreamStore, replace_row
 from tokenwire.streams.writer import (
     ON_END_GRACE_S,
@@ -163,6 +163,8 @@ class Streams:
     tokens (default: ``TOKENWIRE_SECRET``, else random per process — give every process of a
     deployment the same secret). ``max_event_bytes``: the largest upstream SSE event a
     ``writer.pipe`` accepts; a bigger one ends the stream ``failed`` (``event_too_large``).
+    ``max_stream_bytes``: the most bytes one ``writer.pipe`` reads from its upstream; past it
+    the stream ends ``failed`` (``stream_too_large``), what came before kept.
     """
 
     def __init__(
@@ -175,8 +177,10 @@ class Streams:
         *,
         observer: Observer | None = None,
         max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
+        max_stream_bytes: int = DEFAULT_MAX_STREAM_BYTES,
     ) -> None:
         check_max_event_bytes(max_event_bytes)
+        check_max_event_bytes(max_stream_bytes, "max_stream_bytes")
         # (a URL here is an easy slip: --store-url exists; tokenwire.stores.store_from_url
         # makes a store of one)
         if hub is not None and not all(callable(getattr(hub, m, None)) for m in _HUB_METHODS):
@@ -189,6 +193,7 @@ class Streams:
                 f"{store!r:.60}"
             )
         self.max_event_bytes = max_event_bytes
+        self.max_stream_bytes = max_stream_bytes
         self.hub: Hub = hub if hub is not None else MemoryHub()
         self.store: StreamStore = store if store is not None else MemoryStore()
         self.coalesce_ms = _coalesce_ms(coalesce_ms)

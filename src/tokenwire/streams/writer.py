@@ -521,7 +521,12 @@ class StreamWriter:
 
     # -- piping ----------------------------------------------------------------------------
     async def pipe(
-        self, source: Any, format: str = "auto", *, max_event_bytes: int | None = None
+        self,
+        source: Any,
+        format: str = "auto",
+        *,
+        max_event_bytes: int | None = None,
+        max_stream_bytes: int | None = None,
     ) -> PipeResult:
         """Pipe an upstream chat completions stream into the message; returns what it learned.
 
@@ -533,6 +538,9 @@ class StreamWriter:
         ``UpstreamResponse``. A second pipe continues the same message in a new step.
         ``max_event_bytes`` (default: the ``Streams``' own) caps one upstream SSE event: a bigger
         one ends the stream ``failed`` (error type ``event_too_large``, what came before kept)
+        and the pipe raises ``StreamEnded``. ``max_stream_bytes`` (default: the ``Streams``'
+        own) caps the bytes read from the upstream: past it the stream ends ``failed`` (error
+        type ``stream_too_large``, what came before kept; the upstream is not read further)
         and the pipe raises ``StreamEnded``.
 
         Raises ``StreamFailed`` for an upstream error (HTTP status >= 400, an error event, a
@@ -545,6 +553,8 @@ class StreamWriter:
             )
         if max_event_bytes is not None:
             check_max_event_bytes(max_event_bytes)
+        if max_stream_bytes is not None:
+            check_max_event_bytes(max_stream_bytes, "max_stream_bytes")
         self._check_open()
         # One coroutine frame for the whole pipe, the context manager included, with as few
         # locals as it takes: this frame lives as long as the upstream answers, for every open
@@ -556,6 +566,9 @@ class StreamWriter:
             source = _unwrap(source)
             _check_source(source)
             pipeline, facts = await self._pipe_start(source, fmt, max_event_bytes)
+            # Bytes the upstream may still send (an upstream that never ends must not grow
+            # this process without bound).
+            room = max_stream_bytes = max_stream_bytes or self._streams.max_stream_bytes
             poll = getattr(source, "poll", None)
             if poll is not None:
                 # The hot path (the gateway's ``UpstreamResponse``): no coroutine per read.
@@ -563,6 +576,10 @@ class StreamWriter:
                     if isinstance(chunk, asyncio.Future):
                         await chunk
                         continue
+                    room -= len(chunk)
+                    if room < 0:
+                        await self._too_large(pipeline, max_stream_bytes)
+                        break
                     async with self._lock:
                         if self._state is not _OPEN:  # (cancelled: nothing more is read in)
                             self._check_open()
@@ -583,6 +600,10 @@ class StreamWriter:
                 async for chunk in _chunks(source):
                     if not chunk:
                         continue
+                    room -= len(chunk)
+                    if room < 0:
+                        await self._too_large(pipeline, max_stream_bytes)
+                        break
                     async with self._lock:
                         if self._state is not _OPEN:
                             self._check_open()
@@ -609,6 +630,19 @@ class StreamWriter:
         if manager is not None:
             await manager.__aexit__(None, None, None)
         return await self._pipe_result(facts, pipeline)
+
+    async def _too_large(self, pipeline: Pipeline, limit: int) -> None:
+        """The upstream passed ``max_stream_bytes``: end the message ``failed`` with what came
+        (the read that passed it is not used)."""
+        async with self._lock:
+            self._check_open()
+            ops = pipeline.fail(
+                f"upstream stream passed max_stream_bytes ({limit} bytes); what came before "
+                "it is kept",
+                error_type="stream_too_large",
+                now=time.monotonic(),
+            )
+            await self._append(ops)
 
     async def _pipe_start(
         self, source: Any, fmt: str, max_event_bytes: int | None
@@ -1053,10 +1087,11 @@ def _text_fact(kind: str, text: str, choice: int) -> TextFact:
     return TextFact(choice, kind, text)
 
 
-def check_max_event_bytes(value: object) -> None:
-    """``max_event_bytes`` (of ``Streams`` and of one ``pipe``) is a positive int."""
+def check_max_event_bytes(value: object, name: str = "max_event_bytes") -> None:
+    """``max_event_bytes`` / ``max_stream_bytes`` (of ``Streams`` and of one ``pipe``) is a
+    positive int."""
     if type(value) is not int or value <= 0:
-        raise InvalidArgument(f"max_event_bytes must be a positive int, got {value!r}")
+        raise InvalidArgument(f"{name} must be a positive int, got {value!r}")
 
 
 def _check_choice(choice: object) -> None:
