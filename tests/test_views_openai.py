@@ -521,3 +521,25 @@ def test_the_ops_catch_up_of_one_text_with_inline_citations_stays_merged() -> No
         assert sum(len(f.data) for f in frames) > 64 * 1024, interrupt  # (past the bound)
         assert 1 < len(frames) < 150, (interrupt, len(frames))
         assert all(len(f.data) <= 64 * 1024 for f in frames), interrupt
+
+
+def test_a_catch_up_leaves_out_the_text_of_a_superseded_attempt() -> None:
+    """A reader far behind gets no chunk of an attempt a step reset dropped (it never saw it,
+    and the stored message does not have it): the SDK's accumulated content is the message's
+    text. A reader already inside the attempt keeps what it got and misses nothing after."""
+    from v11_vectors import superseded
+
+    ops, message = superseded(*(f"try{i} " for i in range(40)), "good")
+    frames, _ = catch_up(OpenAIChunksView, ops, threshold=4)
+    assert _texts(frames) == {0: message.text} and message.text == "zero good"
+    exact = replay(OpenAIChunksView(), ops)
+    assert _texts(exact)[0].startswith("zero bad try0 ")  # (live: chunks are not taken back)
+    # From any cut of the exact frames (the reader got those), the catch-up gives the rest of
+    # the message's text and nothing of an attempt it had not reached.
+    for cut in range(1, len(exact)):
+        got = exact[:cut]
+        last = max(f.index for f in got if f.index is not None)
+        rest, _ = catch_up(OpenAIChunksView, ops, after=last, threshold=4)
+        text = _texts(got + rest)[0]
+        assert text.startswith("zero ") and text.endswith("good"), (cut, text)
+        assert text.count("good") == 1 and text.startswith(_texts(got)[0]), (cut, text)

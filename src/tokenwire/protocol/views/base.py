@@ -106,12 +106,25 @@ class Frame(msgspec.Struct, gc=False):
     # Views whose SSE ids are op seqs (openai): a frame of an op that has more frames after
     # it is the op's ``part``-th, and its id says so (``<seq>.<part>``); 0: the op's last.
     part: int = 0
+    # The block whose text the frame carries, where a view says (openai: so that a catch-up
+    # can leave out the text of an attempt a step reset superseded).
+    owner: Any = None  # (a BlockState)
 
 
 class BlockState:
     """One block of the message as a view sees it (type, choice, step, attrs, streamed text)."""
 
-    __slots__ = ("attrs", "choice", "ended", "key", "length", "parts", "step", "type")
+    __slots__ = (
+        "attrs",
+        "choice",
+        "ended",
+        "key",
+        "length",
+        "parts",
+        "step",
+        "superseded",
+        "type",
+    )
 
     def __init__(self, block: dict[str, Any]) -> None:
         self.type: str = str(block.get("type", "text"))
@@ -127,6 +140,7 @@ class BlockState:
         self.parts: list[str] = [str(text)] if text else []
         self.length = len(self.parts[0]) if self.parts else 0  # (``text``'s, without joining)
         self.ended = False
+        self.superseded = False  # dropped by a step reset (an attempt that was superseded)
 
     @property
     def text(self) -> str:
@@ -182,7 +196,7 @@ class MessageState:
         elif kind == "step.reset":
             step = int(op.get("step") or 0)
             while self.blocks and self.blocks[-1].step == step:
-                self.blocks.pop()
+                self.blocks.pop().superseded = True
             if self.unsure:
                 self.unsure.intersection_update(range(len(self.blocks)))
         elif kind == "message.start":

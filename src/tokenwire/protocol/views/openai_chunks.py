@@ -64,6 +64,37 @@ class OpenAIChunksView(View):
             max_frame_bytes=self.max_frame_bytes,
         )
 
+    def feed_json(self, op: dict[str, Any], seq: int) -> list[Frame]:
+        # Each text-like delta frame names its block: a catch-up leaves out the text of
+        # blocks a step reset dropped (the stored message does not have it either).
+        kind = op.get("type")
+        blocks = self.state.blocks
+        owner = None
+        if kind == "block.delta" and blocks:
+            owner = blocks[int(op.get("index", -1)) % len(blocks)]
+        out = super().feed_json(op, seq)
+        if kind == "block.start" and self.state.blocks:
+            owner = self.state.blocks[-1]
+        if owner is not None and owner.type in _DELTA_KEYS:
+            for frame in out:
+                frame.owner = owner
+        return out
+
+    def compacted(
+        self, frames: list[Frame], after: int, after_seq: int | None, max_frame_bytes: int
+    ) -> list[Frame]:
+        """Merged deltas, without the text of attempts a step reset superseded (a reader that
+        far behind never saw it; a merged frame's id still covers the frames left out). A
+        superseded tool call stays: chunks index calls by position, and a gap breaks SDKs."""
+        kept = [
+            f
+            for f in frames
+            if f.owner is None
+            or not f.owner.superseded
+            or "role" in f.body["choices"][0]["delta"]  # (a choice's first chunk)
+        ]
+        return self.compact(kept, max_frame_bytes)
+
     def render(self, frame: Frame) -> bytes:
         data = DONE if frame.body is None else b"data: %s\n\n" % encode_json(frame.body)
         if frame.cursor and frame.index is not None:
