@@ -3,6 +3,7 @@ its logs; request heads are bounded in size and time (RSS does not grow; slowlor
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import socket
@@ -271,3 +272,64 @@ def test_a_websocket_client_that_pings_and_never_reads_holds_no_pile_of_pongs(
             assert httpx.get(f"{url}/healthz").status_code == 200
         finally:
             terminate(proc)
+
+
+def test_a_websocket_client_flooding_frames_is_disconnected_unparsed(tmp_path: Path) -> None:
+    """Two million tiny frames held the gateway's loop for seconds while websockets parsed them.
+    A reader sends next to nothing after its handshake, so past a byte allowance (refilled over
+    time) the client is disconnected before its read is parsed; a client that pings now and
+    then and sends its hello reads its stream as before."""
+    import base64
+
+    from websockets.sync.client import connect
+
+    from tokenwire.gateway.ws_protocol import ALLOWANCE_BYTES
+
+    port = free_port()
+    cmd = [sys.executable, "-m", "tokenwire", "serve", "--port", str(port)]
+    cmd += ["--upstream", f"http://127.0.0.1:{free_port()}/v1", "--data-dir", str(tmp_path)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        wait_healthy(url, proc, 15)
+        body = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
+        stream_id = httpx.post(f"{url}/v1/streams", json=body).json()["id"]  # (fails: no upstream)
+        # A polite client: its hello and a few pings, then the stream's ops to the end.
+        with connect(f"ws://127.0.0.1:{port}/v1/streams/{stream_id}/ws") as ws:
+            ws.send('{"after": 0}')
+            for _ in range(20):
+                ws.ping().wait(5)
+            ops = []
+            while not ops or json.loads(ops[-1])["type"] != "message.end":
+                ops.append(ws.recv(timeout=10))
+        # A flooding one: empty pings, far past the allowance, in one go.
+        sock = socket.create_connection(("127.0.0.1", port))
+        key = base64.b64encode(os.urandom(16))
+        sock.sendall(
+            f"GET /v1/streams/{stream_id}/ws HTTP/1.1\r\nHost: x\r\n".encode()
+            + b"Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
+            + b"Sec-WebSocket-Key: "
+            + key
+            + b"\r\n\r\n"
+        )
+        sock.settimeout(5)
+        assert sock.recv(12).startswith(b"HTTP/1.1 101")
+        ping = bytes([0x89, 0x80]) + b"\x01\x02\x03\x04"
+        flood = ping * (4 * ALLOWANCE_BYTES // len(ping))
+        closed = False
+        try:
+            sock.sendall(flood)
+            sock.settimeout(3)
+            while sock.recv(65536):  # (pongs, if any, until b"": closed by the server)
+                pass
+            closed = True
+        except TimeoutError:
+            pass  # (still open: not disconnected)
+        except OSError:  # (reset, broken pipe: disconnected)
+            closed = True
+        finally:
+            sock.close()
+        assert closed, "the flooding client was not disconnected"
+        assert httpx.get(f"{url}/healthz").status_code == 200
+    finally:
+        terminate(proc)
