@@ -291,6 +291,17 @@ def test_bad_format_and_cursors_are_400_json(http: httpx.Client) -> None:
     named = http.get(url, params={"format": "ops"}, headers={"Last-Event-ID": "abc"})
     assert named.status_code == 400 and "Last-Event-ID must" in named.json()["error"]["message"]
     assert http.get("/v1/streams/st_nope_nope_nope_nope/events?format=aisdk").status_code == 404
+    # ``format=ops`` is the op stream: a malformed cursor gets the op stream's code.
+    for params, headers in (
+        ({"after": "-1"}, {}),
+        ({"after": "x"}, {}),
+        ({}, {"Last-Event-ID": "abc"}),
+    ):
+        codes = {
+            http.get(url, params={**extra, **params}, headers=headers).json()["error"]["code"]
+            for extra in ({}, {"format": "ops"})
+        }
+        assert codes == {"invalid_after"}, (params, headers, codes)
     # Another view's cursor is refused, not ignored (ignored, it would replay from the start).
     foreign = [
         ({"format": "responses", "after": "3"}, "?after="),
@@ -387,6 +398,11 @@ def test_aisdk_chat_http_rules(mock_url: str) -> None:
         stopped = a.post("/v1/aisdk/chat/chat1/stop")
         assert stopped.status_code == 202 and stopped.json()["status"] == "cancelled"
         assert a.get("/v1/aisdk/chat/chat1/stream").status_code == 204  # ended: not active
+        # The same with a Workflow cursor: a chat id (not a run id) with nothing active.
+        for index in ("0", "-1"):
+            ended = a.get("/v1/aisdk/chat/chat1/stream", params={"startIndex": index})
+            assert ended.status_code == 204, ended.text
+        assert a.get(f"/v1/aisdk/chat/{run_id}/stream?startIndex=0").status_code == 200
         # The views follow the op stream's access rules: owner only, or a read token.
         view = f"/v1/streams/{run_id}/events?format=openai"
         assert b.get(view).status_code == 404

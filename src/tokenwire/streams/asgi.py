@@ -385,6 +385,12 @@ class StreamRoutes:
             replace_given = message_id is not None  # (else a ``?messageId=`` given stays)
         else:
             active = await self.active_stream(request, chat_id)
+            if (
+                "startIndex" in query
+                and active is None
+                and not self.stream_id_pattern.fullmatch(chat_id)
+            ):
+                return Response(status_code=204)  # (a chat id, not a run id: nothing active)
             if "startIndex" in query:
                 stream_id = active[0] if active is not None else chat_id
                 message_id = active[1] if active is not None else None

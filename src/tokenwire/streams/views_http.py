@@ -303,20 +303,27 @@ def _newest_snapshot(batch: list[EncodedOp]) -> int | None:
 _POSITIVE = re.compile(r"[1-9][0-9]{0,17}")
 
 
-def _int_param(raw: str | None, what: str) -> int | None:
+def _int_param(raw: str | None, what: str, code: str = "invalid_cursor") -> int | None:
     if raw is None:
         return None
     raw = raw.strip()
     if not _INT.fullmatch(raw):
-        raise bad_request(f"{what} must be an integer, got {raw!r}", "invalid_cursor")
+        raise bad_request(f"{what} must be an integer, got {raw!r}", code)
     return int(raw)
 
 
-def _seq_param(raw: str | None, what: str) -> int | None:
-    value = _int_param(raw, what)
+def _seq_param(raw: str | None, what: str, code: str = "invalid_cursor") -> int | None:
+    value = _int_param(raw, what, code)
     if value is not None and value < 0:
-        raise bad_request(f"{what} must be a non-negative integer, got {raw!r}", "invalid_cursor")
+        raise bad_request(f"{what} must be a non-negative integer, got {raw!r}", code)
     return value
+
+
+def _op_seq_code(fmt: str) -> str:
+    """The error code of a malformed op seq cursor: ``format=ops`` is the op stream, and says
+    ``invalid_after`` as it does; the openai view's ids say ``invalid_cursor`` (they may be
+    ``<seq>.<k>``)."""
+    return "invalid_after" if fmt == "ops" else "invalid_cursor"
 
 
 def requested_format(query: QueryParams) -> str | None:
@@ -444,9 +451,9 @@ async def view_events(
                     "after_out_of_range",
                 )
         elif last_id is not None:
-            after_seq = _seq_param(last_id, "Last-Event-ID")
+            after_seq = _seq_param(last_id, "Last-Event-ID", _op_seq_code(fmt))
         else:
-            after_seq = _seq_param(query.get("after"), "after")
+            after_seq = _seq_param(query.get("after"), "after", _op_seq_code(fmt))
             if fmt == "openai":
                 start_index = _seq_param(query.get("startIndex"), "startIndex")
         if after_seq is not None and after_seq > seq:
