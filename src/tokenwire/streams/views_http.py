@@ -121,6 +121,7 @@ class ViewResponse(_StreamingResponse):
 
     __slots__ = (
         "cursor",
+        "fed",
         "first",
         "headers",
         "keepalive_s",
@@ -144,6 +145,7 @@ class ViewResponse(_StreamingResponse):
         # ``logged_only``: no transient frames live either (a reader that counts the chunks
         # it got, as its resume index, must get only chunks of the log).
         self.logged_only = logged_only
+        self.fed = 0  # bytes of live ops fed to the view
         self.status = 200
         self.cursor = cursor
         self.view = view
@@ -179,10 +181,15 @@ class ViewResponse(_StreamingResponse):
                         await self._send(send, _PING)
                     continue
                 self.metrics.ops_out.inc(len(ops))
-                if self.logged_only:
-                    body = b"".join(f.data for op in ops for f in view.feed(op) if is_logged(f))
+                size = len(ops[0].json) if len(ops) == 1 else sum(len(op.json) for op in ops)
+                self.fed += size
+                if size > OFF_LOOP_OP_BYTES or (
+                    self.fed > OFF_LOOP_OP_BYTES
+                    and any(op.json.startswith(_RENDERS_WHOLE) for op in ops)
+                ):  # (each reader's view renders it: not on the loop)
+                    body = await off_loop(self._rendered, ops)
                 else:
-                    body = b"".join(f.data for op in ops for f in view.feed(op))
+                    body = self._rendered(ops)
                 if body:
                     await self._send(send, body)
             if not view.done:
@@ -192,6 +199,12 @@ class ViewResponse(_StreamingResponse):
             await send({"type": "http.response.body", "body": b"", "more_body": False})
         finally:
             gauge.dec()
+
+    def _rendered(self, ops: list[EncodedOp]) -> bytes:
+        view = self.view
+        if self.logged_only:
+            return b"".join(f.data for op in ops for f in view.feed(op) if is_logged(f))
+        return b"".join(f.data for op in ops for f in view.feed(op))
 
     async def _release(self) -> None:
         if self.cursor is not None:
@@ -203,6 +216,13 @@ OFF_LOOP_OPS = 2_000
 few µs per op: 200,000 ops held the event loop for about 1.8 s), and meanwhile the loop must
 keep serving every other stream. One thread: catch-ups queue behind each other rather than
 take the interpreter from the loop together."""
+OFF_LOOP_OP_BYTES = 1 << 20
+"""Live ops bigger than this (together, in one read) are rendered by a reader's view on the
+catch-up thread too, and so are the ends of blocks and messages once a reader's view was fed
+this much: a view may render a block's whole text there (the Responses view's ``….done``
+events, ``response.completed``), and a 12 MB text took each of 6 views ~0.1 s of the loop.
+There the interpreter switches back to the loop between the pieces."""
+_RENDERS_WHOLE = (b'{"type":"block.end"', b'{"type":"message.end"', b'{"type":"snapshot"')
 _catch_up_thread: ThreadPoolExecutor | None = None
 _T = TypeVar("_T")
 
@@ -211,6 +231,11 @@ async def computed(ops: list[EncodedOp], fn: Callable[..., _T], *args: Any, **kw
     """``fn(*args, **kwargs)``: inline for a short log, on the catch-up thread for a long one."""
     if len(ops) <= OFF_LOOP_OPS:
         return fn(*args, **kwargs)
+    return await off_loop(fn, *args, **kwargs)
+
+
+async def off_loop(fn: Callable[..., _T], *args: Any, **kwargs: Any) -> _T:
+    """``fn(*args, **kwargs)`` on the catch-up thread."""
     global _catch_up_thread
     if _catch_up_thread is None:
         _catch_up_thread = ThreadPoolExecutor(1, thread_name_prefix="tokenwire-catch-up")
