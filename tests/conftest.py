@@ -56,6 +56,42 @@ def wait_healthy(url: str, proc: subprocess.Popen, timeout: float = 15) -> None:
 
 
 @contextlib.contextmanager
+def tokenwire_serve(upstream: str, data_dir: Any) -> Iterator[tuple[str, subprocess.Popen]]:
+    """A real ``tokenwire serve`` child on a free port (output discarded), healthy; yields its
+    base URL and process, and stops it afterwards."""
+    import sys
+
+    port = free_port()
+    cmd = [sys.executable, "-m", "tokenwire", "serve", "--port", str(port)]
+    cmd += ["--upstream", upstream, "--data-dir", str(data_dir)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        wait_healthy(url, proc, 15)
+        yield url, proc
+    finally:
+        terminate(proc)
+
+
+def http_scope(method: str, path: str, query: bytes = b"", headers: Any = ()) -> dict[str, Any]:
+    """An ASGI HTTP scope, for calling an app directly (no client in between)."""
+    return {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": method,
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": query,
+        "root_path": "",
+        "headers": list(headers),
+        "client": ("127.0.0.1", 1),
+        "server": ("127.0.0.1", 2),
+    }
+
+
+@contextlib.contextmanager
 def serve_asgi(app, *, port: int | None = None, **uvicorn_options) -> Iterator[str]:
     """Serve ``app`` with uvicorn in a background thread; yields its base URL."""
     port = port or free_port()

@@ -15,6 +15,7 @@ from typing import Any
 
 import httpx
 import pytest
+from conftest import http_scope
 
 from tokenwire import Streams, StreamWriter
 
@@ -118,20 +119,7 @@ async def _read_asgi(app: Any, path: str, query: bytes) -> tuple[int, bytes]:
             if not message.get("more_body"):
                 done.set()
 
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "GET",
-        "scheme": "http",
-        "path": path,
-        "raw_path": path.encode(),
-        "query_string": query,
-        "headers": [(b"host", b"tw")],
-        "client": ("127.0.0.1", 1),
-        "server": ("tw", 80),
-        "root_path": "",
-    }
+    scope = http_scope("GET", path, query, [(b"host", b"tw")])
     await app(scope, receive, send)
     return status, head + b"..." + tail + b" %d" % size
 

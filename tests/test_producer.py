@@ -13,6 +13,7 @@ import httpx
 import msgspec
 import openai
 import pytest
+from conftest import http_scope
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -346,20 +347,9 @@ async def test_ready_chunks_are_sent_in_few_writes():
     async def send(message: dict[str, Any]) -> None:
         sent.append(message)
 
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "POST",
-        "scheme": "http",
-        "path": "/v1/chat/completions",
-        "raw_path": b"/v1/chat/completions",
-        "query_string": b"",
-        "root_path": "",
-        "headers": [(b"content-type", b"application/json")],
-        "client": ("127.0.0.1", 1),
-        "server": ("127.0.0.1", 2),
-    }
+    scope = http_scope(
+        "POST", "/v1/chat/completions", headers=[(b"content-type", b"application/json")]
+    )
     await app(scope, receive, send)
     bodies = [m["body"] for m in sent if m["type"] == "http.response.body"]
     data = b"".join(bodies)

@@ -3,6 +3,7 @@ its logs; request heads are bounded in size and time (RSS does not grow; slowlor
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import os
@@ -16,11 +17,23 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import free_port, terminate, wait_healthy
+from conftest import free_port, terminate, tokenwire_serve, wait_healthy
 
 from tokenwire.logredact import RedactingFilter, redact_text
 
 SECRET = "sk-client-SECRET-1234"
+
+
+def _ws_handshake(stream_id: str) -> bytes:
+    """A raw WebSocket upgrade request for the stream's ``/ws``."""
+    key = base64.b64encode(os.urandom(16))
+    return (
+        f"GET /v1/streams/{stream_id}/ws HTTP/1.1\r\nHost: x\r\n".encode()
+        + b"Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
+        + b"Sec-WebSocket-Key: "
+        + key
+        + b"\r\n\r\n"
+    )
 
 
 def rss_kib(pid: int) -> int:
@@ -219,59 +232,45 @@ def test_a_websocket_client_that_pings_and_never_reads_holds_no_pile_of_pongs(
     """A client sends PING frames as fast as it can and reads nothing: uvicorn wrote a pong
     for each at once, and the gateway grew by about 20 MB a second. ``serve`` answers no ping
     while the client's writes are paused (RFC 6455 lets it answer only the latest)."""
-    import base64
-
     from conftest import serve_asgi
 
     from tokenwire.mock import create_mock_app
 
     if not Path("/proc/self/status").exists():
         pytest.skip("needs /proc")
-    with serve_asgi(create_mock_app(ttft_ms=600_000)) as mock:  # (live, and silent)
-        port = free_port()
-        cmd = [sys.executable, "-m", "tokenwire", "serve", "--port", str(port)]
-        cmd += ["--upstream", f"{mock}/v1", "--data-dir", str(tmp_path)]
-        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        try:
-            url = f"http://127.0.0.1:{port}"
-            wait_healthy(url, proc, 15)
-            created = httpx.post(f"{url}/v1/streams", json={"model": "mock", "messages": []})
-            if created.status_code == 400:  # (an empty list is refused: one message then)
-                body = {"model": "mock", "messages": [{"role": "user", "content": "hi"}]}
-                created = httpx.post(f"{url}/v1/streams", json=body)
-            stream_id = created.json()["id"]
-            sock = socket.socket()
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-            sock.connect(("127.0.0.1", port))
-            key = base64.b64encode(os.urandom(16))
-            sock.sendall(
-                f"GET /v1/streams/{stream_id}/ws HTTP/1.1\r\nHost: x\r\n".encode()
-                + b"Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
-                + b"Sec-WebSocket-Key: "
-                + key
-                + b"\r\n\r\n"
-            )
-            time.sleep(0.3)
-            assert sock.recv(200).startswith(b"HTTP/1.1 101")
-            mask = b"\x01\x02\x03\x04"
-            payload = bytes(b ^ mask[i % 4] for i, b in enumerate(b"p" * 125))
-            burst = (bytes([0x89, 0x80 | 125]) + mask + payload) * 512
-            before = rss_kib(proc.pid)
-            sock.settimeout(2)
-            sent = 0
-            started = time.monotonic()
-            while time.monotonic() - started < 4:
-                try:
-                    sock.sendall(burst)
-                    sent += len(burst)
-                except OSError:
-                    break  # (the server stopped reading: what a bound looks like too)
-            grown = rss_kib(proc.pid) - before
-            sock.close()
-            assert grown < 32 * 1024, f"RSS grew by {grown} KiB after {sent >> 20} MiB of pings"
-            assert httpx.get(f"{url}/healthz").status_code == 200
-        finally:
-            terminate(proc)
+    with (
+        serve_asgi(create_mock_app(ttft_ms=600_000)) as mock,  # (live, and silent)
+        tokenwire_serve(f"{mock}/v1", tmp_path) as (url, proc),
+    ):
+        port = int(url.rsplit(":", 1)[1])
+        created = httpx.post(f"{url}/v1/streams", json={"model": "mock", "messages": []})
+        if created.status_code == 400:  # (an empty list is refused: one message then)
+            body = {"model": "mock", "messages": [{"role": "user", "content": "hi"}]}
+            created = httpx.post(f"{url}/v1/streams", json=body)
+        stream_id = created.json()["id"]
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.connect(("127.0.0.1", port))
+        sock.sendall(_ws_handshake(stream_id))
+        time.sleep(0.3)
+        assert sock.recv(200).startswith(b"HTTP/1.1 101")
+        mask = b"\x01\x02\x03\x04"
+        payload = bytes(b ^ mask[i % 4] for i, b in enumerate(b"p" * 125))
+        burst = (bytes([0x89, 0x80 | 125]) + mask + payload) * 512
+        before = rss_kib(proc.pid)
+        sock.settimeout(2)
+        sent = 0
+        started = time.monotonic()
+        while time.monotonic() - started < 4:
+            try:
+                sock.sendall(burst)
+                sent += len(burst)
+            except OSError:
+                break  # (the server stopped reading: what a bound looks like too)
+        grown = rss_kib(proc.pid) - before
+        sock.close()
+        assert grown < 32 * 1024, f"RSS grew by {grown} KiB after {sent >> 20} MiB of pings"
+        assert httpx.get(f"{url}/healthz").status_code == 200
 
 
 def test_a_websocket_client_flooding_frames_is_disconnected_unparsed(tmp_path: Path) -> None:
@@ -279,19 +278,12 @@ def test_a_websocket_client_flooding_frames_is_disconnected_unparsed(tmp_path: P
     A reader sends next to nothing after its handshake, so past a byte allowance (refilled over
     time) the client is disconnected before its read is parsed; a client that pings now and
     then and sends its hello reads its stream as before."""
-    import base64
-
     from websockets.sync.client import connect
 
     from tokenwire.gateway.ws_protocol import ALLOWANCE_BYTES
 
-    port = free_port()
-    cmd = [sys.executable, "-m", "tokenwire", "serve", "--port", str(port)]
-    cmd += ["--upstream", f"http://127.0.0.1:{free_port()}/v1", "--data-dir", str(tmp_path)]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        url = f"http://127.0.0.1:{port}"
-        wait_healthy(url, proc, 15)
+    with tokenwire_serve(f"http://127.0.0.1:{free_port()}/v1", tmp_path) as (url, _):
+        port = int(url.rsplit(":", 1)[1])
         body = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
         stream_id = httpx.post(f"{url}/v1/streams", json=body).json()["id"]  # (fails: no upstream)
         # A polite client: its hello and a few pings, then the stream's ops to the end.
@@ -304,14 +296,7 @@ def test_a_websocket_client_flooding_frames_is_disconnected_unparsed(tmp_path: P
                 ops.append(ws.recv(timeout=10))
         # A flooding one: empty pings, far past the allowance, in one go.
         sock = socket.create_connection(("127.0.0.1", port))
-        key = base64.b64encode(os.urandom(16))
-        sock.sendall(
-            f"GET /v1/streams/{stream_id}/ws HTTP/1.1\r\nHost: x\r\n".encode()
-            + b"Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
-            + b"Sec-WebSocket-Key: "
-            + key
-            + b"\r\n\r\n"
-        )
+        sock.sendall(_ws_handshake(stream_id))
         sock.settimeout(5)
         assert sock.recv(12).startswith(b"HTTP/1.1 101")
         ping = bytes([0x89, 0x80]) + b"\x01\x02\x03\x04"
@@ -331,5 +316,3 @@ def test_a_websocket_client_flooding_frames_is_disconnected_unparsed(tmp_path: P
             sock.close()
         assert closed, "the flooding client was not disconnected"
         assert httpx.get(f"{url}/healthz").status_code == 200
-    finally:
-        terminate(proc)
