@@ -157,3 +157,69 @@ async def test_live_readers_of_a_huge_op_leave_the_loop_free() -> None:
         assert body.endswith(b',"sequence_number":200}\n\n %d' % int(body.rsplit(b" ", 1)[1]))
         assert int(body.rsplit(b" ", 1)[1]) > 5 * len(text)  # (the text in 5 events)
     assert max(gaps) < 0.3, max(gaps)  # (before: 0.48-0.50 s; now ~0.05 s)
+
+
+async def test_readers_joining_after_a_huge_text_render_its_end_off_the_loop() -> None:
+    """Readers that joined after the text (their catch-up has it) meet only the block's and
+    the message's end live; the Responses view renders the whole text again there (its
+    ``….done`` events, ``response.completed``). That is off the loop too."""
+    text = "word " * (12 * 1024 * 1024 // 5)
+    ending = asyncio.Event()
+    streams = Streams(coalesce_ms=0)
+    async with streams:
+
+        async def produce(w: StreamWriter) -> None:
+            await w.text(text)
+            await ending.wait()
+
+        handle = await streams.start(produce)
+        app = streams.asgi()
+        path = f"/{handle.id}/events"
+        await asyncio.sleep(0.1)
+        readers = [
+            asyncio.create_task(_read_asgi(app, path, b"format=responses")) for _ in range(6)
+        ]
+        await asyncio.sleep(1.5)  # (their catch-ups done, all live)
+        stop, gaps = asyncio.Event(), []
+        ticker = asyncio.create_task(_ticker(stop, gaps))
+        await asyncio.sleep(0.02)
+        ending.set()
+        answers = await asyncio.gather(*readers)
+        stop.set()
+        await ticker
+    for status, body in answers:
+        assert status == 200 and int(body.rsplit(b" ", 1)[1]) > 5 * len(text)
+    assert max(gaps) < 0.3, max(gaps)  # (before: ~0.09 s per reader, one after another)
+
+
+async def test_live_renders_do_not_wait_behind_a_catch_up() -> None:
+    """Live renders have a thread of their own: with the catch-up thread busy (here: held),
+    a live reader of a huge op still gets it."""
+    import threading
+
+    from tokenwire.streams import views_http
+
+    held = threading.Event()
+    await views_http.off_loop(lambda: None)  # (the catch-up thread exists)
+    assert views_http._catch_up_thread is not None
+    blocker = views_http._catch_up_thread.submit(held.wait, 30)
+    try:
+        streams = Streams(coalesce_ms=0)
+        async with streams:
+            go = asyncio.Event()
+
+            async def produce(w: StreamWriter) -> None:
+                await go.wait()
+                await w.text("x" * (2 * 1024 * 1024))
+
+            handle = await streams.start(produce)
+            app = streams.asgi()
+            reader = asyncio.create_task(_read_asgi(app, f"/{handle.id}/events", b"format=openai"))
+            await asyncio.sleep(0.2)
+            go.set()
+            status, body = await asyncio.wait_for(reader, 20)
+        assert status == 200 and body.endswith(b"data: [DONE]\n\n %d" % int(body.rsplit(b" ")[-1]))
+        assert not blocker.done()  # (the catch-up thread was held all along)
+    finally:
+        held.set()
+        blocker.result(5)

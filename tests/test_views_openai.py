@@ -523,6 +523,39 @@ def test_the_ops_catch_up_of_one_text_with_inline_citations_stays_merged() -> No
         assert all(len(f.data) <= 64 * 1024 for f in frames), interrupt
 
 
+def test_a_rebuilt_catch_up_of_two_choices_keeps_the_frame_bound() -> None:
+    """From a snapshot (a trimmed log, a forgotten stream) each block's text is rebuilt; a
+    choice's first chunk carries ``role`` and is never split, so the rebuilt text comes
+    pre-split: no frame past the bound (one of 50 KB came out under a 4 KiB bound)."""
+    from tokenwire.protocol import snapshot_op
+    from tokenwire.protocol.ops import (
+        BlockDelta,
+        BlockEnd,
+        BlockStart,
+        MessageEnd,
+        MessageStart,
+        apply_ops,
+        encode,
+    )
+
+    ops = [
+        encode(MessageStart(1, "m", "x")),
+        encode(BlockStart(2, 0, {"type": "text", "text": ""})),
+        encode(BlockDelta(index=0, text="a" * 50_000, seq=3)),
+        encode(BlockStart(4, 1, {"type": "text", "choice": 1, "text": ""})),
+        encode(BlockDelta(index=1, text="b" * 50_000, seq=5)),
+        encode(BlockEnd(6, 0)),
+        encode(BlockEnd(7, 1)),
+        encode(MessageEnd(8, "completed", "stop", None, None)),
+    ]
+    snapshot = [snapshot_op(apply_ops(ops), 8)]
+    frames, _ = catch_up(
+        lambda: OpenAIChunksView(max_frame_bytes=4096), snapshot, max_frame_bytes=4096
+    )
+    assert max(len(f.data) for f in frames) <= 4096
+    assert _texts(frames) == {0: "a" * 50_000, 1: "b" * 50_000}
+
+
 def test_a_catch_up_leaves_out_the_text_of_a_superseded_attempt() -> None:
     """A reader far behind gets no chunk of an attempt a step reset dropped (it never saw it,
     and the stored message does not have it): the SDK's accumulated content is the message's
@@ -543,3 +576,20 @@ def test_a_catch_up_leaves_out_the_text_of_a_superseded_attempt() -> None:
         text = _texts(got + rest)[0]
         assert text.startswith("zero ") and text.endswith("good"), (cut, text)
         assert text.count("good") == 1 and text.startswith(_texts(got)[0]), (cut, text)
+
+
+def test_a_catch_up_leaves_out_a_superseded_attempt_of_every_choice() -> None:
+    """Choice 1's first chunk (its ``role``) was the superseded attempt's first text: the
+    catch-up keeps the role, not the text."""
+    from tokenwire.protocol import Assembler
+    from tokenwire.protocol import facts as f
+
+    asm = Assembler("st_two", coalesce_ms=0)
+    facts = [f.Started("m"), f.StepStarted(1)]
+    facts += [f.TextFact(0, "text", "BAD0 "), f.TextFact(1, "text", "BAD1 ")] * 20
+    facts += [f.StepReset(1), f.TextFact(0, "text", "good0"), f.TextFact(1, "text", "good1")]
+    ops = asm.feed([*facts, f.Done()]) + asm.close()
+    want = {b.choice: b.text for b in asm.message.blocks}
+    assert want == {0: "good0", 1: "good1"}
+    frames, _ = catch_up(OpenAIChunksView, ops, threshold=4)
+    assert _texts(frames) == want

@@ -17,11 +17,11 @@ import msgspec
 _BOM = b"\xef\xbb\xbf"
 
 DEFAULT_MAX_EVENT_BYTES = 16 * 1024 * 1024
+"""Largest event (its data lines plus an unfinished line) a decoder buffers by default: far
+above any chat chunk, and even a large inline image, yet a bound on hostile input."""
 DEFAULT_MAX_STREAM_BYTES = 256 * 1024 * 1024
 """The most bytes one upstream body may stream into a message (``writer.pipe``): an upstream
 that never ends must not grow a process without bound."""
-"""Largest event (its data lines plus an unfinished line) a decoder buffers by default: far
-above any chat chunk, and even a large inline image, yet a bound on hostile input."""
 
 
 class SSEEventTooLarge(ValueError):

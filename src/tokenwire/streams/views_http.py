@@ -145,7 +145,9 @@ class ViewResponse(_StreamingResponse):
         # ``logged_only``: no transient frames live either (a reader that counts the chunks
         # it got, as its resume index, must get only chunks of the log).
         self.logged_only = logged_only
-        self.fed = 0  # bytes of live ops fed to the view
+        # What the view holds (its catch-up's text, then live op bytes): past OFF_LOOP_OP_BYTES
+        # its renders of ends go off the loop.
+        self.fed = sum(block.length for block in view.state.blocks)
         self.status = 200
         self.cursor = cursor
         self.view = view
@@ -187,7 +189,7 @@ class ViewResponse(_StreamingResponse):
                     self.fed > OFF_LOOP_OP_BYTES
                     and any(op.json.startswith(_RENDERS_WHOLE) for op in ops)
                 ):  # (each reader's view renders it: not on the loop)
-                    body = await off_loop(self._rendered, ops)
+                    body = await off_loop(self._rendered, ops, live=True)
                 else:
                     body = self._rendered(ops)
                 if body:
@@ -221,9 +223,11 @@ OFF_LOOP_OP_BYTES = 1 << 20
 catch-up thread too, and so are the ends of blocks and messages once a reader's view was fed
 this much: a view may render a block's whole text there (the Responses view's ``….done``
 events, ``response.completed``), and a 12 MB text took each of 6 views ~0.1 s of the loop.
-There the interpreter switches back to the loop between the pieces."""
+There the interpreter switches back to the loop between the pieces. (A thread of their own:
+behind a long catch-up they would wait for it.)"""
 _RENDERS_WHOLE = (b'{"type":"block.end"', b'{"type":"message.end"', b'{"type":"snapshot"')
 _catch_up_thread: ThreadPoolExecutor | None = None
+_live_render_thread: ThreadPoolExecutor | None = None
 _T = TypeVar("_T")
 
 
@@ -231,16 +235,21 @@ async def computed(ops: list[EncodedOp], fn: Callable[..., _T], *args: Any, **kw
     """``fn(*args, **kwargs)``: inline for a short log, on the catch-up thread for a long one."""
     if len(ops) <= OFF_LOOP_OPS:
         return fn(*args, **kwargs)
-    return await off_loop(fn, *args, **kwargs)
+    return await off_loop(lambda: fn(*args, **kwargs))
 
 
-async def off_loop(fn: Callable[..., _T], *args: Any, **kwargs: Any) -> _T:
-    """``fn(*args, **kwargs)`` on the catch-up thread."""
-    global _catch_up_thread
-    if _catch_up_thread is None:
-        _catch_up_thread = ThreadPoolExecutor(1, thread_name_prefix="tokenwire-catch-up")
-    loop = asyncio.get_running_loop()
-    return await loop.run_in_executor(_catch_up_thread, lambda: fn(*args, **kwargs))
+async def off_loop(fn: Callable[..., _T], *args: Any, live: bool = False) -> _T:
+    """``fn(*args)`` on the catch-up thread (``live``: on the live renders' own thread)."""
+    global _catch_up_thread, _live_render_thread
+    if live:
+        if _live_render_thread is None:
+            _live_render_thread = ThreadPoolExecutor(1, thread_name_prefix="tokenwire-render")
+        executor = _live_render_thread
+    else:
+        if _catch_up_thread is None:
+            _catch_up_thread = ThreadPoolExecutor(1, thread_name_prefix="tokenwire-catch-up")
+        executor = _catch_up_thread
+    return await asyncio.get_running_loop().run_in_executor(executor, lambda: fn(*args))
 
 
 _shared = SharedCatchUps()

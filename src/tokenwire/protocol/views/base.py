@@ -432,10 +432,14 @@ class View(abc.ABC):
             return
         self._emit_one(body, merge, path)
 
+    _splits_rebuilt_text = False
+    """Whether every delta frame of a rebuilt state is split at its frame's exact room (then
+    the ops rebuilding it need not split their text: fewer, fuller frames). Not the openai
+    view's: a choice's first chunk, which carries ``role``, is never split."""
+
     def _synth_bound(self) -> int | None:
-        """The bound that ops rebuilding a state split their text by: none for a view that
-        splits a delta itself, at its frame's exact room (fewer, fuller frames)."""
-        return None if self._split_deltas else self.max_frame_bytes
+        """The bound that ops rebuilding a state split their text by (``None``: not split)."""
+        return None if self._splits_rebuilt_text else self.max_frame_bytes
 
     @property
     def _room(self) -> int:

@@ -86,14 +86,22 @@ class OpenAIChunksView(View):
         """Merged deltas, without the text of attempts a step reset superseded (a reader that
         far behind never saw it; a merged frame's id still covers the frames left out). A
         superseded tool call stays: chunks index calls by position, and a gap breaks SDKs."""
-        kept = [
-            f
-            for f in frames
-            if f.owner is None
-            or not f.owner.superseded
-            or "role" in f.body["choices"][0]["delta"]  # (a choice's first chunk)
-        ]
+        kept = []
+        for frame in frames:
+            if frame.owner is None or not frame.owner.superseded:
+                kept.append(frame)
+            elif "role" in frame.body["choices"][0]["delta"]:
+                kept.append(self._without_text(frame))  # (a choice's first chunk: its role)
         return self.compact(kept, max_frame_bytes)
+
+    def _without_text(self, frame: Frame) -> Frame:
+        """A choice's first chunk with its role only (its text was a superseded attempt's)."""
+        choice = frame.body["choices"][0]
+        delta = {k: (v if k == "role" else "") for k, v in choice["delta"].items()}
+        body = {**frame.body, "choices": [{**choice, "delta": delta}]}
+        bare = Frame(frame.index, frame.seq, b"", body, None, (), frame.cursor, frame.part)
+        bare.data = self.render(bare)
+        return bare
 
     def render(self, frame: Frame) -> bytes:
         data = DONE if frame.body is None else b"data: %s\n\n" % encode_json(frame.body)
