@@ -261,3 +261,30 @@ async def test_a_huge_ended_message_is_stored_and_served_whole(monkeypatch) -> N
         assert got.json()["message"]["blocks"][1]["text"] == text
         assert got.json()["status"] == "completed"
     assert encoded_off_loop == ["to_json", "to_json"]  # (stored; served from the hub)
+
+
+async def test_a_catch_up_of_few_but_huge_ops_leaves_the_loop_free() -> None:
+    """A catch-up goes to the worker thread for a long log, and for a short one of big ops:
+    6 readers of a finished 12 MB text (a few ops) held the loop ~0.1 s each."""
+    text = "word " * (12 * 1024 * 1024 // 5)
+    streams = Streams(coalesce_ms=0)
+    async with streams:
+
+        async def produce(w: StreamWriter) -> None:
+            await w.text(text)
+
+        handle = await streams.start(produce)
+        await streams.wait(handle.id, 10)
+        app = streams.asgi()
+        stop, gaps = asyncio.Event(), []
+        ticker = asyncio.create_task(_ticker(stop, gaps))
+        await asyncio.sleep(0.02)
+        path = f"/{handle.id}/events"
+        answers = await asyncio.gather(
+            *(_read_asgi(app, path, b"format=responses") for _ in range(6))
+        )
+        stop.set()
+        await ticker
+    for status, body in answers:
+        assert status == 200 and int(body.rsplit(b" ", 1)[1]) > 4 * len(text)
+    assert max(gaps) < 0.3, max(gaps)
