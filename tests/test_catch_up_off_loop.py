@@ -225,44 +225,6 @@ async def test_live_renders_do_not_wait_behind_a_catch_up() -> None:
         blocker.result(5)
 
 
-async def test_a_huge_ended_message_is_stored_and_served_whole(monkeypatch) -> None:
-    """An ended message over ``OFF_LOOP_MESSAGE_CHARS`` is encoded on a worker thread, when
-    stored and when ``GET /{id}`` serves it from the hub: the same JSON as on the loop."""
-    from tokenwire.streams.writer import OFF_LOOP_MESSAGE_CHARS
-
-    encoded_off_loop: list[str] = []
-    to_thread = asyncio.to_thread
-
-    async def spy(fn: Any, *args: Any) -> Any:
-        encoded_off_loop.append(getattr(fn, "__name__", ""))
-        return await to_thread(fn, *args)
-
-    monkeypatch.setattr(asyncio, "to_thread", spy)
-
-    text = "é" * (OFF_LOOP_MESSAGE_CHARS + 5)
-    streams = Streams(coalesce_ms=0)
-    async with streams:
-
-        async def produce(w: StreamWriter) -> None:
-            await w.reasoning("think")
-            await w.text(text)
-
-        handle = await streams.start(produce)
-        await streams.wait(handle.id, 10)
-        row = await streams.store.get(handle.id)
-        assert row is not None and row.status == "completed"
-        message = await streams.message(handle.id)
-        assert row.message == message.to_json()
-        assert message.text == text
-        transport = httpx.ASGITransport(app=streams.asgi())
-        async with httpx.AsyncClient(transport=transport, base_url="http://tw") as client:
-            got = await client.get(f"/{handle.id}")
-        assert got.status_code == 200
-        assert got.json()["message"]["blocks"][1]["text"] == text
-        assert got.json()["status"] == "completed"
-    assert encoded_off_loop == ["to_json", "to_json"]  # (stored; served from the hub)
-
-
 async def test_a_catch_up_of_few_but_huge_ops_leaves_the_loop_free() -> None:
     """A catch-up goes to the worker thread for a long log, and for a short one of big ops:
     6 readers of a finished 12 MB text (a few ops) held the loop ~0.1 s each."""

@@ -23,7 +23,6 @@ not stop), including its Workflow resume ``/{id}/stream?startIndex=N``.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import inspect
 import logging
@@ -80,7 +79,6 @@ from tokenwire.streams.views_http import (
     run_key,
     view_events,
 )
-from tokenwire.streams.writer import OFF_LOOP_MESSAGE_CHARS, message_chars
 
 if TYPE_CHECKING:
     from tokenwire.streams.core import Streams
@@ -233,11 +231,6 @@ class StreamRoutes:
         found = await hub.message(stream_id)  # one hub read: info and message together
         if found is not None:
             info, message = found
-            if info.status != "in_progress" and message_chars(message) > OFF_LOOP_MESSAGE_CHARS:
-                # (an ended message is written no more: encoded off the loop, as it is big)
-                return stream_json(
-                    stream_id, info.status, info.seq, await asyncio.to_thread(message.to_json)
-                )
             return stream_json(stream_id, info.status, info.seq, message.to_json())
         row = await self.streams.store.get(stream_id)
         if row is None:

@@ -66,15 +66,6 @@ log = logging.getLogger("tokenwire.streams")
 _ERROR_BODY_LIMIT = 64 * 1024
 _json = msgspec.json.Encoder()
 ON_END_GRACE_S = 5.0
-OFF_LOOP_MESSAGE_CHARS = 1 << 20
-"""An ended message with more streamed text than this is encoded on a worker thread."""
-
-
-def message_chars(message: Message) -> int:
-    """The code points of a message's streamed values (text, arguments, outputs)."""
-    return sum(block.length for block in message.blocks)
-
-
 """How long ``Streams.close`` lets an ``on_end`` hook already running finish before it cuts
 the hook off (the stream's end goes to readers after either)."""
 
@@ -878,20 +869,11 @@ class StreamWriter:
         (``_ended``), and a cancel (``Streams.close``) lets a hook already running finish for
         up to ``ON_END_GRACE_S`` first. Returns whether this task was cancelled meanwhile."""
         message = self._asm.message
-        cancelled = False
         try:
-            if message_chars(message) <= OFF_LOOP_MESSAGE_CHARS:
-                encoded = message.to_json()
-            else:  # (a 200 MB message took the loop 0.3 s to encode; it has ended: no writes)
-                encoding = asyncio.ensure_future(asyncio.to_thread(message.to_json))
-                try:
-                    encoded = await asyncio.shield(encoding)
-                except asyncio.CancelledError:
-                    cancelled = True  # (said below; the message is stored all the same)
-                    encoded = await encoding
+            encoded = message.to_json()
         except Exception:  # (the writer's checks keep this from happening: never hang readers)
             log.exception("stream %s: could not encode the final message", self.stream_id)
-            return cancelled
+            return False
         row = StoredStream(
             id=self.stream_id,
             owner=self.owner,
@@ -912,7 +894,7 @@ class StreamWriter:
             with contextlib.suppress(BaseException):
                 await asyncio.wait_for(settle, ON_END_GRACE_S)
             return True
-        return cancelled
+        return False
 
     async def _send_unsent(self) -> None:
         """Hand the hub the ops it has not taken (an end already stored), one attempt."""
