@@ -73,6 +73,13 @@ async def test_failures_and_big_results_are_not_kept(monkeypatch: pytest.MonkeyP
     monkeypatch.setattr(shared_catch_up, "KEEP_S", 0.0)
     await shared.get("small", small, len)
     assert calls == 6
+    # ... when their time is up, also with no catch-up coming along after them.
+    monkeypatch.setattr(shared_catch_up, "KEEP_S", 0.1)
+    await shared.get("idle", small, len)
+    await asyncio.sleep(0)  # (the task's done callback)
+    assert "idle" in shared._kept
+    await asyncio.sleep(0.3)
+    assert not shared._kept
 
 
 def _count_computations(monkeypatch: pytest.MonkeyPatch) -> list[int]:

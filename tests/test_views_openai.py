@@ -593,3 +593,45 @@ def test_a_catch_up_leaves_out_a_superseded_attempt_of_every_choice() -> None:
     assert want == {0: "good0", 1: "good1"}
     frames, _ = catch_up(OpenAIChunksView, ops, threshold=4)
     assert _texts(frames) == want
+
+
+@pytest.mark.parametrize("cut", [None, 2, "snapshot"])
+def test_a_choices_first_chunk_is_split_like_any_delta(cut: Any) -> None:
+    """Choice 1's first chunk carries ``role`` with its first text; a text past the bound was
+    one frame (8 KB under a 1 KiB bound), live and in every catch-up. Now each piece keeps
+    the role, and the SDK's accumulated content is the text."""
+    from tokenwire.protocol import snapshot_op
+    from tokenwire.protocol.ops import (
+        BlockDelta,
+        BlockEnd,
+        BlockStart,
+        MessageEnd,
+        MessageStart,
+        apply_ops,
+        encode,
+    )
+
+    first = 'é"\n' * 2000
+    ops = [
+        encode(MessageStart(1, "m", "x")),
+        encode(BlockStart(2, 0, {"type": "text", "text": ""})),
+        encode(BlockDelta(index=0, text="zero", seq=3)),
+        encode(BlockStart(4, 1, {"type": "text", "choice": 1, "text": ""})),
+        encode(BlockDelta(index=1, text=first, seq=5)),
+        encode(BlockDelta(index=1, text=" more", seq=6)),
+        encode(BlockEnd(7, 0)),
+        encode(BlockEnd(8, 1)),
+        encode(MessageEnd(9, "completed", "stop", None, None)),
+    ]
+    view = lambda: OpenAIChunksView(max_frame_bytes=1024)  # noqa: E731
+    live = replay(view(), ops)
+    assert max(len(f.data) for f in live) <= 1024
+    if cut == "snapshot":
+        log: list[Any] = [snapshot_op(apply_ops(ops[:5]), 5), *ops[5:]]
+        frames, _ = catch_up(view, log, threshold=0, max_frame_bytes=1024)
+    else:
+        after_seq = cut
+        frames, _ = catch_up(view, ops, after_seq=after_seq, threshold=0, max_frame_bytes=1024)
+    assert max(len(f.data) for f in frames) <= 1024
+    assert _texts(frames) == {0: "zero", 1: first + " more"}
+    assert _texts(live) == {0: "zero", 1: first + " more"}

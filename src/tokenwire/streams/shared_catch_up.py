@@ -64,6 +64,12 @@ class SharedCatchUps:
         self._kept[key] = (time.monotonic(), result)
         while len(self._kept) > KEEP_ENTRIES:
             self._kept.popitem(last=False)
+        # Dropped when its time is up, not first when another catch-up comes along (a result
+        # of a few MiB would stay as long as the process is otherwise idle).
+        asyncio.get_running_loop().call_later(KEEP_S + 0.05, self._expire_later)
+
+    def _expire_later(self) -> None:
+        self._expire(time.monotonic())
 
     def _expire(self, now: float) -> None:
         kept = self._kept

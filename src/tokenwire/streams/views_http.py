@@ -219,12 +219,13 @@ few µs per op: 200,000 ops held the event loop for about 1.8 s), and meanwhile 
 keep serving every other stream. One thread: catch-ups queue behind each other rather than
 take the interpreter from the loop together."""
 OFF_LOOP_OP_BYTES = 1 << 20
-"""Live ops bigger than this (together, in one read) are rendered by a reader's view on the
-catch-up thread too, and so are the ends of blocks and messages once a reader's view was fed
-this much: a view may render a block's whole text there (the Responses view's ``….done``
-events, ``response.completed``), and a 12 MB text took each of 6 views ~0.1 s of the loop.
-There the interpreter switches back to the loop between the pieces. (A thread of their own:
-behind a long catch-up they would wait for it.)"""
+"""Live ops bigger than this (together, in one read) are rendered by a reader's view on a
+worker thread, and so are the ends of blocks and messages once a reader's view holds this
+much: a view may render a block's whole text there (the Responses view's ``….done`` events,
+``response.completed``), and a 12 MB text took each of 6 views ~0.1 s of the loop. There
+the interpreter switches back to the loop between the pieces. (A thread of their own, not
+the catch-up thread: behind a long catch-up they would wait for it.) A catch-up over more
+op bytes than this goes to the catch-up thread, however few the ops."""
 _RENDERS_WHOLE = (b'{"type":"block.end"', b'{"type":"message.end"', b'{"type":"snapshot"')
 _catch_up_thread: ThreadPoolExecutor | None = None
 _live_render_thread: ThreadPoolExecutor | None = None

@@ -434,8 +434,8 @@ class View(abc.ABC):
 
     _splits_rebuilt_text = False
     """Whether every delta frame of a rebuilt state is split at its frame's exact room (then
-    the ops rebuilding it need not split their text: fewer, fuller frames). Not the openai
-    view's: a choice's first chunk, which carries ``role``, is never split."""
+    the ops rebuilding it need not split their text: fewer, fuller frames). Set by the views
+    that split every delta; not the ops view, whose frame is one op."""
 
     def _synth_bound(self) -> int | None:
         """The bound that ops rebuilding a state split their text by (``None``: not split)."""

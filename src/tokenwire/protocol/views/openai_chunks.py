@@ -41,6 +41,8 @@ class OpenAIChunksView(View):
     """Ops -> ``chat.completion.chunk`` SSE events. ``completion_id`` defaults to
     ``chatcmpl-<stream id>``; ``created`` is the stream's creation time (unix seconds)."""
 
+    _splits_rebuilt_text = True  # (every delta chunk is split at its frame's room)
+
     _cursor_per_op = True
 
     def __init__(
@@ -127,10 +129,14 @@ class OpenAIChunksView(View):
         if choice not in self.roles_sent:
             self.roles_sent.add(choice)
             delta = {"role": "assistant", **delta}
-            merge_key = None  # the role chunk stays a chunk of its own
+            if merge_key is not None:
+                # The role chunk merges with no other delta (a merged chunk takes its last
+                # frame's body, which has no role), but a text past the bound is still split:
+                # each piece keeps the role.
+                merge_key = ("role", *merge_key)
         body = self._chunk([{"index": choice, "delta": delta, "finish_reason": None}])
         if merge_key is not None:
-            key = next(iter(delta)) if "tool_calls" not in delta else None
+            key = next(k for k in delta if k != "role") if "tool_calls" not in delta else None
             path: tuple[Any, ...] = ("choices", 0, "delta", key)
             if key is None:
                 path = ("choices", 0, "delta", "tool_calls", 0, "function", "arguments")
