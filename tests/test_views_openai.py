@@ -24,6 +24,16 @@ from starlette.responses import StreamingResponse
 from starlette.routing import Route
 
 from bench.catchup import long_answer
+from tokenwire.protocol import snapshot_op
+from tokenwire.protocol.ops import (
+    BlockDelta,
+    BlockEnd,
+    BlockStart,
+    MessageEnd,
+    MessageStart,
+    apply_ops,
+    encode,
+)
 from tokenwire.protocol.views import (
     VIEWS,
     Frame,
@@ -525,19 +535,8 @@ def test_the_ops_catch_up_of_one_text_with_inline_citations_stays_merged() -> No
 
 def test_a_rebuilt_catch_up_of_two_choices_keeps_the_frame_bound() -> None:
     """From a snapshot (a trimmed log, a forgotten stream) each block's text is rebuilt; a
-    choice's first chunk carries ``role`` and is never split, so the rebuilt text comes
-    pre-split: no frame past the bound (one of 50 KB came out under a 4 KiB bound)."""
-    from tokenwire.protocol import snapshot_op
-    from tokenwire.protocol.ops import (
-        BlockDelta,
-        BlockEnd,
-        BlockStart,
-        MessageEnd,
-        MessageStart,
-        apply_ops,
-        encode,
-    )
-
+    choice's first chunk carries ``role``, and a rebuilt one of 50 KB once came out whole
+    under a 4 KiB bound: no frame passes the bound."""
     ops = [
         encode(MessageStart(1, "m", "x")),
         encode(BlockStart(2, 0, {"type": "text", "text": ""})),
@@ -600,17 +599,6 @@ def test_a_choices_first_chunk_is_split_like_any_delta(cut: Any) -> None:
     """Choice 1's first chunk carries ``role`` with its first text; a text past the bound was
     one frame (8 KB under a 1 KiB bound), live and in every catch-up. Now each piece keeps
     the role, and the SDK's accumulated content is the text."""
-    from tokenwire.protocol import snapshot_op
-    from tokenwire.protocol.ops import (
-        BlockDelta,
-        BlockEnd,
-        BlockStart,
-        MessageEnd,
-        MessageStart,
-        apply_ops,
-        encode,
-    )
-
     first = 'é"\n' * 2000
     ops = [
         encode(MessageStart(1, "m", "x")),
