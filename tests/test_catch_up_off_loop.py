@@ -203,9 +203,7 @@ async def test_live_renders_do_not_wait_behind_a_catch_up() -> None:
     from tokenwire.streams import views_http
 
     held = threading.Event()
-    await views_http.off_loop(lambda: None)  # (the catch-up thread exists)
-    assert views_http._catch_up_thread is not None
-    blocker = views_http._catch_up_thread.submit(held.wait, 30)
+    blocker = views_http.worker_thread("tokenwire-catch-up").submit(held.wait, 30)
     try:
         streams = Streams(coalesce_ms=0)
         async with streams:

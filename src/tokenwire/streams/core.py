@@ -44,8 +44,8 @@ from tokenwire.streams.writer import (
     HubLost,
     State,
     StreamWriter,
+    check_byte_limit,
     check_json,
-    check_max_event_bytes,
 )
 
 log = logging.getLogger("tokenwire.streams")
@@ -179,8 +179,8 @@ class Streams:
         max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
         max_stream_bytes: int = DEFAULT_MAX_STREAM_BYTES,
     ) -> None:
-        check_max_event_bytes(max_event_bytes)
-        check_max_event_bytes(max_stream_bytes, "max_stream_bytes")
+        check_byte_limit(max_event_bytes, "max_event_bytes")
+        check_byte_limit(max_stream_bytes, "max_stream_bytes")
         # (a URL here is an easy slip: --store-url exists; tokenwire.stores.store_from_url
         # makes a store of one)
         if hub is not None and not all(callable(getattr(hub, m, None)) for m in _HUB_METHODS):

@@ -227,8 +227,7 @@ the interpreter switches back to the loop between the pieces. (A thread of their
 the catch-up thread: behind a long catch-up they would wait for it.) A catch-up over more
 op bytes than this goes to the catch-up thread, however few the ops."""
 _RENDERS_WHOLE = (b'{"type":"block.end"', b'{"type":"message.end"', b'{"type":"snapshot"')
-_catch_up_thread: ThreadPoolExecutor | None = None
-_live_render_thread: ThreadPoolExecutor | None = None
+_threads: dict[str, ThreadPoolExecutor] = {}  # name -> its one worker thread
 _T = TypeVar("_T")
 
 
@@ -247,16 +246,16 @@ async def computed(ops: list[EncodedOp], fn: Callable[..., _T], *args: Any, **kw
 
 async def off_loop(fn: Callable[..., _T], *args: Any, live: bool = False) -> _T:
     """``fn(*args)`` on the catch-up thread (``live``: on the live renders' own thread)."""
-    global _catch_up_thread, _live_render_thread
-    if live:
-        if _live_render_thread is None:
-            _live_render_thread = ThreadPoolExecutor(1, thread_name_prefix="tokenwire-render")
-        executor = _live_render_thread
-    else:
-        if _catch_up_thread is None:
-            _catch_up_thread = ThreadPoolExecutor(1, thread_name_prefix="tokenwire-catch-up")
-        executor = _catch_up_thread
-    return await asyncio.get_running_loop().run_in_executor(executor, lambda: fn(*args))
+    thread = worker_thread("tokenwire-render" if live else "tokenwire-catch-up")
+    return await asyncio.get_running_loop().run_in_executor(thread, lambda: fn(*args))
+
+
+def worker_thread(name: str) -> ThreadPoolExecutor:
+    """The one worker thread called ``name`` (made on first use)."""
+    thread = _threads.get(name)
+    if thread is None:
+        thread = _threads[name] = ThreadPoolExecutor(1, thread_name_prefix=name)
+    return thread
 
 
 _shared = SharedCatchUps()

@@ -552,9 +552,9 @@ class StreamWriter:
                 f"unsupported pipe format {format!r} (one of: auto, chat, responses, anthropic)"
             )
         if max_event_bytes is not None:
-            check_max_event_bytes(max_event_bytes)
+            check_byte_limit(max_event_bytes, "max_event_bytes")
         if max_stream_bytes is not None:
-            check_max_event_bytes(max_stream_bytes, "max_stream_bytes")
+            check_byte_limit(max_stream_bytes, "max_stream_bytes")
         self._check_open()
         # One coroutine frame for the whole pipe, the context manager included, with as few
         # locals as it takes: this frame lives as long as the upstream answers, for every open
@@ -1087,7 +1087,7 @@ def _text_fact(kind: str, text: str, choice: int) -> TextFact:
     return TextFact(choice, kind, text)
 
 
-def check_max_event_bytes(value: object, name: str = "max_event_bytes") -> None:
+def check_byte_limit(value: object, name: str) -> None:
     """``max_event_bytes`` / ``max_stream_bytes`` (of ``Streams`` and of one ``pipe``) is a
     positive int."""
     if type(value) is not int or value <= 0:
