@@ -18,6 +18,7 @@ an upstream error. Every event is decoded from the data alone: the ``event:`` li
 
 from __future__ import annotations
 
+from collections.abc import Container
 from typing import Any
 
 import msgspec
@@ -167,7 +168,6 @@ class ResponsesNormalizer(EventNormalizer):
         "_next_key",
         "_notes",
         "_part_start",
-        "_reasoning_part",
         "_sources",
         "_streamed",
         "_streamed_args",
@@ -187,8 +187,8 @@ class ResponsesNormalizer(EventNormalizer):
         # must not hide a message's or a call's content): message text and refusals,
         # reasoning, tool-call arguments. ``None`` marks deltas that named no item.
         self._streamed: set[_Key] = set()
-        self._streamed_reasoning: set[_Key] = set()
-        self._reasoning_part: dict[_Key, tuple[str, int]] = {}  # item -> its last part's id
+        # Items whose reasoning came as deltas -> the id of the part their last delta was in.
+        self._streamed_reasoning: dict[_Key, tuple[str, int]] = {}
         self._streamed_args: set[_Key] = set()
         self._annotated: set[_Key] = set()  # message items that had annotation.added events
         # Where each message item's text starts in its text block: the base of its cited
@@ -313,7 +313,6 @@ class ResponsesNormalizer(EventNormalizer):
         ):
             if event.delta:
                 item = event.item_id or key
-                self._streamed_reasoning.add(item)
                 # Parts (summary parts, raw reasoning parts) are paragraphs: a blank line
                 # before the first text of each part after the first that had text, as the
                 # whole item joins them (told by the deltas' own indexes, whether or not
@@ -323,10 +322,10 @@ class ResponsesNormalizer(EventNormalizer):
                     if kind == "response.reasoning_summary_text.delta"
                     else ("content", event.content_index or 0)
                 )
-                last = self._reasoning_part.get(item)
+                last = self._streamed_reasoning.get(item)
                 if last is not None and last != part:
                     self._text("reasoning", "\n\n", facts)
-                self._reasoning_part[item] = part
+                self._streamed_reasoning[item] = part
                 self._text("reasoning", event.delta, facts)
         elif kind == "response.refusal.delta":
             if event.delta:
@@ -589,7 +588,7 @@ def _item_key(key: _Key, item: _Item) -> _Key:
     return item.id if item.id is not None else item.call_id
 
 
-def _was_streamed(streamed: set[_Key], key: _Key, item_id: str | None) -> bool:
+def _was_streamed(streamed: Container[_Key], key: _Key, item_id: str | None) -> bool:
     """Did deltas already carry this item's content of this kind? Deltas are marked by item
     id, else output index; a server whose deltas name neither marks ``None``: every item."""
     return (item_id is not None and item_id in streamed) or key in streamed or None in streamed

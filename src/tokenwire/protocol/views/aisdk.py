@@ -98,8 +98,6 @@ class AISDKView(View):
     """Ops -> UI message stream v1 parts. ``message_id`` overrides the stream id as the UI
     message id; ``metadata`` puts ``{"model", "usage"}`` in ``finish.messageMetadata``."""
 
-    _splits_rebuilt_text = True  # (every delta part is split at its frame's room)
-
     WHOLE_BLOCKS = frozenset({"tool_result"})  # (its output goes whole in every part)
 
     def __init__(

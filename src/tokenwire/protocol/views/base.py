@@ -432,14 +432,11 @@ class View(abc.ABC):
             return
         self._emit_one(body, merge, path)
 
-    _splits_rebuilt_text = False
-    """Whether every delta frame of a rebuilt state is split at its frame's exact room (then
-    the ops rebuilding it need not split their text: fewer, fuller frames). Set by the views
-    that split every delta; not the ops view, whose frame is one op."""
-
     def _synth_bound(self) -> int | None:
-        """The bound that ops rebuilding a state split their text by (``None``: not split)."""
-        return None if self._splits_rebuilt_text else self.max_frame_bytes
+        """The bound that ops rebuilding a state split their text by: none where the view
+        splits every delta at its frame's exact room (fewer, fuller frames); the ops view's
+        frame is one op, so its ops come split."""
+        return None if self._split_deltas else self.max_frame_bytes
 
     @property
     def _room(self) -> int:

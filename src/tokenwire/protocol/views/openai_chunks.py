@@ -41,8 +41,6 @@ class OpenAIChunksView(View):
     """Ops -> ``chat.completion.chunk`` SSE events. ``completion_id`` defaults to
     ``chatcmpl-<stream id>``; ``created`` is the stream's creation time (unix seconds)."""
 
-    _splits_rebuilt_text = True  # (every delta chunk is split at its frame's room)
-
     _cursor_per_op = True
 
     def __init__(
@@ -65,22 +63,6 @@ class OpenAIChunksView(View):
             created=self.created,
             max_frame_bytes=self.max_frame_bytes,
         )
-
-    def feed_json(self, op: dict[str, Any], seq: int) -> list[Frame]:
-        # Each text-like delta frame names its block: a catch-up leaves out the text of
-        # blocks a step reset dropped (the stored message does not have it either).
-        kind = op.get("type")
-        blocks = self.state.blocks
-        owner = None
-        if kind == "block.delta" and blocks:
-            owner = blocks[int(op.get("index", -1)) % len(blocks)]
-        out = super().feed_json(op, seq)
-        if kind == "block.start" and self.state.blocks:
-            owner = self.state.blocks[-1]
-        if owner is not None and owner.type in _DELTA_KEYS:
-            for frame in out:
-                frame.owner = owner
-        return out
 
     def compacted(
         self, frames: list[Frame], after: int, after_seq: int | None, max_frame_bytes: int
@@ -153,7 +135,12 @@ class OpenAIChunksView(View):
             text = op.get("text", "")
             if block.type in _DELTA_KEYS:
                 key = _DELTA_KEYS[block.type]
+                first = len(self._out)
                 self._delta_chunk(block.choice, {key: text}, (key, block.choice))
+                # Each text frame names its block: a catch-up leaves out the text of blocks a
+                # step reset dropped (the stored message does not have it either).
+                for frame in self._out[first:]:
+                    frame.owner = block
             elif block.type == "tool_call" and index in self.tool_slots:
                 slot = self.tool_slots[index]
                 call = {"index": slot, "function": {"arguments": text}}

@@ -57,8 +57,6 @@ class ResponsesView(View):
     """Ops -> Responses stream events. ``response_id`` defaults to ``resp_<stream id>``;
     ``created_at`` is the stream's creation time (unix seconds)."""
 
-    _splits_rebuilt_text = True  # (every delta chunk is split at its frame's room)
-
     def __init__(
         self,
         *,
