@@ -351,3 +351,92 @@ async def test_a_whole_tool_call_ends_its_block_at_once() -> None:
             "block.delta",
             "block.end",
         ]
+
+
+def _token_read(fmt: str, text: str, n: int) -> bytes:
+    """One text token as one read of each upstream API's stream."""
+    import json
+
+    if fmt == "chat":
+        chunk = {"choices": [{"index": 0, "delta": {"content": text}}]}
+        return b"data: " + json.dumps(chunk).encode() + b"\n\n"
+    if fmt == "anthropic":
+        event = {"type": "content_block_delta", "index": 0}
+        event["delta"] = {"type": "text_delta", "text": text}
+    else:
+        event = {"type": "response.output_text.delta", "sequence_number": n, "item_id": "m"}
+        event.update(output_index=0, content_index=0, delta=text, logprobs=[])
+    data = json.dumps(event, separators=(",", ":")).encode()
+    return b"event: " + event["type"].encode() + b"\ndata: " + data + b"\n\n"
+
+
+_HEADS = {
+    "chat": [b'data: {"model":"m","choices":[{"index":0,"delta":{"role":"assistant"}}]}\n\n'],
+    "anthropic": [
+        b'event: message_start\ndata: {"type":"message_start","message":{"model":"m"}}\n\n',
+        b'event: content_block_start\ndata: {"type":"content_block_start","index":0,'
+        b'"content_block":{"type":"text","text":""}}\n\n',
+    ],
+    "responses": [
+        b'event: response.created\ndata: {"type":"response.created","response":{}}\n\n',
+        b'event: response.output_item.added\ndata: {"type":"response.output_item.added",'
+        b'"output_index":0,"item":{"id":"m","type":"message","content":[]}}\n\n',
+    ],
+}
+_TAILS = {
+    "chat": b'data: {"choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}\n\n'
+    b"data: [DONE]\n\n",
+    "anthropic": b'event: message_delta\ndata: {"type":"message_delta","delta":'
+    b'{"stop_reason":"end_turn"}}\n\nevent: message_stop\ndata: {"type":"message_stop"}\n\n',
+    "responses": b'event: response.completed\ndata: {"type":"response.completed",'
+    b'"response":{"status":"completed"}}\n\n',
+}
+
+
+@pytest.mark.parametrize("fmt", ["chat", "anthropic", "responses"])
+async def test_host_writes_between_a_pipes_reads_end_its_text_block(fmt: str) -> None:
+    """Without coalescing the pipe's per-token paths are taken; a host write that lands
+    between two of its reads (here a data part) ends the open text block, so the next
+    token must open a new one, not become a delta of the ended block."""
+    async with Streams(coalesce_ms=0) as streams:
+        between = asyncio.Event()
+        written = asyncio.Event()
+
+        async def upstream():
+            for read in _HEADS[fmt]:
+                yield read
+            for n, token in enumerate(["a", "b"]):
+                yield _token_read(fmt, token, n + 3)
+            between.set()
+            await written.wait()
+            for n, token in enumerate(["c", "d"]):
+                yield _token_read(fmt, token, n + 5)
+            yield _TAILS[fmt]
+
+        async def produce(w: StreamWriter) -> None:
+            async def host() -> None:
+                await between.wait()
+                await w.data("progress", {"done": 1})
+                written.set()
+
+            task = asyncio.create_task(host())
+            await w.pipe(upstream(), format=fmt)
+            await task
+
+        handle = await streams.start(produce)
+        assert await streams.wait(handle.id, 5) == "completed"
+        ops = await ops_of(streams, handle.id)
+        final = await streams.message(handle.id)
+        assert apply_ops(ops).to_dict() == final.to_dict()
+        blocks = [(b["type"], b.get("text")) for b in final.to_dict()["blocks"]]
+        assert blocks == [("text", "ab"), ("data", None), ("text", "cd")]
+        ended: set[int] = set()
+        last = -1  # (a delta without an index is for the last block started)
+        for op in ops:  # no delta for a block after its end
+            kind = op.__struct_config__.tag
+            if kind == "block.start":
+                last = op.index
+            elif kind == "block.end":
+                ended.add(op.index)
+            elif kind == "block.delta":
+                assert (last if op.index is None else op.index) not in ended

@@ -1024,3 +1024,273 @@ def test_streamed_reasoning_parts_join_as_the_whole_item_joins_them(parts, annou
     texts = [b.text for b in streamed.blocks if b.type == "reasoning"]
     assert texts == ([expected] if expected else [])
     assert [b.text for b in from_body.blocks if b.type == "reasoning"] == texts
+
+
+# -- Anthropic's per-token shortcut --------------------------------------------------------
+def _anthropic_read(event: dict, spelling: str) -> bytes:
+    """One event as one read; ``spelling`` picks how its JSON is written."""
+    if spelling == "ascii":  # non-ASCII as \\u escapes: the same text, other bytes
+        data = json.dumps(event, separators=(",", ":")).encode()
+    elif spelling == "spaced":
+        data = json.dumps(event, ensure_ascii=False).encode("utf-8", "surrogatepass")
+    else:
+        data = json.dumps(event, separators=(",", ":"), ensure_ascii=False).encode(
+            "utf-8", "surrogatepass"
+        )
+    if spelling == "bad utf-8":
+        data = data.replace(b'"text":"', b'"text":"\xff', 1)
+    return b"event: " + event["type"].encode() + b"\ndata: " + data + b"\n\n"
+
+
+_TOKEN_TEXT = st.one_of(
+    st.text(max_size=6),
+    st.sampled_from(['"', "\\", "\x00", "\n", "\u2028", "\x7f", "é", "😀", "\ud800", 'a"b']),
+)
+
+
+@st.composite
+def anthropic_token_streams(draw) -> list[bytes]:
+    """An Anthropic stream of text tokens (any text, any spelling) with other blocks, pings,
+    errors and wrong indexes among them: one read per event."""
+    reads = [_anthropic_read({"type": "message_start", "message": {"model": "m"}}, "plain")]
+    spellings = st.sampled_from(["plain", "plain", "plain", "ascii", "spaced", "bad utf-8"])
+    index = 0
+    for _ in range(draw(st.integers(min_value=1, max_value=4))):
+        kind = draw(st.sampled_from(["text", "text", "thinking", "tool_use"]))
+        block = {"type": kind, "text": ""} if kind == "text" else {"type": kind}
+        if kind == "thinking":
+            block["thinking"] = ""
+        elif kind == "tool_use":
+            block.update(id=f"t{index}", name="f", input={})
+        start = {"type": "content_block_start", "index": index, "content_block": block}
+        reads.append(_anthropic_read(start, "plain"))
+        for _ in range(draw(st.integers(min_value=0, max_value=8))):
+            what = draw(
+                st.sampled_from(["token"] * 6 + ["ping", "other index", "thinking", "cite"])
+            )
+            if what == "ping":
+                reads.append(_anthropic_read({"type": "ping"}, "plain"))
+                continue
+            if what == "cite":  # its span is where the block's text stands: the text position
+                citation = {"type": "web_search_result_location", "url": "https://e.x/"}
+                delta = {"type": "citations_delta", "citation": citation}
+                event = {"type": "content_block_delta", "index": index, "delta": delta}
+                reads.append(_anthropic_read(event, "plain"))
+                continue
+            at = index + 1 if what == "other index" else index
+            delta = {"type": "text_delta", "text": draw(_TOKEN_TEXT)}
+            if what == "thinking":
+                delta = {"type": "thinking_delta", "thinking": draw(_TOKEN_TEXT)}
+            event = {"type": "content_block_delta", "index": at, "delta": delta}
+            reads.append(_anthropic_read(event, draw(spellings)))
+        reads.append(_anthropic_read({"type": "content_block_stop", "index": index}, "plain"))
+        index += 1
+    if draw(st.booleans()):
+        error = {"type": "error", "error": {"type": "overloaded_error", "message": "x"}}
+        reads.append(_anthropic_read(error, "plain"))
+        event = {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta"}}
+        event["delta"]["text"] = "after"
+        reads.append(_anthropic_read(event, "plain"))
+    end = {"type": "message_delta", "delta": {"stop_reason": "end_turn"}, "usage": {}}
+    reads += [_anthropic_read(end, "plain"), _anthropic_read({"type": "message_stop"}, "plain")]
+    return reads
+
+
+@settings(max_examples=200, deadline=None)
+@given(anthropic_token_streams(), st.lists(st.integers(min_value=0, max_value=10**5)))
+def test_anthropic_token_shortcut_gives_the_ops_of_the_decoder(reads, cuts) -> None:
+    """A read that is one plain ``text_delta`` event is turned into its op without decoding;
+    whatever its text and spelling, the ops (and the message) are those of the same bytes
+    fed through the SSE decoder in one read or in any other split."""
+    pipe = Pipeline("st", format="anthropic")
+    ops = [op for read in reads for op in pipe.feed(read)] + pipe.close()
+    for fmt, split in (("anthropic", []), ("auto", []), ("anthropic", cuts)):
+        want, message = run(b"".join(reads), split, fmt)
+        assert [o.sse for o in ops] == [o.sse for o in want]
+        assert pipe.message.to_json() == message.to_json()
+
+
+def test_anthropic_plain_tokens_take_the_shortcut() -> None:
+    """The shortcut is taken for plain tokens of an open text block (and only then)."""
+    start = [
+        {"type": "message_start", "message": {"model": "m"}},
+        {"type": "content_block_start", "index": 2, "content_block": {"type": "text"}},
+    ]
+    slow: list[bytes] = []
+
+    class Counting(Pipeline):
+        def _feed_events(self, data: bytes, now: float) -> list:
+            slow.append(data)
+            return super()._feed_events(data, now)
+
+    pipe = Counting("st", format="anthropic")
+    for event in start:
+        pipe.feed(_anthropic_read(event, "plain"))
+    assert pipe._token is None  # no token yet: the first one goes the decoder's way
+    token = {"type": "content_block_delta", "index": 2, "delta": {"type": "text_delta"}}
+    slow.clear()
+    for text in ["Hi", " there", ' "quoted"', " ok"]:
+        token["delta"]["text"] = text
+        pipe.feed(_anthropic_read(token, "plain"))
+    assert len(slow) == 2  # the first token, and the one whose text needs escapes
+    assert pipe.message.to_dict()["blocks"][0]["text"] == 'Hi there "quoted" ok'
+    pipe.feed(_anthropic_read({"type": "content_block_stop", "index": 2}, "plain"))
+    call = {"type": "tool_use", "id": "t", "name": "f", "input": {}}
+    pipe.feed(
+        _anthropic_read({"type": "content_block_start", "index": 3, "content_block": call}, "plain")
+    )
+    assert pipe._token is None  # the text block is closed: tokens start a new one
+
+
+def _responses_token(text: str, seq: int, item: str, out: int, part: int, spelling: str) -> bytes:
+    """One ``response.output_text.delta`` event as one read, spelled one of many ways."""
+    event = {
+        "type": "response.output_text.delta",
+        "sequence_number": seq,
+        "item_id": item,
+        "output_index": out,
+        "content_index": part,
+        "delta": text,
+        "logprobs": [],
+    }
+    if spelling == "no logprobs":
+        del event["logprobs"]
+    elif spelling == "padded":
+        event["obfuscation"] = "aZ09x"
+    elif spelling == "odd padding":
+        event["obfuscation"] = "a-b"
+    elif spelling == "logprobs":
+        event["logprobs"] = [{"token": "x", "logprob": -0.1}]
+    elif spelling == "reordered":
+        event = {"delta": text, **event}
+    data = json.dumps(event, separators=(",", ":"), ensure_ascii=spelling == "ascii")
+    raw = data.encode("utf-8", "surrogatepass")
+    number = b'"sequence_number":%d' % seq
+    if spelling == "leading zero":
+        raw = raw.replace(number, b'"sequence_number":0%d' % seq)
+    elif spelling == "long number":
+        raw = raw.replace(number, b'"sequence_number":%d' % (seq + 10**24))
+    elif spelling == "bad number":  # (not JSON: the event is skipped)
+        raw = raw.replace(number, b'"sequence_number":%dx' % seq)
+    elif spelling == "bad padding":  # (not JSON either)
+        event["obfuscation"] = "PAD"
+        raw = json.dumps(event, separators=(",", ":")).encode()
+        raw = raw.replace(b'"PAD"', b'"x"},"y":"z"')
+    elif spelling == "bad utf-8":
+        raw = raw.replace(b'"delta":"', b'"delta":"\xc3', 1)
+    return b"event: response.output_text.delta\ndata: " + raw + b"\n\n"
+
+
+@st.composite
+def responses_token_streams(draw) -> list[bytes]:
+    """A Responses stream of text tokens (any text, any spelling) in one or more message
+    items and parts, with citations, reasoning and other items' tokens among them."""
+    seq = 0
+
+    def read(event: dict) -> bytes:
+        nonlocal seq
+        seq += 1
+        event["sequence_number"] = seq
+        return b"event: %s\ndata: %s\n\n" % (event["type"].encode(), json.dumps(event).encode())
+
+    response = {"id": "r", "model": "m", "output": []}
+    reads = [read({"type": "response.created", "response": response})]
+    spellings = st.sampled_from(
+        ["plain"] * 4
+        + ["no logprobs", "padded", "odd padding", "logprobs", "reordered", "ascii"]
+        + ["leading zero", "long number", "bad number", "bad padding", "bad utf-8"]
+    )
+    for out in range(draw(st.integers(min_value=1, max_value=3))):
+        item = f"msg_{out}"
+        if draw(st.booleans()):  # a reasoning item first
+            reasoning = {"id": f"rs_{out}", "type": "reasoning", "summary": []}
+            added = {"type": "response.output_item.added", "output_index": out, "item": reasoning}
+            reads.append(read(added))
+            delta = {"type": "response.reasoning_summary_text.delta", "item_id": f"rs_{out}"}
+            delta.update(output_index=out, summary_index=0, delta=draw(_TOKEN_TEXT))
+            reads.append(read(delta))
+        message = {"id": item, "type": "message", "role": "assistant", "content": []}
+        reads.append(
+            read({"type": "response.output_item.added", "output_index": out, "item": message})
+        )
+        for _ in range(draw(st.integers(min_value=0, max_value=10))):
+            what = draw(st.sampled_from(["token"] * 6 + ["part 1", "other item", "cite"]))
+            if what == "cite":
+                citation = {"type": "url_citation", "url": "https://e.x/", "title": "t"}
+                citation.update(start_index=0, end_index=1)
+                added = {"type": "response.output_text.annotation.added", "item_id": item}
+                added.update(output_index=out, content_index=0, annotation_index=0)
+                reads.append(read({**added, "annotation": citation}))
+                continue
+            seq += 1
+            at_item, at_out = (f"msg_{out + 1}", out + 1) if what == "other item" else (item, out)
+            part = 1 if what == "part 1" else 0
+            text = draw(_TOKEN_TEXT)
+            reads.append(_responses_token(text, seq, at_item, at_out, part, draw(spellings)))
+        reads.append(
+            read({"type": "response.output_item.done", "output_index": out, "item": message})
+        )
+    usage = {"input_tokens": 1, "output_tokens": 2, "total_tokens": 3}
+    reads.append(read({"type": "response.completed", "response": {**response, "usage": usage}}))
+    return reads
+
+
+@settings(max_examples=200, deadline=None)
+@given(responses_token_streams(), st.lists(st.integers(min_value=0, max_value=10**5)))
+def test_responses_token_shortcut_gives_the_ops_of_the_decoder(reads, cuts) -> None:
+    """As for Anthropic: every read that is one text token, whatever its text and spelling
+    (padding, logprobs, key order, sequence number, escapes, bad UTF-8), gives the ops of
+    the same bytes through the SSE decoder."""
+    pipe = Pipeline("st", format="responses")
+    ops = [op for read in reads for op in pipe.feed(read)] + pipe.close()
+    for fmt, split in (("responses", []), ("auto", []), ("responses", cuts)):
+        want, message = run(b"".join(reads), split, fmt)
+        assert [o.sse for o in ops] == [o.sse for o in want]
+        assert pipe.message.to_json() == message.to_json()
+
+
+def test_responses_plain_tokens_take_the_shortcut() -> None:
+    slow: list[bytes] = []
+
+    class Counting(Pipeline):
+        def _feed_events(self, data: bytes, now: float) -> list:
+            slow.append(data)
+            return super()._feed_events(data, now)
+
+    pipe = Counting("st", format="responses")
+    item = {"id": "msg_1", "type": "message", "role": "assistant", "content": []}
+    pipe.feed(b'event: response.created\ndata: {"type":"response.created","response":{}}\n\n')
+    added = {"type": "response.output_item.added", "output_index": 0, "item": item}
+    pipe.feed(b"event: x\ndata: " + json.dumps(added).encode() + b"\n\n")
+    slow.clear()
+    texts = [("Hi", "plain"), (" there", "padded"), (" you", "no logprobs"), ("!", "plain")]
+    texts += [("?", "leading zero"), ("\n", "plain"), (" ok", "plain")]
+    for n, (text, spelling) in enumerate(texts):
+        pipe.feed(_responses_token(text, 10 + n, "msg_1", 0, 0, spelling))
+    # the first token, the leading zero (skipped as bad JSON) and the one needing an escape
+    assert len(slow) == 3
+    assert pipe.message.to_dict()["blocks"][0]["text"] == "Hi there you!\n ok"
+
+
+_RESPONSES_SPELLINGS = ["plain", "no logprobs", "padded", "odd padding", "logprobs", "reordered"]
+_RESPONSES_SPELLINGS += ["ascii", "leading zero", "long number", "bad number", "bad padding"]
+
+
+@pytest.mark.parametrize("spelling", [*_RESPONSES_SPELLINGS, "bad utf-8"])
+@pytest.mark.parametrize("text", ["b", "é😀", '"', "\\", "\x01", "\u2028", "\ud800", ""])
+def test_each_token_spelling_after_a_plain_token_gives_the_decoders_ops(spelling, text) -> None:
+    """Each spelling of the token that follows a plain one (the shortcut is then allowed)."""
+    item = {"id": "msg_1", "type": "message", "role": "assistant", "content": []}
+    added = {"type": "response.output_item.added", "output_index": 0, "item": item}
+    reads = [
+        b'event: response.created\ndata: {"type":"response.created","response":{}}\n\n',
+        b"event: x\ndata: " + json.dumps(added).encode() + b"\n\n",
+        _responses_token("a", 3, "msg_1", 0, 0, "plain"),
+        _responses_token(text, 4, "msg_1", 0, 0, spelling),
+        _responses_token("c", 5, "msg_1", 0, 0, "plain"),
+    ]
+    pipe = Pipeline("st", format="responses")
+    ops = [op for read in reads for op in pipe.feed(read)] + pipe.close()
+    want, message = run(b"".join(reads), [], "responses")
+    assert [o.sse for o in ops] == [o.sse for o in want]
+    assert pipe.message.to_json() == message.to_json()

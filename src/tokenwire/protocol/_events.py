@@ -8,7 +8,7 @@ spans. Their per-token text case stays inline in each ``feed_data`` (the hot pat
 from __future__ import annotations
 
 import abc
-from typing import Any
+from typing import Any, NamedTuple
 
 import msgspec
 
@@ -16,6 +16,22 @@ from tokenwire.protocol._textpos import TextPosition
 from tokenwire.protocol.facts import Fact, Started, TextFact
 from tokenwire.protocol.jsonsafe import repair_utf8
 from tokenwire.protocol.sse import SSEEvent
+
+
+class TokenShortcut(NamedTuple):
+    """How a read that is one plain text token of the block being written looks, so that
+    ``Pipeline.feed`` may turn it into its op without decoding it (see there): the read is
+    ``prefix``, then (when ``middle`` is set) a sequence number and ``middle``, then the
+    text's JSON string, then one of ``ends``, or ``padded`` and a run of ASCII letters and
+    digits and ``"}\n\n`` (OpenAI's ``obfuscation`` padding). ``position`` is the text
+    position the token advances."""
+
+    prefix: bytes
+    middle: bytes | None
+    ends: frozenset[bytes]
+    padded: bytes | None
+    position: TextPosition
+
 
 # What a malformed event or block raises while decoding (RecursionError: deep nesting).
 DECODE_ERRORS = (msgspec.DecodeError, msgspec.ValidationError, RecursionError)
@@ -40,6 +56,12 @@ class EventNormalizer(abc.ABC):
 
     def passes_plain_text(self, choice: int) -> bool:
         return False  # the chat-completions fast path never applies
+
+    def token_shortcut(self) -> TokenShortcut | None:
+        """How the next plain text token's read looks while it may skip decoding; ``None``
+        while it may not (the API has none, no plain token came yet, the text position is
+        closed). The caller keeps the rest of ``feed_token``'s rules (see ``Pipeline``)."""
+        return None
 
     def close(self) -> list[Fact]:
         return []

@@ -22,7 +22,7 @@ from typing import Any
 
 import msgspec
 
-from tokenwire.protocol._events import ABSENT, DECODE_ERRORS, EventNormalizer
+from tokenwire.protocol._events import ABSENT, DECODE_ERRORS, EventNormalizer, TokenShortcut
 from tokenwire.protocol.facts import (
     DataFact,
     Done,
@@ -127,6 +127,13 @@ _decode_block = msgspec.json.Decoder(_Block).decode
 _decode_body = msgspec.json.Decoder(_Body).decode
 _decode_any = msgspec.json.Decoder().decode
 _encode = msgspec.json.Encoder().encode
+# A plain text token as Anthropic sends it (and the anthropic SDK's tests record it), up to
+# its text's JSON string, and how it ends (see ``TokenShortcut``).
+_TOKEN_PREFIX = (
+    b"event: content_block_delta\ndata: "
+    b'{"type":"content_block_delta","index":%d,"delta":{"type":"text_delta","text":"'
+)
+_TOKEN_ENDS = frozenset({b'"}}\n\n'})
 
 
 class _Open:
@@ -147,11 +154,12 @@ class _Open:
 class AnthropicNormalizer(EventNormalizer):
     """Stateful: feed Messages SSE events (or whole message objects) in order, get facts."""
 
-    __slots__ = ("_blocks", "_next_key", "_tool_names", "_usage")
+    __slots__ = ("_blocks", "_next_key", "_token_index", "_tool_names", "_usage")
 
     def __init__(self) -> None:
         super().__init__()
         self._blocks: dict[int | None, _Open] = {}
+        self._token_index: int | None = None  # the ``index`` of the last plain text token
         self._next_key = 0
         self._tool_names: dict[str, str | None] = {}  # tool-use id -> name
         self._usage: dict[str, Any] | None = None
@@ -179,8 +187,16 @@ class AnthropicNormalizer(EventNormalizer):
                 pos.length += len(text)
             else:
                 pos.text(text)
+            self._token_index = event.index
             return text
         return self._structural(event, data)
+
+    def token_shortcut(self) -> TokenShortcut | None:
+        # (the index of the last token: the next one is at it; any index gives the same facts)
+        index = self._token_index
+        if index is None or not self.saw_chunk or not self._pos.open:
+            return None
+        return TokenShortcut(_TOKEN_PREFIX % index, None, _TOKEN_ENDS, None, self._pos)
 
     API = "Anthropic Messages"
     IDLE_TYPES = frozenset({"ping"})

@@ -217,9 +217,10 @@ class Assembler:
         """``(kind, index)`` of the open text-like block of ``choice``, if any."""
         return self._text_block.get(choice)
 
-    def text_delta(self, index: int, text: str) -> EncodedOp:
+    def text_delta(self, index: int, text: str, quoted: bytes | None = None) -> EncodedOp:
         """Emit a delta for open block ``index`` now. Builds the ``EncodedOp`` in place rather
-        than through ``_emit``/``encode``: it is the per-token path (bench/core.py)."""
+        than through ``_emit``/``encode``: it is the per-token path (bench/core.py).
+        ``quoted``: ``text`` as JSON, when the caller already has it."""
         seq = self.seq = self.seq + 1
         blocks = self.message.blocks
         block = blocks[index]
@@ -230,7 +231,7 @@ class Assembler:
             if text:
                 # The bytes ``_encode(op)`` gives (tests/test_assembler.py checks they match),
                 # spelled out: a quarter off the op's encoding cost.
-                data = _DELTA_JSON % _encode(text)
+                data = _DELTA_JSON % (quoted or _encode(text))
                 return EncodedOp(op, seq, data, _SSE % (seq, data))
         else:
             op = BlockDelta(index=index, text=text)

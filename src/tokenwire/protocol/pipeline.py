@@ -2,7 +2,8 @@
 
 ``format`` picks the upstream API: ``"chat"`` (chat completions, the default), ``"responses"``
 (OpenAI Responses events), ``"anthropic"`` (Anthropic Messages events) or ``"auto"`` (from
-the first event; see protocol/formats.py). Only chat has the per-token fast path below.
+the first event; see protocol/formats.py). Chat and Anthropic have a per-token fast path (see
+``feed``); a Responses or Anthropic read that is one whole event skips the SSE decoder.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from collections.abc import Iterable
 
 import msgspec
 
+from tokenwire.protocol._textpos import TextPosition
 from tokenwire.protocol.assembler import INVALID_UTF8, Assembler, error_info
 from tokenwire.protocol.chunks import Chunk, chunk_decoder
 from tokenwire.protocol.facts import TextFact
@@ -28,6 +30,16 @@ from tokenwire.protocol.ops import EncodedOp
 from tokenwire.protocol.sse import DEFAULT_MAX_EVENT_BYTES, SSEDecoder, SSEEventTooLarge
 from tokenwire.protocol.think_tags import DEFAULT_THINK_TAGS
 
+_encode = msgspec.json.Encoder().encode
+# A ``TokenShortcut``'s fields and the open text block the token's delta goes to (as
+# ``Pipeline._fast_block``). A plain tuple: its unpacking is the fastest there is, and it is
+# on the per-token path.
+_Token = tuple[
+    bytes, "bytes | None", frozenset[bytes], "bytes | None", TextPosition, tuple[str, int]
+]
+# A Responses token's sequence number has at most this many digits on the per-token path.
+_MAX_SEQ_DIGITS = 18
+
 # How much of a body's start is kept to say what it was when it held no event.
 _HEAD_BYTES = 512
 
@@ -38,10 +50,11 @@ class Pipeline:
     __slots__ = (
         "_chat",
         "_events_direct",
-        "_fast_index",
+        "_fast_block",
         "_head",
         "_head_open",
         "_max_event_bytes",
+        "_token",
         "assembler",
         "decoder",
         "format",
@@ -74,8 +87,15 @@ class Pipeline:
         # decoder (it is between events and the format is known).
         self._events_direct = format not in ("chat", "auto")
         self.assembler = Assembler(stream_id, model=model, coalesce_ms=coalesce_ms)
-        # Index of choice 0's open text block while the per-token fast path may be taken.
-        self._fast_index: int | None = None
+        # Choice 0's open text block (the assembler's ``text_block(0)``) while the per-token
+        # fast path may be taken. The assembler may be shared (a ``StreamWriter``'s, which
+        # its host writes to between the pipe's reads): the path is taken only while that
+        # very entry is still the open one.
+        self._fast_block: tuple[str, int] | None = None
+        # While the Responses / Anthropic per-token shortcut may be taken (see ``_token_op``):
+        # how a plain text token's read looks and the index of the block its delta goes to.
+        # (One slot, not six: every open stream holds a pipeline.)
+        self._token: _Token | None = None
         # The body's first _HEAD_BYTES, gathered over as many reads as it takes (a split
         # must not change the verdict), to say what a 200 answer was if it held no chunk.
         self._head = b""
@@ -103,27 +123,35 @@ class Pipeline:
 
     def feed(self, data: bytes, now: float = 0.0) -> list[EncodedOp]:
         """Feed the next bytes of the upstream body (any split); returns the ops they complete."""
-        index = self._fast_index  # (never set for other formats)
-        if index is not None and data.endswith(b"\n\n") and len(data) <= self._max_event_bytes:
+        block = self._fast_block  # (never set for other formats)
+        if block is not None and data.endswith(b"\n\n") and len(data) <= self._max_event_bytes:
             lines = data.splitlines()
             if len(lines) == 2 and lines[0].startswith(b"data: {"):
                 chunk = _decode_or_none(lines[0][6:])
                 if chunk is not None:
                     text = _plain_text(chunk)
-                    if text is not None:
-                        return [self.assembler.text_delta(index, text)]
+                    assembler = self.assembler
+                    if text is not None and assembler.text_block(0) is block:
+                        return [assembler.text_delta(block[1], text)]
                     # Exactly one event, decoder idle: hand the decoded chunk on directly.
                     ops = self.assembler.feed(self.normalizer.feed_chunk(chunk), now)
-                    self._fast_index = self._fast_path_index()
+                    self._fast_block = self._fast_path_block()
                     return ops
-        # (Past the fast path: it is taken only once a chunk came, when the head is moot.)
+        token = self._token  # (set only for Responses and Anthropic)
+        if token is not None and data.startswith(token[0]) and len(data) <= self._max_event_bytes:
+            op = self._token_op(data, token)
+            if op is not None:
+                return [op]
+        # (Past the fast paths: they are taken only once a chunk came, when the head is moot.)
         if self._head_open:
             self._head += data[: _HEAD_BYTES - len(self._head)]
             self._head_open = len(self._head) < _HEAD_BYTES
         if not self._chat:
-            return self._feed_events(data, now)
+            ops = self._feed_events(data, now)
+            self._allow_token_shortcut()
+            return ops
         ops = self._feed(data, now)
-        self._fast_index = self._fast_path_index()
+        self._fast_block = self._fast_path_block()
         return ops
 
     def _feed_events(self, data: bytes, now: float) -> list[EncodedOp]:
@@ -158,7 +186,7 @@ class Pipeline:
         ops = self._feed(data, now)
         self._events_direct = self.decoder.idle and self.format != "auto"
         if self._chat:  # "auto" just decided on chat
-            self._fast_index = self._fast_path_index()
+            self._fast_block = self._fast_path_block()
         return ops
 
     def _detected(self, fmt: str, normalizer: Normalizer) -> None:
@@ -200,7 +228,7 @@ class Pipeline:
             INVALID_UTF8,
         )
 
-    def _fast_path_index(self) -> int | None:
+    def _fast_path_block(self) -> tuple[str, int] | None:
         """The per-token fast path: a read that is exactly one ``data:`` event whose chunk
         only adds plain text to choice 0's open text block is turned into its delta op in one
         step, skipping the layers' generality. Measured in bench/core.py (about a quarter
@@ -217,7 +245,68 @@ class Pipeline:
             or not self.normalizer.passes_plain_text(0)
         ):
             return None
-        return current[1]
+        return current
+
+    def _token_op(self, data: bytes, token: _Token) -> EncodedOp | None:
+        """The op of a read that is one plain text token (see ``TokenShortcut``), or ``None``
+        for the decoder's way. Its text's JSON string is sliced out, not decoded, and taken
+        when it is exactly what ``msgspec`` writes for its text (valid UTF-8 needing no
+        escape: no quote, backslash or control character), which also makes it the op's own
+        bytes. Every escape msgspec writes is longer than the character it stands for, so
+        equal lengths mean equal bytes. Whatever is not taken goes the decoder's way, which
+        gives the same ops. Hand-written because it is the per-token path: bench/core.py
+        measures it (it takes about 40% off the per-token cost of both APIs)."""
+        prefix, middle, ends, padded, position, block = token
+        assembler = self.assembler
+        start = len(prefix)
+        if middle is not None:  # a sequence number (JSON: no leading zero), then ``middle``
+            at = data.find(middle, start, start + _MAX_SEQ_DIGITS + len(middle))
+            digits = data[start:at]
+            if at <= start or not digits.isdigit() or (digits[0] == 48 and len(digits) > 1):
+                return None
+            start = at + len(middle)
+        end = data.find(b'"', start)
+        if end <= start:
+            return None
+        rest = data[end:]
+        if rest not in ends and (
+            padded is None
+            or not rest.startswith(padded)
+            or not rest.endswith(b'"}\n\n')
+            or not rest[len(padded) : -4].isalnum()
+        ):
+            return None
+        raw = data[start:end]
+        try:
+            text = raw.decode()
+        except UnicodeDecodeError:
+            return None
+        quoted = _encode(text)
+        if len(quoted) != len(raw) + 2:
+            return None
+        if assembler.text_block(0) is not block:  # (something else wrote since: see __init__)
+            return None
+        position.length += len(text)
+        return assembler.text_delta(block[1], text, quoted)
+
+    def _allow_token_shortcut(self) -> None:
+        """Allow the per-token shortcut (see ``_token_op``) while it provably gives the
+        ops the decoder gives: the decoder between events (a read that is one event goes
+        the direct way), a plain text token already taken (see ``token_shortcut``), choice
+        0's text block open, no coalescing, the message not ended."""
+        self._token = None
+        if self._events_direct and not self._chat:
+            assembler = self.assembler
+            current = assembler.text_block(0)
+            if (
+                current is not None
+                and current[0] == "text"
+                and not assembler.window
+                and not assembler.done
+            ):
+                shortcut = self.normalizer.token_shortcut()  # type: ignore[union-attr]
+                if shortcut is not None:
+                    self._token = (*shortcut, current)
 
     def why_nothing(self) -> tuple[str, str] | None:
         """Why a body that gave no chunk or event of the format did so: ``(message, error
@@ -243,7 +332,7 @@ class Pipeline:
     def close(self, now: float = 0.0) -> list[EncodedOp]:
         """Upstream EOF: release held text, then end the message per the status rules."""
         self.decoder.close()
-        self._fast_index = None  # the message ends here: nothing may take the fast path
+        self._fast_block = self._token = None  # the message ends: no fast path
         normalizer = self.normalizer
         ops = self.assembler.feed(normalizer.close(), now)
         if not self.assembler.done and not normalizer.saw_chunk and not normalizer.saw_done:
@@ -254,7 +343,7 @@ class Pipeline:
 
     def cancel(self, now: float = 0.0) -> list[EncodedOp]:
         """End the message ``cancelled`` (what was produced is kept)."""
-        self._fast_index = None  # the message ends here: nothing may take the fast path
+        self._fast_block = self._token = None  # the message ends: no fast path
         ops = self.assembler.feed(self.normalizer.close(), now)
         return ops + self.assembler.cancel(now)
 
@@ -267,7 +356,7 @@ class Pipeline:
         now: float = 0.0,
     ) -> list[EncodedOp]:
         """End the message ``failed`` with this error (what was produced is kept)."""
-        self._fast_index = None  # the message ends here: nothing may take the fast path
+        self._fast_block = self._token = None  # the message ends: no fast path
         ops = self.assembler.feed(self.normalizer.close(), now)
         return ops + self.assembler.fail(message, error_type=error_type, code=code, now=now)
 

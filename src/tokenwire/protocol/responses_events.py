@@ -23,7 +23,7 @@ from typing import Any
 
 import msgspec
 
-from tokenwire.protocol._events import ABSENT, DECODE_ERRORS, EventNormalizer
+from tokenwire.protocol._events import ABSENT, DECODE_ERRORS, EventNormalizer, TokenShortcut
 from tokenwire.protocol.facts import (
     DataFact,
     Done,
@@ -120,10 +120,19 @@ class _TextDelta(msgspec.Struct, gc=False):
 
 _decode_event = msgspec.json.Decoder(_Event).decode
 _decode_text_delta = msgspec.json.Decoder(_TextDelta).decode
+_encode = msgspec.json.Encoder().encode
 # A text delta's type, where servers put it: OpenAI first, pydantic-serialized events (vLLM
 # and others built on the openai package's types, whose fields are alphabetical) last.
 _TEXT_DELTA_FIRST = b'{"type":"response.output_text.delta",'
 _TEXT_DELTA_LAST = b',"type":"response.output_text.delta"}'
+# A plain text token in the real API's key order, around its sequence number and its text's
+# JSON string (see ``TokenShortcut``).
+_TOKEN_PREFIX = (
+    b"event: response.output_text.delta\ndata: " + _TEXT_DELTA_FIRST + b'"sequence_number":'
+)
+_TOKEN_MIDDLE = b',"item_id":%s,"output_index":%d,"content_index":%d,"delta":"'
+_TOKEN_ENDS = frozenset({b'"}\n\n', b'","logprobs":[]}\n\n'})
+_TOKEN_PADDED = b'","logprobs":[],"obfuscation":"'
 
 
 def _text_delta(data: bytes | str) -> _TextDelta | None:
@@ -173,6 +182,8 @@ class ResponsesNormalizer(EventNormalizer):
         "_streamed_args",
         "_streamed_reasoning",
         "_text_start",
+        "_token",
+        "_token_shortcut",
     )
 
     def __init__(self) -> None:
@@ -203,6 +214,8 @@ class ResponsesNormalizer(EventNormalizer):
         # stream without one (``response.created`` then ``response.completed``, as proxies
         # that cannot stream send) has its answer only in the final response's output.
         self._any_output = False
+        self._token: _TextDelta | _Event | None = None  # the last plain text token
+        self._token_shortcut: tuple[tuple[Any, ...], TokenShortcut] | None = None  # (cache)
 
     # -- input ---------------------------------------------------------------------------
     def feed_token(self, data: bytes | str) -> str | list[Fact]:
@@ -252,7 +265,27 @@ class ResponsesNormalizer(EventNormalizer):
             pos.length += len(text)
         else:
             pos.text(text)
+        self._token = token
         return text
+
+    def token_shortcut(self) -> TokenShortcut | None:
+        # The next token of the last one's item and part (the real API's key order); its
+        # item is then already streamed and its part's start known: only the text position
+        # moves, which the caller does.
+        token = self._token
+        if token is None or not self.saw_chunk or not self._pos.open:
+            return None
+        key = (token.item_id, token.output_index, token.content_index)
+        cached = self._token_shortcut
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        item, out, part = key
+        if type(item) is not str or type(out) is not int or type(part) is not int:
+            return None
+        middle = _TOKEN_MIDDLE % (_encode(item), out, part)
+        shortcut = TokenShortcut(_TOKEN_PREFIX, middle, _TOKEN_ENDS, _TOKEN_PADDED, self._pos)
+        self._token_shortcut = (key, shortcut)
+        return shortcut
 
     def _later_part(self, token: _TextDelta | _Event) -> None:
         """Where a message's second (third, ...) text part starts in its text block, from its
