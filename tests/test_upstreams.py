@@ -1026,7 +1026,30 @@ def test_streamed_reasoning_parts_join_as_the_whole_item_joins_them(parts, annou
     assert [b.text for b in from_body.blocks if b.type == "reasoning"] == texts
 
 
-# -- Anthropic's per-token shortcut --------------------------------------------------------
+# -- the Responses / Anthropic per-token shortcut -------------------------------------------
+def assert_reads_give_the_decoders_ops(reads: list[bytes], fmt: str, cuts: list[int]) -> None:
+    """The ops and message of ``reads`` fed one by one (the shortcut may be taken) are those
+    of the same bytes through the SSE decoder: in one read, detected, and split at ``cuts``."""
+    pipe = Pipeline("st", format=fmt)
+    ops = [op for read in reads for op in pipe.feed(read)] + pipe.close()
+    for chosen, split in ((fmt, []), ("auto", []), (fmt, cuts)):
+        want, message = run(b"".join(reads), split, chosen)
+        assert [o.sse for o in ops] == [o.sse for o in want]
+        assert pipe.message.to_json() == message.to_json()
+
+
+class SlowReads(Pipeline):
+    """A pipeline that records the reads that went the decoder's way (not the shortcut)."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.slow: list[bytes] = []
+
+    def _feed_events(self, data: bytes, now: float) -> list:
+        self.slow.append(data)
+        return super()._feed_events(data, now)
+
+
 def _anthropic_read(event: dict, spelling: str) -> bytes:
     """One event as one read; ``spelling`` picks how its JSON is written."""
     if spelling == "ascii":  # non-ASCII as \\u escapes: the same text, other bytes
@@ -1102,12 +1125,7 @@ def test_anthropic_token_shortcut_gives_the_ops_of_the_decoder(reads, cuts) -> N
     """A read that is one plain ``text_delta`` event is turned into its op without decoding;
     whatever its text and spelling, the ops (and the message) are those of the same bytes
     fed through the SSE decoder in one read or in any other split."""
-    pipe = Pipeline("st", format="anthropic")
-    ops = [op for read in reads for op in pipe.feed(read)] + pipe.close()
-    for fmt, split in (("anthropic", []), ("auto", []), ("anthropic", cuts)):
-        want, message = run(b"".join(reads), split, fmt)
-        assert [o.sse for o in ops] == [o.sse for o in want]
-        assert pipe.message.to_json() == message.to_json()
+    assert_reads_give_the_decoders_ops(reads, "anthropic", cuts)
 
 
 def test_anthropic_plain_tokens_take_the_shortcut() -> None:
@@ -1116,14 +1134,8 @@ def test_anthropic_plain_tokens_take_the_shortcut() -> None:
         {"type": "message_start", "message": {"model": "m"}},
         {"type": "content_block_start", "index": 2, "content_block": {"type": "text"}},
     ]
-    slow: list[bytes] = []
-
-    class Counting(Pipeline):
-        def _feed_events(self, data: bytes, now: float) -> list:
-            slow.append(data)
-            return super()._feed_events(data, now)
-
-    pipe = Counting("st", format="anthropic")
+    pipe = SlowReads("st", format="anthropic")
+    slow = pipe.slow
     for event in start:
         pipe.feed(_anthropic_read(event, "plain"))
     assert pipe._token is None  # no token yet: the first one goes the decoder's way
@@ -1241,23 +1253,12 @@ def test_responses_token_shortcut_gives_the_ops_of_the_decoder(reads, cuts) -> N
     """As for Anthropic: every read that is one text token, whatever its text and spelling
     (padding, logprobs, key order, sequence number, escapes, bad UTF-8), gives the ops of
     the same bytes through the SSE decoder."""
-    pipe = Pipeline("st", format="responses")
-    ops = [op for read in reads for op in pipe.feed(read)] + pipe.close()
-    for fmt, split in (("responses", []), ("auto", []), ("responses", cuts)):
-        want, message = run(b"".join(reads), split, fmt)
-        assert [o.sse for o in ops] == [o.sse for o in want]
-        assert pipe.message.to_json() == message.to_json()
+    assert_reads_give_the_decoders_ops(reads, "responses", cuts)
 
 
 def test_responses_plain_tokens_take_the_shortcut() -> None:
-    slow: list[bytes] = []
-
-    class Counting(Pipeline):
-        def _feed_events(self, data: bytes, now: float) -> list:
-            slow.append(data)
-            return super()._feed_events(data, now)
-
-    pipe = Counting("st", format="responses")
+    pipe = SlowReads("st", format="responses")
+    slow = pipe.slow
     item = {"id": "msg_1", "type": "message", "role": "assistant", "content": []}
     pipe.feed(b'event: response.created\ndata: {"type":"response.created","response":{}}\n\n')
     added = {"type": "response.output_item.added", "output_index": 0, "item": item}
@@ -1289,8 +1290,4 @@ def test_each_token_spelling_after_a_plain_token_gives_the_decoders_ops(spelling
         _responses_token(text, 4, "msg_1", 0, 0, spelling),
         _responses_token("c", 5, "msg_1", 0, 0, "plain"),
     ]
-    pipe = Pipeline("st", format="responses")
-    ops = [op for read in reads for op in pipe.feed(read)] + pipe.close()
-    want, message = run(b"".join(reads), [], "responses")
-    assert [o.sse for o in ops] == [o.sse for o in want]
-    assert pipe.message.to_json() == message.to_json()
+    assert_reads_give_the_decoders_ops(reads, "responses", [])
