@@ -1291,3 +1291,74 @@ def test_each_token_spelling_after_a_plain_token_gives_the_decoders_ops(spelling
         _responses_token("c", 5, "msg_1", 0, 0, "plain"),
     ]
     assert_reads_give_the_decoders_ops(reads, "responses", [])
+
+
+def test_a_bom_after_the_first_read_is_not_the_bodys_bom() -> None:
+    """Only the body's first bytes may be a BOM: the first read goes through the SSE
+    decoder even when it is one whole event, so a later read that starts with one is read as
+    the same bytes in one piece would be (a line whose field name is not ``data``)."""
+    reads = [
+        b'event: message_start\ndata: {"type":"message_start","message":{"model":"m"}}\n\n',
+        b'\xef\xbb\xbfdata: {"type":"content_block_delta","index":0,'
+        b'"delta":{"type":"text_delta","text":"a"}}\n\n',
+    ]
+    assert_reads_give_the_decoders_ops(reads, "anthropic", [])
+    bom_first = [b"\xef\xbb\xbf" + reads[0]]  # (the body's own BOM is dropped)
+    pipe = Pipeline("st", format="anthropic")
+    pipe.feed(bom_first[0])
+    assert pipe.message.model == "m"
+
+
+@pytest.mark.parametrize("fmt", ["anthropic", "responses", "chat"])
+def test_a_repaired_event_after_the_end_does_not_change_it_in_any_split(fmt: str) -> None:
+    """An event with invalid UTF-8 after the message's end: its repair warning cannot reach
+    the end, whether it came in the same read as the end or in one of its own."""
+    if fmt == "anthropic":
+        end = _anthropic_read({"type": "message_stop"}, "plain")
+        late = _anthropic_read(
+            {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta"}},
+            "plain",
+        )
+        late = late.replace(b'"text_delta"}', b'"text_delta","text":"x\xe2\x82"}')
+        reads = [_anthropic_read({"type": "message_start", "message": {"model": "m"}}, "plain")]
+    elif fmt == "responses":
+        end = b'event: response.completed\ndata: {"type":"response.completed","response":{}}\n\n'
+        late = _responses_token("x", 9, "m", 0, 0, "bad utf-8")
+        reads = [b'event: response.created\ndata: {"type":"response.created","response":{}}\n\n']
+    else:
+        end = b"data: [DONE]\n\n"
+        late = b'data: {"choices":[{"index":0,"delta":{"content":"x\xe2\x82"}}]}\n\n'
+        reads = [b'data: {"model":"m","choices":[{"index":0,"delta":{"content":"a"}}]}\n\n']
+    reads += [end, late]
+    assert_reads_give_the_decoders_ops(reads, fmt, [])
+    pipe = Pipeline("st", format=fmt)
+    for read in reads:
+        pipe.feed(read)
+    assert pipe.message.error is None
+
+
+def test_whitespace_held_for_harmony_is_not_sent_by_the_fast_path() -> None:
+    """Chat content that is only whitespace is held while the choice may still turn out to
+    be harmony markup; the per-token fast path must hold it too, also when a host write
+    (a ``StreamWriter`` shares its assembler) opened the text block before any content."""
+    from tokenwire.protocol.facts import TextFact
+
+    reads = [
+        b'data: {"model":"m","choices":[{"index":0,"delta":{"role":"assistant"}}]}\n\n',
+        b'data: {"choices":[],"usage":{"prompt_tokens":1}}\n\n',
+        b'data: {"choices":[{"index":0,"delta":{"content":" "}}]}\n\n',
+        b'data: {"choices":[{"index":0,"delta":{"content":"<|channel|>analysis'
+        b'<|message|>x"}}]}\n\n',
+    ]
+    texts = []
+    for pieces in ([[read] for read in reads], [[read[:5], read[5:]] for read in reads]):
+        pipe = Pipeline("st", format="chat")
+        for n, read in enumerate(pieces):
+            for piece in read:
+                pipe.feed(piece)
+            if n == 0:
+                pipe.assembler.feed([TextFact(0, "text", "H")])  # the host's write
+        pipe.close()
+        texts.append([(b.type, b.text) for b in pipe.message.blocks])
+    assert texts[0] == texts[1]
+    assert texts[0][0] == ("text", "H")

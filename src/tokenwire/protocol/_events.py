@@ -2,7 +2,7 @@
 
 Both decode each event from its data alone, skip and count what does not decode, start the
 message on the first event that has a ``type``, and track the current text block for cited
-spans. Their per-token text case stays inline in each ``feed_data`` (the hot path).
+spans. Their per-token text case stays inline in each ``feed_token`` (the hot path).
 """
 
 from __future__ import annotations

@@ -119,7 +119,8 @@ class ChunkNormalizer:
         state = self._choices.get(choice)
         if state is None:
             return False
-        return state.splitter.idle
+        # (while harmony is undecided, whitespace content is held: it may start markup)
+        return state.harmony is not None and state.splitter.idle
 
     # -- input ---------------------------------------------------------------------------
     def feed_event(self, event: SSEEvent) -> list[Fact]:

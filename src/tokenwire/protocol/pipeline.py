@@ -2,8 +2,8 @@
 
 ``format`` picks the upstream API: ``"chat"`` (chat completions, the default), ``"responses"``
 (OpenAI Responses events), ``"anthropic"`` (Anthropic Messages events) or ``"auto"`` (from
-the first event; see protocol/formats.py). Chat and Anthropic have a per-token fast path (see
-``feed``); a Responses or Anthropic read that is one whole event skips the SSE decoder.
+the first event; see protocol/formats.py). Each has a per-token fast path (see ``feed``), and
+a Responses or Anthropic read that is one whole event skips the SSE decoder.
 """
 
 from __future__ import annotations
@@ -84,8 +84,9 @@ class Pipeline:
             self.normalizer = make_normalizer(format, think_tags)
         self._chat = format == "chat"
         # Responses / Anthropic: whether a read that is one whole event may skip the SSE
-        # decoder (it is between events and the format is known).
-        self._events_direct = format not in ("chat", "auto")
+        # decoder (it is between events and the format is known). Not before the decoder
+        # had the body's first bytes: only there is a BOM dropped.
+        self._events_direct = False
         self.assembler = Assembler(stream_id, model=model, coalesce_ms=coalesce_ms)
         # Choice 0's open text block (the assembler's ``text_block(0)``) while the per-token
         # fast path may be taken. The assembler may be shared (a ``StreamWriter``'s, which
@@ -103,7 +104,8 @@ class Pipeline:
 
     @property
     def head(self) -> bytes:
-        """The first bytes of the body (to say what a 200 answer without chunks was)."""
+        """The first bytes of the body (to say what a 200 answer without chunks was). Reads
+        taken by the per-token paths, which come only after a chunk, are not in it."""
         return self._head
 
     @property
@@ -211,14 +213,25 @@ class Pipeline:
         normalize = normalizer.feed_event
         if len(events) == 1:
             facts = normalize(events[0])
-        else:
-            facts = []
-            for event in events:
-                facts.extend(normalize(event))
-        now_replaced = normalizer.replaced
-        if now_replaced != replaced:
-            self._note_repairs(now_replaced)
-        return self.assembler.feed(facts, now)
+            now_replaced = normalizer.replaced
+            if now_replaced != replaced:
+                self._note_repairs(now_replaced)
+            return self.assembler.feed(facts, now)
+        ops: list[EncodedOp] = []
+        facts = []
+        for event in events:
+            more = normalize(event)
+            now_replaced = normalizer.replaced
+            if now_replaced != replaced:
+                # A repaired event: the facts before it go first, as they would had it come
+                # in a read of its own (a repair after the message's end must not change it).
+                replaced = now_replaced
+                if facts:
+                    ops += self.assembler.feed(facts, now)
+                    facts = []
+                self._note_repairs(now_replaced)
+            facts.extend(more)
+        return ops + self.assembler.feed(facts, now) if ops else self.assembler.feed(facts, now)
 
     def _note_repairs(self, count: int) -> None:
         """Events held invalid UTF-8 (used with U+FFFD): the message's end says so."""
@@ -249,12 +262,12 @@ class Pipeline:
 
     def _token_op(self, data: bytes, token: _Token) -> EncodedOp | None:
         """The op of a read that is one plain text token (see ``TokenShortcut``), or ``None``
-        for the decoder's way. Its text's JSON string is sliced out, not decoded, and taken
-        when it is exactly what ``msgspec`` writes for its text (valid UTF-8 needing no
-        escape: no quote, backslash or control character), which also makes it the op's own
-        bytes. Every escape msgspec writes is longer than the character it stands for, so
-        equal lengths mean equal bytes. Whatever is not taken goes the decoder's way, which
-        gives the same ops. Hand-written because it is the per-token path: bench/core.py
+        for the decoder's way. Its text's JSON string is sliced out and used as UTF-8, not
+        decoded as JSON: taken only when it holds no escape, which is when ``msgspec`` writes
+        the text back at the same length (every escape it writes is longer than the character
+        it stands for: a quote, a backslash, a control character). A JSON decode would then
+        give the same text. Whatever is not taken goes the decoder's way, which gives the same
+        ops. Hand-written because it is the per-token path: bench/core.py
         measures it (it takes about 40% off the per-token cost of both APIs)."""
         prefix, middle, ends, padded, position, block = token
         assembler = self.assembler

@@ -174,16 +174,16 @@ class ResponsesNormalizer(EventNormalizer):
         "_calls",
         "_had_calls",
         "_held_args",
+        "_last_token",
         "_next_key",
         "_notes",
         "_part_start",
+        "_shortcut_cache",
         "_sources",
         "_streamed",
         "_streamed_args",
         "_streamed_reasoning",
         "_text_start",
-        "_token",
-        "_token_shortcut",
     )
 
     def __init__(self) -> None:
@@ -214,8 +214,9 @@ class ResponsesNormalizer(EventNormalizer):
         # stream without one (``response.created`` then ``response.completed``, as proxies
         # that cannot stream send) has its answer only in the final response's output.
         self._any_output = False
-        self._token: _TextDelta | _Event | None = None  # the last plain text token
-        self._token_shortcut: tuple[tuple[Any, ...], TokenShortcut] | None = None  # (cache)
+        # The last plain text token's item id, output index and part (its text is not kept).
+        self._last_token: tuple[Any, Any, Any] | None = None
+        self._shortcut_cache: tuple[tuple[Any, Any, Any], TokenShortcut] | None = None
 
     # -- input ---------------------------------------------------------------------------
     def feed_token(self, data: bytes | str) -> str | list[Fact]:
@@ -265,18 +266,17 @@ class ResponsesNormalizer(EventNormalizer):
             pos.length += len(text)
         else:
             pos.text(text)
-        self._token = token
+        self._last_token = (token.item_id, token.output_index, token.content_index)
         return text
 
     def token_shortcut(self) -> TokenShortcut | None:
         # The next token of the last one's item and part (the real API's key order); its
         # item is then already streamed and its part's start known: only the text position
         # moves, which the caller does.
-        token = self._token
-        if token is None or not self.saw_chunk or not self._pos.open:
+        key = self._last_token
+        if key is None or not self.saw_chunk or not self._pos.open:
             return None
-        key = (token.item_id, token.output_index, token.content_index)
-        cached = self._token_shortcut
+        cached = self._shortcut_cache
         if cached is not None and cached[0] == key:
             return cached[1]
         item, out, part = key
@@ -284,7 +284,7 @@ class ResponsesNormalizer(EventNormalizer):
             return None
         middle = _TOKEN_MIDDLE % (_encode(item), out, part)
         shortcut = TokenShortcut(_TOKEN_PREFIX, middle, _TOKEN_ENDS, _TOKEN_PADDED, self._pos)
-        self._token_shortcut = (key, shortcut)
+        self._shortcut_cache = (key, shortcut)
         return shortcut
 
     def _later_part(self, token: _TextDelta | _Event) -> None:
