@@ -316,3 +316,19 @@ def test_a_websocket_client_flooding_frames_is_disconnected_unparsed(tmp_path: P
             sock.close()
         assert closed, "the flooding client was not disconnected"
         assert httpx.get(f"{url}/healthz").status_code == 200
+
+
+def test_the_demo_has_serves_bounds_too(tmp_path: Path) -> None:
+    """``tokenwire demo`` runs the gateway with ``serve``'s uvicorn options: a request head
+    over the limit is refused there too (uvicorn's own protocol keeps every byte of it)."""
+    port = free_port()
+    cmd = [sys.executable, "-m", "tokenwire", "demo", "--no-browser", "--port", str(port)]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "TMPDIR": str(tmp_path)}
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        wait_healthy(url, proc, timeout=30)
+        assert httpx.get(f"{url}/healthz", headers={"X-Big": "b" * 70_000}).status_code == 431
+        assert httpx.get(f"{url}/healthz", headers={"X-Ok": "c" * 30_000}).status_code == 200
+    finally:
+        terminate(proc)

@@ -45,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
     from tokenwire.cli import CommandError
     from tokenwire.commands._ports import free_port, require_free_port
     from tokenwire.commands.demo_agent import agent_producer
-    from tokenwire.commands.serve import SHUTDOWN_GRACE_S
+    from tokenwire.commands.serve import uvicorn_options
     from tokenwire.gateway import Settings, create_app
     from tokenwire.mock import create_mock_app
 
@@ -77,10 +77,9 @@ def run(args: argparse.Namespace) -> int:
             # mock-agent's answer is built here, by the host: a status line, a tool run
             # between two model calls (the other models: the upstream call piped as it is)
             create_app(settings, producers={"mock-agent": agent_producer()}),
-            host=args.host,
-            port=port,
-            log_level="warning",
-            timeout_graceful_shutdown=SHUTDOWN_GRACE_S,  # (an open page must not hold Ctrl-C)
+            # (serve's: the bounds on request heads and WebSocket input, a graceful shutdown
+            # that an open page cannot hold up, logs without credentials)
+            **uvicorn_options(settings, "warning"),
         )
     )
     url = f"http://{'127.0.0.1' if args.host in ('0.0.0.0', '::') else args.host}:{port}"

@@ -14,7 +14,7 @@ import math
 import os
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from tokenwire.cli import finite_float
@@ -351,14 +351,41 @@ SHUTDOWN_GRACE_S = 5.0
 """How long a stopping ``tokenwire serve`` waits for open connections (docs/operations.md)."""
 
 
+def uvicorn_options(settings: Settings, log_level: str) -> dict[str, Any]:
+    """The ``uvicorn`` options of a gateway process (``serve`` and ``demo``): its address,
+    logging, and the bounds on what a client may send."""
+    from tokenwire.gateway.limits import configure
+    from tokenwire.gateway.ws_protocol import BoundedWebSocketProtocol
+    from tokenwire.logredact import uvicorn_log_config
+
+    return {
+        "host": settings.host,
+        "port": settings.port,
+        "log_level": log_level,
+        # The gateway never uses the client's address; without uvicorn's proxy-headers
+        # wrapper each open stream holds one coroutine frame less.
+        "proxy_headers": False,
+        # Credentials never reach a log line (access log query strings, debug headers).
+        "log_config": uvicorn_log_config(log_level),
+        # uvicorn's httptools protocol plus a size and time bound on request heads (the
+        # workers of ``serve --workers`` read them from the TOKENWIRE_* variables ``run``
+        # exports).
+        "http": configure(settings.max_request_head_bytes, settings.request_head_timeout_s),
+        # uvicorn's WebSocket protocol, minus a pile of pongs for a client that sends pings
+        # and never reads (gateway/ws_protocol.py).
+        "ws": BoundedWebSocketProtocol,
+        # On SIGTERM, open readers (SSE, WebSocket) would keep uvicorn waiting until their
+        # streams end: after this long they are cut, and the lifespan's shutdown ends the
+        # streams still running ("shut down"; readers resume elsewhere with Redis).
+        "timeout_graceful_shutdown": SHUTDOWN_GRACE_S,
+    }
+
+
 def run(args: argparse.Namespace) -> int:
     import uvicorn
 
     from tokenwire.commands._ports import require_free_port
     from tokenwire.gateway import create_app
-    from tokenwire.gateway.limits import configure
-    from tokenwire.gateway.ws_protocol import BoundedWebSocketProtocol
-    from tokenwire.logredact import uvicorn_log_config
 
     settings = build_settings(args)
     hub = "in-process hub"
@@ -384,26 +411,7 @@ def run(args: argparse.Namespace) -> int:
         f"({auth}, {hub}{workers}, {data})",
         flush=True,
     )
-    options = {
-        "host": settings.host,
-        "port": settings.port,
-        "log_level": args.log_level,
-        # The gateway never uses the client's address; without uvicorn's proxy-headers
-        # wrapper each open stream holds one coroutine frame less.
-        "proxy_headers": False,
-        # Credentials never reach a log line (access log query strings, debug headers).
-        "log_config": uvicorn_log_config(args.log_level),
-        # uvicorn's httptools protocol plus a size and time bound on request heads (workers
-        # read the same bounds from the TOKENWIRE_* variables exported below).
-        "http": configure(settings.max_request_head_bytes, settings.request_head_timeout_s),
-        # uvicorn's WebSocket protocol, minus a pile of pongs for a client that sends pings
-        # and never reads (gateway/ws_protocol.py).
-        "ws": BoundedWebSocketProtocol,
-        # On SIGTERM, open readers (SSE, WebSocket) would keep uvicorn waiting until their
-        # streams end: after this long they are cut, and the lifespan's shutdown ends the
-        # streams still running ("shut down"; readers resume elsewhere with Redis).
-        "timeout_graceful_shutdown": SHUTDOWN_GRACE_S,
-    }
+    options = uvicorn_options(settings, args.log_level)
     if settings.workers == 1:
         uvicorn.run(create_app(settings), lifespan="on", **options)
     else:
