@@ -444,3 +444,18 @@ def test_a_resumed_assembler_updates_data_and_tool_results_by_id() -> None:
     assert taker.message.to_json() == whole.to_json()
     assert [b.type for b in taker.message.blocks] == ["data", "tool_result", "text"]
     assert apply_ops([decode_op(op.json) for op in ops]).to_json() == whole.to_json()
+
+
+def test_a_reset_drops_a_call_that_came_as_arguments_alone() -> None:
+    """A call whose arguments came without its start (its block made from them, no id or
+    name known) is dropped by a reset like any other; its retry starts a fresh block."""
+    ops, message = feed(
+        [
+            f.Started("m"),
+            f.ToolCallArguments(0, 5, '{"a":'),
+            f.StepReset(0),
+            f.ToolCallArguments(0, 5, '{"b":2}'),
+        ]
+    )
+    assert apply_ops(ops).to_dict() == message.to_dict()
+    assert [(b.type, b.text) for b in message.blocks] == [("tool_call", '{"b":2}')]

@@ -332,3 +332,53 @@ def test_the_demo_has_serves_bounds_too(tmp_path: Path) -> None:
         assert httpx.get(f"{url}/healthz", headers={"X-Ok": "c" * 30_000}).status_code == 200
     finally:
         terminate(proc)
+
+
+def test_idle_connections_hold_no_empty_deques() -> None:
+    """uvicorn makes three empty deques per connection (its pipelined-request queue and the
+    waiters of two ``asyncio.Event``s), 760 bytes each; serve's protocol gives it lists
+    (docs/benchmarks.md: memory per idle stream). A change in uvicorn must not make that
+    saving vanish unseen, and pipelined requests must still be answered in order."""
+    from collections import deque
+
+    from conftest import serve_asgi
+
+    from tokenwire.gateway.limits import BoundedHttpToolsProtocol
+
+    made: list[BoundedHttpToolsProtocol] = []
+
+    class Recording(BoundedHttpToolsProtocol):
+        __slots__ = ()
+
+        def connection_made(self, transport) -> None:  # type: ignore[no-untyped-def]
+            made.append(self)
+            super().connection_made(transport)
+
+    seen: list[tuple[type, type]] = []
+
+    async def app(scope, receive, send) -> None:  # type: ignore[no-untyped-def]
+        if scope["type"] != "http":
+            return
+        protocol = made[-1]
+        seen.append((type(protocol.pipeline), type(protocol.cycle.message_event._waiters)))
+        body = scope["path"].encode()
+        headers = [(b"content-length", str(len(body)).encode())]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+    with serve_asgi(app, http=Recording) as url:
+        port = int(url.rsplit(":", 1)[1])
+        with socket.create_connection(("127.0.0.1", port)) as sock:
+            sock.settimeout(5)
+            two = b"GET /one HTTP/1.1\r\nHost: x\r\n\r\nGET /two HTTP/1.1\r\nHost: x\r\n\r\n"
+            sock.sendall(two)  # (pipelined: both in one write)
+            answer = b""
+            while answer.count(b"HTTP/1.1 200") < 2 or not answer.endswith(b"/two"):
+                chunk = sock.recv(4096)
+                assert chunk, answer
+                answer += chunk
+        assert answer.index(b"/one") < answer.index(b"/two")
+        protocol = made[0]
+        assert type(protocol.pipeline) is not deque
+        assert type(protocol.flow._is_writable_event._waiters) is not deque
+    assert seen and all(deque not in kinds for kinds in seen)

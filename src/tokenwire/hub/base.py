@@ -244,12 +244,22 @@ class CancelRequest:
         if self.requested:
             return asyncio.get_running_loop().call_soon(callback).cancel
         self.watchers.append(callback)
+        return _Unwatch(self, callback)
 
-        def unwatch() -> None:
-            with contextlib.suppress(ValueError):
-                self.watchers.remove(callback)
 
-        return unwatch
+class _Unwatch:
+    """``CancelRequest.watch``'s "stop watching" (a closure and its cell were 208 B per open
+    stream; this is 48)."""
+
+    __slots__ = ("callback", "request")
+
+    def __init__(self, request: CancelRequest, callback: Callable[[], None]) -> None:
+        self.request = request
+        self.callback = callback
+
+    def __call__(self) -> None:
+        with contextlib.suppress(ValueError):
+            self.request.watchers.remove(self.callback)
 
 
 def _time_out(waiter: asyncio.Future[bool]) -> None:

@@ -138,9 +138,11 @@ class Assembler:
         # every choice's (a chunk of 50,000 choices made that quadratic)
         self._open_of: dict[int, dict[int, None]] = {}
         self._text_block: dict[int, tuple[str, int]] = {}  # choice -> (kind, index) of open text
-        self._tool_block: dict[int, int] = {}  # tool-call key -> block index
-        self._tool_meta: dict[int, dict[str, Any]] = {}  # key -> {"id", "name"[, "server"]}
-        self._finish: dict[int, str] = {}
+        # (read-only _EMPTY until first written, as the v1.1 tables below: an idle stream
+        # has no tool call and no finish yet)
+        self._tool_block: dict[int, int] = _EMPTY  # tool-call key -> block index
+        self._tool_meta: dict[int, dict[str, Any]] = _EMPTY  # key -> {"id", "name"[, ...]}
+        self._finish: dict[int, str] = _EMPTY
         self._usage: dict[str, Any] | None = None
         # v1.1 (all empty for a plain answer, so they cost nothing there):
         self._step = 0  # the step new blocks belong to
@@ -299,6 +301,8 @@ class Assembler:
             meta = {"id": fact.id, "name": fact.name}
             if fact.server:  # (the upstream runs it and gives its result: not the caller's)
                 meta["server"] = True
+            if self._tool_meta is _EMPTY:
+                self._tool_meta = {}
             self._tool_meta[fact.key] = meta
             self._start_tool(fact.choice, fact.key, meta)
         elif isinstance(fact, Started):
@@ -308,6 +312,8 @@ class Assembler:
             # (a multi-step answer ends with its last model call's reason).
             choice = fact.choice
             if choice not in self._finish or self._finish_step.get(choice, 0) < self._step:
+                if self._finish is _EMPTY:
+                    self._finish = {}
                 self._finish[choice] = fact.reason
                 if self._step:
                     if self._finish_step is _EMPTY:
@@ -532,13 +538,13 @@ class Assembler:
         for table in (self._tool_block, self._result_block, self._data_ids):
             for key in [key for key, index in table.items() if index >= size]:
                 del table[key]
-                if table is self._tool_block:
+                if table is self._tool_block and self._tool_meta is not _EMPTY:
                     self._tool_meta.pop(key, None)  # (a retried call names itself again)
         for choice in [c for c, s in self._finish_step.items() if s == step]:
             del self._finish_step[choice]
             del self._finish[choice]
         if not step:  # step 0's finishes are not tracked per step
-            self._finish.clear()
+            self._finish = _EMPTY
 
     def _end_open(self, choice: int | None) -> None:
         """End the open blocks of ``choice`` (of every choice for ``None``)."""
@@ -568,6 +574,8 @@ class Assembler:
 
     def _start_tool(self, choice: int, key: int, meta: dict[str, Any]) -> int:
         index = self._start_block(choice, {"type": "tool_call", **meta, "arguments": ""})
+        if self._tool_block is _EMPTY:
+            self._tool_block = {}
         self._tool_block[key] = index
         return index
 

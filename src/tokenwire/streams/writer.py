@@ -159,7 +159,8 @@ class _PipeFacts:
         # by key, in order of appearance: the call and its argument fragments (joined once, at
         # the end: appending to the call's string copied all of it per fragment, quadratic)
         self._calls: dict[int, tuple[ToolCall, list[str]]] | None = None
-        self._server_calls: set[int] = set()  # keys of calls the upstream runs itself
+        # keys of calls the upstream runs itself (made on the first: an empty set is 216 B)
+        self._server_calls: set[int] | None = None
         self.stop = False
         self.error: UpstreamError | None = None
         self.finish_reason: str | None = None
@@ -168,7 +169,7 @@ class _PipeFacts:
 
     def result(self) -> PipeResult:
         # (the calls the host must run: not those the upstream ran itself)
-        server = self._server_calls
+        server = self._server_calls or ()
         calls = []
         for key, (call, parts) in (self._calls or {}).items():
             if key not in server:
@@ -235,6 +236,8 @@ class _PipeFacts:
         if type(fact) is ToolCallStarted:
             calls[key] = (ToolCall(fact.id, fact.name), [])
             if fact.server:
+                if self._server_calls is None:
+                    self._server_calls = set()
                 self._server_calls.add(key)
             if self.key_base:
                 return ToolCallStarted(fact.choice, key, fact.id, fact.name)
