@@ -382,3 +382,47 @@ def test_idle_connections_hold_no_empty_deques() -> None:
         assert type(protocol.pipeline) is not deque
         assert type(protocol.flow._is_writable_event._waiters) is not deque
     assert seen and all(deque not in kinds for kinds in seen)
+
+
+def test_a_reader_that_stalls_then_reads_gets_the_whole_answer(tmp_path: Path) -> None:
+    """Flow control through serve's protocol (its ``asyncio.Event`` waiters are lists): a
+    reader that lets the socket fill (the gateway's writes pause) and only then reads gets
+    every op, in order, to the end."""
+    from conftest import serve_asgi
+
+    from tokenwire.mock import create_mock_app
+    from tokenwire.protocol import SSEDecoder
+
+    with (
+        serve_asgi(create_mock_app()) as mock_url,
+        tokenwire_serve(f"{mock_url}/v1", tmp_path) as (url, _),
+    ):
+        body = {"model": "mock", "messages": [{"role": "user", "content": "hi"}]}
+        body.update(max_tokens=20_000, tokenwire={"coalesce_ms": 0})  # (an op per token)
+        created = httpx.post(f"{url}/v1/streams", json=body).json()
+        port = int(url.rsplit(":", 1)[1])
+        with socket.socket() as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            sock.connect(("127.0.0.1", port))
+            sock.sendall(
+                f"GET {created['events_url']}?catchup=exact HTTP/1.1\r\nHost: x\r\n\r\n".encode()
+            )
+            time.sleep(1.5)  # the answer is far bigger than the socket buffers: writes pause
+            sock.settimeout(20)
+            raw = b""
+            while b'"type":"message.end"' not in raw:
+                chunk = sock.recv(65536)
+                assert chunk, "the gateway closed before message.end"
+                raw += chunk
+    head, chunked = raw.split(b"\r\n\r\n", 1)
+    assert b"transfer-encoding: chunked" in head.lower()
+    body_bytes = b""
+    while chunked:  # (the chunked transfer coding, undone)
+        size_line, rest = chunked.split(b"\r\n", 1)
+        size = int(size_line, 16)
+        body_bytes += rest[:size]
+        chunked = rest[size + 2 :]
+    events = SSEDecoder().feed(body_bytes)
+    seqs = [int(e.id) for e in events if e.id]
+    assert seqs == list(range(1, len(seqs) + 1)) and len(seqs) > 20_000
+    assert b'"status":"completed"' in events[-1].raw
