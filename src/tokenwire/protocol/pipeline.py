@@ -94,7 +94,7 @@ class Pipeline:
         # very entry is still the open one.
         self._fast_block: tuple[str, int] | None = None
         # While the Responses / Anthropic per-token shortcut may be taken (see ``_token_op``):
-        # how a plain text token's read looks and the index of the block its delta goes to.
+        # how a plain text token's read looks and the open text block its delta goes to.
         # (One slot, not six: every open stream holds a pipeline.)
         self._token: _Token | None = None
         # The body's first _HEAD_BYTES, gathered over as many reads as it takes (a split
@@ -136,7 +136,7 @@ class Pipeline:
                     if text is not None and assembler.text_block(0) is block:
                         return [assembler.text_delta(block[1], text)]
                     # Exactly one event, decoder idle: hand the decoded chunk on directly.
-                    ops = self.assembler.feed(self.normalizer.feed_chunk(chunk), now)
+                    ops = assembler.feed(self.normalizer.feed_chunk(chunk), now)
                     self._fast_block = self._fast_path_block()
                     return ops
         token = self._token  # (set only for Responses and Anthropic)
@@ -231,7 +231,8 @@ class Pipeline:
                     facts = []
                 self._note_repairs(now_replaced)
             facts.extend(more)
-        return ops + self.assembler.feed(facts, now) if ops else self.assembler.feed(facts, now)
+        ops += self.assembler.feed(facts, now)
+        return ops
 
     def _note_repairs(self, count: int) -> None:
         """Events held invalid UTF-8 (used with U+FFFD): the message's end says so."""
