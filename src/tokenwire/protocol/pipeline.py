@@ -148,12 +148,15 @@ class Pipeline:
         if self._head_open:
             self._head += data[: _HEAD_BYTES - len(self._head)]
             self._head_open = len(self._head) < _HEAD_BYTES
+        # (With coalescing no per-token path is ever taken: nothing to look at per read.)
         if not self._chat:
             ops = self._feed_events(data, now)
-            self._allow_token_shortcut()
+            if not self.assembler.window:
+                self._allow_token_shortcut()
             return ops
         ops = self._feed(data, now)
-        self._fast_block = self._fast_path_block()
+        if not self.assembler.window:
+            self._fast_block = self._fast_path_block()
         return ops
 
     def _feed_events(self, data: bytes, now: float) -> list[EncodedOp]:
@@ -178,8 +181,8 @@ class Pipeline:
                 out = normalizer.feed_token(lines[1][6:])  # type: ignore[union-attr]
                 assembler = self.assembler
                 if type(out) is str:
-                    current = assembler.text_block(0)
-                    if current is not None and current[0] == "text" and not assembler.window:
+                    current = self._delta_block()
+                    if current is not None:
                         return [assembler.text_delta(current[1], out)]
                     out = [TextFact(0, "text", out)]
                 elif normalizer.replaced:  # (before the facts, which may end the message)
@@ -248,16 +251,17 @@ class Pipeline:
         step, skipping the layers' generality. Measured in bench/core.py (about a quarter
         off the per-chunk CPU); allowed only while that shortcut provably gives the same ops
         as the layers: decoder between events, no coalescing, no tag held back."""
+        current = self._delta_block()
+        if current is None or not self.decoder.idle or not self.normalizer.passes_plain_text(0):
+            return None
+        return current
+
+    def _delta_block(self) -> tuple[str, int] | None:
+        """Choice 0's open text block while a text token may go to it as a delta op at once
+        (every per-token path): a text block, no coalescing, the message not ended."""
         assembler = self.assembler
         current = assembler.text_block(0)
-        if (
-            current is None
-            or current[0] != "text"
-            or assembler.window
-            or assembler.done
-            or not self.decoder.idle
-            or not self.normalizer.passes_plain_text(0)
-        ):
+        if current is None or current[0] != "text" or assembler.window or assembler.done:
             return None
         return current
 
@@ -310,14 +314,8 @@ class Pipeline:
         0's text block open, no coalescing, the message not ended."""
         self._token = None
         if self._events_direct and not self._chat:
-            assembler = self.assembler
-            current = assembler.text_block(0)
-            if (
-                current is not None
-                and current[0] == "text"
-                and not assembler.window
-                and not assembler.done
-            ):
+            current = self._delta_block()
+            if current is not None:
                 shortcut = self.normalizer.token_shortcut()  # type: ignore[union-attr]
                 if shortcut is not None:
                     self._token = (*shortcut, current)
